@@ -1,0 +1,171 @@
+/*
+ * intedge.h — the one public header of libintedge, an integer-only training runtime.
+ *
+ * Numbers. Every tensor that enters a multiply is int8 in [-127, 127] with one shared
+ * power-of-two exponent: value = q * 2^e. Products accumulate exactly in int32/int64 and go
+ * back to int8 by stochastic rounding (SR) driven by a counter-based hash of
+ * (seed, stream, step, element), so results are identical on every CPU and thread count.
+ * Master weights and momentum are int32 with a per-tensor exponent. Floats only cross the
+ * API as IEEE-754 bit patterns (uint32_t); the runtime converts them with integer operations.
+ *
+ * Conventions (after SQLite):
+ *   - every call returns an ie_status; IE_OK is 0;
+ *   - handles are opaque; a failed call leaves a message in its handle (ie_model_errmsg,
+ *     ie_session_errmsg). ie_session_create reports through the model's message;
+ *   - there is no global mutable state: two sessions never share anything writable;
+ *   - ie_session_step and ie_session_forward never allocate: all memory comes from one arena
+ *     whose size ie_session_arena_size tells before anything is allocated.
+ *
+ * Lifetime: a model borrows the buffer given to ie_model_load (it may sit in flash); the
+ * buffer must outlive the model, and the model must outlive its sessions.
+ */
+#ifndef INTEDGE_H
+#define INTEDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define IE_API __declspec(dllexport)
+#else
+#define IE_API __attribute__((visibility("default")))
+#endif
+
+#define IE_VERSION_MAJOR 0
+#define IE_VERSION_MINOR 1
+
+/* IE_CDEF_BEGIN — the Python binding (cffi) reads the declarations from here to IE_CDEF_END. */
+
+typedef enum ie_status {
+    IE_OK = 0,
+    IE_ERR_ARG = 1,         /* a NULL pointer, a zero size, a value out of range */
+    IE_ERR_FORMAT = 2,      /* a model or checkpoint buffer is malformed or truncated */
+    IE_ERR_UNSUPPORTED = 3, /* a valid request this build cannot do (op, shape, version) */
+    IE_ERR_NOMEM = 4,       /* an allocation failed, or the caller's arena is too small */
+    IE_ERR_VALUE = 5,       /* data the math cannot take: NaN/Inf, a label out of range */
+    IE_ERR_STATE = 6        /* the call does not fit the handle's state */
+} ie_status;
+
+/* A dyadic constant: value = m * 2^e. Optimizer hyper-parameters travel in this form. */
+typedef struct ie_dyadic {
+    int32_t m;
+    int32_t e;
+} ie_dyadic;
+
+typedef enum ie_loss {
+    IE_LOSS_SOFTMAX_CE = 0, /* logits [N, C], labels int32 in [0, C) */
+    IE_LOSS_MSE = 1         /* outputs [N, D], targets float32 bits [N, D]; mean over N*D */
+} ie_loss;
+
+typedef struct ie_model ie_model;
+typedef struct ie_session ie_session;
+
+/* What a parameter (an ONNX initializer the graph trains) looks like. */
+typedef struct ie_param_info {
+    const char *name; /* borrowed from the model buffer; NUL-terminated */
+    uint32_t rank;
+    uint32_t dims[6];
+    uint32_t numel;
+} ie_param_info;
+
+typedef struct ie_session_config {
+    uint32_t batch_size;  /* largest batch a step or forward call may pass */
+    ie_loss loss;
+    ie_dyadic lr;         /* SGD, PyTorch semantics: v = mu*v + (g + wd*w); w -= lr*v */
+    ie_dyadic momentum;   /* {0,0} for plain SGD */
+    ie_dyadic weight_decay;
+    uint64_t seed;        /* drives every stochastic rounding */
+    const uint8_t *trainable; /* one flag per parameter (ie_model_param_count), or NULL = all */
+} ie_session_config;
+
+/* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss
+ * (nats for cross-entropy). n_correct counts argmax hits (cross-entropy only). */
+typedef struct ie_step_stats {
+    int64_t loss_sum_q16;
+    uint32_t count;
+    uint32_t n_correct;
+} ie_step_stats;
+
+/* ---- constants and conversions ---------------------------------------------------------- */
+
+/* A float32 (as IEEE-754 bits) to the nearest dyadic with a 31-bit mantissa. IE_ERR_VALUE for
+ * NaN or Inf. Done with integer operations only. */
+IE_API ie_status ie_dyadic_from_f32_bits(uint32_t bits, ie_dyadic *out);
+
+/* Short static text for a status code. */
+IE_API const char *ie_status_str(ie_status status);
+
+/* ---- models ----------------------------------------------------------------------------- */
+
+/* Validates an .iem buffer (every offset, size, shape and op parameter) and opens it. The
+ * model borrows `data`. On failure other than IE_ERR_NOMEM, *out is still a handle carrying the
+ * message; free it with ie_model_free. */
+IE_API ie_status ie_model_load(const void *data, size_t size, ie_model **out);
+IE_API void ie_model_free(ie_model *model);
+IE_API const char *ie_model_errmsg(const ie_model *model);
+
+IE_API uint32_t ie_model_param_count(const ie_model *model);
+IE_API ie_status ie_model_param_info(const ie_model *model, uint32_t index, ie_param_info *out);
+/* Per-sample element counts of the graph input and output (e.g. 64 and 10). */
+IE_API uint32_t ie_model_input_size(const ie_model *model);
+IE_API uint32_t ie_model_output_size(const ie_model *model);
+
+/* ---- sessions --------------------------------------------------------------------------- */
+
+/* Bytes the session needs for this config: handle, plan, parameters, optimizer state and
+ * every activation and gradient, laid out by the planner. Nothing is allocated. */
+IE_API ie_status ie_session_arena_size(ie_model *model, const ie_session_config *config,
+                                       size_t *bytes);
+
+/* Creates a session. With arena == NULL the runtime allocates the arena itself; otherwise it
+ * uses the caller's (at least ie_session_arena_size bytes, 64-byte aligned for best speed) and
+ * never calls malloc. Initial parameters come from the model. Errors go to the model's errmsg. */
+IE_API ie_status ie_session_create(ie_model *model, const ie_session_config *config,
+                                   void *arena, size_t arena_size, ie_session **out);
+IE_API void ie_session_free(ie_session *session);
+IE_API const char *ie_session_errmsg(const ie_session *session);
+
+/* One SGD step on n <= batch_size samples. x holds n * ie_model_input_size float32 bits.
+ * labels (cross-entropy) or targets (MSE, n * output size float32 bits) per the loss; the
+ * other may be NULL. stats may be NULL. */
+IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const uint32_t *x,
+                                 const int32_t *labels, const uint32_t *targets,
+                                 ie_step_stats *stats);
+
+/* Evaluation-mode forward (round-to-nearest, nothing saved, no step counted). Outputs are
+ * int8 q with one exponent (out_q: n * output size) ... */
+IE_API ie_status ie_session_forward(ie_session *session, uint32_t n, const uint32_t *x,
+                                    int8_t *out_q, int16_t *out_e);
+/* ... or the same values as float32 bits. */
+IE_API ie_status ie_session_forward_f32_bits(ie_session *session, uint32_t n,
+                                             const uint32_t *x, uint32_t *out);
+/* Loss and accuracy of an evaluation-mode forward, as ie_session_step reports them. */
+IE_API ie_status ie_session_evaluate(ie_session *session, uint32_t n, const uint32_t *x,
+                                     const int32_t *labels, const uint32_t *targets,
+                                     ie_step_stats *stats);
+
+/* Master weights of parameter `index`: numel int32 mantissas and one exponent. */
+IE_API ie_status ie_session_get_param(ie_session *session, uint32_t index, int32_t *mantissas,
+                                      int16_t *exponent);
+IE_API ie_status ie_session_set_param(ie_session *session, uint32_t index,
+                                      const int32_t *mantissas, int16_t exponent);
+/* The same as float32 bits (round to nearest even), and back (mapped with integer ops). */
+IE_API ie_status ie_session_get_param_f32_bits(ie_session *session, uint32_t index,
+                                               uint32_t *out);
+IE_API ie_status ie_session_set_param_f32_bits(ie_session *session, uint32_t index,
+                                               const uint32_t *values);
+
+IE_API ie_status ie_session_set_lr(ie_session *session, ie_dyadic lr);
+/* Steps taken so far; it is part of every SR counter. */
+IE_API uint64_t ie_session_step_count(const ie_session *session);
+
+/* IE_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* INTEDGE_H */

@@ -1,0 +1,31 @@
+/* The kernel dispatch table. Scalar kernels are the ground truth; every SIMD tier must give
+ * identical bytes. Operands are "packed": both GEMM inputs are row-major with the reduction
+ * dimension contiguous, so every kernel is a set of int8 dot products. */
+#ifndef IE_KERNELS_H
+#define IE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ie_kernels {
+    const char *name;
+    /* c[i*n + j] = sum_k a[i*k + k'] * b[j*k + k'];  k <= 2^17 so int32 is exact. */
+    void (*gemm_s8s8_s32)(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
+    /* The same for any k, accumulated exactly in int64 (int32 blocks of at most 2^17 terms). */
+    void (*gemm_s8s8_s64)(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k);
+    /* max |acc[i*cols + j] + bias[j]| (bias may be NULL). */
+    uint64_t (*absmax_s32_bias)(const int32_t *acc, const int64_t *bias, size_t rows, size_t cols);
+    /* out = clamp(round((acc + bias) * 2^-s), +-127), draws from key per element index
+     * (nearest != 0: round half up). s may be negative (exact left shift). */
+    void (*requant_s32_bias_s8)(const int32_t *acc, const int64_t *bias, size_t rows, size_t cols,
+                                int s, uint32_t key, uint32_t nearest, int8_t *out);
+} ie_kernels;
+
+/* Picks the best table for this CPU (scalar only in this version). */
+const ie_kernels *ie_kernels_select(void);
+extern const ie_kernels ie_kernels_scalar;
+
+/* Packing helpers shared by all tiers. */
+void ie_transpose_s8(const int8_t *src, size_t rows, size_t cols, int8_t *dst);
+
+#endif

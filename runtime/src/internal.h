@@ -1,0 +1,176 @@
+/* Internal structures shared by the loader, planner, executor and ops. */
+#ifndef IE_INTERNAL_H
+#define IE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/kernels.h"
+#include "intedge.h"
+#include "numeric.h"
+
+#define IE_MAX_RANK 6
+#define IE_MAX_INPUTS 4
+#define IE_MAX_OUTPUTS 2
+#define IE_MAX_ATTRS 6
+#define IE_NONE UINT32_MAX
+#define IE_ERRMSG_LEN 256
+#define IE_ALIGN 64
+/* Largest int8 dot product that int32 holds exactly: 127^2 * 2^17 < 2^31. */
+#define IE_MAX_REDUCTION (1u << 17)
+
+/* ---- the op set: one enum, one table (ops/registry.c) --------------------------------------- */
+typedef enum ie_op {
+    IE_OP_GEMM = 1,    /* Y[N,M] = X[N,K] . W^T (+ B[M]); attrs[0] = 1 if W is [M,K], 0 if [K,M] */
+    IE_OP_RELU = 2,    /* Y = max(X, 0) */
+    IE_OP_RESHAPE = 3, /* Y = X viewed with the output tensor's per-sample shape */
+    IE_OP_COUNT
+} ie_op;
+
+typedef enum ie_tensor_kind { IE_KIND_INPUT = 0, IE_KIND_PARAM = 1, IE_KIND_ACTIVATION = 2 } ie_tensor_kind;
+
+typedef struct ie_tensor_desc {
+    uint8_t kind;
+    uint8_t rank;
+    uint32_t dims[IE_MAX_RANK]; /* per-sample for inputs and activations; full for parameters */
+    uint32_t numel;
+    const char *name;
+    const uint8_t *data; /* parameters: numel float32 bits, little-endian */
+    uint32_t producer;   /* node index, or IE_NONE */
+    uint32_t consumer;   /* node index, or IE_NONE (at most one consumer in this version) */
+    uint32_t param;      /* parameter index, or IE_NONE */
+} ie_tensor_desc;
+
+typedef struct ie_node_desc {
+    uint16_t op;
+    uint8_t n_in, n_out;
+    uint32_t in[IE_MAX_INPUTS];
+    uint32_t out[IE_MAX_OUTPUTS];
+    int32_t attrs[IE_MAX_ATTRS];
+    const char *name;
+} ie_node_desc;
+
+typedef struct ie_plan_buffer ie_plan_buffer;
+
+struct ie_model {
+    const uint8_t *data;
+    size_t size;
+    uint32_t n_tensors, n_nodes, n_params;
+    uint32_t input, output;
+    ie_tensor_desc *tensors;
+    ie_node_desc *nodes;
+    uint32_t *param_tensor; /* parameter index -> tensor index */
+    ie_plan_buffer *plan_scratch;
+    uint32_t plan_capacity;
+    char errmsg[IE_ERRMSG_LEN];
+};
+
+/* ---- runtime state ---------------------------------------------------------------------------- */
+
+typedef struct ie_value {
+    int8_t *q;             /* forward data, batch x numel */
+    int8_t *g;             /* gradient, batch x numel */
+    int32_t e, ge;         /* their exponents */
+    uint32_t alias_of;     /* views share storage with this tensor (IE_NONE: own storage) */
+    uint8_t requires_grad;
+} ie_value;
+
+typedef struct ie_param {
+    uint32_t tensor, numel;
+    uint8_t trainable;
+    int32_t *w;           /* master mantissas */
+    int32_t we;
+    int32_t *mom;         /* momentum (trainable and momentum != 0) */
+    int32_t me;
+    int8_t *w8;           /* int8 SR view, rebuilt every step; layout chosen by the op */
+    int32_t e8;
+    int64_t *grad;        /* exact gradient accumulator for the step */
+    int32_t grad_e;
+    int32_t *opt_scratch; /* numel int32 for the optimizer */
+} ie_param;
+
+#define IE_NODE_SCRATCH 6
+typedef struct ie_node_rt {
+    void *scratch[IE_NODE_SCRATCH]; /* op-specific buffers, placed by the planner */
+} ie_node_rt;
+
+typedef enum ie_mode { IE_MODE_TRAIN = 0, IE_MODE_EVAL = 1 } ie_mode;
+
+struct ie_session {
+    ie_model *model;
+    ie_session_config cfg;
+    const ie_kernels *k;
+    uint8_t *trainable; /* copy of the flags, one per parameter */
+    ie_value *values;
+    ie_param *params;
+    ie_node_rt *nodes;
+    /* loss stage scratch */
+    int64_t *loss_acc;  /* batch x outputs */
+    int32_t *targets;   /* batch x outputs (MSE) */
+    uint8_t *arena;
+    size_t arena_size;
+    int owns_arena;
+    uint64_t step;
+    uint32_t n;         /* samples in the current call */
+    ie_mode mode;
+    char errmsg[IE_ERRMSG_LEN];
+};
+
+/* ---- SR stream ids: every rounding site draws from its own stream ---------------------------- */
+enum {
+    IE_STREAM_INPUT = 1,
+    IE_STREAM_LOSS = 2,
+    IE_STREAM_TARGET = 3,
+    IE_STREAM_NODE_BASE = 0x100,   /* + node * 16 + slot */
+    IE_STREAM_PARAM_BASE = 0x1000000 /* + param * 16 + slot */
+};
+
+ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream);
+static inline uint32_t ie_node_stream(uint32_t node, uint32_t slot) { return IE_STREAM_NODE_BASE + node * 16 + slot; }
+static inline uint32_t ie_param_stream(uint32_t param, uint32_t slot) { return IE_STREAM_PARAM_BASE + param * 16 + slot; }
+
+/* Positions in the step schedule: 0 input, 1..n forward, n+1 loss, n+2..2n+1 backward (reverse). */
+static inline uint32_t ie_pos_fwd(const ie_model *m, uint32_t node) { (void)m; return 1 + node; }
+static inline uint32_t ie_pos_loss(const ie_model *m) { return m->n_nodes + 1; }
+static inline uint32_t ie_pos_bwd(const ie_model *m, uint32_t node) { return 2 * m->n_nodes + 1 - node; }
+
+/* ---- planner interface for ops ---------------------------------------------------------------- */
+typedef struct ie_planner ie_planner;
+/* Asks for `bytes` of arena live from schedule position first to last; *slot receives it. */
+void ie_plan_scratch(ie_planner *p, void **slot, size_t bytes, uint32_t first, uint32_t last);
+/* Keeps tensor t's forward data alive until position `until` (saved for backward). */
+void ie_plan_keep(ie_planner *p, uint32_t tensor, uint32_t until);
+ie_session *ie_planner_session(ie_planner *p);
+
+/* ---- op registration -------------------------------------------------------------------------- */
+typedef struct ie_op_def {
+    const char *name;
+    uint8_t min_in, max_in, n_out;
+    /* Validates attributes and shapes at load; writes a message into err on failure. */
+    ie_status (*check)(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen);
+    /* Declares scratch, saved tensors and aliases. */
+    void (*plan)(ie_planner *p, uint32_t node);
+    void (*forward)(ie_session *s, uint32_t node);
+    /* Runs only when the node's output requires grad; fills input grads and parameter grads. */
+    void (*backward)(ie_session *s, uint32_t node);
+} ie_op_def;
+
+const ie_op_def *ie_op_lookup(uint32_t op);
+
+/* ---- optimizer (optim.c) ---------------------------------------------------------------------- */
+/* Applies one SGD step to parameter p from p->grad (exponent p->grad_e). */
+void ie_optim_step(ie_session *s, uint32_t param);
+/* Writes the int8 SR view of the master into dst and sets e8. With transpose_rows = R > 0 the
+ * master is read as [R, numel/R] and written transposed. */
+void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transpose_rows);
+
+/* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
+ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,
+                                   int with_grad, ie_step_stats *stats);
+
+/* Formats into a fixed buffer (vsnprintf-free for bare metal would come later). */
+void ie_set_err(char *buf, const char *fmt, ...);
+
+static inline size_t ie_align_up(size_t x) { return (x + (IE_ALIGN - 1)) & ~(size_t)(IE_ALIGN - 1); }
+
+#endif

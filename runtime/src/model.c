@@ -1,0 +1,255 @@
+/* The .iem model file: parsing and validation of untrusted bytes (docs/format.md).
+ * Every offset, size, count, shape and op parameter is checked before it is used. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "planner.h"
+
+#define IEM_MAGIC "IEM1"
+#define IEM_VERSION 1
+#define IEM_HEADER_SIZE 40
+#define IEM_TENSOR_SIZE 48
+#define IEM_NODE_SIZE 64
+#define IEM_MAX_TENSORS 65536
+#define IEM_MAX_NODES 65536
+#define IEM_MAX_NUMEL (1u << 28)
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+void ie_set_err(char *buf, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, IE_ERRMSG_LEN, fmt, ap);
+    va_end(ap);
+}
+
+uint32_t ie_crc32(const uint8_t *p, size_t n) {
+    /* nibble table: small enough for flash, fast enough for load time */
+    static const uint32_t t[16] = {0x00000000, 0x1DB71064, 0x3B6E20C8, 0x26D930AC, 0x76DC4190, 0x6B6B51F4,
+                                   0x4DB26158, 0x5005713C, 0xEDB88320, 0xF00F9344, 0xD6D6A3E8, 0xCB61B38C,
+                                   0x9B64C2B0, 0x86D3D2D4, 0xA00AE278, 0xBDBDF21C};
+    uint32_t c = 0xFFFFFFFFU;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        c = (c >> 4) ^ t[c & 15];
+        c = (c >> 4) ^ t[c & 15];
+    }
+    return c ^ 0xFFFFFFFFU;
+}
+
+/* [off, off+len) lies inside the buffer (no overflow: 64-bit sums of 32-bit values). */
+static int in_bounds(const ie_model *m, uint32_t off, uint64_t len) { return (uint64_t)off + len <= m->size; }
+
+static ie_status fail(ie_model *m, ie_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->errmsg, IE_ERRMSG_LEN, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* A name: inside the buffer, followed by a NUL, no NUL inside. */
+static int read_name(const ie_model *m, uint32_t off, uint32_t len, const char **out) {
+    if (!in_bounds(m, off, (uint64_t)len + 1) || m->data[off + len] != 0) return 0;
+    if (memchr(m->data + off, 0, len)) return 0;
+    *out = (const char *)(m->data + off);
+    return 1;
+}
+
+static ie_status parse_tensors(ie_model *m, uint32_t table) {
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const uint8_t *r = m->data + table + (size_t)i * IEM_TENSOR_SIZE;
+        ie_tensor_desc *t = &m->tensors[i];
+        t->kind = r[0];
+        t->rank = r[1];
+        t->producer = t->consumer = t->param = IE_NONE;
+        if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %u: unknown kind %u", i, t->kind);
+        if (t->rank < 1 || t->rank > IE_MAX_RANK)
+            return fail(m, IE_ERR_FORMAT, "tensor %u: rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
+        uint64_t numel = 1;
+        for (uint32_t d = 0; d < IE_MAX_RANK; d++) {
+            t->dims[d] = rd32(r + 4 + 4 * d);
+            if (d < t->rank) {
+                if (t->dims[d] == 0) return fail(m, IE_ERR_FORMAT, "tensor %u: dimension %u is 0", i, d);
+                numel *= t->dims[d];
+                if (numel > IEM_MAX_NUMEL)
+                    return fail(m, IE_ERR_UNSUPPORTED, "tensor %u: more than %u elements", i, IEM_MAX_NUMEL);
+            } else if (t->dims[d] != 0) {
+                return fail(m, IE_ERR_FORMAT, "tensor %u: dimension %u beyond rank is not 0", i, d);
+            }
+        }
+        t->numel = (uint32_t)numel;
+        if (!read_name(m, rd32(r + 28), rd32(r + 32), &t->name))
+            return fail(m, IE_ERR_FORMAT, "tensor %u: name out of bounds or not terminated", i);
+        uint32_t doff = rd32(r + 36), dlen = rd32(r + 40);
+        if (t->kind == IE_KIND_PARAM) {
+            if (dlen != 4 * numel)
+                return fail(m, IE_ERR_FORMAT, "parameter '%s': %u data bytes, expected %u", t->name, dlen,
+                            (uint32_t)(4 * numel));
+            if (!in_bounds(m, doff, dlen)) return fail(m, IE_ERR_FORMAT, "parameter '%s': data out of bounds", t->name);
+            t->data = m->data + doff;
+            t->param = m->n_params++;
+        } else if (dlen != 0) {
+            return fail(m, IE_ERR_FORMAT, "tensor '%s': only parameters carry data", t->name);
+        }
+    }
+    return IE_OK;
+}
+
+static ie_status parse_nodes(ie_model *m, uint32_t table) {
+    for (uint32_t i = 0; i < m->n_nodes; i++) {
+        const uint8_t *r = m->data + table + (size_t)i * IEM_NODE_SIZE;
+        ie_node_desc *nd = &m->nodes[i];
+        nd->op = rd16(r);
+        nd->n_in = r[2];
+        nd->n_out = r[3];
+        for (int k = 0; k < IE_MAX_INPUTS; k++) nd->in[k] = rd32(r + 4 + 4 * k);
+        for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = rd32(r + 20 + 4 * k);
+        for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)rd32(r + 28 + 4 * k);
+        if (!read_name(m, rd32(r + 52), rd32(r + 56), &nd->name))
+            return fail(m, IE_ERR_FORMAT, "node %u: name out of bounds or not terminated", i);
+        const ie_op_def *def = ie_op_lookup(nd->op);
+        if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
+        if (nd->n_in < def->min_in || nd->n_in > def->max_in || nd->n_out != def->n_out)
+            return fail(m, IE_ERR_FORMAT, "node '%s' (%s): %u inputs and %u outputs do not fit the op", nd->name,
+                        def->name, nd->n_in, nd->n_out);
+        for (uint32_t k = 0; k < nd->n_in; k++) {
+            uint32_t t = nd->in[k];
+            if (t >= m->n_tensors) return fail(m, IE_ERR_FORMAT, "node '%s': input %u out of range", nd->name, k);
+            ie_tensor_desc *td = &m->tensors[t];
+            if (td->kind == IE_KIND_ACTIVATION && td->producer == IE_NONE)
+                return fail(m, IE_ERR_FORMAT, "node '%s': input '%s' is used before it is produced", nd->name, td->name);
+            if (td->kind != IE_KIND_PARAM) {
+                if (td->consumer != IE_NONE)
+                    return fail(m, IE_ERR_UNSUPPORTED, "tensor '%s' feeds more than one node", td->name);
+                td->consumer = i;
+            } else if (td->consumer != IE_NONE) {
+                return fail(m, IE_ERR_UNSUPPORTED, "parameter '%s' is shared by two nodes", td->name);
+            } else {
+                td->consumer = i;
+            }
+        }
+        for (uint32_t k = 0; k < nd->n_out; k++) {
+            uint32_t t = nd->out[k];
+            if (t >= m->n_tensors) return fail(m, IE_ERR_FORMAT, "node '%s': output %u out of range", nd->name, k);
+            ie_tensor_desc *td = &m->tensors[t];
+            if (td->kind != IE_KIND_ACTIVATION || td->producer != IE_NONE)
+                return fail(m, IE_ERR_FORMAT, "node '%s': output '%s' is not a fresh activation", nd->name, td->name);
+            td->producer = i;
+        }
+        char err[IE_ERRMSG_LEN];
+        err[0] = 0;
+        if (def->check(m, nd, err, sizeof err) != IE_OK)
+            return fail(m, IE_ERR_FORMAT, "node '%s' (%s): %s", nd->name, def->name, err);
+    }
+    return IE_OK;
+}
+
+static ie_status validate_graph(ie_model *m) {
+    if (m->input >= m->n_tensors || m->tensors[m->input].kind != IE_KIND_INPUT)
+        return fail(m, IE_ERR_FORMAT, "the graph input is not an input tensor");
+    if (m->output >= m->n_tensors || m->tensors[m->output].kind != IE_KIND_ACTIVATION ||
+        m->tensors[m->output].producer == IE_NONE)
+        return fail(m, IE_ERR_FORMAT, "the graph output is not produced by any node");
+    if (m->tensors[m->output].consumer != IE_NONE)
+        return fail(m, IE_ERR_UNSUPPORTED, "the graph output '%s' also feeds a node", m->tensors[m->output].name);
+    for (uint32_t i = 0; i < m->n_tensors; i++) {
+        const ie_tensor_desc *t = &m->tensors[i];
+        if (t->kind == IE_KIND_INPUT && i != m->input)
+            return fail(m, IE_ERR_UNSUPPORTED, "tensor '%s': only one graph input is supported", t->name);
+        if (t->kind == IE_KIND_ACTIVATION && t->producer == IE_NONE)
+            return fail(m, IE_ERR_FORMAT, "activation '%s' is never produced", t->name);
+        if (t->kind == IE_KIND_ACTIVATION && i != m->output && t->consumer == IE_NONE)
+            return fail(m, IE_ERR_FORMAT, "activation '%s' is never used", t->name);
+    }
+    return IE_OK;
+}
+
+static ie_status parse(ie_model *m) {
+    const uint8_t *d = m->data;
+    if (m->size < IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "buffer of %zu bytes is shorter than the .iem header", m->size);
+    if (memcmp(d, IEM_MAGIC, 4) != 0) return fail(m, IE_ERR_FORMAT, "not an .iem model (bad magic)");
+    if (rd16(d + 4) != IEM_VERSION)
+        return fail(m, IE_ERR_UNSUPPORTED, ".iem version %u; this runtime reads version %u", rd16(d + 4), IEM_VERSION);
+    if (rd16(d + 6) != IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "bad .iem header size");
+    if (rd32(d + 8) != m->size)
+        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %u bytes, buffer has %zu", rd32(d + 8), m->size);
+    if (ie_crc32(d + 16, m->size - 16) != rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
+    m->n_tensors = rd32(d + 16);
+    m->n_nodes = rd32(d + 20);
+    m->input = rd32(d + 24);
+    m->output = rd32(d + 28);
+    uint32_t toff = rd32(d + 32), noff = rd32(d + 36);
+    if (m->n_tensors == 0 || m->n_tensors > IEM_MAX_TENSORS || m->n_nodes == 0 || m->n_nodes > IEM_MAX_NODES)
+        return fail(m, IE_ERR_FORMAT, "tensor or node count out of range");
+    if (!in_bounds(m, toff, (uint64_t)m->n_tensors * IEM_TENSOR_SIZE) ||
+        !in_bounds(m, noff, (uint64_t)m->n_nodes * IEM_NODE_SIZE))
+        return fail(m, IE_ERR_FORMAT, "tensor or node table out of bounds");
+
+    /* one allocation for the decoded tables and the planner's scratch */
+    uint32_t plan_cap = ie_planner_capacity(m->n_tensors, m->n_nodes);
+    size_t bytes = sizeof(ie_tensor_desc) * m->n_tensors + sizeof(ie_node_desc) * m->n_nodes +
+                   sizeof(uint32_t) * m->n_tensors + ie_planner_scratch_bytes(plan_cap);
+    uint8_t *mem = calloc(1, bytes);
+    if (!mem) return fail(m, IE_ERR_NOMEM, "out of memory decoding the model");
+    m->tensors = (ie_tensor_desc *)mem;
+    m->nodes = (ie_node_desc *)(m->tensors + m->n_tensors);
+    m->param_tensor = (uint32_t *)(m->nodes + m->n_nodes);
+    m->plan_scratch = (ie_plan_buffer *)(m->param_tensor + m->n_tensors);
+    m->plan_capacity = plan_cap;
+
+    ie_status st = parse_tensors(m, toff);
+    if (st == IE_OK) st = parse_nodes(m, noff);
+    if (st == IE_OK) st = validate_graph(m);
+    if (st != IE_OK) return st;
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].param != IE_NONE) m->param_tensor[m->tensors[i].param] = i;
+    return IE_OK;
+}
+
+ie_status ie_model_load(const void *data, size_t size, ie_model **out) {
+    if (!out) return IE_ERR_ARG;
+    *out = NULL;
+    ie_model *m = calloc(1, sizeof *m);
+    if (!m) return IE_ERR_NOMEM;
+    *out = m;
+    if (!data) return fail(m, IE_ERR_ARG, "model data is NULL");
+    m->data = data;
+    m->size = size;
+    ie_status st = parse(m);
+    if (st != IE_OK) {
+        free(m->tensors);
+        m->tensors = NULL;
+        m->n_tensors = m->n_nodes = m->n_params = 0;
+    }
+    return st;
+}
+
+void ie_model_free(ie_model *m) {
+    if (!m) return;
+    free(m->tensors);
+    free(m);
+}
+
+const char *ie_model_errmsg(const ie_model *m) { return m ? m->errmsg : "model handle is NULL"; }
+
+uint32_t ie_model_param_count(const ie_model *m) { return m ? m->n_params : 0; }
+
+ie_status ie_model_param_info(const ie_model *m, uint32_t index, ie_param_info *out) {
+    if (!m || !out || index >= m->n_params) return IE_ERR_ARG;
+    const ie_tensor_desc *t = &m->tensors[m->param_tensor[index]];
+    out->name = t->name;
+    out->rank = t->rank;
+    for (int d = 0; d < IE_MAX_RANK; d++) out->dims[d] = t->dims[d];
+    out->numel = t->numel;
+    return IE_OK;
+}
+
+uint32_t ie_model_input_size(const ie_model *m) { return m && m->tensors ? m->tensors[m->input].numel : 0; }
+uint32_t ie_model_output_size(const ie_model *m) { return m && m->tensors ? m->tensors[m->output].numel : 0; }

@@ -1,0 +1,186 @@
+#include "numeric.h"
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9E3779B97F4A7C15ULL;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+    return x ^ (x >> 31);
+}
+
+uint32_t ie_stream_key(uint64_t seed, uint32_t stream, uint64_t step) {
+    uint64_t k = splitmix64(seed ^ splitmix64(((uint64_t)stream << 32) ^ splitmix64(step)));
+    return (uint32_t)(k >> 32);
+}
+
+uint64_t ie_absmax_s64(const int64_t *x, size_t n) {
+    uint64_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = ie_abs64(x[i]);
+        if (a > m) m = a;
+    }
+    return m;
+}
+
+uint64_t ie_absmax_s32(const int32_t *x, size_t n) {
+    uint64_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = ie_abs64(x[i]);
+        if (a > m) m = a;
+    }
+    return m;
+}
+
+void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y) {
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int8_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), 127);
+}
+
+void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y) {
+    int64_t lim = ((int64_t)1 << bits) - 1;
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);
+}
+
+void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y) {
+    int64_t lim = ((int64_t)1 << bits) - 1;
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int32_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);
+}
+
+int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y) {
+    int s = ie_requant_shift(ie_absmax_s64(x, n), 7);
+    ie_shift_s64_s8(x, n, s, r, y);
+    return s;
+}
+
+/* ---- dyadic arithmetic ---------------------------------------------------------------------- */
+
+/* Highest set bit position + 1 of the term c*x (exponent ce + ex), or INT32_MIN when zero. */
+static int32_t term_top(ie_dyadic c, uint64_t xmax, int32_t ex) {
+    if (c.m == 0 || xmax == 0) return INT32_MIN;
+    return c.e + ex + ie_bitlen64(ie_abs64(c.m) * xmax);
+}
+
+int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
+                     ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r) {
+    enum { TERM_BITS = 29 };
+    int32_t ta = term_top(a, x ? ie_absmax_s32(x, n) : 0, ex);
+    int32_t tb = term_top(b, y ? ie_absmax_s32(y, n) : 0, ey);
+    if (ta == INT32_MIN && tb == INT32_MIN) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+        return ex;
+    }
+    int32_t eo = (ta > tb ? ta : tb) - TERM_BITS;
+    /* A term far below the other rounds to (stochastic) noise; the shift clamp keeps it bounded. */
+    int sa = ta == INT32_MIN ? 0 : eo - (a.e + ex);
+    int sb = tb == INT32_MIN ? 0 : eo - (b.e + ey);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t draw = ie_draw(r, (uint32_t)i);
+        int64_t v = 0;
+        if (ta != INT32_MIN) v += ie_shift_round((int64_t)a.m * x[i], sa, draw);
+        /* An independent draw for the second term keeps the two roundings uncorrelated. */
+        if (tb != INT32_MIN) v += ie_shift_round((int64_t)b.m * y[i], sb, ie_hash32(draw ^ 0x5bd1e995U));
+        out[i] = (int32_t)v;
+    }
+    return eo;
+}
+
+/* ---- the float boundary --------------------------------------------------------------------- */
+
+int ie_f32_bits_is_finite(uint32_t bits) { return ((bits >> 23) & 0xFF) != 0xFF; }
+
+/* Decodes |v| = mant * 2^exp (mant < 2^24). */
+static void f32_decode(uint32_t v, uint32_t *mant, int32_t *exp) {
+    uint32_t biased = (v >> 23) & 0xFF, frac = v & 0x7FFFFF;
+    *mant = biased ? (frac | 0x800000U) : frac;
+    *exp = (biased ? (int32_t)biased : 1) - 150;
+}
+
+ie_status ie_f32_common_exponent(const uint32_t *v, size_t n, int bits, int32_t *e_out) {
+    uint32_t max_mag = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!ie_f32_bits_is_finite(v[i])) return IE_ERR_VALUE;
+        uint32_t mag = v[i] & 0x7FFFFFFFU; /* magnitudes order like unsigned integers */
+        if (mag > max_mag) max_mag = mag;
+    }
+    if (max_mag == 0) {
+        *e_out = -bits;
+        return IE_OK;
+    }
+    uint32_t mant;
+    int32_t exp;
+    f32_decode(max_mag, &mant, &exp);
+    *e_out = exp + ie_bitlen64(mant) - bits;
+    return IE_OK;
+}
+
+int32_t ie_f32_to_fixed(uint32_t v, int32_t e, int bits, uint32_t draw) {
+    uint32_t mant;
+    int32_t exp;
+    f32_decode(v, &mant, &exp);
+    if (mant == 0) return 0;
+    int32_t s = e - exp;
+    int64_t lim = ((int64_t)1 << bits) - 1;
+    if (s < 0 && ie_bitlen64(mant) - s > bits) return (int32_t)((v >> 31) ? -lim : lim);
+    int64_t m = (v >> 31) ? -(int64_t)mant : (int64_t)mant;
+    return (int32_t)ie_clamp64(ie_shift_round(m, s, draw), lim);
+}
+
+/* a * 2^-s rounded to nearest, ties to even (a < 2^63). */
+static uint64_t round_shift_even(uint64_t a, int s) {
+    if (s <= 0) return a << -s;
+    if (s > 63) return 0;
+    uint64_t q = a >> s, rem = a & (((uint64_t)1 << s) - 1), half = (uint64_t)1 << (s - 1);
+    if (rem > half || (rem == half && (q & 1))) q++;
+    return q;
+}
+
+uint32_t ie_fixed_to_f32_bits(int64_t m, int32_t e) {
+    if (m == 0) return 0;
+    uint32_t sign = m < 0 ? 0x80000000U : 0;
+    uint64_t a = ie_abs64(m);
+    int32_t len = ie_bitlen64(a);
+    int64_t biased = (int64_t)len - 1 + e + 127;
+    if (biased >= 255) return sign | 0x7F800000U;
+    uint64_t bits;
+    if (biased >= 1) {
+        /* the mantissa keeps its implicit bit, so a carry to 2^24 bumps the exponent field */
+        bits = ((uint64_t)(biased - 1) << 23) + round_shift_even(a, len - 24);
+    } else {
+        int64_t s = (int64_t)len - 24 + 1 - biased;
+        bits = s > 63 ? 0 : round_shift_even(a, (int)s);
+    }
+    if (bits >= 0x7F800000U) return sign | 0x7F800000U;
+    return sign | (uint32_t)bits;
+}
+
+ie_status ie_dyadic_from_f32_bits(uint32_t bits, ie_dyadic *out) {
+    if (!out) return IE_ERR_ARG;
+    if (!ie_f32_bits_is_finite(bits)) return IE_ERR_VALUE;
+    uint32_t mant;
+    int32_t exp;
+    f32_decode(bits, &mant, &exp);
+    if (mant == 0) {
+        out->m = 0;
+        out->e = 0;
+        return IE_OK;
+    }
+    int up = 31 - ie_bitlen64(mant); /* fill 31 bits; exact, since mant has at most 24 */
+    int32_t m = (int32_t)(mant << up);
+    out->m = (bits >> 31) ? -m : m;
+    out->e = exp - up;
+    return IE_OK;
+}
+
+const char *ie_status_str(ie_status status) {
+    switch (status) {
+    case IE_OK: return "ok";
+    case IE_ERR_ARG: return "invalid argument";
+    case IE_ERR_FORMAT: return "malformed buffer";
+    case IE_ERR_UNSUPPORTED: return "unsupported";
+    case IE_ERR_NOMEM: return "out of memory";
+    case IE_ERR_VALUE: return "invalid value";
+    case IE_ERR_STATE: return "invalid state";
+    }
+    return "unknown status";
+}

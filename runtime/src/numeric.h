@@ -1,0 +1,106 @@
+/* Integer number format helpers: bit lengths, shifts with rounding, the counter-based RNG,
+ * requantization, IEEE-754 bit conversions and dyadic arithmetic. No floating point. */
+#ifndef IE_NUMERIC_H
+#define IE_NUMERIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "intedge.h"
+
+/* Number of significant bits of x (0 for 0). */
+static inline int ie_bitlen64(uint64_t x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return x ? 64 - __builtin_clzll(x) : 0;
+#else
+    int n = 0;
+    while (x) { n++; x >>= 1; }
+    return n;
+#endif
+}
+
+static inline uint64_t ie_abs64(int64_t x) { return x < 0 ? (uint64_t)0 - (uint64_t)x : (uint64_t)x; }
+
+/* floor(x / 2^s) for 0 <= s <= 63, without relying on implementation-defined >> of negatives. */
+static inline int64_t ie_asr64(int64_t x, int s) {
+    return x >= 0 ? (int64_t)((uint64_t)x >> s) : -(int64_t)(((uint64_t)(-(x + 1)) >> s)) - 1;
+}
+
+/* ---- counter-based random numbers ----------------------------------------------------------
+ * A stream key is derived from (seed, stream, step); element i of the stream draws
+ * hash32(i * golden ^ key). hash32 is a bijection, so within a stream no two elements collide. */
+static inline uint32_t ie_hash32(uint32_t x) {
+    x ^= x >> 16;
+    x *= 0x7feb352dU;
+    x ^= x >> 15;
+    x *= 0x846ca68bU;
+    x ^= x >> 16;
+    return x;
+}
+
+uint32_t ie_stream_key(uint64_t seed, uint32_t stream, uint64_t step);
+
+/* How a shift rounds: stochastically (uniform bits from the stream) or to nearest (half up).
+ * Rounding to nearest is SR with the constant draw 2^31, so both share one code path. */
+typedef struct ie_rounder {
+    uint32_t key;
+    uint32_t nearest;
+} ie_rounder;
+
+static inline uint32_t ie_draw(ie_rounder r, uint32_t index) {
+    return r.nearest ? 0x80000000U : ie_hash32((index * 0x9E3779B9U) ^ r.key);
+}
+
+/* x * 2^-s rounded by the draw r (uniform in [0, 2^32)). s <= 0 is an exact left shift, which
+ * the caller keeps in range. |x| < 2^62. Shifts beyond 62 act as 62 (a value below 2^-62 ulp). */
+static inline int64_t ie_shift_round(int64_t x, int s, uint32_t r) {
+    if (s <= 0) return x * ((int64_t)1 << -s);
+    if (s > 62) s = 62;
+    if (s <= 32) return ie_asr64(x + (int64_t)(r >> (32 - s)), s);
+    int64_t q = ie_asr64(x, s);
+    uint64_t frac = ((uint64_t)x & (((uint64_t)1 << s) - 1)) >> (s - 32);
+    return q + (((uint64_t)r + frac) >> 32 ? 1 : 0);
+}
+
+static inline int64_t ie_clamp64(int64_t x, int64_t lim) { return x > lim ? lim : (x < -lim ? -lim : x); }
+
+/* Shift that brings a maximum magnitude `max_abs` to at most `bits` significant bits:
+ * s = bitlen(max_abs) - bits (negative means an exact left shift). */
+static inline int ie_requant_shift(uint64_t max_abs, int bits) { return ie_bitlen64(max_abs) - bits; }
+
+/* ---- requantization of wide arrays -------------------------------------------------------- */
+
+uint64_t ie_absmax_s64(const int64_t *x, size_t n);
+uint64_t ie_absmax_s32(const int32_t *x, size_t n);
+
+/* y = clamp(round(x * 2^-s), +-(2^bits - 1)); the exponent grows by s. */
+void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y);
+void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+
+/* Requantize to int8 with the shift picked from max|x|; returns the shift s (exponent += s). */
+int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);
+
+/* ---- dyadic arithmetic -------------------------------------------------------------------- */
+
+/* out = a*x + b*y elementwise (x, y int32 with exponents ex, ey; out may alias x or y). The
+ * output exponent is chosen so each term stays within 29 bits and the sum fits in int32. A term
+ * with a zero constant or zero data is skipped. Returns the output exponent. */
+int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
+                     ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r);
+
+/* ---- the float boundary (IEEE-754 binary32 bit patterns) ---------------------------------- */
+
+int ie_f32_bits_is_finite(uint32_t bits);
+
+/* Common exponent for mapping a float32 array to `bits`-bit signed integers: the largest
+ * magnitude gets exactly `bits` significant bits. IE_ERR_VALUE on NaN/Inf. */
+ie_status ie_f32_common_exponent(const uint32_t *v, size_t n, int bits, int32_t *e_out);
+
+/* One element: round(v * 2^-e) clamped to +-(2^bits - 1). */
+int32_t ie_f32_to_fixed(uint32_t v, int32_t e, int bits, uint32_t draw);
+
+/* m * 2^e to float32 bits, rounding to nearest even; overflow gives +-Inf. */
+uint32_t ie_fixed_to_f32_bits(int64_t m, int32_t e);
+
+#endif

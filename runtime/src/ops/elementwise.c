@@ -1,0 +1,54 @@
+/* Shape-preserving ops: Relu (a mask, no rounding) and Reshape (a view, no copy). */
+#include "../planner.h"
+
+static ie_status same_numel_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (x->kind == IE_KIND_PARAM) { ie_set_err(err, "the input must not be a parameter"); return IE_ERR_FORMAT; }
+    if (x->numel != y->numel) { ie_set_err(err, "%u input elements but %u output elements", x->numel, y->numel); return IE_ERR_FORMAT; }
+    return IE_OK;
+}
+
+/* ---- Relu ---- */
+static void relu_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    uint32_t y = m->nodes[node].out[0];
+    if (ie_plan_requires_grad(p, y)) ie_plan_keep(p, y, ie_pos_bwd(m, node)); /* the mask is y > 0 */
+}
+
+static void relu_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
+    for (size_t i = 0; i < n; i++) y->q[i] = x->q[i] > 0 ? x->q[i] : 0;
+    y->e = x->e;
+}
+
+static void relu_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
+    for (size_t i = 0; i < n; i++) x->g[i] = y->q[i] > 0 ? y->g[i] : 0;
+    x->ge = y->ge;
+}
+
+const ie_op_def ie_op_relu = {"Relu", 1, 1, 1, same_numel_check, relu_plan, relu_forward, relu_backward};
+
+/* ---- Reshape ---- */
+static void reshape_plan(ie_planner *p, uint32_t node) {
+    const ie_node_desc *nd = &ie_plan_model(p)->nodes[node];
+    ie_plan_alias(p, nd->out[0], nd->in[0]);
+}
+
+static void reshape_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    s->values[nd->out[0]].e = s->values[nd->in[0]].e;
+}
+
+static void reshape_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    s->values[nd->in[0]].ge = s->values[nd->out[0]].ge;
+}
+
+const ie_op_def ie_op_reshape = {"Reshape", 1, 1, 1, same_numel_check, reshape_plan, reshape_forward, reshape_backward};

@@ -1,0 +1,201 @@
+#include "planner.h"
+
+#include <string.h>
+
+typedef struct ie_value_life {
+    uint32_t q_first, q_last, g_first, g_last, alias_of;
+    uint8_t requires_grad;
+} ie_value_life;
+
+struct ie_planner {
+    ie_model *m;
+    const ie_session_config *cfg;
+    ie_plan_buffer *buf;
+    uint32_t n, cap;
+    ie_value_life *life;
+    int overflow;
+};
+
+/* Buffers per tensor (data, grad), per node (scratch slots) and per parameter (view, grad, opt). */
+uint32_t ie_planner_capacity(uint32_t n_tensors, uint32_t n_nodes) {
+    return 5 * n_tensors + IE_NODE_SCRATCH * n_nodes + 4;
+}
+
+size_t ie_planner_scratch_bytes(uint32_t capacity) {
+    /* buffers, then one life record per tensor (at most `capacity` tensors) */
+    return capacity * sizeof(ie_plan_buffer) + capacity * sizeof(ie_value_life);
+}
+
+static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, size_t bytes, uint32_t first,
+                uint32_t last) {
+    if (bytes == 0) return;
+    if (p->n == p->cap) {
+        p->overflow = 1;
+        return;
+    }
+    ie_plan_buffer *b = &p->buf[p->n++];
+    b->kind = (uint8_t)kind;
+    b->slot = (uint8_t)slot;
+    b->index = index;
+    b->first = first;
+    b->last = last;
+    b->bytes = ie_align_up(bytes);
+    b->offset = 0;
+}
+
+const ie_model *ie_plan_model(const ie_planner *p) { return p->m; }
+uint32_t ie_plan_batch(const ie_planner *p) { return p->cfg->batch_size; }
+int ie_plan_requires_grad(const ie_planner *p, uint32_t t) { return p->life[t].requires_grad; }
+int ie_plan_param_trainable(const ie_planner *p, uint32_t t) {
+    return p->m->tensors[t].kind == IE_KIND_PARAM && p->life[t].requires_grad;
+}
+void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, size_t bytes, uint32_t first, uint32_t last) {
+    add(p, IE_BUF_NODE, node, slot, bytes, first, last);
+}
+void ie_plan_param_buffer(ie_planner *p, uint32_t t, ie_buf_kind kind, size_t bytes, uint32_t first, uint32_t last) {
+    add(p, kind, p->m->tensors[t].param, 0, bytes, first, last);
+}
+void ie_plan_keep(ie_planner *p, uint32_t t, uint32_t until) {
+    if (p->life[t].q_last < until) p->life[t].q_last = until;
+}
+void ie_plan_alias(ie_planner *p, uint32_t view, uint32_t base) {
+    while (p->life[base].alias_of != IE_NONE) base = p->life[base].alias_of;
+    p->life[view].alias_of = base;
+}
+
+static void lifetimes(ie_planner *p) {
+    ie_model *m = p->m;
+    for (uint32_t t = 0; t < m->n_tensors; t++) {
+        const ie_tensor_desc *td = &m->tensors[t];
+        ie_value_life *l = &p->life[t];
+        l->alias_of = IE_NONE;
+        l->requires_grad = 0;
+        if (td->kind == IE_KIND_PARAM)
+            l->requires_grad = p->cfg->trainable ? p->cfg->trainable[td->param] != 0 : 1;
+        l->q_first = td->kind == IE_KIND_INPUT ? 0 : ie_pos_fwd(m, td->producer);
+        l->q_last = td->consumer != IE_NONE ? ie_pos_fwd(m, td->consumer) : ie_pos_loss(m);
+    }
+    /* nodes are topologically ordered, so one pass propagates requires_grad forward */
+    for (uint32_t i = 0; i < m->n_nodes; i++) {
+        const ie_node_desc *nd = &m->nodes[i];
+        uint8_t rg = 0;
+        for (uint32_t k = 0; k < nd->n_in; k++) rg |= p->life[nd->in[k]].requires_grad;
+        for (uint32_t k = 0; k < nd->n_out; k++) p->life[nd->out[k]].requires_grad = rg;
+    }
+    for (uint32_t t = 0; t < m->n_tensors; t++) {
+        const ie_tensor_desc *td = &m->tensors[t];
+        ie_value_life *l = &p->life[t];
+        if (td->kind != IE_KIND_ACTIVATION || !l->requires_grad) continue;
+        l->g_first = t == m->output ? ie_pos_loss(m) : ie_pos_bwd(m, td->consumer);
+        l->g_last = ie_pos_bwd(m, td->producer);
+    }
+}
+
+static void merge_aliases(ie_planner *p) {
+    for (uint32_t t = 0; t < p->m->n_tensors; t++) {
+        ie_value_life *l = &p->life[t], *r;
+        if (l->alias_of == IE_NONE) continue;
+        r = &p->life[l->alias_of];
+        if (l->q_first < r->q_first) r->q_first = l->q_first;
+        if (l->q_last > r->q_last) r->q_last = l->q_last;
+        if (l->requires_grad) {
+            if (!r->requires_grad || l->g_first < r->g_first) r->g_first = l->g_first;
+            if (!r->requires_grad || l->g_last > r->g_last) r->g_last = l->g_last;
+        }
+    }
+}
+
+static int overlaps(const ie_plan_buffer *a, const ie_plan_buffer *b) {
+    return a->first <= b->last && b->first <= a->last;
+}
+
+/* Greedy by size: biggest first, each at the lowest offset clear of every placed buffer whose
+ * lifetime overlaps. Returns the peak. */
+static size_t place(ie_plan_buffer *buf, uint32_t n) {
+    /* insertion sort by size, descending (n is small; stable, so the plan is deterministic) */
+    for (uint32_t i = 1; i < n; i++) {
+        ie_plan_buffer x = buf[i];
+        uint32_t j = i;
+        while (j > 0 && buf[j - 1].bytes < x.bytes) {
+            buf[j] = buf[j - 1];
+            j--;
+        }
+        buf[j] = x;
+    }
+    size_t peak = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t off = 0;
+        int moved = 1;
+        while (moved) { /* slide past every conflicting placed buffer until none conflicts */
+            moved = 0;
+            for (uint32_t j = 0; j < i; j++) {
+                if (!overlaps(&buf[i], &buf[j])) continue;
+                if (off < buf[j].offset + buf[j].bytes && buf[j].offset < off + buf[i].bytes) {
+                    off = buf[j].offset + buf[j].bytes;
+                    moved = 1;
+                }
+            }
+        }
+        buf[i].offset = off;
+        if (off + buf[i].bytes > peak) peak = off + buf[i].bytes;
+    }
+    return peak;
+}
+
+static void resolve(ie_session *s, const ie_plan_buffer *b, uint8_t *region) {
+    void *ptr = region + b->offset;
+    switch ((ie_buf_kind)b->kind) {
+    case IE_BUF_VALUE_Q: s->values[b->index].q = ptr; break;
+    case IE_BUF_VALUE_G: s->values[b->index].g = ptr; break;
+    case IE_BUF_NODE: s->nodes[b->index].scratch[b->slot] = ptr; break;
+    case IE_BUF_PARAM_W8: s->params[b->index].w8 = ptr; break;
+    case IE_BUF_PARAM_GRAD: s->params[b->index].grad = ptr; break;
+    case IE_BUF_PARAM_OPT: s->params[b->index].opt_scratch = ptr; break;
+    case IE_BUF_LOSS_ACC: s->loss_acc = ptr; break;
+    case IE_BUF_TARGETS: s->targets = ptr; break;
+    }
+}
+
+ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *s, uint8_t *region,
+                         size_t *region_bytes) {
+    ie_planner p;
+    memset(&p, 0, sizeof p);
+    p.m = m;
+    p.cfg = cfg;
+    p.cap = m->plan_capacity;
+    p.buf = m->plan_scratch;
+    p.life = (ie_value_life *)(p.buf + p.cap);
+    lifetimes(&p);
+    for (uint32_t i = 0; i < m->n_nodes; i++) ie_op_lookup(m->nodes[i].op)->plan(&p, i);
+    merge_aliases(&p);
+    size_t batch = cfg->batch_size;
+    for (uint32_t t = 0; t < m->n_tensors; t++) {
+        const ie_value_life *l = &p.life[t];
+        if (m->tensors[t].kind == IE_KIND_PARAM || l->alias_of != IE_NONE) continue;
+        add(&p, IE_BUF_VALUE_Q, t, 0, batch * m->tensors[t].numel, l->q_first, l->q_last);
+        if (l->requires_grad) add(&p, IE_BUF_VALUE_G, t, 0, batch * m->tensors[t].numel, l->g_first, l->g_last);
+    }
+    size_t outputs = batch * m->tensors[m->output].numel;
+    add(&p, IE_BUF_LOSS_ACC, 0, 0, outputs * sizeof(int64_t), ie_pos_loss(m), ie_pos_loss(m));
+    if (cfg->loss == IE_LOSS_MSE)
+        add(&p, IE_BUF_TARGETS, 0, 0, outputs * sizeof(int32_t), ie_pos_loss(m), ie_pos_loss(m));
+    if (p.overflow) {
+        ie_set_err(m->errmsg, "internal: planner capacity %u exceeded", p.cap);
+        return IE_ERR_STATE;
+    }
+    *region_bytes = place(p.buf, p.n);
+    if (s) {
+        for (uint32_t i = 0; i < p.n; i++) resolve(s, &p.buf[i], region);
+        for (uint32_t t = 0; t < m->n_tensors; t++) {
+            s->values[t].requires_grad = p.life[t].requires_grad;
+            s->values[t].alias_of = p.life[t].alias_of;
+        }
+        for (uint32_t t = 0; t < m->n_tensors; t++) {
+            uint32_t r = p.life[t].alias_of;
+            if (r == IE_NONE) continue;
+            s->values[t].q = s->values[r].q;
+            s->values[t].g = s->values[r].g;
+        }
+    }
+    return IE_OK;
+}

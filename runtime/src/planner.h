@@ -1,0 +1,45 @@
+/* The memory planner: every transient buffer of a step gets an interval of schedule positions,
+ * and a greedy best-fit by size places them in one region (after TensorFlow Lite Micro). */
+#ifndef IE_PLANNER_H
+#define IE_PLANNER_H
+
+#include "internal.h"
+
+typedef enum ie_buf_kind {
+    IE_BUF_VALUE_Q,   /* index = tensor */
+    IE_BUF_VALUE_G,   /* index = tensor */
+    IE_BUF_NODE,      /* index = node, slot = scratch slot */
+    IE_BUF_PARAM_W8,  /* index = parameter */
+    IE_BUF_PARAM_GRAD,
+    IE_BUF_PARAM_OPT,
+    IE_BUF_LOSS_ACC,
+    IE_BUF_TARGETS
+} ie_buf_kind;
+
+struct ie_plan_buffer {
+    uint8_t kind, slot;
+    uint32_t index;
+    uint32_t first, last;
+    size_t bytes, offset;
+};
+
+uint32_t ie_planner_capacity(uint32_t n_tensors, uint32_t n_nodes);
+size_t ie_planner_scratch_bytes(uint32_t capacity);
+
+/* Plans the transient region for (model, config). With s != NULL, also points the session's
+ * buffers into `region`. *region_bytes receives the size. */
+ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *s, uint8_t *region,
+                         size_t *region_bytes);
+
+/* ---- what ops call from their plan callback ---- */
+const ie_model *ie_plan_model(const ie_planner *p);
+uint32_t ie_plan_batch(const ie_planner *p);
+int ie_plan_requires_grad(const ie_planner *p, uint32_t tensor);
+int ie_plan_param_trainable(const ie_planner *p, uint32_t tensor);
+void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, size_t bytes, uint32_t first, uint32_t last);
+void ie_plan_param_buffer(ie_planner *p, uint32_t tensor, ie_buf_kind kind, size_t bytes, uint32_t first,
+                          uint32_t last);
+void ie_plan_keep(ie_planner *p, uint32_t tensor, uint32_t until);
+void ie_plan_alias(ie_planner *p, uint32_t view, uint32_t base);
+
+#endif

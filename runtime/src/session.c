@@ -1,0 +1,313 @@
+/* Sessions: arena layout, parameter initialization, and the step/forward executor. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "planner.h"
+
+ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream) {
+    ie_rounder r;
+    r.key = ie_stream_key(s->cfg.seed, stream, s->step);
+    r.nearest = s->mode == IE_MODE_EVAL;
+    return r;
+}
+
+static int has_momentum(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
+    (void)m;
+    return cfg->momentum.m != 0 && (!cfg->trainable || cfg->trainable[pi]);
+}
+
+/* The fixed part of the arena, in order: handle, flags, tables, masters, momentum; then the
+ * planned region. With base == NULL only the sizes are computed. */
+typedef struct layout {
+    size_t session, flags, values, params, nodes, persistent, region, total;
+} layout;
+
+static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layout *L) {
+    size_t off = 0;
+    L->session = off; off += ie_align_up(sizeof(ie_session));
+    L->flags = off; off += ie_align_up(m->n_params);
+    L->values = off; off += ie_align_up(sizeof(ie_value) * m->n_tensors);
+    L->params = off; off += ie_align_up(sizeof(ie_param) * m->n_params);
+    L->nodes = off; off += ie_align_up(sizeof(ie_node_rt) * m->n_nodes);
+    L->persistent = off;
+    for (uint32_t i = 0; i < m->n_params; i++) {
+        size_t bytes = ie_align_up(sizeof(int32_t) * m->tensors[m->param_tensor[i]].numel);
+        off += bytes * (has_momentum(cfg, m, i) ? 2 : 1);
+    }
+    L->region = off;
+    size_t region = 0;
+    ie_status st = ie_plan_region(m, cfg, NULL, NULL, &region);
+    L->total = off + region;
+    return st;
+}
+
+static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
+    if (!m || !m->tensors) return IE_ERR_ARG;
+    if (!cfg) { ie_set_err(m->errmsg, "config is NULL"); return IE_ERR_ARG; }
+    if (cfg->batch_size == 0 || cfg->batch_size > (1u << 20)) {
+        ie_set_err(m->errmsg, "batch size %u is outside 1..1048576", cfg->batch_size);
+        return IE_ERR_ARG;
+    }
+    if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE) {
+        ie_set_err(m->errmsg, "unknown loss %d", (int)cfg->loss);
+        return IE_ERR_ARG;
+    }
+    if (cfg->lr.m < 0 || cfg->momentum.m < 0 || cfg->weight_decay.m < 0) {
+        ie_set_err(m->errmsg, "lr, momentum and weight decay must not be negative");
+        return IE_ERR_ARG;
+    }
+    if ((uint64_t)cfg->batch_size * m->tensors[m->output].numel > (1u << 28)) {
+        ie_set_err(m->errmsg, "batch size %u times %u outputs is too large", cfg->batch_size, m->tensors[m->output].numel);
+        return IE_ERR_UNSUPPORTED;
+    }
+    return IE_OK;
+}
+
+ie_status ie_session_arena_size(ie_model *m, const ie_session_config *cfg, size_t *bytes) {
+    ie_status st = check_config(m, cfg);
+    if (st != IE_OK) return st;
+    if (!bytes) return IE_ERR_ARG;
+    layout L;
+    st = compute_layout(m, cfg, &L);
+    if (st == IE_OK) *bytes = L.total + IE_ALIGN; /* slack to align an arbitrary caller pointer */
+    return st;
+}
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Master weights from the model's float32 bits, mapped with one exponent (29-bit mantissas). */
+static ie_status init_param(ie_session *s, uint32_t pi) {
+    ie_param *p = &s->params[pi];
+    const ie_tensor_desc *t = &s->model->tensors[p->tensor];
+    uint32_t max_mag = 0;
+    for (uint32_t i = 0; i < p->numel; i++) {
+        uint32_t v = rd32(t->data + 4 * i);
+        if (!ie_f32_bits_is_finite(v)) {
+            ie_set_err(s->model->errmsg, "parameter '%s' holds NaN or Inf at element %u", t->name, i);
+            return IE_ERR_VALUE;
+        }
+        if ((v & 0x7FFFFFFFU) > max_mag) max_mag = v & 0x7FFFFFFFU;
+    }
+    ie_f32_common_exponent(&max_mag, 1, 29, &p->we);
+    ie_rounder r = {ie_stream_key(s->cfg.seed, ie_param_stream(pi, 15), 0), 0};
+    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(rd32(t->data + 4 * i), p->we, 29, ie_draw(r, i));
+    return IE_OK;
+}
+
+ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *arena, size_t arena_size,
+                            ie_session **out) {
+    if (!out) return IE_ERR_ARG;
+    *out = NULL;
+    ie_status st = check_config(m, cfg);
+    if (st != IE_OK) return st;
+    layout L;
+    if ((st = compute_layout(m, cfg, &L)) != IE_OK) return st;
+    int owns = arena == NULL;
+    if (owns) {
+        arena_size = L.total + IE_ALIGN;
+        arena = malloc(arena_size);
+        if (!arena) {
+            ie_set_err(m->errmsg, "cannot allocate a %zu-byte arena", arena_size);
+            return IE_ERR_NOMEM;
+        }
+    }
+    uint8_t *base = (uint8_t *)ie_align_up((size_t)(uintptr_t)arena);
+    if ((size_t)(base - (uint8_t *)arena) + L.total > arena_size) {
+        ie_set_err(m->errmsg, "arena of %zu bytes is too small: this config needs %zu", arena_size,
+                   L.total + (size_t)(base - (uint8_t *)arena));
+        return IE_ERR_NOMEM;
+    }
+    memset(base, 0, L.region);
+    ie_session *s = (ie_session *)(base + L.session);
+    s->model = m;
+    s->cfg = *cfg;
+    s->k = ie_kernels_select();
+    s->trainable = base + L.flags;
+    for (uint32_t i = 0; i < m->n_params; i++) s->trainable[i] = cfg->trainable ? cfg->trainable[i] != 0 : 1;
+    s->cfg.trainable = s->trainable;
+    s->values = (ie_value *)(base + L.values);
+    s->params = (ie_param *)(base + L.params);
+    s->nodes = (ie_node_rt *)(base + L.nodes);
+    s->arena = arena;
+    s->arena_size = arena_size;
+    s->owns_arena = owns;
+    uint8_t *pers = base + L.persistent;
+    for (uint32_t i = 0; i < m->n_params; i++) {
+        ie_param *p = &s->params[i];
+        p->tensor = m->param_tensor[i];
+        p->numel = m->tensors[p->tensor].numel;
+        p->trainable = s->trainable[i];
+        p->w = (int32_t *)pers;
+        pers += ie_align_up(sizeof(int32_t) * p->numel);
+        if (has_momentum(cfg, m, i)) {
+            p->mom = (int32_t *)pers;
+            pers += ie_align_up(sizeof(int32_t) * p->numel);
+        }
+        if ((st = init_param(s, i)) != IE_OK) break;
+    }
+    size_t region_bytes = 0;
+    if (st == IE_OK) st = ie_plan_region(m, &s->cfg, s, base + L.region, &region_bytes);
+    if (st != IE_OK) {
+        if (owns) free(arena);
+        return st;
+    }
+    *out = s;
+    return IE_OK;
+}
+
+void ie_session_free(ie_session *s) {
+    if (s && s->owns_arena) free(s->arena);
+}
+
+const char *ie_session_errmsg(const ie_session *s) { return s ? s->errmsg : "session handle is NULL"; }
+
+static ie_status bad(ie_session *s, ie_status st, const char *msg) {
+    ie_set_err(s->errmsg, "%s", msg);
+    return st;
+}
+
+/* Maps the input batch (float32 bits) to int8 with one exponent. */
+static ie_status load_input(ie_session *s, uint32_t n, const uint32_t *x) {
+    ie_value *in = &s->values[s->model->input];
+    size_t total = (size_t)n * s->model->tensors[s->model->input].numel;
+    if (ie_f32_common_exponent(x, total, 7, &in->e) != IE_OK) {
+        for (size_t i = 0; i < total; i++)
+            if (!ie_f32_bits_is_finite(x[i])) {
+                ie_set_err(s->errmsg, "input of sample %zu holds NaN or Inf", i / s->model->tensors[s->model->input].numel);
+                break;
+            }
+        return IE_ERR_VALUE;
+    }
+    ie_rounder r = ie_session_rounder(s, IE_STREAM_INPUT);
+    for (size_t i = 0; i < total; i++) in->q[i] = (int8_t)ie_f32_to_fixed(x[i], in->e, 7, ie_draw(r, (uint32_t)i));
+    return IE_OK;
+}
+
+static ie_status begin(ie_session *s, uint32_t n, const uint32_t *x, ie_mode mode) {
+    if (!s) return IE_ERR_ARG;
+    if (!x) return bad(s, IE_ERR_ARG, "input batch is NULL");
+    if (n == 0 || n > s->cfg.batch_size) {
+        ie_set_err(s->errmsg, "batch of %u samples; the session takes 1..%u", n, s->cfg.batch_size);
+        return IE_ERR_ARG;
+    }
+    s->n = n;
+    s->mode = mode;
+    ie_status st = load_input(s, n, x);
+    if (st != IE_OK) return st;
+    for (uint32_t i = 0; i < s->model->n_nodes; i++) ie_op_lookup(s->model->nodes[i].op)->forward(s, i);
+    return IE_OK;
+}
+
+static ie_status check_targets(ie_session *s, const int32_t *labels, const uint32_t *targets) {
+    if (s->cfg.loss == IE_LOSS_SOFTMAX_CE && !labels) return bad(s, IE_ERR_ARG, "cross-entropy needs labels");
+    if (s->cfg.loss == IE_LOSS_MSE && !targets) return bad(s, IE_ERR_ARG, "MSE needs targets");
+    return IE_OK;
+}
+
+ie_status ie_session_step(ie_session *s, uint32_t n, const uint32_t *x, const int32_t *labels,
+                          const uint32_t *targets, ie_step_stats *stats) {
+    if (!s) return IE_ERR_ARG;
+    ie_status st = check_targets(s, labels, targets);
+    if (st == IE_OK) st = begin(s, n, x, IE_MODE_TRAIN);
+    if (st != IE_OK) return st;
+    ie_step_stats local;
+    ie_value *out = &s->values[s->model->output];
+    st = ie_loss_forward_backward(s, labels, targets, out->requires_grad, stats ? stats : &local);
+    if (st != IE_OK) return st;
+    if (out->requires_grad)
+        for (uint32_t i = s->model->n_nodes; i-- > 0;) {
+            if (s->values[s->model->nodes[i].out[0]].requires_grad) ie_op_lookup(s->model->nodes[i].op)->backward(s, i);
+        }
+    s->step++;
+    return IE_OK;
+}
+
+ie_status ie_session_forward(ie_session *s, uint32_t n, const uint32_t *x, int8_t *out_q, int16_t *out_e) {
+    if (!s) return IE_ERR_ARG;
+    if (!out_q || !out_e) return bad(s, IE_ERR_ARG, "output pointers are NULL");
+    ie_status st = begin(s, n, x, IE_MODE_EVAL);
+    if (st != IE_OK) return st;
+    const ie_value *o = &s->values[s->model->output];
+    memcpy(out_q, o->q, (size_t)n * s->model->tensors[s->model->output].numel);
+    *out_e = (int16_t)o->e;
+    return IE_OK;
+}
+
+ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const uint32_t *x, uint32_t *out) {
+    if (!s) return IE_ERR_ARG;
+    if (!out) return bad(s, IE_ERR_ARG, "output pointer is NULL");
+    ie_status st = begin(s, n, x, IE_MODE_EVAL);
+    if (st != IE_OK) return st;
+    const ie_value *o = &s->values[s->model->output];
+    size_t total = (size_t)n * s->model->tensors[s->model->output].numel;
+    for (size_t i = 0; i < total; i++) out[i] = ie_fixed_to_f32_bits(o->q[i], o->e);
+    return IE_OK;
+}
+
+ie_status ie_session_evaluate(ie_session *s, uint32_t n, const uint32_t *x, const int32_t *labels,
+                              const uint32_t *targets, ie_step_stats *stats) {
+    if (!s) return IE_ERR_ARG;
+    if (!stats) return bad(s, IE_ERR_ARG, "stats pointer is NULL");
+    ie_status st = check_targets(s, labels, targets);
+    if (st == IE_OK) st = begin(s, n, x, IE_MODE_EVAL);
+    if (st != IE_OK) return st;
+    return ie_loss_forward_backward(s, labels, targets, 0, stats);
+}
+
+static ie_param *param_at(ie_session *s, uint32_t index) {
+    return index < s->model->n_params ? &s->params[index] : NULL;
+}
+
+ie_status ie_session_get_param(ie_session *s, uint32_t index, int32_t *mantissas, int16_t *exponent) {
+    if (!s) return IE_ERR_ARG;
+    ie_param *p = param_at(s, index);
+    if (!p || !mantissas || !exponent) return bad(s, IE_ERR_ARG, "bad parameter index or NULL output");
+    memcpy(mantissas, p->w, sizeof(int32_t) * p->numel);
+    *exponent = (int16_t)p->we;
+    return IE_OK;
+}
+
+ie_status ie_session_set_param(ie_session *s, uint32_t index, const int32_t *mantissas, int16_t exponent) {
+    if (!s) return IE_ERR_ARG;
+    ie_param *p = param_at(s, index);
+    if (!p || !mantissas) return bad(s, IE_ERR_ARG, "bad parameter index or NULL input");
+    for (uint32_t i = 0; i < p->numel; i++)
+        if (mantissas[i] > (1 << 30) || mantissas[i] < -(1 << 30))
+            return bad(s, IE_ERR_VALUE, "master mantissas must lie within +-2^30");
+    memcpy(p->w, mantissas, sizeof(int32_t) * p->numel);
+    p->we = exponent;
+    return IE_OK;
+}
+
+ie_status ie_session_get_param_f32_bits(ie_session *s, uint32_t index, uint32_t *out) {
+    if (!s) return IE_ERR_ARG;
+    ie_param *p = param_at(s, index);
+    if (!p || !out) return bad(s, IE_ERR_ARG, "bad parameter index or NULL output");
+    for (uint32_t i = 0; i < p->numel; i++) out[i] = ie_fixed_to_f32_bits(p->w[i], p->we);
+    return IE_OK;
+}
+
+ie_status ie_session_set_param_f32_bits(ie_session *s, uint32_t index, const uint32_t *values) {
+    if (!s) return IE_ERR_ARG;
+    ie_param *p = param_at(s, index);
+    if (!p || !values) return bad(s, IE_ERR_ARG, "bad parameter index or NULL input");
+    int32_t e;
+    if (ie_f32_common_exponent(values, p->numel, 29, &e) != IE_OK)
+        return bad(s, IE_ERR_VALUE, "parameter values hold NaN or Inf");
+    ie_rounder r = {0, 1};
+    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(values[i], e, 29, ie_draw(r, i));
+    p->we = e;
+    return IE_OK;
+}
+
+ie_status ie_session_set_lr(ie_session *s, ie_dyadic lr) {
+    if (!s) return IE_ERR_ARG;
+    if (lr.m < 0) return bad(s, IE_ERR_ARG, "lr must not be negative");
+    s->cfg.lr = lr;
+    return IE_OK;
+}
+
+uint64_t ie_session_step_count(const ie_session *s) { return s ? s->step : 0; }

@@ -1,0 +1,105 @@
+/* The number format: requantization edge cases, SR unbiasedness, the float boundary. */
+#include <string.h>
+
+#include "check.h"
+#include "numeric.h"
+
+static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+static float b2f(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+
+static void test_requant_zero_and_powers(void) {
+    int64_t x[4] = {0, 0, 0, 0};
+    int8_t y[4] = {1, 1, 1, 1};
+    ie_rounder r = {ie_stream_key(1, 2, 3), 0};
+    int s = ie_requant_s64_s8(x, 4, r, y);
+    CHECK(s == -7);
+    CHECK(y[0] == 0 && y[3] == 0);
+    for (int p = 0; p < 62; p++) { /* max|acc| exactly at each power of two, both signs */
+        int64_t v[3] = {(int64_t)1 << p, -((int64_t)1 << p), ((int64_t)1 << p) / 3};
+        int8_t q[3];
+        int sh = ie_requant_s64_s8(v, 3, r, q);
+        CHECK(sh == p + 1 - 7);
+        CHECK(q[0] == 64 && q[1] == -64); /* a power of two maps exactly to 64 */
+        CHECK(q[2] >= -127 && q[2] <= 127);
+    }
+}
+
+static void test_never_minus_128(void) {
+    /* -(2^k) + tiny would round to -128 without the clamp */
+    for (int s = 1; s < 30; s++) {
+        int64_t v[2] = {-(((int64_t)128 << s) - 1), 5};
+        int8_t q[2];
+        for (uint32_t seed = 0; seed < 50; seed++) {
+            ie_rounder r = {ie_stream_key(seed, 1, 0), 0};
+            int sh = ie_requant_s64_s8(v, 2, r, q);
+            CHECK(sh == s);
+            CHECK(q[0] >= -127);
+        }
+    }
+}
+
+static void test_shift_round_unbiased(void) {
+    /* mean of SR(x / 2^s) over many draws converges to x / 2^s */
+    int64_t xs[3] = {12345, -98765, 7};
+    int ss[3] = {5, 40, 3};
+    for (int c = 0; c < 3; c++) {
+        double sum = 0;
+        const int n = 200000;
+        ie_rounder r = {ie_stream_key(99, (uint32_t)c, 0), 0};
+        for (int i = 0; i < n; i++) sum += (double)ie_shift_round(xs[c], ss[c], ie_draw(r, (uint32_t)i));
+        double mean = sum / n, want = (double)xs[c] / (double)((int64_t)1 << ss[c]);
+        CHECK(mean - want < 0.01 && want - mean < 0.01);
+    }
+    /* nearest mode: half rounds up, deterministic */
+    CHECK(ie_shift_round(3, 1, 0x80000000U) == 2);
+    CHECK(ie_shift_round(-3, 1, 0x80000000U) == -1);
+    CHECK(ie_shift_round(5, -3, 0) == 40);
+}
+
+static void test_f32_boundary(void) {
+    float vals[] = {0.0f, 1.0f, -1.5f, 3.14159f, 1e-30f, -7.0e20f, 1.17549435e-38f, 1.0e-45f, 65504.0f};
+    for (unsigned i = 0; i < sizeof vals / sizeof vals[0]; i++) {
+        uint32_t b = f2b(vals[i]);
+        int32_t e;
+        CHECK(ie_f32_common_exponent(&b, 1, 29, &e) == IE_OK);
+        int32_t m = ie_f32_to_fixed(b, e, 29, 0x80000000U);
+        /* 29 bits hold a 24-bit mantissa exactly, so the round trip is the identity */
+        CHECK(ie_fixed_to_f32_bits(m, e) == (vals[i] == 0.0f ? 0 : b));
+    }
+    uint32_t nan = 0x7FC00000U, inf = 0x7F800000U;
+    int32_t e;
+    CHECK(ie_f32_common_exponent(&nan, 1, 7, &e) == IE_ERR_VALUE);
+    CHECK(ie_f32_common_exponent(&inf, 1, 7, &e) == IE_ERR_VALUE);
+    CHECK(ie_fixed_to_f32_bits(1, 200) == 0x7F800000U);
+    CHECK(ie_fixed_to_f32_bits(-3, -1) == f2b(-1.5f));
+    CHECK(ie_fixed_to_f32_bits(((int64_t)1 << 40) + 1, 0) == f2b(1099511627776.0f)); /* ties to even */
+    CHECK(b2f(ie_fixed_to_f32_bits(1, -149)) == 1.0e-45f);
+    ie_dyadic d;
+    CHECK(ie_dyadic_from_f32_bits(f2b(0.1f), &d) == IE_OK);
+    CHECK(d.m == 1717986944 && d.e == -34); /* 0.1f = 13421773 * 2^-27, widened to 31 bits */
+    CHECK(ie_dyadic_from_f32_bits(f2b(-2.0f), &d) == IE_OK && d.m == -(1 << 30) && d.e == -29);
+    CHECK(ie_dyadic_from_f32_bits(nan, &d) == IE_ERR_VALUE);
+}
+
+static void test_axpby(void) {
+    int32_t x[3] = {1 << 20, -(1 << 20), 0}, y[3] = {3, 0, -3};
+    ie_dyadic one = {1, 0}, half = {1, -1};
+    int32_t out[3];
+    ie_rounder r = {0, 1};
+    int32_t e = ie_axpby_s32(out, 3, one, x, 0, half, y, 0, r);
+    /* 2^20 + 1.5 at the chosen exponent: the x term takes 29 bits, so the sum is exact */
+    CHECK(e == 21 - 29);
+    CHECK(out[0] == ((1 << 20) << 8) + (3 << 7));
+    CHECK(out[2] == -(3 << 7));
+    int32_t z[2] = {0, 0};
+    CHECK(ie_axpby_s32(out, 2, one, z, 5, one, z, 7, r) == 5 && out[0] == 0);
+}
+
+int main(void) {
+    test_requant_zero_and_powers();
+    test_never_minus_128();
+    test_shift_round_unbiased();
+    test_f32_boundary();
+    test_axpby();
+    return CHECK_DONE();
+}
