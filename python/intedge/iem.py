@@ -1,0 +1,97 @@
+"""Writer of .iem model files (docs/format.md). The C loader is the authority on validity;
+this module only lays out bytes."""
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAGIC = b"IEM1"
+VERSION = 1
+HEADER_SIZE = 40
+TENSOR_SIZE = 48
+NODE_SIZE = 64
+MAX_RANK = 6
+
+KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
+# the op set, numbered as runtime/src/internal.h numbers it
+OP_GEMM, OP_RELU, OP_RESHAPE = 1, 2, 3
+OP_NAMES = {OP_GEMM: "Gemm", OP_RELU: "Relu", OP_RESHAPE: "Reshape"}
+
+
+@dataclass
+class Tensor:
+    name: str
+    kind: int
+    shape: tuple  # per-sample for inputs and activations, full for parameters
+    data: np.ndarray = None  # parameters: float32
+
+
+@dataclass
+class Node:
+    name: str
+    op: int
+    inputs: list
+    outputs: list
+    attrs: list = field(default_factory=list)
+
+
+@dataclass
+class Graph:
+    tensors: list = field(default_factory=list)
+    nodes: list = field(default_factory=list)
+    index: dict = field(default_factory=dict)
+    input: int = 0
+    output: int = 0
+
+    def add_tensor(self, name, kind, shape, data=None):
+        if name in self.index:
+            return self.index[name]
+        shape = tuple(int(d) for d in shape) or (1,)
+        self.index[name] = len(self.tensors)
+        self.tensors.append(Tensor(name, kind, shape, data))
+        return self.index[name]
+
+    def add_node(self, name, op, inputs, outputs, attrs=()):
+        self.nodes.append(Node(name, op, [self.index[i] for i in inputs], [self.index[o] for o in outputs], list(attrs)))
+
+
+def serialize(g):
+    """The .iem bytes for graph g."""
+    strings = bytearray()
+    base = HEADER_SIZE + TENSOR_SIZE * len(g.tensors) + NODE_SIZE * len(g.nodes)
+
+    def put(blob, align=1):
+        while (base + len(strings)) % align:
+            strings.append(0)
+        off = base + len(strings)
+        strings.extend(blob)
+        return off
+
+    def put_name(name):
+        raw = name.encode()
+        return put(raw + b"\0"), len(raw)
+
+    trecs = bytearray()
+    for t in g.tensors:
+        if len(t.shape) > MAX_RANK:
+            raise ValueError(f"tensor {t.name}: rank {len(t.shape)} above {MAX_RANK}")
+        name_off, name_len = put_name(t.name)
+        data_off = data_len = 0
+        if t.kind == KIND_PARAM:
+            raw = np.ascontiguousarray(t.data, dtype="<f4").tobytes()
+            data_off, data_len = put(raw, 4), len(raw)
+        dims = list(t.shape) + [0] * (MAX_RANK - len(t.shape))
+        trecs += struct.pack("<BBH6IIIIII", t.kind, len(t.shape), 0, *dims, name_off, name_len, data_off, data_len, 0)
+    nrecs = bytearray()
+    for n in g.nodes:
+        name_off, name_len = put_name(n.name)
+        ins = n.inputs + [0] * (4 - len(n.inputs))
+        outs = n.outputs + [0] * (2 - len(n.outputs))
+        attrs = n.attrs + [0] * (6 - len(n.attrs))
+        nrecs += struct.pack("<HBB4I2I6iIII", n.op, len(n.inputs), len(n.outputs), *ins, *outs, *attrs,
+                             name_off, name_len, 0)
+    body = struct.pack("<IIIIII", len(g.tensors), len(g.nodes), g.input, g.output, HEADER_SIZE,
+                       HEADER_SIZE + TENSOR_SIZE * len(g.tensors)) + bytes(trecs) + bytes(nrecs) + bytes(strings)
+    size = 16 + len(body)
+    return MAGIC + struct.pack("<HHII", VERSION, HEADER_SIZE, size, zlib.crc32(body)) + body

@@ -1,0 +1,189 @@
+"""Thin Python handles over the C runtime: Model (.iem bytes) and Session (training state).
+Floats cross into C only as IEEE-754 bit patterns; the C side maps them with integer ops."""
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._ffi import ffi, lib
+from .errors import IntedgeError
+
+LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE}
+
+
+def _f32_bits(x):
+    return np.ascontiguousarray(np.asarray(x, dtype=np.float32)).view(np.uint32)
+
+
+def dyadic(value):
+    """A float hyper-parameter as the runtime's dyadic constant (mantissa, exponent)."""
+    out = ffi.new("ie_dyadic *")
+    bits = int(np.float32(value).view(np.uint32))
+    if lib.ie_dyadic_from_f32_bits(bits, out) != lib.IE_OK:
+        raise IntedgeError(f"hyper-parameter {value!r} is not a finite number")
+    return out[0]
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    index: int
+    name: str
+    shape: tuple
+    numel: int
+
+
+class Model:
+    """A validated .iem model. Keeps the bytes alive for as long as the handle lives."""
+
+    def __init__(self, iem_bytes):
+        self._bytes = bytes(iem_bytes)
+        self._buf = ffi.from_buffer(self._bytes)
+        handle = ffi.new("ie_model **")
+        status = lib.ie_model_load(self._buf, len(self._bytes), handle)
+        self._h = handle[0]
+        if status != lib.IE_OK:
+            msg = ffi.string(lib.ie_model_errmsg(self._h)).decode() if self._h != ffi.NULL else "out of memory"
+            lib.ie_model_free(self._h)
+            self._h = ffi.NULL
+            raise IntedgeError(f"the runtime rejected the model: {msg}")
+        self.params = []
+        info = ffi.new("ie_param_info *")
+        for i in range(lib.ie_model_param_count(self._h)):
+            lib.ie_model_param_info(self._h, i, info)
+            shape = tuple(info.dims[d] for d in range(info.rank))
+            self.params.append(ParamInfo(i, ffi.string(info.name).decode(), shape, info.numel))
+        self.input_size = lib.ie_model_input_size(self._h)
+        self.output_size = lib.ie_model_output_size(self._h)
+
+    def errmsg(self):
+        return ffi.string(lib.ie_model_errmsg(self._h)).decode()
+
+    def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable):
+        if loss not in LOSSES:
+            raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        cfg = ffi.new("ie_session_config *")
+        cfg.batch_size = batch_size
+        cfg.loss = LOSSES[loss]
+        cfg.lr = dyadic(lr)
+        cfg.momentum = dyadic(momentum)
+        cfg.weight_decay = dyadic(weight_decay)
+        cfg.seed = seed & 0xFFFFFFFFFFFFFFFF
+        keep = None
+        if trainable is not None:
+            keep = ffi.new("uint8_t[]", [1 if t else 0 for t in trainable] or [0])
+            cfg.trainable = keep
+        return cfg, keep
+
+    def arena_size(self, batch_size, trainable=None, loss="cross_entropy"):
+        """Bytes one training session needs at this batch size, computed by the C planner."""
+        cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable)
+        out = ffi.new("size_t *")
+        if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:
+            raise IntedgeError(self.errmsg())
+        return out[0]
+
+    def __del__(self):
+        if getattr(self, "_h", ffi.NULL) != ffi.NULL:
+            lib.ie_model_free(self._h)
+            self._h = ffi.NULL
+
+
+class Session:
+    """One training session: master weights, optimizer state and the planned arena."""
+
+    def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
+                 loss="cross_entropy", trainable=None):
+        self.model = model
+        self.batch_size = batch_size
+        self.loss = loss
+        cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable)
+        handle = ffi.new("ie_session **")
+        if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
+            raise IntedgeError(f"cannot create a training session: {model.errmsg()}")
+        self._h = handle[0]
+
+    def __del__(self):
+        if getattr(self, "_h", ffi.NULL) != ffi.NULL:
+            lib.ie_session_free(self._h)
+            self._h = ffi.NULL
+
+    def _check(self, status):
+        if status != lib.IE_OK:
+            raise IntedgeError(ffi.string(lib.ie_session_errmsg(self._h)).decode())
+
+    def _inputs(self, x, labels, targets):
+        x = _f32_bits(x).reshape(len(x), -1)
+        if x.shape[1] != self.model.input_size:
+            raise IntedgeError(f"each sample has {x.shape[1]} values; the model input takes {self.model.input_size}")
+        lab = ffi.NULL
+        tgt = ffi.NULL
+        keep = [x]
+        if labels is not None:
+            labels = np.ascontiguousarray(labels, dtype=np.int32)
+            keep.append(labels)
+            lab = ffi.from_buffer("int32_t[]", labels)
+        if targets is not None:
+            targets = _f32_bits(targets).reshape(len(x), -1)
+            keep.append(targets)
+            tgt = ffi.from_buffer("uint32_t[]", targets)
+        return len(x), ffi.from_buffer("uint32_t[]", x), lab, tgt, keep
+
+    def step(self, x, labels=None, targets=None):
+        """One SGD step. Returns (summed loss in nats, correct predictions, count)."""
+        n, xp, lab, tgt, _keep = self._inputs(x, labels, targets)
+        stats = ffi.new("ie_step_stats *")
+        self._check(lib.ie_session_step(self._h, n, xp, lab, tgt, stats))
+        return stats.loss_sum_q16 / 65536.0, stats.n_correct, stats.count
+
+    def evaluate(self, x, labels=None, targets=None):
+        n, xp, lab, tgt, _keep = self._inputs(x, labels, targets)
+        stats = ffi.new("ie_step_stats *")
+        self._check(lib.ie_session_evaluate(self._h, n, xp, lab, tgt, stats))
+        return stats.loss_sum_q16 / 65536.0, stats.n_correct, stats.count
+
+    def forward(self, x):
+        """Evaluation-mode outputs as float32, [n, output size]."""
+        n, xp, _lab, _tgt, _keep = self._inputs(x, None, None)
+        out = np.empty((n, self.model.output_size), dtype=np.uint32)
+        self._check(lib.ie_session_forward_f32_bits(self._h, n, xp, ffi.from_buffer("uint32_t[]", out)))
+        return out.view(np.float32)
+
+    def forward_fixed(self, x):
+        """Evaluation-mode outputs as int8 mantissas and one exponent."""
+        n, xp, _lab, _tgt, _keep = self._inputs(x, None, None)
+        q = np.empty((n, self.model.output_size), dtype=np.int8)
+        e = ffi.new("int16_t *")
+        self._check(lib.ie_session_forward(self._h, n, xp, ffi.from_buffer("int8_t[]", q), e))
+        return q, int(e[0])
+
+    def param(self, index):
+        """Parameter `index` as float32 in its ONNX shape."""
+        info = self.model.params[index]
+        out = np.empty(info.numel, dtype=np.uint32)
+        self._check(lib.ie_session_get_param_f32_bits(self._h, index, ffi.from_buffer("uint32_t[]", out)))
+        return out.view(np.float32).reshape(info.shape)
+
+    def param_fixed(self, index):
+        """Master weights exactly: (int32 mantissas, exponent)."""
+        info = self.model.params[index]
+        out = np.empty(info.numel, dtype=np.int32)
+        e = ffi.new("int16_t *")
+        self._check(lib.ie_session_get_param(self._h, index, ffi.from_buffer("int32_t[]", out), e))
+        return out.reshape(info.shape), int(e[0])
+
+    def set_param(self, index, values):
+        info = self.model.params[index]
+        bits = _f32_bits(values).reshape(-1)
+        if bits.size != info.numel:
+            raise IntedgeError(f"parameter '{info.name}' takes {info.numel} values, got {bits.size}")
+        self._check(lib.ie_session_set_param_f32_bits(self._h, index, ffi.from_buffer("uint32_t[]", bits)))
+
+    def state_dict(self):
+        """{initializer name: float32 array}, like torch.nn.Module.state_dict."""
+        return {p.name: self.param(p.index) for p in self.model.params}
+
+    def set_lr(self, lr):
+        self._check(lib.ie_session_set_lr(self._h, dyadic(lr)))
+
+    @property
+    def step_count(self):
+        return lib.ie_session_step_count(self._h)
