@@ -37,4 +37,6 @@ def cdef_from_header(text):
 
 ffi = cffi.FFI()
 ffi.cdef(cdef_from_header(header_path().read_text()))
+# the testing surface (intedge_testing.h) is unstable API, bound for the test suite
+ffi.cdef(cdef_from_header(header_path().with_name("intedge_testing.h").read_text()))
 lib = ffi.dlopen(str(library_path()))

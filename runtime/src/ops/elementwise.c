@@ -1,5 +1,6 @@
 /* Shape-preserving ops: Relu (a mask, no rounding) and Reshape (a view, no copy). */
 #include "../planner.h"
+#include "ops.h"
 
 static ie_status same_numel_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
     (void)errlen;
@@ -16,11 +17,19 @@ static void relu_plan(ie_planner *p, uint32_t node) {
     if (ie_plan_requires_grad(p, y)) ie_plan_keep(p, y, ie_pos_bwd(m, node)); /* the mask is y > 0 */
 }
 
+void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y) {
+    for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+/* The mask comes from the output: y > 0 exactly where x > 0. */
+void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx) {
+    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
 static void relu_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
-    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
-    for (size_t i = 0; i < n; i++) y->q[i] = x->q[i] > 0 ? x->q[i] : 0;
+    ie_relu_fwd((size_t)s->n * s->model->tensors[nd->in[0]].numel, x->q, y->q);
     y->e = x->e;
 }
 
@@ -28,8 +37,7 @@ static void relu_backward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
-    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
-    for (size_t i = 0; i < n; i++) x->g[i] = y->q[i] > 0 ? y->g[i] : 0;
+    ie_relu_bwd((size_t)s->n * s->model->tensors[nd->in[0]].numel, y->q, y->g, x->g);
     x->ge = y->ge;
 }
 

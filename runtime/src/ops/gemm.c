@@ -2,6 +2,7 @@
  * The int8 view of W is kept as [M,K] whatever the master's layout, so one packed kernel
  * (dot products along a contiguous reduction) serves all three GEMMs of training. */
 #include "../planner.h"
+#include "ops.h"
 
 enum { S_ACC, S_BIAS, S_WT, S_DX_ACC, S_DYT, S_XT };
 enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
@@ -73,17 +74,56 @@ static void gemm_plan(ie_planner *p, uint32_t node) {
     }
 }
 
-/* The bias at the accumulator's exponent. If the bias would need more than 31 bits of left
- * shift, the accumulator moves up instead (rounded), so the sum always fits in int64. */
-static int32_t align_bias(ie_session *s, uint32_t node, const ie_param *pb, int32_t *acc, size_t acc_n,
-                          int32_t e_acc, int64_t *bias, size_t m) {
-    int32_t e_work = pb->we - 31 > e_acc ? pb->we - 31 : e_acc;
-    if (e_work > e_acc)
-        ie_shift_s32_s32(acc, acc_n, e_work - e_acc, 31, ie_session_rounder(s, ie_node_stream(node, R_ACC)), acc);
-    ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_BIAS));
-    for (size_t j = 0; j < m; j++) bias[j] = ie_shift_round(pb->w[j], e_work - pb->we, ie_draw(r, (uint32_t)j));
-    return e_work;
+/* ---- the arithmetic, on plain arrays (the executor and the tests both call these) ---------- */
+
+/* Y[n,m] = requant(X[n,k] . W8[m,k]^T + B). The bias joins at the accumulator's exponent; if it
+ * would need more than 31 bits of left shift, the accumulator moves up instead (rounded), so
+ * the sum always fits in int64. r[0] rounds that move, r[1] the bias, r[2] the output. */
+int32_t ie_gemm_fwd(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
+                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,
+                    int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
+    kt->gemm_s8s8_s32(x, w8, acc, n, m, k);
+    int32_t e = ex + ew;
+    if (bias) {
+        int32_t e_work = eb - 31 > e ? eb - 31 : e;
+        if (e_work > e) ie_shift_s32_s32(acc, n * m, e_work - e, 31, r[0], acc);
+        for (size_t j = 0; j < m; j++) bias_al[j] = ie_shift_round(bias[j], e_work - eb, ie_draw(r[1], (uint32_t)j));
+        e = e_work;
+    }
+    int sh = ie_requant_shift(kt->absmax_s32_bias(acc, bias ? bias_al : NULL, n, m), 7);
+    kt->requant_s32_bias_s8(acc, bias ? bias_al : NULL, n, m, sh, r[2].key, r[2].nearest, y);
+    return e + sh;
 }
+
+/* dX[n,k] = requant(dY[n,m] . W8[m,k]); wt and acc are scratch. */
+int32_t ie_gemm_bwd_dx(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int32_t *acc, ie_rounder r, int8_t *dx) {
+    ie_transpose_s8(w8, m, k, wt);
+    kt->gemm_s8s8_s32(dy, wt, acc, n, k, m);
+    int sh = ie_requant_shift(kt->absmax_s32_bias(acc, NULL, n, k), 7);
+    kt->requant_s32_bias_s8(acc, NULL, n, k, sh, r.key, r.nearest, dx);
+    return edy + ew + sh;
+}
+
+/* dW = dY^T . X, exact in int64, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. */
+int32_t ie_gemm_bwd_dw(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
+                       const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw) {
+    ie_transpose_s8(dy, n, m, dyt);
+    ie_transpose_s8(x, n, k, xt);
+    if (w_is_mk) kt->gemm_s8s8_s64(dyt, xt, dw, m, k, n);
+    else kt->gemm_s8s8_s64(xt, dyt, dw, k, m, n);
+    return edy + ex;
+}
+
+/* dB = column sums of dY, exact. */
+int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_t *db) {
+    for (size_t j = 0; j < m; j++) db[j] = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < m; j++) db[j] += dy[i * m + j];
+    return edy;
+}
+
+/* ---- the op ------------------------------------------------------------------------------ */
 
 static void gemm_forward(ie_session *s, uint32_t node) {
     const ie_model *m = s->model;
@@ -91,20 +131,13 @@ static void gemm_forward(ie_session *s, uint32_t node) {
     ie_node_rt *rt = &s->nodes[node];
     ie_value *x = &s->values[g.x], *y = &s->values[g.y];
     ie_param *pw = &s->params[m->tensors[g.w].param];
-    size_t n = s->n;
+    const ie_param *pb = g.b != IE_NONE ? &s->params[m->tensors[g.b].param] : NULL;
     ie_param_quantize(s, m->tensors[g.w].param, pw->w8, g.w_is_mk ? 0 : g.k);
-    int32_t *acc = rt->scratch[S_ACC];
-    s->k->gemm_s8s8_s32(x->q, pw->w8, acc, n, g.m, g.k);
-    int32_t e = x->e + pw->e8;
-    int64_t *bias = NULL;
-    if (g.b != IE_NONE) {
-        bias = rt->scratch[S_BIAS];
-        e = align_bias(s, node, &s->params[m->tensors[g.b].param], acc, n * g.m, e, bias, g.m);
-    }
-    int sh = ie_requant_shift(s->k->absmax_s32_bias(acc, bias, n, g.m), 7);
-    ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
-    s->k->requant_s32_bias_s8(acc, bias, n, g.m, sh, r.key, r.nearest, y->q);
-    y->e = e + sh;
+    ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
+                       ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
+                       ie_session_rounder(s, ie_node_stream(node, R_OUT))};
+    y->e = ie_gemm_fwd(s->k, s->n, g.m, g.k, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0,
+                       rt->scratch[S_ACC], rt->scratch[S_BIAS], r, y->q);
 }
 
 static void gemm_backward(ie_session *s, uint32_t node) {
@@ -114,33 +147,17 @@ static void gemm_backward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[g.x], *y = &s->values[g.y];
     uint32_t wi = m->tensors[g.w].param;
     ie_param *pw = &s->params[wi];
-    size_t n = s->n;
-    if (x->requires_grad) { /* dX[N,K] = dY[N,M] . W[M,K] */
-        int8_t *wt = rt->scratch[S_WT];
-        int32_t *acc = rt->scratch[S_DX_ACC];
-        ie_transpose_s8(pw->w8, g.m, g.k, wt);
-        s->k->gemm_s8s8_s32(y->g, wt, acc, n, g.k, g.m);
-        int sh = ie_requant_shift(s->k->absmax_s32_bias(acc, NULL, n, g.k), 7);
-        ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
-        s->k->requant_s32_bias_s8(acc, NULL, n, g.k, sh, r.key, r.nearest, x->g);
-        x->ge = y->ge + pw->e8 + sh;
-    }
-    if (pw->trainable) { /* dW = dY^T . X, exact in int64, in the master's layout */
-        int8_t *dyt = rt->scratch[S_DYT], *xt = rt->scratch[S_XT];
-        ie_transpose_s8(y->g, n, g.m, dyt);
-        ie_transpose_s8(x->q, n, g.k, xt);
-        if (g.w_is_mk) s->k->gemm_s8s8_s64(dyt, xt, pw->grad, g.m, g.k, n);
-        else s->k->gemm_s8s8_s64(xt, dyt, pw->grad, g.k, g.m, n);
-        pw->grad_e = y->ge + x->e;
+    if (x->requires_grad)
+        x->ge = ie_gemm_bwd_dx(s->k, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_WT],
+                               rt->scratch[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+    if (pw->trainable) {
+        pw->grad_e = ie_gemm_bwd_dw(s->k, s->n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
+                                    rt->scratch[S_XT], pw->grad);
         ie_optim_step(s, wi);
     }
-    if (g.b != IE_NONE && s->params[m->tensors[g.b].param].trainable) { /* dB = column sums of dY */
+    if (g.b != IE_NONE && s->params[m->tensors[g.b].param].trainable) {
         uint32_t bi = m->tensors[g.b].param;
-        ie_param *pb = &s->params[bi];
-        for (size_t j = 0; j < g.m; j++) pb->grad[j] = 0;
-        for (size_t i = 0; i < n; i++)
-            for (size_t j = 0; j < g.m; j++) pb->grad[j] += y->g[i * g.m + j];
-        pb->grad_e = y->ge;
+        s->params[bi].grad_e = ie_gemm_bwd_db(s->n, g.m, y->g, y->ge, s->params[bi].grad);
         ie_optim_step(s, bi);
     }
 }

@@ -1,6 +1,6 @@
 /* Losses: softmax cross-entropy and mean squared error, each computing the loss value (fixed
  * point, for display) and the gradient of the logits (int8, stochastically rounded). */
-#include "../internal.h"
+#include "ops.h"
 
 #define Q30 (1LL << 30)
 #define LOG2E_Q30 1549082005LL /* log2(e) * 2^30 */
@@ -48,43 +48,47 @@ static int64_t scaled_gap_q16(int32_t gap, int32_t e_z) {
     return round_shift_nearest(v, sh);
 }
 
-static ie_status softmax_ce(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
-    const ie_model *m = s->model;
-    const ie_value *z = &s->values[m->output];
-    uint32_t c = m->tensors[m->output].numel, n = s->n;
-    int64_t *grad = s->loss_acc;
-    /* the 1/n of the batch mean as a dyadic: round(2^31 / n) * 2^-31 */
-    int64_t recip = (((int64_t)1 << 32) / n + 1) >> 1;
+/* Cross-entropy rows: adds each row's loss (Q16 nats) and argmax hit to st; with grad != NULL
+ * writes (softmax - onehot) / n as int64 with exponent IE_CE_GRAD_EXP. */
+ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, const int32_t *labels,
+                             int64_t *grad, ie_step_stats *st, char *err) {
     for (uint32_t i = 0; i < n; i++) {
         if (labels[i] < 0 || (uint32_t)labels[i] >= c) {
-            ie_set_err(s->errmsg, "label %d of sample %u is outside [0, %u)", labels[i], i, c);
+            ie_set_err(err, "label %d of sample %u is outside [0, %u)", labels[i], i, c);
             return IE_ERR_VALUE;
         }
     }
+    int64_t recip = (((int64_t)1 << 32) / n + 1) >> 1; /* round(2^31 / n): the batch mean */
     for (uint32_t i = 0; i < n; i++) {
-        const int8_t *row = z->q + (size_t)i * c;
+        const int8_t *row = z + (size_t)i * c;
         uint32_t arg = 0;
         for (uint32_t j = 1; j < c; j++)
             if (row[j] > row[arg]) arg = j;
         int64_t sum = 0;
-        for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(scaled_gap_q16(row[arg] - row[j], z->e));
+        for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(scaled_gap_q16(row[arg] - row[j], ez));
         uint32_t y = (uint32_t)labels[i];
         /* loss = ln2 * (log2(sum / 2^30) + t_y) */
-        int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + scaled_gap_q16(row[arg] - row[y], z->e);
+        int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + scaled_gap_q16(row[arg] - row[y], ez);
         st->loss_sum_q16 += round_shift_nearest(l2 * LN2_Q30, 30);
         st->n_correct += arg == y;
-        if (!with_grad) continue;
+        if (!grad) continue;
         for (uint32_t j = 0; j < c; j++) {
-            int64_t e_j = ie_exp2_neg_q16(scaled_gap_q16(row[arg] - row[j], z->e));
+            int64_t e_j = ie_exp2_neg_q16(scaled_gap_q16(row[arg] - row[j], ez));
             int64_t p = ((e_j << 30) + sum / 2) / sum; /* softmax in Q30 */
             grad[(size_t)i * c + j] = (p - (j == y ? Q30 : 0)) * recip;
         }
     }
-    if (with_grad) {
-        int sh = ie_requant_s64_s8(grad, (size_t)n * c, ie_session_rounder(s, IE_STREAM_LOSS), s->values[m->output].g);
-        s->values[m->output].ge = -30 - 31 + sh;
-    }
     return IE_OK;
+}
+
+static ie_status softmax_ce(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
+    const ie_model *m = s->model;
+    ie_value *z = &s->values[m->output];
+    uint32_t c = m->tensors[m->output].numel;
+    ie_status status = ie_softmax_ce_rows(z->q, z->e, s->n, c, labels, with_grad ? s->loss_acc : NULL, st, s->errmsg);
+    if (status == IE_OK && with_grad)
+        z->ge = IE_CE_GRAD_EXP + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * c, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
+    return status;
 }
 
 static ie_status mse(ie_session *s, const uint32_t *targets, int with_grad, ie_step_stats *st) {

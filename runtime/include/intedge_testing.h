@@ -1,0 +1,46 @@
+/* intedge_testing.h — NOT a stable API. Each entry point runs one piece of the runtime's
+ * arithmetic (the same functions the executor calls) on caller arrays, so tests can compare it
+ * with float64 references. Rounding draws come from (seed, stream 0, step 0). */
+#ifndef INTEDGE_TESTING_H
+#define INTEDGE_TESTING_H
+
+#include "intedge.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* IE_CDEF_BEGIN */
+
+/* y = requant(x) to int8; returns the shift s (y's exponent = x's + s). */
+IE_API int32_t ie_test_requant_s64(const int64_t *x, size_t n, uint64_t seed, int32_t nearest, int8_t *y);
+
+/* Gemm pieces; each returns the exponent of what it writes. bias may be NULL. */
+IE_API int32_t ie_test_gemm_forward(uint32_t n, uint32_t m, uint32_t k, const int8_t *x, int32_t ex,
+                                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb,
+                                    uint64_t seed, int32_t nearest, int8_t *y);
+IE_API int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy,
+                                        const int8_t *w8, int32_t ew, uint64_t seed, int8_t *dx);
+IE_API int32_t ie_test_gemm_backward_dw(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy,
+                                        const int8_t *x, int32_t ex, int32_t w_is_mk, int64_t *dw);
+IE_API int32_t ie_test_gemm_backward_db(uint32_t n, uint32_t m, const int8_t *dy, int32_t edy, int64_t *db);
+IE_API void ie_test_relu_backward(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
+
+/* Softmax cross-entropy: loss (Q16 nats, summed), argmax hits, and the int8 logit gradient. */
+IE_API ie_status ie_test_softmax_ce(uint32_t n, uint32_t c, const int8_t *z, int32_t ez, const int32_t *labels,
+                                    uint64_t seed, int8_t *grad, int32_t *grad_e, int64_t *loss_q16,
+                                    uint32_t *correct);
+IE_API int64_t ie_test_exp2_neg_q16(int64_t t);
+IE_API int64_t ie_test_log2_q16(uint64_t x);
+
+/* The float boundary: float32 bits to `bits`-bit integers with one exponent, and back. */
+IE_API ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,
+                                      int32_t *out, int32_t *e);
+IE_API uint32_t ie_test_fixed_to_f32(int64_t m, int32_t e);
+
+/* IE_CDEF_END */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

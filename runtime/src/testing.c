@@ -1,0 +1,77 @@
+/* The testing surface (intedge_testing.h): thin wrappers over the arithmetic the ops use. */
+#include <stdlib.h>
+
+#include "intedge_testing.h"
+#include "ops/ops.h"
+
+static ie_rounder rounder(uint64_t seed, int32_t nearest) {
+    ie_rounder r = {ie_stream_key(seed, 0, 0), nearest != 0};
+    return r;
+}
+
+int32_t ie_test_requant_s64(const int64_t *x, size_t n, uint64_t seed, int32_t nearest, int8_t *y) {
+    return ie_requant_s64_s8(x, n, rounder(seed, nearest), y);
+}
+
+int32_t ie_test_gemm_forward(uint32_t n, uint32_t m, uint32_t k, const int8_t *x, int32_t ex, const int8_t *w8,
+                             int32_t ew, const int32_t *bias, int32_t eb, uint64_t seed, int32_t nearest, int8_t *y) {
+    int32_t *acc = malloc(sizeof(int32_t) * n * m);
+    int64_t *bias_al = malloc(sizeof(int64_t) * m);
+    ie_rounder r[3] = {rounder(seed, nearest), rounder(seed + 1, nearest), rounder(seed + 2, nearest)};
+    int32_t e = ie_gemm_fwd(ie_kernels_select(), n, m, k, x, ex, w8, ew, bias, eb, acc, bias_al, r, y);
+    free(acc);
+    free(bias_al);
+    return e;
+}
+
+int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy, const int8_t *w8,
+                                 int32_t ew, uint64_t seed, int8_t *dx) {
+    int8_t *wt = malloc((size_t)m * k);
+    int32_t *acc = malloc(sizeof(int32_t) * n * k);
+    int32_t e = ie_gemm_bwd_dx(ie_kernels_select(), n, m, k, dy, edy, w8, ew, wt, acc, rounder(seed, 0), dx);
+    free(wt);
+    free(acc);
+    return e;
+}
+
+int32_t ie_test_gemm_backward_dw(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy, const int8_t *x,
+                                 int32_t ex, int32_t w_is_mk, int64_t *dw) {
+    int8_t *dyt = malloc((size_t)m * n), *xt = malloc((size_t)k * n);
+    int32_t e = ie_gemm_bwd_dw(ie_kernels_select(), n, m, k, dy, edy, x, ex, w_is_mk, dyt, xt, dw);
+    free(dyt);
+    free(xt);
+    return e;
+}
+
+int32_t ie_test_gemm_backward_db(uint32_t n, uint32_t m, const int8_t *dy, int32_t edy, int64_t *db) {
+    return ie_gemm_bwd_db(n, m, dy, edy, db);
+}
+
+void ie_test_relu_backward(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx) { ie_relu_bwd(n, y, dy, dx); }
+
+ie_status ie_test_softmax_ce(uint32_t n, uint32_t c, const int8_t *z, int32_t ez, const int32_t *labels, uint64_t seed,
+                             int8_t *grad, int32_t *grad_e, int64_t *loss_q16, uint32_t *correct) {
+    int64_t *acc = malloc(sizeof(int64_t) * n * c);
+    ie_step_stats st = {0, n, 0};
+    char err[IE_ERRMSG_LEN];
+    ie_status status = ie_softmax_ce_rows(z, ez, n, c, labels, acc, &st, err);
+    if (status == IE_OK) *grad_e = IE_CE_GRAD_EXP + ie_requant_s64_s8(acc, (size_t)n * c, rounder(seed, 0), grad);
+    *loss_q16 = st.loss_sum_q16;
+    *correct = st.n_correct;
+    free(acc);
+    return status;
+}
+
+int64_t ie_test_exp2_neg_q16(int64_t t) { return ie_exp2_neg_q16(t); }
+int64_t ie_test_log2_q16(uint64_t x) { return ie_log2_q16(x); }
+
+ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,
+                               int32_t *out, int32_t *e) {
+    ie_status st = ie_f32_common_exponent(v, n, bits, e);
+    if (st != IE_OK) return st;
+    ie_rounder r = rounder(seed, nearest);
+    for (size_t i = 0; i < n; i++) out[i] = ie_f32_to_fixed(v[i], *e, bits, ie_draw(r, (uint32_t)i));
+    return IE_OK;
+}
+
+uint32_t ie_test_fixed_to_f32(int64_t m, int32_t e) { return ie_fixed_to_f32_bits(m, e); }

@@ -1,0 +1,34 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "models"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    import intedge
+    return intedge.load_data("builtin:digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def mlp_digits():
+    """The bundled 64-128-10 MLP (Flatten from [N,1,8,8]), rebuilt by its script."""
+    from build_mlp import build_mlp
+    return build_mlp([64, 128, 10], input_shape=(1, 8, 8), seed=0)
+
+
+def run_cli(*args, cwd=None):
+    """Runs the installed `intedge` console script."""
+    return subprocess.run([str(Path(sys.executable).with_name("intedge")), *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
