@@ -12,40 +12,28 @@ uint32_t ie_stream_key(uint64_t seed, uint32_t stream, uint64_t step) {
     return (uint32_t)(k >> 32);
 }
 
-uint64_t ie_absmax_s64(const int64_t *x, size_t n) {
-    uint64_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t a = ie_abs64(x[i]);
-        if (a > m) m = a;
+/* The same loops over int32 and int64 inputs: written once, instantiated per type. */
+#define DEFINE_ABSMAX(name, type)                                                                  \
+    uint64_t name(const type *x, size_t n) {                                                       \
+        uint64_t m = 0;                                                                            \
+        for (size_t i = 0; i < n; i++)                                                             \
+            if (ie_abs64(x[i]) > m) m = ie_abs64(x[i]);                                            \
+        return m;                                                                                  \
     }
-    return m;
-}
+DEFINE_ABSMAX(ie_absmax_s64, int64_t)
+DEFINE_ABSMAX(ie_absmax_s32, int32_t)
 
-uint64_t ie_absmax_s32(const int32_t *x, size_t n) {
-    uint64_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t a = ie_abs64(x[i]);
-        if (a > m) m = a;
+#define DEFINE_SHIFT(name, in_type, out_type)                                                      \
+    void name(const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) {            \
+        int64_t lim = ((int64_t)1 << bits) - 1;                                                    \
+        for (size_t i = 0; i < n; i++)                                                             \
+            y[i] = (out_type)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);    \
     }
-    return m;
-}
+DEFINE_SHIFT(ie_shift_s64_s32, int64_t, int32_t)
+DEFINE_SHIFT(ie_shift_s32_s32, int32_t, int32_t)
+DEFINE_SHIFT(ie_shift_s64_s8_bits, int64_t, int8_t)
 
-void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y) {
-    for (size_t i = 0; i < n; i++)
-        y[i] = (int8_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), 127);
-}
-
-void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y) {
-    int64_t lim = ((int64_t)1 << bits) - 1;
-    for (size_t i = 0; i < n; i++)
-        y[i] = (int32_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);
-}
-
-void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y) {
-    int64_t lim = ((int64_t)1 << bits) - 1;
-    for (size_t i = 0; i < n; i++)
-        y[i] = (int32_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);
-}
+void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y) { ie_shift_s64_s8_bits(x, n, s, 7, r, y); }
 
 int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y) {
     int s = ie_requant_shift(ie_absmax_s64(x, n), 7);

@@ -75,6 +75,7 @@ uint64_t ie_absmax_s32(const int32_t *x, size_t n);
 
 /* y = clamp(round(x * 2^-s), +-(2^bits - 1)); the exponent grows by s. */
 void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y);
+void ie_shift_s64_s8_bits(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int8_t *y);
 void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 
