@@ -61,6 +61,12 @@ typedef enum ie_loss {
     IE_LOSS_MSE = 1         /* outputs [N, D], targets float32 bits [N, D]; mean over N*D */
 } ie_loss;
 
+/* How ie_session_step/evaluate/forward read their input pointer `x`. */
+typedef enum ie_input_format {
+    IE_INPUT_F32_BITS = 0, /* const uint32_t *: float32 bit patterns */
+    IE_INPUT_U8 = 1        /* const uint8_t *: pixels/sensor bytes, mapped per channel (below) */
+} ie_input_format;
+
 typedef struct ie_model ie_model;
 typedef struct ie_session ie_session;
 
@@ -80,6 +86,15 @@ typedef struct ie_session_config {
     ie_dyadic weight_decay;
     uint64_t seed;        /* drives every stochastic rounding */
     const uint8_t *trainable; /* one flag per parameter (ie_model_param_count), or NULL = all */
+    /* IE_INPUT_U8: a sample is `input_channels` planes (CHW); byte p of channel c stands for
+     * (p - input_offset_q8[c] / 256) * input_scale_m[c] * 2^input_scale_e, so normalization
+     * ((p/255 - mean)/std: offset = 256*255*mean, scale = 1/(255*std)) folds into the mapping
+     * and no float is involved. |offset| <= 2^24, scale > 0. */
+    ie_input_format input_format;
+    uint32_t input_channels;
+    const int32_t *input_offset_q8;
+    const int32_t *input_scale_m;
+    int32_t input_scale_e;
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss
@@ -129,22 +144,23 @@ IE_API ie_status ie_session_create(ie_model *model, const ie_session_config *con
 IE_API void ie_session_free(ie_session *session);
 IE_API const char *ie_session_errmsg(const ie_session *session);
 
-/* One SGD step on n <= batch_size samples. x holds n * ie_model_input_size float32 bits.
+/* One SGD step on n <= batch_size samples. x holds n * ie_model_input_size values in the
+ * config's input format (float32 bits by default).
  * labels (cross-entropy) or targets (MSE, n * output size float32 bits) per the loss; the
  * other may be NULL. stats may be NULL. */
-IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const uint32_t *x,
+IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const void *x,
                                  const int32_t *labels, const uint32_t *targets,
                                  ie_step_stats *stats);
 
 /* Evaluation-mode forward (round-to-nearest, nothing saved, no step counted). Outputs are
  * int8 q with one exponent (out_q: n * output size) ... */
-IE_API ie_status ie_session_forward(ie_session *session, uint32_t n, const uint32_t *x,
+IE_API ie_status ie_session_forward(ie_session *session, uint32_t n, const void *x,
                                     int8_t *out_q, int16_t *out_e);
 /* ... or the same values as float32 bits. */
-IE_API ie_status ie_session_forward_f32_bits(ie_session *session, uint32_t n,
-                                             const uint32_t *x, uint32_t *out);
+IE_API ie_status ie_session_forward_f32_bits(ie_session *session, uint32_t n, const void *x,
+                                             uint32_t *out);
 /* Loss and accuracy of an evaluation-mode forward, as ie_session_step reports them. */
-IE_API ie_status ie_session_evaluate(ie_session *session, uint32_t n, const uint32_t *x,
+IE_API ie_status ie_session_evaluate(ie_session *session, uint32_t n, const void *x,
                                      const int32_t *labels, const uint32_t *targets,
                                      ie_step_stats *stats);
 
@@ -162,6 +178,13 @@ IE_API ie_status ie_session_set_param_f32_bits(ie_session *session, uint32_t ind
 IE_API ie_status ie_session_set_lr(ie_session *session, ie_dyadic lr);
 /* Steps taken so far; it is part of every SR counter. */
 IE_API uint64_t ie_session_step_count(const ie_session *session);
+
+/* Training state: master weights, momentum and the step counter, tied to the model by its CRC.
+ * Restoring it into a session of the same model and config continues training bit-exactly.
+ * The buffer is validated like a model (versioned, CRC-protected, every size checked). */
+IE_API ie_status ie_session_state_size(const ie_session *session, size_t *bytes);
+IE_API ie_status ie_session_save_state(const ie_session *session, void *buffer, size_t size);
+IE_API ie_status ie_session_load_state(ie_session *session, const void *buffer, size_t size);
 
 /* IE_CDEF_END */
 

@@ -62,6 +62,7 @@ struct ie_model {
     uint32_t *param_tensor; /* parameter index -> tensor index */
     ie_plan_buffer *plan_scratch;
     uint32_t plan_capacity;
+    uint32_t crc; /* the file's CRC: ties saved training state to this model */
     char errmsg[IE_ERRMSG_LEN];
 };
 
@@ -101,6 +102,7 @@ struct ie_session {
     ie_session_config cfg;
     const ie_kernels *k;
     uint8_t *trainable; /* copy of the flags, one per parameter */
+    int32_t *input_map; /* IE_INPUT_U8: offsets then scales, one per channel (copied) */
     ie_value *values;
     ie_param *params;
     ie_node_rt *nodes;
@@ -167,6 +169,8 @@ void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transp
 /* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,
                                    int with_grad, ie_step_stats *stats);
+
+uint32_t ie_crc32(const uint8_t *p, size_t n);
 
 /* Formats into a fixed buffer (vsnprintf-free for bare metal would come later). */
 void ie_set_err(char *buf, const char *fmt, ...);

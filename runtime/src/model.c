@@ -70,6 +70,7 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
         t->rank = r[1];
         t->producer = t->consumer = t->param = IE_NONE;
         if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %u: unknown kind %u", i, t->kind);
+        if (rd16(r + 2) || rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
         if (t->rank < 1 || t->rank > IE_MAX_RANK)
             return fail(m, IE_ERR_FORMAT, "tensor %u: rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
         uint64_t numel = 1;
@@ -114,6 +115,7 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
         for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)rd32(r + 28 + 4 * k);
         if (!read_name(m, rd32(r + 52), rd32(r + 56), &nd->name))
             return fail(m, IE_ERR_FORMAT, "node %u: name out of bounds or not terminated", i);
+        if (rd32(r + 60)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
         const ie_op_def *def = ie_op_lookup(nd->op);
         if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
         if (nd->n_in < def->min_in || nd->n_in > def->max_in || nd->n_out != def->n_out)
@@ -181,6 +183,7 @@ static ie_status parse(ie_model *m) {
     if (rd32(d + 8) != m->size)
         return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %u bytes, buffer has %zu", rd32(d + 8), m->size);
     if (ie_crc32(d + 16, m->size - 16) != rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
+    m->crc = rd32(d + 12);
     m->n_tensors = rd32(d + 16);
     m->n_nodes = rd32(d + 20);
     m->input = rd32(d + 24);

@@ -20,13 +20,15 @@ static int has_momentum(const ie_session_config *cfg, const ie_model *m, uint32_
 /* The fixed part of the arena, in order: handle, flags, tables, masters, momentum; then the
  * planned region. With base == NULL only the sizes are computed. */
 typedef struct layout {
-    size_t session, flags, values, params, nodes, persistent, region, total;
+    size_t session, flags, input_map, values, params, nodes, persistent, region, total;
 } layout;
 
 static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layout *L) {
     size_t off = 0;
     L->session = off; off += ie_align_up(sizeof(ie_session));
     L->flags = off; off += ie_align_up(m->n_params);
+    L->input_map = off;
+    if (cfg->input_format == IE_INPUT_U8) off += ie_align_up(2 * sizeof(int32_t) * cfg->input_channels);
     L->values = off; off += ie_align_up(sizeof(ie_value) * m->n_tensors);
     L->params = off; off += ie_align_up(sizeof(ie_param) * m->n_params);
     L->nodes = off; off += ie_align_up(sizeof(ie_node_rt) * m->n_nodes);
@@ -55,6 +57,26 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
     }
     if (cfg->lr.m < 0 || cfg->momentum.m < 0 || cfg->weight_decay.m < 0) {
         ie_set_err(m->errmsg, "lr, momentum and weight decay must not be negative");
+        return IE_ERR_ARG;
+    }
+    if (cfg->input_format == IE_INPUT_U8) {
+        uint32_t c = cfg->input_channels, numel = m->tensors[m->input].numel;
+        if (c == 0 || numel % c != 0 || !cfg->input_offset_q8 || !cfg->input_scale_m) {
+            ie_set_err(m->errmsg, "uint8 input needs a channel count dividing the %u input values, and per-channel "
+                       "offsets and scales", numel);
+            return IE_ERR_ARG;
+        }
+        for (uint32_t i = 0; i < c; i++)
+            if (cfg->input_scale_m[i] <= 0 || cfg->input_offset_q8[i] > (1 << 24) || cfg->input_offset_q8[i] < -(1 << 24)) {
+                ie_set_err(m->errmsg, "uint8 input: channel %u needs a positive scale and an offset within +-2^24", i);
+                return IE_ERR_ARG;
+            }
+        if (cfg->input_scale_e < -200 || cfg->input_scale_e > 200) {
+            ie_set_err(m->errmsg, "uint8 input: scale exponent %d is out of range", cfg->input_scale_e);
+            return IE_ERR_ARG;
+        }
+    } else if (cfg->input_format != IE_INPUT_F32_BITS) {
+        ie_set_err(m->errmsg, "unknown input format %d", (int)cfg->input_format);
         return IE_ERR_ARG;
     }
     if ((uint64_t)cfg->batch_size * m->tensors[m->output].numel > (1u << 28)) {
@@ -128,6 +150,13 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     s->trainable = base + L.flags;
     for (uint32_t i = 0; i < m->n_params; i++) s->trainable[i] = cfg->trainable ? cfg->trainable[i] != 0 : 1;
     s->cfg.trainable = s->trainable;
+    if (cfg->input_format == IE_INPUT_U8) {
+        s->input_map = (int32_t *)(base + L.input_map);
+        memcpy(s->input_map, cfg->input_offset_q8, sizeof(int32_t) * cfg->input_channels);
+        memcpy(s->input_map + cfg->input_channels, cfg->input_scale_m, sizeof(int32_t) * cfg->input_channels);
+        s->cfg.input_offset_q8 = s->input_map;
+        s->cfg.input_scale_m = s->input_map + cfg->input_channels;
+    }
     s->values = (ie_value *)(base + L.values);
     s->params = (ie_param *)(base + L.params);
     s->nodes = (ie_node_rt *)(base + L.nodes);
@@ -169,8 +198,31 @@ static ie_status bad(ie_session *s, ie_status st, const char *msg) {
     return st;
 }
 
+/* Bytes: (256 p - offset[c]) * scale[c] at exponent scale_e - 8, one requant for the batch. */
+static void load_input_u8(ie_session *s, uint32_t n, const uint8_t *x) {
+    ie_value *in = &s->values[s->model->input];
+    uint32_t c = s->cfg.input_channels;
+    size_t numel = s->model->tensors[s->model->input].numel, plane = numel / c, total = (size_t)n * numel;
+    const int32_t *off = s->cfg.input_offset_q8, *scale = s->cfg.input_scale_m;
+#define U8_VALUE(i) (((int64_t)x[i] * 256 - off[((i) / plane) % c]) * scale[((i) / plane) % c])
+    uint64_t max = 0;
+    for (size_t i = 0; i < total; i++)
+        if (ie_abs64(U8_VALUE(i)) > max) max = ie_abs64(U8_VALUE(i));
+    int sh = ie_requant_shift(max, 7);
+    ie_rounder r = ie_session_rounder(s, IE_STREAM_INPUT);
+    for (size_t i = 0; i < total; i++)
+        in->q[i] = (int8_t)ie_clamp64(ie_shift_round(U8_VALUE(i), sh, ie_draw(r, (uint32_t)i)), 127);
+#undef U8_VALUE
+    in->e = s->cfg.input_scale_e - 8 + sh;
+}
+
 /* Maps the input batch (float32 bits) to int8 with one exponent. */
-static ie_status load_input(ie_session *s, uint32_t n, const uint32_t *x) {
+static ie_status load_input(ie_session *s, uint32_t n, const void *xv) {
+    if (s->cfg.input_format == IE_INPUT_U8) {
+        load_input_u8(s, n, xv);
+        return IE_OK;
+    }
+    const uint32_t *x = xv;
     ie_value *in = &s->values[s->model->input];
     size_t total = (size_t)n * s->model->tensors[s->model->input].numel;
     if (ie_f32_common_exponent(x, total, 7, &in->e) != IE_OK) {
@@ -186,7 +238,7 @@ static ie_status load_input(ie_session *s, uint32_t n, const uint32_t *x) {
     return IE_OK;
 }
 
-static ie_status begin(ie_session *s, uint32_t n, const uint32_t *x, ie_mode mode) {
+static ie_status begin(ie_session *s, uint32_t n, const void *x, ie_mode mode) {
     if (!s) return IE_ERR_ARG;
     if (!x) return bad(s, IE_ERR_ARG, "input batch is NULL");
     if (n == 0 || n > s->cfg.batch_size) {
@@ -207,7 +259,7 @@ static ie_status check_targets(ie_session *s, const int32_t *labels, const uint3
     return IE_OK;
 }
 
-ie_status ie_session_step(ie_session *s, uint32_t n, const uint32_t *x, const int32_t *labels,
+ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
                           const uint32_t *targets, ie_step_stats *stats) {
     if (!s) return IE_ERR_ARG;
     ie_status st = check_targets(s, labels, targets);
@@ -225,7 +277,7 @@ ie_status ie_session_step(ie_session *s, uint32_t n, const uint32_t *x, const in
     return IE_OK;
 }
 
-ie_status ie_session_forward(ie_session *s, uint32_t n, const uint32_t *x, int8_t *out_q, int16_t *out_e) {
+ie_status ie_session_forward(ie_session *s, uint32_t n, const void *x, int8_t *out_q, int16_t *out_e) {
     if (!s) return IE_ERR_ARG;
     if (!out_q || !out_e) return bad(s, IE_ERR_ARG, "output pointers are NULL");
     ie_status st = begin(s, n, x, IE_MODE_EVAL);
@@ -236,7 +288,7 @@ ie_status ie_session_forward(ie_session *s, uint32_t n, const uint32_t *x, int8_
     return IE_OK;
 }
 
-ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const uint32_t *x, uint32_t *out) {
+ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const void *x, uint32_t *out) {
     if (!s) return IE_ERR_ARG;
     if (!out) return bad(s, IE_ERR_ARG, "output pointer is NULL");
     ie_status st = begin(s, n, x, IE_MODE_EVAL);
@@ -247,7 +299,7 @@ ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const uint32_t 
     return IE_OK;
 }
 
-ie_status ie_session_evaluate(ie_session *s, uint32_t n, const uint32_t *x, const int32_t *labels,
+ie_status ie_session_evaluate(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
                               const uint32_t *targets, ie_step_stats *stats) {
     if (!s) return IE_ERR_ARG;
     if (!stats) return bad(s, IE_ERR_ARG, "stats pointer is NULL");

@@ -1,0 +1,162 @@
+/* Training state save/load: bit-exact continuation, and refusal of damaged buffers (under ASan).
+ * Also the uint8 input mapping (pixels with per-channel offset and scale). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "iem_builder.h"
+#include "intedge.h"
+
+enum { K = 16, H = 8, C = 4, N = 8 };
+
+static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+static void batch(int step, uint32_t *x, int32_t *y) {
+    for (int i = 0; i < N; i++) {
+        y[i] = (step + i) % C;
+        for (int j = 0; j < K; j++) x[i * K + j] = f2b((float)((i * 7 + j * 3 + step) % 11) / 11.0f + (j % C == y[i]));
+    }
+}
+
+static ie_session *make(ie_model *m) {
+    ie_session_config c;
+    memset(&c, 0, sizeof c);
+    c.batch_size = N;
+    ie_dyadic_from_f32_bits(f2b(0.05f), &c.lr);
+    ie_dyadic_from_f32_bits(f2b(0.9f), &c.momentum);
+    ie_dyadic_from_f32_bits(f2b(0.001f), &c.weight_decay);
+    c.seed = 42;
+    ie_session *s = NULL;
+    CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_OK);
+    return s;
+}
+
+static void run(ie_session *s, int from, int to) {
+    uint32_t x[N * K];
+    int32_t y[N];
+    for (int i = from; i < to; i++) {
+        batch(i, x, y);
+        CHECK(ie_session_step(s, N, x, y, NULL, NULL) == IE_OK);
+    }
+}
+
+static uint8_t *save(ie_session *s, size_t *size) {
+    CHECK(ie_session_state_size(s, size) == IE_OK);
+    uint8_t *buf = malloc(*size);
+    CHECK(ie_session_save_state(s, buf, *size) == IE_OK);
+    return buf;
+}
+
+static void test_continuation(ie_model *m) {
+    ie_session *a = make(m), *b = make(m);
+    run(a, 0, 10);
+    size_t size, end_a_size, end_b_size;
+    uint8_t *mid = save(a, &size);
+    run(a, 10, 25);
+    CHECK(ie_session_load_state(b, mid, size) == IE_OK);
+    CHECK(ie_session_step_count(b) == 10);
+    run(b, 10, 25);
+    uint8_t *end_a = save(a, &end_a_size), *end_b = save(b, &end_b_size);
+    CHECK(end_a_size == end_b_size && memcmp(end_a, end_b, end_a_size) == 0);
+
+    /* every truncation, every flipped byte: refused, and the session keeps its state */
+    for (size_t n = 0; n < size; n++) {
+        uint8_t *copy = malloc(n ? n : 1);
+        memcpy(copy, mid, n);
+        CHECK(ie_session_load_state(b, copy, n) == IE_ERR_FORMAT);
+        free(copy);
+    }
+    for (size_t i = 0; i < size; i += 7) {
+        mid[i] ^= 0x10;
+        CHECK(ie_session_load_state(b, mid, size) == IE_ERR_FORMAT);
+        mid[i] ^= 0x10;
+    }
+    CHECK(strstr(ie_session_errmsg(b), "refused") != NULL);
+    free(end_b);
+    end_b = save(b, &end_b_size);
+    CHECK(memcmp(end_a, end_b, end_a_size) == 0);
+    free(mid); free(end_a); free(end_b);
+    ie_session_free(a);
+    ie_session_free(b);
+}
+
+/* A state from another model is refused by CRC. */
+static void test_other_model(ie_model *m) {
+    size_t size2;
+    uint8_t *buf2 = iemb_mlp(K, H + 1, C, &size2);
+    ie_model *m2;
+    CHECK(ie_model_load(buf2, size2, &m2) == IE_OK);
+    ie_session *a = make(m), *b = make(m2);
+    size_t size;
+    uint8_t *st = save(a, &size);
+    CHECK(ie_session_load_state(b, st, size) == IE_ERR_FORMAT && strstr(ie_session_errmsg(b), "different model"));
+    free(st);
+    ie_session_free(a); ie_session_free(b);
+    ie_model_free(m2);
+    free(buf2);
+}
+
+/* uint8 input: (256 p - offset) * scale, nearest rounding in eval mode, checked via a
+ * model whose first layer is the identity. */
+static void test_u8_input(void) {
+    enum { CH = 2, PIX = 3 };
+    static float eye[36];
+    for (int i = 0; i < 6; i++) eye[i * 6 + i] = 1.0f;
+    float zero[6] = {0};
+    iem_builder b;
+    memset(&b, 0, sizeof b);
+    uint32_t d_in[2] = {CH, PIX}, six = 6, d_w[2] = {6, 6};
+    uint32_t in = iemb_tensor_add(&b, 0, 2, d_in, "x", NULL);
+    uint32_t flat = iemb_tensor_add(&b, 2, 1, &six, "flat", NULL);
+    uint32_t w = iemb_tensor_add(&b, 1, 2, d_w, "w", eye), bias = iemb_tensor_add(&b, 1, 1, &six, "b", zero);
+    uint32_t out = iemb_tensor_add(&b, 2, 1, &six, "y", NULL);
+    uint32_t r[1] = {in}, g[3] = {flat, w, bias};
+    iemb_node_add(&b, 3, r, 1, flat, 0, "flatten");
+    iemb_node_add(&b, 1, g, 3, out, 1, "fc");
+    size_t size;
+    uint8_t *buf = iemb_finish(&b, in, out, &size);
+    ie_model *m;
+    CHECK(ie_model_load(buf, size, &m) == IE_OK);
+    /* channel 0: (p/255 - 0.5) / 0.25; channel 1: p/255 / 0.5 */
+    int32_t off[CH] = {32640, 0};                      /* 0.5 * 255 * 256 */
+    int32_t scale[CH] = {16843009, 8421505};           /* 2^30 / (255 * std), rounded */
+    ie_session_config c;
+    memset(&c, 0, sizeof c);
+    c.batch_size = 1;
+    c.input_format = IE_INPUT_U8;
+    c.input_channels = CH;
+    c.input_offset_q8 = off;
+    c.input_scale_m = scale;
+    c.input_scale_e = -30;
+    ie_session *s;
+    CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_OK);
+    uint8_t px[6] = {0, 128, 255, 0, 51, 255};
+    uint32_t y[6];
+    CHECK(ie_session_forward_f32_bits(s, 1, px, y) == IE_OK);
+    float want[6] = {-2.0f, 2.0f / 255.0f, 2.0f, 0.0f, 0.4f, 2.0f};
+    for (int i = 0; i < 6; i++) {
+        float got;
+        memcpy(&got, &y[i], 4);
+        CHECK(got - want[i] < 0.04f && want[i] - got < 0.04f); /* int8 twice: <= 2 ulps of 2^-6 */
+    }
+    int32_t bad_scale[CH] = {0, 1};
+    c.input_scale_m = bad_scale;
+    ie_session *s2;
+    CHECK(ie_session_create(m, &c, NULL, 0, &s2) == IE_ERR_ARG && strstr(ie_model_errmsg(m), "positive scale"));
+    ie_session_free(s);
+    ie_model_free(m);
+    free(buf);
+}
+
+int main(void) {
+    size_t size;
+    uint8_t *buf = iemb_mlp(K, H, C, &size);
+    ie_model *m;
+    CHECK(ie_model_load(buf, size, &m) == IE_OK);
+    test_continuation(m);
+    test_other_model(m);
+    test_u8_input();
+    ie_model_free(m);
+    free(buf);
+    return CHECK_DONE();
+}
