@@ -2,7 +2,8 @@
 
 The C runtime (libintedge) owns the math; this package imports ONNX, feeds data, runs the
 training loop and writes the trained model back as ONNX."""
-from .data import Dataset, load_data
+from .checkpoint import Checkpoint, CheckpointError
+from .data import Dataset, InputMapping, load_data
 from .errors import IntedgeError
 from .export import export_onnx
 from .onnx_import import ImportedModel, import_onnx
@@ -10,5 +11,5 @@ from .runtime import Model, Session
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Dataset", "ImportedModel", "IntedgeError", "Model", "Session", "Trainer", "export_onnx",
+__all__ = ["Checkpoint", "CheckpointError", "Dataset", "InputMapping", "ImportedModel", "IntedgeError", "Model", "Session", "Trainer", "export_onnx",
            "import_onnx", "load_data", "__version__"]

@@ -7,9 +7,18 @@ from pathlib import Path
 
 from .errors import IntedgeError
 
-EXAMPLES = """examples:
+TRAIN_EXAMPLES = """examples:
   intedge train models/mlp_digits.onnx builtin:digits --epochs 10
-  intedge train model.onnx data.npz --batch-size 64 --lr 0.05 --momentum 0.9 --output-dir runs/exp1
+  intedge train lenet.onnx photos/ --normalize auto --augment crop,flip --checkpoint-every 100
+  intedge train lenet.onnx photos/ --resume runs/train-3          # continue after a power cut
+"""
+EVAL_EXAMPLES = """examples:
+  intedge eval runs/train-1/model.onnx builtin:digits
+  intedge eval runs/train-1 photos/ --json > report.json            # newest checkpoint of a run
+"""
+EXPORT_EXAMPLES = """examples:
+  intedge export runs/train-1 -o model.onnx
+  intedge export runs/train-1/checkpoints/ckpt-00000450.iec -o model_int8.onnx --int8
 """
 
 
@@ -33,26 +42,99 @@ def _non_negative_float(text):
     return v
 
 
+def _fraction(text):
+    v = _non_negative_float(text)
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must lie strictly between 0 and 1")
+    return v
+
+
+def _augmentations(text):
+    from .images import AUGMENTATIONS
+
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in AUGMENTATIONS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown augmentation {', '.join(bad)}; choose from {', '.join(AUGMENTATIONS)}")
+    return kinds
+
+
+def _sub(sub, name, help_, description, examples):
+    return sub.add_parser(name, help=help_, description=description, epilog=examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _data_options(p):
+    p.add_argument("--normalize", metavar="auto|MEAN,STD", default=None,
+                   help="per-channel (x - mean) / std on [0,1] pixels: 'auto' (from the training set), MEAN,STD, "
+                        "or C means then C stds")
+    p.add_argument("--val-split", type=_fraction, default=0.2,
+                   help="fraction of train used for validation when DATA has none (default 0.2)")
+    p.add_argument("--label-column", default=None, help="the label column of a .csv")
+    p.add_argument("--on-bad-image", choices=("skip", "fail"), default="skip",
+                   help="a corrupt image is skipped with a warning (default) or stops the run")
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="intedge", description="Train neural networks in integer arithmetic.",
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=TRAIN_EXAMPLES + EVAL_EXAMPLES + EXPORT_EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    t = sub.add_parser("train", help="train an ONNX model on a dataset", epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Train MODEL.onnx on DATA and write the trained ONNX model.")
+
+    t = _sub(sub, "train", "train an ONNX model on a dataset",
+             "Train MODEL.onnx on DATA; write metrics, checkpoints and the trained ONNX model.", TRAIN_EXAMPLES)
     t.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to train")
-    t.add_argument("data", metavar="DATA", help="a .npz (x_train, y_train[, x_val, y_val]) or builtin:digits")
+    t.add_argument("data", metavar="DATA",
+                   help="an image folder (train/<class>/*.png, optional val/), a .npz (x_train, y_train[, x_val, "
+                        "y_val]), a .csv, builtin:digits or builtin:mnist-5k")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=_non_negative_float, default=0.1, help="learning rate (default 0.1)")
     t.add_argument("--momentum", type=_non_negative_float, default=0.0)
     t.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
-    t.add_argument("--seed", type=int, default=0, help="drives data order, splits and stochastic rounding")
+    t.add_argument("--seed", type=int, default=0, help="drives data order, splits, augmentation and rounding")
+    t.add_argument("--augment", type=_augmentations, default=[], metavar="crop,flip",
+                   help="seeded augmentation of image data: random crop with padding, horizontal flip")
+    _data_options(t)
     t.add_argument("--output-dir", type=Path, default=None,
-                   help="where metrics.jsonl and model.onnx go (default: runs/train-N)")
+                   help="metrics.jsonl, model.onnx, checkpoints/ and curves.png go here (default: runs/train-N)")
+    t.add_argument("--checkpoint-every", type=_positive_int, default=None, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (there is always one per epoch)")
+    t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the newest K")
+    t.add_argument("--resume", type=Path, default=None, metavar="DIR|FILE",
+                   help="continue from a run folder's newest good checkpoint, or from a checkpoint file")
     t.add_argument("--quiet", action="store_true", help="no progress bar; one plain line per epoch")
+
+    e = _sub(sub, "eval", "evaluate a model or checkpoint on a dataset",
+             "Accuracy, per-class accuracy and the confusion matrix of MODEL (an .onnx, a checkpoint, or a run "
+             "folder's newest checkpoint) on DATA's validation split.", EVAL_EXAMPLES)
+    e.add_argument("model", metavar="MODEL|CKPT")
+    e.add_argument("data", metavar="DATA")
+    e.add_argument("--split", choices=("val", "train", "all"), default="val")
+    e.add_argument("--batch-size", type=_positive_int, default=64)
+    e.add_argument("--seed", type=int, default=None, help="the split seed (default: the checkpoint's, else 0)")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    _data_options(e)
+
+    x = _sub(sub, "export", "write a checkpoint's trained model as ONNX",
+             "Write the original graph with the checkpoint's trained weights (float32, or int8 QDQ).", EXPORT_EXAMPLES)
+    x.add_argument("checkpoint", metavar="CKPT", help="a checkpoint file or a run folder")
+    x.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
+    x.add_argument("--int8", action="store_true", help="QDQ int8 weights and activations, power-of-two scales")
+    x.add_argument("--calibration", metavar="DATA", default=None,
+                   help="data whose validation split calibrates --int8 (default: the data the run trained on)")
     return p
+
+
+def _version():
+    from . import __version__
+    return f"intedge {__version__}"
+
+
+def _warn(msg):
+    print(f"intedge: warning: {msg}", file=sys.stderr)
 
 
 def _next_run_dir(root=Path("runs")):
@@ -74,16 +156,66 @@ def _prepare_output(path):
     return path
 
 
-def cmd_train(args):
+def _load_data_for(model, spec, args, seed):
     from .data import load_data
+
+    return load_data(spec, seed=seed, input_shape=model.input_shape, val_split=args.val_split,
+                     label_column=args.label_column, on_bad_image=args.on_bad_image)
+
+
+def _input_settings(model, ds, normalize):
+    from .data import parse_normalize
+
+    channels = model.input_shape[0] if len(model.input_shape) > 1 else 1
+    return ("u8" if ds.is_uint8 else "f32"), parse_normalize(normalize, channels, ds.x_train)
+
+
+def _resume(args):
+    import hashlib
+
+    from . import checkpoint as ckpt
+    from .onnx_import import load_onnx
     from .trainer import Trainer
 
-    trainer = Trainer(args.model, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                      weight_decay=args.weight_decay, seed=args.seed)
-    ds = load_data(args.data, seed=args.seed)
+    ck = ckpt.load_latest(args.resume, warn=_warn)
+    onnx_sha = hashlib.sha256(load_onnx(args.model).SerializeToString()).hexdigest()
+    if onnx_sha != ck.meta.get("onnx_sha256"):
+        raise IntedgeError(f"{ck.path} was made for a different model than {args.model}; pass the same MODEL")
+    trainer = Trainer.from_checkpoint(ck)
+    if args.output_dir is None:
+        folder = ck.path.parent
+        args.output_dir = folder.parent if folder.name == "checkpoints" else folder
+    print(f"resuming from {ck.path} (epoch {ck.meta['epoch']}, batch {ck.meta['batch']}, step {ck.meta['step']})",
+          flush=True)
+    return trainer, ck.meta["config"]
+
+
+def cmd_train(args):
+    from .onnx_import import import_onnx
+    from .report import plot_curves, summary_table
+    from .trainer import Trainer
+
+    if args.resume:
+        trainer, cfg = _resume(args)
+        data_cfg = cfg["data"]
+        for k in ("val_split", "label_column", "on_bad_image"):
+            setattr(args, k, data_cfg[k])
+        ds = _load_data_for(trainer.model, args.data, args, cfg["seed"])
+    else:
+        model = import_onnx(args.model)
+        ds = _load_data_for(model, args.data, args, args.seed)
+        fmt, mapping = _input_settings(model, ds, args.normalize)
+        if args.augment and (len(model.input_shape) != 3 or not ds.is_uint8):
+            raise IntedgeError("--augment works on image data (uint8 samples) with a [C, H, W] model input")
+        trainer = Trainer(model, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                          weight_decay=args.weight_decay, seed=args.seed, input_format=fmt, input_mapping=mapping,
+                          augment=args.augment, class_names=ds.class_names)
+        trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
+                                  "label_column": args.label_column, "on_bad_image": args.on_bad_image}
     out = _prepare_output(args.output_dir or _next_run_dir())
     metrics_path = out / "metrics.jsonl"
-    metrics_path.write_text("")
+    # on resume the file is rewritten from the checkpoint, so it never holds epochs that were undone
+    metrics_path.write_text("".join(json.dumps(m) + "\n" for m in trainer.history))
 
     def on_epoch(m):
         try:
@@ -93,22 +225,91 @@ def cmd_train(args):
             raise IntedgeError(f"cannot append to {metrics_path}: {exc.strerror}") from None
         val = f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
         print(f"epoch {m['epoch']:>3}/{args.epochs}  train_loss {m['train_loss']:.4f}  "
-              f"train_acc {m['train_acc']:.4f}{val}  {m['samples_per_s']:.0f} samples/s", flush=True)
+              f"train_acc {m['train_acc']:.4f}{val}  {m['samples_per_s'] or 0:.0f} samples/s", flush=True)
 
-    print(f"training {args.model} on {ds.source}: {len(ds.x_train)} train / {len(ds.x_val)} val samples, "
-          f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs", flush=True)
+    if not args.resume:
+        print(f"training {args.model} on {ds.source}: {len(ds.x_train)} train / {len(ds.x_val)} val samples, "
+              f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs", flush=True)
     history = trainer.fit(ds.x_train, ds.y_train, ds.x_val, ds.y_val, epochs=args.epochs,
-                          progress=not args.quiet and sys.stderr.isatty(), on_epoch=on_epoch)
+                          progress=not args.quiet and sys.stderr.isatty(), on_epoch=on_epoch,
+                          checkpoint_dir=out / "checkpoints", checkpoint_every=args.checkpoint_every or 0,
+                          keep=args.keep_checkpoints)
     model_path = trainer.export_onnx(out / "model.onnx")
-    last = history[-1]
-    print(f"done: val_acc {last['val_acc']:.4f}; wrote {model_path} and {metrics_path}")
+    if not args.quiet:
+        print("\n" + summary_table(history))
+    drew = plot_curves(history, out / "curves.png")
+    last = history[-1] if history else {}
+    print(f"\ndone: val_acc {last.get('val_acc') or 0:.4f}; wrote {model_path}, {metrics_path}"
+          + (f", {out / 'curves.png'}" if drew else "") + f" and checkpoints in {out / 'checkpoints'}")
+    return 0
+
+
+def cmd_eval(args):
+    import numpy as np
+
+    from . import checkpoint as ckpt
+    from .data import InputMapping
+    from .export import read_metadata
+    from .onnx_import import import_onnx
+    from .report import evaluation_report, format_report
+    from .trainer import Trainer
+
+    p = Path(args.model)
+    trainer = None
+    if p.is_dir() or p.suffix == ".iec":
+        ck = ckpt.load_latest(p, warn=_warn)
+        trainer = Trainer.from_checkpoint(ck, batch_size=args.batch_size)
+        model, names, seed = trainer.model, trainer.class_names, ck.meta["config"]["seed"]
+    else:
+        model = import_onnx(args.model)
+        names, mapping = read_metadata(model.onnx_model)
+        seed = 0
+    ds = _load_data_for(model, args.data, args, args.seed if args.seed is not None else seed)
+    fmt = "u8" if ds.is_uint8 else "f32"
+    if trainer is None:
+        im = InputMapping.from_json(mapping) if mapping and not args.normalize else \
+            _input_settings(model, ds, args.normalize)[1]
+        trainer = Trainer(model, batch_size=args.batch_size, input_format=fmt, input_mapping=im, class_names=names)
+    elif trainer.input_format != fmt:
+        trainer = trainer.with_input_format(fmt)
+    x, y = {"val": (ds.x_val, ds.y_val), "train": (ds.x_train, ds.y_train),
+            "all": (np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
+    xp, yp = trainer._prepare(x, y, args.split)
+    report = evaluation_report(yp, trainer.predict_prepared(xp), names or ds.class_names,
+                               trainer.evaluate_prepared(xp, yp)["loss"])
+    report.update(model=str(args.model), data=str(args.data), split=args.split)
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_export(args):
+    from . import checkpoint as ckpt
+    from .data import load_data
+    from .export import export_onnx
+    from .trainer import Trainer
+
+    ck = ckpt.load_latest(args.checkpoint, warn=_warn)
+    t = Trainer.from_checkpoint(ck)
+    calibration = None
+    if args.int8:
+        data_cfg = ck.meta["config"].get("data") or {}
+        spec = args.calibration or data_cfg.get("source")
+        if not spec:
+            raise IntedgeError("--int8 needs --calibration DATA (this checkpoint does not record its data)")
+        ds = load_data(spec, seed=ck.meta["config"]["seed"], input_shape=t.model.input_shape,
+                       val_split=data_cfg.get("val_split", 0.2), label_column=data_cfg.get("label_column"),
+                       on_bad_image="skip")
+        calibration = t.float_inputs(ds.x_val)
+    path = export_onnx(t.model, t.state_dict(), args.output, class_names=t.class_names,
+                       input_mapping=t.input_mapping, int8=args.int8, calibration=calibration)
+    print(f"wrote {path} ({'int8 QDQ' if args.int8 else 'float32'}) from {ck.path}")
     return 0
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train}[args.command](args)
+        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export}[args.command](args)
     except IntedgeError as exc:
         print(f"intedge: error: {exc}", file=sys.stderr)
         return 2

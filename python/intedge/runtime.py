@@ -57,7 +57,8 @@ class Model:
     def errmsg(self):
         return ffi.string(lib.ie_model_errmsg(self._h)).decode()
 
-    def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable):
+    def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None):
+        """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent)."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         cfg = ffi.new("ie_session_config *")
@@ -67,10 +68,19 @@ class Model:
         cfg.momentum = dyadic(momentum)
         cfg.weight_decay = dyadic(weight_decay)
         cfg.seed = seed & 0xFFFFFFFFFFFFFFFF
-        keep = None
+        keep = []
         if trainable is not None:
-            keep = ffi.new("uint8_t[]", [1 if t else 0 for t in trainable] or [0])
-            cfg.trainable = keep
+            if len(trainable) != len(self.params):
+                raise IntedgeError(f"trainable has {len(trainable)} flags; the model has {len(self.params)} parameters")
+            keep.append(ffi.new("uint8_t[]", [1 if t else 0 for t in trainable] or [0]))
+            cfg.trainable = keep[-1]
+        if input_u8 is not None:
+            channels, offsets, scales, exponent = input_u8
+            cfg.input_format = lib.IE_INPUT_U8
+            cfg.input_channels = channels
+            keep += [ffi.new("int32_t[]", list(offsets)), ffi.new("int32_t[]", list(scales))]
+            cfg.input_offset_q8, cfg.input_scale_m = keep[-2], keep[-1]
+            cfg.input_scale_e = exponent
         return cfg, keep
 
     def arena_size(self, batch_size, trainable=None, loss="cross_entropy"):
@@ -91,11 +101,12 @@ class Session:
     """One training session: master weights, optimizer state and the planned arena."""
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
-                 loss="cross_entropy", trainable=None):
+                 loss="cross_entropy", trainable=None, input_u8=None):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
-        cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable)
+        self.input_u8 = input_u8 is not None
+        cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")
@@ -111,7 +122,10 @@ class Session:
             raise IntedgeError(ffi.string(lib.ie_session_errmsg(self._h)).decode())
 
     def _inputs(self, x, labels, targets):
-        x = _f32_bits(x).reshape(len(x), -1)
+        if self.input_u8:
+            x = np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), -1)
+        else:
+            x = _f32_bits(x).reshape(len(x), -1)
         if x.shape[1] != self.model.input_size:
             raise IntedgeError(f"each sample has {x.shape[1]} values; the model input takes {self.model.input_size}")
         lab = ffi.NULL
@@ -125,7 +139,7 @@ class Session:
             targets = _f32_bits(targets).reshape(len(x), -1)
             keep.append(targets)
             tgt = ffi.from_buffer("uint32_t[]", targets)
-        return len(x), ffi.from_buffer("uint32_t[]", x), lab, tgt, keep
+        return len(x), ffi.from_buffer(x), lab, tgt, keep
 
     def step(self, x, labels=None, targets=None):
         """One SGD step. Returns (summed loss in nats, correct predictions, count)."""
@@ -170,6 +184,13 @@ class Session:
         self._check(lib.ie_session_get_param(self._h, index, ffi.from_buffer("int32_t[]", out), e))
         return out.reshape(info.shape), int(e[0])
 
+    def set_param_fixed(self, index, mantissas, exponent):
+        """Master weights exactly, as param_fixed returns them."""
+        q = np.ascontiguousarray(mantissas, dtype=np.int32).reshape(-1)
+        if q.size != self.model.params[index].numel:
+            raise IntedgeError(f"parameter '{self.model.params[index].name}' takes {self.model.params[index].numel} values")
+        self._check(lib.ie_session_set_param(self._h, index, ffi.from_buffer("int32_t[]", q), exponent))
+
     def set_param(self, index, values):
         info = self.model.params[index]
         bits = _f32_bits(values).reshape(-1)
@@ -187,3 +208,14 @@ class Session:
     @property
     def step_count(self):
         return lib.ie_session_step_count(self._h)
+
+    def save_state(self):
+        """The exact training state (weights, momentum, step) as bytes."""
+        size = ffi.new("size_t *")
+        self._check(lib.ie_session_state_size(self._h, size))
+        buf = bytearray(size[0])
+        self._check(lib.ie_session_save_state(self._h, ffi.from_buffer(buf), len(buf)))
+        return bytes(buf)
+
+    def load_state(self, blob):
+        self._check(lib.ie_session_load_state(self._h, ffi.from_buffer(blob), len(blob)))

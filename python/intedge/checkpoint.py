@@ -1,0 +1,184 @@
+"""Checkpoint files (.iec): one versioned, CRC-protected file that is enough to resume or export.
+
+Layout (little-endian; docs/format.md): a 24-byte header ("IEC1", u16 version, u16 section count,
+u64 file size, u32 CRC-32 of every byte after the header, u32 0), then sections, each a 4-byte
+tag, a u64 length and the bytes:
+  META  JSON: position (epoch, batch, step), partial-epoch sums, metrics history, config,
+        input mapping, class names
+  ONNX  the original model, so a checkpoint is self-contained
+  IEM   the runtime model the state belongs to
+  STAT  the C runtime's training state (master weights, momentum, step), exact
+
+Writes are atomic: a temp file in the same folder, fsync, rename, fsync of the folder. A reader
+never sees a half-written checkpoint; a crash leaves at most a stray temp file, which is ignored.
+"""
+import errno
+import json
+import os
+import re
+import signal
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import IntedgeError
+
+MAGIC = b"IEC1"
+VERSION = 1
+HEADER = struct.Struct("<4sHHQII")
+SECTION = struct.Struct("<4sQ")
+TAGS = (b"META", b"ONNX", b"IEM ", b"STAT")
+NAME = re.compile(r"^ckpt-(\d{8})\.iec$")
+
+# Fault injection for the crash tests: SIGKILL this process halfway through the N-th write.
+_KILL_ENV = "INTEDGE_FAULT_KILL_IN_CHECKPOINT"
+_writes = 0
+
+
+class CheckpointError(IntedgeError):
+    pass
+
+
+@dataclass
+class Checkpoint:
+    meta: dict
+    onnx: bytes
+    iem: bytes
+    state: bytes
+    path: Path = None
+
+
+def encode(ck):
+    body = b"".join(SECTION.pack(tag, len(data)) + data for tag, data in
+                    zip(TAGS, (json.dumps(ck.meta, sort_keys=True).encode(), ck.onnx, ck.iem, ck.state)))
+    return HEADER.pack(MAGIC, VERSION, len(TAGS), HEADER.size + len(body), zlib.crc32(body), 0) + body
+
+
+def decode(blob, path="checkpoint"):
+    if len(blob) < HEADER.size:
+        raise CheckpointError(f"{path} is truncated ({len(blob)} bytes)")
+    magic, version, count, size, crc, _ = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise CheckpointError(f"{path} is not an intedge checkpoint")
+    if version != VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {version}; this intedge reads version {VERSION}")
+    if size != len(blob):
+        raise CheckpointError(f"{path} is truncated or damaged: {len(blob)} bytes, header says {size}")
+    if zlib.crc32(blob[HEADER.size:]) != crc:
+        raise CheckpointError(f"{path} is corrupt (CRC mismatch)")
+    sections, off = {}, HEADER.size
+    for _ in range(count):
+        if off + SECTION.size > size:
+            raise CheckpointError(f"{path}: section table runs past the end")
+        tag, length = SECTION.unpack_from(blob, off)
+        off += SECTION.size
+        if off + length > size:
+            raise CheckpointError(f"{path}: section {tag!r} runs past the end")
+        sections[tag] = blob[off:off + length]
+        off += length
+    missing = [t.decode().strip() for t in TAGS if t not in sections]
+    if missing or off != size:
+        raise CheckpointError(f"{path}: malformed (missing {', '.join(missing) or 'nothing'}; "
+                              f"{size - off} trailing bytes)")
+    try:
+        meta = json.loads(sections[b"META"])
+    except ValueError:
+        raise CheckpointError(f"{path}: its metadata is not valid JSON") from None
+    return Checkpoint(meta, sections[b"ONNX"], sections[b"IEM "], sections[b"STAT"], Path(path))
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # not every platform opens folders
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(f, data):
+    global _writes
+    _writes += 1
+    kill_at = os.environ.get(_KILL_ENV)
+    if kill_at and int(kill_at) == _writes:
+        f.write(data[:len(data) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    f.write(data)
+
+
+def write_atomic(path, data):
+    """Writes bytes to path atomically. Errors (a full disk, a read-only folder) leave the old
+    file, if any, untouched and raise IntedgeError naming the cause."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            _write_all(f, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise IntedgeError(f"cannot write {path}: {why}; free space or pass --output-dir elsewhere "
+                           "(earlier checkpoints are intact)") from None
+    return path
+
+
+def save(folder, ck, keep=3):
+    """Writes ckpt-<step>.iec into folder and keeps the newest `keep`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_atomic(folder / f"ckpt-{ck.meta['step']:08d}.iec", encode(ck))
+    for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(folder):
+    """Checkpoint files in a folder, oldest first (temp files are not listed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if NAME.match(p.name)), key=lambda p: int(NAME.match(p.name)[1]))
+
+
+def load(path):
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {path}: {exc.strerror}") from None
+    return decode(blob, path)
+
+
+def load_latest(target, warn=None):
+    """A checkpoint file, or the newest good one in a run folder (or its checkpoints/), falling
+    back past corrupt ones with a warning."""
+    target = Path(target)
+    if target.is_file():
+        return load(target)
+    folder = target / "checkpoints" if (target / "checkpoints").is_dir() else target
+    candidates = list_checkpoints(folder)
+    if not candidates:
+        raise CheckpointError(f"{target}: no checkpoints found (expected {folder}/ckpt-*.iec)")
+    errors = []
+    for p in reversed(candidates):
+        try:
+            ck = load(p)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+            if warn:
+                warn(f"{exc}; falling back to the previous checkpoint")
+            continue
+        return ck
+    raise CheckpointError(f"{target}: every checkpoint is damaged: " + "; ".join(errors))

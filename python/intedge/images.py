@@ -1,0 +1,102 @@
+"""Image folders in the torchvision ImageFolder layout, decoded with Pillow to uint8 CHW at the
+model's input size, and seeded augmentation (random crop with padding, horizontal flip)."""
+from pathlib import Path
+
+import numpy as np
+
+from .data import IMAGE_SUFFIXES, Dataset, split, warn
+from .errors import IntedgeError
+
+
+def _class_folders(folder):
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images(folder):
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _decode(path, channels, height, width):
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img.load()
+        img = img.convert("L" if channels == 1 else "RGB")
+        if img.size != (width, height):
+            img = img.resize((width, height), Image.BILINEAR)
+        a = np.asarray(img, dtype=np.uint8)
+    return a[None] if channels == 1 else a.transpose(2, 0, 1)
+
+
+def _read_split(folder, classes, shape, on_bad_image, skipped):
+    xs, ys = [], []
+    for label, cls in enumerate(classes):
+        d = folder / cls
+        files = _images(d) if d.is_dir() else []
+        if not files:
+            raise IntedgeError(f"class folder {d} has no images ({', '.join(IMAGE_SUFFIXES)}); add images or "
+                               "remove the folder")
+        for f in files:
+            try:
+                xs.append(_decode(f, *shape))
+                ys.append(label)
+            except Exception as exc:  # Pillow raises many types for damaged files
+                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+                if on_bad_image == "fail":
+                    raise IntedgeError(f"cannot decode image {f} ({reason}); fix or delete it, or pass "
+                                       "--on-bad-image skip") from None
+                skipped.append((str(f), reason))
+    if not xs:
+        raise IntedgeError(f"{folder}: no readable images")
+    return np.stack(xs), np.array(ys, np.int64)
+
+
+def load_image_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"):
+    """root/train/<class>/*.png (+ root/val/<class>/...), or root/<class>/*.png. Without val/,
+    a seeded val_split fraction of train becomes the validation set."""
+    root = Path(root)
+    if input_shape is None or len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise IntedgeError(f"{root}: images need a model input of shape [C, H, W] with C = 1 (grayscale) or 3 "
+                           f"(RGB); this model takes {list(input_shape or [])}")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    classes = [p.name for p in _class_folders(train_dir)]
+    if not classes:
+        raise IntedgeError(f"{root} has no class folders; lay images out as {root}/train/<class>/*.png "
+                           f"(and optionally {root}/val/<class>/*.png)")
+    skipped = []
+    x, y = _read_split(train_dir, classes, input_shape, on_bad_image, skipped)
+    val_dir = root / "val"
+    if train_dir != root and val_dir.is_dir():
+        extra = sorted({p.name for p in _class_folders(val_dir)} - set(classes))
+        if extra:
+            raise IntedgeError(f"{val_dir} has classes missing from train/: {', '.join(extra)}")
+        present = [c for c in classes if (val_dir / c).is_dir()]
+        xv, yv_local = _read_split(val_dir, present, input_shape, on_bad_image, skipped)
+        yv = np.array([classes.index(present[i]) for i in yv_local], np.int64)
+    else:
+        x, y, xv, yv = split(x, y, val_split, seed)
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    return Dataset(x, y, xv, yv, class_names=classes, source=str(root), skipped=skipped)
+
+
+AUGMENTATIONS = ("crop", "flip")
+
+
+def augment(x, kinds, rng):
+    """Random crop with zero padding (H/8 pixels) and horizontal flip, on uint8 [n, C, H, W]."""
+    if not kinds:
+        return x
+    x = x.copy()
+    n, _, h, w = x.shape
+    if "crop" in kinds:
+        pad = max(1, h // 8)
+        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        dy = rng.integers(0, 2 * pad + 1, n)
+        dx = rng.integers(0, 2 * pad + 1, n)
+        for i in range(n):
+            x[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    if "flip" in kinds:
+        flip = rng.random(n) < 0.5
+        x[flip] = x[flip, :, :, ::-1]
+    return x
