@@ -16,12 +16,12 @@ import errno
 import json
 import os
 import re
-import signal
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import faults
 from .errors import IntedgeError
 
 MAGIC = b"IEC1"
@@ -31,9 +31,7 @@ SECTION = struct.Struct("<4sQ")
 TAGS = (b"META", b"ONNX", b"IEM ", b"STAT")
 NAME = re.compile(r"^ckpt-(\d{8})\.iec$")
 
-# Fault injection for the crash tests: SIGKILL this process halfway through the N-th write.
-_KILL_ENV = "INTEDGE_FAULT_KILL_IN_CHECKPOINT"
-_writes = 0
+_writes = 0  # checkpoints this process has written, for fault injection
 
 
 class CheckpointError(IntedgeError):
@@ -102,12 +100,11 @@ def _fsync_dir(folder):
 def _write_all(f, data):
     global _writes
     _writes += 1
-    kill_at = os.environ.get(_KILL_ENV)
-    if kill_at and int(kill_at) == _writes:
+    if os.environ.get(faults.KILL_IN_CHECKPOINT) == str(_writes):
         f.write(data[:len(data) // 2])
         f.flush()
         os.fsync(f.fileno())
-        os.kill(os.getpid(), signal.SIGKILL)
+        faults.kill_if(faults.KILL_IN_CHECKPOINT, _writes)
     f.write(data)
 
 

@@ -10,7 +10,8 @@ def confusion(y_true, y_pred, n_classes):
 
 def evaluation_report(y_true, logits, class_names, loss=None):
     n = logits.shape[1]
-    names = list(class_names) if class_names and len(class_names) == n else [str(i) for i in range(n)]
+    names = list(class_names or [])[:n]
+    names += [str(i) for i in range(len(names), n)]  # outputs beyond the named classes keep their number
     pred = logits.argmax(axis=1)
     cm = confusion(np.asarray(y_true), pred, n)
     support = cm.sum(axis=1)

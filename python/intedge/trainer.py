@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import faults
 from .data import InputMapping, check_labels, fit_samples
 from .errors import IntedgeError
 from .export import export_onnx
@@ -153,6 +154,7 @@ class Trainer:
             idx = order[self.batch * self.batch_size:(self.batch + 1) * self.batch_size]
             l, c, n = self._run(self._augment(x[idx], self.epoch, self.batch), y[idx], train=True)
             self.batch += 1
+            faults.kill_if(faults.KILL_AT_STEP, self.session.step_count)
             p["loss"] += l
             p["correct"] += c
             p["count"] += n
@@ -209,6 +211,7 @@ class Trainer:
                 weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
                 input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
                 augment=c["augment"], class_names=ck.meta.get("class_names"))
+        t.config = c  # everything the run recorded, including how its data was loaded
         t.session.load_state(ck.state)
         t.epoch, t.batch = ck.meta["epoch"], ck.meta["batch"]
         t.partial = dict(ck.meta["partial"])
