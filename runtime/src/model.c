@@ -195,16 +195,17 @@ static ie_status parse(ie_model *m) {
         !in_bounds(m, noff, (uint64_t)m->n_nodes * IEM_NODE_SIZE))
         return fail(m, IE_ERR_FORMAT, "tensor or node table out of bounds");
 
-    /* one allocation for the decoded tables and the planner's scratch */
+    /* one allocation for the decoded tables and the planner's scratch, each block aligned */
     uint32_t plan_cap = ie_planner_capacity(m->n_tensors, m->n_nodes);
-    size_t bytes = sizeof(ie_tensor_desc) * m->n_tensors + sizeof(ie_node_desc) * m->n_nodes +
-                   sizeof(uint32_t) * m->n_tensors + ie_planner_scratch_bytes(plan_cap);
-    uint8_t *mem = calloc(1, bytes);
+    size_t o_nodes = ie_align_up(sizeof(ie_tensor_desc) * m->n_tensors);
+    size_t o_params = o_nodes + ie_align_up(sizeof(ie_node_desc) * m->n_nodes);
+    size_t o_plan = o_params + ie_align_up(sizeof(uint32_t) * m->n_tensors);
+    uint8_t *mem = calloc(1, o_plan + ie_planner_scratch_bytes(plan_cap));
     if (!mem) return fail(m, IE_ERR_NOMEM, "out of memory decoding the model");
     m->tensors = (ie_tensor_desc *)mem;
-    m->nodes = (ie_node_desc *)(m->tensors + m->n_tensors);
-    m->param_tensor = (uint32_t *)(m->nodes + m->n_nodes);
-    m->plan_scratch = (ie_plan_buffer *)(m->param_tensor + m->n_tensors);
+    m->nodes = (ie_node_desc *)(mem + o_nodes);
+    m->param_tensor = (uint32_t *)(mem + o_params);
+    m->plan_scratch = (ie_plan_buffer *)(mem + o_plan);
     m->plan_capacity = plan_cap;
 
     ie_status st = parse_tensors(m, toff);
