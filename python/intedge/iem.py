@@ -10,13 +10,13 @@ MAGIC = b"IEM1"
 VERSION = 1
 HEADER_SIZE = 40
 TENSOR_SIZE = 48
-NODE_SIZE = 64
+NODE_SIZE = 104
+MAX_ATTRS = 16
 MAX_RANK = 6
 
 KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
 # the op set, numbered as runtime/src/internal.h numbers it
-OP_GEMM, OP_RELU, OP_RESHAPE = 1, 2, 3
-OP_NAMES = {OP_GEMM: "Gemm", OP_RELU: "Relu", OP_RESHAPE: "Reshape"}
+OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_ADD, OP_SUB = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 @dataclass
@@ -88,8 +88,8 @@ def serialize(g):
         name_off, name_len = put_name(n.name)
         ins = n.inputs + [0] * (4 - len(n.inputs))
         outs = n.outputs + [0] * (2 - len(n.outputs))
-        attrs = n.attrs + [0] * (6 - len(n.attrs))
-        nrecs += struct.pack("<HBB4I2I6iIII", n.op, len(n.inputs), len(n.outputs), *ins, *outs, *attrs,
+        attrs = n.attrs + [0] * (MAX_ATTRS - len(n.attrs))
+        nrecs += struct.pack("<HBB4I2I16iIII", n.op, len(n.inputs), len(n.outputs), *ins, *outs, *attrs,
                              name_off, name_len, 0)
     body = struct.pack("<IIIIII", len(g.tensors), len(g.nodes), g.input, g.output, HEADER_SIZE,
                        HEADER_SIZE + TENSOR_SIZE * len(g.tensors)) + bytes(trecs) + bytes(nrecs) + bytes(strings)

@@ -10,7 +10,9 @@ from onnx import numpy_helper
 from . import iem
 from .errors import IntedgeError
 
-SUPPORTED_OPS = ("Gemm", "MatMul", "Add (as a MatMul bias)", "Relu", "Flatten", "Reshape", "Identity", "Constant")
+SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub",
+                 "Flatten", "Reshape", "Identity", "Dropout (inference graphs)", "and constant shape arithmetic "
+                 "(Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded")
 
 
 @dataclass
@@ -47,6 +49,54 @@ def load_onnx(path):
     return model
 
 
+BATCH = -(1 << 40)  # what a folded Shape reports for the batch dimension
+
+
+def _attrs(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _window(a, in_hw, kernel, ceil_ok):
+    """(strides, dilations, pads [top, left, bottom, right]) of a 2-D Conv or pool node, with
+    auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError."""
+    strides = list(a.get("strides", [1, 1]))
+    dil = list(a.get("dilations", [1, 1]))
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
+        raise ValueError("only 2-D windows are supported")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0, 0, 0, 0]
+        for ax in range(2):
+            out = -(-in_hw[ax] // strides[ax])
+            total = max(0, (out - 1) * strides[ax] + (kernel[ax] - 1) * dil[ax] + 1 - in_hw[ax])
+            small, big = total // 2, total - total // 2
+            pads[ax], pads[ax + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    elif auto == "VALID":
+        pads = [0, 0, 0, 0]
+    elif auto != "NOTSET":
+        raise ValueError(f"auto_pad={auto}")
+    if a.get("ceil_mode", 0):
+        for ax in range(2):
+            span = (kernel[ax] - 1) * dil[ax] + 1
+            padded = in_hw[ax] + pads[ax] + pads[ax + 2]
+            out = -(-(padded - span) // strides[ax]) + 1
+            if (out - 1) * strides[ax] >= in_hw[ax] + pads[ax]:  # a last window starting in the pad is dropped
+                out -= 1
+            extra = (out - 1) * strides[ax] + span - padded
+            if extra > 0:
+                if not ceil_ok:
+                    raise ValueError("ceil_mode with count_include_pad")
+                pads[ax + 2] += extra
+    return strides, dil, pads
+
+
+def _out_hw(in_hw, kernel, strides, dil, pads):
+    return tuple((in_hw[ax] + pads[ax] + pads[ax + 2] - (kernel[ax] - 1) * dil[ax] - 1) // strides[ax] + 1
+                 for ax in range(2))
+
+
 def _dims(value_info):
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
@@ -65,6 +115,7 @@ class _Importer:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
         self.problems = []
+        self.failed = set()  # outputs of nodes already reported: their consumers stay quiet
         self.graph = iem.Graph()
         self.shapes = {}  # value name -> per-sample shape
         self.fused = set()  # names of Add nodes folded into a MatMul
@@ -77,6 +128,7 @@ class _Importer:
 
     def problem(self, node, reason):
         self.problems.append(f"node '{node.name or '(unnamed)'}' ({node.op_type}): {reason}")
+        self.failed.update(node.output)
 
     def const_value(self, v):
         v = self.name(v)
@@ -105,6 +157,9 @@ class _Importer:
 
     def activation(self, node, v):
         v = self.name(v)
+        if v in self.failed:
+            self.failed.update(node.output)
+            return None
         if v not in self.shapes:
             self.problem(node, f"input '{v}' is not produced by a supported node")
             return None
@@ -167,7 +222,102 @@ class _Importer:
 
     def node_Add(self, n):
         if id(n) not in self.fused:
-            self.problem(n, "Add is supported only as the bias of a MatMul (residual Add comes with CNN support)")
+            self.binary(n, iem.OP_ADD)
+
+    def node_Conv(self, n):
+        x = self.activation(n, n.input[0])
+        w = self.const_value(n.input[1])
+        if x is None:
+            return
+        if len(self.shapes[x]) != 3 or w is None or w.ndim != 4:
+            self.problem(n, "only 2-D convolutions of [C, H, W] inputs with an initializer weight are supported")
+            return
+        a = _attrs(n)
+        cin, h, wd = self.shapes[x]
+        group = int(a.get("group", 1))
+        kernel = list(a.get("kernel_shape", w.shape[2:]))
+        try:
+            strides, dil, pads = _window(a, (h, wd), kernel, True)
+        except ValueError as exc:
+            self.problem(n, str(exc))
+            return
+        if w.shape[1] * group != cin or w.shape[0] % group:
+            self.problem(n, f"weight {list(w.shape)} with group {group} does not fit {cin} input channels")
+            return
+        ho, wo = _out_hw((h, wd), kernel, strides, dil, pads)
+        ins = [x, self.param(n, n.input[1])]
+        if len(n.input) > 2 and n.input[2]:
+            ins.append(self.param(n, n.input[2]))
+        if None in ins:
+            return
+        attrs = [group, *kernel, *strides, *dil, pads[0], pads[1], pads[2], pads[3]]
+        self.graph.add_node(n.name or n.output[0], iem.OP_CONV, ins, [self.output(n.output[0], (w.shape[0], ho, wo))],
+                            attrs)
+
+    def pool(self, n, op, kernel, a, include_pad=0):
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        if len(self.shapes[x]) != 3:
+            self.problem(n, "only 2-D pooling of [C, H, W] inputs is supported")
+            return
+        if len(n.output) > 1 and n.output[1]:
+            self.problem(n, "the Indices output is not supported")
+            return
+        if a.get("storage_order", 0):
+            self.problem(n, "storage_order=1 is not supported")
+            return
+        c, h, w = self.shapes[x]
+        try:
+            strides, dil, pads = _window(a, (h, w), kernel, not include_pad)
+        except ValueError as exc:
+            self.problem(n, str(exc))
+            return
+        if pads[0] >= kernel[0] or pads[2] >= kernel[0] or pads[1] >= kernel[1] or pads[3] >= kernel[1]:
+            self.problem(n, "pads must be smaller than the window")
+            return
+        ho, wo = _out_hw((h, w), kernel, strides, dil, pads)
+        attrs = [*kernel, *strides, *dil, *pads, include_pad]
+        self.graph.add_node(n.name or n.output[0], op, [x], [self.output(n.output[0], (c, ho, wo))], attrs)
+
+    def node_MaxPool(self, n):
+        a = _attrs(n)
+        self.pool(n, iem.OP_MAXPOOL, list(a["kernel_shape"]), a)
+
+    def node_AveragePool(self, n):
+        a = _attrs(n)
+        self.pool(n, iem.OP_AVGPOOL, list(a["kernel_shape"]), a, int(a.get("count_include_pad", 0)))
+
+    def node_GlobalAveragePool(self, n):
+        x = self.name(n.input[0])
+        if x in self.shapes and len(self.shapes[x]) == 3:
+            self.pool(n, iem.OP_AVGPOOL, list(self.shapes[x][1:]), {})
+        else:
+            self.problem(n, "only [C, H, W] inputs are supported")
+
+    def binary(self, n, op):
+        a, b = self.name(n.input[0]), self.name(n.input[1])
+        if a not in self.shapes or b not in self.shapes:
+            self.problem(n, "both inputs must be activations (adding a constant is not supported yet)")
+            return
+        if self.shapes[a] != self.shapes[b]:
+            self.problem(n, f"shapes {list(self.shapes[a])} and {list(self.shapes[b])} differ; broadcasting is not "
+                            "supported yet")
+            return
+        if a == b:
+            self.problem(n, "both inputs are the same tensor")
+            return
+        self.graph.add_node(n.name or n.output[0], op, [a, b], [self.output(n.output[0], self.shapes[a])])
+
+    def node_Sub(self, n):
+        self.binary(n, iem.OP_SUB)
+
+    def node_Dropout(self, n):
+        # an inference-mode export keeps Dropout as an identity; training-mode dropout comes later
+        if len(n.output) > 1 and n.output[1] and self.consumers.get(n.output[1]):
+            self.problem(n, "the mask output is not supported")
+            return
+        self.alias[n.output[0]] = self.name(n.input[0])
 
     def node_Relu(self, n):
         x = self.activation(n, n.input[0])
@@ -196,11 +346,17 @@ class _Importer:
             self.problem(n, "the target shape must be a constant")
             return
         target = [int(t) for t in np.asarray(target).reshape(-1)]
+        if _attrs(n).get("allowzero", 0) and 0 in target:
+            self.problem(n, "allowzero=1 with a 0 in the target shape")
+            return
         per_sample = self.shapes[x]
         numel = int(np.prod(per_sample))
         # ONNX: 0 copies the input's dimension at that index, -1 is inferred (at most once)
         rest = [per_sample[i] if d == 0 and i < len(per_sample) else d for i, d in enumerate(target[1:])]
-        batch_ok = target and (target[0] == 0 or (target[0] == -1 and -1 not in rest))
+        if any(d < -1 for d in rest):
+            self.problem(n, f"target shape {target} uses the batch size beyond the first dimension")
+            return
+        batch_ok = target and (target[0] in (0, BATCH) or (target[0] == -1 and -1 not in rest))
         if not batch_ok or rest.count(-1) > 1:
             self.problem(n, f"target shape {target} does not keep the batch as its first dimension")
             return
@@ -236,12 +392,13 @@ class _Importer:
                                "every other dimension fixed")
         self.graph.input = self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:])
         self.shapes[inp.name] = tuple(dims[1:])
-        unknown = [n for n in g.node if not hasattr(self, f"node_{n.op_type}")]
+        unknown = [n for n in g.node if not hasattr(self, f"node_{n.op_type}") and not self.foldable(n)]
         for n in unknown:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
         if not unknown:
             for n in g.node:
-                getattr(self, f"node_{n.op_type}")(n)
+                if not self.fold(n):
+                    getattr(self, f"node_{n.op_type}")(n)
         if self.problems:
             raise IntedgeError(f"{self.source}: intedge cannot train {len(self.problems)} node(s):\n  "
                                + "\n  ".join(self.problems)
@@ -255,6 +412,47 @@ class _Importer:
         params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
         return ImportedModel(self.model, iem.serialize(self.graph), inp.name, tuple(dims[1:]), out,
                              int(np.prod(self.shapes[out])), params, self.source)
+
+    # ---- constant folding: the exporters' shape plumbing ---------------------------------------
+    def foldable(self, n):
+        """True if n could only ever compute constants (statically, before shapes are known)."""
+        return n.op_type in ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Range",
+                             "ConstantOfShape", "Mul", "Div", "Floor", "Ceil", "Equal", "Where", "Expand")
+
+    def fold(self, n):
+        """Evaluates n when all its inputs are constants (Shape: when its input's shape is known),
+        recording the outputs as constants. Returns True if n was folded."""
+        if n.op_type == "Constant":
+            self.node_Constant(n)
+            return True
+        if n.op_type == "Shape":
+            x = self.name(n.input[0])
+            if x not in self.shapes:
+                return False
+            a = _attrs(n)
+            full = np.array([BATCH, *self.shapes[x]], np.int64)
+            self.consts[n.output[0]] = full[a.get("start", 0):a.get("end", len(full))]
+            return True
+        inputs = [self.const_value(i) if i else None for i in n.input]
+        if n.op_type in ("Identity",) or any(v is None for v, name in zip(inputs, n.input) if name):
+            return False
+        if not n.input or n.op_type in ("Dropout",):
+            return False
+        from onnx.reference import ReferenceEvaluator
+
+        graph = onnx.helper.make_graph(
+            [n], "fold", [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                          for i, v in zip(n.input, inputs) if i],
+            [onnx.helper.make_value_info(o, onnx.TypeProto()) for o in n.output])
+        model = onnx.helper.make_model(graph, opset_imports=self.model.opset_import)
+        try:
+            outs = ReferenceEvaluator(model).run(None, {i: v for i, v in zip(n.input, inputs) if i})
+        except Exception as exc:
+            self.problem(n, f"constant folding failed ({type(exc).__name__})")
+            return True
+        for o, v in zip(n.output, outs):
+            self.consts[o] = np.asarray(v)
+        return True
 
     def opset(self, n):
         domain = n.domain or ""

@@ -24,6 +24,15 @@ IE_API int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, cons
 IE_API int32_t ie_test_gemm_backward_dw(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy,
                                         const int8_t *x, int32_t ex, int32_t w_is_mk, int64_t *dw);
 IE_API int32_t ie_test_gemm_backward_db(uint32_t n, uint32_t m, const int8_t *dy, int32_t edy, int64_t *db);
+/* Conv2d pieces on one NCHW batch; geometry = {group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr,
+ * cin, h, w, cout, ho, wo}. */
+IE_API int32_t ie_test_conv_forward(const uint32_t *geometry, uint32_t n, const int8_t *x, int32_t ex,
+                                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, uint64_t seed,
+                                    int8_t *y);
+IE_API int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy,
+                                        const int8_t *w8, int32_t ew, uint64_t seed, int8_t *dx);
+IE_API int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy,
+                                        const int8_t *x, int32_t ex, int64_t *dw);
 IE_API void ie_test_relu_backward(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
 
 /* Softmax cross-entropy: loss (Q16 nats, summed), argmax hits, and the int8 logit gradient. */

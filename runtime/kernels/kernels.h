@@ -13,11 +13,13 @@ typedef struct ie_kernels {
     void (*gemm_s8s8_s32)(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
     /* The same for any k, accumulated exactly in int64 (int32 blocks of at most 2^17 terms). */
     void (*gemm_s8s8_s64)(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k);
-    /* max |acc[i*cols + j] + bias[j]| (bias may be NULL). */
-    uint64_t (*absmax_s32_bias)(const int32_t *acc, const int64_t *bias, size_t rows, size_t cols);
+    /* Element i of acc belongs to channel (i / inner) % channels and gets bias[channel]
+     * (bias may be NULL): inner = 1 for Gemm's [N, M], H*W for a convolution's [N, C, H, W]. */
+    /* max |acc[i] + bias[channel(i)]| */
+    uint64_t (*absmax_s32_bias)(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels);
     /* out = clamp(round((acc + bias) * 2^-s), +-127), draws from key per element index
      * (nearest != 0: round half up). s may be negative (exact left shift). */
-    void (*requant_s32_bias_s8)(const int32_t *acc, const int64_t *bias, size_t rows, size_t cols,
+    void (*requant_s32_bias_s8)(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels,
                                 int s, uint32_t key, uint32_t nearest, int8_t *out);
 } ie_kernels;
 

@@ -12,8 +12,9 @@
 #define IE_MAX_RANK 6
 #define IE_MAX_INPUTS 4
 #define IE_MAX_OUTPUTS 2
-#define IE_MAX_ATTRS 6
+#define IE_MAX_ATTRS 16
 #define IE_NONE UINT32_MAX
+#define IE_MAX_FANOUT 64 /* nodes that may read one tensor */
 #define IE_ERRMSG_LEN 256
 #define IE_ALIGN 64
 /* Largest int8 dot product that int32 holds exactly: 127^2 * 2^17 < 2^31. */
@@ -24,6 +25,11 @@ typedef enum ie_op {
     IE_OP_GEMM = 1,    /* Y[N,M] = X[N,K] . W^T (+ B[M]); attrs[0] = 1 if W is [M,K], 0 if [K,M] */
     IE_OP_RELU = 2,    /* Y = max(X, 0) */
     IE_OP_RESHAPE = 3, /* Y = X viewed with the output tensor's per-sample shape */
+    IE_OP_CONV = 4,    /* Y = conv2d(X, W) (+ B); attrs in ops/conv.c */
+    IE_OP_MAXPOOL = 5, /* attrs: kh kw sh sw dh dw pt pl pb pr */
+    IE_OP_AVGPOOL = 6, /* attrs: as MaxPool, then count_include_pad */
+    IE_OP_ADD = 7,     /* Y = A + B, same shapes */
+    IE_OP_SUB = 8,     /* Y = A - B, same shapes */
     IE_OP_COUNT
 } ie_op;
 
@@ -37,7 +43,9 @@ typedef struct ie_tensor_desc {
     const char *name;
     const uint8_t *data; /* parameters: numel float32 bits, little-endian */
     uint32_t producer;   /* node index, or IE_NONE */
-    uint32_t consumer;   /* node index, or IE_NONE (at most one consumer in this version) */
+    uint32_t consumer;   /* the last (highest-index) consuming node, or IE_NONE */
+    uint32_t first_consumer; /* the first consuming node: its backward completes the gradient */
+    uint32_t n_consumers;
     uint32_t param;      /* parameter index, or IE_NONE */
 } ie_tensor_desc;
 
@@ -70,7 +78,8 @@ struct ie_model {
 
 typedef struct ie_value {
     int8_t *q;             /* forward data, batch x numel */
-    int8_t *g;             /* gradient, batch x numel */
+    int8_t *g;             /* gradient, batch x numel (a consumer's slot while its backward runs) */
+    int8_t *g_total;       /* the gradient buffer itself */
     int32_t e, ge;         /* their exponents */
     uint32_t alias_of;     /* views share storage with this tensor (IE_NONE: own storage) */
     uint8_t requires_grad;
@@ -90,10 +99,19 @@ typedef struct ie_param {
     int32_t *opt_scratch; /* numel int32 for the optimizer */
 } ie_param;
 
-#define IE_NODE_SCRATCH 6
+#define IE_NODE_SCRATCH 10
 typedef struct ie_node_rt {
     void *scratch[IE_NODE_SCRATCH]; /* op-specific buffers, placed by the planner */
+    uint32_t grad_slot[IE_MAX_INPUTS]; /* for inputs read by several nodes: where this node's
+                                          share of the gradient goes (IE_NONE otherwise) */
 } ie_node_rt;
+
+/* One consumer's share of the gradient of a tensor read by several nodes. */
+typedef struct ie_grad_slot {
+    uint32_t tensor;
+    int8_t *g;
+    int32_t e;
+} ie_grad_slot;
 
 typedef enum ie_mode { IE_MODE_TRAIN = 0, IE_MODE_EVAL = 1 } ie_mode;
 
@@ -106,6 +124,8 @@ struct ie_session {
     ie_value *values;
     ie_param *params;
     ie_node_rt *nodes;
+    ie_grad_slot *slots;
+    uint32_t n_slots;
     /* loss stage scratch */
     int64_t *loss_acc;  /* batch x outputs */
     int32_t *targets;   /* batch x outputs (MSE) */
@@ -123,6 +143,7 @@ enum {
     IE_STREAM_INPUT = 1,
     IE_STREAM_LOSS = 2,
     IE_STREAM_TARGET = 3,
+    IE_STREAM_GRAD_SUM = 0x80000000u, /* + tensor */
     IE_STREAM_NODE_BASE = 0x100,   /* + node * 16 + slot */
     IE_STREAM_PARAM_BASE = 0x1000000 /* + param * 16 + slot */
 };

@@ -12,7 +12,7 @@
 #define IEM_VERSION 1
 #define IEM_HEADER_SIZE 40
 #define IEM_TENSOR_SIZE 48
-#define IEM_NODE_SIZE 64
+#define IEM_NODE_SIZE 104
 #define IEM_MAX_TENSORS 65536
 #define IEM_MAX_NODES 65536
 #define IEM_MAX_NUMEL (1u << 28)
@@ -68,7 +68,7 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
         ie_tensor_desc *t = &m->tensors[i];
         t->kind = r[0];
         t->rank = r[1];
-        t->producer = t->consumer = t->param = IE_NONE;
+        t->producer = t->consumer = t->first_consumer = t->param = IE_NONE;
         if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %u: unknown kind %u", i, t->kind);
         if (rd16(r + 2) || rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
         if (t->rank < 1 || t->rank > IE_MAX_RANK)
@@ -113,9 +113,9 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
         for (int k = 0; k < IE_MAX_INPUTS; k++) nd->in[k] = rd32(r + 4 + 4 * k);
         for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = rd32(r + 20 + 4 * k);
         for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)rd32(r + 28 + 4 * k);
-        if (!read_name(m, rd32(r + 52), rd32(r + 56), &nd->name))
+        if (!read_name(m, rd32(r + 92), rd32(r + 96), &nd->name))
             return fail(m, IE_ERR_FORMAT, "node %u: name out of bounds or not terminated", i);
-        if (rd32(r + 60)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
+        if (rd32(r + 100)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
         const ie_op_def *def = ie_op_lookup(nd->op);
         if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
         if (nd->n_in < def->min_in || nd->n_in > def->max_in || nd->n_out != def->n_out)
@@ -127,15 +127,16 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
             ie_tensor_desc *td = &m->tensors[t];
             if (td->kind == IE_KIND_ACTIVATION && td->producer == IE_NONE)
                 return fail(m, IE_ERR_FORMAT, "node '%s': input '%s' is used before it is produced", nd->name, td->name);
-            if (td->kind != IE_KIND_PARAM) {
-                if (td->consumer != IE_NONE)
-                    return fail(m, IE_ERR_UNSUPPORTED, "tensor '%s' feeds more than one node", td->name);
-                td->consumer = i;
-            } else if (td->consumer != IE_NONE) {
+            for (uint32_t j = 0; j < k; j++)
+                if (nd->in[j] == t && td->kind != IE_KIND_PARAM)
+                    return fail(m, IE_ERR_UNSUPPORTED, "node '%s' reads '%s' twice", nd->name, td->name);
+            if (td->kind == IE_KIND_PARAM && td->consumer != IE_NONE)
                 return fail(m, IE_ERR_UNSUPPORTED, "parameter '%s' is shared by two nodes", td->name);
-            } else {
-                td->consumer = i;
-            }
+            if (td->n_consumers == IE_MAX_FANOUT)
+                return fail(m, IE_ERR_UNSUPPORTED, "tensor '%s' feeds more than %d nodes", td->name, IE_MAX_FANOUT);
+            if (td->first_consumer == IE_NONE) td->first_consumer = i;
+            td->consumer = i;
+            td->n_consumers++;
         }
         for (uint32_t k = 0; k < nd->n_out; k++) {
             uint32_t t = nd->out[k];

@@ -41,6 +41,35 @@ int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y) {
     return s;
 }
 
+static int64_t aligned_sum(const int8_t *const *x, const int32_t *e, const int8_t *sign, uint32_t k, int32_t e_c,
+                           ie_rounder r, size_t i) {
+    int64_t v = 0;
+    for (uint32_t j = 0; j < k; j++) /* independent draws per term: hash of (element draw, term) */
+        v += ie_shift_round(sign ? sign[j] * x[j][i] : x[j][i], e_c - e[j],
+                            ie_hash32(ie_draw(r, (uint32_t)i) + j * 0x9E3779B9U));
+    return v;
+}
+
+int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, uint32_t k, size_t n, ie_rounder r,
+                  int8_t *y) {
+    int32_t lo = e[0], hi = e[0];
+    for (uint32_t j = 1; j < k; j++) {
+        if (e[j] < lo) lo = e[j];
+        if (e[j] > hi) hi = e[j];
+    }
+    int32_t e_c = hi - 40 > lo ? hi - 40 : lo;
+    uint64_t max = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t a = ie_abs64(aligned_sum(x, e, sign, k, e_c, r, i));
+        if (a > max) max = a;
+    }
+    int sh = ie_requant_shift(max, 7);
+    ie_rounder out = {ie_hash32(r.key ^ 0xA5A5A5A5U), r.nearest};
+    for (size_t i = 0; i < n; i++)
+        y[i] = (int8_t)ie_clamp64(ie_shift_round(aligned_sum(x, e, sign, k, e_c, r, i), sh, ie_draw(out, (uint32_t)i)), 127);
+    return e_c + sh;
+}
+
 /* ---- dyadic arithmetic ---------------------------------------------------------------------- */
 
 /* Highest set bit position + 1 of the term c*x (exponent ce + ex), or INT32_MIN when zero. */

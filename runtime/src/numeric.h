@@ -82,6 +82,12 @@ void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r,
 /* Requantize to int8 with the shift picked from max|x|; returns the shift s (exponent += s). */
 int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);
 
+/* y = requant(sum_j sign_j x_j 2^e_j) (sign NULL: all +1) for k int8 tensors of n elements: the terms meet at a common
+ * exponent (at most 40 bits apart; a term further below is rounded there), sum exactly in int64,
+ * and go back to int8 in one SR. Returns y's exponent. */
+int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, uint32_t k, size_t n, ie_rounder r,
+                  int8_t *y);
+
 /* ---- dyadic arithmetic -------------------------------------------------------------------- */
 
 /* out = a*x + b*y elementwise (x, y int32 with exponents ex, ey; out may alias x or y). The

@@ -18,7 +18,18 @@ struct ie_planner {
 
 /* Buffers per tensor (data, grad), per node (scratch slots) and per parameter (view, grad, opt). */
 uint32_t ie_planner_capacity(uint32_t n_tensors, uint32_t n_nodes) {
-    return 5 * n_tensors + IE_NODE_SCRATCH * n_nodes + 4;
+    return 5 * n_tensors + (IE_NODE_SCRATCH + IE_MAX_INPUTS) * n_nodes + 4;
+}
+
+static int fans_out(const ie_model *m, uint32_t t) {
+    return m->tensors[t].kind == IE_KIND_ACTIVATION && m->tensors[t].n_consumers > 1;
+}
+
+uint32_t ie_count_grad_slots(const ie_model *m) {
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < m->n_nodes; i++)
+        for (uint32_t k = 0; k < m->nodes[i].n_in; k++) n += fans_out(m, m->nodes[i].in[k]);
+    return n;
 }
 
 size_t ie_planner_scratch_bytes(uint32_t capacity) {
@@ -86,7 +97,8 @@ static void lifetimes(ie_planner *p) {
         const ie_tensor_desc *td = &m->tensors[t];
         ie_value_life *l = &p->life[t];
         if (td->kind != IE_KIND_ACTIVATION || !l->requires_grad) continue;
-        l->g_first = t == m->output ? ie_pos_loss(m) : ie_pos_bwd(m, td->consumer);
+        /* with several consumers the gradient is complete after the first consumer's backward */
+        l->g_first = t == m->output ? ie_pos_loss(m) : ie_pos_bwd(m, td->first_consumer);
         l->g_last = ie_pos_bwd(m, td->producer);
     }
 }
@@ -153,6 +165,7 @@ static void resolve(ie_session *s, const ie_plan_buffer *b, uint8_t *region) {
     case IE_BUF_PARAM_OPT: s->params[b->index].opt_scratch = ptr; break;
     case IE_BUF_LOSS_ACC: s->loss_acc = ptr; break;
     case IE_BUF_TARGETS: s->targets = ptr; break;
+    case IE_BUF_GRAD_SLOT: s->slots[b->index].g = ptr; break;
     }
 }
 
@@ -175,6 +188,22 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
         add(&p, IE_BUF_VALUE_Q, t, 0, batch * m->tensors[t].numel, l->q_first, l->q_last);
         if (l->requires_grad) add(&p, IE_BUF_VALUE_G, t, 0, batch * m->tensors[t].numel, l->g_first, l->g_last);
     }
+    /* one gradient slot per (consumer, input) of a tensor read by several nodes */
+    uint32_t slot = 0;
+    for (uint32_t i = 0; i < m->n_nodes; i++)
+        for (uint32_t k = 0; k < m->nodes[i].n_in; k++) {
+            uint32_t t = m->nodes[i].in[k];
+            if (s) s->nodes[i].grad_slot[k] = IE_NONE;
+            if (!fans_out(m, t)) continue;
+            if (s) {
+                s->nodes[i].grad_slot[k] = slot;
+                s->slots[slot].tensor = t;
+            }
+            if (p.life[t].requires_grad)
+                add(&p, IE_BUF_GRAD_SLOT, slot, 0, batch * m->tensors[t].numel, ie_pos_bwd(m, i),
+                    ie_pos_bwd(m, m->tensors[t].first_consumer));
+            slot++;
+        }
     size_t outputs = batch * m->tensors[m->output].numel;
     add(&p, IE_BUF_LOSS_ACC, 0, 0, outputs * sizeof(int64_t), ie_pos_loss(m), ie_pos_loss(m));
     if (cfg->loss == IE_LOSS_MSE)
@@ -196,6 +225,7 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
             s->values[t].q = s->values[r].q;
             s->values[t].g = s->values[r].g;
         }
+        for (uint32_t t = 0; t < m->n_tensors; t++) s->values[t].g_total = s->values[t].g;
     }
     return IE_OK;
 }

@@ -13,7 +13,8 @@ typedef enum ie_buf_kind {
     IE_BUF_PARAM_GRAD,
     IE_BUF_PARAM_OPT,
     IE_BUF_LOSS_ACC,
-    IE_BUF_TARGETS
+    IE_BUF_TARGETS,
+    IE_BUF_GRAD_SLOT  /* index = slot */
 } ie_buf_kind;
 
 struct ie_plan_buffer {
@@ -24,6 +25,8 @@ struct ie_plan_buffer {
 };
 
 uint32_t ie_planner_capacity(uint32_t n_tensors, uint32_t n_nodes);
+/* Gradient slots: one per (node, input) whose input activation feeds several nodes. */
+uint32_t ie_count_grad_slots(const ie_model *m);
 size_t ie_planner_scratch_bytes(uint32_t capacity);
 
 /* Plans the transient region for (model, config). With s != NULL, also points the session's

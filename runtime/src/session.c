@@ -20,7 +20,7 @@ static int has_momentum(const ie_session_config *cfg, const ie_model *m, uint32_
 /* The fixed part of the arena, in order: handle, flags, tables, masters, momentum; then the
  * planned region. With base == NULL only the sizes are computed. */
 typedef struct layout {
-    size_t session, flags, input_map, values, params, nodes, persistent, region, total;
+    size_t session, flags, input_map, values, params, nodes, slots, persistent, region, total;
 } layout;
 
 static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layout *L) {
@@ -32,6 +32,7 @@ static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layou
     L->values = off; off += ie_align_up(sizeof(ie_value) * m->n_tensors);
     L->params = off; off += ie_align_up(sizeof(ie_param) * m->n_params);
     L->nodes = off; off += ie_align_up(sizeof(ie_node_rt) * m->n_nodes);
+    L->slots = off; off += ie_align_up(sizeof(ie_grad_slot) * ie_count_grad_slots(m));
     L->persistent = off;
     for (uint32_t i = 0; i < m->n_params; i++) {
         size_t bytes = ie_align_up(sizeof(int32_t) * m->tensors[m->param_tensor[i]].numel);
@@ -160,6 +161,8 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     s->values = (ie_value *)(base + L.values);
     s->params = (ie_param *)(base + L.params);
     s->nodes = (ie_node_rt *)(base + L.nodes);
+    s->slots = (ie_grad_slot *)(base + L.slots);
+    s->n_slots = ie_count_grad_slots(m);
     s->arena = arena;
     s->arena_size = arena_size;
     s->owns_arena = owns;
@@ -259,6 +262,37 @@ static ie_status check_targets(ie_session *s, const int32_t *labels, const uint3
     return IE_OK;
 }
 
+/* Sums the consumers' shares of tensor t's gradient into its own buffer. */
+static void sum_grad_slots(ie_session *s, uint32_t t) {
+    const int8_t *parts[IE_MAX_FANOUT];
+    int32_t exps[IE_MAX_FANOUT];
+    uint32_t k = 0;
+    for (uint32_t j = 0; j < s->n_slots && k < IE_MAX_FANOUT; j++)
+        if (s->slots[j].tensor == t) {
+            parts[k] = s->slots[j].g;
+            exps[k++] = s->slots[j].e;
+        }
+    ie_value *v = &s->values[t];
+    v->g = v->g_total;
+    v->ge = ie_sum_s8(parts, exps, NULL, k, (size_t)s->n * s->model->tensors[t].numel,
+                      ie_session_rounder(s, IE_STREAM_GRAD_SUM + t), v->g);
+}
+
+/* Runs node i's backward; inputs read by several nodes get this node's share in a slot. */
+static void backward_node(ie_session *s, uint32_t i) {
+    const ie_node_desc *nd = &s->model->nodes[i];
+    ie_node_rt *rt = &s->nodes[i];
+    for (uint32_t k = 0; k < nd->n_in; k++)
+        if (rt->grad_slot[k] != IE_NONE) s->values[nd->in[k]].g = s->slots[rt->grad_slot[k]].g;
+    ie_op_lookup(nd->op)->backward(s, i);
+    for (uint32_t k = 0; k < nd->n_in; k++) {
+        uint32_t t = nd->in[k];
+        if (rt->grad_slot[k] == IE_NONE || !s->values[t].requires_grad) continue;
+        s->slots[rt->grad_slot[k]].e = s->values[t].ge;
+        if (s->model->tensors[t].first_consumer == i) sum_grad_slots(s, t);
+    }
+}
+
 ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
                           const uint32_t *targets, ie_step_stats *stats) {
     if (!s) return IE_ERR_ARG;
@@ -270,9 +304,8 @@ ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_
     st = ie_loss_forward_backward(s, labels, targets, out->requires_grad, stats ? stats : &local);
     if (st != IE_OK) return st;
     if (out->requires_grad)
-        for (uint32_t i = s->model->n_nodes; i-- > 0;) {
-            if (s->values[s->model->nodes[i].out[0]].requires_grad) ie_op_lookup(s->model->nodes[i].op)->backward(s, i);
-        }
+        for (uint32_t i = s->model->n_nodes; i-- > 0;)
+            if (s->values[s->model->nodes[i].out[0]].requires_grad) backward_node(s, i);
     s->step++;
     return IE_OK;
 }

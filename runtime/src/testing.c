@@ -47,6 +47,55 @@ int32_t ie_test_gemm_backward_db(uint32_t n, uint32_t m, const int8_t *dy, int32
     return ie_gemm_bwd_db(n, m, dy, edy, db);
 }
 
+static ie_conv_geom geom(const uint32_t *v) {
+    ie_conv_geom g = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+                      v[11], v[12], v[13], v[14], v[15], v[16], v[0] ? v[11] / v[0] : 0};
+    return g;
+}
+
+static size_t col_bytes(const ie_conv_geom *g) { return (size_t)g->ho * g->wo * g->cin_g * g->kh * g->kw; }
+
+int32_t ie_test_conv_forward(const uint32_t *geometry, uint32_t n, const int8_t *x, int32_t ex, const int8_t *w8,
+                             int32_t ew, const int32_t *bias, int32_t eb, uint64_t seed, int8_t *y) {
+    ie_conv_geom g = geom(geometry);
+    int8_t *col = malloc(col_bytes(&g));
+    int32_t *acc = malloc(sizeof(int32_t) * n * g.cout * g.ho * g.wo);
+    int64_t *bias_al = malloc(sizeof(int64_t) * g.cout);
+    ie_rounder r[3] = {rounder(seed, 0), rounder(seed + 1, 0), rounder(seed + 2, 0)};
+    int32_t e = ie_conv_fwd(ie_kernels_select(), &g, n, x, ex, w8, ew, bias, eb, col, acc, bias_al, r, y);
+    free(col);
+    free(acc);
+    free(bias_al);
+    return e;
+}
+
+int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy,
+                                 const int8_t *w8, int32_t ew, uint64_t seed, int8_t *dx) {
+    ie_conv_geom g = geom(geometry);
+    size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
+    int8_t *wt = malloc(k * cout_g), *dyt = malloc((size_t)g.ho * g.wo * cout_g);
+    int32_t *dcol = malloc(sizeof(int32_t) * col_bytes(&g)), *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
+    int32_t e = ie_conv_bwd_dx(ie_kernels_select(), &g, n, dy, edy, w8, ew, wt, dyt, dcol, acc, rounder(seed, 0), dx);
+    free(wt);
+    free(dyt);
+    free(dcol);
+    free(acc);
+    return e;
+}
+
+int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy, const int8_t *x,
+                                 int32_t ex, int64_t *dw) {
+    ie_conv_geom g = geom(geometry);
+    size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
+    int8_t *col = malloc(col_bytes(&g)), *colt = malloc(col_bytes(&g));
+    int64_t *tmp = malloc(sizeof(int64_t) * cout_g * k);
+    int32_t e = ie_conv_bwd_dw(ie_kernels_select(), &g, n, dy, edy, x, ex, col, colt, tmp, dw);
+    free(col);
+    free(colt);
+    free(tmp);
+    return e;
+}
+
 void ie_test_relu_backward(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx) { ie_relu_bwd(n, y, dy, dx); }
 
 ie_status ie_test_softmax_ce(uint32_t n, uint32_t c, const int8_t *z, int32_t ez, const int32_t *labels, uint64_t seed,

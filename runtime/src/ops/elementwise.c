@@ -1,4 +1,6 @@
 /* Shape-preserving ops: Relu (a mask, no rounding) and Reshape (a view, no copy). */
+#include <string.h>
+
 #include "../planner.h"
 #include "ops.h"
 
@@ -56,7 +58,11 @@ static void reshape_forward(ie_session *s, uint32_t node) {
 
 static void reshape_backward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
-    s->values[nd->in[0]].ge = s->values[nd->out[0]].ge;
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    if (x->g != y->g) /* x feeds other nodes too: this share goes to its own slot */
+        memcpy(x->g, y->g, (size_t)s->n * s->model->tensors[nd->in[0]].numel);
+    x->ge = y->ge;
 }
 
 const ie_op_def ie_op_reshape = {"Reshape", 1, 1, 1, same_numel_check, reshape_plan, reshape_forward, reshape_backward};

@@ -76,23 +76,12 @@ static void gemm_plan(ie_planner *p, uint32_t node) {
 
 /* ---- the arithmetic, on plain arrays (the executor and the tests both call these) ---------- */
 
-/* Y[n,m] = requant(X[n,k] . W8[m,k]^T + B). The bias joins at the accumulator's exponent; if it
- * would need more than 31 bits of left shift, the accumulator moves up instead (rounded), so
- * the sum always fits in int64. r[0] rounds that move, r[1] the bias, r[2] the output. */
+/* Y[n,m] = requant(X[n,k] . W8[m,k]^T + B); r[0..2] as ie_requant_bias takes them. */
 int32_t ie_gemm_fwd(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
     kt->gemm_s8s8_s32(x, w8, acc, n, m, k);
-    int32_t e = ex + ew;
-    if (bias) {
-        int32_t e_work = eb - 31 > e ? eb - 31 : e;
-        if (e_work > e) ie_shift_s32_s32(acc, n * m, e_work - e, 31, r[0], acc);
-        for (size_t j = 0; j < m; j++) bias_al[j] = ie_shift_round(bias[j], e_work - eb, ie_draw(r[1], (uint32_t)j));
-        e = e_work;
-    }
-    int sh = ie_requant_shift(kt->absmax_s32_bias(acc, bias ? bias_al : NULL, n, m), 7);
-    kt->requant_s32_bias_s8(acc, bias ? bias_al : NULL, n, m, sh, r[2].key, r[2].nearest, y);
-    return e + sh;
+    return ie_requant_bias(kt, acc, n * m, ex + ew, 1, m, bias, eb, bias_al, r, y);
 }
 
 /* dX[n,k] = requant(dY[n,m] . W8[m,k]); wt and acc are scratch. */
@@ -100,9 +89,7 @@ int32_t ie_gemm_bwd_dx(const ie_kernels *kt, size_t n, size_t m, size_t k, const
                        const int8_t *w8, int32_t ew, int8_t *wt, int32_t *acc, ie_rounder r, int8_t *dx) {
     ie_transpose_s8(w8, m, k, wt);
     kt->gemm_s8s8_s32(dy, wt, acc, n, k, m);
-    int sh = ie_requant_shift(kt->absmax_s32_bias(acc, NULL, n, k), 7);
-    kt->requant_s32_bias_s8(acc, NULL, n, k, sh, r.key, r.nearest, dx);
-    return edy + ew + sh;
+    return edy + ew + ie_requant_acc(kt, acc, n * k, r, dx);
 }
 
 /* dW = dY^T . X, exact in int64, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. */

@@ -5,6 +5,17 @@
 
 #include "../internal.h"
 
+/* ---- shared by the ops (ops/requant.c) ---- */
+/* y = requant(acc + bias[channel]) where element i is in channel (i / inner) % channels. The
+ * int32 bias master (exponent eb) joins at the accumulator's exponent e_acc in int64; if that
+ * needs more than 31 bits of left shift, the accumulator moves up instead (rounded by r[0]).
+ * r[1] rounds the bias, r[2] the output. bias may be NULL. Returns y's exponent. */
+int32_t ie_requant_bias(const ie_kernels *kt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
+                        size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
+                        int8_t *y);
+/* y = requant(acc); returns the shift. */
+int ie_requant_acc(const ie_kernels *kt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y);
+
 int32_t ie_gemm_fwd(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y);
@@ -16,6 +27,26 @@ int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_
 
 void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y);
 void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
+
+/* Convolution geometry (NCHW, per sample). */
+typedef struct ie_conv_geom {
+    uint32_t group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
+    uint32_t cin, h, w, cout, ho, wo, cin_g;
+} ie_conv_geom;
+ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd);
+/* Checks a sliding window's parameters and that they give ho x wo outputs. */
+ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t dh,
+                          uint32_t dw, uint32_t pt, uint32_t pl, uint32_t pb, uint32_t pr, uint32_t ho, uint32_t wo,
+                          char *err);
+int32_t ie_conv_fwd(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
+                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
+                    int64_t *bias_al, const ie_rounder r[3], int8_t *y);
+int32_t ie_conv_bwd_dx(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *dyt, int32_t *dcol, int32_t *acc,
+                       ie_rounder r, int8_t *dx);
+int32_t ie_conv_bwd_dw(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+                       const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *dw);
+int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db);
 
 /* Softmax cross-entropy gradient exponent: Q30 probabilities times a Q31 reciprocal of n. */
 #define IE_CE_GRAD_EXP (-30 - 31)

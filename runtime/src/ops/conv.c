@@ -1,0 +1,263 @@
+/* Conv (2-D, NCHW): Y = conv(X, W) + B with groups (depthwise included), stride, dilation and
+ * explicit asymmetric pads. Through im2col the three training GEMMs are the packed int8 kernels:
+ *   forward  Y_g[Cout_g, HoWo]  = W_g[Cout_g, K] . col[HoWo, K]^T
+ *   dX       dcol[HoWo, K]      = dY_g^T[HoWo, Cout_g] . W_g^T[K, Cout_g]^T, then col2im
+ *   dW       dW_g[Cout_g, K]   += dY_g[Cout_g, HoWo] . col^T[K, HoWo]^T  (exact, int64)
+ * attrs: 0 group, 1 kh, 2 kw, 3 stride h, 4 stride w, 5 dilation h, 6 dilation w,
+ *        7 pad top, 8 pad left, 9 pad bottom, 10 pad right. */
+#include <string.h>
+
+#include "../planner.h"
+#include "ops.h"
+
+enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_COLT, S_WT, S_DYT, S_DCOL, S_DX_ACC, S_DW_TMP };
+enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
+
+static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+    size_t k = (size_t)g->cin_g * g->kh * g->kw;
+    for (uint32_t oh = 0; oh < g->ho; oh++)
+        for (uint32_t ow = 0; ow < g->wo; ow++) {
+            int8_t *row = col + ((size_t)oh * g->wo + ow) * k;
+            for (uint32_t c = 0; c < g->cin_g; c++)
+                for (uint32_t i = 0; i < g->kh; i++) {
+                    int64_t ih = (int64_t)oh * g->sh - g->pt + (int64_t)i * g->dh;
+                    for (uint32_t j = 0; j < g->kw; j++) {
+                        int64_t iw = (int64_t)ow * g->sw - g->pl + (int64_t)j * g->dw;
+                        int in = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w;
+                        *row++ = in ? x[((size_t)c * g->h + (size_t)ih) * g->w + (size_t)iw] : 0;
+                    }
+                }
+        }
+}
+
+static void col2im_add(const int32_t *dcol, const ie_conv_geom *g, int32_t *dx) {
+    for (uint32_t oh = 0; oh < g->ho; oh++)
+        for (uint32_t ow = 0; ow < g->wo; ow++) {
+            const int32_t *row = dcol + ((size_t)oh * g->wo + ow) * g->cin_g * g->kh * g->kw;
+            for (uint32_t c = 0; c < g->cin_g; c++)
+                for (uint32_t i = 0; i < g->kh; i++) {
+                    int64_t ih = (int64_t)oh * g->sh - g->pt + (int64_t)i * g->dh;
+                    for (uint32_t j = 0; j < g->kw; j++, row++) {
+                        int64_t iw = (int64_t)ow * g->sw - g->pl + (int64_t)j * g->dw;
+                        if (ih >= 0 && ih < g->h && iw >= 0 && iw < g->w)
+                            dx[((size_t)c * g->h + (size_t)ih) * g->w + (size_t)iw] += *row;
+                    }
+                }
+        }
+}
+
+/* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
+
+int32_t ie_conv_fwd(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
+                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
+                    int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    uint32_t cout_g = g->cout / g->group;
+    for (size_t s = 0; s < n; s++)
+        for (uint32_t gi = 0; gi < g->group; gi++) {
+            im2col(x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
+            kt->gemm_s8s8_s32(w8 + (size_t)gi * cout_g * k, col, acc + (s * g->cout + (size_t)gi * cout_g) * howo,
+                              cout_g, howo, k);
+        }
+    return ie_requant_bias(kt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
+}
+
+int32_t ie_conv_bwd_dx(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *dyt, int32_t *dcol, int32_t *acc,
+                       ie_rounder r, int8_t *dx) {
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    uint32_t cout_g = g->cout / g->group;
+    memset(acc, 0, sizeof(int32_t) * n * g->cin * hw);
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt);
+        for (size_t s = 0; s < n; s++) {
+            ie_transpose_s8(dy + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, dyt);
+            kt->gemm_s8s8_s32(dyt, wt, dcol, howo, k, cout_g);
+            col2im_add(dcol, g, acc + (s * g->cin + (size_t)gi * g->cin_g) * hw);
+        }
+    }
+    return edy + ew + ie_requant_acc(kt, acc, n * g->cin * hw, r, dx);
+}
+
+int32_t ie_conv_bwd_dw(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+                       const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *dw) {
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    uint32_t cout_g = g->cout / g->group;
+    memset(dw, 0, sizeof(int64_t) * g->cout * k);
+    for (size_t s = 0; s < n; s++)
+        for (uint32_t gi = 0; gi < g->group; gi++) {
+            im2col(x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
+            ie_transpose_s8(col, howo, k, colt);
+            kt->gemm_s8s8_s64(dy + (s * g->cout + (size_t)gi * cout_g) * howo, colt, tmp, cout_g, k, howo);
+            int64_t *d = dw + (size_t)gi * cout_g * k;
+            for (size_t i = 0; i < (size_t)cout_g * k; i++) d[i] += tmp[i];
+        }
+    return edy + ex;
+}
+
+int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db) {
+    size_t howo = (size_t)g->ho * g->wo;
+    for (uint32_t c = 0; c < g->cout; c++) db[c] = 0;
+    for (size_t s = 0; s < n; s++)
+        for (uint32_t c = 0; c < g->cout; c++)
+            for (size_t p = 0; p < howo; p++) db[c] += dy[(s * g->cout + c) * howo + p];
+    return edy;
+}
+
+/* ---- the op ------------------------------------------------------------------------------------ */
+
+ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd) {
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    ie_conv_geom g;
+    g.group = (uint32_t)nd->attrs[0];
+    g.kh = (uint32_t)nd->attrs[1];
+    g.kw = (uint32_t)nd->attrs[2];
+    g.sh = (uint32_t)nd->attrs[3];
+    g.sw = (uint32_t)nd->attrs[4];
+    g.dh = (uint32_t)nd->attrs[5];
+    g.dw = (uint32_t)nd->attrs[6];
+    g.pt = (uint32_t)nd->attrs[7];
+    g.pl = (uint32_t)nd->attrs[8];
+    g.pb = (uint32_t)nd->attrs[9];
+    g.pr = (uint32_t)nd->attrs[10];
+    g.cin = x->dims[0];
+    g.h = x->dims[1];
+    g.w = x->dims[2];
+    g.cout = y->dims[0];
+    g.ho = y->dims[1];
+    g.wo = y->dims[2];
+    g.cin_g = g.group ? g.cin / g.group : 0;
+    return g;
+}
+
+/* Output size of one spatial axis, or 0 if the window does not fit. */
+static uint32_t out_size(uint32_t in, uint32_t k, uint32_t s, uint32_t d, uint32_t p0, uint32_t p1) {
+    uint64_t span = (uint64_t)d * (k - 1) + 1, padded = (uint64_t)in + p0 + p1;
+    return padded < span ? 0 : (uint32_t)((padded - span) / s + 1);
+}
+
+ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t dh,
+                          uint32_t dw, uint32_t pt, uint32_t pl, uint32_t pb, uint32_t pr, uint32_t ho, uint32_t wo,
+                          char *err) {
+    if (!kh || !kw || !sh || !sw || !dh || !dw || kh > 4096 || kw > 4096 || sh > 4096 || sw > 4096 || dh > 4096 ||
+        dw > 4096 || pt > 4096 || pl > 4096 || pb > 4096 || pr > 4096) {
+        ie_set_err(err, "kernel, stride and dilation must be 1..4096, pads 0..4096");
+        return IE_ERR_FORMAT;
+    }
+    uint32_t eh = out_size(h, kh, sh, dh, pt, pb), ew = out_size(w, kw, sw, dw, pl, pr);
+    if (eh != ho || ew != wo) {
+        ie_set_err(err, "a %ux%u input gives %ux%u outputs, not %ux%u", h, w, eh, ew, ho, wo);
+        return IE_ERR_FORMAT;
+    }
+    return IE_OK;
+}
+
+static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *w = &m->tensors[nd->in[1]], *y = &m->tensors[nd->out[0]];
+    if (x->kind == IE_KIND_PARAM || x->rank != 3 || y->rank != 3) {
+        ie_set_err(err, "the data input and output must be [C, H, W] activations");
+        return IE_ERR_FORMAT;
+    }
+    if (w->kind != IE_KIND_PARAM || w->rank != 4) { ie_set_err(err, "the weight must be a rank-4 parameter"); return IE_ERR_FORMAT; }
+    for (int i = 11; i < IE_MAX_ATTRS; i++)
+        if (nd->attrs[i]) { ie_set_err(err, "unused attributes must be 0"); return IE_ERR_FORMAT; }
+    for (int i = 0; i < 11; i++)
+        if (nd->attrs[i] < 0) { ie_set_err(err, "attributes must not be negative"); return IE_ERR_FORMAT; }
+    ie_conv_geom g = ie_conv_geometry(m, nd);
+    if (!g.group || g.cin % g.group || g.cout % g.group) {
+        ie_set_err(err, "group %u does not divide %u input and %u output channels", g.group, g.cin, g.cout);
+        return IE_ERR_FORMAT;
+    }
+    if (w->dims[0] != g.cout || w->dims[1] != g.cin_g || w->dims[2] != g.kh || w->dims[3] != g.kw) {
+        ie_set_err(err, "weight [%u,%u,%u,%u] does not fit %u->%u channels, group %u, kernel %ux%u", w->dims[0],
+                   w->dims[1], w->dims[2], w->dims[3], g.cin, g.cout, g.group, g.kh, g.kw);
+        return IE_ERR_FORMAT;
+    }
+    if ((uint64_t)g.cin_g * g.kh * g.kw > IE_MAX_REDUCTION || (uint64_t)(g.cout / g.group) * g.kh * g.kw > IE_MAX_REDUCTION) {
+        ie_set_err(err, "a window of more than 2^17 terms");
+        return IE_ERR_UNSUPPORTED;
+    }
+    if (nd->n_in > 2) {
+        const ie_tensor_desc *b = &m->tensors[nd->in[2]];
+        if (b->kind != IE_KIND_PARAM || b->numel != g.cout) { ie_set_err(err, "the bias must be a parameter of %u values", g.cout); return IE_ERR_FORMAT; }
+    }
+    return ie_window_check(g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.ho, g.wo, err);
+}
+
+static void conv_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    ie_conv_geom g = ie_conv_geometry(m, nd);
+    size_t n = ie_plan_batch(p), howo = (size_t)g.ho * g.wo, k = (size_t)g.cin_g * g.kh * g.kw;
+    size_t cout_g = g.cout / g.group;
+    uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node), x = nd->in[0], w = nd->in[1], y = nd->out[0];
+    uint32_t b = nd->n_in > 2 ? nd->in[2] : IE_NONE;
+    int bwd = ie_plan_requires_grad(p, y);
+    int need_dx = bwd && ie_plan_requires_grad(p, x);
+    int need_dw = bwd && ie_plan_param_trainable(p, w);
+    ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
+    ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
+    ie_plan_node_scratch(p, node, S_COL, howo * k, F, F);
+    if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
+    if (need_dx) {
+        ie_plan_node_scratch(p, node, S_WT, k * cout_g, B, B);
+        ie_plan_node_scratch(p, node, S_DYT, howo * cout_g, B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, howo * k * sizeof(int32_t), B, B);
+        ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
+    }
+    if (need_dw) {
+        ie_plan_keep(p, x, B);
+        ie_plan_node_scratch(p, node, S_COL_B, howo * k, B, B);
+        ie_plan_node_scratch(p, node, S_COLT, k * howo, B, B);
+        ie_plan_node_scratch(p, node, S_DW_TMP, cout_g * k * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
+    }
+    if (bwd && b != IE_NONE && ie_plan_param_trainable(p, b)) {
+        ie_plan_param_buffer(p, b, IE_BUF_PARAM_GRAD, g.cout * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, b, IE_BUF_PARAM_OPT, g.cout * sizeof(int32_t), B, B);
+    }
+}
+
+static void conv_forward(ie_session *s, uint32_t node) {
+    const ie_model *m = s->model;
+    const ie_node_desc *nd = &m->nodes[node];
+    ie_conv_geom g = ie_conv_geometry(m, nd);
+    void **sc = s->nodes[node].scratch;
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    uint32_t wi = m->tensors[nd->in[1]].param;
+    ie_param *pw = &s->params[wi];
+    const ie_param *pb = nd->n_in > 2 ? &s->params[m->tensors[nd->in[2]].param] : NULL;
+    ie_param_quantize(s, wi, pw->w8, 0);
+    ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
+                       ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
+                       ie_session_rounder(s, ie_node_stream(node, R_OUT))};
+    y->e = ie_conv_fwd(s->k, &g, s->n, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0, sc[S_COL],
+                       sc[S_ACC], sc[S_BIAS], r, y->q);
+}
+
+static void conv_backward(ie_session *s, uint32_t node) {
+    const ie_model *m = s->model;
+    const ie_node_desc *nd = &m->nodes[node];
+    ie_conv_geom g = ie_conv_geometry(m, nd);
+    void **sc = s->nodes[node].scratch;
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    uint32_t wi = m->tensors[nd->in[1]].param;
+    ie_param *pw = &s->params[wi];
+    if (x->requires_grad)
+        x->ge = ie_conv_bwd_dx(s->k, &g, s->n, y->g, y->ge, pw->w8, pw->e8, sc[S_WT], sc[S_DYT], sc[S_DCOL],
+                               sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+    if (pw->trainable) {
+        pw->grad_e = ie_conv_bwd_dw(s->k, &g, s->n, y->g, y->ge, x->q, x->e, sc[S_COL_B], sc[S_COLT], sc[S_DW_TMP],
+                                    pw->grad);
+        ie_optim_step(s, wi);
+    }
+    if (nd->n_in > 2 && s->params[m->tensors[nd->in[2]].param].trainable) {
+        uint32_t bi = m->tensors[nd->in[2]].param;
+        s->params[bi].grad_e = ie_conv_bwd_db(&g, s->n, y->g, y->ge, s->params[bi].grad);
+        ie_optim_step(s, bi);
+    }
+}
+
+const ie_op_def ie_op_conv = {"Conv", 2, 3, 1, conv_check, conv_plan, conv_forward, conv_backward};

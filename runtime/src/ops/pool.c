@@ -1,0 +1,183 @@
+/* MaxPool and AveragePool over [C, H, W] (GlobalAveragePool is an AveragePool whose window is
+ * the whole plane). attrs: 0 kh, 1 kw, 2 stride h, 3 stride w, 4 dilation h, 5 dilation w,
+ * 6 pad top, 7 pad left, 8 pad bottom, 9 pad right, 10 count_include_pad (AveragePool). */
+#include <string.h>
+
+#include "../planner.h"
+#include "ops.h"
+
+enum { S_ACC, S_GRAD_ACC };
+enum { R_OUT = 1, R_DX };
+
+typedef struct pool_geom {
+    uint32_t kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, include_pad;
+    uint32_t c, h, w, ho, wo;
+} pool_geom;
+
+static pool_geom geometry(const ie_model *m, const ie_node_desc *nd) {
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    pool_geom g;
+    uint32_t *f[11] = {&g.kh, &g.kw, &g.sh, &g.sw, &g.dh, &g.dw, &g.pt, &g.pl, &g.pb, &g.pr, &g.include_pad};
+    for (int i = 0; i < 11; i++) *f[i] = (uint32_t)nd->attrs[i];
+    g.c = x->dims[0];
+    g.h = x->dims[1];
+    g.w = x->dims[2];
+    g.ho = y->dims[1];
+    g.wo = y->dims[2];
+    return g;
+}
+
+/* Calls visit(ctx, input index or -1 for padding) for each tap of output (oh, ow) of one plane. */
+#define FOR_WINDOW(g, oh, ow, idx, body)                                                          \
+    for (uint32_t i_ = 0; i_ < (g).kh; i_++)                                                       \
+        for (uint32_t j_ = 0; j_ < (g).kw; j_++) {                                                 \
+            int64_t ih_ = (int64_t)(oh) * (g).sh - (g).pt + (int64_t)i_ * (g).dh;                  \
+            int64_t iw_ = (int64_t)(ow) * (g).sw - (g).pl + (int64_t)j_ * (g).dw;                  \
+            int64_t idx = (ih_ >= 0 && ih_ < (g).h && iw_ >= 0 && iw_ < (g).w) ? ih_ * (g).w + iw_ : -1; \
+            body                                                                                   \
+        }
+
+static ie_status pool_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (x->kind == IE_KIND_PARAM || x->rank != 3 || y->rank != 3 || x->dims[0] != y->dims[0]) {
+        ie_set_err(err, "input and output must be [C, H, W] activations with the same C");
+        return IE_ERR_FORMAT;
+    }
+    for (int i = 0; i < IE_MAX_ATTRS; i++)
+        if (nd->attrs[i] < 0 || (i > 10 && nd->attrs[i]) || (i == 10 && nd->attrs[i] > 1)) {
+            ie_set_err(err, "attribute %d is out of range", i);
+            return IE_ERR_FORMAT;
+        }
+    pool_geom g = geometry(m, nd);
+    if (g.pt >= g.kh || g.pb >= g.kh || g.pl >= g.kw || g.pr >= g.kw) {
+        ie_set_err(err, "pads must be smaller than the window");
+        return IE_ERR_FORMAT;
+    }
+    if ((uint64_t)g.kh * g.kw > IE_MAX_REDUCTION) { ie_set_err(err, "window of more than 2^17 taps"); return IE_ERR_UNSUPPORTED; }
+    return ie_window_check(g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.ho, g.wo, err);
+}
+
+/* ---- MaxPool: the output is one of the inputs, so no rounding; backward routes dY to the first
+ * maximum of each window (recomputed from the saved input). ---- */
+
+static void maxpool_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    pool_geom g = geometry(m, nd);
+    uint32_t B = ie_pos_bwd(m, node);
+    if (!ie_plan_requires_grad(p, nd->in[0])) return;
+    ie_plan_keep(p, nd->in[0], B);
+    ie_plan_node_scratch(p, node, S_GRAD_ACC, (size_t)ie_plan_batch(p) * g.c * g.h * g.w * sizeof(int32_t), B, B);
+}
+
+static void maxpool_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    pool_geom g = geometry(s->model, nd);
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    size_t planes = (size_t)s->n * g.c;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const int8_t *xp = x->q + pl * g.h * g.w;
+        int8_t *yp = y->q + pl * g.ho * g.wo;
+        for (uint32_t oh = 0; oh < g.ho; oh++)
+            for (uint32_t ow = 0; ow < g.wo; ow++) {
+                int best = -128;
+                FOR_WINDOW(g, oh, ow, idx, if (idx >= 0 && xp[idx] > best) best = xp[idx];)
+                yp[oh * g.wo + ow] = (int8_t)best;
+            }
+    }
+    y->e = x->e;
+}
+
+static void maxpool_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    pool_geom g = geometry(s->model, nd);
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    size_t planes = (size_t)s->n * g.c;
+    int32_t *acc = s->nodes[node].scratch[S_GRAD_ACC];
+    memset(acc, 0, sizeof(int32_t) * planes * g.h * g.w);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const int8_t *xp = x->q + pl * g.h * g.w, *dyp = y->g + pl * g.ho * g.wo;
+        int32_t *ap = acc + pl * g.h * g.w;
+        for (uint32_t oh = 0; oh < g.ho; oh++)
+            for (uint32_t ow = 0; ow < g.wo; ow++) {
+                int best = -128;
+                int64_t arg = -1;
+                FOR_WINDOW(g, oh, ow, idx, if (idx >= 0 && xp[idx] > best) { best = xp[idx]; arg = idx; })
+                if (arg >= 0) ap[arg] += dyp[oh * g.wo + ow];
+            }
+    }
+    /* without overlapping windows the sums are the dY values themselves: the requant is exact */
+    x->ge = y->ge + ie_requant_acc(s->k, acc, planes * g.h * g.w, ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+}
+
+const ie_op_def ie_op_maxpool = {"MaxPool", 1, 1, 1, pool_check, maxpool_plan, maxpool_forward, maxpool_backward};
+
+/* ---- AveragePool: window sums times round(2^30 / count), exact in int64, one requant each way. ---- */
+
+static int64_t recip_q30(uint32_t count) { return (((int64_t)1 << 31) / count + 1) >> 1; }
+
+static uint32_t window_count(const pool_geom *g, uint32_t oh, uint32_t ow) {
+    if (g->include_pad) { /* ONNX counts the pads but not the part of the window past them */
+        uint32_t n = 0;
+        for (uint32_t i = 0; i < g->kh; i++)
+            for (uint32_t j = 0; j < g->kw; j++) {
+                int64_t ih = (int64_t)oh * g->sh - g->pt + (int64_t)i * g->dh;
+                int64_t iw = (int64_t)ow * g->sw - g->pl + (int64_t)j * g->dw;
+                n += ih < (int64_t)g->h + g->pb && iw < (int64_t)g->w + g->pr;
+            }
+        return n;
+    }
+    uint32_t n = 0;
+    FOR_WINDOW(*g, oh, ow, idx, n += idx >= 0;)
+    return n;
+}
+
+static void avgpool_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    pool_geom g = geometry(m, nd);
+    size_t n = ie_plan_batch(p);
+    uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
+    ie_plan_node_scratch(p, node, S_ACC, n * g.c * g.ho * g.wo * sizeof(int64_t), F, F);
+    if (ie_plan_requires_grad(p, nd->in[0]))
+        ie_plan_node_scratch(p, node, S_GRAD_ACC, n * g.c * g.h * g.w * sizeof(int64_t), B, B);
+}
+
+static void avgpool_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    pool_geom g = geometry(s->model, nd);
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    int64_t *acc = s->nodes[node].scratch[S_ACC];
+    size_t planes = (size_t)s->n * g.c;
+    for (size_t pl = 0; pl < planes; pl++)
+        for (uint32_t oh = 0; oh < g.ho; oh++)
+            for (uint32_t ow = 0; ow < g.wo; ow++) {
+                const int8_t *xp = x->q + pl * g.h * g.w;
+                int64_t sum = 0;
+                FOR_WINDOW(g, oh, ow, idx, if (idx >= 0) sum += xp[idx];)
+                acc[(pl * g.ho + oh) * g.wo + ow] = sum * recip_q30(window_count(&g, oh, ow));
+            }
+    y->e = x->e - 30 + ie_requant_s64_s8(acc, planes * g.ho * g.wo, ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
+}
+
+static void avgpool_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    pool_geom g = geometry(s->model, nd);
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    int64_t *acc = s->nodes[node].scratch[S_GRAD_ACC];
+    size_t planes = (size_t)s->n * g.c;
+    memset(acc, 0, sizeof(int64_t) * planes * g.h * g.w);
+    for (size_t pl = 0; pl < planes; pl++)
+        for (uint32_t oh = 0; oh < g.ho; oh++)
+            for (uint32_t ow = 0; ow < g.wo; ow++) {
+                int64_t share = y->g[(pl * g.ho + oh) * g.wo + ow] * recip_q30(window_count(&g, oh, ow));
+                int64_t *ap = acc + pl * g.h * g.w;
+                FOR_WINDOW(g, oh, ow, idx, if (idx >= 0) ap[idx] += share;)
+            }
+    x->ge = y->ge - 30 + ie_requant_s64_s8(acc, planes * g.h * g.w, ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+}
+
+const ie_op_def ie_op_avgpool = {"AveragePool", 1, 1, 1, pool_check, avgpool_plan, avgpool_forward, avgpool_backward};

@@ -1,0 +1,120 @@
+"""CNN operators: conv arithmetic against PyTorch autograd, models exported by both torch
+exporters against onnxruntime, gradients of residual/pooling graphs, and training fidelity."""
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import intedge
+from intedge._ffi import ffi, lib
+from torch_models import LeNet5, ResidualPools, export, mnist, torch_fit
+
+
+def p(a, t):
+    return ffi.from_buffer(t + "[]", a)
+
+
+# (cin, h, w, cout, k, stride, dilation, pads t,l,b,r, group)
+GEOMETRIES = [
+    (3, 8, 8, 4, 3, 1, 1, (1, 1, 1, 1), 1),
+    (2, 9, 7, 5, 3, 2, 1, (0, 1, 2, 0), 1),   # odd sizes, stride 2, asymmetric pads
+    (4, 11, 11, 4, 3, 1, 2, (2, 2, 2, 2), 2),  # dilation, groups
+    (6, 7, 5, 6, 3, 2, 1, (1, 1, 1, 1), 6),   # depthwise
+    (5, 6, 6, 3, 1, 1, 1, (0, 0, 0, 0), 1),   # pointwise
+    (1, 17, 3, 2, 5, 3, 1, (2, 1, 2, 1), 1),
+]
+
+
+def geometry(cin, h, w, cout, k, s, d, pads, g):
+    t, l, b, r = pads
+    ho = (h + t + b - d * (k - 1) - 1) // s + 1
+    wo = (w + l + r - d * (k - 1) - 1) // s + 1
+    return np.array([g, k, k, s, s, d, d, t, l, b, r, cin, h, w, cout, ho, wo], np.uint32), ho, wo
+
+
+@pytest.mark.parametrize("geo", GEOMETRIES)
+def test_conv_against_torch_autograd(geo, rng):
+    cin, h, w, cout, k, s, d, pads, g = geo
+    gv, ho, wo = geometry(*geo)
+    n = 3
+    x = rng.integers(-127, 128, (n, cin, h, w), dtype=np.int8)
+    wq = rng.integers(-127, 128, (cout, cin // g, k, k), dtype=np.int8)
+    bias = rng.integers(-2**20, 2**20, cout, dtype=np.int32)
+    dy = rng.integers(-127, 128, (n, cout, ho, wo), dtype=np.int8)
+    ex, ew, eb, edy = -7, -8, -20, -12
+    xt = torch.tensor(x * 2.0**ex, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(wq * 2.0**ew, dtype=torch.float64, requires_grad=True)
+    padded = torch.nn.functional.pad(xt, (pads[1], pads[3], pads[0], pads[2]))
+    yt = torch.nn.functional.conv2d(padded, wt, torch.tensor(bias * 2.0**eb), stride=s, dilation=d, groups=g)
+    yt.backward(torch.tensor(dy * 2.0**edy, dtype=torch.float64))
+
+    y = np.empty((n, cout, ho, wo), np.int8)
+    ey = lib.ie_test_conv_forward(p(gv, "uint32_t"), n, p(x, "int8_t"), ex, p(wq, "int8_t"), ew, p(bias, "int32_t"),
+                                  eb, 1, p(y, "int8_t"))
+    ref = yt.detach().numpy()
+    assert np.abs(y * 2.0**ey - ref).max() < 2.0**ey and 2.0**ey <= np.abs(ref).max() / 64
+
+    dx = np.empty_like(x)
+    edx = lib.ie_test_conv_backward_dx(p(gv, "uint32_t"), n, p(dy, "int8_t"), edy, p(wq, "int8_t"), ew, 2, p(dx, "int8_t"))
+    ref = xt.grad.numpy()
+    assert np.abs(dx * 2.0**edx - ref).max() < 2.0**edx
+
+    dw = np.empty(wq.shape, np.int64)
+    edw = lib.ie_test_conv_backward_dw(p(gv, "uint32_t"), n, p(dy, "int8_t"), edy, p(x, "int8_t"), ex, p(dw, "int64_t"))
+    np.testing.assert_array_equal(dw * 2.0**edw, wt.grad.numpy())  # exact
+
+
+def ort_logits(model, x):
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)])
+def test_lenet5_export_imports_agrees_and_trains(dynamo, opset):
+    torch.manual_seed(0)
+    model = export(LeNet5(flatten_by_view=True), torch.randn(2, 1, 28, 28), dynamo=dynamo, opset=opset)
+    x, y, xv, yv = mnist(n_train=1280)
+    t = intedge.Trainer(model, batch_size=32, lr=0.05, momentum=0.9, seed=0)
+    ours, ref = t.predict(xv[:256]), ort_logits(model, xv[:256])
+    assert (ours.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    before = t.evaluate(x, y)["loss"]
+    t.fit(x, y, epochs=2, progress=False)
+    assert t.evaluate(x, y)["loss"] < before / 2
+
+
+def test_residual_and_pooling_gradients_match_torch():
+    torch.manual_seed(1)
+    net = ResidualPools()
+    model = export(net, torch.randn(2, 1, 12, 12), dynamo=False, opset=13)
+    x = torch.randn(16, 1, 12, 12)
+    y = torch.randint(0, 10, (16,))
+    t0 = intedge.Trainer(model, batch_size=16)
+    assert (t0.predict(x.numpy()).argmax(1) == ort_logits(model, x.numpy()).argmax(1)).mean() >= 0.9
+    assert np.abs(t0.predict(x.numpy()) - ort_logits(model, x.numpy())).max() < 0.05
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    lr, deltas = 0.01, {}
+    for seed in range(12):
+        t = intedge.Trainer(model, batch_size=16, lr=lr, seed=seed)
+        before = t.state_dict()
+        t.fit(x.numpy(), y.numpy(), epochs=1, progress=False)
+        for k, v in t.state_dict().items():
+            deltas.setdefault(k, []).append((before[k] - v) / lr)
+    for name, param in net.named_parameters():
+        g, mean = param.grad.numpy(), np.mean(deltas[name], axis=0)
+        cos = float((g * mean).sum() / np.linalg.norm(g) / np.linalg.norm(mean))
+        assert cos > 0.9, (name, cos)
+
+
+def test_lenet5_fidelity_on_mnist(capsys):
+    """LeNet-5 on builtin:mnist-5k, 3 epochs, batch 32, lr 0.1: within 1 point of PyTorch fp32."""
+    torch.manual_seed(0)
+    net = LeNet5(flatten_by_view=False)
+    model = export(net, torch.randn(2, 1, 28, 28), dynamo=False, opset=13)
+    x, y, xv, yv = mnist()
+    t = intedge.Trainer(model, batch_size=32, lr=0.1, seed=0)
+    ours = t.fit(x, y, xv, yv, epochs=3, progress=False)[-1]["val_acc"]
+    theirs = torch_fit(net, t, x, y, xv, yv, epochs=3, lr=0.1)
+    with capsys.disabled():
+        print(f"\n[LeNet-5 mnist-5k, 3 epochs] integer val_acc {ours:.4f}, PyTorch fp32 val_acc {theirs:.4f}")
+    assert ours >= 0.93
+    assert abs(ours - theirs) <= 0.010
