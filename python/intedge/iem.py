@@ -10,13 +10,16 @@ MAGIC = b"IEM1"
 VERSION = 1
 HEADER_SIZE = 40
 TENSOR_SIZE = 48
-NODE_SIZE = 104
+NODE_SIZE = 120
+MAX_INPUTS = 8
 MAX_ATTRS = 16
 MAX_RANK = 6
 
 KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
 # the op set, numbered as runtime/src/internal.h numbers it
-OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_ADD, OP_SUB = 1, 2, 3, 4, 5, 6, 7, 8
+OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_ADD, OP_SUB, OP_BATCHNORM, OP_ACTIVATION = range(1, 11)
+# OP_ACTIVATION kinds, as runtime/src/ops/activation.c numbers them
+ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID = range(5)
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Tensor:
     kind: int
     shape: tuple  # per-sample for inputs and activations, full for parameters
     data: np.ndarray = None  # parameters: float32
+    state: bool = False  # a parameter its op updates, never trained (BatchNorm running statistics)
 
 
 @dataclass
@@ -44,12 +48,12 @@ class Graph:
     input: int = 0
     output: int = 0
 
-    def add_tensor(self, name, kind, shape, data=None):
+    def add_tensor(self, name, kind, shape, data=None, state=False):
         if name in self.index:
             return self.index[name]
         shape = tuple(int(d) for d in shape) or (1,)
         self.index[name] = len(self.tensors)
-        self.tensors.append(Tensor(name, kind, shape, data))
+        self.tensors.append(Tensor(name, kind, shape, data, state))
         return self.index[name]
 
     def add_node(self, name, op, inputs, outputs, attrs=()):
@@ -82,14 +86,14 @@ def serialize(g):
             raw = np.ascontiguousarray(t.data, dtype="<f4").tobytes()
             data_off, data_len = put(raw, 4), len(raw)
         dims = list(t.shape) + [0] * (MAX_RANK - len(t.shape))
-        trecs += struct.pack("<BBH6IIIIII", t.kind, len(t.shape), 0, *dims, name_off, name_len, data_off, data_len, 0)
+        trecs += struct.pack("<BBH6IIIIII", t.kind, len(t.shape), int(t.state), *dims, name_off, name_len, data_off, data_len, 0)
     nrecs = bytearray()
     for n in g.nodes:
         name_off, name_len = put_name(n.name)
-        ins = n.inputs + [0] * (4 - len(n.inputs))
+        ins = n.inputs + [0] * (MAX_INPUTS - len(n.inputs))
         outs = n.outputs + [0] * (2 - len(n.outputs))
         attrs = n.attrs + [0] * (MAX_ATTRS - len(n.attrs))
-        nrecs += struct.pack("<HBB4I2I16iIII", n.op, len(n.inputs), len(n.outputs), *ins, *outs, *attrs,
+        nrecs += struct.pack("<HBB8I2I16iIII", n.op, len(n.inputs), len(n.outputs), *ins, *outs, *attrs,
                              name_off, name_len, 0)
     body = struct.pack("<IIIIII", len(g.tensors), len(g.nodes), g.input, g.output, HEADER_SIZE,
                        HEADER_SIZE + TENSOR_SIZE * len(g.tensors)) + bytes(trecs) + bytes(nrecs) + bytes(strings)

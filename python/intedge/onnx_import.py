@@ -10,7 +10,8 @@ from onnx import numpy_helper
 from . import iem
 from .errors import IntedgeError
 
-SUPPORTED_OPS = ("Conv", "Gemm", "MatMul", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub",
+SUPPORTED_OPS = ("Conv", "BatchNormalization", "Gemm", "MatMul", "Relu", "Clip (ReLU6)", "LeakyRelu", "HardSigmoid",
+                 "HardSwish", "Sigmoid", "Squeeze", "Unsqueeze", "ReduceMean (over H, W)", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub",
                  "Flatten", "Reshape", "Identity", "Dropout (inference graphs)", "and constant shape arithmetic "
                  "(Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded")
 
@@ -138,8 +139,8 @@ class _Importer:
             return numpy_helper.to_array(self.inits[v])
         return None
 
-    def param(self, node, v, shape=None):
-        """Registers initializer v as a trainable parameter."""
+    def param(self, node, v, shape=None, state=False):
+        """Registers initializer v as a parameter (state: updated by its op, never trained)."""
         if v not in self.inits:
             self.problem(node, f"input '{v}' must be an initializer (a weight stored in the model)")
             return None
@@ -152,7 +153,7 @@ class _Importer:
             self.problem(node, f"weight '{v}' has dtype {arr.dtype}; only float weights train")
             return None
         arr = arr.astype(np.float32)
-        self.graph.add_tensor(v, iem.KIND_PARAM, shape or arr.shape, arr)
+        self.graph.add_tensor(v, iem.KIND_PARAM, shape or arr.shape, arr, state)
         return v
 
     def activation(self, node, v):
@@ -295,6 +296,27 @@ class _Importer:
         else:
             self.problem(n, "only [C, H, W] inputs are supported")
 
+    def node_ReduceMean(self, n):
+        """A mean over H and W with kept dims (what exporters make of adaptive_avg_pool2d(x, 1))."""
+        x = self.name(n.input[0])
+        a = _attrs(n)
+        axes = a.get("axes")
+        if axes is None and len(n.input) > 1 and n.input[1]:
+            axes = self.const_value(n.input[1])
+        axes = sorted(int(v) % 4 for v in np.asarray(axes).reshape(-1)) if axes is not None else None
+        if x not in self.shapes or len(self.shapes[x]) != 3 or axes != [2, 3]:
+            self.problem(n, "only a mean over the H and W axes of [C, H, W] is supported")
+            return
+        c, h, w = self.shapes[x]
+        if a.get("keepdims", 1):
+            self.pool(n, iem.OP_AVGPOOL, [h, w], {})
+            return
+        # keepdims=0: pool to [C, 1, 1], then view it as [C]
+        pooled = n.output[0] + "/pooled"
+        self.graph.add_node((n.name or n.output[0]) + "/pool", iem.OP_AVGPOOL, [x], [self.output(pooled, (c, 1, 1))],
+                            [h, w, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+        self.reshape_to(n, pooled, (c,))
+
     def binary(self, n, op):
         a, b = self.name(n.input[0]), self.name(n.input[1])
         if a not in self.shapes or b not in self.shapes:
@@ -308,6 +330,111 @@ class _Importer:
             self.problem(n, "both inputs are the same tensor")
             return
         self.graph.add_node(n.name or n.output[0], op, [a, b], [self.output(n.output[0], self.shapes[a])])
+
+    def node_BatchNormalization(self, n):
+        from .runtime import dyadic
+
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        if any(o and self.consumers.get(o) for o in n.output[1:]):
+            self.problem(n, "the running-statistics outputs are read by other nodes")
+            return
+        c = self.shapes[x][0]
+        a = _attrs(n)
+        for name in n.input[1:5]:
+            arr = self.const_value(name)
+            if arr is None or arr.size != c:
+                self.problem(n, f"'{name}' must be an initializer of {c} values")
+                return
+        ins = [x, self.param(n, n.input[1]), self.param(n, n.input[2]),
+               self.param(n, n.input[3], state=True), self.param(n, n.input[4], state=True)]
+        if None in ins:
+            return
+        eps, mom = dyadic(a.get("epsilon", 1e-5)), dyadic(a.get("momentum", 0.9))
+        self.graph.add_node(n.name or n.output[0], iem.OP_BATCHNORM, ins, [self.output(n.output[0], self.shapes[x])],
+                            [eps.m, eps.e, mom.m, mom.e])
+
+    def activation_node(self, n, kind, p0=None, p1=None, flags=0):
+        from .runtime import dyadic
+
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        d0, d1 = dyadic(p0 or 0.0), dyadic(p1 or 0.0)
+        self.graph.add_node(n.name or n.output[0], iem.OP_ACTIVATION, [x], [self.output(n.output[0], self.shapes[x])],
+                            [kind, d0.m, d0.e, d1.m, d1.e, flags])
+
+    def node_Clip(self, n):
+        a = _attrs(n)
+        lo, hi = a.get("min"), a.get("max")
+        for i, name in ((1, "min"), (2, "max")):
+            if len(n.input) > i and n.input[i]:
+                v = self.const_value(n.input[i])
+                if v is None:
+                    self.problem(n, f"{name} must be a constant")
+                    return
+                lo, hi = (float(v), hi) if i == 1 else (lo, float(v))
+        if lo is None and hi is None:
+            self.alias[n.output[0]] = self.name(n.input[0])
+            return
+        if lo == 0.0 and hi is None:
+            self.node_Relu(n)
+            return
+        self.activation_node(n, iem.ACT_CLIP, lo, hi, (lo is not None) | ((hi is not None) << 1))
+
+    def node_LeakyRelu(self, n):
+        self.activation_node(n, iem.ACT_LEAKY_RELU, _attrs(n).get("alpha", 0.01))
+
+    def node_HardSigmoid(self, n):
+        a = _attrs(n)
+        self.activation_node(n, iem.ACT_HARD_SIGMOID, a.get("alpha", 0.2), a.get("beta", 0.5))
+
+    def node_HardSwish(self, n):
+        self.activation_node(n, iem.ACT_HARD_SWISH)
+
+    def node_Sigmoid(self, n):
+        self.activation_node(n, iem.ACT_SIGMOID)
+
+    def node_Squeeze(self, n):
+        self.squeeze_like(n)
+
+    def node_Unsqueeze(self, n):
+        self.squeeze_like(n)
+
+    def squeeze_like(self, n):
+        """Squeeze/Unsqueeze of an activation: a view, its output shape from the axes."""
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        a = _attrs(n)
+        axes = a.get("axes")
+        if axes is None and len(n.input) > 1 and n.input[1]:
+            axes = self.const_value(n.input[1])
+        full = [1, *self.shapes[x]]  # the batch as 1 while counting axes
+        if axes is None:
+            out = [d for d in full if d != 1] if n.op_type == "Squeeze" else None
+        else:
+            axes = [int(v) for v in np.asarray(axes).reshape(-1)]
+            if n.op_type == "Squeeze":
+                rank = len(full)
+                drop = {v % rank for v in axes}
+                if 0 in drop or any(full[v] != 1 for v in drop):
+                    out = None
+                else:
+                    out = [d for i, d in enumerate(full) if i not in drop]
+            else:
+                rank = len(full) + len(axes)
+                ins = sorted(v % rank for v in axes)
+                out = list(full)
+                for v in ins:
+                    out.insert(v, 1)
+                if 0 in ins:
+                    out = None
+        if out is None or len(out) < 2:
+            self.problem(n, "only squeezing or unsqueezing non-batch axes is supported")
+            return
+        self.reshape_to(n, x, tuple(out[1:]))
 
     def node_Sub(self, n):
         self.binary(n, iem.OP_SUB)
@@ -397,8 +524,14 @@ class _Importer:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
         if not unknown:
             for n in g.node:
-                if not self.fold(n):
-                    getattr(self, f"node_{n.op_type}")(n)
+                if self.fold(n):
+                    continue
+                handler = getattr(self, f"node_{n.op_type}", None)
+                if handler is None:  # a foldable op on non-constant data
+                    self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) on non-constant inputs is not "
+                                    "supported")
+                else:
+                    handler(n)
         if self.problems:
             raise IntedgeError(f"{self.source}: intedge cannot train {len(self.problems)} node(s):\n  "
                                + "\n  ".join(self.problems)
@@ -416,7 +549,7 @@ class _Importer:
     # ---- constant folding: the exporters' shape plumbing ---------------------------------------
     def foldable(self, n):
         """True if n could only ever compute constants (statically, before shapes are known)."""
-        return n.op_type in ("Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Slice", "Range",
+        return n.op_type in ("Shape", "Gather", "Concat", "Cast", "CastLike", "Slice", "Range",
                              "ConstantOfShape", "Mul", "Div", "Floor", "Ceil", "Equal", "Where", "Expand")
 
     def fold(self, n):

@@ -10,7 +10,7 @@
 #include "numeric.h"
 
 #define IE_MAX_RANK 6
-#define IE_MAX_INPUTS 4
+#define IE_MAX_INPUTS 8
 #define IE_MAX_OUTPUTS 2
 #define IE_MAX_ATTRS 16
 #define IE_NONE UINT32_MAX
@@ -30,6 +30,8 @@ typedef enum ie_op {
     IE_OP_AVGPOOL = 6, /* attrs: as MaxPool, then count_include_pad */
     IE_OP_ADD = 7,     /* Y = A + B, same shapes */
     IE_OP_SUB = 8,     /* Y = A - B, same shapes */
+    IE_OP_BATCHNORM = 9, /* X, scale, bias, running mean, running var; attrs in ops/batchnorm.c */
+    IE_OP_ACTIVATION = 10, /* Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid; attrs in ops/activation.c */
     IE_OP_COUNT
 } ie_op;
 
@@ -38,6 +40,7 @@ typedef enum ie_tensor_kind { IE_KIND_INPUT = 0, IE_KIND_PARAM = 1, IE_KIND_ACTI
 typedef struct ie_tensor_desc {
     uint8_t kind;
     uint8_t rank;
+    uint8_t state;       /* a parameter its op updates (running statistics); never trained */
     uint32_t dims[IE_MAX_RANK]; /* per-sample for inputs and activations; full for parameters */
     uint32_t numel;
     const char *name;

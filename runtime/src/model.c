@@ -12,7 +12,7 @@
 #define IEM_VERSION 1
 #define IEM_HEADER_SIZE 40
 #define IEM_TENSOR_SIZE 48
-#define IEM_NODE_SIZE 104
+#define IEM_NODE_SIZE 120
 #define IEM_MAX_TENSORS 65536
 #define IEM_MAX_NODES 65536
 #define IEM_MAX_NUMEL (1u << 28)
@@ -70,7 +70,10 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
         t->rank = r[1];
         t->producer = t->consumer = t->first_consumer = t->param = IE_NONE;
         if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %u: unknown kind %u", i, t->kind);
-        if (rd16(r + 2) || rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
+        uint16_t flags = rd16(r + 2);
+        if ((flags & ~1u) || rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
+        t->state = flags & 1;
+        if (t->state && t->kind != IE_KIND_PARAM) return fail(m, IE_ERR_FORMAT, "tensor %u: only parameters hold state", i);
         if (t->rank < 1 || t->rank > IE_MAX_RANK)
             return fail(m, IE_ERR_FORMAT, "tensor %u: rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
         uint64_t numel = 1;
@@ -111,11 +114,11 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
         nd->n_in = r[2];
         nd->n_out = r[3];
         for (int k = 0; k < IE_MAX_INPUTS; k++) nd->in[k] = rd32(r + 4 + 4 * k);
-        for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = rd32(r + 20 + 4 * k);
-        for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)rd32(r + 28 + 4 * k);
-        if (!read_name(m, rd32(r + 92), rd32(r + 96), &nd->name))
+        for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = rd32(r + 36 + 4 * k);
+        for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)rd32(r + 44 + 4 * k);
+        if (!read_name(m, rd32(r + 108), rd32(r + 112), &nd->name))
             return fail(m, IE_ERR_FORMAT, "node %u: name out of bounds or not terminated", i);
-        if (rd32(r + 100)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
+        if (rd32(r + 116)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
         const ie_op_def *def = ie_op_lookup(nd->op);
         if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
         if (nd->n_in < def->min_in || nd->n_in > def->max_in || nd->n_out != def->n_out)

@@ -102,6 +102,105 @@ int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int3
     return eo;
 }
 
+/* ---- scalar dyadics ------------------------------------------------------------------------ */
+
+ie_dyadic ie_dy_norm(int64_t m, int32_t e) {
+    ie_dyadic d = {0, 0};
+    if (m == 0) return d;
+    int sh = ie_bitlen64(ie_abs64(m)) - 31;
+    if (sh > 0) {
+        m = ie_shift_round(m, sh, 0x80000000U);
+        e += sh;
+        if (ie_abs64(m) >> 31) { /* rounding carried into bit 31 */
+            m = ie_asr64(m, 1);
+            e++;
+        }
+    }
+    d.m = (int32_t)m;
+    d.e = e;
+    return d;
+}
+
+ie_dyadic ie_dy_mul(ie_dyadic a, ie_dyadic b) { return ie_dy_norm((int64_t)a.m * b.m, a.e + b.e); }
+
+ie_dyadic ie_dy_add(ie_dyadic a, ie_dyadic b) {
+    if (a.m == 0) return b;
+    if (b.m == 0) return a;
+    int32_t e = a.e < b.e ? a.e : b.e, hi = a.e < b.e ? b.e : a.e;
+    if (hi - e > 31) e = hi - 31; /* the smaller term then rounds away below 2^-31 of the larger */
+    return ie_dy_norm(ie_shift_round(a.m, e - a.e, 0x80000000U) + ie_shift_round(b.m, e - b.e, 0x80000000U), e);
+}
+
+ie_dyadic ie_dy_recip(uint64_t n) {
+    /* round(2^62 / n) keeps 31+ significant bits for every n below 2^32 */
+    return ie_dy_norm((int64_t)((((uint64_t)1 << 62) + n / 2) / n), -62);
+}
+
+static uint64_t isqrt_newton(uint64_t m) {
+    uint64_t x = (uint64_t)1 << ((ie_bitlen64(m) + 1) / 2); /* >= sqrt(m) */
+    for (;;) {
+        uint64_t y = (x + m / x) / 2;
+        if (y >= x) return x;
+        x = y;
+    }
+}
+
+ie_dyadic ie_dy_rsqrt(ie_dyadic v) {
+    uint64_t m = (uint64_t)(v.m > 0 ? v.m : 1);
+    int up = 62 - ie_bitlen64(m);
+    m <<= up;
+    int64_t e = (int64_t)v.e - up;
+    if (e & 1) { m >>= 1; e++; }
+    uint64_t s = isqrt_newton(m); /* in [2^30, 2^31) */
+    return ie_dy_norm((int64_t)(((uint64_t)1 << 62) / s), (int32_t)(-62 - e / 2));
+}
+
+static int32_t top_bit(ie_dyadic c, int32_t e, uint64_t vmax) {
+    return c.m && vmax ? c.e + e + ie_bitlen64(ie_abs64(c.m) * vmax) : INT32_MIN;
+}
+
+static int64_t affine_at(size_t idx, size_t c, const int8_t *u, const int8_t *x, const int64_t *xm, const int64_t *coef,
+                         size_t channels) {
+    int64_t v = coef[2 * channels + c];
+    if (u) v += coef[c] * u[idx];
+    if (x) v += coef[channels + c] * ((int64_t)x[idx] * 65536 - xm[c]);
+    return v;
+}
+
+int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
+                             const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
+                             const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
+    int32_t top = INT32_MIN;
+    for (size_t c = 0; c < channels; c++) {
+        int32_t t[3] = {u ? top_bit(a[c], eu, 127) : INT32_MIN,
+                        x ? top_bit(b[c], ex - 16, (uint64_t)127 * 65536 + ie_abs64(xm[c])) : INT32_MIN,
+                        top_bit(k[c], 0, 1)};
+        for (int j = 0; j < 3; j++)
+            if (t[j] > top) top = t[j];
+    }
+    size_t total = outer * channels * inner;
+    if (top == INT32_MIN) {
+        for (size_t i = 0; i < total; i++) y[i] = 0;
+        return eu;
+    }
+    int32_t E = top - 60;
+    for (size_t c = 0; c < channels; c++) { /* coefficients at the common exponent E */
+        coef[c] = u ? ie_shift_round(a[c].m, E - (a[c].e + eu), 0x80000000U) : 0;
+        coef[channels + c] = x ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
+        coef[2 * channels + c] = ie_shift_round(k[c].m, E - k[c].e, 0x80000000U);
+    }
+    uint64_t max = 0;
+    for (size_t i = 0; i < total; i++) {
+        uint64_t m = ie_abs64(affine_at(i, (i / inner) % channels, u, x, xm, coef, channels));
+        if (m > max) max = m;
+    }
+    int sh = ie_requant_shift(max, 7);
+    for (size_t i = 0; i < total; i++)
+        y[i] = (int8_t)ie_clamp64(ie_shift_round(affine_at(i, (i / inner) % channels, u, x, xm, coef, channels), sh,
+                                                 ie_draw(r, (uint32_t)i)), 127);
+    return E + sh;
+}
+
 /* ---- the float boundary --------------------------------------------------------------------- */
 
 int ie_f32_bits_is_finite(uint32_t bits) { return ((bits >> 23) & 0xFF) != 0xFF; }

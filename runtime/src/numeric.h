@@ -96,6 +96,23 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
 int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
                      ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r);
 
+/* Scalar dyadic arithmetic for per-channel constants: results are rounded to nearest with a
+ * 31-bit mantissa (a relative error below 2^-30). */
+ie_dyadic ie_dy_norm(int64_t m, int32_t e);
+ie_dyadic ie_dy_mul(ie_dyadic a, ie_dyadic b);
+ie_dyadic ie_dy_add(ie_dyadic a, ie_dyadic b);
+ie_dyadic ie_dy_recip(uint64_t n);  /* 1 / n, n >= 1 */
+ie_dyadic ie_dy_rsqrt(ie_dyadic v); /* 1 / sqrt(v) by Newton's integer square root; v > 0 */
+static inline ie_dyadic ie_dy_neg(ie_dyadic a) { a.m = -a.m; return a; }
+
+/* y[o][c][i] = requant(a[c] u[o][c][i] + b[c] v[o][c][i] + k[c]) over an [outer, channels, inner]
+ * tensor: u is int8 at exponent eu (or NULL); v = x * 2^16 - xm[c] with x int8 at exponent ex,
+ * so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x NULL).
+ * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent. */
+int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
+                             const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
+                             const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
+
 /* ---- the float boundary (IEEE-754 binary32 bit patterns) ---------------------------------- */
 
 int ie_f32_bits_is_finite(uint32_t bits);

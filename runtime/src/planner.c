@@ -14,6 +14,8 @@ struct ie_planner {
     uint32_t n, cap;
     ie_value_life *life;
     int overflow;
+    const char *refusal;
+    uint32_t refused_node;
 };
 
 /* Buffers per tensor (data, grad), per node (scratch slots) and per parameter (view, grad, opt). */
@@ -69,6 +71,13 @@ void ie_plan_param_buffer(ie_planner *p, uint32_t t, ie_buf_kind kind, size_t by
 void ie_plan_keep(ie_planner *p, uint32_t t, uint32_t until) {
     if (p->life[t].q_last < until) p->life[t].q_last = until;
 }
+void ie_plan_refuse(ie_planner *p, uint32_t node, const char *msg) {
+    if (!p->refusal) {
+        p->refusal = msg;
+        p->refused_node = node;
+    }
+}
+
 void ie_plan_alias(ie_planner *p, uint32_t view, uint32_t base) {
     while (p->life[base].alias_of != IE_NONE) base = p->life[base].alias_of;
     p->life[view].alias_of = base;
@@ -82,7 +91,7 @@ static void lifetimes(ie_planner *p) {
         l->alias_of = IE_NONE;
         l->requires_grad = 0;
         if (td->kind == IE_KIND_PARAM)
-            l->requires_grad = p->cfg->trainable ? p->cfg->trainable[td->param] != 0 : 1;
+            l->requires_grad = !td->state && (p->cfg->trainable ? p->cfg->trainable[td->param] != 0 : 1);
         l->q_first = td->kind == IE_KIND_INPUT ? 0 : ie_pos_fwd(m, td->producer);
         l->q_last = td->consumer != IE_NONE ? ie_pos_fwd(m, td->consumer) : ie_pos_loss(m);
     }
@@ -208,6 +217,10 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
     add(&p, IE_BUF_LOSS_ACC, 0, 0, outputs * sizeof(int64_t), ie_pos_loss(m), ie_pos_loss(m));
     if (cfg->loss == IE_LOSS_MSE)
         add(&p, IE_BUF_TARGETS, 0, 0, outputs * sizeof(int32_t), ie_pos_loss(m), ie_pos_loss(m));
+    if (p.refusal) {
+        ie_set_err(m->errmsg, "node '%s': %s", m->nodes[p.refused_node].name, p.refusal);
+        return IE_ERR_UNSUPPORTED;
+    }
     if (p.overflow) {
         ie_set_err(m->errmsg, "internal: planner capacity %u exceeded", p.cap);
         return IE_ERR_STATE;

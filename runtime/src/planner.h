@@ -44,5 +44,7 @@ void ie_plan_param_buffer(ie_planner *p, uint32_t tensor, ie_buf_kind kind, size
                           uint32_t last);
 void ie_plan_keep(ie_planner *p, uint32_t tensor, uint32_t until);
 void ie_plan_alias(ie_planner *p, uint32_t view, uint32_t base);
+/* Refuses the config (e.g. a batch too large for an op's exact sums); msg is static text. */
+void ie_plan_refuse(ie_planner *p, uint32_t node, const char *msg);
 
 #endif

@@ -13,8 +13,7 @@ ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream) {
 }
 
 static int has_momentum(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
-    (void)m;
-    return cfg->momentum.m != 0 && (!cfg->trainable || cfg->trainable[pi]);
+    return cfg->momentum.m != 0 && (!cfg->trainable || cfg->trainable[pi]) && !m->tensors[m->param_tensor[pi]].state;
 }
 
 /* The fixed part of the arena, in order: handle, flags, tables, masters, momentum; then the
@@ -171,7 +170,7 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
         ie_param *p = &s->params[i];
         p->tensor = m->param_tensor[i];
         p->numel = m->tensors[p->tensor].numel;
-        p->trainable = s->trainable[i];
+        p->trainable = s->trainable[i] && !m->tensors[p->tensor].state;
         p->w = (int32_t *)pers;
         pers += ie_align_up(sizeof(int32_t) * p->numel);
         if (has_momentum(cfg, m, i)) {

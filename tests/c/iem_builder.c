@@ -37,7 +37,7 @@ static uint32_t numel(const iemb_tensor *t) {
 }
 
 uint8_t *iemb_finish(const iem_builder *b, uint32_t input, uint32_t output, size_t *size) {
-    size_t off = 40 + 48 * (size_t)b->nt + 104 * (size_t)b->nn;
+    size_t off = 40 + 48 * (size_t)b->nt + 120 * (size_t)b->nn;
     size_t total = off;
     for (uint32_t i = 0; i < b->nt; i++) total += strlen(b->t[i].name) + 1 + (b->t[i].kind == 1 ? 4 * numel(&b->t[i]) : 0);
     for (uint32_t i = 0; i < b->nn; i++) total += strlen(b->n[i].name) + 1;
@@ -63,13 +63,13 @@ uint8_t *iemb_finish(const iem_builder *b, uint32_t input, uint32_t output, size
     }
     for (uint32_t i = 0; i < b->nn; i++) {
         const iemb_node *n = &b->n[i];
-        uint8_t *r = buf + 40 + 48 * b->nt + 104 * i;
+        uint8_t *r = buf + 40 + 48 * b->nt + 120 * i;
         r[0] = (uint8_t)n->op; r[1] = (uint8_t)(n->op >> 8); r[2] = n->n_in; r[3] = n->n_out;
-        for (int k = 0; k < 4; k++) w32(r + 4 + 4 * k, n->in[k]);
-        for (int k = 0; k < 2; k++) w32(r + 20 + 4 * k, n->out[k]);
-        for (int k = 0; k < 16; k++) w32(r + 28 + 4 * k, (uint32_t)n->attrs[k]);
+        for (int k = 0; k < 8; k++) w32(r + 4 + 4 * k, n->in[k]);
+        for (int k = 0; k < 2; k++) w32(r + 36 + 4 * k, n->out[k]);
+        for (int k = 0; k < 16; k++) w32(r + 44 + 4 * k, (uint32_t)n->attrs[k]);
         size_t len = strlen(n->name);
-        w32(r + 92, (uint32_t)off); w32(r + 96, (uint32_t)len);
+        w32(r + 108, (uint32_t)off); w32(r + 112, (uint32_t)len);
         memcpy(buf + off, n->name, len); off += len + 1;
     }
     iemb_fix_crc(buf, total);

@@ -6,7 +6,7 @@
 
 #define IEMB_MAX 64
 typedef struct iemb_tensor { uint8_t kind, rank; uint32_t dims[6]; char name[32]; const float *data; } iemb_tensor;
-typedef struct iemb_node { uint16_t op; uint8_t n_in, n_out; uint32_t in[4], out[2]; int32_t attrs[16]; char name[32]; } iemb_node;
+typedef struct iemb_node { uint16_t op; uint8_t n_in, n_out; uint32_t in[8], out[2]; int32_t attrs[16]; char name[32]; } iemb_node;
 typedef struct iem_builder { iemb_tensor t[IEMB_MAX]; iemb_node n[IEMB_MAX]; uint32_t nt, nn; } iem_builder;
 
 uint32_t iemb_tensor_add(iem_builder *b, uint8_t kind, uint8_t rank, const uint32_t *dims, const char *name, const float *data);

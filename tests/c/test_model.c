@@ -43,7 +43,7 @@ int main(void) {
     }
     /* with the CRC recomputed, structural validation must catch (or harmlessly accept) every
      * mutation of the header and tables, without reading out of bounds */
-    size_t tables = 40 + 48 * 8 + 104 * 3;
+    size_t tables = 40 + 48 * 8 + 120 * 3;
     uint32_t x = 7;
     for (int trial = 0; trial < 20000; trial++) {
         uint8_t *mut = malloc(size);
@@ -69,7 +69,7 @@ int main(void) {
     CHECK(ie_model_load(bad, size, &m) == IE_ERR_UNSUPPORTED && strstr(ie_model_errmsg(m), "version"));
     ie_model_free(m);
     memcpy(bad, buf, size);
-    bad[40 + 48 * 8 + 104 * 1] = 77; /* node 1's op code */
+    bad[40 + 48 * 8 + 120 * 1] = 77; /* node 1's op code */
     iemb_fix_crc(bad, size);
     CHECK(ie_model_load(bad, size, &m) == IE_ERR_UNSUPPORTED && strstr(ie_model_errmsg(m), "op code 77"));
     ie_model_free(m);

@@ -7,7 +7,8 @@ import torch
 
 import intedge
 from intedge._ffi import ffi, lib
-from torch_models import LeNet5, ResidualPools, export, mnist, torch_fit
+from torch_models import (Activation, LeNet5, MobileNetV2Small, ResidualPools, ResNet8, export, export_training,
+                          mnist, torch_fit)
 
 
 def p(a, t):
@@ -82,6 +83,26 @@ def test_lenet5_export_imports_agrees_and_trains(dynamo, opset):
     assert t.evaluate(x, y)["loss"] < before / 2
 
 
+def gradient_agreement(net, model, x, y, seeds=12, lr=0.01):
+    """Cosine between PyTorch autograd's gradient and the mean integer SGD step (over SR seeds),
+    per parameter. The step is (w_before - w_after) / lr with plain SGD."""
+    net.train()
+    net.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    deltas = {}
+    for seed in range(seeds):
+        t = intedge.Trainer(model, batch_size=len(x), lr=lr, seed=seed)
+        before = t.state_dict()
+        t.fit(x.numpy(), y.numpy(), epochs=1, progress=False)
+        for k, v in t.state_dict().items():
+            deltas.setdefault(k, []).append((before[k] - v) / lr)
+    out = {}
+    for name, param in net.named_parameters():
+        g, mean = param.grad.numpy(), np.mean(deltas[name], axis=0)
+        out[name] = float((g * mean).sum() / np.linalg.norm(g) / np.linalg.norm(mean))
+    return out
+
+
 def test_residual_and_pooling_gradients_match_torch():
     torch.manual_seed(1)
     net = ResidualPools()
@@ -91,18 +112,58 @@ def test_residual_and_pooling_gradients_match_torch():
     t0 = intedge.Trainer(model, batch_size=16)
     assert (t0.predict(x.numpy()).argmax(1) == ort_logits(model, x.numpy()).argmax(1)).mean() >= 0.9
     assert np.abs(t0.predict(x.numpy()) - ort_logits(model, x.numpy())).max() < 0.05
-    torch.nn.functional.cross_entropy(net(x), y).backward()
-    lr, deltas = 0.01, {}
-    for seed in range(12):
-        t = intedge.Trainer(model, batch_size=16, lr=lr, seed=seed)
-        before = t.state_dict()
-        t.fit(x.numpy(), y.numpy(), epochs=1, progress=False)
-        for k, v in t.state_dict().items():
-            deltas.setdefault(k, []).append((before[k] - v) / lr)
-    for name, param in net.named_parameters():
-        g, mean = param.grad.numpy(), np.mean(deltas[name], axis=0)
-        cos = float((g * mean).sum() / np.linalg.norm(g) / np.linalg.norm(mean))
+    for name, cos in gradient_agreement(net, model, x, y).items():
         assert cos > 0.9, (name, cos)
+
+
+@pytest.mark.parametrize("name", sorted(Activation.FUNCTIONS))
+def test_activation_forward_and_backward_match_torch(name):
+    torch.manual_seed(0)
+    net = Activation(name)
+    model = export(net, torch.randn(2, 1, 8, 8), dynamo=False, opset=14)
+    x, y = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    with torch.no_grad():
+        ref = net(x).numpy()
+    ours = intedge.Trainer(model, batch_size=32).predict(x.numpy())
+    assert np.abs(ours - ref).max() < 0.04 * np.abs(ref).max()
+    cos = gradient_agreement(net, model, x, y)
+    assert cos["c.weight"] > 0.98 and cos["c.bias"] > 0.98, cos
+
+
+def test_batchnorm_resnet8_gradients_match_torch():
+    """ResNet-8 with BatchNormalization kept (training statistics): every parameter's step
+    points where autograd's gradient does."""
+    torch.manual_seed(0)
+    net = ResNet8(in_ch=1, width=8)
+    model = export_training(net, torch.randn(2, 1, 16, 16), dynamo=False, opset=13)
+    assert "BatchNormalization" in {n.op_type for n in model.graph.node}
+    x, y = torch.randn(16, 1, 16, 16), torch.randint(0, 10, (16,))
+    cos = gradient_agreement(net, model, x, y)
+    assert min(cos.values()) > 0.75, cos
+    assert np.mean(list(cos.values())) > 0.92, cos
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "mobilenetv2"])
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)])
+def test_cnn_exports_import_agree_and_train(arch, dynamo, opset):
+    torch.manual_seed(0)
+    net = ResNet8(in_ch=1, width=8) if arch == "resnet8" else MobileNetV2Small(in_ch=1)
+    model = export_training(net, torch.randn(2, 1, 28, 28), dynamo=dynamo, opset=opset)
+    x, y, xv, yv = mnist(n_train=256)
+    t = intedge.Trainer(model, batch_size=32, lr=0.05, momentum=0.9, seed=0)
+    net.eval()
+    with torch.no_grad():
+        ref = net(torch.tensor(xv[:256])).numpy()  # the exported graph computes eval-mode outputs
+    ours = t.predict(xv[:256])
+    assert (ours.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    # onnxruntime runs a kept BatchNormalization with batch statistics, so it is compared on the
+    # eval-mode export of the same weights (BN folded into the convolutions)
+    inference = export(net, torch.randn(2, 1, 28, 28), dynamo=dynamo, opset=opset)
+    ours_inf = intedge.Trainer(inference, batch_size=32).predict(xv[:256])
+    assert (ours_inf.argmax(1) == ort_logits(inference, xv[:256]).argmax(1)).mean() >= 0.99
+    before = t.evaluate(x, y)["loss"]
+    t.fit(x, y, epochs=3, progress=False)
+    assert t.evaluate(x, y)["loss"] < before
 
 
 def test_lenet5_fidelity_on_mnist(capsys):

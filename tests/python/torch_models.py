@@ -84,3 +84,99 @@ def mnist(n_train=None):
     ds = intedge.load_data("builtin:mnist-5k", seed=0)
     norm = lambda a: ((a / 255.0 - 0.1307) / 0.3081).astype(np.float32)  # noqa: E731
     return norm(ds.x_train[:n_train]), ds.y_train[:n_train], norm(ds.x_val), ds.y_val
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.short = None
+        if stride != 1 or cin != cout:  # the stride-2 shortcut conv
+            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        y = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+        return torch.relu(y + (self.short(x) if self.short is not None else x))
+
+
+class ResNet8(nn.Module):
+    """CIFAR-style ResNet-8: a stem and three stages of one basic block (16, 32, 64 channels)."""
+
+    def __init__(self, in_ch=3, classes=10, width=16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_ch, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.s1 = BasicBlock(width, width, 1)
+        self.s2 = BasicBlock(width, 2 * width, 2)
+        self.s3 = BasicBlock(2 * width, 4 * width, 2)
+        self.fc = nn.Linear(4 * width, classes)
+
+    def forward(self, x):
+        x = self.s3(self.s2(self.s1(self.stem(x))))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def export_training(model, example, *, dynamo, opset):
+    """Exports with BatchNormalization kept as a node (eval-mode export folds it into Conv)."""
+    f = io.BytesIO()
+    if dynamo:
+        model.train()  # in eval mode the dynamo exporter folds BatchNormalization into Conv
+        torch.onnx.export(model, (example,), f, dynamo=True, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("N")},))
+    else:
+        model.train()
+        torch.onnx.export(model, (example,), f, dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                          training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+    model.train()
+    return onnx.load_from_string(f.getvalue())
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, cin, cout, stride, expand):
+        super().__init__()
+        hidden = cin * expand
+        self.use_res = stride == 1 and cin == cout
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(),
+            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return x + self.body(x) if self.use_res else self.body(x)
+
+
+class MobileNetV2Small(nn.Module):
+    """MobileNetV2-style: a stem, inverted residual blocks (depthwise, ReLU6), a 1x1 head."""
+
+    def __init__(self, in_ch=1, classes=10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_ch, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(),
+            InvertedResidual(16, 16, 1, 2), InvertedResidual(16, 24, 2, 4), InvertedResidual(24, 24, 1, 4),
+            nn.Conv2d(24, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU6())
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+class Activation(nn.Module):
+    """Conv -> one activation -> Linear, for checking each activation against autograd."""
+
+    FUNCTIONS = {"relu6": nn.functional.relu6, "leaky_relu": lambda v: nn.functional.leaky_relu(v, 0.1),
+                 "hardsigmoid": nn.functional.hardsigmoid, "hardswish": nn.functional.hardswish,
+                 "sigmoid": torch.sigmoid}
+
+    def __init__(self, name):
+        super().__init__()
+        self.f = self.FUNCTIONS[name]
+        self.c = nn.Conv2d(1, 6, 3, padding=1)
+        self.fc = nn.Linear(6 * 8 * 8, 10)
+        with torch.no_grad():
+            self.c.weight.mul_(3)  # spread the inputs over every branch of the function
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.f(self.c(x)), 1))

@@ -1,0 +1,188 @@
+/* Pointwise activations with a shape: Clip (ReLU6), LeakyRelu, HardSigmoid, HardSwish, Sigmoid.
+ * Each computes f(x) per element as an exact (or fixed-point) int64 at one exponent for the
+ * tensor, then one requantization; backward multiplies dY by f'(x) the same way, recomputed
+ * from the saved input. attrs: 0 kind, 1-2 p0 (dyadic m, e), 3-4 p1 (dyadic), 5 flags
+ * (Clip: bit 0 has min, bit 1 has max). Clip: p0 = min, p1 = max; LeakyRelu: p0 = alpha;
+ * HardSigmoid: p0 = alpha, p1 = beta (HardSwish uses 1/6 and 1/2). */
+#include "../planner.h"
+#include "ops.h"
+
+enum { ACT_CLIP = 0, ACT_LEAKY_RELU = 1, ACT_HARD_SIGMOID = 2, ACT_HARD_SWISH = 3, ACT_SIGMOID = 4, ACT_COUNT };
+enum { R_OUT = 1, R_DX };
+
+#define LOG2E_Q30 1549082005LL
+
+int64_t ie_exp2_neg_q16(int64_t t);
+
+/* Per-tensor constants of f, prepared once per call from the input exponent. */
+typedef struct act {
+    int kind;
+    int32_t ex;    /* input exponent */
+    int32_t e;     /* exponent of f's values */
+    int32_t ed;    /* exponent of f' values */
+    int64_t lo, hi;    /* Clip bounds / HardSigmoid clamp, at exponent e (or et) */
+    int64_t am, bm;    /* coefficients at the working exponent */
+    int64_t slope_m;   /* HardSigmoid: f' = alpha inside the ramp, as a mantissa at exponent ed */
+    int32_t et;        /* HardSigmoid/HardSwish: exponent of t = alpha x + beta */
+    int shift_pos;     /* LeakyRelu: left shift of the positive branch */
+    uint32_t flags;
+} act;
+
+static int64_t sat_shift(int64_t m, int s) { /* m * 2^-s, saturating the (rare) huge left shifts */
+    if (s < -40) return m == 0 ? 0 : (m > 0 ? ((int64_t)1 << 50) : -((int64_t)1 << 50));
+    return ie_shift_round(m, s, 0x80000000U);
+}
+
+static act prepare(const ie_node_desc *nd, int32_t ex) {
+    act a = {0};
+    ie_dyadic p0 = {nd->attrs[1], nd->attrs[2]}, p1 = {nd->attrs[3], nd->attrs[4]};
+    a.kind = nd->attrs[0];
+    a.ex = ex;
+    a.flags = (uint32_t)nd->attrs[5];
+    switch (a.kind) {
+    case ACT_CLIP: { /* work at a unit fine enough for x and both bounds (within 24 bits of x) */
+        int32_t e = ex;
+        if ((a.flags & 1) && p0.m && p0.e < e) e = p0.e;
+        if ((a.flags & 2) && p1.m && p1.e < e) e = p1.e;
+        if (e < ex - 24) e = ex - 24;
+        a.e = e;
+        a.lo = (a.flags & 1) ? sat_shift(p0.m, e - p0.e) : INT64_MIN;
+        a.hi = (a.flags & 2) ? sat_shift(p1.m, e - p1.e) : INT64_MAX;
+        a.ed = 0;
+        break;
+    }
+    case ACT_LEAKY_RELU: {
+        int32_t ea = p0.e < 0 ? p0.e : 0;
+        a.e = ex + ea;
+        a.shift_pos = -ea;
+        a.am = (int64_t)p0.m * ((int64_t)1 << (p0.e - ea));
+        a.ed = ea;
+        break;
+    }
+    case ACT_HARD_SIGMOID:
+    case ACT_HARD_SWISH: {
+        if (a.kind == ACT_HARD_SWISH) { /* alpha = 1/6, beta = 1/2 */
+            p0.m = 715827883; p0.e = -32;
+            p1.m = 1; p1.e = -1;
+        }
+        /* t = alpha x + beta at et = alpha.e + ex (beta aligned there, bounded) */
+        a.et = p0.e + ex;
+        if (a.et < -50) a.et = -50;
+        a.am = sat_shift(p0.m, a.et - (p0.e + ex));
+        a.bm = sat_shift(p1.m, a.et - p1.e);
+        a.hi = ((int64_t)1 << (-a.et > 50 ? 50 : (-a.et < 0 ? 0 : -a.et))); /* 1.0 at et */
+        a.lo = 0;
+        a.e = a.kind == ACT_HARD_SIGMOID ? a.et : ex + a.et;
+        a.ed = a.kind == ACT_HARD_SIGMOID ? p0.e : a.et;
+        a.slope_m = p0.m;
+        break;
+    }
+    case ACT_SIGMOID:
+        a.e = -30;
+        a.ed = -30;
+        break;
+    }
+    return a;
+}
+
+static int64_t clamp_range(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* sigma(x) in Q30 for x = q 2^ex */
+static int64_t sigmoid_q30(int8_t q, int32_t ex) {
+    int64_t g = (int64_t)(q < 0 ? -q : q) * LOG2E_Q30; /* |x| log2(e) at ex - 30 */
+    int sh = 30 - 16 - ex;
+    int64_t t = sh < -20 ? ((int64_t)40 << 16) : (sh >= 0 ? ie_shift_round(g, sh, 0x80000000U) : g << -sh);
+    int64_t e = ie_exp2_neg_q16(t); /* 2^-(|x| log2 e) = e^-|x|, Q30 */
+    int64_t one = (int64_t)1 << 30;
+    int64_t pos = (one * one + (one + e) / 2) / (one + e); /* 1 / (1 + e^-|x|) */
+    return q >= 0 ? pos : one - pos;
+}
+
+static int64_t f_value(const act *a, int8_t q) {
+    switch (a->kind) {
+    case ACT_CLIP: return clamp_range((int64_t)q * ((int64_t)1 << (a->ex - a->e)), a->lo, a->hi);
+    case ACT_LEAKY_RELU: return q >= 0 ? (int64_t)q << a->shift_pos : q * a->am;
+    case ACT_HARD_SIGMOID: return clamp_range(a->am * q + a->bm, a->lo, a->hi);
+    case ACT_HARD_SWISH: return q * clamp_range(a->am * q + a->bm, a->lo, a->hi);
+    default: return sigmoid_q30(q, a->ex);
+    }
+}
+
+static int64_t f_slope(const act *a, int8_t q) {
+    switch (a->kind) {
+    case ACT_CLIP: {
+        int64_t v = (int64_t)q * ((int64_t)1 << (a->ex - a->e));
+        return v > a->lo && v < a->hi;
+    }
+    case ACT_LEAKY_RELU: return q > 0 ? (int64_t)1 << a->shift_pos : a->am;
+    case ACT_HARD_SIGMOID: {
+        int64_t t = a->am * q + a->bm;
+        return t > a->lo && t < a->hi ? a->slope_m : 0;
+    }
+    case ACT_HARD_SWISH: { /* 0 below -3, 1 above 3, (2x + 3) / 6 between */
+        int64_t t = a->am * q + a->bm;
+        if (t <= 0) return 0;
+        if (t >= a->hi) return a->hi;
+        return 2 * a->am * q + a->bm;
+    }
+    default: {
+        int64_t s = sigmoid_q30(q, a->ex);
+        return (s * (((int64_t)1 << 30) - s)) >> 30;
+    }
+    }
+}
+
+static ie_status act_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (x->kind == IE_KIND_PARAM || x->numel != y->numel) { ie_set_err(err, "input and output must match"); return IE_ERR_FORMAT; }
+    if (nd->attrs[0] < 0 || nd->attrs[0] >= ACT_COUNT) { ie_set_err(err, "unknown activation %d", nd->attrs[0]); return IE_ERR_FORMAT; }
+    if (nd->attrs[2] < -100 || nd->attrs[2] > 100 || nd->attrs[4] < -100 || nd->attrs[4] > 100) {
+        ie_set_err(err, "parameter exponent out of range");
+        return IE_ERR_FORMAT;
+    }
+    if ((nd->attrs[0] == ACT_LEAKY_RELU || nd->attrs[0] == ACT_HARD_SIGMOID) && (nd->attrs[1] <= 0 || nd->attrs[2] > 0)) {
+        ie_set_err(err, "alpha must be positive and below 2^31");
+        return IE_ERR_UNSUPPORTED;
+    }
+    return IE_OK;
+}
+
+static void act_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    if (ie_plan_requires_grad(p, nd->in[0])) ie_plan_keep(p, nd->in[0], ie_pos_bwd(m, node));
+}
+
+static void act_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
+    act a = prepare(nd, x->e);
+    uint64_t max = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ie_abs64(f_value(&a, x->q[i])) > max) max = ie_abs64(f_value(&a, x->q[i]));
+    int sh = ie_requant_shift(max, 7);
+    ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
+    for (size_t i = 0; i < n; i++)
+        y->q[i] = (int8_t)ie_clamp64(ie_shift_round(f_value(&a, x->q[i]), sh, ie_draw(r, (uint32_t)i)), 127);
+    y->e = a.e + sh;
+}
+
+static void act_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
+    act a = prepare(nd, x->e);
+    uint64_t max = 0;
+    for (size_t i = 0; i < n; i++)
+        if (ie_abs64(y->g[i] * f_slope(&a, x->q[i])) > max) max = ie_abs64(y->g[i] * f_slope(&a, x->q[i]));
+    int sh = ie_requant_shift(max, 7);
+    ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
+    for (size_t i = 0; i < n; i++)
+        x->g[i] = (int8_t)ie_clamp64(ie_shift_round(y->g[i] * f_slope(&a, x->q[i]), sh, ie_draw(r, (uint32_t)i)), 127);
+    x->ge = y->ge + a.ed + sh;
+}
+
+const ie_op_def ie_op_activation = {"Activation", 1, 1, 1, act_check, act_plan, act_forward, act_backward};

@@ -1,0 +1,222 @@
+/* BatchNormalization over [C] or [C, H, W] per sample. Inputs: X, scale (gamma), bias (beta),
+ * running mean, running var (the last two are state: updated here, never trained).
+ * attrs: 0-1 epsilon (dyadic m, e), 2-3 momentum (dyadic; ONNX meaning: running = running *
+ * momentum + batch * (1 - momentum)).
+ *
+ * Training mode (PyTorch semantics): batch statistics from exact int64 sums, the mean kept with 16
+ * fraction bits, var = (S2 - S1^2/M) / M, 1/sqrt(var + eps) by Newton's integer square root;
+ * running var takes the unbiased variance. Forward and backward are per-channel affine maps
+ * (ie_channel_affine_s8) with dyadic coefficients:
+ *   y  = (gamma s) (x - mu) + beta
+ *   dx = P dy + Q + R (x - mu),  P = gamma s,  Q = -P/M sum(dy),  R = -P/M s dgamma
+ *   dgamma = s sum(dy (x - mu)),  dbeta = sum(dy).
+ * Evaluation mode uses the running statistics. */
+#include <string.h>
+
+#include "../planner.h"
+#include "ops.h"
+
+/* per-channel scratch: mean (int64, exponent ex - 16), inverse std, coefficients */
+enum { S_MEAN, S_INVSTD, S_A, S_B, S_K, S_COEF, S_TMP32, S_STATS };
+enum { R_OUT = 1, R_DX, R_MEAN, R_VAR };
+
+typedef struct bn_shape {
+    uint32_t x, gamma, beta, mean, var, y;
+    size_t c, inner;
+} bn_shape;
+
+static bn_shape shape_of(const ie_model *m, const ie_node_desc *nd) {
+    bn_shape b = {nd->in[0], nd->in[1], nd->in[2], nd->in[3], nd->in[4], nd->out[0], 0, 1};
+    const ie_tensor_desc *x = &m->tensors[b.x];
+    b.c = x->dims[0];
+    for (uint32_t d = 1; d < x->rank; d++) b.inner *= x->dims[d];
+    return b;
+}
+
+static ie_dyadic attr_dyadic(const ie_node_desc *nd, int i) {
+    ie_dyadic d = {nd->attrs[i], nd->attrs[i + 1]};
+    return d;
+}
+
+static ie_status bn_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    bn_shape b = shape_of(m, nd);
+    const ie_tensor_desc *x = &m->tensors[b.x], *y = &m->tensors[b.y];
+    if (x->kind == IE_KIND_PARAM || x->numel != y->numel) { ie_set_err(err, "input and output must match"); return IE_ERR_FORMAT; }
+    uint32_t p[4] = {b.gamma, b.beta, b.mean, b.var};
+    for (int i = 0; i < 4; i++)
+        if (m->tensors[p[i]].kind != IE_KIND_PARAM || m->tensors[p[i]].numel != b.c) {
+            ie_set_err(err, "scale, bias, mean and var must be parameters of %zu values", b.c);
+            return IE_ERR_FORMAT;
+        }
+    if (!m->tensors[b.mean].state || !m->tensors[b.var].state) {
+        ie_set_err(err, "the running mean and var must be marked as state");
+        return IE_ERR_FORMAT;
+    }
+    if (nd->attrs[0] <= 0 || nd->attrs[2] < 0 || nd->attrs[1] < -200 || nd->attrs[1] > 200 || nd->attrs[3] < -200 ||
+        nd->attrs[3] > 200) {
+        ie_set_err(err, "epsilon must be positive and momentum not negative");
+        return IE_ERR_FORMAT;
+    }
+    return IE_OK;
+}
+
+static void bn_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    bn_shape b = shape_of(m, &m->nodes[node]);
+    uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
+    int bwd = ie_plan_requires_grad(p, b.y);
+    if ((uint64_t)ie_plan_batch(p) * b.inner > (1u << 24))
+        ie_plan_refuse(p, node, "batch x height x width above 2^24: the statistics would overflow int64; use a "
+                                "smaller batch");
+    uint32_t last = bwd ? B : F;
+    ie_plan_node_scratch(p, node, S_MEAN, b.c * sizeof(int64_t), F, last);
+    ie_plan_node_scratch(p, node, S_INVSTD, b.c * sizeof(ie_dyadic), F, last);
+    ie_plan_node_scratch(p, node, S_A, b.c * sizeof(ie_dyadic), F, last);
+    ie_plan_node_scratch(p, node, S_B, b.c * sizeof(ie_dyadic), F, last);
+    ie_plan_node_scratch(p, node, S_K, b.c * sizeof(ie_dyadic), F, last);
+    ie_plan_node_scratch(p, node, S_COEF, 3 * b.c * sizeof(int64_t), F, last);
+    ie_plan_node_scratch(p, node, S_TMP32, b.c * sizeof(int32_t), F, last);
+    ie_plan_node_scratch(p, node, S_STATS, 2 * b.c * sizeof(int64_t), F, last);
+    if (!bwd) return;
+    ie_plan_keep(p, b.x, B);
+    if (ie_plan_param_trainable(p, b.gamma)) {
+        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_GRAD, b.c * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_OPT, b.c * sizeof(int32_t), B, B);
+    }
+    if (ie_plan_param_trainable(p, b.beta)) {
+        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_GRAD, b.c * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_OPT, b.c * sizeof(int32_t), B, B);
+    }
+}
+
+static ie_param *param_of(ie_session *s, uint32_t tensor) { return &s->params[s->model->tensors[tensor].param]; }
+
+/* Per-channel values (dyadics) into one int32 array with a shared exponent. */
+static int32_t to_common(const ie_dyadic *v, size_t n, int32_t *out) {
+    int32_t top = INT32_MIN;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].m && v[i].e + ie_bitlen64(ie_abs64(v[i].m)) > top) top = v[i].e + ie_bitlen64(ie_abs64(v[i].m));
+    if (top == INT32_MIN) {
+        memset(out, 0, n * sizeof(int32_t));
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) out[i] = (int32_t)ie_shift_round(v[i].m, top - 30 - v[i].e, 0x80000000U);
+    return top - 30;
+}
+
+static void update_running(ie_session *s, uint32_t node, const bn_shape *b, const int64_t *mean, int32_t e_mean,
+                           const ie_dyadic *var_unbiased) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    ie_dyadic mom = attr_dyadic(nd, 2), one = {1, 0}, rest = ie_dy_add(one, ie_dy_neg(mom));
+    int32_t *tmp = s->nodes[node].scratch[S_TMP32];
+    ie_param *pm = param_of(s, b->mean), *pv = param_of(s, b->var);
+    for (size_t c = 0; c < b->c; c++) tmp[c] = (int32_t)mean[c]; /* |mean| < 2^23 at ex - 16 */
+    pm->we = ie_axpby_s32(pm->w, b->c, mom, pm->w, pm->we, rest, tmp, e_mean,
+                          ie_session_rounder(s, ie_node_stream(node, R_MEAN)));
+    int32_t e_var = to_common(var_unbiased, b->c, tmp);
+    pv->we = ie_axpby_s32(pv->w, b->c, mom, pv->w, pv->we, rest, tmp, e_var,
+                          ie_session_rounder(s, ie_node_stream(node, R_VAR)));
+}
+
+static void bn_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    bn_shape b = shape_of(s->model, nd);
+    void **sc = s->nodes[node].scratch;
+    ie_value *x = &s->values[b.x], *y = &s->values[b.y];
+    int64_t *mean = sc[S_MEAN], *sums = sc[S_STATS];
+    ie_dyadic *invstd = sc[S_INVSTD], *a = sc[S_A], *bb = sc[S_B], *k = sc[S_K];
+    ie_dyadic eps = attr_dyadic(nd, 0);
+    const ie_param *g = param_of(s, b.gamma), *be = param_of(s, b.beta);
+    const ie_param *rm = param_of(s, b.mean), *rv = param_of(s, b.var);
+    size_t n = s->n, count = n * b.inner;
+    if (s->mode == IE_MODE_TRAIN) {
+        /* exact sums, then mean (16 fraction bits) and the biased / unbiased variances */
+        for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
+        for (size_t o = 0; o < n; o++)
+            for (size_t c = 0; c < b.c; c++) {
+                const int8_t *px = x->q + (o * b.c + c) * b.inner;
+                for (size_t i = 0; i < b.inner; i++) {
+                    sums[c] += px[i];
+                    sums[b.c + c] += px[i] * px[i];
+                }
+            }
+        ie_dyadic recip = ie_dy_recip(count), recip1 = ie_dy_recip(count > 1 ? count - 1 : 1);
+        ie_dyadic *var_unb = a; /* a holds the unbiased variances until the running update */
+        for (size_t c = 0; c < b.c; c++) {
+            int64_t s1 = sums[c], s2 = sums[b.c + c];
+            mean[c] = ((s1 * 65536) + (s1 >= 0 ? (int64_t)count / 2 : -(int64_t)count / 2)) / (int64_t)count;
+            int64_t vsum = s2 - (s1 * s1 + (int64_t)count / 2) / (int64_t)count; /* M * var in x units^2 */
+            if (vsum < 0) vsum = 0;
+            ie_dyadic v = ie_dy_mul(ie_dy_norm(vsum, 2 * x->e), recip);
+            invstd[c] = ie_dy_rsqrt(ie_dy_add(v, eps));
+            var_unb[c] = ie_dy_mul(ie_dy_norm(vsum, 2 * x->e), recip1);
+        }
+        update_running(s, node, &b, mean, x->e - 16, var_unb);
+    } else {
+        for (size_t c = 0; c < b.c; c++) {
+            int32_t sh = (x->e - 16) - rm->we; /* the running mean in the centring unit */
+            mean[c] = sh < -40 ? (rm->w[c] < 0 ? -((int64_t)1 << 40) : ((int64_t)1 << 40))
+                               : ie_shift_round(rm->w[c], sh, 0x80000000U);
+            ie_dyadic v = {rv->w[c] > 0 ? rv->w[c] : 0, rv->we};
+            invstd[c] = ie_dy_rsqrt(ie_dy_add(v, eps));
+        }
+    }
+    for (size_t c = 0; c < b.c; c++) {
+        ie_dyadic gamma = {g->w[c], g->we}, beta = {be->w[c], be->we}, zero = {0, 0};
+        a[c] = zero;
+        bb[c] = ie_dy_mul(gamma, invstd[c]);
+        k[c] = beta;
+    }
+    y->e = ie_channel_affine_s8(n, b.c, b.inner, NULL, 0, x->q, x->e, mean, a, bb, k, sc[S_COEF],
+                                ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
+}
+
+static void bn_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    bn_shape b = shape_of(s->model, nd);
+    void **sc = s->nodes[node].scratch;
+    ie_value *x = &s->values[b.x], *y = &s->values[b.y];
+    const int64_t *mean = sc[S_MEAN];
+    int64_t *sums = sc[S_STATS];
+    ie_dyadic *invstd = sc[S_INVSTD], *P = sc[S_A], *R = sc[S_B], *Q = sc[S_K];
+    ie_param *g = param_of(s, b.gamma), *be = param_of(s, b.beta);
+    size_t n = s->n, count = n * b.inner;
+    /* sum(dy) and sum(dy (x - mu)) per channel, exact */
+    for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
+    for (size_t o = 0; o < n; o++)
+        for (size_t c = 0; c < b.c; c++) {
+            size_t base = (o * b.c + c) * b.inner;
+            for (size_t i = 0; i < b.inner; i++) {
+                sums[c] += y->g[base + i];
+                sums[b.c + c] += y->g[base + i] * ((int64_t)x->q[base + i] * 65536 - mean[c]);
+            }
+        }
+    ie_dyadic recip = ie_dy_recip(count);
+    ie_dyadic *dgamma = R; /* reused below, after the gamma gradient is out */
+    for (size_t c = 0; c < b.c; c++) dgamma[c] = ie_dy_mul(invstd[c], ie_dy_norm(sums[b.c + c], y->ge + x->e - 16));
+    if (be->trainable) {
+        for (size_t c = 0; c < b.c; c++) be->grad[c] = sums[c];
+        be->grad_e = y->ge;
+    }
+    if (g->trainable) {
+        int32_t *tmp = sc[S_TMP32];
+        g->grad_e = to_common(dgamma, b.c, tmp);
+        for (size_t c = 0; c < b.c; c++) g->grad[c] = tmp[c];
+    }
+    if (x->requires_grad) {
+        for (size_t c = 0; c < b.c; c++) {
+            ie_dyadic gamma = {g->w[c], g->we};
+            P[c] = ie_dy_mul(gamma, invstd[c]);
+            ie_dyadic p_over_m = ie_dy_mul(P[c], recip);
+            Q[c] = ie_dy_neg(ie_dy_mul(p_over_m, ie_dy_norm(sums[c], y->ge)));
+            R[c] = ie_dy_neg(ie_dy_mul(ie_dy_mul(p_over_m, invstd[c]), dgamma[c]));
+        }
+        x->ge = ie_channel_affine_s8(n, b.c, b.inner, y->g, y->ge, x->q, x->e, mean, P, R, Q, sc[S_COEF],
+                                     ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+    }
+    if (g->trainable) ie_optim_step(s, s->model->tensors[b.gamma].param);
+    if (be->trainable) ie_optim_step(s, s->model->tensors[b.beta].param);
+}
+
+const ie_op_def ie_op_batchnorm = {"BatchNormalization", 5, 5, 1, bn_check, bn_plan, bn_forward, bn_backward};
