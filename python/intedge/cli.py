@@ -16,6 +16,10 @@ EVAL_EXAMPLES = """examples:
   intedge eval runs/train-1/model.onnx builtin:digits
   intedge eval runs/train-1 photos/ --json > report.json            # newest checkpoint of a run
 """
+INSPECT_EXAMPLES = """examples:
+  intedge inspect models/mlp_digits.onnx
+  intedge inspect resnet8.onnx --batch-size 16 --trainable 'fc.*'   # the arena for head-only training
+"""
 EXPORT_EXAMPLES = """examples:
   intedge export runs/train-1 -o model.onnx
   intedge export runs/train-1/checkpoints/ckpt-00000450.iec -o model_int8.onnx --int8
@@ -77,7 +81,7 @@ def _data_options(p):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="intedge", description="Train neural networks in integer arithmetic.",
-                                epilog=TRAIN_EXAMPLES + EVAL_EXAMPLES + EXPORT_EXAMPLES,
+                                epilog=TRAIN_EXAMPLES + EVAL_EXAMPLES + INSPECT_EXAMPLES + EXPORT_EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -95,6 +99,11 @@ def build_parser():
     t.add_argument("--momentum", type=_non_negative_float, default=0.0)
     t.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
     t.add_argument("--seed", type=int, default=0, help="drives data order, splits, augmentation and rounding")
+    t.add_argument("--trainable", metavar="PATTERN[,PATTERN]", default=None,
+                   help="train only parameters whose initializer or node name matches a glob (default: all); "
+                        "a frozen prefix keeps nothing for backward")
+    t.add_argument("--loss", choices=("cross_entropy", "mse", "bce"), default="cross_entropy",
+                   help="bce: binary cross-entropy with logits, for multi-label targets [N, outputs]")
     t.add_argument("--augment", type=_augmentations, default=[], metavar="crop,flip",
                    help="seeded augmentation of image data: random crop with padding, horizontal flip")
     _data_options(t)
@@ -117,6 +126,14 @@ def build_parser():
     e.add_argument("--seed", type=int, default=None, help="the split seed (default: the checkpoint's, else 0)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     _data_options(e)
+
+    i = _sub(sub, "inspect", "show a model's layers, what trains, and the training memory",
+             "Each node with its op, output shape and parameters, whether it trains and whether intedge "
+             "supports it, and the arena bytes training needs (computed by the C planner).", INSPECT_EXAMPLES)
+    i.add_argument("model", metavar="MODEL.onnx")
+    i.add_argument("--batch-size", type=_positive_int, default=32)
+    i.add_argument("--trainable", metavar="PATTERN[,PATTERN]", default=None)
+    i.add_argument("--json", action="store_true")
 
     x = _sub(sub, "export", "write a checkpoint's trained model as ONNX",
              "Write the original graph with the checkpoint's trained weights (float32, or int8 QDQ).", EXPORT_EXAMPLES)
@@ -207,9 +224,12 @@ def cmd_train(args):
         fmt, mapping = _input_settings(model, ds, args.normalize)
         if args.augment and (len(model.input_shape) != 3 or not ds.is_uint8):
             raise IntedgeError("--augment works on image data (uint8 samples) with a [C, H, W] model input")
+        from .inspect_model import split_patterns, trainable_flags
+
         trainer = Trainer(model, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, seed=args.seed, input_format=fmt, input_mapping=mapping,
-                          augment=args.augment, class_names=ds.class_names)
+                          augment=args.augment, class_names=ds.class_names, loss=args.loss,
+                          trainable=trainable_flags(model, split_patterns(args.trainable)))
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image}
     out = _prepare_output(args.output_dir or _next_run_dir())
@@ -282,6 +302,14 @@ def cmd_eval(args):
     return 0
 
 
+def cmd_inspect(args):
+    from .inspect_model import format_inspect, inspect, split_patterns
+
+    info = inspect(args.model, args.batch_size, split_patterns(args.trainable))
+    print(json.dumps(info, indent=2) if args.json else format_inspect(info, args.batch_size))
+    return 0 if info["arena"] is not None else 2
+
+
 def cmd_export(args):
     from . import checkpoint as ckpt
     from .data import load_data
@@ -309,7 +337,7 @@ def cmd_export(args):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export}[args.command](args)
+        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect}[args.command](args)
     except IntedgeError as exc:
         print(f"intedge: error: {exc}", file=sys.stderr)
         return 2

@@ -11,8 +11,9 @@ from . import iem
 from .errors import IntedgeError
 
 SUPPORTED_OPS = ("Conv", "BatchNormalization", "Gemm", "MatMul", "Relu", "Clip (ReLU6)", "LeakyRelu", "HardSigmoid",
-                 "HardSwish", "Sigmoid", "Squeeze", "Unsqueeze", "ReduceMean (over H, W)", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub",
-                 "Flatten", "Reshape", "Identity", "Dropout (inference graphs)", "and constant shape arithmetic "
+                 "HardSwish", "Sigmoid", "Mul", "Concat", "Transpose", "Pad (zeros)", "Resize (nearest)", "Dropout",
+                 "Squeeze", "Unsqueeze", "ReduceMean (over H, W)", "MaxPool", "AveragePool", "GlobalAveragePool", "Add", "Sub",
+                 "Flatten", "Reshape", "Identity", "and constant shape arithmetic "
                  "(Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded")
 
 
@@ -116,6 +117,7 @@ class _Importer:
             for i in n.input:
                 self.consumers.setdefault(i, []).append(n)
         self.problems = []
+        self.problem_nodes = {}  # node name -> reason, for inspect
         self.failed = set()  # outputs of nodes already reported: their consumers stay quiet
         self.graph = iem.Graph()
         self.shapes = {}  # value name -> per-sample shape
@@ -129,6 +131,7 @@ class _Importer:
 
     def problem(self, node, reason):
         self.problems.append(f"node '{node.name or '(unnamed)'}' ({node.op_type}): {reason}")
+        self.problem_nodes[node.name or node.output[0]] = reason
         self.failed.update(node.output)
 
     def const_value(self, v):
@@ -223,7 +226,7 @@ class _Importer:
 
     def node_Add(self, n):
         if id(n) not in self.fused:
-            self.binary(n, iem.OP_ADD)
+            self.binary(n, iem.BINARY_ADD)
 
     def node_Conv(self, n):
         x = self.activation(n, n.input[0])
@@ -317,19 +320,53 @@ class _Importer:
                             [h, w, 1, 1, 1, 1, 0, 0, 0, 0, 0])
         self.reshape_to(n, pooled, (c,))
 
-    def binary(self, n, op):
-        a, b = self.name(n.input[0]), self.name(n.input[1])
-        if a not in self.shapes or b not in self.shapes:
-            self.problem(n, "both inputs must be activations (adding a constant is not supported yet)")
+    def binary(self, n, kind):
+        """Add/Sub/Mul: an activation with an activation or a constant, numpy broadcasting over
+        the per-sample shapes (the batch must not broadcast)."""
+        names = [self.name(v) for v in n.input[:2]]
+        acts = [v in self.shapes for v in names]
+        if not any(acts):
+            self.problem(n, "at least one input must be an activation")
             return
-        if self.shapes[a] != self.shapes[b]:
-            self.problem(n, f"shapes {list(self.shapes[a])} and {list(self.shapes[b])} differ; broadcasting is not "
-                            "supported yet")
+        if any(v in self.failed for v in names):
+            self.failed.update(n.output)
             return
+        if not acts[0]:  # a constant first: swap (Sub then negates, which the runtime cannot do in place)
+            if kind == iem.BINARY_SUB:
+                self.problem(n, "constant minus activation is not supported")
+                return
+            names.reverse()
+            acts.reverse()
+        a, b = names
         if a == b:
             self.problem(n, "both inputs are the same tensor")
             return
-        self.graph.add_node(n.name or n.output[0], op, [a, b], [self.output(n.output[0], self.shapes[a])])
+        shape_a = self.shapes[a]
+        if acts[1]:
+            shape_b = self.shapes[b]
+        else:
+            const = self.const_value(b)
+            if const is None:
+                self.problem(n, f"input '{b}' is neither an activation nor a constant")
+                return
+            const = np.asarray(const, np.float32)
+            if const.ndim == len(shape_a) + 1 and const.shape[0] == 1:  # a leading batch axis of 1
+                const = const.reshape(const.shape[1:])
+            shape_b = const.shape or (1,)
+            b = f"{n.name or n.output[0]}/constant"
+            self.graph.add_tensor(b, iem.KIND_PARAM, shape_b, const.reshape(shape_b), state=True)
+        try:
+            out = tuple(np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
+        except ValueError:
+            self.problem(n, f"shapes {list(shape_a)} and {list(shape_b)} do not broadcast")
+            return
+        if len(shape_b) > len(shape_a) and acts[1] is False:
+            self.problem(n, "the constant has more dimensions than the activation")
+            return
+        self.graph.add_node(n.name or n.output[0], iem.OP_BINARY, [a, b], [self.output(n.output[0], out)], [kind])
+
+    def node_Mul(self, n):
+        self.binary(n, iem.BINARY_MUL)
 
     def node_BatchNormalization(self, n):
         from .runtime import dyadic
@@ -437,14 +474,110 @@ class _Importer:
         self.reshape_to(n, x, tuple(out[1:]))
 
     def node_Sub(self, n):
-        self.binary(n, iem.OP_SUB)
+        self.binary(n, iem.BINARY_SUB)
 
     def node_Dropout(self, n):
-        # an inference-mode export keeps Dropout as an identity; training-mode dropout comes later
+        """Dropout trains with a seeded mask and is the identity in evaluation."""
+        from .runtime import dyadic
+
         if len(n.output) > 1 and n.output[1] and self.consumers.get(n.output[1]):
             self.problem(n, "the mask output is not supported")
             return
-        self.alias[n.output[0]] = self.name(n.input[0])
+        ratio = _attrs(n).get("ratio", 0.5)
+        if len(n.input) > 1 and n.input[1]:
+            r = self.const_value(n.input[1])
+            if r is None:
+                self.problem(n, "the ratio must be a constant")
+                return
+            ratio = float(r)
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        if ratio <= 0:
+            self.alias[n.output[0]] = x
+            return
+        if ratio >= 1:
+            self.problem(n, f"ratio {ratio} drops everything")
+            return
+        keep = min(max(int(round((1 - ratio) * 2**32)), 1), 2**32 - 1)
+        scale = dyadic(1.0 / (1.0 - ratio))
+        self.graph.add_node(n.name or n.output[0], iem.OP_DROPOUT, [x], [self.output(n.output[0], self.shapes[x])],
+                            [keep - 2**32 if keep >= 2**31 else keep, scale.m, scale.e])
+
+    def node_Concat(self, n):
+        xs = [self.activation(n, v) for v in n.input]
+        if None in xs:
+            return
+        rank = len(self.shapes[xs[0]]) + 1
+        axis = int(_attrs(n)["axis"]) % rank
+        if axis == 0 or any(len(self.shapes[v]) + 1 != rank for v in xs) or len(xs) > iem.MAX_INPUTS:
+            self.problem(n, f"only concatenating up to {iem.MAX_INPUTS} tensors along a non-batch axis is supported")
+            return
+        out = list(self.shapes[xs[0]])
+        out[axis - 1] = sum(self.shapes[v][axis - 1] for v in xs)
+        self.graph.add_node(n.name or n.output[0], iem.OP_CONCAT, xs, [self.output(n.output[0], out)], [axis - 1])
+
+    def node_Transpose(self, n):
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        rank = len(self.shapes[x]) + 1
+        perm = list(_attrs(n).get("perm", range(rank - 1, -1, -1)))
+        if perm[0] != 0:
+            self.problem(n, f"perm {perm} moves the batch axis")
+            return
+        inner = [p - 1 for p in perm[1:]]
+        out = [self.shapes[x][p] for p in inner]
+        self.graph.add_node(n.name or n.output[0], iem.OP_TRANSPOSE, [x], [self.output(n.output[0], out)], inner)
+
+    def node_Pad(self, n):
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        a = _attrs(n)
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        pads = a.get("pads")
+        if len(n.input) > 1 and n.input[1]:
+            pads = self.const_value(n.input[1])
+        value = a.get("value", 0.0)
+        if len(n.input) > 2 and n.input[2]:
+            v = self.const_value(n.input[2])
+            value = None if v is None else float(np.asarray(v).reshape(-1)[0]) if np.asarray(v).size else 0.0
+        rank = len(self.shapes[x]) + 1
+        if pads is None or mode != "constant" or value != 0.0 or (len(n.input) > 3 and n.input[3]):
+            self.problem(n, "only constant zero padding with constant pads over all axes is supported")
+            return
+        pads = [int(v) for v in np.asarray(pads).reshape(-1)]
+        if len(pads) != 2 * rank or pads[0] or pads[rank] or min(pads) < 0:
+            self.problem(n, f"pads {pads} must leave the batch alone and not crop")
+            return
+        before, after = pads[1:rank], pads[rank + 1:]
+        out = [d + b + e for d, b, e in zip(self.shapes[x], before, after)]
+        attrs = before + [0] * (6 - len(before)) + after
+        self.graph.add_node(n.name or n.output[0], iem.OP_PAD, [x], [self.output(n.output[0], out)], attrs)
+
+    def node_Resize(self, n):
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        a = _attrs(n)
+        mode = a.get("mode", b"nearest")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        scales = self.const_value(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        sizes = self.const_value(n.input[3]) if len(n.input) > 3 and n.input[3] else None
+        shape = self.shapes[x]
+        if len(shape) == 3 and sizes is not None and np.asarray(sizes).size == 4:
+            sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
+            scales = [1, 1, sz[2] / shape[1], sz[3] / shape[2]]
+        ok = mode == "nearest" and len(shape) == 3 and scales is not None and np.asarray(scales).size == 4
+        sc = [float(v) for v in np.asarray(scales).reshape(-1)] if ok else []
+        if not ok or sc[0] != 1 or sc[1] != 1 or any(v != int(v) or v < 1 for v in sc[2:]):
+            self.problem(n, "only nearest resizing of [C, H, W] by integer factors is supported")
+            return
+        sh, sw = int(sc[2]), int(sc[3])
+        self.graph.add_node(n.name or n.output[0], iem.OP_RESIZE, [x],
+                            [self.output(n.output[0], (shape[0], shape[1] * sh, shape[2] * sw))], [sh, sw])
 
     def node_Relu(self, n):
         x = self.activation(n, n.input[0])
@@ -549,8 +682,8 @@ class _Importer:
     # ---- constant folding: the exporters' shape plumbing ---------------------------------------
     def foldable(self, n):
         """True if n could only ever compute constants (statically, before shapes are known)."""
-        return n.op_type in ("Shape", "Gather", "Concat", "Cast", "CastLike", "Slice", "Range",
-                             "ConstantOfShape", "Mul", "Div", "Floor", "Ceil", "Equal", "Where", "Expand")
+        return n.op_type in ("Shape", "Gather", "Cast", "CastLike", "Slice", "Range", "ConstantOfShape", "Div", "Floor",
+                             "Ceil", "Equal", "Where", "Expand")
 
     def fold(self, n):
         """Evaluates n when all its inputs are constants (Shape: when its input's shape is known),

@@ -7,7 +7,7 @@ import numpy as np
 from ._ffi import ffi, lib
 from .errors import IntedgeError
 
-LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE}
+LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS}
 
 
 def _f32_bits(x):

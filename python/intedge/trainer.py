@@ -83,6 +83,13 @@ class Trainer:
             y = check_labels(y, self.model.output_size, f"{what} labels")
             if len(y) != len(flat):
                 raise IntedgeError(f"{what}: {len(flat)} samples but {len(y)} labels")
+        elif y is not None:  # regression / multi-label targets: one row of outputs per sample
+            y = np.asarray(y, np.float32).reshape(len(y), -1)
+            if y.shape != (len(flat), self.model.output_size):
+                raise IntedgeError(f"{what}: targets have shape {list(y.shape)}; the model gives "
+                                   f"[{len(flat)}, {self.model.output_size}]")
+            if self.loss == "bce" and (y.min() < 0 or y.max() > 1):
+                raise IntedgeError(f"{what}: BCE targets must lie in [0, 1]")
         return flat, y
 
     def _augment(self, xb, epoch, batch):
@@ -93,10 +100,13 @@ class Trainer:
         return augment(shaped, self.augment, rng).reshape(len(xb), -1)
 
     def _run(self, xb, yb, train):
+        """(summed loss, correct, count) of one batch; for BCE, correct counts outputs, so it is
+        scaled to samples' worth to keep accuracy = correct / count."""
         f = self.session.step if train else self.session.evaluate
         if self.loss == "cross_entropy":
             return f(xb, labels=yb)
-        return f(xb, targets=yb)
+        loss, correct, count = f(xb, targets=yb)
+        return loss, (correct / self.model.output_size if self.loss == "bce" else correct), count
 
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, x, y):

@@ -58,7 +58,9 @@ typedef struct ie_dyadic {
 
 typedef enum ie_loss {
     IE_LOSS_SOFTMAX_CE = 0, /* logits [N, C], labels int32 in [0, C) */
-    IE_LOSS_MSE = 1         /* outputs [N, D], targets float32 bits [N, D]; mean over N*D */
+    IE_LOSS_MSE = 1,        /* outputs [N, D], targets float32 bits [N, D]; mean over N*D */
+    IE_LOSS_BCE_LOGITS = 2  /* outputs [N, D] logits, targets in [0, 1] as float32 bits [N, D]; mean
+                               over N*D; n_correct counts elements whose sign matches t >= 0.5 */
 } ie_loss;
 
 /* How ie_session_step/evaluate/forward read their input pointer `x`. */

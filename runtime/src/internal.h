@@ -28,10 +28,14 @@ typedef enum ie_op {
     IE_OP_CONV = 4,    /* Y = conv2d(X, W) (+ B); attrs in ops/conv.c */
     IE_OP_MAXPOOL = 5, /* attrs: kh kw sh sw dh dw pt pl pb pr */
     IE_OP_AVGPOOL = 6, /* attrs: as MaxPool, then count_include_pad */
-    IE_OP_ADD = 7,     /* Y = A + B, same shapes */
-    IE_OP_SUB = 8,     /* Y = A - B, same shapes */
+    IE_OP_BINARY = 7,  /* Add / Sub / Mul with broadcasting; attrs[0] = 0 add, 1 sub, 2 mul */
+    IE_OP_CONCAT = 8,  /* Y = concat(inputs) along attrs[0] (a per-sample axis) */
     IE_OP_BATCHNORM = 9, /* X, scale, bias, running mean, running var; attrs in ops/batchnorm.c */
     IE_OP_ACTIVATION = 10, /* Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid; attrs in ops/activation.c */
+    IE_OP_TRANSPOSE = 11,  /* the batch stays first; attrs: per-sample permutation */
+    IE_OP_PAD = 12,        /* zeros; attrs: per-sample pads before (0..5), after (6..11) */
+    IE_OP_RESIZE = 13,     /* nearest, [C, H, W], integer scales attrs[0], attrs[1] */
+    IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
     IE_OP_COUNT
 } ie_op;
 

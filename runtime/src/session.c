@@ -51,7 +51,7 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "batch size %u is outside 1..1048576", cfg->batch_size);
         return IE_ERR_ARG;
     }
-    if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE) {
+    if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE && cfg->loss != IE_LOSS_BCE_LOGITS) {
         ie_set_err(m->errmsg, "unknown loss %d", (int)cfg->loss);
         return IE_ERR_ARG;
     }
@@ -257,7 +257,7 @@ static ie_status begin(ie_session *s, uint32_t n, const void *x, ie_mode mode) {
 
 static ie_status check_targets(ie_session *s, const int32_t *labels, const uint32_t *targets) {
     if (s->cfg.loss == IE_LOSS_SOFTMAX_CE && !labels) return bad(s, IE_ERR_ARG, "cross-entropy needs labels");
-    if (s->cfg.loss == IE_LOSS_MSE && !targets) return bad(s, IE_ERR_ARG, "MSE needs targets");
+    if (s->cfg.loss != IE_LOSS_SOFTMAX_CE && !targets) return bad(s, IE_ERR_ARG, "MSE and BCE need targets");
     return IE_OK;
 }
 

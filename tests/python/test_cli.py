@@ -4,7 +4,7 @@ import json
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from conftest import ROOT, run_cli
 
@@ -109,3 +109,49 @@ def test_bad_numbers_and_unknown_data(tmp_path):
 def test_help_shows_examples():
     res = run_cli("train", "--help")
     assert res.returncode == 0 and "intedge train models/mlp_digits.onnx builtin:digits" in res.stdout
+
+
+def test_inspect_lists_layers_and_arena(tmp_path):
+    res = run_cli("inspect", ROOT / "models" / "mlp_digits.onnx", "--batch-size", "16", "--trainable", "fc2*")
+    assert res.returncode == 0, res.stderr
+    assert "Gemm" in res.stdout and "training arena at batch 16" in res.stdout and "1,290 trainable" in res.stdout
+    res = run_cli("inspect", ROOT / "models" / "mlp_digits.onnx", "--json")
+    info = json.loads(res.stdout)
+    assert [r["op"] for r in info["rows"]] == ["Flatten", "Gemm", "Relu", "Gemm"] and info["arena"] > 0
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"), helper.make_node("Tanh", ["f"], ["y"], name="t")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "u.onnx"))
+    res = run_cli("inspect", tmp_path / "u.onnx")
+    assert res.returncode == 2 and "NO: operator Tanh" in res.stdout
+
+
+def test_head_only_fine_tuning_from_the_cli(tmp_path):
+    """Pretrain a LeNet-5 on digits 0-4, then fine-tune only its classifier on digits 5-9."""
+    import torch
+
+    from intedge import checkpoint as ckpt
+    from torch_models import LeNet5, export
+    torch.manual_seed(0)
+    onnx.save(export(LeNet5(flatten_by_view=True), torch.randn(2, 1, 28, 28), dynamo=False, opset=13),
+              str(tmp_path / "lenet.onnx"))
+    import intedge
+    ds = intedge.load_data("builtin:mnist-5k", seed=0)
+    old, new = ds.y_train < 5, ds.y_train >= 5
+    np.savez(tmp_path / "old.npz", x_train=ds.x_train[old], y_train=ds.y_train[old])
+    np.savez(tmp_path / "new.npz", x_train=ds.x_train[new][:1000], y_train=ds.y_train[new][:1000],
+             x_val=ds.x_val[ds.y_val >= 5], y_val=ds.y_val[ds.y_val >= 5])
+    res = run_cli("train", tmp_path / "lenet.onnx", tmp_path / "old.npz", "--epochs", "2", "--normalize", "auto",
+                  "--lr", "0.05", "--momentum", "0.9", "--output-dir", tmp_path / "pre", "--quiet")
+    assert res.returncode == 0, res.stderr
+    res = run_cli("train", tmp_path / "pre" / "model.onnx", tmp_path / "new.npz", "--epochs", "3", "--normalize",
+                  "auto", "--lr", "0.05", "--momentum", "0.9", "--trainable", "f3.*,/f3/*",
+                  "--output-dir", tmp_path / "ft", "--quiet")
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in (tmp_path / "ft" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_acc"] > 0.5  # a new class split (never predicted before) learned by the classifier alone
+    pre = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "pre" / "model.onnx")).graph.initializer}
+    ft = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(tmp_path / "ft" / "model.onnx")).graph.initializer}
+    assert np.array_equal(pre["c1.weight"], ft["c1.weight"]) and np.array_equal(pre["f2.weight"], ft["f2.weight"])
+    assert not np.array_equal(pre["f3.weight"], ft["f3.weight"])
+    assert ckpt.load_latest(tmp_path / "ft").meta["config"]["trainable"].count(True) == 2

@@ -7,8 +7,8 @@ import torch
 
 import intedge
 from intedge._ffi import ffi, lib
-from torch_models import (Activation, LeNet5, MobileNetV2Small, ResidualPools, ResNet8, export, export_training,
-                          mnist, torch_fit)
+from torch_models import (Activation, DropoutNet, LayoutZoo, LeNet5, MobileNetV2Small, ResidualPools, ResNet8, export,
+                          export_training, mnist, torch_fit)
 
 
 def p(a, t):
@@ -179,3 +179,96 @@ def test_lenet5_fidelity_on_mnist(capsys):
         print(f"\n[LeNet-5 mnist-5k, 3 epochs] integer val_acc {ours:.4f}, PyTorch fp32 val_acc {theirs:.4f}")
     assert ours >= 0.93
     assert abs(ours - theirs) <= 0.010
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)])
+def test_broadcast_concat_pad_transpose_resize_match_torch(dynamo, opset):
+    torch.manual_seed(0)
+    net = LayoutZoo()
+    model = export(net, torch.randn(2, 1, 8, 8), dynamo=dynamo, opset=opset)
+    x, y = torch.randn(16, 1, 8, 8), torch.randint(0, 10, (16,))
+    with torch.no_grad():
+        ref = net(x).numpy()
+    assert np.abs(intedge.Trainer(model, batch_size=16).predict(x.numpy()) - ref).max() < 0.05 * np.abs(ref).max()
+    if not dynamo:
+        for name, cos in gradient_agreement(net, model, x, y).items():
+            assert cos > 0.93, (name, cos)
+
+
+def test_dropout_masks_in_training_only():
+    torch.manual_seed(0)
+    net = DropoutNet(p=0.3)
+    model = export_training(net, torch.randn(2, 1, 8, 8), dynamo=False, opset=13)
+    assert "Dropout" in {n.op_type for n in model.graph.node}
+    x = np.random.default_rng(0).standard_normal((32, 1, 8, 8)).astype(np.float32)
+    t = intedge.Trainer(model, batch_size=32, lr=0.0, seed=3)
+    net.eval()
+    with torch.no_grad():  # evaluation is the identity: the eval-mode network's outputs
+        assert np.abs(t.predict(x) - net(torch.tensor(x)).numpy()).max() < 0.05
+    # training: with lr 0 the weights stay, and the step's loss differs from eval's by the mask
+    y = np.zeros(32, np.int64)
+    t0 = intedge.Trainer(model, batch_size=32, lr=0.0, seed=3)
+    l_train = t0.session.step(t0._prepare(x, y, "x")[0], labels=y.astype(np.int32))[0]
+    l_eval = t0.evaluate(x, y)["loss"] * 32
+    assert abs(l_train - l_eval) > 1e-3
+    # SGD with dropout still learns, deterministically per seed
+    a = intedge.Trainer(model, batch_size=32, lr=0.1, seed=5)
+    b = intedge.Trainer(model, batch_size=32, lr=0.1, seed=5)
+    xs, ys = mnist(n_train=512)[:2]
+    xs = xs[:, :, ::3, ::3][:, :, :8, :8].copy()
+    for t in (a, b):
+        t.fit(xs, ys, epochs=2, progress=False)
+    assert all(np.array_equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_resnet8_fidelity_on_mnist(capsys):
+    """ResNet-8 (width 8, BatchNorm in training mode) on builtin:mnist-5k: 4 epochs at lr 0.02 and a
+    fifth at 0.002, momentum 0.9, batch 32: within 1 point of PyTorch fp32."""
+    torch.manual_seed(0)
+    net = ResNet8(in_ch=1, width=8)
+    model = export_training(net, torch.randn(2, 1, 28, 28), dynamo=False, opset=13)
+    x, y, xv, yv = mnist()
+    lr_at = lambda e: 0.02 if e < 4 else 0.002  # noqa: E731
+    t = intedge.Trainer(model, batch_size=32, lr=0.02, momentum=0.9, seed=0)
+    for e in range(5):
+        t.session.set_lr(lr_at(e))
+        ours = t.fit(x, y, xv, yv, epochs=e + 1, progress=False)[-1]["val_acc"]
+    theirs = torch_fit(net, t, x, y, xv, yv, epochs=5, lr=0.02, momentum=0.9, lr_at=lr_at)
+    with capsys.disabled():
+        print(f"\n[ResNet-8 mnist-5k, 5 epochs] integer val_acc {ours:.4f}, PyTorch fp32 val_acc {theirs:.4f}")
+    assert ours >= 0.94
+    assert abs(ours - theirs) <= 0.010
+
+
+def test_bce_with_logits_matches_torch():
+    import build_mlp
+    from onnx import numpy_helper
+    ds = intedge.load_data("builtin:digits", seed=0)
+    x = ds.x_train.reshape(len(ds.x_train), -1)
+    targets = np.stack([ds.y_train % 2 == 0, ds.y_train > 4, np.isin(ds.y_train, [0, 6, 8, 9])], 1).astype(np.float32)
+    model = build_mlp.build_mlp([64, 32, 3], seed=0)
+    w = {i.name: torch.tensor(numpy_helper.to_array(i)) for i in model.graph.initializer}
+    z = torch.relu(torch.tensor(x[:64]) @ w["fc1.weight"].T + w["fc1.bias"]) @ w["fc2.weight"].T + w["fc2.bias"]
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.tensor(targets[:64])).item()
+    t = intedge.Trainer(model, batch_size=32, lr=0.5, loss="bce")
+    assert t.evaluate(x[:64], targets[:64])["loss"] == pytest.approx(ref, rel=0.03)
+    hist = t.fit(x, targets, epochs=5, progress=False)
+    assert hist[-1]["train_acc"] > 0.85 and hist[-1]["train_loss"] < hist[0]["train_loss"] / 2
+    with pytest.raises(intedge.IntedgeError, match=r"\[0, 1\]"):
+        t.evaluate(x[:4], targets[:4] * 2)
+
+
+def test_head_only_arena_is_much_smaller_and_frozen_stays_put():
+    from intedge.inspect_model import trainable_flags
+    torch.manual_seed(0)
+    net = ResNet8(in_ch=1, width=8)
+    imported = intedge.import_onnx(export_training(net, torch.randn(2, 1, 28, 28), dynamo=False, opset=13))
+    m = intedge.Model(imported.iem)
+    full = m.arena_size(32)
+    head = m.arena_size(32, trainable=trainable_flags(imported, ["fc.*"]))
+    print(f"\n[ResNet-8 arena, batch 32] full training {full / 1024:.0f} KB, head only {head / 1024:.0f} KB")
+    # the frozen prefix keeps nothing for backward; what remains is the forward pass's transient
+    # peak (the largest convolution's int32 accumulator at this batch)
+    assert head < 0.6 * full
+    with pytest.raises(intedge.IntedgeError, match="matches no parameter"):
+        trainable_flags(imported, ["nothing*"])

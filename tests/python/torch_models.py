@@ -61,11 +61,14 @@ def export(model, example, *, dynamo, opset):
     return onnx.load_from_string(f.getvalue())
 
 
-def torch_fit(model, trainer, x, y, x_val, y_val, epochs, lr, momentum=0.0, weight_decay=0.0):
-    """Float32 PyTorch SGD over the same batches in the same order as `trainer`. Returns val acc."""
+def torch_fit(model, trainer, x, y, x_val, y_val, epochs, lr, momentum=0.0, weight_decay=0.0, lr_at=None):
+    """Float32 PyTorch SGD over the same batches in the same order as `trainer`. Returns val acc.
+    lr_at(epoch) overrides the learning rate per epoch."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     bs = trainer.batch_size
     for e in range(epochs):
+        for group in opt.param_groups:
+            group["lr"] = lr_at(e) if lr_at else lr
         order = trainer.batch_order(len(x), e)
         for i in range(0, len(x), bs):
             idx = order[i:i + bs]
@@ -180,3 +183,33 @@ class Activation(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.f(self.c(x)), 1))
+
+
+class LayoutZoo(nn.Module):
+    """Broadcast Mul (squeeze-excite), constant Sub and Mul, Concat, Pad, Transpose and nearest
+    upsampling between two convolutions."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.c2 = nn.Conv2d(8, 4, 3, stride=2)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        a = torch.relu(self.c1(x))
+        se = torch.sigmoid(nn.functional.adaptive_avg_pool2d(a, 1))
+        b = torch.cat([a * se, (a - 0.5) * 1.5], dim=1)
+        c = nn.functional.pad(b, (1, 0, 0, 1)).transpose(2, 3)
+        d = nn.functional.interpolate(c, scale_factor=2, mode="nearest")
+        return self.fc(torch.flatten(torch.relu(self.c2(d)), 1))
+
+
+class DropoutNet(nn.Module):
+    def __init__(self, p=0.3):
+        super().__init__()
+        self.f1 = nn.Linear(64, 256)
+        self.drop = nn.Dropout(p)
+        self.f2 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        return self.f2(self.drop(torch.relu(self.f1(torch.flatten(x, 1)))))

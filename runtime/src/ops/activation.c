@@ -10,9 +10,6 @@
 enum { ACT_CLIP = 0, ACT_LEAKY_RELU = 1, ACT_HARD_SIGMOID = 2, ACT_HARD_SWISH = 3, ACT_SIGMOID = 4, ACT_COUNT };
 enum { R_OUT = 1, R_DX };
 
-#define LOG2E_Q30 1549082005LL
-
-int64_t ie_exp2_neg_q16(int64_t t);
 
 /* Per-tensor constants of f, prepared once per call from the input exponent. */
 typedef struct act {
@@ -87,24 +84,13 @@ static act prepare(const ie_node_desc *nd, int32_t ex) {
 
 static int64_t clamp_range(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-/* sigma(x) in Q30 for x = q 2^ex */
-static int64_t sigmoid_q30(int8_t q, int32_t ex) {
-    int64_t g = (int64_t)(q < 0 ? -q : q) * LOG2E_Q30; /* |x| log2(e) at ex - 30 */
-    int sh = 30 - 16 - ex;
-    int64_t t = sh < -20 ? ((int64_t)40 << 16) : (sh >= 0 ? ie_shift_round(g, sh, 0x80000000U) : g << -sh);
-    int64_t e = ie_exp2_neg_q16(t); /* 2^-(|x| log2 e) = e^-|x|, Q30 */
-    int64_t one = (int64_t)1 << 30;
-    int64_t pos = (one * one + (one + e) / 2) / (one + e); /* 1 / (1 + e^-|x|) */
-    return q >= 0 ? pos : one - pos;
-}
-
 static int64_t f_value(const act *a, int8_t q) {
     switch (a->kind) {
     case ACT_CLIP: return clamp_range((int64_t)q * ((int64_t)1 << (a->ex - a->e)), a->lo, a->hi);
     case ACT_LEAKY_RELU: return q >= 0 ? (int64_t)q << a->shift_pos : q * a->am;
     case ACT_HARD_SIGMOID: return clamp_range(a->am * q + a->bm, a->lo, a->hi);
     case ACT_HARD_SWISH: return q * clamp_range(a->am * q + a->bm, a->lo, a->hi);
-    default: return sigmoid_q30(q, a->ex);
+    default: return ie_sigmoid_q30(q, a->ex);
     }
 }
 
@@ -126,7 +112,7 @@ static int64_t f_slope(const act *a, int8_t q) {
         return 2 * a->am * q + a->bm;
     }
     default: {
-        int64_t s = sigmoid_q30(q, a->ex);
+        int64_t s = ie_sigmoid_q30(q, a->ex);
         return (s * (((int64_t)1 << 30) - s)) >> 30;
     }
     }

@@ -20,6 +20,16 @@ int64_t ie_exp2_neg_q16(int64_t t) {
     return round_shift_nearest(p, (int)k);
 }
 
+int64_t ie_sigmoid_q30(int64_t q, int32_t e) {
+    int64_t g = (int64_t)(q < 0 ? -q : q) * LOG2E_Q30; /* |x| log2(e) at e - 30 */
+    int sh = 30 - 16 - e;
+    int64_t t = sh < -20 || (sh < 0 && g > ((int64_t)40 << 16 >> -sh)) ? ((int64_t)40 << 16)
+              : (sh >= 0 ? round_shift_nearest(g, sh) : g << -sh);
+    int64_t u = ie_exp2_neg_q16(t); /* e^-|x|, Q30 */
+    int64_t pos = (Q30 * Q30 + (Q30 + u) / 2) / (Q30 + u); /* 1 / (1 + e^-|x|) */
+    return q >= 0 ? pos : Q30 - pos;
+}
+
 /* log2(x) in Q16 for x >= 1, by repeated squaring of the normalized mantissa. */
 int64_t ie_log2_q16(uint64_t x) {
     int k = ie_bitlen64(x) - 1;
@@ -91,18 +101,25 @@ static ie_status softmax_ce(ie_session *s, const int32_t *labels, int with_grad,
     return status;
 }
 
+/* Targets (float32 bits) as 24-bit integers at one exponent, into s->targets. */
+static ie_status load_targets(ie_session *s, const uint32_t *targets, size_t total, int32_t *e_t) {
+    if (ie_f32_common_exponent(targets, total, 24, e_t) != IE_OK) {
+        ie_set_err(s->errmsg, "targets contain NaN or Inf");
+        return IE_ERR_VALUE;
+    }
+    ie_rounder rt = ie_session_rounder(s, IE_STREAM_TARGET);
+    for (size_t i = 0; i < total; i++) s->targets[i] = ie_f32_to_fixed(targets[i], *e_t, 24, ie_draw(rt, (uint32_t)i));
+    return IE_OK;
+}
+
 static ie_status mse(ie_session *s, const uint32_t *targets, int with_grad, ie_step_stats *st) {
     const ie_model *m = s->model;
     const ie_value *z = &s->values[m->output];
     uint32_t d = m->tensors[m->output].numel, n = s->n;
     size_t total = (size_t)n * d;
     int32_t e_t;
-    if (ie_f32_common_exponent(targets, total, 24, &e_t) != IE_OK) {
-        ie_set_err(s->errmsg, "targets contain NaN or Inf");
-        return IE_ERR_VALUE;
-    }
-    ie_rounder rt = ie_session_rounder(s, IE_STREAM_TARGET);
-    for (size_t i = 0; i < total; i++) s->targets[i] = ie_f32_to_fixed(targets[i], e_t, 24, ie_draw(rt, (uint32_t)i));
+    ie_status status = load_targets(s, targets, total, &e_t);
+    if (status != IE_OK) return status;
     /* difference at a common exponent; shifts are bounded by 32 so int64 holds everything */
     int32_t lo = z->e < e_t ? z->e : e_t, hi = z->e < e_t ? e_t : z->e;
     int32_t e_c = hi - 32 > lo ? hi - 32 : lo;
@@ -139,11 +156,48 @@ static ie_status mse(ie_session *s, const uint32_t *targets, int with_grad, ie_s
     return IE_OK;
 }
 
+/* Binary cross-entropy with logits, per element: max(z, 0) - z t + log(1 + e^-|z|); the
+ * gradient (sigmoid(z) - t) / (n d). */
+static ie_status bce_logits(ie_session *s, const uint32_t *targets, int with_grad, ie_step_stats *st) {
+    const ie_model *m = s->model;
+    ie_value *z = &s->values[m->output];
+    uint32_t d = m->tensors[m->output].numel, n = s->n;
+    size_t total = (size_t)n * d;
+    int32_t e_t;
+    ie_status status = load_targets(s, targets, total, &e_t);
+    if (status != IE_OK) return status;
+    /* 1.0 at the targets' exponent (mantissas stay below 2^25, so a larger "one" bounds nothing) */
+    int64_t one = e_t > 0 ? 0 : ((int64_t)1 << (-e_t > 40 ? 40 : -e_t));
+    for (size_t i = 0; i < total; i++)
+        if (s->targets[i] < 0 || s->targets[i] > one) {
+            ie_set_err(s->errmsg, "BCE target of sample %zu is outside [0, 1]", i / d);
+            return IE_ERR_VALUE;
+        }
+    int64_t recip = (((int64_t)1 << 32) / (int64_t)total + 1) >> 1; /* round(2^31 / (n d)) */
+    int32_t e_z16 = z->e + 16;
+    for (size_t i = 0; i < total; i++) {
+        /* t in Q30 (targets are within [0, 1]) */
+        int64_t t = ie_shift_round(s->targets[i], -30 - e_t, 0x80000000U);
+        int64_t zq16 = e_z16 >= 0 ? ((int64_t)z->q[i] << (e_z16 > 40 ? 40 : e_z16)) : round_shift_nearest(z->q[i], -e_z16);
+        int64_t az = zq16 < 0 ? -zq16 : zq16;
+        int64_t u = ie_exp2_neg_q16(round_shift_nearest(az * LOG2E_Q30, 30)); /* e^-|z|, Q30 */
+        int64_t softplus = round_shift_nearest((ie_log2_q16((uint64_t)(Q30 + u)) - ((int64_t)30 << 16)) * LN2_Q30, 30);
+        int64_t loss = (zq16 > 0 ? zq16 : 0) - round_shift_nearest(zq16 * t, 30) + softplus;
+        st->loss_sum_q16 += loss / (int64_t)d;
+        st->n_correct += (z->q[i] > 0) == (t >= Q30 / 2);
+        if (with_grad) s->loss_acc[i] = (ie_sigmoid_q30(z->q[i], z->e) - t) * recip;
+    }
+    if (with_grad)
+        z->ge = -30 - 31 + ie_requant_s64_s8(s->loss_acc, total, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
+    return IE_OK;
+}
+
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets, int with_grad,
                                    ie_step_stats *stats) {
     stats->loss_sum_q16 = 0;
     stats->n_correct = 0;
     stats->count = s->n;
     if (s->cfg.loss == IE_LOSS_SOFTMAX_CE) return softmax_ce(s, labels, with_grad, stats);
+    if (s->cfg.loss == IE_LOSS_BCE_LOGITS) return bce_logits(s, targets, with_grad, stats);
     return mse(s, targets, with_grad, stats);
 }

@@ -53,6 +53,8 @@ int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_
 ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, const int32_t *labels,
                              int64_t *grad, ie_step_stats *st, char *err);
 int64_t ie_exp2_neg_q16(int64_t t);
+/* sigmoid(q 2^e) in Q30 */
+int64_t ie_sigmoid_q30(int64_t q, int32_t e);
 int64_t ie_log2_q16(uint64_t x);
 
 #endif

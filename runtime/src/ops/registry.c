@@ -2,8 +2,8 @@
  * check, plan, forward and backward, one enum value in internal.h, one line here. */
 #include "../internal.h"
 
-extern const ie_op_def ie_op_gemm, ie_op_relu, ie_op_reshape, ie_op_conv, ie_op_maxpool, ie_op_avgpool, ie_op_add,
-    ie_op_sub, ie_op_batchnorm, ie_op_activation;
+extern const ie_op_def ie_op_gemm, ie_op_relu, ie_op_reshape, ie_op_conv, ie_op_maxpool, ie_op_avgpool, ie_op_binary,
+    ie_op_concat, ie_op_batchnorm, ie_op_activation, ie_op_transpose, ie_op_pad, ie_op_resize, ie_op_dropout;
 
 static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_GEMM] = &ie_op_gemm,
@@ -12,10 +12,14 @@ static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_CONV] = &ie_op_conv,
     [IE_OP_MAXPOOL] = &ie_op_maxpool,
     [IE_OP_AVGPOOL] = &ie_op_avgpool,
-    [IE_OP_ADD] = &ie_op_add,
-    [IE_OP_SUB] = &ie_op_sub,
+    [IE_OP_BINARY] = &ie_op_binary,
+    [IE_OP_CONCAT] = &ie_op_concat,
     [IE_OP_BATCHNORM] = &ie_op_batchnorm,
     [IE_OP_ACTIVATION] = &ie_op_activation,
+    [IE_OP_TRANSPOSE] = &ie_op_transpose,
+    [IE_OP_PAD] = &ie_op_pad,
+    [IE_OP_RESIZE] = &ie_op_resize,
+    [IE_OP_DROPOUT] = &ie_op_dropout,
 };
 
 const ie_op_def *ie_op_lookup(uint32_t op) { return op < IE_OP_COUNT ? registry[op] : NULL; }

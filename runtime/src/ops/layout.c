@@ -1,0 +1,303 @@
+/* Ops that move data: Concat, Transpose, Pad (zeros), Resize (nearest, integer scales) and
+ * Dropout. None multiplies, so most are exact: Concat rounds only when its inputs' exponents
+ * differ, Resize's backward sums the copies of each input, Dropout scales by 1/(1-p).
+ * Axes and shapes are per sample: the batch never moves. */
+#include <string.h>
+
+#include "../planner.h"
+#include "ops.h"
+
+static size_t prod(const uint32_t *d, uint32_t from, uint32_t to) {
+    size_t p = 1;
+    for (uint32_t i = from; i < to; i++) p *= d[i];
+    return p;
+}
+
+static ie_status no_param_inputs(const ie_model *m, const ie_node_desc *nd, char *err) {
+    for (uint32_t k = 0; k < nd->n_in; k++)
+        if (m->tensors[nd->in[k]].kind == IE_KIND_PARAM) {
+            ie_set_err(err, "inputs must be activations");
+            return IE_ERR_FORMAT;
+        }
+    return IE_OK;
+}
+
+static void nothing_to_plan(ie_planner *p, uint32_t node) { (void)p; (void)node; }
+
+/* ---- Concat: attrs[0] = per-sample axis ---- */
+
+static ie_status concat_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
+    const ie_tensor_desc *y = &m->tensors[nd->out[0]];
+    uint32_t axis = (uint32_t)nd->attrs[0], total = 0;
+    if (nd->attrs[0] < 0 || axis >= y->rank) { ie_set_err(err, "axis out of range"); return IE_ERR_FORMAT; }
+    for (uint32_t k = 0; k < nd->n_in; k++) {
+        const ie_tensor_desc *x = &m->tensors[nd->in[k]];
+        if (x->rank != y->rank) { ie_set_err(err, "inputs must have the output's rank"); return IE_ERR_FORMAT; }
+        for (uint32_t d = 0; d < y->rank; d++)
+            if (d != axis && x->dims[d] != y->dims[d]) { ie_set_err(err, "input %u's shape does not fit", k); return IE_ERR_FORMAT; }
+        total += x->dims[axis];
+    }
+    if (total != y->dims[axis]) { ie_set_err(err, "inputs do not add up to the output along the axis"); return IE_ERR_FORMAT; }
+    return IE_OK;
+}
+
+static void concat_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *yt = &s->model->tensors[nd->out[0]];
+    ie_value *y = &s->values[nd->out[0]];
+    uint32_t axis = (uint32_t)nd->attrs[0];
+    size_t outer = (size_t)s->n * prod(yt->dims, 0, axis), inner = prod(yt->dims, axis + 1, yt->rank);
+    int32_t lo = s->values[nd->in[0]].e, hi = lo;
+    for (uint32_t k = 1; k < nd->n_in; k++) {
+        int32_t e = s->values[nd->in[k]].e;
+        lo = e < lo ? e : lo;
+        hi = e > hi ? e : hi;
+    }
+    int32_t e_c = hi - 40 > lo ? hi - 40 : lo;
+    ie_rounder align = ie_session_rounder(s, ie_node_stream(node, 9)), r = ie_session_rounder(s, ie_node_stream(node, 1));
+    /* pass 0 finds the max at the common exponent, pass 1 writes (identity when all exponents agree) */
+    uint64_t max = 0;
+    int sh = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t row = 0;
+        for (size_t o = 0; o < outer; o++)
+            for (uint32_t k = 0; k < nd->n_in; k++) {
+                const ie_value *x = &s->values[nd->in[k]];
+                size_t len = s->model->tensors[nd->in[k]].dims[axis] * inner, base = o * len;
+                for (size_t i = 0; i < len; i++, row++) {
+                    int64_t v = ie_shift_round(x->q[base + i], e_c - x->e, ie_draw(align, (uint32_t)row));
+                    if (pass == 0) {
+                        if (ie_abs64(v) > max) max = ie_abs64(v);
+                    } else {
+                        y->q[row] = (int8_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(r, (uint32_t)row)), 127);
+                    }
+                }
+            }
+        if (pass == 0) sh = lo == hi ? 0 : ie_requant_shift(max, 7);
+    }
+    y->e = e_c + sh;
+}
+
+static void concat_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *yt = &s->model->tensors[nd->out[0]];
+    ie_value *y = &s->values[nd->out[0]];
+    uint32_t axis = (uint32_t)nd->attrs[0];
+    size_t outer = (size_t)s->n * prod(yt->dims, 0, axis), inner = prod(yt->dims, axis + 1, yt->rank), row = 0;
+    for (size_t o = 0; o < outer; o++)
+        for (uint32_t k = 0; k < nd->n_in; k++) {
+            ie_value *x = &s->values[nd->in[k]];
+            size_t len = s->model->tensors[nd->in[k]].dims[axis] * inner;
+            if (x->requires_grad) memcpy(x->g + o * len, y->g + row, len);
+            row += len;
+        }
+    for (uint32_t k = 0; k < nd->n_in; k++) s->values[nd->in[k]].ge = y->ge;
+}
+
+const ie_op_def ie_op_concat = {"Concat", 1, IE_MAX_INPUTS, 1, concat_check, nothing_to_plan, concat_forward, concat_backward};
+
+/* ---- Transpose: attrs[0..rank-1] = per-sample permutation ---- */
+
+static ie_status transpose_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    uint32_t seen = 0;
+    if (x->rank != y->rank) { ie_set_err(err, "rank differs"); return IE_ERR_FORMAT; }
+    for (uint32_t d = 0; d < x->rank; d++) {
+        int32_t p = nd->attrs[d];
+        if (p < 0 || (uint32_t)p >= x->rank || (seen >> p) & 1) { ie_set_err(err, "not a permutation"); return IE_ERR_FORMAT; }
+        seen |= 1u << p;
+        if (y->dims[d] != x->dims[p]) { ie_set_err(err, "output shape does not match the permutation"); return IE_ERR_FORMAT; }
+    }
+    return IE_OK;
+}
+
+/* Input offset of output element o (within a sample). */
+static size_t transposed(const ie_tensor_desc *x, const ie_node_desc *nd, const ie_tensor_desc *y, size_t o) {
+    size_t stride[IE_MAX_RANK], idx = 0;
+    for (int d = (int)x->rank - 1; d >= 0; d--) stride[d] = d == (int)x->rank - 1 ? 1 : stride[d + 1] * x->dims[d + 1];
+    for (int d = (int)y->rank - 1; d >= 0; d--) {
+        idx += (o % y->dims[d]) * stride[nd->attrs[d]];
+        o /= y->dims[d];
+    }
+    return idx;
+}
+
+static void transpose_run(ie_session *s, uint32_t node, int backward) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (backward && !x->requires_grad) return;
+    size_t per = xt->numel;
+    for (size_t b = 0; b < s->n; b++)
+        for (size_t o = 0; o < per; o++) {
+            size_t i = b * per + transposed(xt, nd, yt, o);
+            if (backward) x->g[i] = y->g[b * per + o];
+            else y->q[b * per + o] = x->q[i];
+        }
+    if (backward) x->ge = y->ge;
+    else y->e = x->e;
+}
+
+static void transpose_forward(ie_session *s, uint32_t node) { transpose_run(s, node, 0); }
+static void transpose_backward(ie_session *s, uint32_t node) { transpose_run(s, node, 1); }
+
+const ie_op_def ie_op_transpose = {"Transpose", 1, 1, 1, transpose_check, nothing_to_plan, transpose_forward, transpose_backward};
+
+/* ---- Pad (constant 0): attrs[d] = pad before axis d, attrs[6 + d] = pad after ---- */
+
+static ie_status pad_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (x->rank != y->rank) { ie_set_err(err, "rank differs"); return IE_ERR_FORMAT; }
+    for (uint32_t d = 0; d < x->rank; d++)
+        if (nd->attrs[d] < 0 || nd->attrs[6 + d] < 0 || nd->attrs[d] > 65536 || nd->attrs[6 + d] > 65536 ||
+            y->dims[d] != x->dims[d] + (uint32_t)nd->attrs[d] + (uint32_t)nd->attrs[6 + d]) {
+            ie_set_err(err, "pads must be 0..65536 and give the output shape");
+            return IE_ERR_FORMAT;
+        }
+    return IE_OK;
+}
+
+/* Output offset of input element i (within a sample). */
+static size_t padded(const ie_tensor_desc *x, const ie_tensor_desc *y, const ie_node_desc *nd, size_t i) {
+    size_t idx = 0, stride = 1;
+    for (int d = (int)x->rank - 1; d >= 0; d--) {
+        idx += (i % x->dims[d] + (size_t)nd->attrs[d]) * stride;
+        stride *= y->dims[d];
+        i /= x->dims[d];
+    }
+    return idx;
+}
+
+static void pad_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    memset(y->q, 0, (size_t)s->n * yt->numel);
+    for (size_t b = 0; b < s->n; b++)
+        for (size_t i = 0; i < xt->numel; i++) y->q[b * yt->numel + padded(xt, yt, nd, i)] = x->q[b * xt->numel + i];
+    y->e = x->e;
+}
+
+static void pad_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    for (size_t b = 0; b < s->n; b++)
+        for (size_t i = 0; i < xt->numel; i++) x->g[b * xt->numel + i] = y->g[b * yt->numel + padded(xt, yt, nd, i)];
+    x->ge = y->ge;
+}
+
+const ie_op_def ie_op_pad = {"Pad", 1, 1, 1, pad_check, nothing_to_plan, pad_forward, pad_backward};
+
+/* ---- Resize, nearest, [C, H, W] with integer scales attrs[0] (H) and attrs[1] (W) ---- */
+
+static ie_status resize_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (x->rank != 3 || y->rank != 3 || nd->attrs[0] < 1 || nd->attrs[1] < 1 || nd->attrs[0] > 64 || nd->attrs[1] > 64 ||
+        y->dims[0] != x->dims[0] || y->dims[1] != x->dims[1] * (uint32_t)nd->attrs[0] ||
+        y->dims[2] != x->dims[2] * (uint32_t)nd->attrs[1]) {
+        ie_set_err(err, "[C, H, W] scaled by integer factors 1..64 is supported");
+        return IE_ERR_FORMAT;
+    }
+    return IE_OK;
+}
+
+static void resize_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    uint32_t B = ie_pos_bwd(m, node);
+    if (ie_plan_requires_grad(p, nd->in[0]))
+        ie_plan_node_scratch(p, node, 0, (size_t)ie_plan_batch(p) * m->tensors[nd->in[0]].numel * sizeof(int32_t), B, B);
+}
+
+static void resize_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *yt = &s->model->tensors[nd->out[0]];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1], h = yt->dims[1] / sh, w = yt->dims[2] / sw;
+    size_t planes = (size_t)s->n * yt->dims[0];
+    for (size_t p = 0; p < planes; p++)
+        for (uint32_t i = 0; i < yt->dims[1]; i++)
+            for (uint32_t j = 0; j < yt->dims[2]; j++)
+                y->q[(p * yt->dims[1] + i) * yt->dims[2] + j] = x->q[(p * h + i / sh) * w + j / sw];
+    y->e = x->e;
+}
+
+static void resize_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (!x->requires_grad) return;
+    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1];
+    int32_t *acc = s->nodes[node].scratch[0];
+    size_t planes = (size_t)s->n * yt->dims[0];
+    memset(acc, 0, sizeof(int32_t) * s->n * xt->numel);
+    for (size_t p = 0; p < planes; p++)
+        for (uint32_t i = 0; i < yt->dims[1]; i++)
+            for (uint32_t j = 0; j < yt->dims[2]; j++)
+                acc[(p * xt->dims[1] + i / sh) * xt->dims[2] + j / sw] += y->g[(p * yt->dims[1] + i) * yt->dims[2] + j];
+    x->ge = y->ge + ie_requant_acc(s->k, acc, (size_t)s->n * xt->numel, ie_session_rounder(s, ie_node_stream(node, 2)), x->g);
+}
+
+const ie_op_def ie_op_resize = {"Resize", 1, 1, 1, resize_check, resize_plan, resize_forward, resize_backward};
+
+/* ---- Dropout: attrs[0] keep threshold (keep if draw < it, as uint32), attrs[1..2] the scale
+ * 1/(1-p) as a dyadic. Training draws a counter-based mask (no storage: backward redraws it);
+ * evaluation is the identity. ---- */
+
+static ie_status dropout_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
+    if (m->tensors[nd->in[0]].numel != m->tensors[nd->out[0]].numel || nd->attrs[1] <= 0 || nd->attrs[2] > 0 ||
+        nd->attrs[2] < -62) {
+        ie_set_err(err, "shape or scale out of range");
+        return IE_ERR_FORMAT;
+    }
+    return IE_OK;
+}
+
+static int kept(const ie_session *s, uint32_t node, uint32_t threshold, size_t i) {
+    ie_rounder r = ie_session_rounder(s, ie_node_stream(node, 3));
+    r.nearest = 0; /* the mask is random in training whatever the rounding mode */
+    return ie_draw(r, (uint32_t)i) < threshold;
+}
+
+static void dropout_run(ie_session *s, uint32_t node, int backward) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
+    if (backward && !x->requires_grad) return;
+    const int8_t *src = backward ? y->g : x->q;
+    int8_t *dst = backward ? x->g : y->q;
+    int32_t e = backward ? y->ge : x->e;
+    if (s->mode == IE_MODE_EVAL) {
+        memcpy(dst, src, n);
+    } else {
+        uint32_t threshold = (uint32_t)nd->attrs[0];
+        int64_t m = nd->attrs[1];
+        uint64_t max = 0;
+        for (size_t i = 0; i < n; i++)
+            if (kept(s, node, threshold, i) && ie_abs64(src[i] * m) > max) max = ie_abs64(src[i] * m);
+        int sh = ie_requant_shift(max, 7);
+        ie_rounder r = ie_session_rounder(s, ie_node_stream(node, backward ? 5 : 4));
+        for (size_t i = 0; i < n; i++)
+            dst[i] = kept(s, node, threshold, i) ? (int8_t)ie_clamp64(ie_shift_round(src[i] * m, sh, ie_draw(r, (uint32_t)i)), 127) : 0;
+        e += nd->attrs[2] + sh;
+    }
+    if (backward) x->ge = e;
+    else y->e = e;
+}
+
+static void dropout_forward(ie_session *s, uint32_t node) { dropout_run(s, node, 0); }
+static void dropout_backward(ie_session *s, uint32_t node) { dropout_run(s, node, 1); }
+
+const ie_op_def ie_op_dropout = {"Dropout", 1, 1, 1, dropout_check, nothing_to_plan, dropout_forward, dropout_backward};
