@@ -58,14 +58,19 @@ def _attrs(node):
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def _text(a, name, default):
+    """A string attribute (ONNX stores them as bytes)."""
+    v = a.get(name, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def _window(a, in_hw, kernel, ceil_ok):
     """(strides, dilations, pads [top, left, bottom, right]) of a 2-D Conv or pool node, with
     auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError."""
     strides = list(a.get("strides", [1, 1]))
     dil = list(a.get("dilations", [1, 1]))
     pads = list(a.get("pads", [0, 0, 0, 0]))
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else auto
+    auto = _text(a, "auto_pad", "NOTSET")
     if len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
         raise ValueError("only 2-D windows are supported")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
@@ -535,8 +540,7 @@ class _Importer:
         if x is None:
             return
         a = _attrs(n)
-        mode = a.get("mode", b"constant")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
+        mode = _text(a, "mode", "constant")
         pads = a.get("pads")
         if len(n.input) > 1 and n.input[1]:
             pads = self.const_value(n.input[1])
@@ -562,8 +566,7 @@ class _Importer:
         if x is None:
             return
         a = _attrs(n)
-        mode = a.get("mode", b"nearest")
-        mode = mode.decode() if isinstance(mode, bytes) else mode
+        mode = _text(a, "mode", "nearest")
         scales = self.const_value(n.input[2]) if len(n.input) > 2 and n.input[2] else None
         sizes = self.const_value(n.input[3]) if len(n.input) > 3 and n.input[3] else None
         shape = self.shapes[x]

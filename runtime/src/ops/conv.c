@@ -220,43 +220,48 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     }
 }
 
-static void conv_forward(ie_session *s, uint32_t node) {
+/* What forward and backward both look up for a node. */
+typedef struct conv_node {
+    ie_conv_geom g;
+    void **sc;
+    ie_value *x, *y;
+    uint32_t wi;
+    ie_param *pw, *pb;
+} conv_node;
+
+static conv_node conv_open(ie_session *s, uint32_t node) {
     const ie_model *m = s->model;
     const ie_node_desc *nd = &m->nodes[node];
-    ie_conv_geom g = ie_conv_geometry(m, nd);
-    void **sc = s->nodes[node].scratch;
-    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
-    uint32_t wi = m->tensors[nd->in[1]].param;
-    ie_param *pw = &s->params[wi];
-    const ie_param *pb = nd->n_in > 2 ? &s->params[m->tensors[nd->in[2]].param] : NULL;
-    ie_param_quantize(s, wi, pw->w8, 0);
+    conv_node c = {ie_conv_geometry(m, nd), s->nodes[node].scratch, &s->values[nd->in[0]], &s->values[nd->out[0]],
+                   m->tensors[nd->in[1]].param, NULL, NULL};
+    c.pw = &s->params[c.wi];
+    c.pb = nd->n_in > 2 ? &s->params[m->tensors[nd->in[2]].param] : NULL;
+    return c;
+}
+
+static void conv_forward(ie_session *s, uint32_t node) {
+    conv_node c = conv_open(s, node);
+    ie_param_quantize(s, c.wi, c.pw->w8, 0);
     ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
                        ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
                        ie_session_rounder(s, ie_node_stream(node, R_OUT))};
-    y->e = ie_conv_fwd(s->k, &g, s->n, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0, sc[S_COL],
-                       sc[S_ACC], sc[S_BIAS], r, y->q);
+    c.y->e = ie_conv_fwd(s->k, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
+                         c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r, c.y->q);
 }
 
 static void conv_backward(ie_session *s, uint32_t node) {
-    const ie_model *m = s->model;
-    const ie_node_desc *nd = &m->nodes[node];
-    ie_conv_geom g = ie_conv_geometry(m, nd);
-    void **sc = s->nodes[node].scratch;
-    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
-    uint32_t wi = m->tensors[nd->in[1]].param;
-    ie_param *pw = &s->params[wi];
-    if (x->requires_grad)
-        x->ge = ie_conv_bwd_dx(s->k, &g, s->n, y->g, y->ge, pw->w8, pw->e8, sc[S_WT], sc[S_DYT], sc[S_DCOL],
-                               sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
-    if (pw->trainable) {
-        pw->grad_e = ie_conv_bwd_dw(s->k, &g, s->n, y->g, y->ge, x->q, x->e, sc[S_COL_B], sc[S_COLT], sc[S_DW_TMP],
-                                    pw->grad);
-        ie_optim_step(s, wi);
+    conv_node c = conv_open(s, node);
+    if (c.x->requires_grad)
+        c.x->ge = ie_conv_bwd_dx(s->k, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DYT],
+                                 c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
+    if (c.pw->trainable) {
+        c.pw->grad_e = ie_conv_bwd_dw(s->k, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_COLT],
+                                      c.sc[S_DW_TMP], c.pw->grad);
+        ie_optim_step(s, c.wi);
     }
-    if (nd->n_in > 2 && s->params[m->tensors[nd->in[2]].param].trainable) {
-        uint32_t bi = m->tensors[nd->in[2]].param;
-        s->params[bi].grad_e = ie_conv_bwd_db(&g, s->n, y->g, y->ge, s->params[bi].grad);
-        ie_optim_step(s, bi);
+    if (c.pb && c.pb->trainable) {
+        c.pb->grad_e = ie_conv_bwd_db(&c.g, s->n, c.y->g, c.y->ge, c.pb->grad);
+        ie_optim_step(s, s->model->tensors[s->model->nodes[node].in[2]].param);
     }
 }
 
