@@ -19,6 +19,18 @@ def _with_weights(imported, state_dict):
             arr = np.asarray(state_dict[init.name]).astype(numpy_helper.to_array(init).dtype)
             init.CopyFrom(numpy_helper.from_array(arr.reshape(tuple(init.dims)), init.name))
             replaced.add(init.name)
+    for node in model.graph.node:  # weights an exporter stored as Constant nodes
+        if node.op_type == "Constant" and node.output[0] in state_dict and node.attribute[0].name == "value":
+            old = node.attribute[0].t
+            arr = np.asarray(state_dict[node.output[0]]).astype(numpy_helper.to_array(old).dtype)
+            node.attribute[0].t.CopyFrom(numpy_helper.from_array(arr.reshape(tuple(old.dims)), old.name))
+            replaced.add(node.output[0])
+    for node in list(model.graph.node):  # a deduplicated weight (Identity of an initializer) gets its own again
+        if node.op_type == "Identity" and node.output[0] in state_dict and node.output[0] not in replaced:
+            name = node.output[0]
+            model.graph.node.remove(node)
+            model.graph.initializer.append(numpy_helper.from_array(np.asarray(state_dict[name], np.float32), name))
+            replaced.add(name)
     missing = set(state_dict) - replaced
     if missing:
         raise IntedgeError(f"export: parameters {sorted(missing)} are not initializers of the model")

@@ -149,14 +149,18 @@ class _Importer:
 
     def param(self, node, v, shape=None, state=False):
         """Registers initializer v as a parameter (state: updated by its op, never trained)."""
-        if v not in self.inits:
+        # an Identity of an initializer is an exporter's deduplication of equal values (e.g. two
+        # zero biases): it becomes a parameter of its own, and export writes it back by name
+        src = self.name(v)
+        if src not in self.inits and src not in self.consts:
             self.problem(node, f"input '{v}' must be an initializer (a weight stored in the model)")
             return None
         if v in self.param_use:
             self.problem(node, f"weight '{v}' is shared with node '{self.param_use[v]}'; shared weights are not supported")
             return None
         self.param_use[v] = node.name
-        arr = numpy_helper.to_array(self.inits[v])
+        # exporters store weights as initializers, or (folded ones) as Constant nodes
+        arr = numpy_helper.to_array(self.inits[src]) if src in self.inits else np.asarray(self.consts[src])
         if not np.issubdtype(arr.dtype, np.floating):
             self.problem(node, f"weight '{v}' has dtype {arr.dtype}; only float weights train")
             return None
@@ -298,21 +302,25 @@ class _Importer:
         self.pool(n, iem.OP_AVGPOOL, list(a["kernel_shape"]), a, int(a.get("count_include_pad", 0)))
 
     def node_GlobalAveragePool(self, n):
-        x = self.name(n.input[0])
-        if x in self.shapes and len(self.shapes[x]) == 3:
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
+        if len(self.shapes[x]) == 3:
             self.pool(n, iem.OP_AVGPOOL, list(self.shapes[x][1:]), {})
         else:
             self.problem(n, "only [C, H, W] inputs are supported")
 
     def node_ReduceMean(self, n):
         """A mean over H and W with kept dims (what exporters make of adaptive_avg_pool2d(x, 1))."""
-        x = self.name(n.input[0])
+        x = self.activation(n, n.input[0])
+        if x is None:
+            return
         a = _attrs(n)
         axes = a.get("axes")
         if axes is None and len(n.input) > 1 and n.input[1]:
             axes = self.const_value(n.input[1])
         axes = sorted(int(v) % 4 for v in np.asarray(axes).reshape(-1)) if axes is not None else None
-        if x not in self.shapes or len(self.shapes[x]) != 3 or axes != [2, 3]:
+        if len(self.shapes[x]) != 3 or axes != [2, 3]:
             self.problem(n, "only a mean over the H and W axes of [C, H, W] is supported")
             return
         c, h, w = self.shapes[x]
@@ -329,12 +337,12 @@ class _Importer:
         """Add/Sub/Mul: an activation with an activation or a constant, numpy broadcasting over
         the per-sample shapes (the batch must not broadcast)."""
         names = [self.name(v) for v in n.input[:2]]
+        if any(v in self.failed for v in names):
+            self.failed.update(n.output)
+            return
         acts = [v in self.shapes for v in names]
         if not any(acts):
             self.problem(n, "at least one input must be an activation")
-            return
-        if any(v in self.failed for v in names):
-            self.failed.update(n.output)
             return
         if not acts[0]:  # a constant first: swap (Sub then negates, which the runtime cannot do in place)
             if kind == iem.BINARY_SUB:

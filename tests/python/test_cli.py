@@ -155,3 +155,17 @@ def test_head_only_fine_tuning_from_the_cli(tmp_path):
     assert np.array_equal(pre["c1.weight"], ft["c1.weight"]) and np.array_equal(pre["f2.weight"], ft["f2.weight"])
     assert not np.array_equal(pre["f3.weight"], ft["f3.weight"])
     assert ckpt.load_latest(tmp_path / "ft").meta["config"]["trainable"].count(True) == 2
+
+
+def test_missing_data_folder_and_bad_image_policy(tmp_path):
+    assert_user_error(run_cli("train", ROOT / "models" / "mlp_digits.onnx", tmp_path / "photos"),
+                      "photos: no such file or folder")
+    from test_data import make_folder
+    make_folder(tmp_path / "d", size=8)
+    (tmp_path / "d" / "train" / "digit_1" / "bad.png").write_bytes(b"\x89PNG broken")
+    res = run_cli("train", ROOT / "models" / "mlp_digits.onnx", tmp_path / "d", "--on-bad-image", "fail",
+                  "--output-dir", tmp_path / "o")
+    assert_user_error(res, "cannot decode image", "bad.png", "--on-bad-image skip")
+    res = run_cli("train", ROOT / "models" / "mlp_digits.onnx", tmp_path / "d", "--epochs", "1", "--output-dir",
+                  tmp_path / "o", "--quiet")
+    assert res.returncode == 0 and "skipped 1 unreadable image(s)" in res.stderr

@@ -144,7 +144,7 @@ def test_batchnorm_resnet8_gradients_match_torch():
 
 
 @pytest.mark.parametrize("arch", ["resnet8", "mobilenetv2"])
-@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)])
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (False, 17), (True, 18), (True, 21)])
 def test_cnn_exports_import_agree_and_train(arch, dynamo, opset):
     torch.manual_seed(0)
     net = ResNet8(in_ch=1, width=8) if arch == "resnet8" else MobileNetV2Small(in_ch=1)
