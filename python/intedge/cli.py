@@ -114,6 +114,8 @@ def build_parser():
     t.add_argument("--keep-checkpoints", type=_positive_int, default=3, metavar="K", help="keep the newest K")
     t.add_argument("--resume", type=Path, default=None, metavar="DIR|FILE",
                    help="continue from a run folder's newest good checkpoint, or from a checkpoint file")
+    t.add_argument("--threads", type=_positive_int, default=1,
+                   help="worker threads (results are bit-identical for every count; default 1)")
     t.add_argument("--quiet", action="store_true", help="no progress bar; one plain line per epoch")
 
     e = _sub(sub, "eval", "evaluate a model or checkpoint on a dataset",
@@ -198,7 +200,7 @@ def _resume(args):
     onnx_sha = hashlib.sha256(load_onnx(args.model).SerializeToString()).hexdigest()
     if onnx_sha != ck.meta.get("onnx_sha256"):
         raise IntedgeError(f"{ck.path} was made for a different model than {args.model}; pass the same MODEL")
-    trainer = Trainer.from_checkpoint(ck)
+    trainer = Trainer.from_checkpoint(ck, threads=args.threads)
     if args.output_dir is None:
         folder = ck.path.parent
         args.output_dir = folder.parent if folder.name == "checkpoints" else folder
@@ -228,7 +230,7 @@ def cmd_train(args):
 
         trainer = Trainer(model, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, seed=args.seed, input_format=fmt, input_mapping=mapping,
-                          augment=args.augment, class_names=ds.class_names, loss=args.loss,
+                          augment=args.augment, class_names=ds.class_names, loss=args.loss, threads=args.threads,
                           trainable=trainable_flags(model, split_patterns(args.trainable)))
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image}

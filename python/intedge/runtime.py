@@ -2,6 +2,8 @@
 Floats cross into C only as IEEE-754 bit patterns; the C side maps them with integer ops."""
 from dataclasses import dataclass
 
+import os
+
 import numpy as np
 
 from ._ffi import ffi, lib
@@ -12,6 +14,15 @@ LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce"
 
 def _f32_bits(x):
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32)).view(np.uint32)
+
+
+def kernel_tiers():
+    """Kernel tiers this CPU runs, best last (all give identical bytes)."""
+    tiers, i = [], 0
+    while (name := lib.ie_kernel_tier(i)) != ffi.NULL:
+        tiers.append(ffi.string(name).decode())
+        i += 1
+    return tiers
 
 
 def dyadic(value):
@@ -57,8 +68,10 @@ class Model:
     def errmsg(self):
         return ffi.string(lib.ie_model_errmsg(self._h)).decode()
 
-    def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None):
-        """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent)."""
+    def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
+                threads=1):
+        """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent).
+        kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         cfg = ffi.new("ie_session_config *")
@@ -81,6 +94,13 @@ class Model:
             keep += [ffi.new("int32_t[]", list(offsets)), ffi.new("int32_t[]", list(scales))]
             cfg.input_offset_q8, cfg.input_scale_m = keep[-2], keep[-1]
             cfg.input_scale_e = exponent
+        cfg.threads = max(int(threads or 1), 1)
+        kernels = kernels or os.environ.get("INTEDGE_KERNELS") or None
+        if kernels:
+            if kernels not in kernel_tiers():
+                raise IntedgeError(f"kernel tier {kernels!r} does not run here; available: {', '.join(kernel_tiers())}")
+            keep.append(ffi.new("char[]", kernels.encode()))
+            cfg.kernels = keep[-1]
         return cfg, keep
 
     def arena_size(self, batch_size, trainable=None, loss="cross_entropy"):
@@ -101,12 +121,13 @@ class Session:
     """One training session: master weights, optimizer state and the planned arena."""
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
-                 loss="cross_entropy", trainable=None, input_u8=None):
+                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
         self.input_u8 = input_u8 is not None
-        cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8)
+        cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8,
+                                        kernels, threads)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")
@@ -204,6 +225,14 @@ class Session:
 
     def set_lr(self, lr):
         self._check(lib.ie_session_set_lr(self._h, dyadic(lr)))
+
+    @property
+    def threads(self):
+        return lib.ie_session_threads(self._h)
+
+    @property
+    def kernels(self):
+        return ffi.string(lib.ie_session_kernels(self._h)).decode()
 
     @property
     def step_count(self):

@@ -33,7 +33,7 @@ class Trainer:
 
     def __init__(self, model, *, batch_size=32, lr=0.1, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_format="f32", input_mapping=None, augment=(),
-                 class_names=None):
+                 class_names=None, kernels=None, threads=1):
         if batch_size < 1:
             raise IntedgeError(f"batch size must be at least 1, got {batch_size}")
         if input_format not in ("f32", "u8"):
@@ -56,7 +56,8 @@ class Trainer:
             offsets, scales, exp = self.input_mapping.runtime_u8()
             u8 = (self.input_mapping.channels, offsets, scales, exp)
         self.session = Session(self.runtime_model, batch_size=batch_size, lr=lr, momentum=momentum,
-                               weight_decay=weight_decay, seed=seed, loss=loss, trainable=trainable, input_u8=u8)
+                               weight_decay=weight_decay, seed=seed, loss=loss, trainable=trainable, input_u8=u8,
+                               kernels=kernels, threads=threads)
         # the position: completed epochs, next batch in the current epoch, partial-epoch sums
         self.epoch = 0
         self.batch = 0
@@ -201,7 +202,7 @@ class Trainer:
         return ckpt.save(folder, self.checkpoint(), keep)
 
     @classmethod
-    def from_checkpoint(cls, ck, batch_size=None):
+    def from_checkpoint(cls, ck, batch_size=None, threads=1):
         """A trainer in the exact state of checkpoint `ck` (a Checkpoint or a path)."""
         import onnx
 
@@ -220,7 +221,7 @@ class Trainer:
         t = cls(model, batch_size=c["batch_size"], lr=c["lr"], momentum=c["momentum"],
                 weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
                 input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
-                augment=c["augment"], class_names=ck.meta.get("class_names"))
+                augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads)
         t.config = c  # everything the run recorded, including how its data was loaded
         t.session.load_state(ck.state)
         t.epoch, t.batch = ck.meta["epoch"], ck.meta["batch"]

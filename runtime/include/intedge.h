@@ -97,6 +97,12 @@ typedef struct ie_session_config {
     const int32_t *input_offset_q8;
     const int32_t *input_scale_m;
     int32_t input_scale_e;
+    /* Kernel tier by name ("scalar", "avx2", "avx512vnni", ...), NULL = the best this CPU runs.
+     * Every tier gives identical bytes; naming one is for testing and benchmarks. */
+    const char *kernels;
+    /* Worker threads for the GEMMs (0 or 1: none). Results are identical for every count.
+     * Hosted builds only; sessions with threads allocate their pool with malloc. */
+    uint32_t threads;
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss
@@ -112,6 +118,9 @@ typedef struct ie_step_stats {
 /* A float32 (as IEEE-754 bits) to the nearest dyadic with a 31-bit mantissa. IE_ERR_VALUE for
  * NaN or Inf. Done with integer operations only. */
 IE_API ie_status ie_dyadic_from_f32_bits(uint32_t bits, ie_dyadic *out);
+
+/* Name of the index-th kernel tier this CPU runs (best last), NULL past the end. */
+IE_API const char *ie_kernel_tier(uint32_t index);
 
 /* Short static text for a status code. */
 IE_API const char *ie_status_str(ie_status status);
@@ -178,6 +187,12 @@ IE_API ie_status ie_session_set_param_f32_bits(ie_session *session, uint32_t ind
                                                const uint32_t *values);
 
 IE_API ie_status ie_session_set_lr(ie_session *session, ie_dyadic lr);
+/* Threads the session runs on (1 without a pool). */
+IE_API uint32_t ie_session_threads(const ie_session *session);
+
+/* The kernel tier the session runs. */
+IE_API const char *ie_session_kernels(const ie_session *session);
+
 /* Steps taken so far; it is part of every SR counter. */
 IE_API uint64_t ie_session_step_count(const ie_session *session);
 

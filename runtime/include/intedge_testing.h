@@ -33,6 +33,9 @@ IE_API int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, co
                                         const int8_t *w8, int32_t ew, uint64_t seed, int8_t *dx);
 IE_API int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy,
                                         const int8_t *x, int32_t ex, int64_t *dw);
+/* C[m,n] = A[m,k] . B[n,k]^T with the named kernel tier, int32 (wide 0) or int64 (wide 1). */
+IE_API ie_status ie_test_gemm(const char *tier, int32_t wide, uint32_t m, uint32_t n, uint32_t k, const int8_t *a,
+                              const int8_t *b, void *c);
 IE_API void ie_test_relu_backward(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
 
 /* Softmax cross-entropy: loss (Q16 nats, summed), argmax hits, and the int8 logit gradient. */

@@ -1,6 +1,37 @@
+#include <string.h>
+
 #include "kernels.h"
 
-const ie_kernels *ie_kernels_select(void) { return &ie_kernels_scalar; }
+#if defined(IE_HAVE_X86_KERNELS)
+extern const ie_kernels ie_kernels_avx2, ie_kernels_avx512vnni;
+#endif
+
+/* Every compiled tier, worst to best. */
+static const ie_kernels *const tiers[] = {
+    &ie_kernels_scalar,
+#if defined(IE_HAVE_X86_KERNELS)
+    &ie_kernels_avx2,
+    &ie_kernels_avx512vnni,
+#endif
+};
+
+const ie_kernels *ie_kernels_at(uint32_t index) {
+    for (size_t t = 0; t < sizeof tiers / sizeof tiers[0]; t++)
+        if (!tiers[t]->supported || tiers[t]->supported()) {
+            if (index == 0) return tiers[t];
+            index--;
+        }
+    return NULL;
+}
+
+const ie_kernels *ie_kernels_select(const char *name) {
+    const ie_kernels *best = NULL, *k;
+    for (uint32_t i = 0; (k = ie_kernels_at(i)) != NULL; i++) {
+        if (name && strcmp(name, k->name) == 0) return k;
+        best = k;
+    }
+    return name ? NULL : best;
+}
 
 void ie_transpose_s8(const int8_t *src, size_t rows, size_t cols, int8_t *dst) {
     for (size_t i = 0; i < rows; i++)

@@ -9,6 +9,7 @@
 
 typedef struct ie_kernels {
     const char *name;
+    int (*supported)(void); /* does this CPU run the tier */
     /* c[i*n + j] = sum_k a[i*k + k'] * b[j*k + k'];  k <= 2^17 so int32 is exact. */
     void (*gemm_s8s8_s32)(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
     /* The same for any k, accumulated exactly in int64 (int32 blocks of at most 2^17 terms). */
@@ -23,8 +24,10 @@ typedef struct ie_kernels {
                                 int s, uint32_t key, uint32_t nearest, int8_t *out);
 } ie_kernels;
 
-/* Picks the best table for this CPU (scalar only in this version). */
-const ie_kernels *ie_kernels_select(void);
+/* The best tier this CPU runs (name NULL), or the named tier if it runs here (else NULL). */
+const ie_kernels *ie_kernels_select(const char *name);
+/* The index-th tier this CPU runs, best last; NULL past the end. */
+const ie_kernels *ie_kernels_at(uint32_t index);
 extern const ie_kernels ie_kernels_scalar;
 
 /* Packing helpers shared by all tiers. */

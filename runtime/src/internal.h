@@ -8,6 +8,7 @@
 #include "../kernels/kernels.h"
 #include "intedge.h"
 #include "numeric.h"
+#include "threads.h"
 
 #define IE_MAX_RANK 6
 #define IE_MAX_INPUTS 8
@@ -126,6 +127,7 @@ struct ie_session {
     ie_model *model;
     ie_session_config cfg;
     const ie_kernels *k;
+    ie_exec ex;         /* k plus the thread pool, for the arithmetic */
     uint8_t *trainable; /* copy of the flags, one per parameter */
     int32_t *input_map; /* IE_INPUT_U8: offsets then scales, one per channel (copied) */
     ie_value *values;

@@ -79,6 +79,10 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "unknown input format %d", (int)cfg->input_format);
         return IE_ERR_ARG;
     }
+    if (!ie_kernels_select(cfg->kernels)) {
+        ie_set_err(m->errmsg, "kernel tier '%s' does not run on this CPU (or was not built); try scalar", cfg->kernels);
+        return IE_ERR_UNSUPPORTED;
+    }
     if ((uint64_t)cfg->batch_size * m->tensors[m->output].numel > (1u << 28)) {
         ie_set_err(m->errmsg, "batch size %u times %u outputs is too large", cfg->batch_size, m->tensors[m->output].numel);
         return IE_ERR_UNSUPPORTED;
@@ -146,10 +150,12 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     ie_session *s = (ie_session *)(base + L.session);
     s->model = m;
     s->cfg = *cfg;
-    s->k = ie_kernels_select();
+    s->k = ie_kernels_select(cfg->kernels);
+    s->ex.k = s->k;
     s->trainable = base + L.flags;
     for (uint32_t i = 0; i < m->n_params; i++) s->trainable[i] = cfg->trainable ? cfg->trainable[i] != 0 : 1;
     s->cfg.trainable = s->trainable;
+    s->cfg.kernels = NULL; /* the caller's string need not outlive the call; s->k remembers */
     if (cfg->input_format == IE_INPUT_U8) {
         s->input_map = (int32_t *)(base + L.input_map);
         memcpy(s->input_map, cfg->input_offset_q8, sizeof(int32_t) * cfg->input_channels);
@@ -185,13 +191,18 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
         if (owns) free(arena);
         return st;
     }
+    s->ex.pool = ie_pool_create(cfg->threads);
     *out = s;
     return IE_OK;
 }
 
 void ie_session_free(ie_session *s) {
-    if (s && s->owns_arena) free(s->arena);
+    if (!s) return;
+    ie_pool_free(s->ex.pool);
+    if (s->owns_arena) free(s->arena);
 }
+
+uint32_t ie_session_threads(const ie_session *s) { return s ? ie_pool_threads(s->ex.pool) : 0; }
 
 const char *ie_session_errmsg(const ie_session *s) { return s ? s->errmsg : "session handle is NULL"; }
 
@@ -395,3 +406,10 @@ ie_status ie_session_set_lr(ie_session *s, ie_dyadic lr) {
 }
 
 uint64_t ie_session_step_count(const ie_session *s) { return s ? s->step : 0; }
+
+const char *ie_session_kernels(const ie_session *s) { return s ? s->k->name : "none"; }
+
+const char *ie_kernel_tier(uint32_t index) {
+    const ie_kernels *k = ie_kernels_at(index);
+    return k ? k->name : NULL;
+}

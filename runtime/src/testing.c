@@ -4,6 +4,11 @@
 #include "intedge_testing.h"
 #include "ops/ops.h"
 
+static const ie_exec *scalar_exec(void) {
+    static const ie_exec scalar = {&ie_kernels_scalar, NULL}; /* constant: no mutable global */
+    return &scalar;
+}
+
 static ie_rounder rounder(uint64_t seed, int32_t nearest) {
     ie_rounder r = {ie_stream_key(seed, 0, 0), nearest != 0};
     return r;
@@ -18,7 +23,7 @@ int32_t ie_test_gemm_forward(uint32_t n, uint32_t m, uint32_t k, const int8_t *x
     int32_t *acc = malloc(sizeof(int32_t) * n * m);
     int64_t *bias_al = malloc(sizeof(int64_t) * m);
     ie_rounder r[3] = {rounder(seed, nearest), rounder(seed + 1, nearest), rounder(seed + 2, nearest)};
-    int32_t e = ie_gemm_fwd(ie_kernels_select(), n, m, k, x, ex, w8, ew, bias, eb, acc, bias_al, r, y);
+    int32_t e = ie_gemm_fwd(scalar_exec(), n, m, k, x, ex, w8, ew, bias, eb, acc, bias_al, r, y);
     free(acc);
     free(bias_al);
     return e;
@@ -28,7 +33,7 @@ int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, const int8_
                                  int32_t ew, uint64_t seed, int8_t *dx) {
     int8_t *wt = malloc((size_t)m * k);
     int32_t *acc = malloc(sizeof(int32_t) * n * k);
-    int32_t e = ie_gemm_bwd_dx(ie_kernels_select(), n, m, k, dy, edy, w8, ew, wt, acc, rounder(seed, 0), dx);
+    int32_t e = ie_gemm_bwd_dx(scalar_exec(), n, m, k, dy, edy, w8, ew, wt, acc, rounder(seed, 0), dx);
     free(wt);
     free(acc);
     return e;
@@ -37,7 +42,7 @@ int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, const int8_
 int32_t ie_test_gemm_backward_dw(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy, const int8_t *x,
                                  int32_t ex, int32_t w_is_mk, int64_t *dw) {
     int8_t *dyt = malloc((size_t)m * n), *xt = malloc((size_t)k * n);
-    int32_t e = ie_gemm_bwd_dw(ie_kernels_select(), n, m, k, dy, edy, x, ex, w_is_mk, dyt, xt, dw);
+    int32_t e = ie_gemm_bwd_dw(scalar_exec(), n, m, k, dy, edy, x, ex, w_is_mk, dyt, xt, dw);
     free(dyt);
     free(xt);
     return e;
@@ -62,7 +67,7 @@ int32_t ie_test_conv_forward(const uint32_t *geometry, uint32_t n, const int8_t 
     int32_t *acc = malloc(sizeof(int32_t) * n * g.cout * g.ho * g.wo);
     int64_t *bias_al = malloc(sizeof(int64_t) * g.cout);
     ie_rounder r[3] = {rounder(seed, 0), rounder(seed + 1, 0), rounder(seed + 2, 0)};
-    int32_t e = ie_conv_fwd(ie_kernels_select(), &g, n, x, ex, w8, ew, bias, eb, col, acc, bias_al, r, y);
+    int32_t e = ie_conv_fwd(scalar_exec(), &g, n, x, ex, w8, ew, bias, eb, col, acc, bias_al, r, y);
     free(col);
     free(acc);
     free(bias_al);
@@ -75,7 +80,7 @@ int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int
     size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
     int8_t *wt = malloc(k * cout_g), *dyt = malloc((size_t)g.ho * g.wo * cout_g);
     int32_t *dcol = malloc(sizeof(int32_t) * col_bytes(&g)), *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
-    int32_t e = ie_conv_bwd_dx(ie_kernels_select(), &g, n, dy, edy, w8, ew, wt, dyt, dcol, acc, rounder(seed, 0), dx);
+    int32_t e = ie_conv_bwd_dx(scalar_exec(), &g, n, dy, edy, w8, ew, wt, dyt, dcol, acc, rounder(seed, 0), dx);
     free(wt);
     free(dyt);
     free(dcol);
@@ -89,11 +94,20 @@ int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int
     size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
     int8_t *col = malloc(col_bytes(&g)), *colt = malloc(col_bytes(&g));
     int64_t *tmp = malloc(sizeof(int64_t) * cout_g * k);
-    int32_t e = ie_conv_bwd_dw(ie_kernels_select(), &g, n, dy, edy, x, ex, col, colt, tmp, dw);
+    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, colt, tmp, dw);
     free(col);
     free(colt);
     free(tmp);
     return e;
+}
+
+ie_status ie_test_gemm(const char *tier, int32_t wide, uint32_t m, uint32_t n, uint32_t k, const int8_t *a,
+                       const int8_t *b, void *c) {
+    const ie_kernels *kt = ie_kernels_select(tier);
+    if (!kt) return IE_ERR_UNSUPPORTED;
+    if (wide) kt->gemm_s8s8_s64(a, b, c, m, n, k);
+    else kt->gemm_s8s8_s32(a, b, c, m, n, k);
+    return IE_OK;
 }
 
 void ie_test_relu_backward(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx) { ie_relu_bwd(n, y, dy, dx); }

@@ -37,13 +37,16 @@ static ie_session_config config(uint64_t seed) {
 }
 
 /* Trains `steps` steps; writes a checksum of all master weights; returns the last stats. */
-static ie_step_stats train(ie_model *m, uint64_t seed, int steps, uint32_t *digest, void *arena, size_t arena_size) {
+static ie_step_stats train(ie_model *m, uint64_t seed, int steps, uint32_t *digest, void *arena, size_t arena_size,
+                           uint32_t threads) {
     ie_session_config c = config(seed);
+    c.threads = threads;
     ie_session *s = NULL;
     ie_step_stats st;
     memset(&st, 0, sizeof st);
     CHECK(ie_session_create(m, &c, arena, arena_size, &s) == IE_OK);
     if (!s) return st;
+    CHECK(ie_session_threads(s) == (threads > 1 ? threads : 1));
     uint32_t x[N * K];
     int32_t y[N];
     for (int i = 0; i < steps; i++) {
@@ -104,18 +107,25 @@ int main(void) {
     ie_session_free(s);
 
     /* determinism: same seed, same bytes; another seed, other bytes */
-    train(m, 7, 30, &d1, NULL, 0);
-    train(m, 7, 30, &d2, NULL, 0);
-    train(m, 8, 30, &d3, NULL, 0);
+    train(m, 7, 30, &d1, NULL, 0, 1);
+    train(m, 7, 30, &d2, NULL, 0, 1);
+    train(m, 8, 30, &d3, NULL, 0, 1);
     CHECK(d1 == d2);
     CHECK(d1 != d3);
+
+    /* every thread count gives the same bytes */
+    for (uint32_t threads = 2; threads <= 3; threads++) {
+        uint32_t dt;
+        train(m, 7, 30, &dt, NULL, 0, threads);
+        CHECK(dt == d1);
+    }
 
     /* a caller-provided arena of exactly the reported size gives the same bytes */
     size_t need = 0;
     CHECK(ie_session_arena_size(m, &c, &need) == IE_OK && need > 0);
     void *arena = malloc(need);
     c = config(7);
-    train(m, 7, 30, &d3, arena, need);
+    train(m, 7, 30, &d3, arena, need, 1);
     CHECK(d3 == d1);
     CHECK(ie_session_create(m, &c, arena, need / 2, &s) == IE_ERR_NOMEM && strstr(ie_model_errmsg(m), "too small"));
     free(arena);

@@ -48,7 +48,7 @@ static void col2im_add(const int32_t *dcol, const ie_conv_geom *g, int32_t *dx) 
 
 /* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
 
-int32_t ie_conv_fwd(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
+int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
     size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
@@ -56,13 +56,13 @@ int32_t ie_conv_fwd(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const
     for (size_t s = 0; s < n; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
             im2col(x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
-            kt->gemm_s8s8_s32(w8 + (size_t)gi * cout_g * k, col, acc + (s * g->cout + (size_t)gi * cout_g) * howo,
+            ie_gemm32(rt, w8 + (size_t)gi * cout_g * k, col, acc + (s * g->cout + (size_t)gi * cout_g) * howo,
                               cout_g, howo, k);
         }
-    return ie_requant_bias(kt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
+    return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
 }
 
-int32_t ie_conv_bwd_dx(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int8_t *dyt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
@@ -72,14 +72,14 @@ int32_t ie_conv_bwd_dx(const ie_kernels *kt, const ie_conv_geom *g, size_t n, co
         ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt);
         for (size_t s = 0; s < n; s++) {
             ie_transpose_s8(dy + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, dyt);
-            kt->gemm_s8s8_s32(dyt, wt, dcol, howo, k, cout_g);
+            ie_gemm32(rt, dyt, wt, dcol, howo, k, cout_g);
             col2im_add(dcol, g, acc + (s * g->cin + (size_t)gi * g->cin_g) * hw);
         }
     }
-    return edy + ew + ie_requant_acc(kt, acc, n * g->cin * hw, r, dx);
+    return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
 
-int32_t ie_conv_bwd_dw(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *dw) {
     size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
@@ -88,7 +88,7 @@ int32_t ie_conv_bwd_dw(const ie_kernels *kt, const ie_conv_geom *g, size_t n, co
         for (uint32_t gi = 0; gi < g->group; gi++) {
             im2col(x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
             ie_transpose_s8(col, howo, k, colt);
-            kt->gemm_s8s8_s64(dy + (s * g->cout + (size_t)gi * cout_g) * howo, colt, tmp, cout_g, k, howo);
+            ie_gemm64(rt, dy + (s * g->cout + (size_t)gi * cout_g) * howo, colt, tmp, cout_g, k, howo);
             int64_t *d = dw + (size_t)gi * cout_g * k;
             for (size_t i = 0; i < (size_t)cout_g * k; i++) d[i] += tmp[i];
         }
@@ -245,17 +245,17 @@ static void conv_forward(ie_session *s, uint32_t node) {
     ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
                        ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
                        ie_session_rounder(s, ie_node_stream(node, R_OUT))};
-    c.y->e = ie_conv_fwd(s->k, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
+    c.y->e = ie_conv_fwd(&s->ex, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
                          c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r, c.y->q);
 }
 
 static void conv_backward(ie_session *s, uint32_t node) {
     conv_node c = conv_open(s, node);
     if (c.x->requires_grad)
-        c.x->ge = ie_conv_bwd_dx(s->k, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DYT],
+        c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DYT],
                                  c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
-        c.pw->grad_e = ie_conv_bwd_dw(s->k, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_COLT],
+        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_COLT],
                                       c.sc[S_DW_TMP], c.pw->grad);
         ie_optim_step(s, c.wi);
     }

@@ -77,28 +77,28 @@ static void gemm_plan(ie_planner *p, uint32_t node) {
 /* ---- the arithmetic, on plain arrays (the executor and the tests both call these) ---------- */
 
 /* Y[n,m] = requant(X[n,k] . W8[m,k]^T + B); r[0..2] as ie_requant_bias takes them. */
-int32_t ie_gemm_fwd(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
+int32_t ie_gemm_fwd(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    kt->gemm_s8s8_s32(x, w8, acc, n, m, k);
-    return ie_requant_bias(kt, acc, n * m, ex + ew, 1, m, bias, eb, bias_al, r, y);
+    ie_gemm32(rt, x, w8, acc, n, m, k);
+    return ie_requant_bias(rt, acc, n * m, ex + ew, 1, m, bias, eb, bias_al, r, y);
 }
 
 /* dX[n,k] = requant(dY[n,m] . W8[m,k]); wt and acc are scratch. */
-int32_t ie_gemm_bwd_dx(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
+int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int32_t *acc, ie_rounder r, int8_t *dx) {
     ie_transpose_s8(w8, m, k, wt);
-    kt->gemm_s8s8_s32(dy, wt, acc, n, k, m);
-    return edy + ew + ie_requant_acc(kt, acc, n * k, r, dx);
+    ie_gemm32(rt, dy, wt, acc, n, k, m);
+    return edy + ew + ie_requant_acc(rt, acc, n * k, r, dx);
 }
 
 /* dW = dY^T . X, exact in int64, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. */
-int32_t ie_gemm_bwd_dw(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
+int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw) {
     ie_transpose_s8(dy, n, m, dyt);
     ie_transpose_s8(x, n, k, xt);
-    if (w_is_mk) kt->gemm_s8s8_s64(dyt, xt, dw, m, k, n);
-    else kt->gemm_s8s8_s64(xt, dyt, dw, k, m, n);
+    if (w_is_mk) ie_gemm64(rt, dyt, xt, dw, m, k, n);
+    else ie_gemm64(rt, xt, dyt, dw, k, m, n);
     return edy + ex;
 }
 
@@ -123,7 +123,7 @@ static void gemm_forward(ie_session *s, uint32_t node) {
     ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
                        ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
                        ie_session_rounder(s, ie_node_stream(node, R_OUT))};
-    y->e = ie_gemm_fwd(s->k, s->n, g.m, g.k, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0,
+    y->e = ie_gemm_fwd(&s->ex, s->n, g.m, g.k, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0,
                        rt->scratch[S_ACC], rt->scratch[S_BIAS], r, y->q);
 }
 
@@ -135,10 +135,10 @@ static void gemm_backward(ie_session *s, uint32_t node) {
     uint32_t wi = m->tensors[g.w].param;
     ie_param *pw = &s->params[wi];
     if (x->requires_grad)
-        x->ge = ie_gemm_bwd_dx(s->k, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_WT],
+        x->ge = ie_gemm_bwd_dx(&s->ex, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_WT],
                                rt->scratch[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     if (pw->trainable) {
-        pw->grad_e = ie_gemm_bwd_dw(s->k, s->n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
+        pw->grad_e = ie_gemm_bwd_dw(&s->ex, s->n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
                                     rt->scratch[S_XT], pw->grad);
         ie_optim_step(s, wi);
     }

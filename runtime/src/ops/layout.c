@@ -245,7 +245,7 @@ static void resize_backward(ie_session *s, uint32_t node) {
         for (uint32_t i = 0; i < yt->dims[1]; i++)
             for (uint32_t j = 0; j < yt->dims[2]; j++)
                 acc[(p * xt->dims[1] + i / sh) * xt->dims[2] + j / sw] += y->g[(p * yt->dims[1] + i) * yt->dims[2] + j];
-    x->ge = y->ge + ie_requant_acc(s->k, acc, (size_t)s->n * xt->numel, ie_session_rounder(s, ie_node_stream(node, 2)), x->g);
+    x->ge = y->ge + ie_requant_acc(&s->ex, acc, (size_t)s->n * xt->numel, ie_session_rounder(s, ie_node_stream(node, 2)), x->g);
 }
 
 const ie_op_def ie_op_resize = {"Resize", 1, 1, 1, resize_check, resize_plan, resize_forward, resize_backward};

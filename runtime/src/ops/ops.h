@@ -4,24 +4,25 @@
 #define IE_OPS_H
 
 #include "../internal.h"
+#include "../threads.h"
 
 /* ---- shared by the ops (ops/requant.c) ---- */
 /* y = requant(acc + bias[channel]) where element i is in channel (i / inner) % channels. The
  * int32 bias master (exponent eb) joins at the accumulator's exponent e_acc in int64; if that
  * needs more than 31 bits of left shift, the accumulator moves up instead (rounded by r[0]).
  * r[1] rounds the bias, r[2] the output. bias may be NULL. Returns y's exponent. */
-int32_t ie_requant_bias(const ie_kernels *kt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
+int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
                         int8_t *y);
 /* y = requant(acc); returns the shift. */
-int ie_requant_acc(const ie_kernels *kt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y);
+int ie_requant_acc(const ie_exec *rt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y);
 
-int32_t ie_gemm_fwd(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
+int32_t ie_gemm_fwd(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y);
-int32_t ie_gemm_bwd_dx(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
+int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int32_t *acc, ie_rounder r, int8_t *dx);
-int32_t ie_gemm_bwd_dw(const ie_kernels *kt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
+int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw);
 int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_t *db);
 
@@ -38,13 +39,13 @@ ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd);
 ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t dh,
                           uint32_t dw, uint32_t pt, uint32_t pl, uint32_t pb, uint32_t pr, uint32_t ho, uint32_t wo,
                           char *err);
-int32_t ie_conv_fwd(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
+int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y);
-int32_t ie_conv_bwd_dx(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int8_t *dyt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx);
-int32_t ie_conv_bwd_dw(const ie_kernels *kt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *dw);
 int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db);
 

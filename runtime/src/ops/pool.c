@@ -109,7 +109,7 @@ static void maxpool_backward(ie_session *s, uint32_t node) {
             }
     }
     /* without overlapping windows the sums are the dY values themselves: the requant is exact */
-    x->ge = y->ge + ie_requant_acc(s->k, acc, planes * g.h * g.w, ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+    x->ge = y->ge + ie_requant_acc(&s->ex, acc, planes * g.h * g.w, ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
 }
 
 const ie_op_def ie_op_maxpool = {"MaxPool", 1, 1, 1, pool_check, maxpool_plan, maxpool_forward, maxpool_backward};

@@ -1,7 +1,7 @@
 /* Requantization steps every op with an int32 accumulator shares. */
 #include "ops.h"
 
-int32_t ie_requant_bias(const ie_kernels *kt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
+int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
                         int8_t *y) {
     int32_t e = e_acc;
@@ -12,13 +12,13 @@ int32_t ie_requant_bias(const ie_kernels *kt, int32_t *acc, size_t total, int32_
             bias_al[j] = ie_shift_round(bias[j], e_work - eb, ie_draw(r[1], (uint32_t)j));
         e = e_work;
     }
-    int sh = ie_requant_shift(kt->absmax_s32_bias(acc, total, bias ? bias_al : NULL, inner, channels), 7);
-    kt->requant_s32_bias_s8(acc, total, bias ? bias_al : NULL, inner, channels, sh, r[2].key, r[2].nearest, y);
+    int sh = ie_requant_shift(rt->k->absmax_s32_bias(acc, total, bias ? bias_al : NULL, inner, channels), 7);
+    rt->k->requant_s32_bias_s8(acc, total, bias ? bias_al : NULL, inner, channels, sh, r[2].key, r[2].nearest, y);
     return e + sh;
 }
 
-int ie_requant_acc(const ie_kernels *kt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y) {
-    int sh = ie_requant_shift(kt->absmax_s32_bias(acc, total, NULL, 1, 1), 7);
-    kt->requant_s32_bias_s8(acc, total, NULL, 1, 1, sh, r.key, r.nearest, y);
+int ie_requant_acc(const ie_exec *rt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y) {
+    int sh = ie_requant_shift(rt->k->absmax_s32_bias(acc, total, NULL, 1, 1), 7);
+    rt->k->requant_s32_bias_s8(acc, total, NULL, 1, 1, sh, r.key, r.nearest, y);
     return sh;
 }

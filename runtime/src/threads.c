@@ -1,0 +1,155 @@
+#include "threads.h"
+
+#include <stdlib.h>
+
+#if defined(IE_HAVE_PTHREADS)
+#include <pthread.h>
+
+#define IE_MAX_THREADS 64
+
+typedef struct worker_arg {
+    struct ie_pool *pool;
+    uint32_t part;
+} worker_arg;
+
+struct ie_pool {
+    pthread_t workers[IE_MAX_THREADS];
+    worker_arg args[IE_MAX_THREADS];
+    uint32_t n_workers;
+    pthread_mutex_t mu;
+    pthread_cond_t go, done;
+    uint64_t generation;
+    uint32_t pending;
+    int quit;
+    void (*fn)(void *, uint32_t, uint32_t);
+    void *ctx;
+};
+
+static void *worker(void *p) {
+    worker_arg *w = p;
+    ie_pool *pool = w->pool;
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool->mu);
+    for (;;) {
+        while (!pool->quit && pool->generation == seen) pthread_cond_wait(&pool->go, &pool->mu);
+        if (pool->quit) break;
+        seen = pool->generation;
+        void (*fn)(void *, uint32_t, uint32_t) = pool->fn;
+        void *ctx = pool->ctx;
+        uint32_t parts = pool->n_workers + 1;
+        pthread_mutex_unlock(&pool->mu);
+        fn(ctx, w->part, parts);
+        pthread_mutex_lock(&pool->mu);
+        if (--pool->pending == 0) pthread_cond_signal(&pool->done);
+    }
+    pthread_mutex_unlock(&pool->mu);
+    return NULL;
+}
+
+ie_pool *ie_pool_create(uint32_t threads) {
+    if (threads <= 1) return NULL;
+    if (threads > IE_MAX_THREADS) threads = IE_MAX_THREADS;
+    ie_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return NULL;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->go, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    for (uint32_t i = 0; i + 1 < threads; i++) {
+        pool->args[i].pool = pool;
+        pool->args[i].part = i + 1;
+        if (pthread_create(&pool->workers[i], NULL, worker, &pool->args[i]) != 0) break;
+        pool->n_workers++;
+    }
+    if (pool->n_workers == 0) {
+        ie_pool_free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+void ie_pool_free(ie_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mu);
+    pool->quit = 1;
+    pthread_cond_broadcast(&pool->go);
+    pthread_mutex_unlock(&pool->mu);
+    for (uint32_t i = 0; i < pool->n_workers; i++) pthread_join(pool->workers[i], NULL);
+    pthread_mutex_destroy(&pool->mu);
+    pthread_cond_destroy(&pool->go);
+    pthread_cond_destroy(&pool->done);
+    free(pool);
+}
+
+uint32_t ie_pool_threads(const ie_pool *pool) { return pool ? pool->n_workers + 1 : 1; }
+
+void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t parts), void *ctx) {
+    if (!pool) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    pthread_mutex_lock(&pool->mu);
+    pool->fn = fn;
+    pool->ctx = ctx;
+    pool->pending = pool->n_workers;
+    pool->generation++;
+    pthread_cond_broadcast(&pool->go);
+    pthread_mutex_unlock(&pool->mu);
+    fn(ctx, 0, pool->n_workers + 1);
+    pthread_mutex_lock(&pool->mu);
+    while (pool->pending) pthread_cond_wait(&pool->done, &pool->mu);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+#else /* no threads: everything runs on the caller */
+
+ie_pool *ie_pool_create(uint32_t threads) {
+    (void)threads;
+    return NULL;
+}
+void ie_pool_free(ie_pool *pool) { (void)pool; }
+uint32_t ie_pool_threads(const ie_pool *pool) {
+    (void)pool;
+    return 1;
+}
+void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t parts), void *ctx) {
+    (void)pool;
+    fn(ctx, 0, 1);
+}
+#endif
+
+/* ---- GEMMs split by output rows ---- */
+
+typedef struct gemm_job {
+    const ie_kernels *k;
+    const int8_t *a, *b;
+    void *c;
+    size_t m, n, kd;
+    int wide;
+} gemm_job;
+
+static void gemm_part(void *p, uint32_t part, uint32_t parts) {
+    const gemm_job *j = p;
+    /* rows in chunks of two (the kernels' tile height), shared out evenly */
+    size_t pairs = (j->m + 1) / 2, r0 = 2 * (pairs * part / parts), r1 = 2 * (pairs * (part + 1) / parts);
+    if (r1 > j->m) r1 = j->m;
+    if (r0 >= r1) return;
+    if (j->wide)
+        j->k->gemm_s8s8_s64(j->a + r0 * j->kd, j->b, (int64_t *)j->c + r0 * j->n, r1 - r0, j->n, j->kd);
+    else
+        j->k->gemm_s8s8_s32(j->a + r0 * j->kd, j->b, (int32_t *)j->c + r0 * j->n, r1 - r0, j->n, j->kd);
+}
+
+static void gemm(const ie_exec *ex, const int8_t *a, const int8_t *b, void *c, size_t m, size_t n, size_t k, int wide) {
+    gemm_job j = {ex->k, a, b, c, m, n, k, wide};
+    /* small products are not worth waking the pool */
+    if (!ex->pool || m < 4 || (uint64_t)m * n * (k ? k : 1) < 32768) gemm_part(&j, 0, 1);
+    else ie_pool_run(ex->pool, gemm_part, &j);
+}
+
+void ie_gemm32(const ie_exec *ex, const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k) {
+    gemm(ex, a, b, c, m, n, k, 0);
+}
+
+void ie_gemm64(const ie_exec *ex, const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k) {
+    gemm(ex, a, b, c, m, n, k, 1);
+}

@@ -1,0 +1,31 @@
+/* A per-session thread pool (pthreads; absent on bare metal) and the GEMM entry points that
+ * split work across it. Work is split by output rows, each row computed whole by one thread,
+ * so results are identical for every thread count. */
+#ifndef IE_THREADS_H
+#define IE_THREADS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../kernels/kernels.h"
+
+typedef struct ie_pool ie_pool;
+
+/* What the arithmetic needs to run: a kernel tier and, optionally, a pool. */
+typedef struct ie_exec {
+    const ie_kernels *k;
+    ie_pool *pool;
+} ie_exec;
+
+/* threads <= 1 gives NULL (no pool); NULL is also returned when threads cannot be started. */
+ie_pool *ie_pool_create(uint32_t threads);
+void ie_pool_free(ie_pool *pool);
+uint32_t ie_pool_threads(const ie_pool *pool);
+
+/* Runs fn(ctx, part, parts) for part in [0, parts) across the pool (the caller runs one part). */
+void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t parts), void *ctx);
+
+void ie_gemm32(const ie_exec *ex, const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
+void ie_gemm64(const ie_exec *ex, const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k);
+
+#endif
