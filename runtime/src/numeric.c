@@ -14,7 +14,7 @@ uint32_t ie_stream_key(uint64_t seed, uint32_t stream, uint64_t step) {
 
 /* The same loops over int32 and int64 inputs: written once, instantiated per type. */
 #define DEFINE_ABSMAX(name, type)                                                                  \
-    uint64_t name(const type *x, size_t n) {                                                       \
+    IE_HOT uint64_t name(const type *x, size_t n) {                                                       \
         uint64_t m = 0;                                                                            \
         for (size_t i = 0; i < n; i++)                                                             \
             if (ie_abs64(x[i]) > m) m = ie_abs64(x[i]);                                            \
@@ -24,14 +24,25 @@ DEFINE_ABSMAX(ie_absmax_s64, int64_t)
 DEFINE_ABSMAX(ie_absmax_s32, int32_t)
 
 #define DEFINE_SHIFT(name, in_type, out_type)                                                      \
-    void name(const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) {            \
+    IE_HOT void name(const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) {     \
         int64_t lim = ((int64_t)1 << bits) - 1;                                                    \
+        if (s >= 1 && s <= 32 && !r.nearest) { /* branch-free common case, vectorizes */           \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key);                       \
+                int64_t v = ((int64_t)x[i] + (int64_t)(d >> (32 - s))) >> s;                        \
+                y[i] = (out_type)(v > lim ? lim : (v < -lim ? -lim : v));                          \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
         for (size_t i = 0; i < n; i++)                                                             \
             y[i] = (out_type)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);    \
     }
 DEFINE_SHIFT(ie_shift_s64_s32, int64_t, int32_t)
 DEFINE_SHIFT(ie_shift_s32_s32, int32_t, int32_t)
 DEFINE_SHIFT(ie_shift_s64_s8_bits, int64_t, int8_t)
+DEFINE_SHIFT(ie_shift_s32_s8_bits, int32_t, int8_t)
+
+void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y) { ie_shift_s32_s8_bits(x, n, s, 7, r, y); }
 
 void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y) { ie_shift_s64_s8_bits(x, n, s, 7, r, y); }
 
@@ -78,6 +89,18 @@ static int32_t term_top(ie_dyadic c, uint64_t xmax, int32_t ex) {
     return c.e + ex + ie_bitlen64(ie_abs64(c.m) * xmax);
 }
 
+/* The common case, branch-free so it vectorizes: both shifts in [0, 32] (a missing term has a
+ * zero multiplier, which rounds to 0). Identical to ie_shift_round for these shifts. */
+IE_HOT static void axpby_fast(int32_t *out, size_t n, int64_t am, const int32_t *x, int sa, int64_t bm,
+                              const int32_t *y, int sb, uint32_t key) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key), d2 = ie_hash32(d ^ 0x5bd1e995U);
+        int64_t va = (am * x[i] + (int64_t)((uint64_t)d >> (32 - sa))) >> sa; /* GCC/Clang: arithmetic >> */
+        int64_t vb = (bm * y[i] + (int64_t)((uint64_t)d2 >> (32 - sb))) >> sb;
+        out[i] = (int32_t)(va + vb);
+    }
+}
+
 int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
                      ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r) {
     enum { TERM_BITS = 29 };
@@ -91,6 +114,14 @@ int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int3
     /* A term far below the other rounds to (stochastic) noise; the shift clamp keeps it bounded. */
     int sa = ta == INT32_MIN ? 0 : eo - (a.e + ex);
     int sb = tb == INT32_MIN ? 0 : eo - (b.e + ey);
+    /* an exact left shift (a term below 29 bits) joins the multiplier, which stays below 2^61 */
+    int64_t am = ta == INT32_MIN ? 0 : (int64_t)a.m * ((int64_t)1 << (sa < 0 ? -sa : 0));
+    int64_t bm = tb == INT32_MIN ? 0 : (int64_t)b.m * ((int64_t)1 << (sb < 0 ? -sb : 0));
+    int fa = sa < 0 ? 0 : sa, fb = sb < 0 ? 0 : sb;
+    if (!r.nearest && fa <= 32 && fb <= 32 && sa >= -29 && sb >= -29) {
+        axpby_fast(out, n, am, x ? x : out, fa, bm, y ? y : out, fb, r.key);
+        return eo;
+    }
     for (size_t i = 0; i < n; i++) {
         uint32_t draw = ie_draw(r, (uint32_t)i);
         int64_t v = 0;

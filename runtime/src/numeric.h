@@ -8,6 +8,14 @@
 
 #include "intedge.h"
 
+/* Hot elementwise loops are compiled for several x86 ISAs and picked at load time (GCC
+ * target_clones). It is the same C, so every clone gives the same integers. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(IE_NO_CLONES)
+#define IE_HOT __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
+#else
+#define IE_HOT
+#endif
+
 /* Number of significant bits of x (0 for 0). */
 static inline int ie_bitlen64(uint64_t x) {
 #if defined(__GNUC__) || defined(__clang__)
@@ -78,6 +86,7 @@ void ie_shift_s64_s8(const int64_t *x, size_t n, int s, ie_rounder r, int8_t *y)
 void ie_shift_s64_s8_bits(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int8_t *y);
 void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y); /* clamp +-127 */
 
 /* Requantize to int8 with the shift picked from max|x|; returns the shift s (exponent += s). */
 int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);

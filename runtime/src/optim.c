@@ -13,6 +13,11 @@ void ie_param_quantize(ie_session *s, uint32_t pi, int8_t *dst, size_t transpose
     ie_param *p = &s->params[pi];
     int sh = ie_requant_shift(ie_absmax_s32(p->w, p->numel), 7);
     ie_rounder r = ie_session_rounder(s, ie_param_stream(pi, R_VIEW));
+    if (!transpose_rows) { /* the common layout: one vectorizable pass */
+        ie_shift_s32_s8(p->w, p->numel, sh, r, dst);
+        p->e8 = p->we + sh;
+        return;
+    }
     size_t cols = transpose_rows ? p->numel / transpose_rows : 0;
     for (size_t i = 0; i < p->numel; i++) {
         int8_t q = (int8_t)ie_clamp64(ie_shift_round(p->w[i], sh, ie_draw(r, (uint32_t)i)), 127);

@@ -95,7 +95,55 @@ static void test_axpby(void) {
     CHECK(ie_axpby_s32(out, 2, one, z, 5, one, z, 7, r) == 5 && out[0] == 0);
 }
 
+/* The vectorizable fast paths equal the general per-element rounding, element by element. */
+static void test_fast_paths_match_general(void) {
+    enum { N = 1000 };
+    static int32_t x[N], y[N], out[N];
+    static int64_t x64[N];
+    static int8_t q[N];
+    uint32_t v = 1;
+    for (int i = 0; i < N; i++) {
+        v = v * 1103515245u + 12345u;
+        x[i] = (int32_t)(v >> 1) - (1 << 30);
+        v = v * 1103515245u + 12345u;
+        y[i] = (int32_t)(v >> 2) - (1 << 29);
+        x64[i] = (int64_t)x[i] * 12345;
+    }
+    ie_rounder r = {ie_stream_key(5, 6, 7), 0};
+    ie_dyadic a = {1, 0}, b = {-1288490189, -33}; /* a lr-like negative dyadic */
+    int32_t e = ie_axpby_s32(out, N, a, x, -20, b, y, -25, r);
+    int32_t ta = -20 + ie_bitlen64(ie_absmax_s32(x, N)), tb = -33 - 25 + ie_bitlen64(ie_abs64(b.m) * ie_absmax_s32(y, N));
+    int32_t eo = (ta > tb ? ta : tb) - 29;
+    CHECK(e == eo);
+    for (int i = 0; i < N; i++) {
+        uint32_t d = ie_draw(r, (uint32_t)i);
+        int64_t want = ie_shift_round(x[i], eo + 20, d) + ie_shift_round((int64_t)b.m * y[i], eo + 58, ie_hash32(d ^ 0x5bd1e995U));
+        CHECK(out[i] == want);
+    }
+    /* a term below 29 bits: exact left shift, through the fast path too */
+    int32_t small[N];
+    for (int i = 0; i < N; i++) small[i] = x[i] >> 6;
+    e = ie_axpby_s32(out, N, a, small, 0, a, y, -40, r);
+    for (int i = 0; i < N; i++) {
+        uint32_t d = ie_draw(r, (uint32_t)i);
+        int32_t t1 = ie_bitlen64(ie_absmax_s32(small, N)), t2 = -40 + ie_bitlen64(ie_absmax_s32(y, N));
+        int32_t eo2 = (t1 > t2 ? t1 : t2) - 29;
+        CHECK(e == eo2);
+        CHECK(out[i] == ie_shift_round(small[i], eo2, d) + ie_shift_round(y[i], eo2 + 40, ie_hash32(d ^ 0x5bd1e995U)));
+    }
+    for (int s = 1; s <= 32; s += 5) {
+        ie_shift_s64_s32(x64, N, s, 29, r, out);
+        ie_shift_s32_s8(x, N, s + 20 > 32 ? 32 : s + 20, r, q);
+        for (int i = 0; i < N; i++) {
+            CHECK(out[i] == (int32_t)ie_clamp64(ie_shift_round(x64[i], s, ie_draw(r, (uint32_t)i)), (1 << 29) - 1));
+            int s8 = s + 20 > 32 ? 32 : s + 20;
+            CHECK(q[i] == (int8_t)ie_clamp64(ie_shift_round(x[i], s8, ie_draw(r, (uint32_t)i)), 127));
+        }
+    }
+}
+
 int main(void) {
+    test_fast_paths_match_general();
     test_requant_zero_and_powers();
     test_never_minus_128();
     test_shift_round_unbiased();

@@ -6,16 +6,24 @@ static int64_t biased(const int32_t *acc, size_t i, const int64_t *bias, size_t 
     return (int64_t)acc[i] + (bias ? bias[(i / inner) % channels] : 0);
 }
 
-uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels) {
+IE_HOT uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels) {
     uint64_t m = 0;
     for (size_t i = 0; i < n; i++)
         if (ie_abs64(biased(acc, i, bias, inner, channels)) > m) m = ie_abs64(biased(acc, i, bias, inner, channels));
     return m;
 }
 
-void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels,
-                                   int s, uint32_t key, uint32_t nearest, int8_t *out) {
+IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner,
+                                          size_t channels, int s, uint32_t key, uint32_t nearest, int8_t *out) {
     ie_rounder r = {key, nearest};
+    if (!bias && !nearest && s >= 1 && s <= 32) { /* branch-free common case, vectorizes */
+        for (size_t i = 0; i < n; i++) {
+            uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key);
+            int64_t v = ((int64_t)acc[i] + (int64_t)(d >> (32 - s))) >> s;
+            out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++)
         out[i] = (int8_t)ie_clamp64(ie_shift_round(biased(acc, i, bias, inner, channels), s, ie_draw(r, (uint32_t)i)), 127);
 }
