@@ -26,10 +26,10 @@ DEFINE_ABSMAX(ie_absmax_s32, int32_t)
 #define DEFINE_SHIFT(name, in_type, out_type)                                                      \
     IE_HOT void name(const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) {     \
         int64_t lim = ((int64_t)1 << bits) - 1;                                                    \
-        if (s >= 1 && s <= 32 && !r.nearest) { /* branch-free common case, vectorizes */           \
+        if (s >= 0 && s <= 62 && !r.nearest) { /* branch-free common case, vectorizes */           \
+            ie_srshift p = ie_srshift_make(s);                                                     \
             for (size_t i = 0; i < n; i++) {                                                       \
-                uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key);                       \
-                int64_t v = ((int64_t)x[i] + (int64_t)(d >> (32 - s))) >> s;                        \
+                int64_t v = ie_srshift_apply(x[i], p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key)); \
                 y[i] = (out_type)(v > lim ? lim : (v < -lim ? -lim : v));                          \
             }                                                                                      \
             return;                                                                                \
@@ -89,15 +89,14 @@ static int32_t term_top(ie_dyadic c, uint64_t xmax, int32_t ex) {
     return c.e + ex + ie_bitlen64(ie_abs64(c.m) * xmax);
 }
 
-/* The common case, branch-free so it vectorizes: both shifts in [0, 32] (a missing term has a
+/* The common case, branch-free so it vectorizes: both shifts in [0, 62] (a missing term has a
  * zero multiplier, which rounds to 0). Identical to ie_shift_round for these shifts. */
 IE_HOT static void axpby_fast(int32_t *out, size_t n, int64_t am, const int32_t *x, int sa, int64_t bm,
                               const int32_t *y, int sb, uint32_t key) {
+    ie_srshift pa = ie_srshift_make(sa), pb = ie_srshift_make(sb);
     for (size_t i = 0; i < n; i++) {
         uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key), d2 = ie_hash32(d ^ 0x5bd1e995U);
-        int64_t va = (am * x[i] + (int64_t)((uint64_t)d >> (32 - sa))) >> sa; /* GCC/Clang: arithmetic >> */
-        int64_t vb = (bm * y[i] + (int64_t)((uint64_t)d2 >> (32 - sb))) >> sb;
-        out[i] = (int32_t)(va + vb);
+        out[i] = (int32_t)(ie_srshift_apply(am * x[i], pa, d) + ie_srshift_apply(bm * y[i], pb, d2));
     }
 }
 
@@ -118,7 +117,7 @@ int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int3
     int64_t am = ta == INT32_MIN ? 0 : (int64_t)a.m * ((int64_t)1 << (sa < 0 ? -sa : 0));
     int64_t bm = tb == INT32_MIN ? 0 : (int64_t)b.m * ((int64_t)1 << (sb < 0 ? -sb : 0));
     int fa = sa < 0 ? 0 : sa, fb = sb < 0 ? 0 : sb;
-    if (!r.nearest && fa <= 32 && fb <= 32 && sa >= -29 && sb >= -29) {
+    if (!r.nearest && fa <= 62 && fb <= 62 && sa >= -29 && sb >= -29) {
         axpby_fast(out, n, am, x ? x : out, fa, bm, y ? y : out, fb, r.key);
         return eo;
     }

@@ -70,6 +70,24 @@ static inline int64_t ie_shift_round(int64_t x, int s, uint32_t r) {
     return q + (((uint64_t)r + frac) >> 32 ? 1 : 0);
 }
 
+/* ie_shift_round for a loop-invariant shift s in [0, 62], branch-free so loops vectorize:
+ * floor(x / 2^s) plus 1 when the draw r and the dropped fraction carry past 2^32 (the fraction is
+ * lined up to 32 bits: shifted left for s <= 32, right beyond). Equal to ie_shift_round. */
+typedef struct ie_srshift {
+    int s, lsh, rsh;
+    uint64_t mask;
+} ie_srshift;
+
+static inline ie_srshift ie_srshift_make(int s) {
+    ie_srshift p = {s, s < 32 ? 32 - s : 0, s > 32 ? s - 32 : 0, s ? (((uint64_t)1 << s) - 1) : 0};
+    return p;
+}
+
+static inline int64_t ie_srshift_apply(int64_t x, ie_srshift p, uint32_t r) {
+    uint64_t frac = (((uint64_t)x & p.mask) << p.lsh) >> p.rsh;
+    return (x >> p.s) + (int64_t)(((uint64_t)r + frac) >> 32); /* GCC/Clang: >> is arithmetic */
+}
+
 static inline int64_t ie_clamp64(int64_t x, int64_t lim) { return x > lim ? lim : (x < -lim ? -lim : x); }
 
 /* Shift that brings a maximum magnitude `max_abs` to at most `bits` significant bits:

@@ -95,6 +95,21 @@ static void test_axpby(void) {
     CHECK(ie_axpby_s32(out, 2, one, z, 5, one, z, 7, r) == 5 && out[0] == 0);
 }
 
+/* The branch-free shift equals ie_shift_round for every shift it takes. */
+static void test_srshift_equals_shift_round(void) {
+    uint32_t v = 99;
+    for (int s = 0; s <= 62; s++) {
+        ie_srshift p = ie_srshift_make(s);
+        for (int i = 0; i < 2000; i++) {
+            v = v * 1103515245u + 12345u;
+            int64_t x = ((int64_t)v << 30) ^ (int64_t)(v * 2654435761u);
+            x = (i & 1) ? -(x & (((int64_t)1 << 61) - 1)) : (x & (((int64_t)1 << 61) - 1));
+            uint32_t r = ie_hash32(v);
+            CHECK(ie_srshift_apply(x, p, r) == ie_shift_round(x, s, r));
+        }
+    }
+}
+
 /* The vectorizable fast paths equal the general per-element rounding, element by element. */
 static void test_fast_paths_match_general(void) {
     enum { N = 1000 };
@@ -143,6 +158,7 @@ static void test_fast_paths_match_general(void) {
 }
 
 int main(void) {
+    test_srshift_equals_shift_round();
     test_fast_paths_match_general();
     test_requant_zero_and_powers();
     test_never_minus_128();

@@ -13,7 +13,9 @@ from torch_models import LeNet5, export, mnist
 
 TIERS = kernel_tiers()
 SHAPES = [(1, 1, 1), (3, 5, 17), (17, 3, 255), (2, 7, 31), (5, 9, 33), (64, 64, 64), (33, 17, 1000), (4, 4, 0),
-          (1, 3, 64 + 63), (256, 255, 257)]
+          (1, 3, 64 + 63), (256, 255, 257),
+          # short reductions (the column-vectorized path): odd k, partial column groups, k = 256
+          (6, 784, 25), (100, 150, 16), (5, 17, 3), (1, 16, 1), (7, 65, 256), (9, 130, 255), (3, 1000, 150), (4, 80, 1024), (3, 33, 1021)]
 
 
 def gemm(tier, wide, a, b):

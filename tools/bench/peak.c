@@ -13,29 +13,29 @@ static double now(void) {
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static double vnni(long iters) {
-    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5), acc[8];
-    for (int i = 0; i < 8; i++) acc[i] = _mm512_setzero_si512();
+    __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(5), acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_si512();
     double t0 = now();
     for (long i = 0; i < iters; i++)
-        for (int j = 0; j < 8; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+        for (int j = 0; j < 16; j++) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
     double t = now() - t0;
     int sink = 0;
-    for (int j = 0; j < 8; j++) sink += _mm512_reduce_add_epi32(acc[j]);
+    for (int j = 0; j < 16; j++) sink += _mm512_reduce_add_epi32(acc[j]);
     if (sink == 42) puts("");
-    return iters * 8.0 * 64 * 2 / t / 1e9;
+    return iters * 16.0 * 64 * 2 / t / 1e9;
 }
 
 __attribute__((target("avx2"))) static double avx2(long iters) {
-    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5), ones = _mm256_set1_epi16(1), acc[8];
-    for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_si256();
+    __m256i a = _mm256_set1_epi8(3), b = _mm256_set1_epi8(5), ones = _mm256_set1_epi16(1), acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm256_setzero_si256();
     double t0 = now();
     for (long i = 0; i < iters; i++)
-        for (int j = 0; j < 8; j++) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
+        for (int j = 0; j < 16; j++) acc[j] = _mm256_add_epi32(acc[j], _mm256_madd_epi16(_mm256_maddubs_epi16(a, b), ones));
     double t = now() - t0;
     int sink = 0;
-    for (int j = 0; j < 8; j++) sink += _mm256_extract_epi32(acc[j], 0);
+    for (int j = 0; j < 16; j++) sink += _mm256_extract_epi32(acc[j], 0);
     if (sink == 42) puts("");
-    return iters * 8.0 * 32 * 2 / t / 1e9;
+    return iters * 16.0 * 32 * 2 / t / 1e9;
 }
 
 int main(int argc, char **argv) {

@@ -16,10 +16,11 @@ IE_HOT uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t n, const in
 IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner,
                                           size_t channels, int s, uint32_t key, uint32_t nearest, int8_t *out) {
     ie_rounder r = {key, nearest};
-    if (!bias && !nearest && s >= 1 && s <= 32) { /* branch-free common case, vectorizes */
+    if (!nearest && s >= 0 && s <= 62) { /* branch-free common case, vectorizes */
+        ie_srshift p = ie_srshift_make(s);
         for (size_t i = 0; i < n; i++) {
-            uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key);
-            int64_t v = ((int64_t)acc[i] + (int64_t)(d >> (32 - s))) >> s;
+            int64_t v = ie_srshift_apply(biased(acc, i, bias, inner, channels), p,
+                                         ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
             out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
         }
         return;
