@@ -189,12 +189,22 @@ static int32_t top_bit(ie_dyadic c, int32_t e, uint64_t vmax) {
     return c.m && vmax ? c.e + e + ie_bitlen64(ie_abs64(c.m) * vmax) : INT32_MIN;
 }
 
-static int64_t affine_at(size_t idx, size_t c, const int8_t *u, const int8_t *x, const int64_t *xm, const int64_t *coef,
-                         size_t channels) {
-    int64_t v = coef[2 * channels + c];
-    if (u) v += coef[c] * u[idx];
-    if (x) v += coef[channels + c] * ((int64_t)x[idx] * 65536 - xm[c]);
-    return v;
+/* One [inner] block of one channel: v = a u + b (x 2^16 - xm) + k, then either its max or the
+ * rounded int8 values. Vectorizes; `coef` holds a, b, k at the common exponent. */
+IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, const int8_t *x, int64_t ca, int64_t cb,
+                                    int64_t ck, int64_t xm, ie_srshift p, uint32_t key, int8_t *y) {
+    uint64_t max = 0;
+    for (size_t i = base; i < base + len; i++) {
+        int64_t v = ck + (u ? ca * u[i] : 0) + (x ? cb * ((int64_t)x[i] * 65536 - xm) : 0);
+        if (!y) {
+            uint64_t a = ie_abs64(v);
+            max = a > max ? a : max;
+        } else {
+            int64_t q = ie_srshift_apply(v, p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
+            y[i] = (int8_t)(q > 127 ? 127 : (q < -127 ? -127 : q));
+        }
+    }
+    return max;
 }
 
 int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
@@ -219,15 +229,26 @@ int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const 
         coef[channels + c] = x ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
         coef[2 * channels + c] = ie_shift_round(k[c].m, E - k[c].e, 0x80000000U);
     }
+    ie_srshift none = ie_srshift_make(0);
     uint64_t max = 0;
-    for (size_t i = 0; i < total; i++) {
-        uint64_t m = ie_abs64(affine_at(i, (i / inner) % channels, u, x, xm, coef, channels));
-        if (m > max) max = m;
+    for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels) {
+        uint64_t m = affine_block(base, inner, u, x, coef[c], coef[channels + c], coef[2 * channels + c],
+                                  x ? xm[c] : 0, none, 0, NULL);
+        max = m > max ? m : max;
     }
     int sh = ie_requant_shift(max, 7);
-    for (size_t i = 0; i < total; i++)
-        y[i] = (int8_t)ie_clamp64(ie_shift_round(affine_at(i, (i / inner) % channels, u, x, xm, coef, channels), sh,
-                                                 ie_draw(r, (uint32_t)i)), 127);
+    if (sh < 0 || r.nearest) { /* rare: tiny values or evaluation mode; the general rounding */
+        for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
+            for (size_t i = base; i < base + inner; i++) {
+                int64_t v = coef[2 * channels + c] + (u ? coef[c] * u[i] : 0) +
+                            (x ? coef[channels + c] * ((int64_t)x[i] * 65536 - xm[c]) : 0);
+                y[i] = (int8_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(r, (uint32_t)i)), 127);
+            }
+        return E + sh;
+    }
+    ie_srshift p = ie_srshift_make(sh > 62 ? 62 : sh);
+    for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
+        affine_block(base, inner, u, x, coef[c], coef[channels + c], coef[2 * channels + c], x ? xm[c] : 0, p, r.key, y);
     return E + sh;
 }
 

@@ -141,8 +141,8 @@ static void gemm_part(void *p, uint32_t part, uint32_t parts) {
 
 static void gemm(const ie_exec *ex, const int8_t *a, const int8_t *b, void *c, size_t m, size_t n, size_t k, int wide) {
     gemm_job j = {ex->k, a, b, c, m, n, k, wide};
-    /* small products are not worth waking the pool */
-    if (!ex->pool || m < 4 || (uint64_t)m * n * (k ? k : 1) < 32768) gemm_part(&j, 0, 1);
+    /* waking the pool costs tens of microseconds: only large products are worth it */
+    if (!ex->pool || m < 4 || (uint64_t)m * n * (k ? k : 1) < ((uint64_t)1 << 22)) gemm_part(&j, 0, 1);
     else ie_pool_run(ex->pool, gemm_part, &j);
 }
 

@@ -60,7 +60,7 @@ def work_intedge(model_path, shape, threads):
     y = np.random.default_rng(1).integers(0, 10, BATCH).astype(np.int32)
     xb = t._prepare(x, y, "x")[0]
     ms = median_ms(lambda: t.session.step(xb, labels=y))
-    return {"ms": ms, "kernels": t.session.kernels}
+    return {"ms": ms, "kernels": t.session.kernels, "arena_mb": t.runtime_model.arena_size(BATCH) / 2**20}
 
 
 def work_torch(name, shape, threads):
@@ -105,6 +105,14 @@ def work_ort(model_path, shape, threads):
     return {"ms": median_ms(step), "optimizer": "AdamW (ORT artifacts offer no plain SGD)"}
 
 
+def peak_rss_mb():
+    """VmHWM: the process's own peak (ru_maxrss would carry the parent's peak across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker_main(args):
     shape = MODELS[args.model]
     t = args.worker_threads
@@ -112,7 +120,7 @@ def worker_main(args):
           "torch": lambda: work_torch(args.model, shape, t),
           "ort": lambda: work_ort(args.model_path, shape, t)}[args.worker]
     res = fn()
-    res["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["rss_mb"] = peak_rss_mb()
     print(json.dumps(res))
 
 
@@ -194,13 +202,14 @@ def main():
     tier, gops = gemm_gops([(256, 256, 256), (32, 256, 784), (32, 784, 256), (256, 784, 32), (16, 784, 150)])
     results["gemm"] = {"tier": tier, "gops": gops, "int8_peak_gops": int8_peak(tier)}
     print(f"{'model/threads':<16} {'intedge ms':>10} {'torch ms':>9} {'ort ms':>8} {'÷torch':>7} {'÷ort':>6} "
-          f"{'RSS MB ie/torch/ort':>22}")
+          f"{'peak RSS MB ie/torch/ort':>25} {'ie arena MB':>11}")
     for key, r in results["models"].items():
         ie, to, ort_ = r["intedge"], r["torch"], r["ort"]
         f = lambda v: f"{v['ms']:.2f}" if "ms" in v else "-"  # noqa: E731
         ratio = lambda a, b: f"{a['ms'] / b['ms']:.2f}" if "ms" in a and "ms" in b else "-"  # noqa: E731
         rss = "/".join(f"{v['rss_mb']:.0f}" if "rss_mb" in v else "-" for v in (ie, to, ort_))
-        print(f"{key:<16} {f(ie):>10} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} {rss:>22}")
+        arena = f"{ie['arena_mb']:.2f}" if "arena_mb" in ie else "-"
+        print(f"{key:<16} {f(ie):>10} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} {rss:>25} {arena:>11}")
     g = results["gemm"]
     print(f"\nint8 GEMM ({g['tier']}, 1 thread): " + ", ".join(f"{k} {v:.1f} GOP/s" for k, v in g["gops"].items())
           + f"; measured int8 peak {g['int8_peak_gops']:.0f} GOP/s")

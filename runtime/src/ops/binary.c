@@ -47,6 +47,7 @@ static void build_map(const ie_model *m, const ie_node_desc *nd, bmap *bm) {
 }
 
 static size_t map_index(const bmap *bm, int k, size_t sample, size_t o) {
+    if (!bm->broadcast[k]) return sample * bm->numel[k] + o; /* same shape: the identity */
     size_t idx = 0;
     for (int d = (int)bm->rank - 1; d >= 0; d--) {
         idx += (o % bm->dims[d]) * bm->stride[k][d];
