@@ -147,6 +147,13 @@ class _Importer:
             return numpy_helper.to_array(self.inits[v])
         return None
 
+    def const_input(self, n, i, default=None):
+        """Node n's i-th input as a constant, or default when it is absent (None when it is there
+        but not constant)."""
+        if len(n.input) <= i or not n.input[i]:
+            return default
+        return self.const_value(n.input[i])
+
     def param(self, node, v, shape=None, state=False):
         """Registers initializer v as a parameter (state: updated by its op, never trained)."""
         # an Identity of an initializer is an exporter's deduplication of equal values (e.g. two
@@ -496,13 +503,11 @@ class _Importer:
         if len(n.output) > 1 and n.output[1] and self.consumers.get(n.output[1]):
             self.problem(n, "the mask output is not supported")
             return
-        ratio = _attrs(n).get("ratio", 0.5)
-        if len(n.input) > 1 and n.input[1]:
-            r = self.const_value(n.input[1])
-            if r is None:
-                self.problem(n, "the ratio must be a constant")
-                return
-            ratio = float(r)
+        r = self.const_input(n, 1, _attrs(n).get("ratio", 0.5))
+        if r is None:
+            self.problem(n, "the ratio must be a constant")
+            return
+        ratio = float(r)
         x = self.activation(n, n.input[0])
         if x is None:
             return
@@ -549,13 +554,9 @@ class _Importer:
             return
         a = _attrs(n)
         mode = _text(a, "mode", "constant")
-        pads = a.get("pads")
-        if len(n.input) > 1 and n.input[1]:
-            pads = self.const_value(n.input[1])
-        value = a.get("value", 0.0)
-        if len(n.input) > 2 and n.input[2]:
-            v = self.const_value(n.input[2])
-            value = None if v is None else float(np.asarray(v).reshape(-1)[0]) if np.asarray(v).size else 0.0
+        pads = self.const_input(n, 1, a.get("pads"))
+        v = self.const_input(n, 2, np.float32(a.get("value", 0.0)))
+        value = None if v is None else (float(np.asarray(v).reshape(-1)[0]) if np.asarray(v).size else 0.0)
         rank = len(self.shapes[x]) + 1
         if pads is None or mode != "constant" or value != 0.0 or (len(n.input) > 3 and n.input[3]):
             self.problem(n, "only constant zero padding with constant pads over all axes is supported")
@@ -575,8 +576,7 @@ class _Importer:
             return
         a = _attrs(n)
         mode = _text(a, "mode", "nearest")
-        scales = self.const_value(n.input[2]) if len(n.input) > 2 and n.input[2] else None
-        sizes = self.const_value(n.input[3]) if len(n.input) > 3 and n.input[3] else None
+        scales, sizes = self.const_input(n, 2), self.const_input(n, 3)
         shape = self.shapes[x]
         if len(shape) == 3 and sizes is not None and np.asarray(sizes).size == 4:
             sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
