@@ -10,7 +10,8 @@
 
 /* Hot elementwise loops are compiled for several x86 ISAs and picked at load time (GCC
  * target_clones). It is the same C, so every clone gives the same integers. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(IE_NO_CLONES)
+#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__linux__) && \
+    !defined(IE_NO_CLONES)
 #define IE_HOT __attribute__((target_clones("default", "avx2", "arch=x86-64-v4")))
 #else
 #define IE_HOT
