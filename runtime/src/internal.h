@@ -107,7 +107,7 @@ typedef struct ie_param {
     int32_t *opt_scratch; /* numel int32 for the optimizer */
 } ie_param;
 
-#define IE_NODE_SCRATCH 10
+#define IE_NODE_SCRATCH 12
 typedef struct ie_node_rt {
     void *scratch[IE_NODE_SCRATCH]; /* op-specific buffers, placed by the planner */
     uint32_t grad_slot[IE_MAX_INPUTS]; /* for inputs read by several nodes: where this node's

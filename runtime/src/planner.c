@@ -58,11 +58,16 @@ static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, 
 
 const ie_model *ie_plan_model(const ie_planner *p) { return p->m; }
 uint32_t ie_plan_batch(const ie_planner *p) { return p->cfg->batch_size; }
+uint32_t ie_plan_threads(const ie_planner *p) { return ie_threads_planned(p->cfg->threads); }
 int ie_plan_requires_grad(const ie_planner *p, uint32_t t) { return p->life[t].requires_grad; }
 int ie_plan_param_trainable(const ie_planner *p, uint32_t t) {
     return p->m->tensors[t].kind == IE_KIND_PARAM && p->life[t].requires_grad;
 }
 void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, size_t bytes, uint32_t first, uint32_t last) {
+    if (slot >= IE_NODE_SCRATCH) { /* an op asking for more slots than a node has: refuse, never overrun */
+        p->overflow = 1;
+        return;
+    }
     add(p, IE_BUF_NODE, node, slot, bytes, first, last);
 }
 void ie_plan_param_buffer(ie_planner *p, uint32_t t, ie_buf_kind kind, size_t bytes, uint32_t first, uint32_t last) {

@@ -37,6 +37,8 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
 /* ---- what ops call from their plan callback ---- */
 const ie_model *ie_plan_model(const ie_planner *p);
 uint32_t ie_plan_batch(const ie_planner *p);
+/* Threads the session will run (per-thread scratch is sized by it). */
+uint32_t ie_plan_threads(const ie_planner *p);
 int ie_plan_requires_grad(const ie_planner *p, uint32_t tensor);
 int ie_plan_param_trainable(const ie_planner *p, uint32_t tensor);
 void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, size_t bytes, uint32_t first, uint32_t last);

@@ -2,10 +2,19 @@
 
 #include <stdlib.h>
 
+#define IE_MAX_THREADS 64
+
+uint32_t ie_threads_planned(uint32_t threads) {
+#if defined(IE_HAVE_PTHREADS)
+    return threads < 1 ? 1 : (threads > IE_MAX_THREADS ? IE_MAX_THREADS : threads);
+#else
+    (void)threads;
+    return 1;
+#endif
+}
+
 #if defined(IE_HAVE_PTHREADS)
 #include <pthread.h>
-
-#define IE_MAX_THREADS 64
 
 typedef struct worker_arg {
     struct ie_pool *pool;

@@ -17,6 +17,15 @@ typedef struct ie_exec {
     ie_pool *pool;
 } ie_exec;
 
+/* The thread count a config asks for, as the pool will honour it (1 without threads). */
+uint32_t ie_threads_planned(uint32_t threads);
+
+/* [begin, end) of part `part` when n items are shared by `parts`. */
+static inline void ie_part_range(size_t n, uint32_t part, uint32_t parts, size_t *begin, size_t *end) {
+    *begin = n * part / parts;
+    *end = n * (part + 1) / parts;
+}
+
 /* threads <= 1 gives NULL (no pool); NULL is also returned when threads cannot be started. */
 ie_pool *ie_pool_create(uint32_t threads);
 void ie_pool_free(ie_pool *pool);

@@ -10,7 +10,7 @@
 #include "../planner.h"
 #include "ops.h"
 
-enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_COLT, S_WT, S_DYT, S_DCOL, S_DX_ACC, S_DW_TMP };
+enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_COLT, S_WT, S_DYT, S_DCOL, S_DX_ACC, S_DW_TMP, S_DW_PART };
 enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
 
 /* Where a kernel row lies wholly inside the input with unit dilation along W, it is one run of
@@ -67,50 +67,109 @@ static void col2im_add(const int32_t *dcol, const ie_conv_geom *g, int32_t *dx) 
 
 /* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
 
+/* Work shared by samples across the pool: each part takes a range of samples and its own slice
+ * of the per-sample scratch; GEMMs inside run without the pool (it is not re-entered). */
+typedef struct conv_job {
+    const ie_exec *rt;
+    const ie_conv_geom *g;
+    size_t n;
+    const int8_t *x, *w8, *dy;
+    int8_t *col, *colt, *wt, *dyt;
+    int32_t *acc, *dcol;
+    int64_t *tmp, *partial;
+} conv_job;
+
+static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
+    const conv_job *j = p;
+    const ie_conv_geom *g = j->g;
+    ie_exec single = {j->rt->k, NULL};
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw, s0, s1;
+    uint32_t cout_g = g->cout / g->group;
+    int8_t *col = j->col + part * howo * k;
+    ie_part_range(j->n, part, parts, &s0, &s1);
+    for (size_t s = s0; s < s1; s++)
+        for (uint32_t gi = 0; gi < g->group; gi++) {
+            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
+            ie_gemm32(&single, j->w8 + (size_t)gi * cout_g * k, col,
+                      j->acc + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, k);
+        }
+}
+
+/* col holds one [HoWo, K] buffer per thread of rt's pool. */
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
-    uint32_t cout_g = g->cout / g->group;
-    for (size_t s = 0; s < n; s++)
-        for (uint32_t gi = 0; gi < g->group; gi++) {
-            im2col(x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
-            ie_gemm32(rt, w8 + (size_t)gi * cout_g * k, col, acc + (s * g->cout + (size_t)gi * cout_g) * howo,
-                              cout_g, howo, k);
-        }
+    conv_job j = {rt, g, n, x, w8, NULL, col, NULL, NULL, NULL, acc, NULL, NULL, NULL};
+    ie_pool_run(rt->pool, conv_fwd_part, &j);
+    size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
 }
 
+static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
+    const conv_job *j = p;
+    const ie_conv_geom *g = j->g;
+    ie_exec single = {j->rt->k, NULL};
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw, s0, s1;
+    uint32_t cout_g = g->cout / g->group;
+    int8_t *dyt = j->dyt + part * howo * cout_g;
+    int32_t *dcol = j->dcol + part * howo * k;
+    ie_part_range(j->n, part, parts, &s0, &s1);
+    for (uint32_t gi = 0; gi < g->group; gi++)
+        for (size_t s = s0; s < s1; s++) {
+            ie_transpose_s8(j->dy + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, dyt);
+            ie_gemm32(&single, dyt, j->wt + (size_t)gi * k * cout_g, dcol, howo, k, cout_g);
+            col2im_add(dcol, g, j->acc + (s * g->cin + (size_t)gi * g->cin_g) * hw);
+        }
+}
+
+/* wt holds W^T for every group ([group][K][Cout_g]); dyt and dcol one buffer per thread. */
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int8_t *dyt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx) {
-    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
     memset(acc, 0, sizeof(int32_t) * n * g->cin * hw);
-    for (uint32_t gi = 0; gi < g->group; gi++) {
-        ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt);
-        for (size_t s = 0; s < n; s++) {
-            ie_transpose_s8(dy + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, dyt);
-            ie_gemm32(rt, dyt, wt, dcol, howo, k, cout_g);
-            col2im_add(dcol, g, acc + (s * g->cin + (size_t)gi * g->cin_g) * hw);
-        }
-    }
+    for (uint32_t gi = 0; gi < g->group; gi++)
+        ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
+    conv_job j = {rt, g, n, NULL, NULL, dy, NULL, NULL, wt, dyt, acc, dcol, NULL, NULL};
+    ie_pool_run(rt->pool, conv_dx_part, &j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
 
-int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *dw) {
-    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
+    const conv_job *j = p;
+    const ie_conv_geom *g = j->g;
+    ie_exec single = {j->rt->k, NULL};
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw, s0, s1;
     uint32_t cout_g = g->cout / g->group;
+    int8_t *col = j->col + part * howo * k, *colt = j->colt + part * howo * k;
+    int64_t *tmp = j->tmp + part * cout_g * k, *dw = j->partial + part * g->cout * k;
     memset(dw, 0, sizeof(int64_t) * g->cout * k);
-    for (size_t s = 0; s < n; s++)
+    ie_part_range(j->n, part, parts, &s0, &s1);
+    for (size_t s = s0; s < s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            im2col(x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
+            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
             ie_transpose_s8(col, howo, k, colt);
-            ie_gemm64(rt, dy + (s * g->cout + (size_t)gi * cout_g) * howo, colt, tmp, cout_g, k, howo);
+            ie_gemm64(&single, j->dy + (s * g->cout + (size_t)gi * cout_g) * howo, colt, tmp, cout_g, k, howo);
             int64_t *d = dw + (size_t)gi * cout_g * k;
             for (size_t i = 0; i < (size_t)cout_g * k; i++) d[i] += tmp[i];
         }
+}
+
+/* col, colt and tmp hold one buffer per thread; partial one [Cout, K] int64 sum per thread
+ * (the first is dw itself), added in part order: exact, so the thread count changes nothing. */
+int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+                       const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *partial,
+                       int64_t *dw) {
+    size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
+    uint32_t parts = ie_pool_threads(rt->pool);
+    conv_job j = {rt, g, n, x, NULL, dy, col, colt, NULL, NULL, NULL, NULL, tmp, parts > 1 ? partial : dw};
+    ie_pool_run(rt->pool, conv_dw_part, &j);
+    if (parts > 1) {
+        memcpy(dw, partial, sizeof(int64_t) * size);
+        for (uint32_t p = 1; p < parts; p++)
+            for (size_t i = 0; i < size; i++) dw[i] += partial[p * size + i];
+    }
     return edy + ex;
 }
 
@@ -209,7 +268,7 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     const ie_node_desc *nd = &m->nodes[node];
     ie_conv_geom g = ie_conv_geometry(m, nd);
     size_t n = ie_plan_batch(p), howo = (size_t)g.ho * g.wo, k = (size_t)g.cin_g * g.kh * g.kw;
-    size_t cout_g = g.cout / g.group;
+    size_t cout_g = g.cout / g.group, t = ie_plan_threads(p); /* per-thread scratch, t copies */
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node), x = nd->in[0], w = nd->in[1], y = nd->out[0];
     uint32_t b = nd->n_in > 2 ? nd->in[2] : IE_NONE;
     int bwd = ie_plan_requires_grad(p, y);
@@ -217,19 +276,20 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     int need_dw = bwd && ie_plan_param_trainable(p, w);
     ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
     ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_COL, howo * k, F, F);
+    ie_plan_node_scratch(p, node, S_COL, t * howo * k, F, F);
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
-        ie_plan_node_scratch(p, node, S_WT, k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DYT, howo * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DCOL, howo * k * sizeof(int32_t), B, B);
+        ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
+        ie_plan_node_scratch(p, node, S_DYT, t * howo * cout_g, B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, t * howo * k * sizeof(int32_t), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {
         ie_plan_keep(p, x, B);
-        ie_plan_node_scratch(p, node, S_COL_B, howo * k, B, B);
-        ie_plan_node_scratch(p, node, S_COLT, k * howo, B, B);
-        ie_plan_node_scratch(p, node, S_DW_TMP, cout_g * k * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_COL_B, t * howo * k, B, B);
+        ie_plan_node_scratch(p, node, S_COLT, t * k * howo, B, B);
+        ie_plan_node_scratch(p, node, S_DW_TMP, t * cout_g * k * sizeof(int64_t), B, B);
+        if (t > 1) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
     }
@@ -275,7 +335,7 @@ static void conv_backward(ie_session *s, uint32_t node) {
                                  c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
         c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_COLT],
-                                      c.sc[S_DW_TMP], c.pw->grad);
+                                      c.sc[S_DW_TMP], c.sc[S_DW_PART], c.pw->grad);
         ie_optim_step(s, c.wi);
     }
     if (c.pb && c.pb->trainable) {
