@@ -79,19 +79,31 @@ typedef struct conv_job {
     int64_t *tmp, *partial;
 } conv_job;
 
+/* The sizes every part needs, and its range of samples [s0, s1). */
+typedef struct conv_part {
+    size_t hw, howo, k, s0, s1;
+    uint32_t cout_g;
+    ie_exec single; /* the kernels without the pool: parts never re-enter it */
+} conv_part;
+
+static conv_part part_of(const conv_job *j, uint32_t part, uint32_t parts) {
+    const ie_conv_geom *g = j->g;
+    conv_part c = {(size_t)g->h * g->w, (size_t)g->ho * g->wo, (size_t)g->cin_g * g->kh * g->kw, 0, 0,
+                   g->cout / g->group, {j->rt->k, NULL}};
+    ie_part_range(j->n, part, parts, &c.s0, &c.s1);
+    return c;
+}
+
 static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
-    ie_exec single = {j->rt->k, NULL};
-    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw, s0, s1;
-    uint32_t cout_g = g->cout / g->group;
-    int8_t *col = j->col + part * howo * k;
-    ie_part_range(j->n, part, parts, &s0, &s1);
-    for (size_t s = s0; s < s1; s++)
+    conv_part c = part_of(j, part, parts);
+    int8_t *col = j->col + part * c.howo * c.k;
+    for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
-            ie_gemm32(&single, j->w8 + (size_t)gi * cout_g * k, col,
-                      j->acc + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, k);
+            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, col);
+            ie_gemm32(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
+                      j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
         }
 }
 
@@ -108,17 +120,14 @@ int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const in
 static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
-    ie_exec single = {j->rt->k, NULL};
-    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw, s0, s1;
-    uint32_t cout_g = g->cout / g->group;
-    int8_t *dyt = j->dyt + part * howo * cout_g;
-    int32_t *dcol = j->dcol + part * howo * k;
-    ie_part_range(j->n, part, parts, &s0, &s1);
+    conv_part c = part_of(j, part, parts);
+    int8_t *dyt = j->dyt + part * c.howo * c.cout_g;
+    int32_t *dcol = j->dcol + part * c.howo * c.k;
     for (uint32_t gi = 0; gi < g->group; gi++)
-        for (size_t s = s0; s < s1; s++) {
-            ie_transpose_s8(j->dy + (s * g->cout + (size_t)gi * cout_g) * howo, cout_g, howo, dyt);
-            ie_gemm32(&single, dyt, j->wt + (size_t)gi * k * cout_g, dcol, howo, k, cout_g);
-            col2im_add(dcol, g, j->acc + (s * g->cin + (size_t)gi * g->cin_g) * hw);
+        for (size_t s = c.s0; s < c.s1; s++) {
+            ie_transpose_s8(j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, dyt);
+            ie_gemm32(&c.single, dyt, j->wt + (size_t)gi * c.k * c.cout_g, dcol, c.howo, c.k, c.cout_g);
+            col2im_add(dcol, g, j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw);
         }
 }
 
@@ -139,20 +148,18 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
 static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
-    ie_exec single = {j->rt->k, NULL};
-    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw, s0, s1;
-    uint32_t cout_g = g->cout / g->group;
-    int8_t *col = j->col + part * howo * k, *colt = j->colt + part * howo * k;
-    int64_t *tmp = j->tmp + part * cout_g * k, *dw = j->partial + part * g->cout * k;
-    memset(dw, 0, sizeof(int64_t) * g->cout * k);
-    ie_part_range(j->n, part, parts, &s0, &s1);
-    for (size_t s = s0; s < s1; s++)
+    conv_part c = part_of(j, part, parts);
+    int8_t *col = j->col + part * c.howo * c.k, *colt = j->colt + part * c.howo * c.k;
+    int64_t *tmp = j->tmp + part * c.cout_g * c.k, *dw = j->partial + part * g->cout * c.k;
+    memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
+    for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * hw, g, col);
-            ie_transpose_s8(col, howo, k, colt);
-            ie_gemm64(&single, j->dy + (s * g->cout + (size_t)gi * cout_g) * howo, colt, tmp, cout_g, k, howo);
-            int64_t *d = dw + (size_t)gi * cout_g * k;
-            for (size_t i = 0; i < (size_t)cout_g * k; i++) d[i] += tmp[i];
+            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, col);
+            ie_transpose_s8(col, c.howo, c.k, colt);
+            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, colt, tmp, c.cout_g, c.k,
+                      c.howo);
+            int64_t *d = dw + (size_t)gi * c.cout_g * c.k;
+            for (size_t i = 0; i < (size_t)c.cout_g * c.k; i++) d[i] += tmp[i];
         }
 }
 
