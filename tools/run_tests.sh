@@ -16,6 +16,11 @@ cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --test-dir build/asan --output-on-failure
 
+echo "== every operator under the sanitizers, driven from Python (needs the installed package)"
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  LD_PRELOAD="$(cc -print-file-name=libasan.so):$(cc -print-file-name=libubsan.so)" \
+  INTEDGE_LIBRARY="$PWD/build/asan/libintedge.so" python tests/python/sanitizer_smoke.py
+
 echo "== runtime core builds with -mgeneral-regs-only (no floating point)"
 case "$(uname -m)" in
   x86_64|aarch64)

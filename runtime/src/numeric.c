@@ -224,10 +224,10 @@ int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const 
         return eu;
     }
     int32_t E = top - 60;
-    for (size_t c = 0; c < channels; c++) { /* coefficients at the common exponent E */
-        coef[c] = u ? ie_shift_round(a[c].m, E - (a[c].e + eu), 0x80000000U) : 0;
-        coef[channels + c] = x ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
-        coef[2 * channels + c] = ie_shift_round(k[c].m, E - k[c].e, 0x80000000U);
+    for (size_t c = 0; c < channels; c++) { /* coefficients at the common exponent E (a zero one stays 0) */
+        coef[c] = u && a[c].m ? ie_shift_round(a[c].m, E - (a[c].e + eu), 0x80000000U) : 0;
+        coef[channels + c] = x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
+        coef[2 * channels + c] = k[c].m ? ie_shift_round(k[c].m, E - k[c].e, 0x80000000U) : 0;
     }
     ie_srshift none = ie_srshift_make(0);
     uint64_t max = 0;

@@ -63,7 +63,10 @@ static inline uint32_t ie_draw(ie_rounder r, uint32_t index) {
 /* x * 2^-s rounded by the draw r (uniform in [0, 2^32)). s <= 0 is an exact left shift, which
  * the caller keeps in range. |x| < 2^62. Shifts beyond 62 act as 62 (a value below 2^-62 ulp). */
 static inline int64_t ie_shift_round(int64_t x, int s, uint32_t r) {
-    if (s <= 0) return x * ((int64_t)1 << -s);
+    if (s <= 0) {
+        if (s < -62) return x == 0 ? 0 : (x > 0 ? INT64_MAX : -INT64_MAX); /* callers keep this out of reach */
+        return x * ((int64_t)1 << -s);
+    }
     if (s > 62) s = 62;
     if (s <= 32) return ie_asr64(x + (int64_t)(r >> (32 - s)), s);
     int64_t q = ie_asr64(x, s);
