@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from .data import warn
 from .errors import IntedgeError
 
 TRAIN_EXAMPLES = """examples:
@@ -152,10 +153,6 @@ def _version():
     return f"intedge {__version__}"
 
 
-def _warn(msg):
-    print(f"intedge: warning: {msg}", file=sys.stderr)
-
-
 def _next_run_dir(root=Path("runs")):
     n = 1
     while (root / f"train-{n}").exists():
@@ -196,7 +193,7 @@ def _resume(args):
     from .onnx_import import load_onnx
     from .trainer import Trainer
 
-    ck = ckpt.load_latest(args.resume, warn=_warn)
+    ck = ckpt.load_latest(args.resume, warn=warn)
     onnx_sha = hashlib.sha256(load_onnx(args.model).SerializeToString()).hexdigest()
     if onnx_sha != ck.meta.get("onnx_sha256"):
         raise IntedgeError(f"{ck.path} was made for a different model than {args.model}; pass the same MODEL")
@@ -279,7 +276,7 @@ def cmd_eval(args):
     p = Path(args.model)
     trainer = None
     if p.is_dir() or p.suffix == ".iec":
-        ck = ckpt.load_latest(p, warn=_warn)
+        ck = ckpt.load_latest(p, warn=warn)
         trainer = Trainer.from_checkpoint(ck, batch_size=args.batch_size)
         model, names, seed = trainer.model, trainer.class_names, ck.meta["config"]["seed"]
     else:
@@ -318,7 +315,7 @@ def cmd_export(args):
     from .export import export_onnx
     from .trainer import Trainer
 
-    ck = ckpt.load_latest(args.checkpoint, warn=_warn)
+    ck = ckpt.load_latest(args.checkpoint, warn=warn)
     t = Trainer.from_checkpoint(ck)
     calibration = None
     if args.int8:

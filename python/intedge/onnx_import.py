@@ -323,9 +323,7 @@ class _Importer:
         if x is None:
             return
         a = _attrs(n)
-        axes = a.get("axes")
-        if axes is None and len(n.input) > 1 and n.input[1]:
-            axes = self.const_value(n.input[1])
+        axes = self.const_input(n, 1, a.get("axes"))
         axes = sorted(int(v) % 4 for v in np.asarray(axes).reshape(-1)) if axes is not None else None
         if len(self.shapes[x]) != 3 or axes != [2, 3]:
             self.problem(n, "only a mean over the H and W axes of [C, H, W] is supported")
@@ -424,14 +422,14 @@ class _Importer:
 
     def node_Clip(self, n):
         a = _attrs(n)
-        lo, hi = a.get("min"), a.get("max")
+        bounds = []
         for i, name in ((1, "min"), (2, "max")):
-            if len(n.input) > i and n.input[i]:
-                v = self.const_value(n.input[i])
-                if v is None:
-                    self.problem(n, f"{name} must be a constant")
-                    return
-                lo, hi = (float(v), hi) if i == 1 else (lo, float(v))
+            v = self.const_input(n, i, a.get(name))
+            if v is None and len(n.input) > i and n.input[i]:
+                self.problem(n, f"{name} must be a constant")
+                return
+            bounds.append(None if v is None else float(np.asarray(v).reshape(-1)[0]))
+        lo, hi = bounds
         if lo is None and hi is None:
             self.alias[n.output[0]] = self.name(n.input[0])
             return
@@ -465,9 +463,7 @@ class _Importer:
         if x is None:
             return
         a = _attrs(n)
-        axes = a.get("axes")
-        if axes is None and len(n.input) > 1 and n.input[1]:
-            axes = self.const_value(n.input[1])
+        axes = self.const_input(n, 1, a.get("axes"))
         full = [1, *self.shapes[x]]  # the batch as 1 while counting axes
         if axes is None:
             out = [d for d in full if d != 1] if n.op_type == "Squeeze" else None

@@ -14,12 +14,6 @@
 #define MAX_MANTISSA (1 << 30)
 #define MAX_EXPONENT 4096
 
-static void w32(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24);
-}
-static uint32_t r32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static size_t state_bytes(const ie_session *s) {
     size_t n = STATE_HEADER;
@@ -41,20 +35,20 @@ ie_status ie_session_save_state(const ie_session *s, void *buffer, size_t size) 
     uint8_t *b = buffer, *p = b + STATE_HEADER;
     memcpy(b, STATE_MAGIC, 4);
     b[4] = STATE_VERSION; b[5] = 0; b[6] = 0; b[7] = 0;
-    w32(b + 8, (uint32_t)need);
-    w32(b + 16, s->model->crc);
-    w32(b + 20, s->model->n_params);
-    w32(b + 24, (uint32_t)s->step);
-    w32(b + 28, (uint32_t)(s->step >> 32));
+    ie_wr32(b + 8, (uint32_t)need);
+    ie_wr32(b + 16, s->model->crc);
+    ie_wr32(b + 20, s->model->n_params);
+    ie_wr32(b + 24, (uint32_t)s->step);
+    ie_wr32(b + 28, (uint32_t)(s->step >> 32));
     for (uint32_t i = 0; i < s->model->n_params; i++) {
         const ie_param *q = &s->params[i];
-        w32(p, q->numel); w32(p + 4, q->mom != NULL); w32(p + 8, (uint32_t)q->we); w32(p + 12, (uint32_t)q->me);
+        ie_wr32(p, q->numel); ie_wr32(p + 4, q->mom != NULL); ie_wr32(p + 8, (uint32_t)q->we); ie_wr32(p + 12, (uint32_t)q->me);
         p += STATE_PARAM_HEADER;
-        for (uint32_t k = 0; k < q->numel; k++, p += 4) w32(p, (uint32_t)q->w[k]);
+        for (uint32_t k = 0; k < q->numel; k++, p += 4) ie_wr32(p, (uint32_t)q->w[k]);
         if (q->mom)
-            for (uint32_t k = 0; k < q->numel; k++, p += 4) w32(p, (uint32_t)q->mom[k]);
+            for (uint32_t k = 0; k < q->numel; k++, p += 4) ie_wr32(p, (uint32_t)q->mom[k]);
     }
-    w32(b + 12, ie_crc32(b + 16, need - 16));
+    ie_wr32(b + 12, ie_crc32(b + 16, need - 16));
     return IE_OK;
 }
 
@@ -65,7 +59,7 @@ static ie_status refuse(ie_session *s, const char *why) {
 
 static int mantissas_ok(const uint8_t *p, uint32_t n) {
     for (uint32_t k = 0; k < n; k++) {
-        int32_t v = (int32_t)r32(p + 4 * (size_t)k);
+        int32_t v = (int32_t)ie_rd32(p + 4 * (size_t)k);
         if (v > MAX_MANTISSA || v < -MAX_MANTISSA) return 0;
     }
     return 1;
@@ -80,33 +74,33 @@ ie_status ie_session_load_state(ie_session *s, const void *buffer, size_t size) 
     const uint8_t *b = buffer;
     if (size < STATE_HEADER || memcmp(b, STATE_MAGIC, 4) != 0) return refuse(s, "not an intedge training state");
     if (b[4] != STATE_VERSION || b[5] || b[6] || b[7]) return refuse(s, "unknown version");
-    if (r32(b + 8) != size) return refuse(s, "truncated or padded");
-    if (ie_crc32(b + 16, size - 16) != r32(b + 12)) return refuse(s, "CRC mismatch (corrupt)");
-    if (r32(b + 16) != s->model->crc) return refuse(s, "it was saved from a different model");
-    if (r32(b + 20) != s->model->n_params) return refuse(s, "parameter count differs");
+    if (ie_rd32(b + 8) != size) return refuse(s, "truncated or padded");
+    if (ie_crc32(b + 16, size - 16) != ie_rd32(b + 12)) return refuse(s, "CRC mismatch (corrupt)");
+    if (ie_rd32(b + 16) != s->model->crc) return refuse(s, "it was saved from a different model");
+    if (ie_rd32(b + 20) != s->model->n_params) return refuse(s, "parameter count differs");
     if (size != state_bytes(s)) return refuse(s, "its size does not fit this session (trainable set or momentum differ)");
     const uint8_t *p = b + STATE_HEADER;
     for (uint32_t i = 0; i < s->model->n_params; i++) {
         const ie_param *q = &s->params[i];
-        uint32_t n = r32(p);
+        uint32_t n = ie_rd32(p);
         if (n != q->numel) return refuse(s, "a parameter's size differs");
-        if (r32(p + 4) != (q->mom != NULL)) return refuse(s, "momentum presence differs (trainable set or momentum changed)");
-        if (!exponent_ok((int32_t)r32(p + 8)) || !exponent_ok((int32_t)r32(p + 12))) return refuse(s, "exponent out of range");
+        if (ie_rd32(p + 4) != (q->mom != NULL)) return refuse(s, "momentum presence differs (trainable set or momentum changed)");
+        if (!exponent_ok((int32_t)ie_rd32(p + 8)) || !exponent_ok((int32_t)ie_rd32(p + 12))) return refuse(s, "exponent out of range");
         p += STATE_PARAM_HEADER;
         uint32_t count = q->mom ? 2 * n : n;
         if (!mantissas_ok(p, count)) return refuse(s, "mantissa out of range");
         p += (size_t)4 * count;
     }
-    s->step = (uint64_t)r32(b + 24) | (uint64_t)r32(b + 28) << 32;
+    s->step = (uint64_t)ie_rd32(b + 24) | (uint64_t)ie_rd32(b + 28) << 32;
     p = b + STATE_HEADER;
     for (uint32_t i = 0; i < s->model->n_params; i++) {
         ie_param *q = &s->params[i];
-        q->we = (int32_t)r32(p + 8);
-        q->me = (int32_t)r32(p + 12);
+        q->we = (int32_t)ie_rd32(p + 8);
+        q->me = (int32_t)ie_rd32(p + 12);
         p += STATE_PARAM_HEADER;
-        for (uint32_t k = 0; k < q->numel; k++, p += 4) q->w[k] = (int32_t)r32(p);
+        for (uint32_t k = 0; k < q->numel; k++, p += 4) q->w[k] = (int32_t)ie_rd32(p);
         if (q->mom)
-            for (uint32_t k = 0; k < q->numel; k++, p += 4) q->mom[k] = (int32_t)r32(p);
+            for (uint32_t k = 0; k < q->numel; k++, p += 4) q->mom[k] = (int32_t)ie_rd32(p);
     }
     return IE_OK;
 }

@@ -205,6 +205,18 @@ uint32_t ie_crc32(const uint8_t *p, size_t n);
 /* Formats into a fixed buffer (vsnprintf-free for bare metal would come later). */
 void ie_set_err(char *buf, const char *fmt, ...);
 
+/* Little-endian fields of untrusted buffers, at any alignment. */
+static inline uint32_t ie_rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint16_t ie_rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline void ie_wr32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 static inline size_t ie_align_up(size_t x) { return (x + (IE_ALIGN - 1)) & ~(size_t)(IE_ALIGN - 1); }
 
 #endif

@@ -17,10 +17,6 @@
 #define IEM_MAX_NODES 65536
 #define IEM_MAX_NUMEL (1u << 28)
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
 void ie_set_err(char *buf, const char *fmt, ...) {
     va_list ap;
@@ -70,15 +66,15 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
         t->rank = r[1];
         t->producer = t->consumer = t->first_consumer = t->param = IE_NONE;
         if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %u: unknown kind %u", i, t->kind);
-        uint16_t flags = rd16(r + 2);
-        if ((flags & ~1u) || rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
+        uint16_t flags = ie_rd16(r + 2);
+        if ((flags & ~1u) || ie_rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
         t->state = flags & 1;
         if (t->state && t->kind != IE_KIND_PARAM) return fail(m, IE_ERR_FORMAT, "tensor %u: only parameters hold state", i);
         if (t->rank < 1 || t->rank > IE_MAX_RANK)
             return fail(m, IE_ERR_FORMAT, "tensor %u: rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
         uint64_t numel = 1;
         for (uint32_t d = 0; d < IE_MAX_RANK; d++) {
-            t->dims[d] = rd32(r + 4 + 4 * d);
+            t->dims[d] = ie_rd32(r + 4 + 4 * d);
             if (d < t->rank) {
                 if (t->dims[d] == 0) return fail(m, IE_ERR_FORMAT, "tensor %u: dimension %u is 0", i, d);
                 numel *= t->dims[d];
@@ -89,9 +85,9 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
             }
         }
         t->numel = (uint32_t)numel;
-        if (!read_name(m, rd32(r + 28), rd32(r + 32), &t->name))
+        if (!read_name(m, ie_rd32(r + 28), ie_rd32(r + 32), &t->name))
             return fail(m, IE_ERR_FORMAT, "tensor %u: name out of bounds or not terminated", i);
-        uint32_t doff = rd32(r + 36), dlen = rd32(r + 40);
+        uint32_t doff = ie_rd32(r + 36), dlen = ie_rd32(r + 40);
         if (t->kind == IE_KIND_PARAM) {
             if (dlen != 4 * numel)
                 return fail(m, IE_ERR_FORMAT, "parameter '%s': %u data bytes, expected %u", t->name, dlen,
@@ -110,15 +106,15 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
     for (uint32_t i = 0; i < m->n_nodes; i++) {
         const uint8_t *r = m->data + table + (size_t)i * IEM_NODE_SIZE;
         ie_node_desc *nd = &m->nodes[i];
-        nd->op = rd16(r);
+        nd->op = ie_rd16(r);
         nd->n_in = r[2];
         nd->n_out = r[3];
-        for (int k = 0; k < IE_MAX_INPUTS; k++) nd->in[k] = rd32(r + 4 + 4 * k);
-        for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = rd32(r + 36 + 4 * k);
-        for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)rd32(r + 44 + 4 * k);
-        if (!read_name(m, rd32(r + 108), rd32(r + 112), &nd->name))
+        for (int k = 0; k < IE_MAX_INPUTS; k++) nd->in[k] = ie_rd32(r + 4 + 4 * k);
+        for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = ie_rd32(r + 36 + 4 * k);
+        for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)ie_rd32(r + 44 + 4 * k);
+        if (!read_name(m, ie_rd32(r + 108), ie_rd32(r + 112), &nd->name))
             return fail(m, IE_ERR_FORMAT, "node %u: name out of bounds or not terminated", i);
-        if (rd32(r + 116)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
+        if (ie_rd32(r + 116)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
         const ie_op_def *def = ie_op_lookup(nd->op);
         if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
         if (nd->n_in < def->min_in || nd->n_in > def->max_in || nd->n_out != def->n_out)
@@ -181,18 +177,18 @@ static ie_status parse(ie_model *m) {
     const uint8_t *d = m->data;
     if (m->size < IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "buffer of %zu bytes is shorter than the .iem header", m->size);
     if (memcmp(d, IEM_MAGIC, 4) != 0) return fail(m, IE_ERR_FORMAT, "not an .iem model (bad magic)");
-    if (rd16(d + 4) != IEM_VERSION)
-        return fail(m, IE_ERR_UNSUPPORTED, ".iem version %u; this runtime reads version %u", rd16(d + 4), IEM_VERSION);
-    if (rd16(d + 6) != IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "bad .iem header size");
-    if (rd32(d + 8) != m->size)
-        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %u bytes, buffer has %zu", rd32(d + 8), m->size);
-    if (ie_crc32(d + 16, m->size - 16) != rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
-    m->crc = rd32(d + 12);
-    m->n_tensors = rd32(d + 16);
-    m->n_nodes = rd32(d + 20);
-    m->input = rd32(d + 24);
-    m->output = rd32(d + 28);
-    uint32_t toff = rd32(d + 32), noff = rd32(d + 36);
+    if (ie_rd16(d + 4) != IEM_VERSION)
+        return fail(m, IE_ERR_UNSUPPORTED, ".iem version %u; this runtime reads version %u", ie_rd16(d + 4), IEM_VERSION);
+    if (ie_rd16(d + 6) != IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "bad .iem header size");
+    if (ie_rd32(d + 8) != m->size)
+        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %u bytes, buffer has %zu", ie_rd32(d + 8), m->size);
+    if (ie_crc32(d + 16, m->size - 16) != ie_rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
+    m->crc = ie_rd32(d + 12);
+    m->n_tensors = ie_rd32(d + 16);
+    m->n_nodes = ie_rd32(d + 20);
+    m->input = ie_rd32(d + 24);
+    m->output = ie_rd32(d + 28);
+    uint32_t toff = ie_rd32(d + 32), noff = ie_rd32(d + 36);
     if (m->n_tensors == 0 || m->n_tensors > IEM_MAX_TENSORS || m->n_nodes == 0 || m->n_nodes > IEM_MAX_NODES)
         return fail(m, IE_ERR_FORMAT, "tensor or node count out of range");
     if (!in_bounds(m, toff, (uint64_t)m->n_tensors * IEM_TENSOR_SIZE) ||

@@ -100,9 +100,6 @@ ie_status ie_session_arena_size(ie_model *m, const ie_session_config *cfg, size_
     return st;
 }
 
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* Master weights from the model's float32 bits, mapped with one exponent (29-bit mantissas). */
 static ie_status init_param(ie_session *s, uint32_t pi) {
@@ -110,7 +107,7 @@ static ie_status init_param(ie_session *s, uint32_t pi) {
     const ie_tensor_desc *t = &s->model->tensors[p->tensor];
     uint32_t max_mag = 0;
     for (uint32_t i = 0; i < p->numel; i++) {
-        uint32_t v = rd32(t->data + 4 * i);
+        uint32_t v = ie_rd32(t->data + 4 * i);
         if (!ie_f32_bits_is_finite(v)) {
             ie_set_err(s->model->errmsg, "parameter '%s' holds NaN or Inf at element %u", t->name, i);
             return IE_ERR_VALUE;
@@ -119,7 +116,7 @@ static ie_status init_param(ie_session *s, uint32_t pi) {
     }
     ie_f32_common_exponent(&max_mag, 1, 29, &p->we);
     ie_rounder r = {ie_stream_key(s->cfg.seed, ie_param_stream(pi, 15), 0), 0};
-    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(rd32(t->data + 4 * i), p->we, 29, ie_draw(r, i));
+    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(ie_rd32(t->data + 4 * i), p->we, 29, ie_draw(r, i));
     return IE_OK;
 }
 
