@@ -110,6 +110,21 @@ void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r,
 void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y); /* clamp +-127 */
 
+/* Requantizes n values given by an expression in the index i: one pass for max |VALUE|, one to
+ * round it to int8 at the shift that brings that max to 7 bits (stored in `shift`). VALUE is
+ * evaluated twice per element, so it must not change state (counter-based draws do not). */
+#define IE_REQUANT_EACH(n, i, VALUE, r, y, shift)                                                          \
+    do {                                                                                                   \
+        uint64_t max_ = 0;                                                                                 \
+        for (size_t i = 0; i < (n); i++) {                                                                 \
+            uint64_t a_ = ie_abs64(VALUE);                                                                 \
+            max_ = a_ > max_ ? a_ : max_;                                                                  \
+        }                                                                                                  \
+        (shift) = ie_requant_shift(max_, 7);                                                               \
+        for (size_t i = 0; i < (n); i++)                                                                   \
+            (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)i)), 127); \
+    } while (0)
+
 /* Requantize to int8 with the shift picked from max|x|; returns the shift s (exponent += s). */
 int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);
 

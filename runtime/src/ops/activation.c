@@ -145,13 +145,9 @@ static void act_forward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
     act a = prepare(nd, x->e);
-    uint64_t max = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ie_abs64(f_value(&a, x->q[i])) > max) max = ie_abs64(f_value(&a, x->q[i]));
-    int sh = ie_requant_shift(max, 7);
+    int sh;
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
-    for (size_t i = 0; i < n; i++)
-        y->q[i] = (int8_t)ie_clamp64(ie_shift_round(f_value(&a, x->q[i]), sh, ie_draw(r, (uint32_t)i)), 127);
+    IE_REQUANT_EACH(n, i, f_value(&a, x->q[i]), r, y->q, sh);
     y->e = a.e + sh;
 }
 
@@ -161,13 +157,9 @@ static void act_backward(ie_session *s, uint32_t node) {
     if (!x->requires_grad) return;
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
     act a = prepare(nd, x->e);
-    uint64_t max = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ie_abs64(y->g[i] * f_slope(&a, x->q[i])) > max) max = ie_abs64(y->g[i] * f_slope(&a, x->q[i]));
-    int sh = ie_requant_shift(max, 7);
+    int sh;
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
-    for (size_t i = 0; i < n; i++)
-        x->g[i] = (int8_t)ie_clamp64(ie_shift_round(y->g[i] * f_slope(&a, x->q[i]), sh, ie_draw(r, (uint32_t)i)), 127);
+    IE_REQUANT_EACH(n, i, y->g[i] * f_slope(&a, x->q[i]), r, x->g, sh);
     x->ge = y->ge + a.ed + sh;
 }
 

@@ -143,19 +143,12 @@ static void binary_forward(ie_session *s, uint32_t node) {
     int32_t lo = o.ea < o.eb ? o.ea : o.eb, hi = o.ea < o.eb ? o.eb : o.ea;
     int32_t e_c = kind == OP_KIND_MUL ? o.ea + o.eb : (hi - 40 > lo ? hi - 40 : lo);
     ie_rounder align = ie_session_rounder(s, ie_node_stream(node, R_OUT + 8));
-    uint64_t max = 0;
-    for (size_t i = 0; i < total; i++) {
-        uint64_t v = ie_abs64(combine(kind, &o, map_index(&bm, 0, i / per, i % per), map_index(&bm, 1, i / per, i % per),
-                                      e_c, ie_draw(align, (uint32_t)i)));
-        if (v > max) max = v;
-    }
-    int sh = ie_requant_shift(max, 7);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
-    for (size_t i = 0; i < total; i++) {
-        int64_t v = combine(kind, &o, map_index(&bm, 0, i / per, i % per), map_index(&bm, 1, i / per, i % per), e_c,
-                            ie_draw(align, (uint32_t)i));
-        y->q[i] = (int8_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(r, (uint32_t)i)), 127);
-    }
+    int sh;
+    IE_REQUANT_EACH(total, i,
+                    combine(kind, &o, map_index(&bm, 0, i / per, i % per), map_index(&bm, 1, i / per, i % per), e_c,
+                            ie_draw(align, (uint32_t)i)),
+                    r, y->q, sh);
     y->e = e_c + sh;
 }
 

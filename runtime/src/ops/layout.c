@@ -284,13 +284,10 @@ static void dropout_run(ie_session *s, uint32_t node, int backward) {
     } else {
         uint32_t threshold = (uint32_t)nd->attrs[0];
         int64_t m = nd->attrs[1];
-        uint64_t max = 0;
-        for (size_t i = 0; i < n; i++)
-            if (kept(s, node, threshold, i) && ie_abs64(src[i] * m) > max) max = ie_abs64(src[i] * m);
-        int sh = ie_requant_shift(max, 7);
+        int sh;
         ie_rounder r = ie_session_rounder(s, ie_node_stream(node, backward ? 5 : 4));
-        for (size_t i = 0; i < n; i++)
-            dst[i] = kept(s, node, threshold, i) ? (int8_t)ie_clamp64(ie_shift_round(src[i] * m, sh, ie_draw(r, (uint32_t)i)), 127) : 0;
+        /* a dropped element is the value 0, which rounds to 0 */
+        IE_REQUANT_EACH(n, i, kept(s, node, threshold, i) ? src[i] * m : 0, r, dst, sh);
         e += nd->attrs[2] + sh;
     }
     if (backward) x->ge = e;
