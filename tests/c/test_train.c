@@ -76,7 +76,7 @@ int main(void) {
     CHECK(ie_model_load(buf, size, &m) == IE_OK);
 
     /* the loss falls and accuracy rises on a separable task */
-    uint32_t d1, d2, d3;
+    uint32_t d1 = 0, d2 = 0, d3 = 0;
     ie_session_config c = config(1);
     ie_session *s;
     CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_OK);
