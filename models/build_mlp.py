@@ -46,6 +46,7 @@ def build_mlp(sizes, input_shape=None, seed=0, name="mlp"):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("-o", default="models/mlp_digits.onnx")
+    ap.add_argument("--sizes", default="64,128,10", help="layer widths (64,32,10 fits a 64 KB microcontroller)")
     args = ap.parse_args()
-    onnx.save(build_mlp([64, 128, 10], input_shape=(1, 8, 8), seed=0), args.o)
+    onnx.save(build_mlp([int(v) for v in args.sizes.split(",")], input_shape=(1, 8, 8), seed=0), args.o)
     print(f"wrote {args.o}")

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: C tests (plain, then ASan+UBSan), the no-floating-point build of the
-# runtime, and the Python tests against the installed package. Run from anywhere.
+# runtime, the cross builds under emulation (aarch64 and Cortex-M: the C tests, and training
+# demos that must match this host bit for bit), and the Python tests against the installed
+# package. Run from anywhere, after `pip install .` (the demos are made by `intedge compile`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
-echo "== C tests"
-cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=Debug >/dev/null
+python_for_demos="-DPython3_EXECUTABLE=$(command -v python)"
+
+echo "== C tests, and the training demos built with this host's compiler"
+cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=Debug -DINTEDGE_DEMOS=ON "$python_for_demos" >/dev/null
 cmake --build build/test -j "$jobs"
 ctest --test-dir build/test --output-on-failure
 
@@ -28,6 +32,25 @@ case "$(uname -m)" in
     cmake --build build/nofloat -j "$jobs" ;;
   *) echo "skipped: -mgeneral-regs-only exists on x86_64 and aarch64 only" ;;
 esac
+
+# name, toolchain, build type, extra options: each runs every C test and the demos on the target
+cross_build() {
+  local name=$1 toolchain=$2 type=$3
+  shift 3
+  echo "== $name: C tests and training demos under emulation, bit-exact with this host"
+  cmake -S . -B "build/$name" -G Ninja -DCMAKE_TOOLCHAIN_FILE="tools/toolchains/$toolchain.cmake" \
+    -DCMAKE_BUILD_TYPE="$type" -DINTEDGE_DEMOS=ON "$python_for_demos" "$@" >/dev/null
+  cmake --build "build/$name" -j "$jobs"
+  ctest --test-dir "build/$name" --output-on-failure
+  grep -hE "^(kernels|bit-exact|firmware|runtime)" "build/$name/Testing/Temporary/LastTest.log" || true
+}
+cross_build aarch64-armv8 aarch64-linux-gnu Release -DINTEDGE_ARM_ARCH=armv8-a -DINTEDGE_QEMU_CPU=cortex-a72 \
+  -DINTEDGE_DEMO_TARGET=aarch64
+cross_build aarch64-dotprod aarch64-linux-gnu Release -DINTEDGE_ARM_ARCH=armv8.2-a+dotprod \
+  -DINTEDGE_QEMU_CPU=cortex-a76 -DINTEDGE_DEMO_TARGET=aarch64
+cross_build cortex-m3 cortex-m3 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m3
+cross_build cortex-m4 cortex-m4 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m4
+cross_build cortex-m7 cortex-m7 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m7
 
 echo "== Python tests"
 python -m pytest tests/python

@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from .compile import TARGETS
 from .data import warn
 from .errors import IntedgeError
 
@@ -24,6 +25,10 @@ INSPECT_EXAMPLES = """examples:
 EXPORT_EXAMPLES = """examples:
   intedge export runs/train-1 -o model.onnx
   intedge export runs/train-1/checkpoints/ckpt-00000450.iec -o model_int8.onnx --int8
+"""
+COMPILE_EXAMPLES = """examples:
+  intedge compile models/mlp_digits_mcu.onnx --target cortex-m4 --batch-size 16 -o fw/
+  intedge compile cnn.onnx --target cortex-m7 --trainable 'fc.*' --data builtin:digits --steps 30 -o fw/
 """
 
 
@@ -82,7 +87,7 @@ def _data_options(p):
 
 def build_parser():
     p = argparse.ArgumentParser(prog="intedge", description="Train neural networks in integer arithmetic.",
-                                epilog=TRAIN_EXAMPLES + EVAL_EXAMPLES + INSPECT_EXAMPLES + EXPORT_EXAMPLES,
+                                epilog=TRAIN_EXAMPLES + EVAL_EXAMPLES + INSPECT_EXAMPLES + EXPORT_EXAMPLES + COMPILE_EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -145,6 +150,28 @@ def build_parser():
     x.add_argument("--int8", action="store_true", help="QDQ int8 weights and activations, power-of-two scales")
     x.add_argument("--calibration", metavar="DATA", default=None,
                    help="data whose validation split calibrates --int8 (default: the data the run trained on)")
+
+    c = _sub(sub, "compile", "emit C sources that train a model on a microcontroller",
+             "Write the model as a const array, its exact RAM needs as #defines and an embedded training "
+             "loop (train_example.c) for a bare-metal target. With --data, samples go into flash and "
+             "expected_output.txt records what the loop prints, from the same run on this machine.",
+             COMPILE_EXAMPLES)
+    c.add_argument("model", metavar="MODEL.onnx")
+    c.add_argument("--target", choices=sorted(TARGETS), default="cortex-m4")
+    c.add_argument("--batch-size", type=_positive_int, default=8)
+    c.add_argument("--trainable", metavar="PATTERN[,PATTERN]", default=None,
+                   help="train only matching parameters: a frozen prefix keeps nothing for backward")
+    c.add_argument("--lr", type=_non_negative_float, default=0.05)
+    c.add_argument("--momentum", type=_non_negative_float, default=0.0)
+    c.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--loss", choices=("cross_entropy", "mse", "bce"), default="cross_entropy")
+    c.add_argument("--data", metavar="DATA", default=None, help="embed training samples (as for train)")
+    c.add_argument("--steps", type=_positive_int, default=20, help="steps the example trains (default 20)")
+    c.add_argument("--samples", type=_positive_int, default=None,
+                   help="samples to embed (default: steps x batch size)")
+    c.add_argument("--normalize", metavar="auto|MEAN,STD", default=None)
+    c.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     return p
 
 
@@ -293,7 +320,7 @@ def cmd_eval(args):
         trainer = trainer.with_input_format(fmt)
     x, y = {"val": (ds.x_val, ds.y_val), "train": (ds.x_train, ds.y_train),
             "all": (np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
-    xp, yp = trainer._prepare(x, y, args.split)
+    xp, yp = trainer.prepare(x, y, args.split)
     report = evaluation_report(yp, trainer.predict_prepared(xp), names or ds.class_names,
                                trainer.evaluate_prepared(xp, yp)["loss"])
     report.update(model=str(args.model), data=str(args.data), split=args.split)
@@ -333,10 +360,23 @@ def cmd_export(args):
     return 0
 
 
+def cmd_compile(args):
+    from .compile import compile_model, format_figures
+
+    figures = compile_model(args.model, args.output, target=args.target, batch_size=args.batch_size,
+                            trainable=args.trainable, lr=args.lr, momentum=args.momentum,
+                            weight_decay=args.weight_decay, seed=args.seed, loss=args.loss, data=args.data,
+                            steps=args.steps, samples=args.samples, normalize=args.normalize)
+    print(f"wrote {args.output}/: intedge_model.h, intedge_model.c, train_example.c"
+          + (", intedge_data.c, expected_output.txt" if args.data else ""))
+    print(format_figures(figures, args.target))
+    return 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect}[args.command](args)
+        return COMMANDS[args.command](args)
     except IntedgeError as exc:
         print(f"intedge: error: {exc}", file=sys.stderr)
         return 2
@@ -347,6 +387,8 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect, "compile": cmd_compile}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -103,6 +103,13 @@ class Model:
             cfg.kernels = keep[-1]
         return cfg, keep
 
+    def memory_size(self):
+        """Bytes ie_model_load_into needs for this model (the same on every target)."""
+        out = ffi.new("size_t *")
+        if lib.ie_model_memory_size(self._buf, len(self._bytes), out) != lib.IE_OK:
+            raise IntedgeError(self.errmsg())
+        return out[0]
+
     def arena_size(self, batch_size, trainable=None, loss="cross_entropy"):
         """Bytes one training session needs at this batch size, computed by the C planner."""
         cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable)
@@ -161,6 +168,13 @@ class Session:
             keep.append(targets)
             tgt = ffi.from_buffer("uint32_t[]", targets)
         return len(x), ffi.from_buffer(x), lab, tgt, keep
+
+    def digest(self):
+        """CRC-32 of the training state (weights, momentum, step): equal on every machine that
+        ran the same steps."""
+        out = ffi.new("uint32_t *")
+        self._check(lib.ie_session_digest(self._h, out))
+        return int(out[0])
 
     def step(self, x, labels=None, targets=None):
         """One SGD step. Returns (summed loss in nats, correct predictions, count)."""

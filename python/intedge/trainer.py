@@ -69,7 +69,7 @@ class Trainer:
         """The sample order of an epoch: a seeded permutation, identical on every machine."""
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
-    def _prepare(self, x, y, what):
+    def prepare(self, x, y, what):
         x = np.asarray(x)
         if self.input_format == "u8" and x.dtype != np.uint8:
             raise IntedgeError(f"{what} samples are {x.dtype}; this trainer takes uint8 images")
@@ -112,10 +112,10 @@ class Trainer:
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, x, y):
         """Loss (mean, nats for cross-entropy) and accuracy over a dataset, in eval mode."""
-        return self.evaluate_prepared(*self._prepare(x, y, "evaluation"))
+        return self.evaluate_prepared(*self.prepare(x, y, "evaluation"))
 
     def evaluate_prepared(self, x, y):
-        """evaluate() on samples already through _prepare."""
+        """evaluate() on samples already through prepare."""
         loss = correct = count = 0
         for i in range(0, len(x), self.batch_size):
             l, c, n = self._run(x[i:i + self.batch_size], y[i:i + self.batch_size], train=False)
@@ -128,7 +128,7 @@ class Trainer:
 
     def predict(self, x):
         """Eval-mode outputs (logits) as float32."""
-        return self.predict_prepared(self._prepare(x, None, "prediction")[0])
+        return self.predict_prepared(self.prepare(x, None, "prediction")[0])
 
     # ---- training ------------------------------------------------------------------------------
     def fit(self, x_train, y_train, x_val=None, y_val=None, *, epochs=10, progress=True, on_epoch=None,
@@ -137,9 +137,9 @@ class Trainer:
         Returns the metrics of every epoch. on_epoch(metrics) is called after each epoch; with
         checkpoint_dir, a checkpoint is written every `checkpoint_every` steps and after each
         epoch, keeping the newest `keep`."""
-        x_train, y_train = self._prepare(x_train, y_train, "training")
+        x_train, y_train = self.prepare(x_train, y_train, "training")
         if x_val is not None:
-            x_val, y_val = self._prepare(x_val, y_val, "validation")
+            x_val, y_val = self.prepare(x_val, y_val, "validation")
         self._n_train = len(x_train)
         while self.epoch < epochs:
             m = self._epoch(x_train, y_train, x_val, y_val, epochs, progress, checkpoint_dir, checkpoint_every,

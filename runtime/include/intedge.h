@@ -131,6 +131,12 @@ IE_API const char *ie_status_str(ie_status status);
  * model borrows `data`. On failure other than IE_ERR_NOMEM, *out is still a handle carrying the
  * message; free it with ie_model_free. */
 IE_API ie_status ie_model_load(const void *data, size_t size, ie_model **out);
+/* The same without malloc (bare metal): the handle and its decoded tables live in the caller's
+ * `mem` (8-byte aligned, at least ie_model_memory_size bytes; the figure is the same on every
+ * target, so a host tool can print it for a microcontroller). ie_model_free then frees nothing. */
+IE_API ie_status ie_model_memory_size(const void *data, size_t size, size_t *bytes);
+IE_API ie_status ie_model_load_into(const void *data, size_t size, void *mem, size_t mem_size,
+                                    ie_model **out);
 IE_API void ie_model_free(ie_model *model);
 IE_API const char *ie_model_errmsg(const ie_model *model);
 
@@ -143,7 +149,8 @@ IE_API uint32_t ie_model_output_size(const ie_model *model);
 /* ---- sessions --------------------------------------------------------------------------- */
 
 /* Bytes the session needs for this config: handle, plan, parameters, optimizer state and
- * every activation and gradient, laid out by the planner. Nothing is allocated. */
+ * every activation and gradient, laid out by the planner. Nothing is allocated. The figure is
+ * the same on every target (32- or 64-bit) with the same thread count. */
 IE_API ie_status ie_session_arena_size(ie_model *model, const ie_session_config *config,
                                        size_t *bytes);
 
@@ -202,6 +209,10 @@ IE_API uint64_t ie_session_step_count(const ie_session *session);
 IE_API ie_status ie_session_state_size(const ie_session *session, size_t *bytes);
 IE_API ie_status ie_session_save_state(const ie_session *session, void *buffer, size_t size);
 IE_API ie_status ie_session_load_state(ie_session *session, const void *buffer, size_t size);
+/* CRC-32 of that training state (the CRC its saved header carries), computed without a buffer.
+ * Equal digests mean bit-identical weights, momentum and step: a run on a microcontroller and
+ * the same run on a PC can be compared by this one number. */
+IE_API ie_status ie_session_digest(const ie_session *session, uint32_t *crc32);
 
 /* IE_CDEF_END */
 

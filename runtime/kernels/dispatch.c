@@ -5,6 +5,14 @@
 #if defined(IE_HAVE_X86_KERNELS)
 extern const ie_kernels ie_kernels_avx2, ie_kernels_avx512vnni;
 #endif
+#if defined(IE_HAVE_ARM64_KERNELS)
+extern const ie_kernels ie_kernels_neon, ie_kernels_dotprod;
+#endif
+/* The DSP extension is a property of the core the build targets, not something to probe. */
+#if defined(IE_HAVE_CORTEXM_KERNELS) && defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
+#define IE_HAVE_CORTEXM_DSP
+extern const ie_kernels ie_kernels_cortexm_dsp;
+#endif
 
 /* Every compiled tier, worst to best. */
 static const ie_kernels *const tiers[] = {
@@ -12,6 +20,13 @@ static const ie_kernels *const tiers[] = {
 #if defined(IE_HAVE_X86_KERNELS)
     &ie_kernels_avx2,
     &ie_kernels_avx512vnni,
+#endif
+#if defined(IE_HAVE_ARM64_KERNELS)
+    &ie_kernels_neon,
+    &ie_kernels_dotprod,
+#endif
+#if defined(IE_HAVE_CORTEXM_DSP)
+    &ie_kernels_cortexm_dsp,
 #endif
 };
 

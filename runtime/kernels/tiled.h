@@ -2,7 +2,8 @@
  * most 2^17 terms (exact in int32). The including file defines
  *   static void tile(const int8_t *const *a, size_t ra, const int8_t *const *b, size_t rb,
  *                    size_t k, int32_t out[2][4]);
- * which fills out[i][j] = dot(a[i], b[j]) for i < ra, j < rb. STORE sees i, j, ii, jj, out. */
+ * which fills out[i][j] = dot(a[i], b[j]) for i < ra, j < rb. STORE sees i, j, ii, jj, out.
+ * IE_TILED_GEMMS(isa) then defines ie_gemm_s8s8_s32_<isa> and ie_gemm_s8s8_s64_<isa> on it. */
 #ifndef IE_TILED_H
 #define IE_TILED_H
 
@@ -24,6 +25,15 @@
                     for (size_t jj = 0; jj < rb; jj++) STORE;                                       \
             }                                                                                       \
         }                                                                                           \
+    }
+
+#define IE_TILED_GEMMS(isa)                                                                             \
+    void ie_gemm_s8s8_s32_##isa(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k) { \
+        TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] = out[ii][jj])                                    \
+    }                                                                                                   \
+    void ie_gemm_s8s8_s64_##isa(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k) { \
+        for (size_t i = 0; i < m * n; i++) c[i] = 0;                                                    \
+        TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] += out[ii][jj])                                   \
     }
 
 #endif

@@ -28,27 +28,57 @@ ie_status ie_session_state_size(const ie_session *s, size_t *bytes) {
     return IE_OK;
 }
 
+/* Writes the encoding from byte 16 on (everything the header's CRC covers) into out, or only
+ * runs the CRC when out is NULL: the digest and save_state share one definition of the bytes. */
+typedef struct state_sink {
+    uint8_t *out;
+    uint32_t crc;
+} state_sink;
+
+static void put32(state_sink *k, uint32_t v) {
+    uint8_t b[4];
+    ie_wr32(b, v);
+    k->crc = ie_crc32_update(k->crc, b, 4);
+    if (k->out) {
+        memcpy(k->out, b, 4);
+        k->out += 4;
+    }
+}
+
+static uint32_t emit_body(const ie_session *s, uint8_t *out) {
+    state_sink k = {out, 0};
+    put32(&k, s->model->crc);
+    put32(&k, s->model->n_params);
+    put32(&k, (uint32_t)s->step);
+    put32(&k, (uint32_t)(s->step >> 32));
+    for (uint32_t i = 0; i < s->model->n_params; i++) {
+        const ie_param *q = &s->params[i];
+        put32(&k, q->numel);
+        put32(&k, q->mom != NULL);
+        put32(&k, (uint32_t)q->we);
+        put32(&k, (uint32_t)q->me);
+        for (uint32_t j = 0; j < q->numel; j++) put32(&k, (uint32_t)q->w[j]);
+        if (q->mom)
+            for (uint32_t j = 0; j < q->numel; j++) put32(&k, (uint32_t)q->mom[j]);
+    }
+    return k.crc;
+}
+
 ie_status ie_session_save_state(const ie_session *s, void *buffer, size_t size) {
     if (!s || !buffer) return IE_ERR_ARG;
     size_t need = state_bytes(s);
     if (size < need || need > UINT32_MAX) return IE_ERR_NOMEM;
-    uint8_t *b = buffer, *p = b + STATE_HEADER;
+    uint8_t *b = buffer;
     memcpy(b, STATE_MAGIC, 4);
     b[4] = STATE_VERSION; b[5] = 0; b[6] = 0; b[7] = 0;
     ie_wr32(b + 8, (uint32_t)need);
-    ie_wr32(b + 16, s->model->crc);
-    ie_wr32(b + 20, s->model->n_params);
-    ie_wr32(b + 24, (uint32_t)s->step);
-    ie_wr32(b + 28, (uint32_t)(s->step >> 32));
-    for (uint32_t i = 0; i < s->model->n_params; i++) {
-        const ie_param *q = &s->params[i];
-        ie_wr32(p, q->numel); ie_wr32(p + 4, q->mom != NULL); ie_wr32(p + 8, (uint32_t)q->we); ie_wr32(p + 12, (uint32_t)q->me);
-        p += STATE_PARAM_HEADER;
-        for (uint32_t k = 0; k < q->numel; k++, p += 4) ie_wr32(p, (uint32_t)q->w[k]);
-        if (q->mom)
-            for (uint32_t k = 0; k < q->numel; k++, p += 4) ie_wr32(p, (uint32_t)q->mom[k]);
-    }
-    ie_wr32(b + 12, ie_crc32(b + 16, need - 16));
+    ie_wr32(b + 12, emit_body(s, b + 16));
+    return IE_OK;
+}
+
+ie_status ie_session_digest(const ie_session *s, uint32_t *crc32) {
+    if (!s || !crc32) return IE_ERR_ARG;
+    *crc32 = emit_body(s, NULL);
     return IE_OK;
 }
 

@@ -3,6 +3,7 @@
 #define IE_INTERNAL_H
 
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
 
 #include "../kernels/kernels.h"
@@ -79,6 +80,7 @@ struct ie_model {
     ie_plan_buffer *plan_scratch;
     uint32_t plan_capacity;
     uint32_t crc; /* the file's CRC: ties saved training state to this model */
+    int owns_memory; /* loaded with ie_model_load: the handle came from ie_port_calloc */
     char errmsg[IE_ERRMSG_LEN];
 };
 
@@ -147,6 +149,29 @@ struct ie_session {
     char errmsg[IE_ERRMSG_LEN];
 };
 
+/* Fixed strides for the runtime's own tables in the model memory and the session arena. Each is
+ * at least the struct's size on every target (asserted where the struct is complete), so the
+ * sizes ie_model_memory_size and ie_session_arena_size compute on a 64-bit host are exact on a
+ * 32-bit microcontroller too: `intedge compile` emits them as #defines. */
+#define IE_STRIDE_MODEL 384
+#define IE_STRIDE_TENSOR_DESC 72
+#define IE_STRIDE_NODE_DESC 120
+#define IE_STRIDE_SESSION 512
+#define IE_STRIDE_VALUE 40
+#define IE_STRIDE_PARAM 88
+#define IE_STRIDE_NODE_RT 128
+#define IE_STRIDE_GRAD_SLOT 24
+#define IE_STRIDE_PLAN_BUFFER 32
+#define IE_STRIDE_VALUE_LIFE 24
+_Static_assert(sizeof(struct ie_model) <= IE_STRIDE_MODEL, "IE_STRIDE_MODEL too small");
+_Static_assert(sizeof(ie_tensor_desc) <= IE_STRIDE_TENSOR_DESC, "IE_STRIDE_TENSOR_DESC too small");
+_Static_assert(sizeof(ie_node_desc) <= IE_STRIDE_NODE_DESC, "IE_STRIDE_NODE_DESC too small");
+_Static_assert(sizeof(struct ie_session) <= IE_STRIDE_SESSION, "IE_STRIDE_SESSION too small");
+_Static_assert(sizeof(ie_value) <= IE_STRIDE_VALUE, "IE_STRIDE_VALUE too small");
+_Static_assert(sizeof(ie_param) <= IE_STRIDE_PARAM, "IE_STRIDE_PARAM too small");
+_Static_assert(sizeof(ie_node_rt) <= IE_STRIDE_NODE_RT, "IE_STRIDE_NODE_RT too small");
+_Static_assert(sizeof(ie_grad_slot) <= IE_STRIDE_GRAD_SLOT, "IE_STRIDE_GRAD_SLOT too small");
+
 /* ---- SR stream ids: every rounding site draws from its own stream ---------------------------- */
 enum {
     IE_STREAM_INPUT = 1,
@@ -201,9 +226,11 @@ ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const u
                                    int with_grad, ie_step_stats *stats);
 
 uint32_t ie_crc32(const uint8_t *p, size_t n);
+/* CRC-32 (zlib's) continued over more bytes: ie_crc32(a+b) == update(ie_crc32(a), b). */
+uint32_t ie_crc32_update(uint32_t crc, const uint8_t *p, size_t n);
 
 /* Formats into a fixed buffer (vsnprintf-free for bare metal would come later). */
-void ie_set_err(char *buf, const char *fmt, ...);
+void ie_set_err(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Little-endian fields of untrusted buffers, at any alignment. */
 static inline uint32_t ie_rd32(const uint8_t *p) {

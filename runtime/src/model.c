@@ -2,9 +2,9 @@
  * Every offset, size, count, shape and op parameter is checked before it is used. */
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include "../port/ie_port.h"
 #include "internal.h"
 #include "planner.h"
 
@@ -25,24 +25,26 @@ void ie_set_err(char *buf, const char *fmt, ...) {
     va_end(ap);
 }
 
-uint32_t ie_crc32(const uint8_t *p, size_t n) {
+uint32_t ie_crc32_update(uint32_t crc, const uint8_t *p, size_t n) {
     /* nibble table: small enough for flash, fast enough for load time */
     static const uint32_t t[16] = {0x00000000, 0x1DB71064, 0x3B6E20C8, 0x26D930AC, 0x76DC4190, 0x6B6B51F4,
                                    0x4DB26158, 0x5005713C, 0xEDB88320, 0xF00F9344, 0xD6D6A3E8, 0xCB61B38C,
                                    0x9B64C2B0, 0x86D3D2D4, 0xA00AE278, 0xBDBDF21C};
-    uint32_t c = 0xFFFFFFFFU;
+    uint32_t c = ~crc;
     for (size_t i = 0; i < n; i++) {
         c ^= p[i];
         c = (c >> 4) ^ t[c & 15];
         c = (c >> 4) ^ t[c & 15];
     }
-    return c ^ 0xFFFFFFFFU;
+    return ~c;
 }
+
+uint32_t ie_crc32(const uint8_t *p, size_t n) { return ie_crc32_update(0, p, n); }
 
 /* [off, off+len) lies inside the buffer (no overflow: 64-bit sums of 32-bit values). */
 static int in_bounds(const ie_model *m, uint32_t off, uint64_t len) { return (uint64_t)off + len <= m->size; }
 
-static ie_status fail(ie_model *m, ie_status st, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static ie_status fail(ie_model *m, ie_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(m->errmsg, IE_ERRMSG_LEN, fmt, ap);
@@ -65,32 +67,32 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
         t->kind = r[0];
         t->rank = r[1];
         t->producer = t->consumer = t->first_consumer = t->param = IE_NONE;
-        if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %u: unknown kind %u", i, t->kind);
+        if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": unknown kind %u", i, t->kind);
         uint16_t flags = ie_rd16(r + 2);
-        if ((flags & ~1u) || ie_rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %u: reserved fields are not 0", i);
+        if ((flags & ~1u) || ie_rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": reserved fields are not 0", i);
         t->state = flags & 1;
-        if (t->state && t->kind != IE_KIND_PARAM) return fail(m, IE_ERR_FORMAT, "tensor %u: only parameters hold state", i);
+        if (t->state && t->kind != IE_KIND_PARAM) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": only parameters hold state", i);
         if (t->rank < 1 || t->rank > IE_MAX_RANK)
-            return fail(m, IE_ERR_FORMAT, "tensor %u: rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
+            return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
         uint64_t numel = 1;
         for (uint32_t d = 0; d < IE_MAX_RANK; d++) {
             t->dims[d] = ie_rd32(r + 4 + 4 * d);
             if (d < t->rank) {
-                if (t->dims[d] == 0) return fail(m, IE_ERR_FORMAT, "tensor %u: dimension %u is 0", i, d);
+                if (t->dims[d] == 0) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": dimension %" PRIu32 " is 0", i, d);
                 numel *= t->dims[d];
                 if (numel > IEM_MAX_NUMEL)
-                    return fail(m, IE_ERR_UNSUPPORTED, "tensor %u: more than %u elements", i, IEM_MAX_NUMEL);
+                    return fail(m, IE_ERR_UNSUPPORTED, "tensor %" PRIu32 ": more than %u elements", i, IEM_MAX_NUMEL);
             } else if (t->dims[d] != 0) {
-                return fail(m, IE_ERR_FORMAT, "tensor %u: dimension %u beyond rank is not 0", i, d);
+                return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": dimension %" PRIu32 " beyond rank is not 0", i, d);
             }
         }
         t->numel = (uint32_t)numel;
         if (!read_name(m, ie_rd32(r + 28), ie_rd32(r + 32), &t->name))
-            return fail(m, IE_ERR_FORMAT, "tensor %u: name out of bounds or not terminated", i);
+            return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": name out of bounds or not terminated", i);
         uint32_t doff = ie_rd32(r + 36), dlen = ie_rd32(r + 40);
         if (t->kind == IE_KIND_PARAM) {
             if (dlen != 4 * numel)
-                return fail(m, IE_ERR_FORMAT, "parameter '%s': %u data bytes, expected %u", t->name, dlen,
+                return fail(m, IE_ERR_FORMAT, "parameter '%s': %" PRIu32 " data bytes, expected %" PRIu32, t->name, dlen,
                             (uint32_t)(4 * numel));
             if (!in_bounds(m, doff, dlen)) return fail(m, IE_ERR_FORMAT, "parameter '%s': data out of bounds", t->name);
             t->data = m->data + doff;
@@ -113,7 +115,7 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
         for (int k = 0; k < IE_MAX_OUTPUTS; k++) nd->out[k] = ie_rd32(r + 36 + 4 * k);
         for (int k = 0; k < IE_MAX_ATTRS; k++) nd->attrs[k] = (int32_t)ie_rd32(r + 44 + 4 * k);
         if (!read_name(m, ie_rd32(r + 108), ie_rd32(r + 112), &nd->name))
-            return fail(m, IE_ERR_FORMAT, "node %u: name out of bounds or not terminated", i);
+            return fail(m, IE_ERR_FORMAT, "node %" PRIu32 ": name out of bounds or not terminated", i);
         if (ie_rd32(r + 116)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
         const ie_op_def *def = ie_op_lookup(nd->op);
         if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
@@ -122,7 +124,7 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
                         def->name, nd->n_in, nd->n_out);
         for (uint32_t k = 0; k < nd->n_in; k++) {
             uint32_t t = nd->in[k];
-            if (t >= m->n_tensors) return fail(m, IE_ERR_FORMAT, "node '%s': input %u out of range", nd->name, k);
+            if (t >= m->n_tensors) return fail(m, IE_ERR_FORMAT, "node '%s': input %" PRIu32 " out of range", nd->name, k);
             ie_tensor_desc *td = &m->tensors[t];
             if (td->kind == IE_KIND_ACTIVATION && td->producer == IE_NONE)
                 return fail(m, IE_ERR_FORMAT, "node '%s': input '%s' is used before it is produced", nd->name, td->name);
@@ -139,7 +141,7 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
         }
         for (uint32_t k = 0; k < nd->n_out; k++) {
             uint32_t t = nd->out[k];
-            if (t >= m->n_tensors) return fail(m, IE_ERR_FORMAT, "node '%s': output %u out of range", nd->name, k);
+            if (t >= m->n_tensors) return fail(m, IE_ERR_FORMAT, "node '%s': output %" PRIu32 " out of range", nd->name, k);
             ie_tensor_desc *td = &m->tensors[t];
             if (td->kind != IE_KIND_ACTIVATION || td->producer != IE_NONE)
                 return fail(m, IE_ERR_FORMAT, "node '%s': output '%s' is not a fresh activation", nd->name, td->name);
@@ -175,13 +177,13 @@ static ie_status validate_graph(ie_model *m) {
 
 static ie_status parse(ie_model *m) {
     const uint8_t *d = m->data;
-    if (m->size < IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "buffer of %zu bytes is shorter than the .iem header", m->size);
+    if (m->size < IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "buffer of %lu bytes is shorter than the .iem header", (unsigned long)m->size);
     if (memcmp(d, IEM_MAGIC, 4) != 0) return fail(m, IE_ERR_FORMAT, "not an .iem model (bad magic)");
     if (ie_rd16(d + 4) != IEM_VERSION)
         return fail(m, IE_ERR_UNSUPPORTED, ".iem version %u; this runtime reads version %u", ie_rd16(d + 4), IEM_VERSION);
     if (ie_rd16(d + 6) != IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "bad .iem header size");
     if (ie_rd32(d + 8) != m->size)
-        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %u bytes, buffer has %zu", ie_rd32(d + 8), m->size);
+        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %" PRIu32 " bytes, buffer has %lu", ie_rd32(d + 8), (unsigned long)m->size);
     if (ie_crc32(d + 16, m->size - 16) != ie_rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
     m->crc = ie_rd32(d + 12);
     m->n_tensors = ie_rd32(d + 16);
@@ -195,19 +197,7 @@ static ie_status parse(ie_model *m) {
         !in_bounds(m, noff, (uint64_t)m->n_nodes * IEM_NODE_SIZE))
         return fail(m, IE_ERR_FORMAT, "tensor or node table out of bounds");
 
-    /* one allocation for the decoded tables and the planner's scratch, each block aligned */
-    uint32_t plan_cap = ie_planner_capacity(m->n_tensors, m->n_nodes);
-    size_t o_nodes = ie_align_up(sizeof(ie_tensor_desc) * m->n_tensors);
-    size_t o_params = o_nodes + ie_align_up(sizeof(ie_node_desc) * m->n_nodes);
-    size_t o_plan = o_params + ie_align_up(sizeof(uint32_t) * m->n_tensors);
-    uint8_t *mem = calloc(1, o_plan + ie_planner_scratch_bytes(plan_cap));
-    if (!mem) return fail(m, IE_ERR_NOMEM, "out of memory decoding the model");
-    m->tensors = (ie_tensor_desc *)mem;
-    m->nodes = (ie_node_desc *)(mem + o_nodes);
-    m->param_tensor = (uint32_t *)(mem + o_params);
-    m->plan_scratch = (ie_plan_buffer *)(mem + o_plan);
-    m->plan_capacity = plan_cap;
-
+    if (m->tensors == NULL) return IE_OK; /* counting only: the caller sizes the memory */
     ie_status st = parse_tensors(m, toff);
     if (st == IE_OK) st = parse_nodes(m, noff);
     if (st == IE_OK) st = validate_graph(m);
@@ -217,28 +207,85 @@ static ie_status parse(ie_model *m) {
     return IE_OK;
 }
 
-ie_status ie_model_load(const void *data, size_t size, ie_model **out) {
-    if (!out) return IE_ERR_ARG;
-    *out = NULL;
-    ie_model *m = calloc(1, sizeof *m);
-    if (!m) return IE_ERR_NOMEM;
-    *out = m;
-    if (!data) return fail(m, IE_ERR_ARG, "model data is NULL");
+/* The model's memory: the handle, then the decoded tables and the planner's scratch, each
+ * block aligned. Fixed strides make it the same on every ABI. */
+typedef struct model_layout {
+    size_t tensors, nodes, params, plan, total;
+    uint32_t plan_cap;
+} model_layout;
+
+static model_layout layout_for(uint32_t n_tensors, uint32_t n_nodes) {
+    model_layout L;
+    L.plan_cap = ie_planner_capacity(n_tensors, n_nodes);
+    L.tensors = ie_align_up(IE_STRIDE_MODEL);
+    L.nodes = L.tensors + ie_align_up((size_t)IE_STRIDE_TENSOR_DESC * n_tensors);
+    L.params = L.nodes + ie_align_up((size_t)IE_STRIDE_NODE_DESC * n_nodes);
+    L.plan = L.params + ie_align_up(sizeof(uint32_t) * n_tensors);
+    L.total = L.plan + ie_align_up(ie_planner_scratch_bytes(L.plan_cap));
+    return L;
+}
+
+/* Header checks and table counts, without touching the tables (m->tensors stays NULL). */
+static ie_status read_counts(const void *data, size_t size, ie_model *m) {
+    memset(m, 0, sizeof *m);
     m->data = data;
     m->size = size;
-    ie_status st = parse(m);
+    if (!data) return fail(m, IE_ERR_ARG, "model data is NULL");
+    return parse(m);
+}
+
+ie_status ie_model_memory_size(const void *data, size_t size, size_t *bytes) {
+    if (!bytes) return IE_ERR_ARG;
+    ie_model probe;
+    ie_status st = read_counts(data, size, &probe);
+    if (st != IE_OK) return st;
+    *bytes = layout_for(probe.n_tensors, probe.n_nodes).total;
+    return IE_OK;
+}
+
+ie_status ie_model_load_into(const void *data, size_t size, void *mem, size_t mem_size, ie_model **out) {
+    if (!out) return IE_ERR_ARG;
+    *out = NULL;
+    ie_model probe;
+    ie_status st = read_counts(data, size, &probe);
+    /* a malformed header still gets a handle, to carry the message */
+    model_layout L = layout_for(st == IE_OK ? probe.n_tensors : 0, st == IE_OK ? probe.n_nodes : 0);
+    int owns = mem == NULL;
+    if (owns) {
+        mem = ie_port_calloc(L.total);
+        if (!mem) return IE_ERR_NOMEM;
+    } else {
+        if ((uintptr_t)mem % 8 != 0 || mem_size < IE_STRIDE_MODEL) return IE_ERR_ARG;
+        memset(mem, 0, mem_size < L.total ? IE_STRIDE_MODEL : L.total);
+    }
+    ie_model *m = mem;
+    *m = probe;
+    m->owns_memory = owns;
+    *out = m;
+    if (st != IE_OK) return st;
+    if (mem_size < L.total && !owns)
+        return fail(m, IE_ERR_NOMEM, "model memory of %lu bytes is too small: this model needs %lu", (unsigned long)mem_size,
+                    (unsigned long)L.total);
+    uint8_t *base = mem;
+    m->tensors = (ie_tensor_desc *)(base + L.tensors);
+    m->nodes = (ie_node_desc *)(base + L.nodes);
+    m->param_tensor = (uint32_t *)(base + L.params);
+    m->plan_scratch = (ie_plan_buffer *)(base + L.plan);
+    m->plan_capacity = L.plan_cap;
+    st = parse(m);
     if (st != IE_OK) {
-        free(m->tensors);
         m->tensors = NULL;
         m->n_tensors = m->n_nodes = m->n_params = 0;
     }
     return st;
 }
 
+ie_status ie_model_load(const void *data, size_t size, ie_model **out) {
+    return ie_model_load_into(data, size, NULL, 0, out);
+}
+
 void ie_model_free(ie_model *m) {
-    if (!m) return;
-    free(m->tensors);
-    free(m);
+    if (m && m->owns_memory) ie_port_free(m);
 }
 
 const char *ie_model_errmsg(const ie_model *m) { return m ? m->errmsg : "model handle is NULL"; }

@@ -36,7 +36,9 @@ uint32_t ie_count_grad_slots(const ie_model *m) {
 
 size_t ie_planner_scratch_bytes(uint32_t capacity) {
     /* buffers, then one life record per tensor (at most `capacity` tensors) */
-    return capacity * sizeof(ie_plan_buffer) + capacity * sizeof(ie_value_life);
+    _Static_assert(sizeof(ie_plan_buffer) <= IE_STRIDE_PLAN_BUFFER, "IE_STRIDE_PLAN_BUFFER too small");
+    _Static_assert(sizeof(ie_value_life) <= IE_STRIDE_VALUE_LIFE, "IE_STRIDE_VALUE_LIFE too small");
+    return capacity * (size_t)IE_STRIDE_PLAN_BUFFER + capacity * (size_t)IE_STRIDE_VALUE_LIFE;
 }
 
 static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, size_t bytes, uint32_t first,
@@ -227,7 +229,7 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
         return IE_ERR_UNSUPPORTED;
     }
     if (p.overflow) {
-        ie_set_err(m->errmsg, "internal: planner capacity %u exceeded", p.cap);
+        ie_set_err(m->errmsg, "internal: planner capacity %" PRIu32 " exceeded", p.cap);
         return IE_ERR_STATE;
     }
     *region_bytes = place(p.buf, p.n);

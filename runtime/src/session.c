@@ -1,7 +1,7 @@
 /* Sessions: arena layout, parameter initialization, and the step/forward executor. */
-#include <stdlib.h>
 #include <string.h>
 
+#include "../port/ie_port.h"
 #include "internal.h"
 #include "planner.h"
 
@@ -24,14 +24,14 @@ typedef struct layout {
 
 static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layout *L) {
     size_t off = 0;
-    L->session = off; off += ie_align_up(sizeof(ie_session));
+    L->session = off; off += ie_align_up(IE_STRIDE_SESSION);
     L->flags = off; off += ie_align_up(m->n_params);
     L->input_map = off;
     if (cfg->input_format == IE_INPUT_U8) off += ie_align_up(2 * sizeof(int32_t) * cfg->input_channels);
-    L->values = off; off += ie_align_up(sizeof(ie_value) * m->n_tensors);
-    L->params = off; off += ie_align_up(sizeof(ie_param) * m->n_params);
-    L->nodes = off; off += ie_align_up(sizeof(ie_node_rt) * m->n_nodes);
-    L->slots = off; off += ie_align_up(sizeof(ie_grad_slot) * ie_count_grad_slots(m));
+    L->values = off; off += ie_align_up(IE_STRIDE_VALUE * m->n_tensors);
+    L->params = off; off += ie_align_up(IE_STRIDE_PARAM * m->n_params);
+    L->nodes = off; off += ie_align_up(IE_STRIDE_NODE_RT * m->n_nodes);
+    L->slots = off; off += ie_align_up(IE_STRIDE_GRAD_SLOT * ie_count_grad_slots(m));
     L->persistent = off;
     for (uint32_t i = 0; i < m->n_params; i++) {
         size_t bytes = ie_align_up(sizeof(int32_t) * m->tensors[m->param_tensor[i]].numel);
@@ -48,7 +48,7 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
     if (!m || !m->tensors) return IE_ERR_ARG;
     if (!cfg) { ie_set_err(m->errmsg, "config is NULL"); return IE_ERR_ARG; }
     if (cfg->batch_size == 0 || cfg->batch_size > (1u << 20)) {
-        ie_set_err(m->errmsg, "batch size %u is outside 1..1048576", cfg->batch_size);
+        ie_set_err(m->errmsg, "batch size %" PRIu32 " is outside 1..1048576", cfg->batch_size);
         return IE_ERR_ARG;
     }
     if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE && cfg->loss != IE_LOSS_BCE_LOGITS) {
@@ -62,17 +62,17 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
     if (cfg->input_format == IE_INPUT_U8) {
         uint32_t c = cfg->input_channels, numel = m->tensors[m->input].numel;
         if (c == 0 || numel % c != 0 || !cfg->input_offset_q8 || !cfg->input_scale_m) {
-            ie_set_err(m->errmsg, "uint8 input needs a channel count dividing the %u input values, and per-channel "
+            ie_set_err(m->errmsg, "uint8 input needs a channel count dividing the %" PRIu32 " input values, and per-channel "
                        "offsets and scales", numel);
             return IE_ERR_ARG;
         }
         for (uint32_t i = 0; i < c; i++)
             if (cfg->input_scale_m[i] <= 0 || cfg->input_offset_q8[i] > (1 << 24) || cfg->input_offset_q8[i] < -(1 << 24)) {
-                ie_set_err(m->errmsg, "uint8 input: channel %u needs a positive scale and an offset within +-2^24", i);
+                ie_set_err(m->errmsg, "uint8 input: channel %" PRIu32 " needs a positive scale and an offset within +-2^24", i);
                 return IE_ERR_ARG;
             }
         if (cfg->input_scale_e < -200 || cfg->input_scale_e > 200) {
-            ie_set_err(m->errmsg, "uint8 input: scale exponent %d is out of range", cfg->input_scale_e);
+            ie_set_err(m->errmsg, "uint8 input: scale exponent %" PRId32 " is out of range", cfg->input_scale_e);
             return IE_ERR_ARG;
         }
     } else if (cfg->input_format != IE_INPUT_F32_BITS) {
@@ -84,7 +84,7 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         return IE_ERR_UNSUPPORTED;
     }
     if ((uint64_t)cfg->batch_size * m->tensors[m->output].numel > (1u << 28)) {
-        ie_set_err(m->errmsg, "batch size %u times %u outputs is too large", cfg->batch_size, m->tensors[m->output].numel);
+        ie_set_err(m->errmsg, "batch size %" PRIu32 " times %" PRIu32 " outputs is too large", cfg->batch_size, m->tensors[m->output].numel);
         return IE_ERR_UNSUPPORTED;
     }
     return IE_OK;
@@ -109,7 +109,7 @@ static ie_status init_param(ie_session *s, uint32_t pi) {
     for (uint32_t i = 0; i < p->numel; i++) {
         uint32_t v = ie_rd32(t->data + 4 * i);
         if (!ie_f32_bits_is_finite(v)) {
-            ie_set_err(s->model->errmsg, "parameter '%s' holds NaN or Inf at element %u", t->name, i);
+            ie_set_err(s->model->errmsg, "parameter '%s' holds NaN or Inf at element %" PRIu32, t->name, i);
             return IE_ERR_VALUE;
         }
         if ((v & 0x7FFFFFFFU) > max_mag) max_mag = v & 0x7FFFFFFFU;
@@ -131,16 +131,16 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     int owns = arena == NULL;
     if (owns) {
         arena_size = L.total + IE_ALIGN;
-        arena = malloc(arena_size);
+        arena = ie_port_calloc(arena_size);
         if (!arena) {
-            ie_set_err(m->errmsg, "cannot allocate a %zu-byte arena", arena_size);
+            ie_set_err(m->errmsg, "cannot allocate a %lu-byte arena", (unsigned long)arena_size);
             return IE_ERR_NOMEM;
         }
     }
     uint8_t *base = (uint8_t *)ie_align_up((size_t)(uintptr_t)arena);
     if ((size_t)(base - (uint8_t *)arena) + L.total > arena_size) {
-        ie_set_err(m->errmsg, "arena of %zu bytes is too small: this config needs %zu", arena_size,
-                   L.total + (size_t)(base - (uint8_t *)arena));
+        ie_set_err(m->errmsg, "arena of %lu bytes is too small: this config needs %lu", (unsigned long)arena_size,
+                   (unsigned long)(L.total + (size_t)(base - (uint8_t *)arena)));
         return IE_ERR_NOMEM;
     }
     memset(base, 0, L.region);
@@ -185,7 +185,7 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     size_t region_bytes = 0;
     if (st == IE_OK) st = ie_plan_region(m, &s->cfg, s, base + L.region, &region_bytes);
     if (st != IE_OK) {
-        if (owns) free(arena);
+        if (owns) ie_port_free(arena);
         return st;
     }
     s->ex.pool = ie_pool_create(cfg->threads);
@@ -196,7 +196,7 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
 void ie_session_free(ie_session *s) {
     if (!s) return;
     ie_pool_free(s->ex.pool);
-    if (s->owns_arena) free(s->arena);
+    if (s->owns_arena) ie_port_free(s->arena);
 }
 
 uint32_t ie_session_threads(const ie_session *s) { return s ? ie_pool_threads(s->ex.pool) : 0; }
@@ -238,7 +238,7 @@ static ie_status load_input(ie_session *s, uint32_t n, const void *xv) {
     if (ie_f32_common_exponent(x, total, 7, &in->e) != IE_OK) {
         for (size_t i = 0; i < total; i++)
             if (!ie_f32_bits_is_finite(x[i])) {
-                ie_set_err(s->errmsg, "input of sample %zu holds NaN or Inf", i / s->model->tensors[s->model->input].numel);
+                ie_set_err(s->errmsg, "input of sample %lu holds NaN or Inf", (unsigned long)(i / s->model->tensors[s->model->input].numel));
                 break;
             }
         return IE_ERR_VALUE;
@@ -252,7 +252,7 @@ static ie_status begin(ie_session *s, uint32_t n, const void *x, ie_mode mode) {
     if (!s) return IE_ERR_ARG;
     if (!x) return bad(s, IE_ERR_ARG, "input batch is NULL");
     if (n == 0 || n > s->cfg.batch_size) {
-        ie_set_err(s->errmsg, "batch of %u samples; the session takes 1..%u", n, s->cfg.batch_size);
+        ie_set_err(s->errmsg, "batch of %" PRIu32 " samples; the session takes 1..%" PRIu32, n, s->cfg.batch_size);
         return IE_ERR_ARG;
     }
     s->n = n;

@@ -75,6 +75,20 @@ int main(void) {
     ie_model_free(m);
     CHECK(ie_model_load(NULL, 10, &m) == IE_ERR_ARG);
     ie_model_free(m);
+
+    /* caller memory (bare metal): the exact size works, one byte less is refused by name */
+    size_t need = 0;
+    CHECK(ie_model_memory_size(buf, size, &need) == IE_OK && need > 0 && need % 64 == 0);
+    CHECK(ie_model_memory_size(bad, 3, &need) == IE_ERR_FORMAT);
+    static uint64_t mem[8192];
+    CHECK(need <= sizeof mem);
+    CHECK(ie_model_load_into(buf, size, mem, need, &m) == IE_OK && (void *)m == (void *)mem);
+    CHECK(ie_model_param_info(m, 0, &info) == IE_OK && info.numel == 128);
+    ie_model_free(m); /* frees nothing: the memory is the caller's */
+    CHECK(ie_model_load_into(buf, size, mem, need - 1, &m) == IE_ERR_NOMEM && strstr(ie_model_errmsg(m), "too small"));
+    CHECK(ie_model_load_into(buf, size, (uint8_t *)mem + 4, need, &m) == IE_ERR_ARG && m == NULL);
+    bad[0] = 'X';
+    CHECK(ie_model_load_into(bad, size, mem, sizeof mem, &m) == IE_ERR_FORMAT && strstr(ie_model_errmsg(m), "magic"));
     free(bad);
     free(buf);
     return CHECK_DONE();

@@ -44,6 +44,10 @@ static uint8_t *save(ie_session *s, size_t *size) {
     CHECK(ie_session_state_size(s, size) == IE_OK);
     uint8_t *buf = malloc(*size);
     CHECK(ie_session_save_state(s, buf, *size) == IE_OK);
+    /* the digest is the CRC the saved header carries */
+    uint32_t digest = 0;
+    CHECK(ie_session_digest(s, &digest) == IE_OK && digest == ((uint32_t)buf[12] | (uint32_t)buf[13] << 8 |
+                                                               (uint32_t)buf[14] << 16 | (uint32_t)buf[15] << 24));
     return buf;
 }
 

@@ -46,7 +46,7 @@ static ie_step_stats train(ie_model *m, uint64_t seed, int steps, uint32_t *dige
     memset(&st, 0, sizeof st);
     CHECK(ie_session_create(m, &c, arena, arena_size, &s) == IE_OK);
     if (!s) return st;
-    CHECK(ie_session_threads(s) == (threads > 1 ? threads : 1));
+    CHECK(ie_session_threads(s) == (threads > 1 && IE_TEST_HAVE_THREADS ? threads : 1));
     uint32_t x[N * K];
     int32_t y[N];
     for (int i = 0; i < steps; i++) {
@@ -92,7 +92,7 @@ int main(void) {
     make_batch(1000, x, y);
     CHECK(ie_session_evaluate(s, N, x, y, NULL, &last) == IE_OK);
     printf("loss %.4f -> %.4f, correct %u -> %u of %d\n", (double)first.loss_sum_q16 / 65536 / N,
-           (double)last.loss_sum_q16 / 65536 / N, first.n_correct, last.n_correct, N);
+           (double)last.loss_sum_q16 / 65536 / N, (unsigned)first.n_correct, (unsigned)last.n_correct, N);
     CHECK(last.loss_sum_q16 < first.loss_sum_q16 / 2);
     CHECK(last.n_correct >= N - 1);
     CHECK(ie_session_step_count(s) == 60);
@@ -135,7 +135,7 @@ int main(void) {
     size_t head_only = 0;
     c.trainable = flags;
     CHECK(ie_session_arena_size(m, &c, &head_only) == IE_OK && head_only < need);
-    printf("arena: full %zu bytes, head only %zu bytes\n", need, head_only);
+    printf("arena: full %lu bytes, head only %lu bytes\n", (unsigned long)need, (unsigned long)head_only);
 
     /* MSE on the same logits: loss falls */
     c = config(3);

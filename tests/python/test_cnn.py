@@ -208,7 +208,7 @@ def test_dropout_masks_in_training_only():
     # training: with lr 0 the weights stay, and the step's loss differs from eval's by the mask
     y = np.zeros(32, np.int64)
     t0 = intedge.Trainer(model, batch_size=32, lr=0.0, seed=3)
-    l_train = t0.session.step(t0._prepare(x, y, "x")[0], labels=y.astype(np.int32))[0]
+    l_train = t0.session.step(t0.prepare(x, y, "x")[0], labels=y.astype(np.int32))[0]
     l_eval = t0.evaluate(x, y)["loss"] * 32
     assert abs(l_train - l_eval) > 1e-3
     # SGD with dropout still learns, deterministically per seed

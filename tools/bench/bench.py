@@ -58,7 +58,7 @@ def work_intedge(model_path, shape, threads):
     t = intedge.Trainer(str(model_path), batch_size=BATCH, lr=0.01, momentum=0.9, threads=threads)
     x = np.random.default_rng(0).standard_normal((BATCH, *shape)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 10, BATCH).astype(np.int32)
-    xb = t._prepare(x, y, "x")[0]
+    xb = t.prepare(x, y, "x")[0]
     ms = median_ms(lambda: t.session.step(xb, labels=y))
     return {"ms": ms, "kernels": t.session.kernels, "arena_mb": t.runtime_model.arena_size(BATCH) / 2**20}
 

@@ -46,11 +46,4 @@ static inline void tile(const int8_t *const *a, size_t ra, const int8_t *const *
 
 #include "../tiled.h"
 
-void ie_gemm_s8s8_s32_avx2(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k) {
-    TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] = out[ii][jj])
-}
-
-void ie_gemm_s8s8_s64_avx2(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k) {
-    for (size_t i = 0; i < m * n; i++) c[i] = 0;
-    TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] += out[ii][jj])
-}
+IE_TILED_GEMMS(avx2)

@@ -7,6 +7,16 @@
 #include "../kernels.h"
 
 
+/* Lane total modulo 2^32. GCC's _mm512_reduce_add_epi32 adds as signed int, undefined (and
+ * flagged by UBSan) when the biased lanes wrap; the vector adds here are unsigned. */
+static inline uint32_t hsum_wrap(__m512i v) {
+    __m256i s = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4E));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xB1));
+    return (uint32_t)_mm_cvtsi128_si32(t);
+}
+
 static inline void tile(const int8_t *const *a, size_t ra, const int8_t *const *b, size_t rb, size_t k, int32_t out[2][4]) {
     const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
     __m512i acc[2][4], bsum[4];
@@ -28,8 +38,8 @@ static inline void tile(const int8_t *const *a, size_t ra, const int8_t *const *
         }
     }
     for (size_t j = 0; j < rb; j++) {
-        uint32_t comp = 128u * (uint32_t)_mm512_reduce_add_epi32(bsum[j]);
-        for (size_t i = 0; i < ra; i++) out[i][j] = (int32_t)((uint32_t)_mm512_reduce_add_epi32(acc[i][j]) - comp);
+        uint32_t comp = 128u * hsum_wrap(bsum[j]);
+        for (size_t i = 0; i < ra; i++) out[i][j] = (int32_t)(hsum_wrap(acc[i][j]) - comp);
     }
 }
 

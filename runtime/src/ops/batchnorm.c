@@ -46,7 +46,7 @@ static ie_status bn_check(const ie_model *m, const ie_node_desc *nd, char *err, 
     uint32_t p[4] = {b.gamma, b.beta, b.mean, b.var};
     for (int i = 0; i < 4; i++)
         if (m->tensors[p[i]].kind != IE_KIND_PARAM || m->tensors[p[i]].numel != b.c) {
-            ie_set_err(err, "scale, bias, mean and var must be parameters of %zu values", b.c);
+            ie_set_err(err, "scale, bias, mean and var must be parameters of %lu values", (unsigned long)b.c);
             return IE_ERR_FORMAT;
         }
     if (!m->tensors[b.mean].state || !m->tensors[b.var].state) {

@@ -231,7 +231,7 @@ ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint
     }
     uint32_t eh = out_size(h, kh, sh, dh, pt, pb), ew = out_size(w, kw, sw, dw, pl, pr);
     if (eh != ho || ew != wo) {
-        ie_set_err(err, "a %ux%u input gives %ux%u outputs, not %ux%u", h, w, eh, ew, ho, wo);
+        ie_set_err(err, "a %" PRIu32 "x%" PRIu32 " input gives %" PRIu32 "x%" PRIu32 " outputs, not %" PRIu32 "x%" PRIu32, h, w, eh, ew, ho, wo);
         return IE_ERR_FORMAT;
     }
     return IE_OK;
@@ -251,11 +251,11 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
         if (nd->attrs[i] < 0) { ie_set_err(err, "attributes must not be negative"); return IE_ERR_FORMAT; }
     ie_conv_geom g = ie_conv_geometry(m, nd);
     if (!g.group || g.cin % g.group || g.cout % g.group) {
-        ie_set_err(err, "group %u does not divide %u input and %u output channels", g.group, g.cin, g.cout);
+        ie_set_err(err, "group %" PRIu32 " does not divide %" PRIu32 " input and %" PRIu32 " output channels", g.group, g.cin, g.cout);
         return IE_ERR_FORMAT;
     }
     if (w->dims[0] != g.cout || w->dims[1] != g.cin_g || w->dims[2] != g.kh || w->dims[3] != g.kw) {
-        ie_set_err(err, "weight [%u,%u,%u,%u] does not fit %u->%u channels, group %u, kernel %ux%u", w->dims[0],
+        ie_set_err(err, "weight [%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 "] does not fit %" PRIu32 "->%" PRIu32 " channels, group %" PRIu32 ", kernel %" PRIu32 "x%" PRIu32, w->dims[0],
                    w->dims[1], w->dims[2], w->dims[3], g.cin, g.cout, g.group, g.kh, g.kw);
         return IE_ERR_FORMAT;
     }
@@ -265,7 +265,7 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
     }
     if (nd->n_in > 2) {
         const ie_tensor_desc *b = &m->tensors[nd->in[2]];
-        if (b->kind != IE_KIND_PARAM || b->numel != g.cout) { ie_set_err(err, "the bias must be a parameter of %u values", g.cout); return IE_ERR_FORMAT; }
+        if (b->kind != IE_KIND_PARAM || b->numel != g.cout) { ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", g.cout); return IE_ERR_FORMAT; }
     }
     return ie_window_check(g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.ho, g.wo, err);
 }

@@ -64,7 +64,7 @@ ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c
                              int64_t *grad, ie_step_stats *st, char *err) {
     for (uint32_t i = 0; i < n; i++) {
         if (labels[i] < 0 || (uint32_t)labels[i] >= c) {
-            ie_set_err(err, "label %d of sample %u is outside [0, %u)", labels[i], i, c);
+            ie_set_err(err, "label %" PRId32 " of sample %" PRIu32 " is outside [0, %" PRIu32 ")", labels[i], i, c);
             return IE_ERR_VALUE;
         }
     }
@@ -170,7 +170,7 @@ static ie_status bce_logits(ie_session *s, const uint32_t *targets, int with_gra
     int64_t one = e_t > 0 ? 0 : ((int64_t)1 << (-e_t > 40 ? 40 : -e_t));
     for (size_t i = 0; i < total; i++)
         if (s->targets[i] < 0 || s->targets[i] > one) {
-            ie_set_err(s->errmsg, "BCE target of sample %zu is outside [0, 1]", i / d);
+            ie_set_err(s->errmsg, "BCE target of sample %lu is outside [0, 1]", (unsigned long)(i / d));
             return IE_ERR_VALUE;
         }
     int64_t recip = (((int64_t)1 << 32) / (int64_t)total + 1) >> 1; /* round(2^31 / (n d)) */
