@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from build_mlp import checked_model  # models/ is on the path when this file runs as a script
+
 
 def uniform(rng, fan_in, shape):
     bound = 1.0 / np.sqrt(fan_in)
@@ -36,11 +38,7 @@ def build_cnn(seed=0, width=8):
               helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc", transB=1)]
     x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 8, 8])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
-    model = helper.make_model(helper.make_graph(nodes, "cnn_digits", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 13)], producer_name="intedge")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return checked_model(helper.make_graph(nodes, "cnn_digits", [x], [y], inits))
 
 
 if __name__ == "__main__":

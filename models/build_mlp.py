@@ -36,7 +36,11 @@ def build_mlp(sizes, input_shape=None, seed=0, name="mlp"):
             nodes.append(helper.make_node("Relu", [cur], [f"relu{i + 1}"], name=f"relu{i + 1}"))
             cur = f"relu{i + 1}"
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", sizes[-1]])
-    graph = helper.make_graph(nodes, name, [x], [y], inits)
+    return checked_model(helper.make_graph(nodes, name, [x], [y], inits))
+
+
+def checked_model(graph):
+    """Opset 13 and IR 8, what every onnxruntime and torch of the last years reads."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="intedge")
     model.ir_version = 8
     onnx.checker.check_model(model)

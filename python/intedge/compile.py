@@ -205,6 +205,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
 
     if target not in TARGETS:
         raise IntedgeError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
+    if data is not None and loss != "cross_entropy":
+        raise IntedgeError("--data embeds labelled samples: it needs --loss cross_entropy")
     model = import_onnx(model_path)
     flags = trainable_flags(model, split_patterns(trainable))
     runtime = Model(model.iem)
@@ -245,8 +247,6 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
     x_type = "uint8_t" if u8 else "uint32_t"
     (out / "train_example.c").write_text(EXAMPLE_C.format(x_type=x_type))
     if ds is not None:
-        if loss != "cross_entropy":
-            raise IntedgeError("--data embeds labelled samples: it needs --loss cross_entropy")
         n = min(samples or steps * batch_size, len(ds.x_train))
         x, y = trainer.prepare(ds.x_train[:n], ds.y_train[:n], "training")
         values = x if u8 else x.astype(np.float32).view(np.uint32)
@@ -278,7 +278,7 @@ def format_figures(figures, target):
     flash = figures["model_bytes"] + figures["data_bytes"]
     return (f"target {target}: RAM {ram:,} B (model memory {figures['model_memory']:,} + arena {figures['arena']:,}),"
             f" flash {flash:,} B for the model ({figures['model_bytes']:,}) and data ({figures['data_bytes']:,}),"
-            " plus the runtime's code (tools/mcu/README.md has the firmware figures)")
+            " plus the runtime code (docs/mcu.md has firmware figures)")
 
 
 def crc32(data):

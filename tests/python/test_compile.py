@@ -1,0 +1,70 @@
+"""`intedge compile`: the generated C builds with this machine's compiler against the installed
+runtime, trains, and prints exactly what the host run recorded; the #defines are the runtime's
+own figures. (The same sources run on Cortex-M and aarch64 under qemu in ctest, label mcu.)"""
+import re
+import shutil
+import subprocess
+
+import onnx
+import pytest
+
+import intedge
+from conftest import run_cli
+from intedge._ffi import header_path, library_path
+from intedge.runtime import Model
+from build_cnn import build_cnn
+
+
+def defines(header):
+    return {k: int(v) for k, v in re.findall(r"#define (INTEDGE_\w+) (\d+)u?", header.read_text())}
+
+
+def test_defines_are_the_runtimes_figures(tmp_path, mlp_digits):
+    onnx.save(mlp_digits, tmp_path / "mlp.onnx")
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m3", "--batch-size", "4",
+                "--trainable", "fc2.*", "-o", tmp_path / "fw")
+    assert r.returncode == 0, r.stderr
+    d = defines(tmp_path / "fw" / "intedge_model.h")
+    model = Model(intedge.import_onnx(tmp_path / "mlp.onnx").iem)
+    head_only = [False, False, True, True]
+    assert d["INTEDGE_ARENA_BYTES"] == model.arena_size(4, trainable=head_only)
+    assert d["INTEDGE_MODEL_MEMORY_BYTES"] == model.memory_size()
+    assert d["INTEDGE_PARAM_COUNT"] == 4 and d["INTEDGE_TRAINABLE_PARAMS"] == 2 and d["INTEDGE_BATCH_SIZE"] == 4
+    assert "trainable[INTEDGE_PARAM_COUNT] = {0, 0, 1, 1}" in (tmp_path / "fw" / "intedge_model.c").read_text()
+    assert not (tmp_path / "fw" / "intedge_data.c").exists()  # no --data: the device supplies batches
+    ram = d["INTEDGE_ARENA_BYTES"] + d["INTEDGE_MODEL_MEMORY_BYTES"]
+    assert f"RAM {ram:,} B" in r.stdout
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_generated_example_trains_like_the_host(tmp_path):
+    onnx.save(build_cnn(), tmp_path / "cnn.onnx")
+    out = tmp_path / "fw"
+    r = run_cli("compile", tmp_path / "cnn.onnx", "--target", "host", "--batch-size", "8", "--trainable", "fc.*",
+                "--lr", "0.2", "--data", "builtin:digits", "--steps", "12", "-o", out)
+    assert r.returncode == 0, r.stderr
+    expected = (out / "expected_output.txt").read_text()
+    assert len(re.findall(r"^step \d+: loss \d\.\d{4}, \d+/8 correct$", expected, re.M)) == 12
+    losses = [float(v) for v in re.findall(r"loss (\d\.\d{4})", expected)]
+    assert losses[-1] < losses[0]
+    exe = tmp_path / "train"
+    lib = library_path()
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", str(header_path().parent), "-I", str(out),
+                    *map(str, sorted(out.glob("*.c"))), str(lib), f"-Wl,-rpath,{lib.parent}", "-o", str(exe)],
+                   check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=True)
+    assert re.match(r"kernels \S+\n", run.stdout)
+    assert run.stdout.split("\n", 1)[1] == expected
+
+
+def test_bad_requests_are_named(tmp_path, mlp_digits):
+    onnx.save(mlp_digits, tmp_path / "mlp.onnx")
+    r = run_cli("compile", tmp_path / "missing.onnx", "-o", tmp_path / "fw")
+    assert r.returncode == 2 and "missing.onnx" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--loss", "mse", "--data", "builtin:digits", "-o", tmp_path / "fw")
+    assert r.returncode == 2 and "--loss cross_entropy" in r.stderr
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--data", "builtin:digits", "--samples", "5000", "--steps", "400",
+                "--batch-size", "64", "-o", tmp_path / "fw")
+    assert r.returncode == 0  # capped at the samples there are
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m99", "-o", tmp_path / "fw")
+    assert r.returncode == 2 and "cortex-m99" in r.stderr
