@@ -51,6 +51,14 @@ cross_build aarch64-dotprod aarch64-linux-gnu Release -DINTEDGE_ARM_ARCH=armv8.2
 cross_build cortex-m3 cortex-m3 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m3
 cross_build cortex-m4 cortex-m4 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m4
 cross_build cortex-m7 cortex-m7 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m7
+cross_build cortex-m33 cortex-m33 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m33
+
+echo "== cortex-m0: the library builds and imports nothing bare metal lacks (no qemu M0 board can train)"
+cmake -S . -B build/cortex-m0 -G Ninja -DCMAKE_TOOLCHAIN_FILE=tools/toolchains/cortex-m0.cmake \
+  -DCMAKE_BUILD_TYPE=MinSizeRel -DINTEDGE_BUILD_TESTS=OFF >/dev/null
+cmake --build build/cortex-m0 -j "$jobs"
+cmake -DNM=arm-none-eabi-nm -DSIZE=arm-none-eabi-size -DLIBRARY=build/cortex-m0/libintedge.a \
+  -P tools/mcu/check_runtime.cmake
 
 echo "== Python tests"
 python -m pytest tests/python
