@@ -25,6 +25,7 @@ INSPECT_EXAMPLES = """examples:
 EXPORT_EXAMPLES = """examples:
   intedge export runs/train-1 -o model.onnx
   intedge export runs/train-1/checkpoints/ckpt-00000450.iec -o model_int8.onnx --int8
+  intedge export fw/ --state trained_state.ies -o trained.onnx      # a state a microcontroller sent back
 """
 COMPILE_EXAMPLES = """examples:
   intedge compile models/mlp_digits_mcu.onnx --target cortex-m4 --batch-size 16 -o fw/
@@ -148,6 +149,9 @@ def build_parser():
     x.add_argument("checkpoint", metavar="CKPT", help="a checkpoint file or a run folder")
     x.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.onnx")
     x.add_argument("--int8", action="store_true", help="QDQ int8 weights and activations, power-of-two scales")
+    x.add_argument("--state", type=Path, default=None, metavar="FILE",
+                   help="a training state a device streamed out (ie_session_read_state), paired with the "
+                        "checkpoint `intedge compile` wrote into its output folder")
     x.add_argument("--calibration", metavar="DATA", default=None,
                    help="data whose validation split calibrates --int8 (default: the data the run trained on)")
 
@@ -343,6 +347,11 @@ def cmd_export(args):
     from .trainer import Trainer
 
     ck = ckpt.load_latest(args.checkpoint, warn=warn)
+    if args.state is not None:
+        try:
+            ck.state = args.state.read_bytes()
+        except OSError as exc:
+            raise IntedgeError(f"cannot read the training state {args.state}: {exc.strerror}") from None
     t = Trainer.from_checkpoint(ck)
     calibration = None
     if args.int8:

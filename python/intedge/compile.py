@@ -5,10 +5,12 @@
     DIR/train_example.c      the embedded training loop: load, create the session, step, digest
     DIR/intedge_data.c       with --data: samples and labels in flash, and intedge_next_batch()
     DIR/expected_output.txt  with --data: what train_example prints, from the same run on this host
+    DIR/expected_state.ies   with --data: the training state that run ends with
+    DIR/ckpt-00000000.iec    the untrained checkpoint: `intedge export DIR --state FILE` pairs it
+                             with a state the device streamed out, and writes the trained ONNX
 
 Memory sizes do not depend on the target's pointer width (the runtime's tables use fixed strides),
 so the figures computed here are exact for a 32-bit microcontroller."""
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +159,26 @@ static void print_loss(uint32_t step, const ie_step_stats *st) {{
            (int32_t)(milli / 10000), (int32_t)(milli % 10000), st->n_correct, st->count);
 }}
 
+#ifdef INTEDGE_STATE_FILE
+/* Streams the trained state out in small pieces (no buffer the size of the model), here to a
+ * file through semihosting; on a device, send the pieces over a UART or write them to flash.
+ * `intedge export DIR --state FILE -o trained.onnx` turns them back into the ONNX model. */
+static int save_state(const ie_session *session, const char *path) {{
+    static uint8_t piece[256];
+    size_t total = 0;
+    FILE *f = fopen(path, "wb");
+    if (!f || ie_session_state_size(session, &total) != IE_OK) return 0;
+    for (size_t off = 0; off < total; off += sizeof piece) {{
+        size_t n = total - off < sizeof piece ? total - off : sizeof piece;
+        if (ie_session_read_state(session, off, piece, n) != IE_OK || fwrite(piece, 1, n, f) != n) {{
+            fclose(f);
+            return 0;
+        }}
+    }}
+    return fclose(f) == 0;
+}}
+#endif
+
 int main(void) {{
     ie_model *model = NULL;
     ie_status st = ie_model_load_into(intedge_model_iem, INTEDGE_MODEL_BYTES, model_memory, sizeof model_memory, &model);
@@ -186,6 +208,9 @@ int main(void) {{
     uint32_t digest = 0;
     ie_session_digest(session, &digest);
     printf("digest %08" PRIx32 "\\n", digest);
+#ifdef INTEDGE_STATE_FILE
+    if (!save_state(session, INTEDGE_STATE_FILE)) return 1;
+#endif
     ie_session_free(session);
     ie_model_free(model);
     return 0;
@@ -197,6 +222,7 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
                   weight_decay=0.0, seed=0, loss="cross_entropy", data=None, steps=20, samples=None,
                   normalize=None):
     """Writes the sources; returns a dict of the figures it reports (bytes)."""
+    from . import checkpoint as ckpt
     from .data import load_data, parse_normalize
     from .inspect_model import split_patterns, trainable_flags
     from .onnx_import import import_onnx
@@ -217,7 +243,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
     u8 = ds is not None and ds.is_uint8
     mapping = parse_normalize(normalize, channels, ds.x_train if ds is not None else None)
     trainer = Trainer(model, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed,
-                      loss=loss, trainable=flags, input_format="u8" if u8 else "f32", input_mapping=mapping)
+                      loss=loss, trainable=flags, input_format="u8" if u8 else "f32", input_mapping=mapping,
+                      class_names=ds.class_names if ds is not None else None)
     arena = runtime.arena_size(batch_size, trainable=flags, loss=loss)
     figures = {"model_bytes": len(model.iem), "model_memory": runtime.memory_size(), "arena": arena,
                "data_bytes": 0}
@@ -244,6 +271,7 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
         source=fields["source"], blob=_c_bytes(model.iem), trainable=", ".join("1" if t else "0" for t in trainable_list),
         mapping_arrays=mapping_arrays, mapping_config=mapping_config, loss=LOSS_CODES[loss], lr=_dyadic(lr),
         momentum=_dyadic(momentum), weight_decay=_dyadic(weight_decay), seed=seed & 0xFFFFFFFFFFFFFFFF))
+    ckpt.save(out, trainer.checkpoint(), keep=1)
     x_type = "uint8_t" if u8 else "uint32_t"
     (out / "train_example.c").write_text(EXAMPLE_C.format(x_type=x_type))
     if ds is not None:
@@ -257,6 +285,7 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
             data=data, samples=n, steps=steps, x_type=x_type, x_values=_c_ints(values.reshape(-1), 16 if u8 else 6),
             y_values=_c_ints(y)))
         (out / "expected_output.txt").write_text(_host_run(trainer, x, y, steps, batch_size, figures))
+        (out / "expected_state.ies").write_bytes(trainer.session.save_state())
     return figures
 
 
@@ -279,7 +308,3 @@ def format_figures(figures, target):
     return (f"target {target}: RAM {ram:,} B (model memory {figures['model_memory']:,} + arena {figures['arena']:,}),"
             f" flash {flash:,} B for the model ({figures['model_bytes']:,}) and data ({figures['data_bytes']:,}),"
             " plus the runtime code (docs/mcu.md has firmware figures)")
-
-
-def crc32(data):
-    return zlib.crc32(data) & 0xFFFFFFFF

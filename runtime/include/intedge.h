@@ -213,6 +213,11 @@ IE_API ie_status ie_session_load_state(ie_session *session, const void *buffer, 
  * Equal digests mean bit-identical weights, momentum and step: a run on a microcontroller and
  * the same run on a PC can be compared by this one number. */
 IE_API ie_status ie_session_digest(const ie_session *session, uint32_t *crc32);
+/* Bytes [offset, offset + length) of what ie_session_save_state writes, without a buffer for
+ * the whole state: a microcontroller streams its trained state out over a UART or to flash in
+ * small pieces (each call runs over the state twice; the bytes are identical). */
+IE_API ie_status ie_session_read_state(const ie_session *session, size_t offset, void *buffer,
+                                       size_t length);
 
 /* IE_CDEF_END */
 

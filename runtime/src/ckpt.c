@@ -28,58 +28,74 @@ ie_status ie_session_state_size(const ie_session *s, size_t *bytes) {
     return IE_OK;
 }
 
-/* Writes the encoding from byte 16 on (everything the header's CRC covers) into out, or only
- * runs the CRC when out is NULL: the digest and save_state share one definition of the bytes. */
+/* The encoding goes through one emitter for the digest, save_state and read_state: it runs
+ * the CRC over bytes 16.. (what the header's CRC covers) and copies the bytes that fall in the
+ * caller's window [lo, hi) to out + (position - lo). */
 typedef struct state_sink {
-    uint8_t *out;
+    size_t pos, lo, hi;
+    uint8_t *out; /* NULL: the CRC only */
     uint32_t crc;
 } state_sink;
+
+static void put(state_sink *k, const uint8_t *b, size_t n) {
+    if (k->pos >= 16) k->crc = ie_crc32_update(k->crc, b, n);
+    for (size_t i = 0; i < n; i++, k->pos++)
+        if (k->out && k->pos >= k->lo && k->pos < k->hi) k->out[k->pos - k->lo] = b[i];
+}
 
 static void put32(state_sink *k, uint32_t v) {
     uint8_t b[4];
     ie_wr32(b, v);
-    k->crc = ie_crc32_update(k->crc, b, 4);
-    if (k->out) {
-        memcpy(k->out, b, 4);
-        k->out += 4;
-    }
+    put(k, b, 4);
 }
 
-static uint32_t emit_body(const ie_session *s, uint8_t *out) {
-    state_sink k = {out, 0};
-    put32(&k, s->model->crc);
-    put32(&k, s->model->n_params);
-    put32(&k, (uint32_t)s->step);
-    put32(&k, (uint32_t)(s->step >> 32));
+/* The whole encoding; the header's CRC field is `crc` (the caller's first pass computed it). */
+static uint32_t emit(const ie_session *s, state_sink *k, uint32_t crc) {
+    uint8_t head[8] = {0, 0, 0, 0, STATE_VERSION, 0, 0, 0};
+    memcpy(head, STATE_MAGIC, 4);
+    put(k, head, 8);
+    put32(k, (uint32_t)state_bytes(s));
+    put32(k, crc);
+    put32(k, s->model->crc);
+    put32(k, s->model->n_params);
+    put32(k, (uint32_t)s->step);
+    put32(k, (uint32_t)(s->step >> 32));
     for (uint32_t i = 0; i < s->model->n_params; i++) {
         const ie_param *q = &s->params[i];
-        put32(&k, q->numel);
-        put32(&k, q->mom != NULL);
-        put32(&k, (uint32_t)q->we);
-        put32(&k, (uint32_t)q->me);
-        for (uint32_t j = 0; j < q->numel; j++) put32(&k, (uint32_t)q->w[j]);
+        put32(k, q->numel);
+        put32(k, q->mom != NULL);
+        put32(k, (uint32_t)q->we);
+        put32(k, (uint32_t)q->me);
+        for (uint32_t j = 0; j < q->numel; j++) put32(k, (uint32_t)q->w[j]);
         if (q->mom)
-            for (uint32_t j = 0; j < q->numel; j++) put32(&k, (uint32_t)q->mom[j]);
+            for (uint32_t j = 0; j < q->numel; j++) put32(k, (uint32_t)q->mom[j]);
     }
-    return k.crc;
+    return k->crc;
+}
+
+ie_status ie_session_digest(const ie_session *s, uint32_t *crc32) {
+    if (!s || !crc32) return IE_ERR_ARG;
+    state_sink k = {0, 0, 0, NULL, 0};
+    *crc32 = emit(s, &k, 0);
+    return IE_OK;
+}
+
+ie_status ie_session_read_state(const ie_session *s, size_t offset, void *buffer, size_t length) {
+    if (!s || (!buffer && length)) return IE_ERR_ARG;
+    size_t total = state_bytes(s);
+    if (total > UINT32_MAX || offset > total || length > total - offset) return IE_ERR_ARG;
+    uint32_t crc;
+    ie_session_digest(s, &crc);
+    state_sink k = {0, offset, offset + length, buffer, 0};
+    emit(s, &k, crc);
+    return IE_OK;
 }
 
 ie_status ie_session_save_state(const ie_session *s, void *buffer, size_t size) {
     if (!s || !buffer) return IE_ERR_ARG;
     size_t need = state_bytes(s);
     if (size < need || need > UINT32_MAX) return IE_ERR_NOMEM;
-    uint8_t *b = buffer;
-    memcpy(b, STATE_MAGIC, 4);
-    b[4] = STATE_VERSION; b[5] = 0; b[6] = 0; b[7] = 0;
-    ie_wr32(b + 8, (uint32_t)need);
-    ie_wr32(b + 12, emit_body(s, b + 16));
-    return IE_OK;
-}
-
-ie_status ie_session_digest(const ie_session *s, uint32_t *crc32) {
-    if (!s || !crc32) return IE_ERR_ARG;
-    *crc32 = emit_body(s, NULL);
-    return IE_OK;
+    return ie_session_read_state(s, 0, buffer, need);
 }
 
 static ie_status refuse(ie_session *s, const char *why) {

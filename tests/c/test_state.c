@@ -44,6 +44,14 @@ static uint8_t *save(ie_session *s, size_t *size) {
     CHECK(ie_session_state_size(s, size) == IE_OK);
     uint8_t *buf = malloc(*size);
     CHECK(ie_session_save_state(s, buf, *size) == IE_OK);
+    /* streamed in odd pieces, the state is the same bytes */
+    uint8_t piece[7];
+    for (size_t off = 0; off < *size; off += sizeof piece) {
+        size_t n = *size - off < sizeof piece ? *size - off : sizeof piece;
+        CHECK(ie_session_read_state(s, off, piece, n) == IE_OK && memcmp(piece, buf + off, n) == 0);
+    }
+    CHECK(ie_session_read_state(s, *size, piece, 1) == IE_ERR_ARG);
+    CHECK(ie_session_read_state(s, 1, piece, *size) == IE_ERR_ARG);
     /* the digest is the CRC the saved header carries */
     uint32_t digest = 0;
     CHECK(ie_session_digest(s, &digest) == IE_OK && digest == ((uint32_t)buf[12] | (uint32_t)buf[13] << 8 |

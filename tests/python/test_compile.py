@@ -5,7 +5,9 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 
 import intedge
@@ -49,12 +51,26 @@ def test_generated_example_trains_like_the_host(tmp_path):
     assert losses[-1] < losses[0]
     exe = tmp_path / "train"
     lib = library_path()
-    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I", str(header_path().parent), "-I", str(out),
-                    *map(str, sorted(out.glob("*.c"))), str(lib), f"-Wl,-rpath,{lib.parent}", "-o", str(exe)],
-                   check=True, capture_output=True, text=True)
-    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=True)
+    subprocess.run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", '-DINTEDGE_STATE_FILE="trained_state.ies"',
+                    "-I", str(header_path().parent), "-I", str(out), *map(str, sorted(out.glob("*.c"))), str(lib),
+                    f"-Wl,-rpath,{lib.parent}", "-o", str(exe)], check=True, capture_output=True, text=True)
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path)
     assert re.match(r"kernels \S+\n", run.stdout)
     assert run.stdout.split("\n", 1)[1] == expected
+    # the state it streamed out in 256-byte pieces is the host's, and comes back as the trained ONNX
+    streamed = tmp_path / "trained_state.ies"
+    assert streamed.read_bytes() == (out / "expected_state.ies").read_bytes()
+    r = run_cli("export", out, "--state", streamed, "-o", tmp_path / "trained.onnx")
+    assert r.returncode == 0, r.stderr
+    trained = onnx.load(tmp_path / "trained.onnx")
+    fc = {t.name: onnx.numpy_helper.to_array(t) for t in trained.graph.initializer}["fc.weight"]
+    start = {t.name: onnx.numpy_helper.to_array(t) for t in build_cnn().graph.initializer}
+    frozen = {t.name: onnx.numpy_helper.to_array(t) for t in trained.graph.initializer}
+    assert not np.array_equal(fc, start["fc.weight"])  # the head trained ...
+    np.testing.assert_array_equal(frozen["conv1.weight"], start["conv1.weight"])  # ... the rest did not
+    streamed.write_bytes(streamed.read_bytes()[:-4])
+    r = run_cli("export", out, "--state", streamed, "-o", tmp_path / "bad.onnx")
+    assert r.returncode == 2 and "training state refused" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_bad_requests_are_named(tmp_path, mlp_digits):

@@ -31,12 +31,13 @@ function(intedge_demo name)
   add_executable(demo_${name} ${dir}/intedge_model.c ${dir}/intedge_data.c ${dir}/train_example.c)
   target_include_directories(demo_${name} PRIVATE ${dir})
   target_compile_options(demo_${name} PRIVATE ${INTEDGE_WARNINGS})
+  target_compile_definitions(demo_${name} PRIVATE INTEDGE_STATE_FILE="trained_state.ies")
   target_link_libraries(demo_${name} PRIVATE intedge_static)
   if(INTEDGE_BARE_METAL)
     target_sources(demo_${name} PRIVATE $<TARGET_OBJECTS:intedge_port_none>)  # no heap for the runtime
   endif()
   add_test(NAME demo_${name} COMMAND ${CMAKE_COMMAND} "-DEMULATOR=${demo_emulator}" -DPROGRAM=$<TARGET_FILE:demo_${name}>
-           -DEXPECTED=${dir}/expected_output.txt "-DSIZE=${INTEDGE_SIZE}" "-DNM=${demo_nm}" -DRAM_BUDGET=${D_RAM_BUDGET}
+           -DEXPECTED=${dir}/expected_output.txt -DWORKDIR=${dir}/run "-DSIZE=${INTEDGE_SIZE}" "-DNM=${demo_nm}" -DRAM_BUDGET=${D_RAM_BUDGET}
            -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/mcu/run_demo.cmake)
   set_tests_properties(demo_${name} PROPERTIES LABELS mcu)
 endfunction()

@@ -1,10 +1,14 @@
-# Runs a training demo and compares what it prints, less its `kernels` line, with the host's run
-# of the same steps (expected_output.txt from `intedge compile`). On bare metal it also reports
+# Runs a training demo in WORKDIR and compares what it prints, less its `kernels` line, with the
+# host's run of the same steps (expected_output.txt from `intedge compile`), and the training state
+# it streams out (trained_state.ies, through semihosting on a board) with the host's, byte for byte. On bare metal it also reports
 # flash and RAM (data + bss + the stack the run used), holds RAM to RAM_BUDGET, and checks that
 # the linked firmware holds no floating-point helper (__aeabi_f*, __aeabi_d*: on the soft-float
 # Cortex-M3 every float operation would be one).
 string(REPLACE "|" ";" emulator "${EMULATOR}")
-execute_process(COMMAND ${emulator} ${PROGRAM} OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc TIMEOUT 900)
+file(REMOVE_RECURSE ${WORKDIR})
+file(MAKE_DIRECTORY ${WORKDIR})
+execute_process(COMMAND ${emulator} ${PROGRAM} WORKING_DIRECTORY ${WORKDIR} OUTPUT_VARIABLE out ERROR_VARIABLE err
+                RESULT_VARIABLE rc TIMEOUT 900)
 message("${out}${err}")
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${PROGRAM} exited with status ${rc}")
@@ -14,7 +18,14 @@ file(READ ${EXPECTED} want)
 if(NOT got STREQUAL want)
   message(FATAL_ERROR "training on this target differs from the host's run:\n--- target\n${got}--- host\n${want}")
 endif()
-message("bit-exact with the host: every loss and the weight digest match")
+get_filename_component(dir ${EXPECTED} DIRECTORY)
+execute_process(COMMAND ${CMAKE_COMMAND} -E compare_files ${WORKDIR}/trained_state.ies ${dir}/expected_state.ies
+                RESULT_VARIABLE state_differs)
+if(NOT state_differs EQUAL 0)
+  message(FATAL_ERROR "the training state this target streamed out differs from the host's (or is missing)")
+endif()
+file(SIZE ${WORKDIR}/trained_state.ies state_bytes)
+message("bit-exact with the host: every loss, the weight digest and the ${state_bytes}-byte streamed state match")
 if(NM)
   execute_process(COMMAND ${NM} ${PROGRAM} OUTPUT_VARIABLE symbols)
   string(REGEX MATCHALL "__aeabi_[fd][a-z0-9_]*" float_helpers "${symbols}")
