@@ -52,6 +52,7 @@ cross_build cortex-m3 cortex-m3 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m3
 cross_build cortex-m4 cortex-m4 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m4
 cross_build cortex-m7 cortex-m7 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m7
 cross_build cortex-m33 cortex-m33 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m33
+cross_build riscv32 riscv32-elf MinSizeRel -DINTEDGE_DEMO_TARGET=riscv32
 
 echo "== cortex-m0: the library builds and imports nothing bare metal lacks (no qemu M0 board can train)"
 cmake -S . -B build/cortex-m0 -G Ninja -DCMAKE_TOOLCHAIN_FILE=tools/toolchains/cortex-m0.cmake \

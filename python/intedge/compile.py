@@ -27,6 +27,7 @@ TARGETS = {
     "cortex-m4": ("-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard", "ARMv7E-M with DSP (smlad kernels)"),
     "cortex-m7": ("-mcpu=cortex-m7 -mthumb -mfpu=fpv5-d16 -mfloat-abi=hard", "ARMv7E-M with DSP (smlad kernels)"),
     "cortex-m33": ("-mcpu=cortex-m33 -mthumb -mfloat-abi=soft", "ARMv8-M Mainline with DSP"),
+    "riscv32": ("-march=rv32imac -mabi=ilp32", "RV32IMAC, no FPU"),
     "aarch64": ("-march=armv8-a", "ARMv8-A Linux (NEON; dot product picked at run time)"),
     "host": ("", "this machine's C compiler"),
 }

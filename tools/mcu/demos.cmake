@@ -9,10 +9,14 @@ endif()
 set(INTEDGE_DEMO_TARGET host CACHE STRING "intedge compile --target for the demos")
 set(demo_root ${CMAKE_BINARY_DIR}/demos)
 string(REPLACE ";" "|" demo_emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
+set(demo_size "")
 if(INTEDGE_BARE_METAL)
-  get_filename_component(toolchain_dir ${CMAKE_C_COMPILER} DIRECTORY)
-  find_program(INTEDGE_SIZE arm-none-eabi-size HINTS ${toolchain_dir} REQUIRED)
+  string(REGEX REPLACE "gcc$" "size" size_tool ${CMAKE_C_COMPILER})
+  find_program(INTEDGE_SIZE NAMES ${size_tool} REQUIRED)
   set(demo_nm ${CMAKE_NM})
+  if(INTEDGE_BOARD)  # its start-up reports the stack a run used, so RAM can be held to a budget
+    set(demo_size ${INTEDGE_SIZE})
+  endif()
 endif()
 
 function(run_python what)
@@ -37,7 +41,7 @@ function(intedge_demo name)
     target_sources(demo_${name} PRIVATE $<TARGET_OBJECTS:intedge_port_none>)  # no heap for the runtime
   endif()
   add_test(NAME demo_${name} COMMAND ${CMAKE_COMMAND} "-DEMULATOR=${demo_emulator}" -DPROGRAM=$<TARGET_FILE:demo_${name}>
-           -DEXPECTED=${dir}/expected_output.txt -DWORKDIR=${dir}/run "-DSIZE=${INTEDGE_SIZE}" "-DNM=${demo_nm}" -DRAM_BUDGET=${D_RAM_BUDGET}
+           -DEXPECTED=${dir}/expected_output.txt -DWORKDIR=${dir}/run "-DSIZE=${demo_size}" "-DNM=${demo_nm}" -DRAM_BUDGET=${D_RAM_BUDGET}
            -P ${CMAKE_CURRENT_SOURCE_DIR}/tools/mcu/run_demo.cmake)
   set_tests_properties(demo_${name} PROPERTIES LABELS mcu)
 endfunction()
