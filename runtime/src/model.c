@@ -221,7 +221,7 @@ static model_layout layout_for(uint32_t n_tensors, uint32_t n_nodes) {
     L.nodes = L.tensors + ie_align_up((size_t)IE_STRIDE_TENSOR_DESC * n_tensors);
     L.params = L.nodes + ie_align_up((size_t)IE_STRIDE_NODE_DESC * n_nodes);
     L.plan = L.params + ie_align_up(sizeof(uint32_t) * n_tensors);
-    L.total = L.plan + ie_align_up(ie_planner_scratch_bytes(L.plan_cap));
+    L.total = L.plan + ie_align_up(ie_planner_scratch_bytes(L.plan_cap, n_tensors));
     return L;
 }
 

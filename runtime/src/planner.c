@@ -34,11 +34,11 @@ uint32_t ie_count_grad_slots(const ie_model *m) {
     return n;
 }
 
-size_t ie_planner_scratch_bytes(uint32_t capacity) {
-    /* buffers, then one life record per tensor (at most `capacity` tensors) */
+size_t ie_planner_scratch_bytes(uint32_t capacity, uint32_t n_tensors) {
+    /* buffers, then one life record per tensor */
     _Static_assert(sizeof(ie_plan_buffer) <= IE_STRIDE_PLAN_BUFFER, "IE_STRIDE_PLAN_BUFFER too small");
     _Static_assert(sizeof(ie_value_life) <= IE_STRIDE_VALUE_LIFE, "IE_STRIDE_VALUE_LIFE too small");
-    return capacity * (size_t)IE_STRIDE_PLAN_BUFFER + capacity * (size_t)IE_STRIDE_VALUE_LIFE;
+    return capacity * (size_t)IE_STRIDE_PLAN_BUFFER + n_tensors * (size_t)IE_STRIDE_VALUE_LIFE;
 }
 
 static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, size_t bytes, uint32_t first,

@@ -27,7 +27,7 @@ struct ie_plan_buffer {
 uint32_t ie_planner_capacity(uint32_t n_tensors, uint32_t n_nodes);
 /* Gradient slots: one per (node, input) whose input activation feeds several nodes. */
 uint32_t ie_count_grad_slots(const ie_model *m);
-size_t ie_planner_scratch_bytes(uint32_t capacity);
+size_t ie_planner_scratch_bytes(uint32_t capacity, uint32_t n_tensors);
 
 /* Plans the transient region for (model, config). With s != NULL, also points the session's
  * buffers into `region`. *region_bytes receives the size. */
