@@ -6,10 +6,12 @@
 set(INTEDGE_KERNEL_DEFINITIONS "")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND NOT INTEDGE_NO_FLOAT)
   list(APPEND INTEDGE_SOURCES runtime/kernels/x86/table_x86.c runtime/kernels/x86/gemm_s8s8_avx2.c
-                              runtime/kernels/x86/gemm_s8s8_avx512vnni.c)
-  set_source_files_properties(runtime/kernels/x86/gemm_s8s8_avx2.c PROPERTIES COMPILE_OPTIONS "-mavx2")
-  set_source_files_properties(runtime/kernels/x86/gemm_s8s8_avx512vnni.c PROPERTIES
-                              COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vnni")
+                              runtime/kernels/x86/gemm_s8s8_bt_avx2.c runtime/kernels/x86/gemm_s8s8_avx512vnni.c
+                              runtime/kernels/x86/gemm_s8s8_bt_avx512vnni.c)
+  set_source_files_properties(runtime/kernels/x86/gemm_s8s8_avx2.c runtime/kernels/x86/gemm_s8s8_bt_avx2.c
+                              PROPERTIES COMPILE_OPTIONS "-mavx2")
+  set_source_files_properties(runtime/kernels/x86/gemm_s8s8_avx512vnni.c runtime/kernels/x86/gemm_s8s8_bt_avx512vnni.c
+                              PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512bw;-mavx512vnni")
   list(APPEND INTEDGE_KERNEL_DEFINITIONS IE_HAVE_X86_KERNELS)
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   # NEON is baseline ARMv8-A. The dot-product file alone gets armv8.2-a+dotprod so an armv8-a

@@ -14,14 +14,19 @@ typedef struct ie_kernels {
     void (*gemm_s8s8_s32)(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
     /* The same for any k, accumulated exactly in int64 (int32 blocks of at most 2^17 terms). */
     void (*gemm_s8s8_s64)(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k);
+    /* c[i*n + j] = sum_k a[i*k + k'] * bt[k'*n + j]: B reduction-major ([k, n], like im2col's
+     * [K, HoWo] or dY's [Cout, HoWo]), so convolutions need no transposes. k <= 2^17. */
+    void (*gemm_s8s8_s32_bt)(const int8_t *a, const int8_t *bt, int32_t *c, size_t m, size_t n, size_t k);
     /* Element i of acc belongs to channel (i / inner) % channels and gets bias[channel]
-     * (bias may be NULL): inner = 1 for Gemm's [N, M], H*W for a convolution's [N, C, H, W]. */
+     * (bias may be NULL): inner = 1 for Gemm's [N, M], H*W for a convolution's [N, C, H, W].
+     * Both take the elements [begin, end), so a tensor split into ranges gives the same bytes. */
     /* max |acc[i] + bias[channel(i)]| */
-    uint64_t (*absmax_s32_bias)(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels);
+    uint64_t (*absmax_s32_bias)(const int32_t *acc, size_t begin, size_t end, const int64_t *bias, size_t inner,
+                                size_t channels);
     /* out = clamp(round((acc + bias) * 2^-s), +-127), draws from key per element index
      * (nearest != 0: round half up). s may be negative (exact left shift). */
-    void (*requant_s32_bias_s8)(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels,
-                                int s, uint32_t key, uint32_t nearest, int8_t *out);
+    void (*requant_s32_bias_s8)(const int32_t *acc, size_t begin, size_t end, const int64_t *bias, size_t inner,
+                                size_t channels, int s, uint32_t key, uint32_t nearest, int8_t *out);
 } ie_kernels;
 
 /* The best tier this CPU runs (name NULL), or the named tier if it runs here (else NULL). */

@@ -61,6 +61,13 @@ static int64_t aligned_sum(const int8_t *const *x, const int32_t *e, const int8_
     return v;
 }
 
+IE_HOT static int sum2_s8(const int8_t *x0, int64_t m0, const int8_t *x1, int64_t m1, size_t n, ie_rounder r,
+                          int8_t *y) {
+    int sh;
+    IE_REQUANT_EACH(n, i, x0[i] * m0 + x1[i] * m1, r, y, sh);
+    return sh;
+}
+
 int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, uint32_t k, size_t n, ie_rounder r,
                   int8_t *y) {
     int32_t lo = e[0], hi = e[0];
@@ -69,13 +76,18 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
         if (e[j] > hi) hi = e[j];
     }
     int32_t e_c = hi - 40 > lo ? hi - 40 : lo;
+    ie_rounder out = {ie_hash32(r.key ^ 0xA5A5A5A5U), r.nearest};
+    if (k == 2 && e_c == lo) { /* the usual fan-out of two: exact left shifts, no term draws (same bytes) */
+        int64_t m0 = ((int64_t)1 << (e[0] - e_c)) * (sign ? sign[0] : 1);
+        int64_t m1 = ((int64_t)1 << (e[1] - e_c)) * (sign ? sign[1] : 1);
+        return e_c + sum2_s8(x[0], m0, x[1], m1, n, out, y);
+    }
     uint64_t max = 0;
     for (size_t i = 0; i < n; i++) {
         uint64_t a = ie_abs64(aligned_sum(x, e, sign, k, e_c, r, i));
         if (a > max) max = a;
     }
     int sh = ie_requant_shift(max, 7);
-    ie_rounder out = {ie_hash32(r.key ^ 0xA5A5A5A5U), r.nearest};
     for (size_t i = 0; i < n; i++)
         y[i] = (int8_t)ie_clamp64(ie_shift_round(aligned_sum(x, e, sign, k, e_c, r, i), sh, ie_draw(out, (uint32_t)i)), 127);
     return e_c + sh;

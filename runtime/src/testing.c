@@ -78,11 +78,10 @@ int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int
                                  const int8_t *w8, int32_t ew, uint64_t seed, int8_t *dx) {
     ie_conv_geom g = geom(geometry);
     size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
-    int8_t *wt = malloc(g.group * k * cout_g), *dyt = malloc((size_t)g.ho * g.wo * cout_g);
+    int8_t *wt = malloc(g.group * k * cout_g);
     int32_t *dcol = malloc(sizeof(int32_t) * col_bytes(&g)), *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
-    int32_t e = ie_conv_bwd_dx(scalar_exec(), &g, n, dy, edy, w8, ew, wt, dyt, dcol, acc, rounder(seed, 0), dx);
+    int32_t e = ie_conv_bwd_dx(scalar_exec(), &g, n, dy, edy, w8, ew, wt, dcol, acc, rounder(seed, 0), dx);
     free(wt);
-    free(dyt);
     free(dcol);
     free(acc);
     return e;
@@ -92,11 +91,10 @@ int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int
                                  int32_t ex, int64_t *dw) {
     ie_conv_geom g = geom(geometry);
     size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
-    int8_t *col = malloc(col_bytes(&g)), *colt = malloc(col_bytes(&g));
+    int8_t *col = malloc(col_bytes(&g));
     int64_t *tmp = malloc(sizeof(int64_t) * cout_g * k);
-    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, colt, tmp, NULL, dw);
+    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, tmp, NULL, dw);
     free(col);
-    free(colt);
     free(tmp);
     return e;
 }

@@ -2,7 +2,6 @@
 
 #include <stdlib.h>
 
-#define IE_MAX_THREADS 64
 
 uint32_t ie_threads_planned(uint32_t threads) {
 #if defined(IE_HAVE_PTHREADS)
@@ -128,12 +127,14 @@ void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t pa
 
 /* ---- GEMMs split by output rows ---- */
 
+enum { GEMM_S32, GEMM_S64, GEMM_S32_BT };
+
 typedef struct gemm_job {
     const ie_kernels *k;
     const int8_t *a, *b;
     void *c;
     size_t m, n, kd;
-    int wide;
+    int kind;
 } gemm_job;
 
 static void gemm_part(void *p, uint32_t part, uint32_t parts) {
@@ -142,23 +143,29 @@ static void gemm_part(void *p, uint32_t part, uint32_t parts) {
     size_t pairs = (j->m + 1) / 2, r0 = 2 * (pairs * part / parts), r1 = 2 * (pairs * (part + 1) / parts);
     if (r1 > j->m) r1 = j->m;
     if (r0 >= r1) return;
-    if (j->wide)
+    if (j->kind == GEMM_S64)
         j->k->gemm_s8s8_s64(j->a + r0 * j->kd, j->b, (int64_t *)j->c + r0 * j->n, r1 - r0, j->n, j->kd);
+    else if (j->kind == GEMM_S32_BT)
+        j->k->gemm_s8s8_s32_bt(j->a + r0 * j->kd, j->b, (int32_t *)j->c + r0 * j->n, r1 - r0, j->n, j->kd);
     else
         j->k->gemm_s8s8_s32(j->a + r0 * j->kd, j->b, (int32_t *)j->c + r0 * j->n, r1 - r0, j->n, j->kd);
 }
 
-static void gemm(const ie_exec *ex, const int8_t *a, const int8_t *b, void *c, size_t m, size_t n, size_t k, int wide) {
-    gemm_job j = {ex->k, a, b, c, m, n, k, wide};
+static void gemm(const ie_exec *ex, const int8_t *a, const int8_t *b, void *c, size_t m, size_t n, size_t k, int kind) {
+    gemm_job j = {ex->k, a, b, c, m, n, k, kind};
     /* waking the pool costs tens of microseconds: only large products are worth it */
     if (!ex->pool || m < 4 || (uint64_t)m * n * (k ? k : 1) < ((uint64_t)1 << 22)) gemm_part(&j, 0, 1);
     else ie_pool_run(ex->pool, gemm_part, &j);
 }
 
 void ie_gemm32(const ie_exec *ex, const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k) {
-    gemm(ex, a, b, c, m, n, k, 0);
+    gemm(ex, a, b, c, m, n, k, GEMM_S32);
+}
+
+void ie_gemm32_bt(const ie_exec *ex, const int8_t *a, const int8_t *bt, int32_t *c, size_t m, size_t n, size_t k) {
+    gemm(ex, a, bt, c, m, n, k, GEMM_S32_BT);
 }
 
 void ie_gemm64(const ie_exec *ex, const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k) {
-    gemm(ex, a, b, c, m, n, k, 1);
+    gemm(ex, a, b, c, m, n, k, GEMM_S64);
 }

@@ -9,6 +9,8 @@
 
 #include "../kernels/kernels.h"
 
+#define IE_MAX_THREADS 64
+
 typedef struct ie_pool ie_pool;
 
 /* What the arithmetic needs to run: a kernel tier and, optionally, a pool. */
@@ -35,6 +37,7 @@ uint32_t ie_pool_threads(const ie_pool *pool);
 void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t parts), void *ctx);
 
 void ie_gemm32(const ie_exec *ex, const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
+void ie_gemm32_bt(const ie_exec *ex, const int8_t *a, const int8_t *bt, int32_t *c, size_t m, size_t n, size_t k);
 void ie_gemm64(const ie_exec *ex, const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k);
 
 #endif

@@ -47,8 +47,8 @@ static void expect_same(const void *ref, const void *got, size_t bytes, const ie
     if (!same) printf("  %s %s differs at (%ld, %ld, %ld)\n", t->name, op, x, y, z);
 }
 
-/* Runs both GEMMs of tier t and of scalar on a (m x k) and b (n x k); outputs start poisoned
- * differently so a skipped element shows up. */
+/* Runs the GEMMs of tier t and of scalar on a (m x k) and b (n x k), the reduction-major one on
+ * b transposed; outputs start poisoned differently so a skipped element shows up. */
 static void check_gemm(const ie_kernels *t, const int8_t *a, const int8_t *b, size_t m, size_t n, size_t k) {
     size_t mn = m * n;
     int32_t *r32 = alloc(mn * 4), *t32 = alloc(mn * 4);
@@ -61,6 +61,13 @@ static void check_gemm(const ie_kernels *t, const int8_t *a, const int8_t *b, si
         ie_kernels_scalar.gemm_s8s8_s32(a, b, r32, m, n, k);
         t->gemm_s8s8_s32(a, b, t32, m, n, k);
         expect_same(r32, t32, mn * 4, t, "gemm_s8s8_s32 (m, n, k)", (long)m, (long)n, (long)k);
+        int8_t *bt = alloc(n * k);
+        for (size_t j = 0; j < n; j++)
+            for (size_t kk = 0; kk < k; kk++) bt[kk * n + j] = b[j * k + kk];
+        memset(t32, 0x22, mn * 4);
+        t->gemm_s8s8_s32_bt(a, bt, t32, m, n, k);
+        expect_same(r32, t32, mn * 4, t, "gemm_s8s8_s32_bt (m, n, k)", (long)m, (long)n, (long)k);
+        free(bt);
     }
     ie_kernels_scalar.gemm_s8s8_s64(a, b, r64, m, n, k);
     t->gemm_s8s8_s64(a, b, t64, m, n, k);
@@ -83,6 +90,8 @@ static void test_gemm_shapes(const ie_kernels *t) {
         {2, 4, 15},  {2, 4, 16},   {2, 4, 31},   {5, 7, 33},   {17, 17, 17}, {1, 255, 3},  {255, 1, 17},
         {3, 17, 255}, {17, 3, 256}, {2, 16, 9},  {7, 19, 1},   {16, 33, 64}, {3, 80, 1024}, {2, 65, 1025},
         {33, 17, 1000}, {1, 17, 4096}, {255, 17, 255},
+        /* reduction-major GEMM: column blocks of 32 / 64 with tails, row groups of 4, k blocks of 512 */
+        {16, 1024, 144}, {5, 130, 513}, {6, 97, 25}, {1, 200, 9}, {144, 64, 16}, {9, 63, 2},
     };
     size_t count = sizeof shapes / sizeof shapes[0];
     for (size_t s = 0; s < count; s++) gemm_case(t, shapes[s][0], shapes[s][1], shapes[s][2], RANDOM, RANDOM, s % 4);
@@ -105,6 +114,9 @@ static void test_gemm_long(const ie_kernels *t) {
     int64_t c64 = 0;
     t->gemm_s8s8_s32(buf + LONG_K - full, buf + LONG_K, &c32, 1, 1, full);
     CHECK(c32 == -16129 * (int32_t)full); /* the most negative dot product int32 must hold */
+    c32 = 0;
+    t->gemm_s8s8_s32_bt(buf + LONG_K - full, buf + LONG_K, &c32, 1, 1, full);
+    CHECK(c32 == -16129 * (int32_t)full);
     t->gemm_s8s8_s64(buf, buf + LONG_K, &c64, 1, 1, LONG_K);
     CHECK(c64 == -16129 * (int64_t)LONG_K);
     t->gemm_s8s8_s64(buf + LONG_K, buf + LONG_K, &c64, 1, 1, LONG_K);
@@ -142,15 +154,20 @@ static void test_requant(const ie_kernels *t) {
                     for (size_t i = 0; i < n; i++) acc[i] = rand_s32();
                     for (size_t c = 0; c < 5; c++) bias[c] = (int64_t)rand_s32() * (int64_t)(1 + below(4));
                     const int64_t *bp = with_bias ? bias : NULL;
-                    CHECK(t->absmax_s32_bias(acc, n, bp, inner, channels) ==
-                          ie_kernels_scalar.absmax_s32_bias(acc, n, bp, inner, channels));
+                    uint64_t whole = ie_kernels_scalar.absmax_s32_bias(acc, 0, n, bp, inner, channels);
+                    size_t cut = below((uint32_t)n + 1); /* any split into ranges gives the same result */
+                    uint64_t m0 = t->absmax_s32_bias(acc, 0, cut, bp, inner, channels);
+                    uint64_t m1 = t->absmax_s32_bias(acc, cut, n, bp, inner, channels);
+                    CHECK(t->absmax_s32_bias(acc, 0, n, bp, inner, channels) == whole);
+                    CHECK((m0 > m1 ? m0 : m1) == whole);
                     for (size_t s = 0; s < ns; s++)
                         for (uint32_t nearest = 0; nearest < 2; nearest++) {
                             uint32_t key = next_u32();
                             memset(ro, 0x55, n);
                             memset(to, 0x66, n);
-                            ie_kernels_scalar.requant_s32_bias_s8(acc, n, bp, inner, channels, shifts[s], key, nearest, ro);
-                            t->requant_s32_bias_s8(acc, n, bp, inner, channels, shifts[s], key, nearest, to);
+                            ie_kernels_scalar.requant_s32_bias_s8(acc, 0, n, bp, inner, channels, shifts[s], key, nearest, ro);
+                            t->requant_s32_bias_s8(acc, 0, cut, bp, inner, channels, shifts[s], key, nearest, to);
+                            t->requant_s32_bias_s8(acc, cut, n, bp, inner, channels, shifts[s], key, nearest, to);
                             expect_same(ro, to, n, t, nearest ? "requant nearest (n, inner, s)" : "requant (n, inner, s)",
                                         (long)n, (long)inner, shifts[s]);
                         }
@@ -165,7 +182,7 @@ int main(void) {
     for (i = 0; (t = ie_kernels_at(i)) != NULL; i++) {
         printf("tier %u: %s\n", (unsigned)i, t->name);
         CHECK(ie_kernels_select(t->name) == t);
-        CHECK(t->gemm_s8s8_s32 && t->gemm_s8s8_s64 && t->absmax_s32_bias && t->requant_s32_bias_s8);
+        CHECK(t->gemm_s8s8_s32 && t->gemm_s8s8_s64 && t->gemm_s8s8_s32_bt && t->absmax_s32_bias && t->requant_s32_bias_s8);
         test_gemm_shapes(t);
         test_gemm_long(t);
         test_requant(t);

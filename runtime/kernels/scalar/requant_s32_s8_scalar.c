@@ -6,35 +6,47 @@ static int64_t biased(const int32_t *acc, size_t i, const int64_t *bias, size_t 
     return (int64_t)acc[i] + (bias ? bias[(i / inner) % channels] : 0);
 }
 
-IE_HOT uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner, size_t channels) {
-    uint64_t m = 0;
-    /* one block of `inner` elements shares a channel: no division per element */
-    for (size_t base = 0; base < n; base += inner) {
-        int64_t b = bias ? bias[(base / inner) % channels] : 0;
-        size_t end = base + inner < n ? base + inner : n;
-        for (size_t i = base; i < end; i++) {
-            uint64_t a = ie_abs64((int64_t)acc[i] + b);
-            m = a > m ? a : m;
-        }
+/* Walks [begin, end) in blocks of one channel: [base, stop) with that channel's bias b. */
+#define FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, ...)                           \
+    for (size_t base = (begin), stop; base < (end); base = stop) {                           \
+        size_t blk_ = base / (inner);                                                        \
+        stop = (blk_ + 1) * (inner) < (end) ? (blk_ + 1) * (inner) : (end);                  \
+        int64_t b = (bias) ? (bias)[blk_ % (channels)] : 0;                                  \
+        __VA_ARGS__                                                                          \
     }
+
+IE_HOT uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t begin, size_t end, const int64_t *bias,
+                                          size_t inner, size_t channels) {
+    uint64_t m = 0;
+    /* max |acc + b| over a block is at its smallest or largest acc: int32 min and max vectorize
+     * twice as wide as int64 abs */
+    FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, {
+        int32_t lo = INT32_MAX, hi = INT32_MIN;
+        for (size_t i = base; i < stop; i++) {
+            lo = acc[i] < lo ? acc[i] : lo;
+            hi = acc[i] > hi ? acc[i] : hi;
+        }
+        uint64_t a = ie_abs64((int64_t)lo + b), c = ie_abs64((int64_t)hi + b);
+        a = a > c ? a : c;
+        m = a > m ? a : m;
+    })
     return m;
 }
 
-IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t n, const int64_t *bias, size_t inner,
-                                          size_t channels, int s, uint32_t key, uint32_t nearest, int8_t *out) {
+IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t begin, size_t end, const int64_t *bias,
+                                          size_t inner, size_t channels, int s, uint32_t key, uint32_t nearest,
+                                          int8_t *out) {
     ie_rounder r = {key, nearest};
     if (!nearest && s >= 0 && s <= 62) { /* branch-free common case, vectorizes per channel block */
         ie_srshift p = ie_srshift_make(s);
-        for (size_t base = 0; base < n; base += inner) {
-            int64_t b = bias ? bias[(base / inner) % channels] : 0;
-            size_t end = base + inner < n ? base + inner : n;
-            for (size_t i = base; i < end; i++) {
+        FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, {
+            for (size_t i = base; i < stop; i++) {
                 int64_t v = ie_srshift_apply((int64_t)acc[i] + b, p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
                 out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
             }
-        }
+        })
         return;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = begin; i < end; i++)
         out[i] = (int8_t)ie_clamp64(ie_shift_round(biased(acc, i, bias, inner, channels), s, ie_draw(r, (uint32_t)i)), 127);
 }

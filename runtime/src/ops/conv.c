@@ -1,8 +1,10 @@
 /* Conv (2-D, NCHW): Y = conv(X, W) + B with groups (depthwise included), stride, dilation and
- * explicit asymmetric pads. Through im2col the three training GEMMs are the packed int8 kernels:
- *   forward  Y_g[Cout_g, HoWo]  = W_g[Cout_g, K] . col[HoWo, K]^T
- *   dX       dcol[HoWo, K]      = dY_g^T[HoWo, Cout_g] . W_g^T[K, Cout_g]^T, then col2im
- *   dW       dW_g[Cout_g, K]   += dY_g[Cout_g, HoWo] . col^T[K, HoWo]^T  (exact, int64)
+ * explicit asymmetric pads. Through a reduction-major im2col (col[K, HoWo]: one row per kernel
+ * tap, the layout the reduction-major GEMM and dW's long reduction both read) the three training
+ * GEMMs are the packed int8 kernels, with no transposes of activations:
+ *   forward  Y_g[Cout_g, HoWo]  = W_g[Cout_g, K] . col[K, HoWo]            (reduction-major)
+ *   dX       dcol[K, HoWo]      = W_g^T[K, Cout_g] . dY_g[Cout_g, HoWo]    (reduction-major), col2im
+ *   dW       dW_g[Cout_g, K]   += dY_g[Cout_g, HoWo] . col[K, HoWo]^T       (exact, int64)
  * attrs: 0 group, 1 kh, 2 kw, 3 stride h, 4 stride w, 5 dilation h, 6 dilation w,
  *        7 pad top, 8 pad left, 9 pad bottom, 10 pad right. */
 #include <string.h>
@@ -10,59 +12,58 @@
 #include "../planner.h"
 #include "ops.h"
 
-enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_COLT, S_WT, S_DYT, S_DCOL, S_DX_ACC, S_DW_TMP, S_DW_PART };
+enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_WT, S_DCOL, S_DX_ACC, S_DW_TMP, S_DW_PART };
 enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
 
-/* Where a kernel row lies wholly inside the input with unit dilation along W, it is one run of
- * kw contiguous bytes: copied (or summed) at once instead of tap by tap. */
-static int row_inside(const ie_conv_geom *g, int64_t ih, int64_t iw0) {
-    return g->dw == 1 && ih >= 0 && ih < g->h && iw0 >= 0 && iw0 + g->kw <= g->w;
+/* The outputs [lo, hi) of one axis whose input position o * stride + off lies in [0, in). */
+static void inside(int64_t off, uint32_t stride, uint32_t in, uint32_t out, size_t *lo, size_t *hi) {
+    int64_t l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int64_t h = (int64_t)in - off <= 0 ? 0 : ((int64_t)in - off + stride - 1) / stride;
+    h = h > (int64_t)out ? (int64_t)out : h;
+    l = l > h ? h : l;
+    *lo = (size_t)l;
+    *hi = (size_t)h;
 }
 
+/* Walks the kernel taps (c, i, j) = row r of col: the rows [oh0, oh1) and columns [ow0, ow1) of
+ * the output whose input pixel lies inside, and the input offset of output (0, 0) (which may lie
+ * in the padding: only in-range outputs add it). */
+#define FOR_TAPS(g, BODY)                                                                                  for (uint32_t c_ = 0, r = 0; c_ < (g)->cin_g; c_++)                                                         for (uint32_t i_ = 0; i_ < (g)->kh; i_++)                                                                   for (uint32_t j_ = 0; j_ < (g)->kw; j_++, r++) {                                                            int64_t offh_ = (int64_t)i_ * (g)->dh - (g)->pt, offw_ = (int64_t)j_ * (g)->dw - (g)->pl;                 size_t oh0, oh1, ow0, ow1;                                                                              inside(offh_, (g)->sh, (g)->h, (g)->ho, &oh0, &oh1);                                                    inside(offw_, (g)->sw, (g)->w, (g)->wo, &ow0, &ow1);                                                    int64_t base = ((int64_t)c_ * (g)->h + offh_) * (g)->w + offw_;                                         BODY                                                                                                }
+
+/* Input pixel of output (oh, ow) for the tap whose (0, 0) offset is base. */
+#define TAP_AT(g, base, oh, ow) ((size_t)((base) + (int64_t)((oh) * (g)->sh) * (g)->w + (int64_t)((ow) * (g)->sw)))
+
 static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
-    size_t k = (size_t)g->cin_g * g->kh * g->kw;
-    for (uint32_t oh = 0; oh < g->ho; oh++)
-        for (uint32_t ow = 0; ow < g->wo; ow++) {
-            int8_t *row = col + ((size_t)oh * g->wo + ow) * k;
-            int64_t iw0 = (int64_t)ow * g->sw - g->pl;
-            for (uint32_t c = 0; c < g->cin_g; c++)
-                for (uint32_t i = 0; i < g->kh; i++) {
-                    int64_t ih = (int64_t)oh * g->sh - g->pt + (int64_t)i * g->dh;
-                    if (row_inside(g, ih, iw0)) {
-                        memcpy(row, x + ((size_t)c * g->h + (size_t)ih) * g->w + (size_t)iw0, g->kw);
-                        row += g->kw;
-                        continue;
-                    }
-                    for (uint32_t j = 0; j < g->kw; j++) {
-                        int64_t iw = iw0 + (int64_t)j * g->dw;
-                        int in = ih >= 0 && ih < g->h && iw >= 0 && iw < g->w;
-                        *row++ = in ? x[((size_t)c * g->h + (size_t)ih) * g->w + (size_t)iw] : 0;
-                    }
-                }
+    size_t ho = g->ho, wo = g->wo;
+    FOR_TAPS(g, {
+        int8_t *row = col + (size_t)r * ho * wo;
+        memset(row, 0, oh0 * wo);
+        for (size_t oh = oh0; oh < oh1; oh++) {
+            int8_t *d = row + oh * wo;
+            memset(d, 0, ow0);
+            if (g->sw == 1) /* one run of the input row */
+                memcpy(d + ow0, x + TAP_AT(g, base, oh, ow0), ow1 - ow0);
+            else
+                for (size_t ow = ow0; ow < ow1; ow++) d[ow] = x[TAP_AT(g, base, oh, ow)];
+            memset(d + ow1, 0, wo - ow1);
         }
+        memset(row + oh1 * wo, 0, (ho - oh1) * wo);
+    })
 }
 
 static void col2im_add(const int32_t *dcol, const ie_conv_geom *g, int32_t *dx) {
-    for (uint32_t oh = 0; oh < g->ho; oh++)
-        for (uint32_t ow = 0; ow < g->wo; ow++) {
-            const int32_t *row = dcol + ((size_t)oh * g->wo + ow) * g->cin_g * g->kh * g->kw;
-            int64_t iw0 = (int64_t)ow * g->sw - g->pl;
-            for (uint32_t c = 0; c < g->cin_g; c++)
-                for (uint32_t i = 0; i < g->kh; i++) {
-                    int64_t ih = (int64_t)oh * g->sh - g->pt + (int64_t)i * g->dh;
-                    if (row_inside(g, ih, iw0)) {
-                        int32_t *d = dx + ((size_t)c * g->h + (size_t)ih) * g->w + (size_t)iw0;
-                        for (uint32_t j = 0; j < g->kw; j++) d[j] += row[j];
-                        row += g->kw;
-                        continue;
-                    }
-                    for (uint32_t j = 0; j < g->kw; j++, row++) {
-                        int64_t iw = iw0 + (int64_t)j * g->dw;
-                        if (ih >= 0 && ih < g->h && iw >= 0 && iw < g->w)
-                            dx[((size_t)c * g->h + (size_t)ih) * g->w + (size_t)iw] += *row;
-                    }
-                }
+    size_t ho = g->ho, wo = g->wo;
+    FOR_TAPS(g, {
+        const int32_t *row = dcol + (size_t)r * ho * wo;
+        for (size_t oh = oh0; oh < oh1; oh++) {
+            if (g->sw == 1) { /* contiguous runs: vectorizes */
+                int32_t *d = dx + TAP_AT(g, base, oh, ow0);
+                const int32_t *src = row + oh * wo + ow0;
+                for (size_t t = 0; t < ow1 - ow0; t++) d[t] += src[t];
+            } else
+                for (size_t ow = ow0; ow < ow1; ow++) dx[TAP_AT(g, base, oh, ow)] += row[oh * wo + ow];
         }
+    })
 }
 
 /* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
@@ -74,7 +75,7 @@ typedef struct conv_job {
     const ie_conv_geom *g;
     size_t n;
     const int8_t *x, *w8, *dy;
-    int8_t *col, *colt, *wt, *dyt;
+    int8_t *col, *wt;
     int32_t *acc, *dcol;
     int64_t *tmp, *partial;
 } conv_job;
@@ -102,16 +103,16 @@ static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
             im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, col);
-            ie_gemm32(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
-                      j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
+            ie_gemm32_bt(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
+                         j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
         }
 }
 
-/* col holds one [HoWo, K] buffer per thread of rt's pool. */
+/* col holds one [K, HoWo] buffer per thread of rt's pool. */
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    conv_job j = {rt, g, n, x, w8, NULL, col, NULL, NULL, NULL, acc, NULL, NULL, NULL};
+    conv_job j = {rt, g, n, x, w8, NULL, col, NULL, acc, NULL, NULL, NULL};
     ie_pool_run(rt->pool, conv_fwd_part, &j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
@@ -121,26 +122,25 @@ static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
-    int8_t *dyt = j->dyt + part * c.howo * c.cout_g;
     int32_t *dcol = j->dcol + part * c.howo * c.k;
     for (uint32_t gi = 0; gi < g->group; gi++)
         for (size_t s = c.s0; s < c.s1; s++) {
-            ie_transpose_s8(j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, dyt);
-            ie_gemm32(&c.single, dyt, j->wt + (size_t)gi * c.k * c.cout_g, dcol, c.howo, c.k, c.cout_g);
+            ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g,
+                         j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, dcol, c.k, c.howo, c.cout_g);
             col2im_add(dcol, g, j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw);
         }
 }
 
-/* wt holds W^T for every group ([group][K][Cout_g]); dyt and dcol one buffer per thread. */
+/* wt holds W^T for every group ([group][K][Cout_g]); dcol one [K, HoWo] buffer per thread. */
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *dyt, int32_t *dcol, int32_t *acc,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
     memset(acc, 0, sizeof(int32_t) * n * g->cin * hw);
     for (uint32_t gi = 0; gi < g->group; gi++)
         ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
-    conv_job j = {rt, g, n, NULL, NULL, dy, NULL, NULL, wt, dyt, acc, dcol, NULL, NULL};
+    conv_job j = {rt, g, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL, NULL};
     ie_pool_run(rt->pool, conv_dx_part, &j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
@@ -149,28 +149,26 @@ static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
-    int8_t *col = j->col + part * c.howo * c.k, *colt = j->colt + part * c.howo * c.k;
+    int8_t *col = j->col + part * c.howo * c.k;
     int64_t *tmp = j->tmp + part * c.cout_g * c.k, *dw = j->partial + part * g->cout * c.k;
     memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
             im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, col);
-            ie_transpose_s8(col, c.howo, c.k, colt);
-            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, colt, tmp, c.cout_g, c.k,
+            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col, tmp, c.cout_g, c.k,
                       c.howo);
             int64_t *d = dw + (size_t)gi * c.cout_g * c.k;
             for (size_t i = 0; i < (size_t)c.cout_g * c.k; i++) d[i] += tmp[i];
         }
 }
 
-/* col, colt and tmp hold one buffer per thread; partial one [Cout, K] int64 sum per thread
+/* col and tmp hold one buffer per thread; partial one [Cout, K] int64 sum per thread
  * (the first is dw itself), added in part order: exact, so the thread count changes nothing. */
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int8_t *colt, int64_t *tmp, int64_t *partial,
-                       int64_t *dw) {
+                       const int8_t *x, int32_t ex, int8_t *col, int64_t *tmp, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t parts = ie_pool_threads(rt->pool);
-    conv_job j = {rt, g, n, x, NULL, dy, col, colt, NULL, NULL, NULL, NULL, tmp, parts > 1 ? partial : dw};
+    conv_job j = {rt, g, n, x, NULL, dy, col, NULL, NULL, NULL, tmp, parts > 1 ? partial : dw};
     ie_pool_run(rt->pool, conv_dw_part, &j);
     if (parts > 1) {
         memcpy(dw, partial, sizeof(int64_t) * size);
@@ -287,14 +285,12 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
         ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DYT, t * howo * cout_g, B, B);
         ie_plan_node_scratch(p, node, S_DCOL, t * howo * k * sizeof(int32_t), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {
         ie_plan_keep(p, x, B);
         ie_plan_node_scratch(p, node, S_COL_B, t * howo * k, B, B);
-        ie_plan_node_scratch(p, node, S_COLT, t * k * howo, B, B);
         ie_plan_node_scratch(p, node, S_DW_TMP, t * cout_g * k * sizeof(int64_t), B, B);
         if (t > 1) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
@@ -338,11 +334,9 @@ static void conv_forward(ie_session *s, uint32_t node) {
 static void conv_backward(ie_session *s, uint32_t node) {
     conv_node c = conv_open(s, node);
     if (c.x->requires_grad)
-        c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DYT],
-                                 c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
+        c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
-        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_COLT],
-                                      c.sc[S_DW_TMP], c.sc[S_DW_PART], c.pw->grad);
+        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_TMP], c.sc[S_DW_PART], c.pw->grad);
         ie_optim_step(s, c.wi);
     }
     if (c.pb && c.pb->trainable) {

@@ -19,13 +19,13 @@ static void relu_plan(ie_planner *p, uint32_t node) {
     if (ie_plan_requires_grad(p, y)) ie_plan_keep(p, y, ie_pos_bwd(m, node)); /* the mask is y > 0 */
 }
 
-void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y) {
+IE_HOT void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
 
 /* The mask comes from the output: y > 0 exactly where x > 0. */
-void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx) {
-    for (size_t i = 0; i < n; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+IE_HOT void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx) {
+    for (size_t i = 0; i < n; i++) dx[i] = (int8_t)(dy[i] & -(y[i] > 0)); /* a mask, not a branch: vectorizes */
 }
 
 static void relu_forward(ie_session *s, uint32_t node) {

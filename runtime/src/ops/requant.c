@@ -1,5 +1,49 @@
-/* Requantization steps every op with an int32 accumulator shares. */
+/* Requantization steps every op with an int32 accumulator shares. Large tensors split both
+ * passes (max, then rounding) over the pool by element ranges: the max does not depend on order
+ * and every element's draw is counted from its index, so the bytes do not depend on threads. */
 #include "ops.h"
+
+/* below this many elements waking the pool costs more than it saves */
+#define SPLIT_MIN ((size_t)1 << 15)
+
+typedef struct requant_job {
+    const ie_kernels *k;
+    const int32_t *acc;
+    size_t total, inner, channels;
+    const int64_t *bias;
+    int sh;
+    ie_rounder r;
+    int8_t *y;
+    uint64_t max[IE_MAX_THREADS];
+} requant_job;
+
+static void absmax_part(void *p, uint32_t part, uint32_t parts) {
+    requant_job *j = p;
+    size_t b, e;
+    ie_part_range(j->total, part, parts, &b, &e);
+    j->max[part] = j->k->absmax_s32_bias(j->acc, b, e, j->bias, j->inner, j->channels);
+}
+
+static void round_part(void *p, uint32_t part, uint32_t parts) {
+    const requant_job *j = p;
+    size_t b, e;
+    ie_part_range(j->total, part, parts, &b, &e);
+    j->k->requant_s32_bias_s8(j->acc, b, e, j->bias, j->inner, j->channels, j->sh, j->r.key, j->r.nearest, j->y);
+}
+
+/* y = requant(acc + bias[channel]); returns the shift. */
+static int requant(const ie_exec *rt, const int32_t *acc, size_t total, size_t inner, size_t channels,
+                   const int64_t *bias, ie_rounder r, int8_t *y) {
+    requant_job j = {rt->k, acc, total, inner, channels, bias, 0, r, y, {0}};
+    ie_pool *pool = total >= SPLIT_MIN ? rt->pool : NULL;
+    uint32_t parts = ie_pool_threads(pool);
+    ie_pool_run(pool, absmax_part, &j);
+    uint64_t max = 0;
+    for (uint32_t p = 0; p < parts; p++) max = j.max[p] > max ? j.max[p] : max;
+    j.sh = ie_requant_shift(max, 7);
+    ie_pool_run(pool, round_part, &j);
+    return j.sh;
+}
 
 int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
@@ -12,13 +56,9 @@ int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e
             bias_al[j] = ie_shift_round(bias[j], e_work - eb, ie_draw(r[1], (uint32_t)j));
         e = e_work;
     }
-    int sh = ie_requant_shift(rt->k->absmax_s32_bias(acc, total, bias ? bias_al : NULL, inner, channels), 7);
-    rt->k->requant_s32_bias_s8(acc, total, bias ? bias_al : NULL, inner, channels, sh, r[2].key, r[2].nearest, y);
-    return e + sh;
+    return e + requant(rt, acc, total, inner, channels, bias ? bias_al : NULL, r[2], y);
 }
 
 int ie_requant_acc(const ie_exec *rt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y) {
-    int sh = ie_requant_shift(rt->k->absmax_s32_bias(acc, total, NULL, 1, 1), 7);
-    rt->k->requant_s32_bias_s8(acc, total, NULL, 1, 1, sh, r.key, r.nearest, y);
-    return sh;
+    return requant(rt, acc, total, 1, 1, NULL, r, y);
 }
