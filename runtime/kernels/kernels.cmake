@@ -18,15 +18,17 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
   # build (Pi 3/4) still carries it; table_arm.c enables it from HWCAP_ASIMDDP (Pi 5, Orin).
   if(NOT INTEDGE_NO_FLOAT)
     list(APPEND INTEDGE_SOURCES runtime/kernels/arm/table_arm.c runtime/kernels/arm/gemm_s8s8_neon.c
-                                runtime/kernels/arm/gemm_s8s8_dotprod.c)
-    set_source_files_properties(runtime/kernels/arm/gemm_s8s8_dotprod.c PROPERTIES
-                                COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
+                                runtime/kernels/arm/gemm_s8s8_bt_neon.c runtime/kernels/arm/gemm_s8s8_dotprod.c
+                                runtime/kernels/arm/gemm_s8s8_bt_dotprod.c)
+    set_source_files_properties(runtime/kernels/arm/gemm_s8s8_dotprod.c runtime/kernels/arm/gemm_s8s8_bt_dotprod.c
+                                PROPERTIES COMPILE_OPTIONS "-march=armv8.2-a+dotprod")
     list(APPEND INTEDGE_KERNEL_DEFINITIONS IE_HAVE_ARM64_KERNELS)
   endif()
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^([Aa][Rr][Mm].*|[Cc]ortex-[Mm].*)$")
   # 32-bit Arm (Cortex-M). The DSP extension (M4/M7/M33) is fixed by -mcpu, so the C files
   # test __ARM_FEATURE_DSP themselves and are empty on M0/M3. Its SIMD32 instructions work on
   # core registers, so the tier also stays in the no-float build.
-  list(APPEND INTEDGE_SOURCES runtime/kernels/cortexm/table_cortexm.c runtime/kernels/cortexm/gemm_s8s8_dsp.c)
+  list(APPEND INTEDGE_SOURCES runtime/kernels/cortexm/table_cortexm.c runtime/kernels/cortexm/gemm_s8s8_dsp.c
+                              runtime/kernels/cortexm/gemm_s8s8_bt_dsp.c)
   list(APPEND INTEDGE_KERNEL_DEFINITIONS IE_HAVE_CORTEXM_KERNELS)
 endif()

@@ -19,5 +19,5 @@ static int has_dotprod(void) {
 #endif
 }
 
-IE_GEMM_TIER(neon, "neon", NULL)
-IE_GEMM_TIER(dotprod, "neon-dot", has_dotprod)
+IE_GEMM_TIER_BT(neon, "neon", NULL)
+IE_GEMM_TIER_BT(dotprod, "neon-dot", has_dotprod)

@@ -4,7 +4,7 @@
 #include "../tier.h"
 
 #if defined(__ARM_FEATURE_DSP) && defined(__ARM_FEATURE_SIMD32)
-IE_GEMM_TIER(cortexm_dsp, "cortex-m-dsp", NULL)
+IE_GEMM_TIER_BT(cortexm_dsp, "cortex-m-dsp", NULL)
 #else
 typedef int ie_no_dsp_table; /* ISO C wants a translation unit to declare something */
 #endif
