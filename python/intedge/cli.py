@@ -175,6 +175,11 @@ def build_parser():
     c.add_argument("--samples", type=_positive_int, default=None,
                    help="samples to embed (default: steps x batch size)")
     c.add_argument("--normalize", metavar="auto|MEAN,STD", default=None)
+    c.add_argument("--runtime", action="store_true",
+                   help="also copy the runtime's C sources into DIR/runtime, so the folder builds on its own")
+    c.add_argument("--build", action="store_true",
+                   help="also build DIR/firmware.elf for qemu's MPS2 board of the target and report its flash and "
+                        "RAM (needs --data and arm-none-eabi-gcc)")
     c.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     return p
 
@@ -375,9 +380,13 @@ def cmd_compile(args):
     figures = compile_model(args.model, args.output, target=args.target, batch_size=args.batch_size,
                             trainable=args.trainable, lr=args.lr, momentum=args.momentum,
                             weight_decay=args.weight_decay, seed=args.seed, loss=args.loss, data=args.data,
-                            steps=args.steps, samples=args.samples, normalize=args.normalize)
-    print(f"wrote {args.output}/: intedge_model.h, intedge_model.c, train_example.c"
-          + (", intedge_data.c, expected_output.txt" if args.data else ""))
+                            steps=args.steps, samples=args.samples, normalize=args.normalize,
+                            runtime=args.runtime, build=args.build)
+    written = ["intedge_model.h", "intedge_model.c", "train_example.c"]
+    written += ["intedge_data.c", "expected_output.txt", "expected_state.ies"] if args.data else []
+    written += ["runtime/"] if args.runtime else []
+    written += ["firmware.elf"] if args.build else []
+    print(f"wrote {args.output}/: {', '.join(written)}")
     print(format_figures(figures, args.target))
     return 0
 

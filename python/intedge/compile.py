@@ -13,6 +13,9 @@ The C comes from c_templates/*.in (string.Template: ${field}).
 
 Memory sizes do not depend on the target's pointer width (the runtime's tables use fixed strides),
 so the figures computed here are exact for a 32-bit microcontroller."""
+import shutil
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -20,16 +23,34 @@ import numpy as np
 
 from .errors import IntedgeError
 
-# name -> (compiler flags, what it has); the sizes do not depend on it, the kernels do
+@dataclass(frozen=True)
+class Target:
+    cflags: str
+    note: str
+    compiler: str = ""  # the cross compiler --build runs ("" = no firmware build for it here)
+    kernels: str = ""   # runtime/kernels/<dir> of its SIMD tier, and the flag that lists it
+    kernel_flag: str = ""
+    memory: str = ""    # the MPS2 board's memory map, for --build
+
+
+ARM_EABI = "arm-none-eabi-gcc"
+C_RUNTIME = Path(__file__).with_name("c_runtime")  # the runtime's C sources, installed with the package
+DSP = dict(kernels="cortexm", kernel_flag="IE_HAVE_CORTEXM_KERNELS")
+# the sizes do not depend on the target; the kernels and the build do
 TARGETS = {
-    "cortex-m0": ("-mcpu=cortex-m0 -mthumb -mfloat-abi=soft", "ARMv6-M, no DSP, no FPU"),
-    "cortex-m3": ("-mcpu=cortex-m3 -mthumb -mfloat-abi=soft", "ARMv7-M, no DSP, no FPU"),
-    "cortex-m4": ("-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard", "ARMv7E-M with DSP (smlad kernels)"),
-    "cortex-m7": ("-mcpu=cortex-m7 -mthumb -mfpu=fpv5-d16 -mfloat-abi=hard", "ARMv7E-M with DSP (smlad kernels)"),
-    "cortex-m33": ("-mcpu=cortex-m33 -mthumb -mfloat-abi=soft", "ARMv8-M Mainline with DSP"),
-    "riscv32": ("-march=rv32imac -mabi=ilp32", "RV32IMAC, no FPU"),
-    "aarch64": ("-march=armv8-a", "ARMv8-A Linux (NEON; dot product picked at run time)"),
-    "host": ("", "this machine's C compiler"),
+    "cortex-m0": Target("-mcpu=cortex-m0 -mthumb -mfloat-abi=soft", "ARMv6-M, no DSP, no FPU", ARM_EABI,
+                        memory="memory-an385.ld"),
+    "cortex-m3": Target("-mcpu=cortex-m3 -mthumb -mfloat-abi=soft", "ARMv7-M, no DSP, no FPU", ARM_EABI,
+                        memory="memory-an385.ld"),
+    "cortex-m4": Target("-mcpu=cortex-m4 -mthumb -mfpu=fpv4-sp-d16 -mfloat-abi=hard",
+                        "ARMv7E-M with DSP (smlad kernels)", ARM_EABI, memory="memory-an385.ld", **DSP),
+    "cortex-m7": Target("-mcpu=cortex-m7 -mthumb -mfpu=fpv5-d16 -mfloat-abi=hard",
+                        "ARMv7E-M with DSP (smlad kernels)", ARM_EABI, memory="memory-an385.ld", **DSP),
+    "cortex-m33": Target("-mcpu=cortex-m33 -mthumb -mfloat-abi=soft", "ARMv8-M Mainline with DSP", ARM_EABI,
+                         memory="memory-an505.ld", **DSP),
+    "riscv32": Target("-march=rv32imac -mabi=ilp32", "RV32IMAC, no FPU"),
+    "aarch64": Target("-march=armv8-a", "ARMv8-A Linux (NEON; dot product picked at run time)"),
+    "host": Target("", "this machine's C compiler"),
 }
 LOSS_CODES = {"cross_entropy": "IE_LOSS_SOFTMAX_CE", "mse": "IE_LOSS_MSE", "bce": "IE_LOSS_BCE_LOGITS"}
 MAX_DATA_BYTES = 1 << 20  # flash is small: refuse to embed more than 1 MB of samples
@@ -65,10 +86,65 @@ def _render(template, out, **fields):
     out.write_text(Template(text).substitute(fields))
 
 
+def runtime_files(target):
+    """The runtime's C files a firmware for `target` compiles (testing.c serves only the Python
+    tests; port_none.c: no heap)."""
+    t = TARGETS[target]
+    globs = ["src/*.c", "src/ops/*.c", "kernels/*.c", "kernels/scalar/*.c"] + ([f"kernels/{t.kernels}/*.c"] if t.kernels else [])
+    files = [f for g in globs for f in sorted(C_RUNTIME.glob(g)) if f.name != "testing.c"]
+    return files + [C_RUNTIME / "port" / "port_none.c"]
+
+
+def _check_runtime_installed():
+    if not (C_RUNTIME / "include" / "intedge.h").is_file():
+        raise IntedgeError(f"this intedge install has no C sources in {C_RUNTIME}; reinstall it with pip install")
+
+
+def copy_runtime(target, out):
+    """out/runtime/: every file the target's firmware compiles, with the headers, so the folder
+    builds on its own (add runtime/**/*.c and -I runtime/include to the firmware's build)."""
+    _check_runtime_installed()
+    headers = [f for f in C_RUNTIME.rglob("*.h") if "board" not in f.parts]
+    for f in runtime_files(target) + headers:
+        dest = out / "runtime" / f.relative_to(C_RUNTIME)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, dest)
+
+
+def build_firmware(target, out):
+    """out/firmware.elf for qemu's MPS2 board of the target (the example streams its state to
+    trained_state.ies); returns its `size` figures."""
+    t = TARGETS[target]
+    if not t.compiler:
+        raise IntedgeError(f"--build makes firmware for the Cortex-M targets; for {target}, compile the sources "
+                           "with the runtime (docs/mcu.md)")
+    cc = shutil.which(t.compiler)
+    size_tool = shutil.which(t.compiler[:-len("gcc")] + "size")
+    if not cc or not size_tool:
+        raise IntedgeError(f"--build needs {t.compiler} on PATH (Debian: apt install gcc-arm-none-eabi "
+                           "libnewlib-arm-none-eabi)")
+    _check_runtime_installed()
+    board = C_RUNTIME / "board" / "mps2"
+    elf = out / "firmware.elf"
+    cmd = [cc, *t.cflags.split(), "-Os", "-std=c11", "-ffunction-sections", "-fdata-sections",
+           f"-I{C_RUNTIME / 'include'}", f"-I{out}", '-DINTEDGE_STATE_FILE="trained_state.ies"',
+           *([f"-D{t.kernel_flag}"] if t.kernel_flag else []),
+           *map(str, sorted(out.glob("*.c"))), *map(str, runtime_files(target)), str(board / "startup.c"),
+           "-nostartfiles", f"-T{board / t.memory}", f"-T{board / 'sections.ld'}", "--specs=nano.specs",
+           "--specs=rdimon.specs", "-Wl,--gc-sections", "-o", str(elf)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise IntedgeError(f"building {elf} failed:\n{r.stderr.strip()[-2000:]}")
+    text, data, bss = (int(v) for v in subprocess.run([size_tool, str(elf)], capture_output=True, text=True,
+                                                       check=True).stdout.splitlines()[1].split()[:3])
+    return {"elf": str(elf), "text": text, "data": data, "bss": bss}
+
+
 def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trainable=None, lr=0.05, momentum=0.0,
                   weight_decay=0.0, seed=0, loss="cross_entropy", data=None, steps=20, samples=None,
-                  normalize=None):
-    """Writes the sources; returns a dict of the figures it reports (bytes)."""
+                  normalize=None, runtime=False, build=False):
+    """Writes the sources (with runtime: the runtime's too; with build: a firmware ELF for qemu's
+    MPS2 board); returns a dict of the figures it reports (bytes)."""
     from . import checkpoint as ckpt
     from .data import load_data, parse_normalize
     from .inspect_model import split_patterns, trainable_flags
@@ -80,6 +156,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
         raise IntedgeError(f"unknown target {target!r}; choose one of {', '.join(TARGETS)}")
     if data is not None and loss != "cross_entropy":
         raise IntedgeError("--data embeds labelled samples: it needs --loss cross_entropy")
+    if build and data is None:
+        raise IntedgeError("--build needs --data: the example firmware trains on samples in flash")
     model = import_onnx(model_path)
     flags = trainable_flags(model, split_patterns(trainable))
     runtime = Model(model.iem)
@@ -108,8 +186,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
                           "    c->input_offset_q8 = input_offset_q8;\n"
                           "    c->input_scale_m = input_scale_m;\n"
                           f"    c->input_scale_e = {exponent};\n")
-    cflags, note = TARGETS[target]
-    fields = dict(source=Path(model_path).name, target=target, target_note=note, cflags=cflags or "(none)",
+    t = TARGETS[target]
+    fields = dict(source=Path(model_path).name, target=target, target_note=t.note, cflags=t.cflags or "(none)",
                   model_bytes=len(model.iem), model_memory=figures["model_memory"], arena=arena, batch=batch_size,
                   input_size=model.input_size, output_size=model.output_size, params=len(model.param_names),
                   trainable_count=sum(map(bool, trainable_list)), input_u8=int(u8))
@@ -132,6 +210,10 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
                 x_values=_c_ints(values.reshape(-1), 16 if u8 else 6), y_values=_c_ints(y))
         (out / "expected_output.txt").write_text(_host_run(trainer, x, y, steps, batch_size, figures))
         (out / "expected_state.ies").write_bytes(trainer.session.save_state())
+    if runtime:
+        copy_runtime(target, out)
+    if build:
+        figures["firmware"] = build_firmware(target, out)
     return figures
 
 
@@ -151,6 +233,12 @@ def _host_run(trainer, x, y, steps, batch_size, figures):
 def format_figures(figures, target):
     ram = figures["model_memory"] + figures["arena"]
     flash = figures["model_bytes"] + figures["data_bytes"]
-    return (f"target {target}: RAM {ram:,} B (model memory {figures['model_memory']:,} + arena {figures['arena']:,}),"
-            f" flash {flash:,} B for the model ({figures['model_bytes']:,}) and data ({figures['data_bytes']:,}),"
-            " plus the runtime code (docs/mcu.md has firmware figures)")
+    lines = [f"target {target}: RAM {ram:,} B (model memory {figures['model_memory']:,} + arena "
+             f"{figures['arena']:,}), flash {flash:,} B for the model ({figures['model_bytes']:,}) and data "
+             f"({figures['data_bytes']:,}), plus the runtime code"]
+    fw = figures.get("firmware")
+    if fw:
+        lines.append(f"firmware {fw['elf']}: flash {fw['text'] + fw['data']:,} B (text+rodata {fw['text']:,}, data "
+                     f"{fw['data']:,}), RAM {fw['data'] + fw['bss']:,} B (data + bss, with the arena) plus the stack "
+                     "it reports on exit under qemu")
+    return "\n".join(lines)

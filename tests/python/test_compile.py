@@ -84,3 +84,48 @@ def test_bad_requests_are_named(tmp_path, mlp_digits):
     assert r.returncode == 0  # capped at the samples there are
     r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m99", "-o", tmp_path / "fw")
     assert r.returncode == 2 and "cortex-m99" in r.stderr
+
+
+def run_example(command, cwd):
+    out = subprocess.run(command, capture_output=True, text=True, timeout=300, check=True, cwd=cwd)
+    text = out.stdout + out.stderr
+    assert re.match(r"kernels \S+\n", text)
+    return re.sub(r"(kernels|stack used) [^\n]*\n", "", text)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_runtime_copy_makes_the_folder_build_on_its_own(tmp_path, mlp_digits):
+    """--runtime: DIR alone (no checkout, no library) builds and trains like the host."""
+    onnx.save(mlp_digits, tmp_path / "mlp.onnx")
+    out = tmp_path / "fw"
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m4", "--batch-size", "4", "--data",
+                "builtin:digits", "--steps", "5", "--runtime", "-o", out)
+    assert r.returncode == 0, r.stderr
+    sources = sorted(out.glob("*.c")) + sorted((out / "runtime").rglob("*.c"))
+    assert not any(f.name == "testing.c" for f in sources) and (out / "runtime" / "port" / "port_none.c").exists()
+    subprocess.run(["cc", "-std=c11", "-O2", "-I", str(out / "runtime" / "include"), "-I", str(out),
+                    *map(str, sources), "-o", str(tmp_path / "train")], check=True, capture_output=True, text=True)
+    assert run_example([str(tmp_path / "train")], tmp_path) == (out / "expected_output.txt").read_text()
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm (tools/run_tests.sh requires them)")
+def test_build_makes_firmware_that_trains_like_the_host(tmp_path, mlp_digits):
+    onnx.save(mlp_digits, tmp_path / "mlp.onnx")
+    out = tmp_path / "fw"
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m3", "--batch-size", "4", "--data",
+                "builtin:digits", "--steps", "5", "--build", "-o", out)
+    assert r.returncode == 0, r.stderr
+    flash, ram = (int(v.replace(",", "")) for v in re.search(r"firmware .*: flash ([\d,]+) B .*RAM ([\d,]+) B",
+                                                              r.stdout).groups())
+    d = defines(out / "intedge_model.h")
+    assert ram > d["INTEDGE_ARENA_BYTES"] + d["INTEDGE_MODEL_MEMORY_BYTES"] and flash > d["INTEDGE_MODEL_BYTES"]
+    got = run_example(["qemu-system-arm", "-M", "mps2-an385", "-nographic", "-monitor", "none", "-serial", "none",
+                       "-semihosting-config", "enable=on,target=native", "-kernel", str(out / "firmware.elf")], out)
+    assert got == (out / "expected_output.txt").read_text()
+    assert (out / "trained_state.ies").read_bytes() == (out / "expected_state.ies").read_bytes()
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "aarch64", "--data", "builtin:digits", "--build",
+                "-o", tmp_path / "a64")
+    assert r.returncode == 2 and "--build makes firmware for the Cortex-M targets" in r.stderr
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--build", "-o", tmp_path / "nodata")
+    assert r.returncode == 2 and "--build needs --data" in r.stderr
