@@ -54,6 +54,11 @@ cross_build cortex-m7 cortex-m7 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m7
 cross_build cortex-m33 cortex-m33 MinSizeRel -DINTEDGE_DEMO_TARGET=cortex-m33
 cross_build riscv32 riscv32-elf MinSizeRel -DINTEDGE_DEMO_TARGET=riscv32
 
+echo "== aarch64: runtime core builds with -mgeneral-regs-only (no floating point, no NEON)"
+cmake -S . -B build/aarch64-nofloat -G Ninja -DCMAKE_TOOLCHAIN_FILE=tools/toolchains/aarch64-linux-gnu.cmake \
+  -DINTEDGE_NO_FLOAT=ON -DINTEDGE_BUILD_TESTS=OFF >/dev/null
+cmake --build build/aarch64-nofloat -j "$jobs"
+
 echo "== cortex-m0: the library builds and imports nothing bare metal lacks (no qemu M0 board can train)"
 cmake -S . -B build/cortex-m0 -G Ninja -DCMAKE_TOOLCHAIN_FILE=tools/toolchains/cortex-m0.cmake \
   -DCMAKE_BUILD_TYPE=MinSizeRel -DINTEDGE_BUILD_TESTS=OFF >/dev/null
