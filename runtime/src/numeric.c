@@ -1,4 +1,5 @@
 #include "numeric.h"
+#include "threads.h"
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ULL;
@@ -219,7 +220,53 @@ IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, co
     return max;
 }
 
-int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
+/* affine_block's max without u: v is then monotone in x, so its largest magnitude over a block is
+ * at the smallest or the largest x (an int8 min and max, which vectorize 64 wide). */
+IE_HOT static uint64_t affine_max_x(size_t base, size_t len, const int8_t *x, int64_t cb, int64_t ck, int64_t xm) {
+    int8_t lo = INT8_MAX, hi = INT8_MIN;
+    for (size_t i = base; i < base + len; i++) {
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    if (!len) return 0;
+    uint64_t a = ie_abs64(ck + cb * ((int64_t)lo * 65536 - xm)), b = ie_abs64(ck + cb * ((int64_t)hi * 65536 - xm));
+    return a > b ? a : b;
+}
+
+/* The blocks (one channel of one sample each) of an affine map, shared by a pool's parts: each
+ * part takes a range of blocks; the max does not depend on order, and every element's draw is
+ * counted from its index, so the bytes do not depend on threads. */
+typedef struct affine_job {
+    size_t channels, inner, blocks;
+    const int8_t *u, *x;
+    const int64_t *coef, *xm;
+    ie_srshift p;
+    uint32_t key;
+    int8_t *y; /* NULL: the max pass */
+    uint64_t max[IE_MAX_THREADS];
+} affine_job;
+
+static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
+    affine_job *j = ctx;
+    size_t b0, b1, n = j->channels;
+    ie_part_range(j->blocks, part, parts, &b0, &b1);
+    uint64_t max = 0;
+    for (size_t blk = b0; blk < b1; blk++) {
+        size_t c = blk % n, base = blk * j->inner;
+        int64_t xm = j->x ? j->xm[c] : 0;
+        uint64_t m = !j->y && !j->u && j->x
+                         ? affine_max_x(base, j->inner, j->x, j->coef[n + c], j->coef[2 * n + c], xm)
+                         : affine_block(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c], j->coef[2 * n + c], xm,
+                                        j->p, j->key, j->y);
+        max = m > max ? m : max;
+    }
+    j->max[part] = max;
+}
+
+/* below this many elements waking the pool costs more than it saves */
+#define AFFINE_SPLIT_MIN ((size_t)1 << 15)
+
+int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
                              const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
                              const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
     int32_t top = INT32_MIN;
@@ -241,13 +288,11 @@ int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const 
         coef[channels + c] = x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
         coef[2 * channels + c] = k[c].m ? ie_shift_round(k[c].m, E - k[c].e, 0x80000000U) : 0;
     }
-    ie_srshift none = ie_srshift_make(0);
+    affine_job j = {channels, inner, outer * channels, u, x, coef, xm, ie_srshift_make(0), r.key, NULL, {0}};
+    pool = total >= AFFINE_SPLIT_MIN ? pool : NULL;
+    ie_pool_run(pool, affine_part, &j);
     uint64_t max = 0;
-    for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels) {
-        uint64_t m = affine_block(base, inner, u, x, coef[c], coef[channels + c], coef[2 * channels + c],
-                                  x ? xm[c] : 0, none, 0, NULL);
-        max = m > max ? m : max;
-    }
+    for (uint32_t p = 0; p < ie_pool_threads(pool); p++) max = j.max[p] > max ? j.max[p] : max;
     int sh = ie_requant_shift(max, 7);
     if (sh < 0 || r.nearest) { /* rare: tiny values or evaluation mode; the general rounding */
         for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
@@ -258,9 +303,9 @@ int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const 
             }
         return E + sh;
     }
-    ie_srshift p = ie_srshift_make(sh > 62 ? 62 : sh);
-    for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
-        affine_block(base, inner, u, x, coef[c], coef[channels + c], coef[2 * channels + c], x ? xm[c] : 0, p, r.key, y);
+    j.p = ie_srshift_make(sh > 62 ? 62 : sh);
+    j.y = y;
+    ie_pool_run(pool, affine_part, &j);
     return E + sh;
 }
 

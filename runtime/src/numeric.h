@@ -92,6 +92,14 @@ static inline int64_t ie_srshift_apply(int64_t x, ie_srshift p, uint32_t r) {
     return (x >> p.s) + (int64_t)(((uint64_t)r + frac) >> 32); /* GCC/Clang: >> is arithmetic */
 }
 
+/* ie_srshift_apply for an int32 x and 1 <= s <= 31 in 32-bit arithmetic (16 lanes per AVX-512
+ * vector, not 8): the fraction is x's low s bits at the top of a word, and the carry of
+ * draw + fraction out of 32 bits is the round-up. */
+static inline int32_t ie_srshift32(int32_t x, int s, uint32_t draw) {
+    uint32_t frac = (uint32_t)x << (32 - s);
+    return (x >> s) + (draw + frac < draw);
+}
+
 static inline int64_t ie_clamp64(int64_t x, int64_t lim) { return x > lim ? lim : (x < -lim ? -lim : x); }
 
 /* Shift that brings a maximum magnitude `max_abs` to at most `bits` significant bits:
@@ -162,8 +170,10 @@ static inline ie_dyadic ie_dy_neg(ie_dyadic a) { a.m = -a.m; return a; }
 /* y[o][c][i] = requant(a[c] u[o][c][i] + b[c] v[o][c][i] + k[c]) over an [outer, channels, inner]
  * tensor: u is int8 at exponent eu (or NULL); v = x * 2^16 - xm[c] with x int8 at exponent ex,
  * so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x NULL).
- * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent. */
-int32_t ie_channel_affine_s8(size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
+ * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
+ * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
+typedef struct ie_pool ie_pool;
+int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
                              const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
                              const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
 

@@ -14,6 +14,19 @@ uint32_t ie_threads_planned(uint32_t threads) {
 
 #if defined(IE_HAVE_PTHREADS)
 #include <pthread.h>
+#include <stdatomic.h>
+
+/* Waking a sleeping thread costs tens of microseconds (a futex and a schedule), as much as a
+ * small op's whole work: both sides first poll for about that long, then sleep. */
+#define SPIN 2048
+
+static inline void relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 typedef struct worker_arg {
     struct ie_pool *pool;
@@ -26,9 +39,8 @@ struct ie_pool {
     uint32_t n_workers;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    uint64_t generation;
-    uint32_t pending;
-    int quit;
+    _Atomic uint32_t generation, pending; /* written under mu, also read while spinning */
+    _Atomic int quit;
     void (*fn)(void *, uint32_t, uint32_t);
     void *ctx;
 };
@@ -36,21 +48,23 @@ struct ie_pool {
 static void *worker(void *p) {
     worker_arg *w = p;
     ie_pool *pool = w->pool;
-    uint64_t seen = 0;
-    pthread_mutex_lock(&pool->mu);
+    uint32_t seen = 0;
     for (;;) {
-        while (!pool->quit && pool->generation == seen) pthread_cond_wait(&pool->go, &pool->mu);
-        if (pool->quit) break;
-        seen = pool->generation;
-        void (*fn)(void *, uint32_t, uint32_t) = pool->fn;
-        void *ctx = pool->ctx;
-        uint32_t parts = pool->n_workers + 1;
-        pthread_mutex_unlock(&pool->mu);
-        fn(ctx, w->part, parts);
+        for (int i = 0; i < SPIN && !atomic_load(&pool->quit) && atomic_load(&pool->generation) == seen; i++) relax();
         pthread_mutex_lock(&pool->mu);
-        if (--pool->pending == 0) pthread_cond_signal(&pool->done);
+        while (!atomic_load(&pool->quit) && atomic_load(&pool->generation) == seen)
+            pthread_cond_wait(&pool->go, &pool->mu);
+        pthread_mutex_unlock(&pool->mu);
+        if (atomic_load(&pool->quit)) break;
+        /* fn and ctx were written before the new generation, and stay until pending is 0 */
+        seen = atomic_load(&pool->generation);
+        pool->fn(pool->ctx, w->part, pool->n_workers + 1);
+        if (atomic_fetch_sub(&pool->pending, 1) == 1) { /* the last: wake the caller if it sleeps */
+            pthread_mutex_lock(&pool->mu);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->mu);
+        }
     }
-    pthread_mutex_unlock(&pool->mu);
     return NULL;
 }
 
@@ -78,7 +92,7 @@ ie_pool *ie_pool_create(uint32_t threads) {
 void ie_pool_free(ie_pool *pool) {
     if (!pool) return;
     pthread_mutex_lock(&pool->mu);
-    pool->quit = 1;
+    atomic_store(&pool->quit, 1);
     pthread_cond_broadcast(&pool->go);
     pthread_mutex_unlock(&pool->mu);
     for (uint32_t i = 0; i < pool->n_workers; i++) pthread_join(pool->workers[i], NULL);
@@ -98,13 +112,14 @@ void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t pa
     pthread_mutex_lock(&pool->mu);
     pool->fn = fn;
     pool->ctx = ctx;
-    pool->pending = pool->n_workers;
-    pool->generation++;
+    atomic_store(&pool->pending, pool->n_workers);
+    atomic_fetch_add(&pool->generation, 1);
     pthread_cond_broadcast(&pool->go);
     pthread_mutex_unlock(&pool->mu);
     fn(ctx, 0, pool->n_workers + 1);
+    for (int i = 0; i < SPIN && atomic_load(&pool->pending); i++) relax();
     pthread_mutex_lock(&pool->mu);
-    while (pool->pending) pthread_cond_wait(&pool->done, &pool->mu);
+    while (atomic_load(&pool->pending)) pthread_cond_wait(&pool->done, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
 }
 

@@ -1,12 +1,14 @@
 /* Every kernel tier this CPU runs gives the same bytes as the scalar reference: GEMMs on odd and
  * random shapes (k = 0, tails of every length, misaligned rows, +-127 extremes, an int64
- * reduction past 2^17 terms), then absmax and requantization. Integer only, no rand(), and
- * under 1 MB of heap so it also runs on a Cortex-M board. */
+ * reduction past 2^17 terms), then absmax and requantization (the scalar one also against the
+ * number format's definition). Integer only, no rand(), and under 1 MB of heap so it also runs
+ * on a Cortex-M board. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "../../runtime/kernels/kernels.h"
+#include "../../runtime/src/numeric.h"
 
 #define LONG_K (((size_t)1 << 17) + 100) /* one full int32 block and a bit */
 
@@ -166,6 +168,15 @@ static void test_requant(const ie_kernels *t) {
                             memset(ro, 0x55, n);
                             memset(to, 0x66, n);
                             ie_kernels_scalar.requant_s32_bias_s8(acc, 0, n, bp, inner, channels, shifts[s], key, nearest, ro);
+                            /* the reference's fast paths (int32 lanes, branch-free shifts) against
+                             * the number format's definition */
+                            ie_rounder rd = {key, nearest};
+                            for (size_t i = 0; i < n; i++) {
+                                int64_t x = (int64_t)acc[i] + (bp ? bp[(i / inner) % channels] : 0);
+                                to[i] = (int8_t)ie_clamp64(ie_shift_round(x, shifts[s], ie_draw(rd, (uint32_t)i)), 127);
+                            }
+                            expect_same(to, ro, n, t, "requant definition (n, inner, s)", (long)n, (long)inner, shifts[s]);
+                            memset(to, 0x66, n);
                             t->requant_s32_bias_s8(acc, 0, cut, bp, inner, channels, shifts[s], key, nearest, to);
                             t->requant_s32_bias_s8(acc, cut, n, bp, inner, channels, shifts[s], key, nearest, to);
                             expect_same(ro, to, n, t, nearest ? "requant nearest (n, inner, s)" : "requant (n, inner, s)",

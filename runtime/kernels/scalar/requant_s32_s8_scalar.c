@@ -6,11 +6,14 @@ static int64_t biased(const int32_t *acc, size_t i, const int64_t *bias, size_t 
     return (int64_t)acc[i] + (bias ? bias[(i / inner) % channels] : 0);
 }
 
-/* Walks [begin, end) in blocks of one channel: [base, stop) with that channel's bias b. */
+/* Walks [begin, end) in blocks of one channel: [base, stop) with that channel's bias b. Without
+ * a bias, or with one channel, the whole range is one block (inner = 1 would mean blocks of one
+ * element, and loops that never vectorize). */
 #define FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, ...)                           \
     for (size_t base = (begin), stop; base < (end); base = stop) {                           \
         size_t blk_ = base / (inner);                                                        \
         stop = (blk_ + 1) * (inner) < (end) ? (blk_ + 1) * (inner) : (end);                  \
+        if (!(bias) || (channels) == 1) stop = (end);                                        \
         int64_t b = (bias) ? (bias)[blk_ % (channels)] : 0;                                  \
         __VA_ARGS__                                                                          \
     }
@@ -37,6 +40,13 @@ IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t begin, size
                                           size_t inner, size_t channels, int s, uint32_t key, uint32_t nearest,
                                           int8_t *out) {
     ie_rounder r = {key, nearest};
+    if (!nearest && !bias && s >= 1 && s <= 31) { /* int32 values: 32-bit lanes */
+        for (size_t i = begin; i < end; i++) {
+            int32_t v = ie_srshift32(acc[i], s, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
+            out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+        }
+        return;
+    }
     if (!nearest && s >= 0 && s <= 62) { /* branch-free common case, vectorizes per channel block */
         ie_srshift p = ie_srshift_make(s);
         FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, {

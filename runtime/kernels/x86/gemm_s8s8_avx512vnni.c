@@ -17,33 +17,98 @@ static inline uint32_t hsum_wrap(__m512i v) {
     return (uint32_t)_mm_cvtsi128_si32(t);
 }
 
-static inline void tile(const int8_t *const *a, size_t ra, const int8_t *const *b, size_t rb, size_t k, int32_t out[2][4]) {
-    const __m512i flip = _mm512_set1_epi8((char)0x80), ones = _mm512_set1_epi8(1);
-    __m512i acc[2][4], bsum[4];
-    for (size_t j = 0; j < 4; j++) {
-        bsum[j] = _mm512_setzero_si512();
-        acc[0][j] = acc[1][j] = _mm512_setzero_si512();
-    }
-    for (size_t kk = 0; kk < k; kk += 64) {
-        __mmask64 mask = k - kk >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (k - kk)) - 1);
-        __m512i vb[4];
-        for (size_t j = 0; j < rb; j++) {
-            vb[j] = _mm512_maskz_loadu_epi8(mask, b[j] + kk);
-            bsum[j] = _mm512_dpbusd_epi32(bsum[j], ones, vb[j]);
-        }
-        for (size_t i = 0; i < ra; i++) {
-            __m512i va = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, a[i] + kk), flip);
-            va = _mm512_maskz_mov_epi8(mask, va); /* padding stays 0, not 128 */
-            for (size_t j = 0; j < rb; j++) acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], va, vb[j]);
-        }
-    }
-    for (size_t j = 0; j < rb; j++) {
-        uint32_t comp = 128u * hsum_wrap(bsum[j]);
-        for (size_t i = 0; i < ra; i++) out[i][j] = (int32_t)(hsum_wrap(acc[i][j]) - comp);
-    }
+/* Lane 4i + j of the result is the lane total of v[4i + j] (modulo 2^32): pairs of vectors
+ * interleave and add (dwords, then qwords) until each 128-bit lane holds four partial totals,
+ * then the lanes of four vectors transpose and add. 30 shuffles and 15 adds for 16 totals. */
+static inline __m512i reduce16(const __m512i v[16]) {
+    __m512i s[8], t[4];
+    _Pragma("GCC unroll 16")
+    for (int p = 0; p < 8; p++)
+        s[p] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * p], v[2 * p + 1]),
+                                _mm512_unpackhi_epi32(v[2 * p], v[2 * p + 1]));
+    _Pragma("GCC unroll 16")
+    for (int r = 0; r < 4; r++)
+        t[r] = _mm512_add_epi32(_mm512_unpacklo_epi64(s[2 * r], s[2 * r + 1]),
+                                _mm512_unpackhi_epi64(s[2 * r], s[2 * r + 1]));
+    __m512i w0 = _mm512_add_epi32(_mm512_shuffle_i32x4(t[0], t[1], 0x44), _mm512_shuffle_i32x4(t[0], t[1], 0xEE));
+    __m512i w1 = _mm512_add_epi32(_mm512_shuffle_i32x4(t[2], t[3], 0x44), _mm512_shuffle_i32x4(t[2], t[3], 0xEE));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(w0, w1, 0x88), _mm512_shuffle_i32x4(w0, w1, 0xDD));
 }
 
-#include "../tiled.h"
+/* Biased dot products of a 4 x 4 tile over kb bytes, lane 4i + j for a[i] . b[j] (a + 128).
+ * Each 64-byte step feeds 16 vpdpbusd from 8 loads; the tail is masked (b's zeros cancel a). */
+static inline __m512i tile4(const int8_t *const a[4], const int8_t *const b[4], size_t kb) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i acc[16], vb[4];
+    _Pragma("GCC unroll 16")
+    for (int q = 0; q < 16; q++) acc[q] = _mm512_setzero_si512();
+    size_t kk = 0;
+    for (; kk + 64 <= kb; kk += 64) {
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 4; j++) vb[j] = _mm512_loadu_si512((const void *)(b[j] + kk));
+        _Pragma("GCC unroll 16")
+        for (int i = 0; i < 4; i++) {
+            __m512i va = _mm512_xor_si512(_mm512_loadu_si512((const void *)(a[i] + kk)), flip);
+            _Pragma("GCC unroll 16")
+            for (int j = 0; j < 4; j++) acc[4 * i + j] = _mm512_dpbusd_epi32(acc[4 * i + j], va, vb[j]);
+        }
+    }
+    if (kk < kb) {
+        __mmask64 mask = ((__mmask64)1 << (kb - kk)) - 1;
+        _Pragma("GCC unroll 16")
+        for (int j = 0; j < 4; j++) vb[j] = _mm512_maskz_loadu_epi8(mask, b[j] + kk);
+        _Pragma("GCC unroll 16")
+        for (int i = 0; i < 4; i++) {
+            __m512i va = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mask, a[i] + kk), flip);
+            _Pragma("GCC unroll 16")
+            for (int j = 0; j < 4; j++) acc[4 * i + j] = _mm512_dpbusd_epi32(acc[4 * i + j], va, vb[j]);
+        }
+    }
+    return reduce16(acc);
+}
+
+/* 128 * sum(b[j]) over kb bytes in lane 4i + j: the excess the +128 bias of a adds. */
+static inline __m512i compensation(const int8_t *const b[4], size_t kb) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    uint32_t sum[4];
+    for (int j = 0; j < 4; j++) {
+        __m512i acc = _mm512_setzero_si512();
+        for (size_t kk = 0; kk < kb; kk += 64) {
+            __mmask64 mask = kb - kk >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (kb - kk)) - 1);
+            acc = _mm512_dpbusd_epi32(acc, ones, _mm512_maskz_loadu_epi8(mask, b[j] + kk));
+        }
+        sum[j] = 128u * hsum_wrap(acc);
+    }
+    return _mm512_broadcast_i32x4(_mm_setr_epi32((int32_t)sum[0], (int32_t)sum[1], (int32_t)sum[2], (int32_t)sum[3]));
+}
+
+/* Long reductions (dW's k = HoWo): 4 x 4 tiles of C, k in blocks of at most 2^17 terms (exact
+ * in int32; the int64 output adds the blocks). Columns outer: four rows of b stay in L1 while
+ * every row block of a passes, and their sums are made once. Rows past the edge repeat the last. */
+static void gemm_tiles(const int8_t *a, const int8_t *b, int32_t *c32, int64_t *c64, size_t m, size_t n, size_t k) {
+    const size_t block = (size_t)1 << 17;
+    for (size_t j0 = 0; j0 < n; j0 += 4) {
+        size_t rb = n - j0 < 4 ? n - j0 : 4;
+        for (size_t k0 = 0; k0 == 0 || k0 < k; k0 += block) {
+            size_t kb = k - k0 < block ? k - k0 : block;
+            const int8_t *bp[4], *ap[4];
+            for (size_t t = 0; t < 4; t++) bp[t] = b + (j0 + (t < rb ? t : rb - 1)) * k + k0;
+            __m512i comp = compensation(bp, kb);
+            for (size_t i0 = 0; i0 < m; i0 += 4) {
+                size_t ra = m - i0 < 4 ? m - i0 : 4;
+                for (size_t t = 0; t < 4; t++) ap[t] = a + (i0 + (t < ra ? t : ra - 1)) * k + k0;
+                int32_t out[16];
+                _mm512_storeu_si512((void *)out, _mm512_sub_epi32(tile4(ap, bp, kb), comp)); /* wraps: exact */
+                for (size_t i = 0; i < ra; i++)
+                    for (size_t j = 0; j < rb; j++) {
+                        size_t at = (i0 + i) * n + j0 + j;
+                        if (c32) c32[at] = out[4 * i + j];
+                        else c64[at] = (k0 ? c64[at] : 0) + out[4 * i + j];
+                    }
+            }
+        }
+    }
+}
 
 /* Short reductions (k <= 256, e.g. convolutions' 5x5 windows or dX over few channels): vectors
  * run across 16 output columns instead of along k. B is packed per 64 columns into
@@ -99,10 +164,9 @@ void ie_gemm_s8s8_s32_avx512vnni(const int8_t *a, const int8_t *b, int32_t *c, s
         gemm_small_k(a, b, c, m, n, k);
         return;
     }
-    TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] = out[ii][jj])
+    gemm_tiles(a, b, c, NULL, m, n, k);
 }
 
 void ie_gemm_s8s8_s64_avx512vnni(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k) {
-    for (size_t i = 0; i < m * n; i++) c[i] = 0;
-    TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] += out[ii][jj])
+    gemm_tiles(a, b, NULL, c, m, n, k);
 }

@@ -40,18 +40,23 @@ static inline __attribute__((always_inline)) void rows_block(const int8_t *a, si
                                                              const __m256i (*pack)[4], size_t cols, int32_t *c,
                                                              size_t ldc, int add, const size_t ROWS) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[2][4];
+    __m256i acc[2][4]; /* loops unrolled by hand: GCC otherwise keeps the sums in memory */
+    _Pragma("GCC unroll 4")
     for (size_t r = 0; r < ROWS; r++)
+        _Pragma("GCC unroll 4")
         for (size_t v = 0; v < 4; v++) acc[r][v] = _mm256_setzero_si256();
     for (size_t g = 0; g < groups; g++)
+        _Pragma("GCC unroll 4")
         for (size_t r = 0; r < ROWS; r++) {
             __m256i wa = a_word(a + r * lda, g, kb), ua = _mm256_sign_epi8(wa, wa);
+            _Pragma("GCC unroll 4")
             for (size_t v = 0; v < 4; v++) {
                 __m256i bv = _mm256_load_si256((const __m256i *)&pack[g][v]);
                 __m256i p16 = _mm256_maddubs_epi16(ua, _mm256_sign_epi8(bv, wa));
                 acc[r][v] = _mm256_add_epi32(acc[r][v], _mm256_madd_epi16(p16, ones));
             }
         }
+    _Pragma("GCC unroll 4")
     for (size_t r = 0; r < ROWS; r++)
         for (size_t v = 0; v < 4 && 8 * v < cols; v++) {
             int32_t *dst = c + r * ldc + 8 * v;

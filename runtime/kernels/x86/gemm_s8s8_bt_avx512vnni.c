@@ -42,17 +42,32 @@ static inline __attribute__((always_inline)) void rows_block(const int8_t *a, si
                                                              __mmask64 cols, int32_t *c, size_t ldc, int add,
                                                              const size_t ROWS) {
     __m512i acc[4][4];
+    _Pragma("GCC unroll 4")
     for (size_t r = 0; r < ROWS; r++)
+        _Pragma("GCC unroll 4")
         for (size_t v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_si512();
+    /* the loops over rows and vectors are unrolled by hand (GCC otherwise kept va and the 16
+     * sums in memory); a's whole words are plain loads, the last may be partial */
     for (size_t g = 0; g < groups; g++) {
         __m512i va[4];
-        for (size_t r = 0; r < ROWS; r++) va[r] = a_word(a + r * lda, g, kb);
+        int whole = 4 * g + 4 <= kb;
+        _Pragma("GCC unroll 4")
+        for (size_t r = 0; r < ROWS; r++) {
+            uint32_t w;
+            if (whole) memcpy(&w, a + r * lda + 4 * g, 4);
+            else w = ie_a_word(a + r * lda, g, kb);
+            va[r] = _mm512_set1_epi32((int32_t)(w ^ 0x80808080u)); /* + 128 */
+        }
+        _Pragma("GCC unroll 4")
         for (size_t v = 0; v < 4; v++) {
             __m512i bv = _mm512_load_si512((const void *)&pack[g][v]);
+            _Pragma("GCC unroll 4")
             for (size_t r = 0; r < ROWS; r++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], va[r], bv);
         }
     }
+    _Pragma("GCC unroll 4")
     for (size_t r = 0; r < ROWS; r++)
+        _Pragma("GCC unroll 4")
         for (size_t v = 0; v < 4; v++) {
             __mmask16 m = (__mmask16)(cols >> (16 * v));
             if (!m) break;

@@ -84,9 +84,20 @@ static act prepare(const ie_node_desc *nd, int32_t ex) {
 
 static int64_t clamp_range(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
+/* Clip (ReLU6) as a closed form on values, not on an act (stores through int8_t pointers may
+ * alias a struct, which stops the loops from vectorizing): x 2^k clamped, and its 0/1 slope. */
+static inline int64_t clip_value(int8_t q, int k, int64_t lo, int64_t hi) {
+    return clamp_range((int64_t)q * ((int64_t)1 << k), lo, hi);
+}
+
+static inline int64_t clip_slope(int8_t q, int k, int64_t lo, int64_t hi) {
+    int64_t v = (int64_t)q * ((int64_t)1 << k);
+    return v > lo && v < hi;
+}
+
 static int64_t f_value(const act *a, int8_t q) {
     switch (a->kind) {
-    case ACT_CLIP: return clamp_range((int64_t)q * ((int64_t)1 << (a->ex - a->e)), a->lo, a->hi);
+    case ACT_CLIP: return clip_value(q, a->ex - a->e, a->lo, a->hi);
     case ACT_LEAKY_RELU: return q >= 0 ? (int64_t)q << a->shift_pos : q * a->am;
     case ACT_HARD_SIGMOID: return clamp_range(a->am * q + a->bm, a->lo, a->hi);
     case ACT_HARD_SWISH: return q * clamp_range(a->am * q + a->bm, a->lo, a->hi);
@@ -96,10 +107,7 @@ static int64_t f_value(const act *a, int8_t q) {
 
 static int64_t f_slope(const act *a, int8_t q) {
     switch (a->kind) {
-    case ACT_CLIP: {
-        int64_t v = (int64_t)q * ((int64_t)1 << (a->ex - a->e));
-        return v > a->lo && v < a->hi;
-    }
+    case ACT_CLIP: return clip_slope(q, a->ex - a->e, a->lo, a->hi);
     case ACT_LEAKY_RELU: return q > 0 ? (int64_t)1 << a->shift_pos : a->am;
     case ACT_HARD_SIGMOID: {
         int64_t t = a->am * q + a->bm;
@@ -140,15 +148,64 @@ static void act_plan(ie_planner *p, uint32_t node) {
     if (ie_plan_requires_grad(p, nd->in[0])) ie_plan_keep(p, nd->in[0], ie_pos_bwd(m, node));
 }
 
+/* f and f' depend on the int8 input alone: both are tabulated once per call (256 values), so
+ * each element costs a lookup (and a product by dY), then the requantization. Returns the shift. */
+IE_HOT static int act_apply(const int64_t tab[256], const int8_t *q, const int8_t *dy, size_t n, ie_rounder r,
+                            int8_t *y) {
+    int sh;
+    if (dy) IE_REQUANT_EACH(n, i, dy[i] * tab[q[i] + 128], r, y, sh);
+    else IE_REQUANT_EACH(n, i, tab[q[i] + 128], r, y, sh);
+    return sh;
+}
+
+/* Clip computed in place of the lookups (a table lookup is a gather in vector code, slow on
+ * x86): the same values, the same bytes. x 2^k stays below 127 2^24, so when the bounds let the
+ * clamped values fit int32 (lo, hi saturated to int32 change no comparison with them), both
+ * passes run in 32-bit lanes; the rounding is IE_REQUANT_EACH's, with ie_srshift32 for its
+ * branch-free shifts of 1..31 bits. */
+#define CLIP32(i) (dy ? dy[i] * (int32_t)clip_slope(q[i], k, lo, hi) : (int32_t)clip_value(q[i], k, lo, hi))
+
+IE_HOT static int clip_apply(const act *a, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r, int8_t *y) {
+    int sh, k = a->ex - a->e;
+    int64_t lo = a->lo, hi = a->hi;
+    if (lo > INT32_MAX || hi < -INT32_MAX) {
+        if (dy) IE_REQUANT_EACH(n, i, dy[i] * clip_slope(q[i], k, lo, hi), r, y, sh);
+        else IE_REQUANT_EACH(n, i, clip_value(q[i], k, lo, hi), r, y, sh);
+        return sh;
+    }
+    lo = lo < -INT32_MAX ? -INT32_MAX : lo;
+    hi = hi > INT32_MAX ? INT32_MAX : hi;
+    uint32_t max = 0;
+    for (size_t i = 0; i < n; i++) {
+        int32_t v = CLIP32(i);
+        uint32_t m = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+        max = m > max ? m : max;
+    }
+    sh = ie_requant_shift(max, 7);
+    if (!r.nearest && sh >= 1 && sh <= 31)
+        for (size_t i = 0; i < n; i++) {
+            int32_t v = ie_srshift32(CLIP32(i), sh, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key));
+            y[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+        }
+    else /* s <= 0: exact; or round to nearest */
+        for (size_t i = 0; i < n; i++) y[i] = (int8_t)ie_clamp64(ie_shift_round(CLIP32(i), sh, ie_draw(r, (uint32_t)i)), 127);
+    return sh;
+}
+#undef CLIP32
+
 static void act_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
     act a = prepare(nd, x->e);
-    int sh;
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
-    IE_REQUANT_EACH(n, i, f_value(&a, x->q[i]), r, y->q, sh);
-    y->e = a.e + sh;
+    if (a.kind == ACT_CLIP) {
+        y->e = a.e + clip_apply(&a, x->q, NULL, n, r, y->q);
+        return;
+    }
+    int64_t tab[256];
+    for (int q = -128; q < 128; q++) tab[q + 128] = f_value(&a, (int8_t)q);
+    y->e = a.e + act_apply(tab, x->q, NULL, n, r, y->q);
 }
 
 static void act_backward(ie_session *s, uint32_t node) {
@@ -157,10 +214,14 @@ static void act_backward(ie_session *s, uint32_t node) {
     if (!x->requires_grad) return;
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
     act a = prepare(nd, x->e);
-    int sh;
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
-    IE_REQUANT_EACH(n, i, y->g[i] * f_slope(&a, x->q[i]), r, x->g, sh);
-    x->ge = y->ge + a.ed + sh;
+    if (a.kind == ACT_CLIP) {
+        x->ge = y->ge + a.ed + clip_apply(&a, x->q, y->g, n, r, x->g);
+        return;
+    }
+    int64_t tab[256];
+    for (int q = -128; q < 128; q++) tab[q + 128] = f_slope(&a, (int8_t)q);
+    x->ge = y->ge + a.ed + act_apply(tab, x->q, y->g, n, r, x->g);
 }
 
 const ie_op_def ie_op_activation = {"Activation", 1, 1, 1, act_check, act_plan, act_forward, act_backward};

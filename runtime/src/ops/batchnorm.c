@@ -90,6 +90,23 @@ static void bn_plan(ie_planner *p, uint32_t node) {
     }
 }
 
+/* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly: int32 sums over
+ * pieces of 2^16 terms (127^2 2^16 < 2^31) vectorize, where int64 ones barely do. */
+#define PIECE ((size_t)1 << 16)
+IE_HOT static void block_sums(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2) {
+    v = v ? v : u;
+    for (size_t b = 0; b < n; b += PIECE) {
+        size_t e = n - b < PIECE ? n : b + PIECE;
+        int32_t a1 = 0, a2 = 0;
+        for (size_t i = b; i < e; i++) {
+            a1 += u[i];
+            a2 += u[i] * v[i];
+        }
+        *s1 += a1;
+        *s2 += a2;
+    }
+}
+
 static ie_param *param_of(ie_session *s, uint32_t tensor) { return &s->params[s->model->tensors[tensor].param]; }
 
 /* Per-channel values (dyadics) into one int32 array with a shared exponent. */
@@ -134,13 +151,8 @@ static void bn_forward(ie_session *s, uint32_t node) {
         /* exact sums, then mean (16 fraction bits) and the biased / unbiased variances */
         for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
         for (size_t o = 0; o < n; o++)
-            for (size_t c = 0; c < b.c; c++) {
-                const int8_t *px = x->q + (o * b.c + c) * b.inner;
-                for (size_t i = 0; i < b.inner; i++) {
-                    sums[c] += px[i];
-                    sums[b.c + c] += px[i] * px[i];
-                }
-            }
+            for (size_t c = 0; c < b.c; c++)
+                block_sums(x->q + (o * b.c + c) * b.inner, NULL, b.inner, &sums[c], &sums[b.c + c]);
         ie_dyadic recip = ie_dy_recip(count), recip1 = ie_dy_recip(count > 1 ? count - 1 : 1);
         ie_dyadic *var_unb = a; /* a holds the unbiased variances until the running update */
         for (size_t c = 0; c < b.c; c++) {
@@ -168,7 +180,7 @@ static void bn_forward(ie_session *s, uint32_t node) {
         bb[c] = ie_dy_mul(gamma, invstd[c]);
         k[c] = beta;
     }
-    y->e = ie_channel_affine_s8(n, b.c, b.inner, NULL, 0, x->q, x->e, mean, a, bb, k, sc[S_COEF],
+    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, x->q, x->e, mean, a, bb, k, sc[S_COEF],
                                 ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
 }
 
@@ -187,10 +199,10 @@ static void bn_backward(ie_session *s, uint32_t node) {
     for (size_t o = 0; o < n; o++)
         for (size_t c = 0; c < b.c; c++) {
             size_t base = (o * b.c + c) * b.inner;
-            for (size_t i = 0; i < b.inner; i++) {
-                sums[c] += y->g[base + i];
-                sums[b.c + c] += y->g[base + i] * ((int64_t)x->q[base + i] * 65536 - mean[c]);
-            }
+            int64_t sdy = 0, sdyx = 0; /* sum(dy (x 2^16 - mu)) = 2^16 sum(dy x) - mu sum(dy) */
+            block_sums(y->g + base, x->q + base, b.inner, &sdy, &sdyx);
+            sums[c] += sdy;
+            sums[b.c + c] += sdyx * 65536 - mean[c] * sdy;
         }
     ie_dyadic recip = ie_dy_recip(count);
     ie_dyadic *dgamma = R; /* reused below, after the gamma gradient is out */
@@ -212,7 +224,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
             Q[c] = ie_dy_neg(ie_dy_mul(p_over_m, ie_dy_norm(sums[c], y->ge)));
             R[c] = ie_dy_neg(ie_dy_mul(ie_dy_mul(p_over_m, invstd[c]), dgamma[c]));
         }
-        x->ge = ie_channel_affine_s8(n, b.c, b.inner, y->g, y->ge, x->q, x->e, mean, P, R, Q, sc[S_COEF],
+        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, x->q, x->e, mean, P, R, Q, sc[S_COEF],
                                      ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     }
     if (g->trainable) ie_optim_step(s, s->model->tensors[b.gamma].param);

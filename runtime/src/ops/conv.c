@@ -33,35 +33,82 @@ static void inside(int64_t off, uint32_t stride, uint32_t in, uint32_t out, size
 /* Input pixel of output (oh, ow) for the tap whose (0, 0) offset is base. */
 #define TAP_AT(g, base, oh, ow) ((size_t)((base) + (int64_t)((oh) * (g)->sh) * (g)->w + (int64_t)((ow) * (g)->sw)))
 
-static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
-    size_t ho = g->ho, wo = g->wo;
+/* Stride 1 with output rows as wide as input rows (same padding): a tap's in-range outputs, from
+ * (oh0, ow0) to (oh1 - 1, ow1 - 1), read one contiguous run of the input, so the row copies
+ * become one run; the positions of the run past a row's ends (ow >= ow1, or < ow0 on the next
+ * row) are the few that do not belong to the tap. */
+static int one_run(const ie_conv_geom *g) { return g->sh == 1 && g->sw == 1 && g->w == g->wo; }
+
+static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+    size_t ho = g->ho, wo = g->wo, howo = ho * wo;
     FOR_TAPS(g, {
-        int8_t *row = col + (size_t)r * ho * wo;
-        memset(row, 0, oh0 * wo);
-        for (size_t oh = oh0; oh < oh1; oh++) {
-            int8_t *d = row + oh * wo;
-            memset(d, 0, ow0);
-            if (g->sw == 1) /* one run of the input row */
-                memcpy(d + ow0, x + TAP_AT(g, base, oh, ow0), ow1 - ow0);
-            else
-                for (size_t ow = ow0; ow < ow1; ow++) d[ow] = x[TAP_AT(g, base, oh, ow)];
-            memset(d + ow1, 0, wo - ow1);
+        int8_t *row = col + (size_t)r * howo;
+        if (oh0 >= oh1 || ow0 >= ow1) {
+            memset(row, 0, howo);
+            continue;
         }
-        memset(row + oh1 * wo, 0, (ho - oh1) * wo);
+        size_t first = oh0 * wo + ow0; /* the run: [first, last) */
+        size_t last = (oh1 - 1) * wo + ow1;
+        memset(row, 0, first);
+        memcpy(row + first, x + TAP_AT(g, base, oh0, ow0), last - first);
+        memset(row + last, 0, howo - last);
+        for (size_t oh = oh0; oh + 1 < oh1; oh++) /* between row oh's end and row oh + 1's start */
+            for (size_t t = oh * wo + ow1; t < (oh + 1) * wo + ow0; t++) row[t] = 0;
     })
 }
 
-static void col2im_add(const int32_t *dcol, const ie_conv_geom *g, int32_t *dx) {
+IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+    const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
     size_t ho = g->ho, wo = g->wo;
+    if (one_run(g)) {
+        im2col_run(x, g, col);
+        return;
+    }
+    FOR_TAPS(g, {
+        int8_t *row = col + (size_t)r * ho * wo;
+        if (ow0 || ow1 < wo || oh0 || oh1 < ho) memset(row, 0, ho * wo); /* one call, not two per row */
+        for (size_t oh = oh0; oh < oh1; oh++) {
+            int8_t *d = row + oh * wo;
+            const int8_t *src = x + TAP_AT(g, base, oh, ow0);
+            if (sw == 1) /* one run of the input row */
+                memcpy(d + ow0, src, ow1 - ow0);
+            else if (sw == 2) /* a constant stride vectorizes */
+                for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[2 * t];
+            else
+                for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[t * sw];
+        }
+    })
+}
+
+/* dx += col2im(dcol). dcol's positions outside the tap are zeroed first when the run form
+ * applies (see im2col_run): they then add 0 to pixels inside the run. */
+IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx) {
+    const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
+    size_t ho = g->ho, wo = g->wo;
+    if (one_run(g)) {
+        FOR_TAPS(g, {
+            if (oh0 >= oh1 || ow0 >= ow1) continue;
+            int32_t *row = dcol + (size_t)r * ho * wo;
+            size_t first = oh0 * wo + ow0;
+            size_t last = (oh1 - 1) * wo + ow1;
+            for (size_t oh = oh0; oh + 1 < oh1; oh++)
+                for (size_t t = oh * wo + ow1; t < (oh + 1) * wo + ow0; t++) row[t] = 0;
+            int32_t *d = dx + TAP_AT(g, base, oh0, ow0);
+            for (size_t t = 0; t < last - first; t++) d[t] += row[first + t];
+        })
+        return;
+    }
     FOR_TAPS(g, {
         const int32_t *row = dcol + (size_t)r * ho * wo;
         for (size_t oh = oh0; oh < oh1; oh++) {
-            if (g->sw == 1) { /* contiguous runs: vectorizes */
-                int32_t *d = dx + TAP_AT(g, base, oh, ow0);
-                const int32_t *src = row + oh * wo + ow0;
+            int32_t *d = dx + TAP_AT(g, base, oh, ow0);
+            const int32_t *src = row + oh * wo + ow0;
+            if (sw == 1) /* contiguous runs: vectorizes */
                 for (size_t t = 0; t < ow1 - ow0; t++) d[t] += src[t];
-            } else
-                for (size_t ow = ow0; ow < ow1; ow++) dx[TAP_AT(g, base, oh, ow)] += row[oh * wo + ow];
+            else if (sw == 2)
+                for (size_t t = 0; t < ow1 - ow0; t++) d[2 * t] += src[t];
+            else
+                for (size_t t = 0; t < ow1 - ow0; t++) d[t * sw] += src[t];
         }
     })
 }
@@ -127,7 +174,9 @@ static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
         for (size_t s = c.s0; s < c.s1; s++) {
             ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g,
                          j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, dcol, c.k, c.howo, c.cout_g);
-            col2im_add(dcol, g, j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw);
+            int32_t *dx = j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw;
+            memset(dx, 0, sizeof(int32_t) * g->cin_g * c.hw); /* here, not in one pass: the adds find it in cache */
+            col2im_add(dcol, g, dx);
         }
 }
 
@@ -137,7 +186,6 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        ie_rounder r, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
-    memset(acc, 0, sizeof(int32_t) * n * g->cin * hw);
     for (uint32_t gi = 0; gi < g->group; gi++)
         ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
     conv_job j = {rt, g, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL, NULL};

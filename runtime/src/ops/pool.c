@@ -61,6 +61,36 @@ static ie_status pool_check(const ie_model *m, const ie_node_desc *nd, char *err
 /* ---- MaxPool: the output is one of the inputs, so no rounding; backward routes dY to the first
  * maximum of each window (recomputed from the saved input). ---- */
 
+/* Windows that tile the input (stride = window, no pads, no dilation), the usual 2 x 2 pooling:
+ * every tap is inside, so the walk needs no bounds checks, and a constant window (kh, kw given as
+ * literals through the inlined call) unrolls. Forward writes y; backward (dy set) adds each dY
+ * to the first maximum of its window in acc: the scan order and tests of the general walk below,
+ * so the same bytes. */
+static int tiling(const pool_geom *g) {
+    return g->sh == g->kh && g->sw == g->kw && g->dh == 1 && g->dw == 1 && !g->pt && !g->pl && !g->pb && !g->pr;
+}
+
+static inline __attribute__((always_inline)) void max_tiles(const pool_geom *g, const int8_t *x, size_t planes,
+                                                            uint32_t kh, uint32_t kw, const int8_t *dy, int32_t *acc,
+                                                            int8_t *y) {
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo;
+    for (size_t pl = 0; pl < planes; pl++)
+        for (uint32_t oh = 0; oh < g->ho; oh++)
+            for (uint32_t ow = 0; ow < g->wo; ow++) {
+                size_t at = pl * hw + (size_t)oh * kh * g->w + (size_t)ow * kw, arg = SIZE_MAX;
+                int best = -128;
+                for (uint32_t i = 0; i < kh; i++)
+                    for (uint32_t j = 0; j < kw; j++)
+                        if (x[at + i * g->w + j] > best) {
+                            best = x[at + i * g->w + j];
+                            arg = at + i * g->w + j;
+                        }
+                size_t o = pl * howo + (size_t)oh * g->wo + ow;
+                if (!dy) y[o] = (int8_t)best;
+                else if (arg != SIZE_MAX) acc[arg] += dy[o]; /* none: all -128, like FOR_WINDOW */
+            }
+}
+
 static void maxpool_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
@@ -76,6 +106,12 @@ static void maxpool_forward(ie_session *s, uint32_t node) {
     pool_geom g = geometry(s->model, nd);
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     size_t planes = (size_t)s->n * g.c;
+    if (tiling(&g)) {
+        if (g.kh == 2 && g.kw == 2) max_tiles(&g, x->q, planes, 2, 2, NULL, NULL, y->q);
+        else max_tiles(&g, x->q, planes, g.kh, g.kw, NULL, NULL, y->q);
+        y->e = x->e;
+        return;
+    }
     for (size_t pl = 0; pl < planes; pl++) {
         const int8_t *xp = x->q + pl * g.h * g.w;
         int8_t *yp = y->q + pl * g.ho * g.wo;
@@ -97,7 +133,9 @@ static void maxpool_backward(ie_session *s, uint32_t node) {
     size_t planes = (size_t)s->n * g.c;
     int32_t *acc = s->nodes[node].scratch[S_GRAD_ACC];
     memset(acc, 0, sizeof(int32_t) * planes * g.h * g.w);
-    for (size_t pl = 0; pl < planes; pl++) {
+    if (tiling(&g) && g.kh == 2 && g.kw == 2) max_tiles(&g, x->q, planes, 2, 2, y->g, acc, NULL);
+    else if (tiling(&g)) max_tiles(&g, x->q, planes, g.kh, g.kw, y->g, acc, NULL);
+    for (size_t pl = 0; !tiling(&g) && pl < planes; pl++) {
         const int8_t *xp = x->q + pl * g.h * g.w, *dyp = y->g + pl * g.ho * g.wo;
         int32_t *ap = acc + pl * g.h * g.w;
         for (uint32_t oh = 0; oh < g.ho; oh++)
