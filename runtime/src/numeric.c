@@ -254,7 +254,7 @@ static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
     for (size_t blk = b0; blk < b1; blk++) {
         size_t c = blk % n, base = blk * j->inner;
         int64_t xm = j->x ? j->xm[c] : 0;
-        uint64_t m = !j->y && !j->u && j->x
+        uint64_t m = IE_FAST_PATHS && !j->y && !j->u && j->x
                          ? affine_max_x(base, j->inner, j->x, j->coef[n + c], j->coef[2 * n + c], xm)
                          : affine_block(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c], j->coef[2 * n + c], xm,
                                         j->p, j->key, j->y);

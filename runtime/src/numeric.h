@@ -17,6 +17,15 @@
 #define IE_HOT
 #endif
 
+/* Speed-only specializations (same bytes as the general path they bypass) are left out of
+ * size-optimized builds (-Os, the microcontroller builds), where flash counts more than cycles;
+ * the host and MCU demos comparing bytes then cover both paths. */
+#if defined(__OPTIMIZE_SIZE__)
+#define IE_FAST_PATHS 0
+#else
+#define IE_FAST_PATHS 1
+#endif
+
 /* Number of significant bits of x (0 for 0). */
 static inline int ie_bitlen64(uint64_t x) {
 #if defined(__GNUC__) || defined(__clang__)

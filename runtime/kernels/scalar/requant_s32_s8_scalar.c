@@ -40,7 +40,7 @@ IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t begin, size
                                           size_t inner, size_t channels, int s, uint32_t key, uint32_t nearest,
                                           int8_t *out) {
     ie_rounder r = {key, nearest};
-    if (!nearest && !bias && s >= 1 && s <= 31) { /* int32 values: 32-bit lanes */
+    if (IE_FAST_PATHS && !nearest && !bias && s >= 1 && s <= 31) { /* int32 values: 32-bit lanes */
         for (size_t i = begin; i < end; i++) {
             int32_t v = ie_srshift32(acc[i], s, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
             out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));

@@ -199,7 +199,7 @@ static void act_forward(ie_session *s, uint32_t node) {
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
     act a = prepare(nd, x->e);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
-    if (a.kind == ACT_CLIP) {
+    if (IE_FAST_PATHS && a.kind == ACT_CLIP) {
         y->e = a.e + clip_apply(&a, x->q, NULL, n, r, y->q);
         return;
     }
@@ -215,7 +215,7 @@ static void act_backward(ie_session *s, uint32_t node) {
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
     act a = prepare(nd, x->e);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
-    if (a.kind == ACT_CLIP) {
+    if (IE_FAST_PATHS && a.kind == ACT_CLIP) {
         x->ge = y->ge + a.ed + clip_apply(&a, x->q, y->g, n, r, x->g);
         return;
     }

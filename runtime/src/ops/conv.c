@@ -37,7 +37,7 @@ static void inside(int64_t off, uint32_t stride, uint32_t in, uint32_t out, size
  * (oh0, ow0) to (oh1 - 1, ow1 - 1), read one contiguous run of the input, so the row copies
  * become one run; the positions of the run past a row's ends (ow >= ow1, or < ow0 on the next
  * row) are the few that do not belong to the tap. */
-static int one_run(const ie_conv_geom *g) { return g->sh == 1 && g->sw == 1 && g->w == g->wo; }
+static int one_run(const ie_conv_geom *g) { return IE_FAST_PATHS && g->sh == 1 && g->sw == 1 && g->w == g->wo; }
 
 static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
     size_t ho = g->ho, wo = g->wo, howo = ho * wo;
@@ -72,7 +72,7 @@ IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
             const int8_t *src = x + TAP_AT(g, base, oh, ow0);
             if (sw == 1) /* one run of the input row */
                 memcpy(d + ow0, src, ow1 - ow0);
-            else if (sw == 2) /* a constant stride vectorizes */
+            else if (IE_FAST_PATHS && sw == 2) /* a constant stride vectorizes */
                 for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[2 * t];
             else
                 for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[t * sw];
@@ -105,7 +105,7 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
             const int32_t *src = row + oh * wo + ow0;
             if (sw == 1) /* contiguous runs: vectorizes */
                 for (size_t t = 0; t < ow1 - ow0; t++) d[t] += src[t];
-            else if (sw == 2)
+            else if (IE_FAST_PATHS && sw == 2)
                 for (size_t t = 0; t < ow1 - ow0; t++) d[2 * t] += src[t];
             else
                 for (size_t t = 0; t < ow1 - ow0; t++) d[t * sw] += src[t];

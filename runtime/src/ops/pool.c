@@ -67,7 +67,7 @@ static ie_status pool_check(const ie_model *m, const ie_node_desc *nd, char *err
  * to the first maximum of its window in acc: the scan order and tests of the general walk below,
  * so the same bytes. */
 static int tiling(const pool_geom *g) {
-    return g->sh == g->kh && g->sw == g->kw && g->dh == 1 && g->dw == 1 && !g->pt && !g->pl && !g->pb && !g->pr;
+    return IE_FAST_PATHS && g->sh == g->kh && g->sw == g->kw && g->dh == 1 && g->dw == 1 && !g->pt && !g->pl && !g->pb && !g->pr;
 }
 
 static inline __attribute__((always_inline)) void max_tiles(const pool_geom *g, const int8_t *x, size_t planes,
