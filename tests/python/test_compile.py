@@ -93,14 +93,20 @@ def run_example(command, cwd):
     return re.sub(r"(kernels|stack used) [^\n]*\n", "", text)
 
 
+def compile_digits(tmp_path, model, target, option):
+    """intedge compile of a short digits run into tmp_path/fw; returns the CLI result and the folder."""
+    onnx.save(model, tmp_path / "mlp.onnx")
+    out = tmp_path / "fw"
+    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", target, "--batch-size", "4", "--data",
+                "builtin:digits", "--steps", "5", option, "-o", out)
+    assert r.returncode == 0, r.stderr
+    return r, out
+
+
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
 def test_runtime_copy_makes_the_folder_build_on_its_own(tmp_path, mlp_digits):
     """--runtime: DIR alone (no checkout, no library) builds and trains like the host."""
-    onnx.save(mlp_digits, tmp_path / "mlp.onnx")
-    out = tmp_path / "fw"
-    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m4", "--batch-size", "4", "--data",
-                "builtin:digits", "--steps", "5", "--runtime", "-o", out)
-    assert r.returncode == 0, r.stderr
+    _, out = compile_digits(tmp_path, mlp_digits, "cortex-m4", "--runtime")
     sources = sorted(out.glob("*.c")) + sorted((out / "runtime").rglob("*.c"))
     assert not any(f.name == "testing.c" for f in sources) and (out / "runtime" / "port" / "port_none.c").exists()
     subprocess.run(["cc", "-std=c11", "-O2", "-I", str(out / "runtime" / "include"), "-I", str(out),
@@ -111,11 +117,7 @@ def test_runtime_copy_makes_the_folder_build_on_its_own(tmp_path, mlp_digits):
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm (tools/run_tests.sh requires them)")
 def test_build_makes_firmware_that_trains_like_the_host(tmp_path, mlp_digits):
-    onnx.save(mlp_digits, tmp_path / "mlp.onnx")
-    out = tmp_path / "fw"
-    r = run_cli("compile", tmp_path / "mlp.onnx", "--target", "cortex-m3", "--batch-size", "4", "--data",
-                "builtin:digits", "--steps", "5", "--build", "-o", out)
-    assert r.returncode == 0, r.stderr
+    r, out = compile_digits(tmp_path, mlp_digits, "cortex-m3", "--build")
     flash, ram = (int(v.replace(",", "")) for v in re.search(r"firmware .*: flash ([\d,]+) B .*RAM ([\d,]+) B",
                                                               r.stdout).groups())
     d = defines(out / "intedge_model.h")
