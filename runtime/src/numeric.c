@@ -62,9 +62,15 @@ static int64_t aligned_sum(const int8_t *const *x, const int32_t *e, const int8_
     return v;
 }
 
-IE_HOT static int sum2_s8(const int8_t *x0, int64_t m0, const int8_t *x1, int64_t m1, size_t n, ie_rounder r,
-                          int8_t *y) {
+/* Multipliers of at most 2^22 keep every sum in int32 (128 (2^22 + 2^22) = 2^30, -128 included):
+ * the usual case, since residual branches sit a few bits apart. */
+IE_HOT int ie_sum2_s8(const int8_t *x0, int64_t m0, const int8_t *x1, int64_t m1, size_t n, ie_rounder r, int8_t *y) {
     int sh;
+    if (IE_FAST_PATHS && ie_abs64(m0) <= ((uint64_t)1 << 22) && ie_abs64(m1) <= ((uint64_t)1 << 22)) {
+        int32_t a0 = (int32_t)m0, a1 = (int32_t)m1;
+        IE_REQUANT_EACH32(n, i, x0[i] * a0 + x1[i] * a1, r, y, sh);
+        return sh;
+    }
     IE_REQUANT_EACH(n, i, x0[i] * m0 + x1[i] * m1, r, y, sh);
     return sh;
 }
@@ -81,7 +87,7 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
     if (k == 2 && e_c == lo) { /* the usual fan-out of two: exact left shifts, no term draws (same bytes) */
         int64_t m0 = ((int64_t)1 << (e[0] - e_c)) * (sign ? sign[0] : 1);
         int64_t m1 = ((int64_t)1 << (e[1] - e_c)) * (sign ? sign[1] : 1);
-        return e_c + sum2_s8(x[0], m0, x[1], m1, n, out, y);
+        return e_c + ie_sum2_s8(x[0], m0, x[1], m1, n, out, y);
     }
     uint64_t max = 0;
     for (size_t i = 0; i < n; i++) {

@@ -150,6 +150,32 @@ void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y)
                 (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)i)), 127); \
     } while (0)
 
+/* IE_REQUANT_EACH for a VALUE that fits int32 (|VALUE| <= INT32_MAX): both passes run in 32-bit
+ * lanes (16 per AVX-512 vector, not 8), with ie_srshift32 for the usual shifts of 1..31 bits;
+ * the same bytes. */
+#define IE_REQUANT_EACH32(n, i, VALUE, r, y, shift)                                                         \
+    do {                                                                                                    \
+        uint32_t max_ = 0;                                                                                  \
+        for (size_t i = 0; i < (n); i++) {                                                                  \
+            int32_t v_ = (VALUE);                                                                           \
+            uint32_t a_ = v_ < 0 ? 0u - (uint32_t)v_ : (uint32_t)v_;                                        \
+            max_ = a_ > max_ ? a_ : max_;                                                                   \
+        }                                                                                                   \
+        (shift) = ie_requant_shift(max_, 7);                                                                \
+        if (!(r).nearest && (shift) >= 1 && (shift) <= 31)                                                  \
+            for (size_t i = 0; i < (n); i++) {                                                              \
+                int32_t v_ = ie_srshift32((VALUE), (shift), ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ (r).key)); \
+                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
+            }                                                                                               \
+        else /* s <= 0: exact; or round to nearest */                                                       \
+            for (size_t i = 0; i < (n); i++)                                                                \
+                (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)i)), 127); \
+    } while (0)
+
+/* y = requant(x0 m0 + x1 m1) over n int8 pairs (|m0|, |m1| <= 2^40, each a signed power of two or
+ * 0); returns the shift. The two-way sums of residual blocks (forward adds, gradient fan-outs). */
+int ie_sum2_s8(const int8_t *x0, int64_t m0, const int8_t *x1, int64_t m1, size_t n, ie_rounder r, int8_t *y);
+
 /* Requantize to int8 with the shift picked from max|x|; returns the shift s (exponent += s). */
 int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);
 

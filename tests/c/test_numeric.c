@@ -157,7 +157,47 @@ static void test_fast_paths_match_general(void) {
     }
 }
 
+/* The two-way int8 sum (32-bit lanes for multipliers up to 2^22, int64 beyond) equals the
+ * definition: max |x0 m0 + x1 m1| in int64, then ie_shift_round per element. */
+static void test_sum2_matches_definition(void) {
+    enum { N = 777 };
+    static int8_t x0[N], x1[N], y[N];
+    uint32_t v = 7;
+    for (int i = 0; i < N; i++) {
+        v = v * 1103515245u + 12345u;
+        x0[i] = (int8_t)(v >> 24);
+        x1[i] = (int8_t)(v >> 16);
+    }
+    x0[0] = x1[0] = -128; /* the extremes: -128 (-2^22 - 2^22) = 2^30, -128 (2^23 + 2^23) = -2^31 */
+    x0[1] = x1[1] = 127;
+    x0[2] = 1;
+    x1[2] = 0;
+    const int ks[] = {0, 1, 5, 21, 22, 23, 40};
+    for (int nearest = 0; nearest < 2; nearest++)
+        for (int a = 0; a < 7; a++)
+            for (int b = 0; b < 7; b++)
+                for (int sg = 0; sg < 4; sg++) {
+                    int64_t m0 = ((int64_t)1 << ks[a]) * (sg & 1 ? -1 : 1), m1 = ((int64_t)1 << ks[b]) * (sg & 2 ? -1 : 1);
+                    ie_rounder r = {ie_stream_key(3, (uint32_t)(a * 7 + b), (uint64_t)sg), (uint32_t)nearest};
+                    const size_t off[3] = {0, 2, 0}, len[3] = {1, 1, N - 2}; /* the extremes, a tiny value (shift < 0), all */
+                    for (int t = 0; t < 3; t++) {
+                        const int8_t *a0 = x0 + off[t], *a1 = x1 + off[t];
+                        size_t n = len[t];
+                        uint64_t max = 0;
+                        for (size_t i = 0; i < n; i++) {
+                            uint64_t m = ie_abs64(a0[i] * m0 + a1[i] * m1);
+                            max = m > max ? m : max;
+                        }
+                        int sh = ie_requant_shift(max, 7);
+                        CHECK(ie_sum2_s8(a0, m0, a1, m1, n, r, y) == sh);
+                        for (size_t i = 0; i < n; i++)
+                            CHECK(y[i] == (int8_t)ie_clamp64(ie_shift_round(a0[i] * m0 + a1[i] * m1, sh, ie_draw(r, (uint32_t)i)), 127));
+                    }
+                }
+}
+
 int main(void) {
+    test_sum2_matches_definition();
     test_srshift_equals_shift_round();
     test_fast_paths_match_general();
     test_requant_zero_and_powers();

@@ -161,8 +161,7 @@ IE_HOT static int act_apply(const int64_t tab[256], const int8_t *q, const int8_
 /* Clip computed in place of the lookups (a table lookup is a gather in vector code, slow on
  * x86): the same values, the same bytes. x 2^k stays below 127 2^24, so when the bounds let the
  * clamped values fit int32 (lo, hi saturated to int32 change no comparison with them), both
- * passes run in 32-bit lanes; the rounding is IE_REQUANT_EACH's, with ie_srshift32 for its
- * branch-free shifts of 1..31 bits. */
+ * passes run in 32-bit lanes (IE_REQUANT_EACH32). */
 #define CLIP32(i) (dy ? dy[i] * (int32_t)clip_slope(q[i], k, lo, hi) : (int32_t)clip_value(q[i], k, lo, hi))
 
 IE_HOT static int clip_apply(const act *a, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r, int8_t *y) {
@@ -175,20 +174,7 @@ IE_HOT static int clip_apply(const act *a, const int8_t *q, const int8_t *dy, si
     }
     lo = lo < -INT32_MAX ? -INT32_MAX : lo;
     hi = hi > INT32_MAX ? INT32_MAX : hi;
-    uint32_t max = 0;
-    for (size_t i = 0; i < n; i++) {
-        int32_t v = CLIP32(i);
-        uint32_t m = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
-        max = m > max ? m : max;
-    }
-    sh = ie_requant_shift(max, 7);
-    if (!r.nearest && sh >= 1 && sh <= 31)
-        for (size_t i = 0; i < n; i++) {
-            int32_t v = ie_srshift32(CLIP32(i), sh, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key));
-            y[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
-        }
-    else /* s <= 0: exact; or round to nearest */
-        for (size_t i = 0; i < n; i++) y[i] = (int8_t)ie_clamp64(ie_shift_round(CLIP32(i), sh, ie_draw(r, (uint32_t)i)), 127);
+    IE_REQUANT_EACH32(n, i, CLIP32(i), r, y, sh);
     return sh;
 }
 #undef CLIP32

@@ -132,16 +132,6 @@ static int64_t combine(int kind, const operands *o, size_t ia, size_t ib, int32_
     return kind == OP_KIND_SUB ? va - vb : va + vb;
 }
 
-/* Add/Sub of same-shaped tensors whose exponents are at most 40 apart (the usual residual):
- * both terms align by exact left shifts, so no alignment draws and no index maps. The bytes are
- * those of the general path. */
-IE_HOT static int add_same_shape(size_t total, const int8_t *a, int64_t ma, const int8_t *b, int64_t mb, ie_rounder r,
-                                 int8_t *y) {
-    int sh;
-    IE_REQUANT_EACH(total, i, a[i] * ma + b[i] * mb, r, y, sh);
-    return sh;
-}
-
 static void binary_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     int kind = nd->attrs[0];
@@ -155,9 +145,12 @@ static void binary_forward(ie_session *s, uint32_t node) {
     ie_rounder align = ie_session_rounder(s, ie_node_stream(node, R_OUT + 8));
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
     int sh;
+    /* Add/Sub of same-shaped tensors whose exponents are at most 40 apart (the usual residual):
+     * both terms align by exact left shifts, so no alignment draws and no index maps. The bytes
+     * are those of the general path. */
     if (kind != OP_KIND_MUL && !bm.broadcast[0] && !bm.broadcast[1] && e_c == lo) {
         int64_t ma = (int64_t)1 << (o.ea - e_c), mb = ((int64_t)1 << (o.eb - e_c)) * (kind == OP_KIND_SUB ? -1 : 1);
-        y->e = e_c + add_same_shape(total, o.a, ma, o.b, mb, r, y->q);
+        y->e = e_c + ie_sum2_s8(o.a, ma, o.b, mb, total, r, y->q);
         return;
     }
     IE_REQUANT_EACH(total, i,
@@ -182,7 +175,9 @@ static void binary_backward(ie_session *s, uint32_t node) {
         int8_t sign = (kind == OP_KIND_SUB && k) ? -1 : 1;
         size_t xn = (size_t)s->n * bm.numel[k];
         if (kind != OP_KIND_MUL && !bm.broadcast[k]) { /* dY itself, unrounded */
-            for (size_t i = 0; i < xn; i++) x->g[i] = (int8_t)(sign * y->g[i]);
+            int8_t *gx = x->g; /* locals: a store through int8_t * could alias x->g, which kept this scalar */
+            const int8_t *gy = y->g;
+            for (size_t i = 0; i < xn; i++) gx[i] = (int8_t)(sign * gy[i]);
             x->ge = y->ge;
             continue;
         }

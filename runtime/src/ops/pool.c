@@ -72,7 +72,7 @@ static int tiling(const pool_geom *g) {
 
 static inline __attribute__((always_inline)) void max_tiles(const pool_geom *g, const int8_t *x, size_t planes,
                                                             uint32_t kh, uint32_t kw, const int8_t *dy, int32_t *acc,
-                                                            int8_t *y) {
+                                                            int8_t *y, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo;
     for (size_t pl = 0; pl < planes; pl++)
         for (uint32_t oh = 0; oh < g->ho; oh++)
@@ -87,6 +87,7 @@ static inline __attribute__((always_inline)) void max_tiles(const pool_geom *g, 
                         }
                 size_t o = pl * howo + (size_t)oh * g->wo + ow;
                 if (!dy) y[o] = (int8_t)best;
+                else if (arg != SIZE_MAX && dx) dx[arg] = dy[o]; /* windows do not overlap: one dY each */
                 else if (arg != SIZE_MAX) acc[arg] += dy[o]; /* none: all -128, like FOR_WINDOW */
             }
 }
@@ -107,8 +108,8 @@ static void maxpool_forward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     size_t planes = (size_t)s->n * g.c;
     if (tiling(&g)) {
-        if (g.kh == 2 && g.kw == 2) max_tiles(&g, x->q, planes, 2, 2, NULL, NULL, y->q);
-        else max_tiles(&g, x->q, planes, g.kh, g.kw, NULL, NULL, y->q);
+        if (g.kh == 2 && g.kw == 2) max_tiles(&g, x->q, planes, 2, 2, NULL, NULL, y->q, NULL);
+        else max_tiles(&g, x->q, planes, g.kh, g.kw, NULL, NULL, y->q, NULL);
         y->e = x->e;
         return;
     }
@@ -125,16 +126,61 @@ static void maxpool_forward(ie_session *s, uint32_t node) {
     y->e = x->e;
 }
 
+/* dX of tiling windows straight in int8: each dY lands on one input pixel, so the int32 sums the
+ * general path requantizes are the routed dY values and zeros. When their max has at most 7 bits
+ * (no routed -128) that requant is an exact left shift by 7 - bitlen(max), done here in place:
+ * the same bytes and exponent without the int32 buffer and its two passes. Returns 0 (dX
+ * unfinished) otherwise. */
+IE_HOT static int max_tiles_dx(const pool_geom *g, const int8_t *x, size_t planes, const int8_t *dy, int8_t *dx,
+                               int32_t *sh) {
+    size_t total = planes * g->h * g->w;
+    memset(dx, 0, total);
+    if (g->kh == 2 && g->kw == 2) { /* branch-free: the first maximum above -128 of a, b, c, d gets dY */
+        size_t w = g->w, hw = (size_t)g->h * w, wo = g->wo, howo = (size_t)g->ho * wo;
+        for (size_t pl = 0; pl < planes; pl++)
+            for (size_t oh = 0; oh < g->ho; oh++) {
+                const int8_t *restrict x0 = x + pl * hw + 2 * oh * w, *restrict x1 = x0 + w;
+                const int8_t *restrict dyr = dy + pl * howo + oh * wo;
+                int8_t *restrict d0 = dx + pl * hw + 2 * oh * w, *restrict d1 = d0 + w;
+                for (size_t ow = 0; ow < wo; ow++) {
+                    int a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1], v = dyr[ow];
+                    int sa = (a >= b) & (a >= c) & (a >= d) & (a > -128), sb = (b > a) & (b >= c) & (b >= d);
+                    int sc = (c > a) & (c > b) & (c >= d), sd = (d > a) & (d > b) & (d > c);
+                    d0[2 * ow] = (int8_t)(sa ? v : 0);
+                    d0[2 * ow + 1] = (int8_t)(sb ? v : 0);
+                    d1[2 * ow] = (int8_t)(sc ? v : 0);
+                    d1[2 * ow + 1] = (int8_t)(sd ? v : 0);
+                }
+            }
+    } else
+        max_tiles(g, x, planes, g->kh, g->kw, dy, NULL, NULL, dx);
+    int lo = 0, hi = 0;
+    for (size_t i = 0; i < total; i++) {
+        lo = dx[i] < lo ? dx[i] : lo;
+        hi = dx[i] > hi ? dx[i] : hi;
+    }
+    int s = ie_requant_shift((uint64_t)(-lo > hi ? -lo : hi), 7);
+    if (s > 0) return 0;
+    for (size_t i = 0; i < total; i++) dx[i] = (int8_t)(dx[i] * (1 << -s));
+    *sh = s;
+    return 1;
+}
+
 static void maxpool_backward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     pool_geom g = geometry(s->model, nd);
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
     size_t planes = (size_t)s->n * g.c;
+    int32_t sh;
+    if (tiling(&g) && max_tiles_dx(&g, x->q, planes, y->g, x->g, &sh)) {
+        x->ge = y->ge + sh;
+        return;
+    }
     int32_t *acc = s->nodes[node].scratch[S_GRAD_ACC];
     memset(acc, 0, sizeof(int32_t) * planes * g.h * g.w);
-    if (tiling(&g) && g.kh == 2 && g.kw == 2) max_tiles(&g, x->q, planes, 2, 2, y->g, acc, NULL);
-    else if (tiling(&g)) max_tiles(&g, x->q, planes, g.kh, g.kw, y->g, acc, NULL);
+    if (tiling(&g) && g.kh == 2 && g.kw == 2) max_tiles(&g, x->q, planes, 2, 2, y->g, acc, NULL, NULL);
+    else if (tiling(&g)) max_tiles(&g, x->q, planes, g.kh, g.kw, y->g, acc, NULL, NULL);
     for (size_t pl = 0; !tiling(&g) && pl < planes; pl++) {
         const int8_t *xp = x->q + pl * g.h * g.w, *dyp = y->g + pl * g.ho * g.wo;
         int32_t *ap = acc + pl * g.h * g.w;
