@@ -1,8 +1,8 @@
 # Which SIMD kernel tiers this build compiles. Every tier is compiled with its own per-file ISA
 # flags and picked at run time (CPUID, HWCAP), so one binary serves every CPU of its family.
-# The no-float proof build is the scalar core alone (x86-64 and aarch64 SIMD live in vector
-# registers, which -mgeneral-regs-only forbids). Sets INTEDGE_SOURCES (appended) and
-# INTEDGE_KERNEL_DEFINITIONS.
+# The -mgeneral-regs-only proof build (INTEDGE_NO_FLOAT) is the scalar core alone: x86-64 and
+# aarch64 SIMD live in vector registers, which that flag forbids. Sets INTEDGE_SOURCES (appended)
+# and INTEDGE_KERNEL_DEFINITIONS.
 set(INTEDGE_KERNEL_DEFINITIONS "")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$" AND NOT INTEDGE_NO_FLOAT)
   list(APPEND INTEDGE_SOURCES runtime/kernels/x86/table_x86.c runtime/kernels/x86/gemm_s8s8_avx2.c
@@ -27,7 +27,7 @@ elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^(aarch64|arm64|ARM64)$")
 elseif(CMAKE_SYSTEM_PROCESSOR MATCHES "^([Aa][Rr][Mm].*|[Cc]ortex-[Mm].*)$")
   # 32-bit Arm (Cortex-M). The DSP extension (M4/M7/M33) is fixed by -mcpu, so the C files
   # test __ARM_FEATURE_DSP themselves and are empty on M0/M3. Its SIMD32 instructions work on
-  # core registers, so the tier also stays in the no-float build.
+  # core registers, so the tier also stays in the -mgeneral-regs-only build.
   list(APPEND INTEDGE_SOURCES runtime/kernels/cortexm/table_cortexm.c runtime/kernels/cortexm/gemm_s8s8_dsp.c
                               runtime/kernels/cortexm/gemm_s8s8_bt_dsp.c)
   list(APPEND INTEDGE_KERNEL_DEFINITIONS IE_HAVE_CORTEXM_KERNELS)
