@@ -56,15 +56,10 @@ LOSS_CODES = {"cross_entropy": "IE_LOSS_SOFTMAX_CE", "mse": "IE_LOSS_MSE", "bce"
 MAX_DATA_BYTES = 1 << 20  # flash is small: refuse to embed more than 1 MB of samples
 
 
-def _c_bytes(data, per_line=16):
-    rows = (", ".join(f"0x{b:02x}" for b in data[i:i + per_line]) for i in range(0, len(data), per_line))
-    return ",\n    ".join(rows)
-
-
-def _c_ints(values, per_line=12):
-    values = [str(int(v)) for v in values]
-    rows = (", ".join(values[i:i + per_line]) for i in range(0, len(values), per_line))
-    return ",\n    ".join(rows)
+def _c_list(values, per_line=12, fmt="{}"):
+    """Array initializer text: values formatted, per_line to a line."""
+    items = [fmt.format(int(v)) for v in values]
+    return ",\n    ".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
 
 
 def _dyadic(value):
@@ -90,7 +85,8 @@ def runtime_files(target):
     """The runtime's C files a firmware for `target` compiles (testing.c serves only the Python
     tests; port_none.c: no heap)."""
     t = TARGETS[target]
-    globs = ["src/*.c", "src/ops/*.c", "kernels/*.c", "kernels/scalar/*.c"] + ([f"kernels/{t.kernels}/*.c"] if t.kernels else [])
+    globs = ["src/*.c", "src/ops/*.c", "kernels/*.c", "kernels/scalar/*.c"]
+    globs += [f"kernels/{t.kernels}/*.c"] if t.kernels else []
     files = [f for g in globs for f in sorted(C_RUNTIME.glob(g)) if f.name != "testing.c"]
     return files + [C_RUNTIME / "port" / "port_none.c"]
 
@@ -179,8 +175,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
     mapping_arrays, mapping_config = "", ""
     if u8:
         offsets, scales, exponent = mapping.runtime_u8()
-        mapping_arrays = (f"\nstatic const int32_t input_offset_q8[{channels}] = {{{_c_ints(offsets)}}};\n"
-                          f"static const int32_t input_scale_m[{channels}] = {{{_c_ints(scales)}}};\n")
+        mapping_arrays = (f"\nstatic const int32_t input_offset_q8[{channels}] = {{{_c_list(offsets)}}};\n"
+                          f"static const int32_t input_scale_m[{channels}] = {{{_c_list(scales)}}};\n")
         mapping_config = ("    c->input_format = IE_INPUT_U8;\n"
                           f"    c->input_channels = {channels};\n"
                           "    c->input_offset_q8 = input_offset_q8;\n"
@@ -192,7 +188,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
                   input_size=model.input_size, output_size=model.output_size, params=len(model.param_names),
                   trainable_count=sum(map(bool, trainable_list)), input_u8=int(u8))
     _render("intedge_model.h", out / "intedge_model.h", **fields)
-    _render("intedge_model.c", out / "intedge_model.c", source=fields["source"], blob=_c_bytes(model.iem),
+    _render("intedge_model.c", out / "intedge_model.c", source=fields["source"],
+            blob=_c_list(model.iem, 16, "0x{:02x}"),
             trainable=", ".join("1" if t else "0" for t in trainable_list), mapping_arrays=mapping_arrays,
             mapping_config=mapping_config, loss=LOSS_CODES[loss], lr=_dyadic(lr), momentum=_dyadic(momentum),
             weight_decay=_dyadic(weight_decay), seed=seed & 0xFFFFFFFFFFFFFFFF)
@@ -207,7 +204,7 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
         if figures["data_bytes"] > MAX_DATA_BYTES:
             raise IntedgeError(f"{n} samples take {figures['data_bytes']} bytes of flash; pass fewer --samples")
         _render("intedge_data.c", out / "intedge_data.c", data=data, samples=n, steps=steps, x_type=x_type,
-                x_values=_c_ints(values.reshape(-1), 16 if u8 else 6), y_values=_c_ints(y))
+                x_values=_c_list(values.reshape(-1), 16 if u8 else 6), y_values=_c_list(y))
         (out / "expected_output.txt").write_text(_host_run(trainer, x, y, steps, batch_size, figures))
         (out / "expected_state.ies").write_bytes(trainer.session.save_state())
     if runtime:

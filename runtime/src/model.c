@@ -175,7 +175,8 @@ static ie_status validate_graph(ie_model *m) {
     return IE_OK;
 }
 
-static ie_status parse(ie_model *m) {
+/* The header: magic, version, size, CRC of the whole buffer, table counts and bounds. */
+static ie_status parse_header(ie_model *m) {
     const uint8_t *d = m->data;
     if (m->size < IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "buffer of %lu bytes is shorter than the .iem header", (unsigned long)m->size);
     if (memcmp(d, IEM_MAGIC, 4) != 0) return fail(m, IE_ERR_FORMAT, "not an .iem model (bad magic)");
@@ -196,10 +197,13 @@ static ie_status parse(ie_model *m) {
     if (!in_bounds(m, toff, (uint64_t)m->n_tensors * IEM_TENSOR_SIZE) ||
         !in_bounds(m, noff, (uint64_t)m->n_nodes * IEM_NODE_SIZE))
         return fail(m, IE_ERR_FORMAT, "tensor or node table out of bounds");
+    return IE_OK;
+}
 
-    if (m->tensors == NULL) return IE_OK; /* counting only: the caller sizes the memory */
-    ie_status st = parse_tensors(m, toff);
-    if (st == IE_OK) st = parse_nodes(m, noff);
+/* The tables, into the memory the handle points at (after parse_header accepted the buffer). */
+static ie_status parse_tables(ie_model *m) {
+    ie_status st = parse_tensors(m, ie_rd32(m->data + 32));
+    if (st == IE_OK) st = parse_nodes(m, ie_rd32(m->data + 36));
     if (st == IE_OK) st = validate_graph(m);
     if (st != IE_OK) return st;
     for (uint32_t i = 0; i < m->n_tensors; i++)
@@ -231,7 +235,7 @@ static ie_status read_counts(const void *data, size_t size, ie_model *m) {
     m->data = data;
     m->size = size;
     if (!data) return fail(m, IE_ERR_ARG, "model data is NULL");
-    return parse(m);
+    return parse_header(m);
 }
 
 ie_status ie_model_memory_size(const void *data, size_t size, size_t *bytes) {
@@ -272,7 +276,7 @@ ie_status ie_model_load_into(const void *data, size_t size, void *mem, size_t me
     m->param_tensor = (uint32_t *)(base + L.params);
     m->plan_scratch = (ie_plan_buffer *)(base + L.plan);
     m->plan_capacity = L.plan_cap;
-    st = parse(m);
+    st = parse_tables(m);
     if (st != IE_OK) {
         m->tensors = NULL;
         m->n_tensors = m->n_nodes = m->n_params = 0;
