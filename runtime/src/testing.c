@@ -79,7 +79,7 @@ int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int
     ie_conv_geom g = geom(geometry);
     size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
     int8_t *wt = malloc(g.group * k * cout_g);
-    int32_t *dcol = malloc(sizeof(int32_t) * col_bytes(&g)), *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
+    int32_t *dcol = malloc(ie_conv_dx_scratch(&g)), *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
     int32_t e = ie_conv_bwd_dx(scalar_exec(), &g, n, dy, edy, w8, ew, wt, dcol, acc, rounder(seed, 0), dx);
     free(wt);
     free(dcol);

@@ -23,6 +23,10 @@ GEOMETRIES = [
     (6, 7, 5, 6, 3, 2, 1, (1, 1, 1, 1), 6),   # depthwise
     (5, 6, 6, 3, 1, 1, 1, (0, 0, 0, 0), 1),   # pointwise
     (1, 17, 3, 2, 5, 3, 1, (2, 1, 2, 1), 1),
+    # stride 1 with the output as large as the input: dX is computed as a convolution of dY
+    (3, 7, 9, 5, 3, 1, 1, (0, 2, 2, 0), 1),   # asymmetric pads
+    (2, 5, 5, 3, 2, 1, 1, (0, 0, 1, 1), 1),   # even window
+    (1, 6, 6, 8, 3, 1, 1, (1, 1, 1, 1), 1),   # dY's columns larger than the general path's dcol
 ]
 
 
@@ -114,6 +118,35 @@ def test_residual_and_pooling_gradients_match_torch():
     assert np.abs(t0.predict(x.numpy()) - ort_logits(model, x.numpy())).max() < 0.05
     for name, cos in gradient_agreement(net, model, x, y).items():
         assert cos > 0.9, (name, cos)
+
+
+def test_tiling_maxpool_fast_path_equals_general_walk():
+    """2 x 2 / stride 2 pooling takes a vectorized route; the same pooling with a bottom/right pad
+    that no window reaches takes the general walk. Inputs of few levels make many ties (the first
+    maximum gets dY), so a route that differs shows in the trained conv weights."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 1), torch.nn.MaxPool2d(2), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 4 * 4, 10))
+    tiled = export(net, torch.randn(2, 2, 8, 8), dynamo=False, opset=13)
+    walked = type(tiled)()
+    walked.CopyFrom(tiled)
+    pool = next(n for n in walked.graph.node if n.op_type == "MaxPool")
+    pads = next(a for a in pool.attribute if a.name == "pads") if any(a.name == "pads" for a in pool.attribute) \
+        else pool.attribute.add(name="pads", type=7)
+    del pads.ints[:]
+    pads.ints.extend([0, 0, 1, 1])
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (64, 2, 8, 8)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    states = []
+    for model in (tiled, walked):
+        t = intedge.Trainer(model, batch_size=16, lr=0.05, momentum=0.9, seed=4)
+        start = t.state_dict()["0.weight"]
+        t.fit(x, y, epochs=2, progress=False)
+        states.append(t.state_dict())
+    assert np.any(states[0]["0.weight"] != start)  # the conv before the pool trained
+    for k in states[0]:
+        np.testing.assert_array_equal(states[0][k], states[1][k], err_msg=k)
 
 
 @pytest.mark.parametrize("name", sorted(Activation.FUNCTIONS))

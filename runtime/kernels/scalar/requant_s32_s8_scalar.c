@@ -36,20 +36,31 @@ IE_HOT uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t begin, size
     return m;
 }
 
+/* One block in 32-bit lanes (16 per AVX-512 vector, not 8) for shifts of 1..31 and an int32
+ * bias: acc + b wraps, and a wrap (both operands' signs differ from the sum's) sends the block
+ * back to the int64 loop. Returns 0 then. */
+static inline int requant32_block(const int32_t *acc, size_t base, size_t stop, int32_t b, int s, uint32_t key,
+                                  int8_t *out) {
+    uint32_t wrapped = 0;
+    for (size_t i = base; i < stop; i++) {
+        int32_t v = (int32_t)((uint32_t)acc[i] + (uint32_t)b); /* GCC/Clang: modulo */
+        wrapped |= (uint32_t)((acc[i] ^ v) & (b ^ v));
+        v = ie_srshift32(v, s, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
+        out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
+    }
+    return !(wrapped >> 31);
+}
+
 IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t begin, size_t end, const int64_t *bias,
                                           size_t inner, size_t channels, int s, uint32_t key, uint32_t nearest,
                                           int8_t *out) {
     ie_rounder r = {key, nearest};
-    if (IE_FAST_PATHS && !nearest && !bias && s >= 1 && s <= 31) { /* int32 values: 32-bit lanes */
-        for (size_t i = begin; i < end; i++) {
-            int32_t v = ie_srshift32(acc[i], s, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
-            out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
-        }
-        return;
-    }
     if (!nearest && s >= 0 && s <= 62) { /* branch-free common case, vectorizes per channel block */
         ie_srshift p = ie_srshift_make(s);
         FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, {
+            if (IE_FAST_PATHS && s >= 1 && s <= 31 && b >= -INT32_MAX && b <= INT32_MAX &&
+                requant32_block(acc, base, stop, (int32_t)b, s, key, out))
+                continue;
             for (size_t i = base; i < stop; i++) {
                 int64_t v = ie_srshift_apply((int64_t)acc[i] + b, p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
                 out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));

@@ -3,7 +3,8 @@
  * tap, the layout the reduction-major GEMM and dW's long reduction both read) the three training
  * GEMMs are the packed int8 kernels, with no transposes of activations:
  *   forward  Y_g[Cout_g, HoWo]  = W_g[Cout_g, K] . col[K, HoWo]            (reduction-major)
- *   dX       dcol[K, HoWo]      = W_g^T[K, Cout_g] . dY_g[Cout_g, HoWo]    (reduction-major), col2im
+ *   dX       dcol[K, HoWo]      = W_g^T[K, Cout_g] . dY_g[Cout_g, HoWo]    (reduction-major), col2im;
+ *            with stride 1, a convolution of dY instead (dx_by_conv)
  *   dW       dW_g[Cout_g, K]   += dY_g[Cout_g, HoWo] . col[K, HoWo]^T       (exact, int64)
  * attrs: 0 group, 1 kh, 2 kw, 3 stride h, 4 stride w, 5 dilation h, 6 dilation w,
  *        7 pad top, 8 pad left, 9 pad bottom, 10 pad right. */
@@ -45,6 +46,12 @@ static void inside(int64_t off, uint32_t stride, uint32_t in, uint32_t out, size
  * row) are the few that do not belong to the tap. */
 static int one_run(const ie_conv_geom *g) { return IE_FAST_PATHS && g->sh == 1 && g->sw == 1 && g->w == g->wo; }
 
+/* A 1 x 1 window with stride 1 and no padding: col is the input itself, so nothing is copied. */
+static int col_is_input(const ie_conv_geom *g) {
+    return IE_FAST_PATHS && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && !g->pt && !g->pl &&
+           g->ho == g->h && g->wo == g->w;
+}
+
 static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
     size_t ho = g->ho, wo = g->wo, howo = ho * wo;
     FOR_TAPS(g, {
@@ -63,6 +70,15 @@ static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
     })
 }
 
+/* Stride-2 rows, with restrict: GCC left the plain loop scalar (the int8 pointers may alias). */
+static inline void gather2(int8_t *restrict d, const int8_t *restrict src, size_t n) {
+    for (size_t t = 0; t < n; t++) d[t] = src[2 * t];
+}
+
+static inline void scatter2_add(int32_t *restrict d, const int32_t *restrict src, size_t n) {
+    for (size_t t = 0; t < n; t++) d[2 * t] += src[t];
+}
+
 IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
     const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
     size_t ho = g->ho, wo = g->wo;
@@ -79,11 +95,60 @@ IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
             if (sw == 1) /* one run of the input row */
                 memcpy(d + ow0, src, ow1 - ow0);
             else if (IE_FAST_PATHS && sw == 2) /* a constant stride vectorizes */
-                for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[2 * t];
+                gather2(d + ow0, src, ow1 - ow0);
             else
                 for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[t * sw];
         }
     })
+}
+
+/* The columns of one plane block: x itself for a 1 x 1 window, else im2col into col. */
+static const int8_t *columns(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+    if (col_is_input(g)) return x;
+    im2col(x, g, col);
+    return col;
+}
+
+/* dX of a stride-1 'same' convolution is itself one, of dY by the flipped weights
+ * Wf[c][(o, i, j)] = W[o][c][kh-1-i][kw-1-j] with pads (k - 1) d - p: its GEMM writes dX's int32
+ * sums (the same exact integers) straight into the accumulator, with a longer reduction (Cout_g
+ * kh kw, not Cout_g) and no dcol or col2im pass. (Where the output is smaller than the input,
+ * as without padding, it would multiply the padding too: more work, not less.) The geometry of
+ * that convolution goes in t. Returns 0 when the general path applies. */
+static int dx_by_conv(const ie_conv_geom *g, ie_conv_geom *t) {
+    if (!IE_FAST_PATHS || g->sh != 1 || g->sw != 1 || g->ho != g->h || g->wo != g->w ||
+        g->pt > (g->kh - 1) * g->dh || g->pl > (g->kw - 1) * g->dw)
+        return 0;
+    uint32_t cout_g = g->cout / g->group;
+    *t = *g;
+    t->cin = g->cout;
+    t->cout = g->cin;
+    t->cin_g = cout_g;
+    t->h = g->ho;
+    t->w = g->wo;
+    t->ho = g->h;
+    t->wo = g->w;
+    t->pt = (g->kh - 1) * g->dh - g->pt;
+    t->pl = (g->kw - 1) * g->dw - g->pl;
+    t->pb = t->pr = 0; /* im2col reads neither */
+    return 1;
+}
+
+size_t ie_conv_dx_scratch(const ie_conv_geom *g) {
+    ie_conv_geom t;
+    if (!dx_by_conv(g, &t)) return sizeof(int32_t) * g->ho * g->wo * g->cin_g * g->kh * g->kw;
+    size_t cols = col_is_input(&t) ? 0 : (size_t)t.ho * t.wo * t.cin_g * t.kh * t.kw;
+    return cols > 16 ? cols : 16; /* never empty: every thread's piece has an address */
+}
+
+/* Wf of dx_by_conv for every group: [group][Cin_g][Cout_g kh kw]. */
+static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
+    size_t kk = (size_t)g->kh * g->kw, cout_g = g->cout / g->group;
+    for (size_t gi = 0; gi < g->group; gi++)
+        for (size_t o = 0; o < cout_g; o++)
+            for (size_t c = 0; c < g->cin_g; c++)
+                for (size_t q = 0; q < kk; q++)
+                    wf[((gi * g->cin_g + c) * cout_g + o) * kk + kk - 1 - q] = w8[((gi * cout_g + o) * g->cin_g + c) * kk + q];
 }
 
 /* dx += col2im(dcol). dcol's positions outside the tap are zeroed first when the run form
@@ -112,7 +177,7 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
             if (sw == 1) /* contiguous runs: vectorizes */
                 for (size_t t = 0; t < ow1 - ow0; t++) d[t] += src[t];
             else if (IE_FAST_PATHS && sw == 2)
-                for (size_t t = 0; t < ow1 - ow0; t++) d[2 * t] += src[t];
+                scatter2_add(d, src, ow1 - ow0);
             else
                 for (size_t t = 0; t < ow1 - ow0; t++) d[t * sw] += src[t];
         }
@@ -125,7 +190,7 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
  * of the per-sample scratch; GEMMs inside run without the pool (it is not re-entered). */
 typedef struct conv_job {
     const ie_exec *rt;
-    const ie_conv_geom *g;
+    const ie_conv_geom *g, *dx_conv; /* dx_conv: dX as a convolution (dx_by_conv), or NULL */
     size_t n;
     const int8_t *x, *w8, *dy;
     int8_t *col, *wt;
@@ -152,10 +217,10 @@ static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
-    int8_t *col = j->col + part * c.howo * c.k;
+    int8_t *buf = j->col + part * c.howo * c.k;
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, col);
+            const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
             ie_gemm32_bt(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
                          j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
         }
@@ -165,7 +230,7 @@ static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    conv_job j = {rt, g, n, x, w8, NULL, col, NULL, acc, NULL, NULL, NULL};
+    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, NULL, NULL};
     ie_pool_run(rt->pool, conv_fwd_part, &j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
@@ -175,26 +240,38 @@ static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
-    int32_t *dcol = j->dcol + part * c.howo * c.k;
+    int8_t *scratch = (int8_t *)j->dcol + part * ie_conv_dx_scratch(g);
     for (uint32_t gi = 0; gi < g->group; gi++)
         for (size_t s = c.s0; s < c.s1; s++) {
-            ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g,
-                         j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, dcol, c.k, c.howo, c.cout_g);
+            const int8_t *dy = j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo;
             int32_t *dx = j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw;
+            if (j->dx_conv) {
+                const int8_t *col = columns(dy, j->dx_conv, scratch);
+                ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, col, dx, g->cin_g, c.hw,
+                             (size_t)c.cout_g * g->kh * g->kw);
+                continue;
+            }
+            int32_t *dcol = (int32_t *)scratch; /* [K, HoWo] int32 pieces: a multiple of 4 bytes each */
+            ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, dy, dcol, c.k, c.howo, c.cout_g);
             memset(dx, 0, sizeof(int32_t) * g->cin_g * c.hw); /* here, not in one pass: the adds find it in cache */
             col2im_add(dcol, g, dx);
         }
 }
 
-/* wt holds W^T for every group ([group][K][Cout_g]); dcol one [K, HoWo] buffer per thread. */
+/* wt holds W^T for every group ([group][K][Cout_g]), or dx_by_conv's Wf (the same size); dcol one
+ * ie_conv_dx_scratch per thread. */
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
-    for (uint32_t gi = 0; gi < g->group; gi++)
-        ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
-    conv_job j = {rt, g, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL, NULL};
+    ie_conv_geom t;
+    int by_conv = dx_by_conv(g, &t);
+    if (by_conv) flip_weights(g, w8, wt);
+    else
+        for (uint32_t gi = 0; gi < g->group; gi++)
+            ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
+    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL, NULL};
     ie_pool_run(rt->pool, conv_dx_part, &j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
@@ -203,12 +280,12 @@ static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
-    int8_t *col = j->col + part * c.howo * c.k;
+    int8_t *buf = j->col + part * c.howo * c.k;
     int64_t *tmp = j->tmp + part * c.cout_g * c.k, *dw = j->partial + part * g->cout * c.k;
     memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            im2col(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, col);
+            const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
             ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col, tmp, c.cout_g, c.k,
                       c.howo);
             int64_t *d = dw + (size_t)gi * c.cout_g * c.k;
@@ -222,7 +299,7 @@ int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        const int8_t *x, int32_t ex, int8_t *col, int64_t *tmp, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t parts = ie_pool_threads(rt->pool);
-    conv_job j = {rt, g, n, x, NULL, dy, col, NULL, NULL, NULL, tmp, parts > 1 ? partial : dw};
+    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, tmp, parts > 1 ? partial : dw};
     ie_pool_run(rt->pool, conv_dw_part, &j);
     if (parts > 1) {
         memcpy(dw, partial, sizeof(int64_t) * size);
@@ -343,7 +420,7 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
         ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DCOL, t * howo * k * sizeof(int32_t), B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_dx_scratch(&g), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {

@@ -42,6 +42,8 @@ ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y);
+/* Bytes of one thread's dX scratch (dcol or, for dX as a convolution, the columns of dY). */
+size_t ie_conv_dx_scratch(const ie_conv_geom *g);
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx);

@@ -134,7 +134,8 @@ static void maxpool_forward(ie_session *s, uint32_t node) {
 IE_HOT static int max_tiles_dx(const pool_geom *g, const int8_t *x, size_t planes, const int8_t *dy, int8_t *dx,
                                int32_t *sh) {
     size_t total = planes * g->h * g->w;
-    memset(dx, 0, total);
+    int whole = 2 * g->ho == g->h && 2 * g->wo == g->w; /* no last odd row or column without dY */
+    if (!whole || g->kh != 2 || g->kw != 2) memset(dx, 0, total);
     if (g->kh == 2 && g->kw == 2) { /* branch-free: the first maximum above -128 of a, b, c, d gets dY */
         size_t w = g->w, hw = (size_t)g->h * w, wo = g->wo, howo = (size_t)g->ho * wo;
         for (size_t pl = 0; pl < planes; pl++)
@@ -161,7 +162,7 @@ IE_HOT static int max_tiles_dx(const pool_geom *g, const int8_t *x, size_t plane
     }
     int s = ie_requant_shift((uint64_t)(-lo > hi ? -lo : hi), 7);
     if (s > 0) return 0;
-    for (size_t i = 0; i < total; i++) dx[i] = (int8_t)(dx[i] * (1 << -s));
+    for (size_t i = 0; s < 0 && i < total; i++) dx[i] = (int8_t)(dx[i] * (1 << -s));
     *sh = s;
     return 1;
 }
