@@ -12,7 +12,8 @@ typedef struct ie_kernels {
     int (*supported)(void); /* does this CPU run the tier */
     /* c[i*n + j] = sum_k a[i*k + k'] * b[j*k + k'];  k <= 2^17 so int32 is exact. */
     void (*gemm_s8s8_s32)(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
-    /* The same for any k, accumulated exactly in int64 (int32 blocks of at most 2^17 terms). */
+    /* The same for any k, exactly in int64 (int32 blocks of at most 2^17 terms), ADDED to c:
+     * a sum over samples (a convolution's dW) needs no temporary. */
     void (*gemm_s8s8_s64)(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k);
     /* c[i*n + j] = sum_k a[i*k + k'] * bt[k'*n + j]: B reduction-major ([k, n], like im2col's
      * [K, HoWo] or dY's [Cout, HoWo]), so convolutions need no transposes. k <= 2^17. */

@@ -32,7 +32,6 @@
         TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] = out[ii][jj])                                    \
     }                                                                                                   \
     void ie_gemm_s8s8_s64_##isa(const int8_t *a, const int8_t *b, int64_t *c, size_t m, size_t n, size_t k) { \
-        for (size_t i = 0; i < m * n; i++) c[i] = 0;                                                    \
         TILED(m, n, k, a, b, c[(i + ii) * n + j + jj] += out[ii][jj])                                   \
     }
 

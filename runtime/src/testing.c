@@ -1,5 +1,6 @@
 /* The testing surface (intedge_testing.h): thin wrappers over the arithmetic the ops use. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "intedge_testing.h"
 #include "ops/ops.h"
@@ -90,12 +91,9 @@ int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int
 int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy, const int8_t *x,
                                  int32_t ex, int64_t *dw) {
     ie_conv_geom g = geom(geometry);
-    size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
     int8_t *col = malloc(col_bytes(&g));
-    int64_t *tmp = malloc(sizeof(int64_t) * cout_g * k);
-    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, tmp, NULL, dw);
+    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, NULL, dw);
     free(col);
-    free(tmp);
     return e;
 }
 
@@ -103,6 +101,7 @@ ie_status ie_test_gemm(const char *tier, int32_t wide, uint32_t m, uint32_t n, u
                        const int8_t *b, void *c) {
     const ie_kernels *kt = ie_kernels_select(tier);
     if (!kt) return IE_ERR_UNSUPPORTED;
+    if (wide) memset(c, 0, sizeof(int64_t) * m * n); /* the kernel adds to c */
     if (wide) kt->gemm_s8s8_s64(a, b, c, m, n, k);
     else kt->gemm_s8s8_s32(a, b, c, m, n, k);
     return IE_OK;

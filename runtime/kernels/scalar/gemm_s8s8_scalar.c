@@ -19,6 +19,6 @@ void ie_gemm_s8s8_s64_scalar(const int8_t *a, const int8_t *b, int64_t *c, size_
             int64_t acc = 0;
             for (size_t k0 = 0; k0 < k; k0 += block)
                 acc += dot_s8(a + i * k + k0, b + j * k + k0, k - k0 < block ? k - k0 : block);
-            c[i * n + j] = acc;
+            c[i * n + j] += acc;
         }
 }

@@ -83,7 +83,7 @@ static inline __m512i compensation(const int8_t *const b[4], size_t kb) {
 }
 
 /* Long reductions (dW's k = HoWo): 4 x 4 tiles of C, k in blocks of at most 2^17 terms (exact
- * in int32; the int64 output adds the blocks). Columns outer: four rows of b stay in L1 while
+ * in int32; the int64 output adds the blocks to what it holds). Columns outer: four rows of b stay in L1 while
  * every row block of a passes, and their sums are made once. Rows past the edge repeat the last. */
 static void gemm_tiles(const int8_t *a, const int8_t *b, int32_t *c32, int64_t *c64, size_t m, size_t n, size_t k) {
     const size_t block = (size_t)1 << 17;
@@ -103,7 +103,7 @@ static void gemm_tiles(const int8_t *a, const int8_t *b, int32_t *c32, int64_t *
                     for (size_t j = 0; j < rb; j++) {
                         size_t at = (i0 + i) * n + j0 + j;
                         if (c32) c32[at] = out[4 * i + j];
-                        else c64[at] = (k0 ? c64[at] : 0) + out[4 * i + j];
+                        else c64[at] += out[4 * i + j];
                     }
             }
         }

@@ -13,7 +13,7 @@
 #include "../planner.h"
 #include "ops.h"
 
-enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_WT, S_DCOL, S_DX_ACC, S_DW_TMP, S_DW_PART };
+enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_WT, S_DCOL, S_DX_ACC, S_DW_PART };
 enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
 
 /* The outputs [lo, hi) of one axis whose input position o * stride + off lies in [0, in). */
@@ -62,9 +62,14 @@ static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
         }
         size_t first = oh0 * wo + ow0; /* the run: [first, last) */
         size_t last = (oh1 - 1) * wo + ow1;
-        memset(row, 0, first);
+        if (howo >= 64 && first <= 64 && howo - last <= 64) { /* fixed sizes: two stores, not two calls */
+            memset(row, 0, 64);
+            memset(row + howo - 64, 0, 64);
+        } else {
+            memset(row, 0, first);
+            memset(row + last, 0, howo - last);
+        }
         memcpy(row + first, x + TAP_AT(g, base, oh0, ow0), last - first);
-        memset(row + last, 0, howo - last);
         for (size_t oh = oh0; oh + 1 < oh1; oh++) /* between row oh's end and row oh + 1's start */
             for (size_t t = oh * wo + ow1; t < (oh + 1) * wo + ow0; t++) row[t] = 0;
     })
@@ -195,7 +200,7 @@ typedef struct conv_job {
     const int8_t *x, *w8, *dy;
     int8_t *col, *wt;
     int32_t *acc, *dcol;
-    int64_t *tmp, *partial;
+    int64_t *partial;
 } conv_job;
 
 /* The sizes every part needs, and its range of samples [s0, s1). */
@@ -230,7 +235,7 @@ static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, NULL, NULL};
+    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, NULL};
     ie_pool_run(rt->pool, conv_fwd_part, &j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
@@ -271,7 +276,7 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     else
         for (uint32_t gi = 0; gi < g->group; gi++)
             ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
-    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL, NULL};
+    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL};
     ie_pool_run(rt->pool, conv_dx_part, &j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
@@ -281,25 +286,23 @@ static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
     int8_t *buf = j->col + part * c.howo * c.k;
-    int64_t *tmp = j->tmp + part * c.cout_g * c.k, *dw = j->partial + part * g->cout * c.k;
+    int64_t *dw = j->partial + part * g->cout * c.k;
     memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
             const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
-            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col, tmp, c.cout_g, c.k,
-                      c.howo);
-            int64_t *d = dw + (size_t)gi * c.cout_g * c.k;
-            for (size_t i = 0; i < (size_t)c.cout_g * c.k; i++) d[i] += tmp[i];
+            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col,
+                      dw + (size_t)gi * c.cout_g * c.k, c.cout_g, c.k, c.howo); /* adds to dw */
         }
 }
 
-/* col and tmp hold one buffer per thread; partial one [Cout, K] int64 sum per thread
+/* col holds one buffer per thread; partial one [Cout, K] int64 sum per thread
  * (the first is dw itself), added in part order: exact, so the thread count changes nothing. */
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int64_t *tmp, int64_t *partial, int64_t *dw) {
+                       const int8_t *x, int32_t ex, int8_t *col, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t parts = ie_pool_threads(rt->pool);
-    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, tmp, parts > 1 ? partial : dw};
+    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, parts > 1 ? partial : dw};
     ie_pool_run(rt->pool, conv_dw_part, &j);
     if (parts > 1) {
         memcpy(dw, partial, sizeof(int64_t) * size);
@@ -426,7 +429,6 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     if (need_dw) {
         ie_plan_keep(p, x, B);
         ie_plan_node_scratch(p, node, S_COL_B, t * howo * k, B, B);
-        ie_plan_node_scratch(p, node, S_DW_TMP, t * cout_g * k * sizeof(int64_t), B, B);
         if (t > 1) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
@@ -471,7 +473,7 @@ static void conv_backward(ie_session *s, uint32_t node) {
     if (c.x->requires_grad)
         c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
-        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_TMP], c.sc[S_DW_PART], c.pw->grad);
+        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART], c.pw->grad);
         ie_optim_step(s, c.wi);
     }
     if (c.pb && c.pb->trainable) {

@@ -1,6 +1,8 @@
 /* Gemm: Y[N,M] = X[N,K] . W^T + B. Forward and backward side by side.
  * The int8 view of W is kept as [M,K] whatever the master's layout, so one packed kernel
  * (dot products along a contiguous reduction) serves all three GEMMs of training. */
+#include <string.h>
+
 #include "../planner.h"
 #include "ops.h"
 
@@ -97,6 +99,7 @@ int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const in
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw) {
     ie_transpose_s8(dy, n, m, dyt);
     ie_transpose_s8(x, n, k, xt);
+    memset(dw, 0, sizeof(int64_t) * m * k); /* the kernel adds to it */
     if (w_is_mk) ie_gemm64(rt, dyt, xt, dw, m, k, n);
     else ie_gemm64(rt, xt, dyt, dw, k, m, n);
     return edy + ex;

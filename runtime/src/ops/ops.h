@@ -48,7 +48,7 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
                        ie_rounder r, int8_t *dx);
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int64_t *tmp, int64_t *partial, int64_t *dw);
+                       const int8_t *x, int32_t ex, int8_t *col, int64_t *partial, int64_t *dw);
 int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db);
 
 /* Softmax cross-entropy gradient exponent: Q30 probabilities times a Q31 reciprocal of n. */
