@@ -147,6 +147,7 @@ ie_status ie_session_load_state(ie_session *s, const void *buffer, size_t size) 
         for (uint32_t k = 0; k < q->numel; k++, p += 4) q->w[k] = (int32_t)ie_rd32(p);
         if (q->mom)
             for (uint32_t k = 0; k < q->numel; k++, p += 4) q->mom[k] = (int32_t)ie_rd32(p);
+        ie_param_written(q);
     }
     return IE_OK;
 }

@@ -97,17 +97,20 @@ typedef struct ie_value {
 
 typedef struct ie_param {
     uint32_t tensor, numel;
-    uint8_t trainable;
     int32_t *w;           /* master mantissas */
-    int32_t we;
     int32_t *mom;         /* momentum (trainable and momentum != 0) */
-    int32_t me;
     int8_t *w8;           /* int8 SR view, rebuilt every step; layout chosen by the op */
-    int32_t e8;
     int64_t *grad;        /* exact gradient accumulator for the step */
-    int32_t grad_e;
     int32_t *opt_scratch; /* numel int32 for the optimizer */
+    int32_t we, me, e8, grad_e; /* the exponents of w, mom, w8, grad */
+    uint32_t wmax, mmax;  /* max|w|, max|mom|, valid as `known` says: each spares a pass */
+    uint8_t known;        /* IE_KNOWN_W | IE_KNOWN_MOM */
+    uint8_t trainable;
 } ie_param;
+
+enum { IE_KNOWN_W = 1, IE_KNOWN_MOM = 2 };
+/* Whatever writes w or mom outside the optimizer calls this: a stale max would change results. */
+static inline void ie_param_written(ie_param *p) { p->known = 0; }
 
 #define IE_NODE_SCRATCH 12
 typedef struct ie_node_rt {

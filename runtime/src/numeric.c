@@ -13,35 +13,133 @@ uint32_t ie_stream_key(uint64_t seed, uint32_t stream, uint64_t step) {
     return (uint32_t)(k >> 32);
 }
 
-/* The same loops over int32 and int64 inputs: written once, instantiated per type. */
+static inline uint32_t abs32(int32_t v) { return v < 0 ? 0u - (uint32_t)v : (uint32_t)v; }
+
+/* ---- passes split over a pool ----------------------------------------------------------------
+ * A pass over [0, n) runs as index ranges, one per part of the pool. Every element's draw counts
+ * from its own index and maxima combine by max, so the bytes do not depend on the split. */
+typedef uint64_t (*range_fn)(const void *ctx, size_t begin, size_t end);
+
+typedef struct split_job {
+    range_fn fn;
+    const void *ctx;
+    size_t n;
+    uint64_t max[IE_MAX_THREADS];
+} split_job;
+
+/* below this many elements waking the pool costs more than it saves */
+#define SPLIT_MIN ((size_t)1 << 15)
+#define SPLIT_ALIGN 64 /* elements: parts do not share output cache lines */
+
+static void split_part(void *ctx, uint32_t part, uint32_t parts) {
+    split_job *j = ctx;
+    size_t b, e;
+    ie_part_range(j->n / SPLIT_ALIGN, part, parts, &b, &e);
+    j->max[part] = j->fn(j->ctx, b * SPLIT_ALIGN, part + 1 == parts ? j->n : e * SPLIT_ALIGN);
+}
+
+/* Runs fn over [0, n) and returns the largest of what the parts return. */
+static uint64_t split_max(ie_pool *pool, size_t n, range_fn fn, const void *ctx) {
+#if !defined(IE_HAVE_PTHREADS) /* no pool to split over (bare metal): save the flash */
+    pool = NULL;
+#endif
+    if (!pool || n < SPLIT_MIN) return fn(ctx, 0, n);
+    split_job j = {fn, ctx, n, {0}};
+    ie_pool_run(pool, split_part, &j);
+    uint64_t max = 0;
+    for (uint32_t p = 0; p < ie_pool_threads(pool); p++) max = j.max[p] > max ? j.max[p] : max;
+    return max;
+}
+
+/* The same loops over int32 and int64 inputs: written once, instantiated per type. Each works on
+ * an index range [b, e) (the draws count from the global index) and returns the max |value| it
+ * read or wrote; the whole-array entry points ignore it, and the compiler drops its computation. */
 #define DEFINE_ABSMAX(name, type)                                                                  \
-    IE_HOT uint64_t name(const type *x, size_t n) {                                                       \
+    static inline uint64_t name##_range(const type *x, size_t b, size_t e) {                       \
         uint64_t m = 0;                                                                            \
-        for (size_t i = 0; i < n; i++)                                                             \
+        for (size_t i = b; i < e; i++)                                                             \
             if (ie_abs64(x[i]) > m) m = ie_abs64(x[i]);                                            \
         return m;                                                                                  \
-    }
+    }                                                                                              \
+    IE_HOT uint64_t name(const type *x, size_t n) { return name##_range(x, 0, n); }
 DEFINE_ABSMAX(ie_absmax_s64, int64_t)
 DEFINE_ABSMAX(ie_absmax_s32, int32_t)
 
+IE_HOT static uint64_t absmax_s64_part(const void *x, size_t b, size_t e) { return ie_absmax_s64_range(x, b, e); }
+
+uint64_t ie_absmax_s64_split(ie_pool *pool, const int64_t *x, size_t n) { return split_max(pool, n, absmax_s64_part, x); }
+
+/* y[i] = v clamped to +-lim (which out_type holds), tracking the extremes lo, hi of y. */
+#define PUT_CLAMPED(out_type, y, i, v, lim, lo, hi)                                                \
+    do {                                                                                           \
+        int32_t q_ = (int32_t)((v) > (lim) ? (lim) : ((v) < -(lim) ? -(lim) : (v)));               \
+        (y)[i] = (out_type)q_;                                                                     \
+        (lo) = q_ < (lo) ? q_ : (lo);                                                              \
+        (hi) = q_ > (hi) ? q_ : (hi);                                                              \
+    } while (0)
+
+/* Three branch-free loops (they vectorize) before the general one, all equal to ie_shift_round:
+ * an exact left shift (s <= 0: no draw), an int32 input shifted by 1..31 bits in 32-bit lanes
+ * (ie_srshift32: 16 lanes per AVX-512 vector, not 8), and ie_srshift for shifts of 0..62. The
+ * hash input i * golden is stepped in 32 bits (fewer vector ops than from the 64-bit index). */
 #define DEFINE_SHIFT(name, in_type, out_type)                                                      \
-    IE_HOT void name(const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) {     \
+    static inline uint64_t name##_range(const in_type *x, size_t b, size_t e, int s, int bits, ie_rounder r, \
+                                        out_type *y) {                                             \
         int64_t lim = ((int64_t)1 << bits) - 1;                                                    \
-        if (s >= 0 && s <= 62 && !r.nearest) { /* branch-free common case, vectorizes */           \
-            ie_srshift p = ie_srshift_make(s);                                                     \
-            for (size_t i = 0; i < n; i++) {                                                       \
-                int64_t v = ie_srshift_apply(x[i], p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key)); \
-                y[i] = (out_type)(v > lim ? lim : (v < -lim ? -lim : v));                          \
+        int32_t lo = 0, hi = 0;                                                                    \
+        uint32_t h = (uint32_t)b * 0x9E3779B9U;                                                    \
+        if (IE_FAST_PATHS && s <= 0 && s >= -62) {                                                 \
+            int64_t m = (int64_t)1 << -s;                                                          \
+            for (size_t i = b; i < e; i++) {                                                       \
+                int64_t v = x[i] * m;                                                              \
+                PUT_CLAMPED(out_type, y, i, v, lim, lo, hi);                                       \
             }                                                                                      \
-            return;                                                                                \
-        }                                                                                          \
-        for (size_t i = 0; i < n; i++)                                                             \
-            y[i] = (out_type)ie_clamp64(ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i)), lim);    \
+        } else if (IE_FAST_PATHS && sizeof(in_type) == 4 && bits <= 31 && s >= 1 && s <= 31 && !r.nearest) { \
+            int32_t lim32 = (int32_t)lim;                                                          \
+            for (size_t i = b; i < e; i++, h += 0x9E3779B9U) {                                     \
+                int32_t v = ie_srshift32((int32_t)x[i], s, ie_hash32(h ^ r.key));                  \
+                PUT_CLAMPED(out_type, y, i, v, lim32, lo, hi);                                     \
+            }                                                                                      \
+        } else if (s >= 0 && s <= 62 && !r.nearest) {                                             \
+            ie_srshift p = ie_srshift_make(s);                                                     \
+            for (size_t i = b; i < e; i++, h += 0x9E3779B9U) {                                     \
+                int64_t v = ie_srshift_apply(x[i], p, ie_hash32(h ^ r.key));                       \
+                PUT_CLAMPED(out_type, y, i, v, lim, lo, hi);                                       \
+            }                                                                                      \
+        } else                                                                                     \
+            for (size_t i = b; i < e; i++) {                                                       \
+                int64_t v = ie_shift_round(x[i], s, ie_draw(r, (uint32_t)i));                      \
+                PUT_CLAMPED(out_type, y, i, v, lim, lo, hi);                                       \
+            }                                                                                      \
+        return abs32(lo) > abs32(hi) ? abs32(lo) : abs32(hi);                                      \
+    }                                                                                              \
+    IE_HOT void name(const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) {     \
+        name##_range(x, 0, n, s, bits, r, y);                                                      \
     }
 DEFINE_SHIFT(ie_shift_s64_s32, int64_t, int32_t)
 DEFINE_SHIFT(ie_shift_s32_s32, int32_t, int32_t)
 DEFINE_SHIFT(ie_shift_s64_s8_bits, int64_t, int8_t)
 DEFINE_SHIFT(ie_shift_s32_s8_bits, int32_t, int8_t)
+
+typedef struct shift_job {
+    const void *x;
+    void *y;
+    int s, bits;
+    ie_rounder r;
+} shift_job;
+
+/* The split form of a shift above, for the optimizer's large arrays. */
+#define DEFINE_SHIFT_SPLIT(name, in_type, out_type)                                                \
+    IE_HOT static uint64_t name##_part(const void *ctx, size_t b, size_t e) {                      \
+        const shift_job *j = ctx;                                                                  \
+        return name##_range(j->x, b, e, j->s, j->bits, j->r, j->y);                                \
+    }                                                                                              \
+    uint64_t name##_split(ie_pool *pool, const in_type *x, size_t n, int s, int bits, ie_rounder r, out_type *y) { \
+        shift_job j = {x, y, s, bits, r};                                                          \
+        return split_max(pool, n, name##_part, &j);                                                \
+    }
+DEFINE_SHIFT_SPLIT(ie_shift_s64_s32, int64_t, int32_t)
+DEFINE_SHIFT_SPLIT(ie_shift_s32_s8_bits, int32_t, int8_t)
 
 void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y) { ie_shift_s32_s8_bits(x, n, s, 7, r, y); }
 
@@ -108,47 +206,94 @@ static int32_t term_top(ie_dyadic c, uint64_t xmax, int32_t ex) {
     return c.e + ex + ie_bitlen64(ie_abs64(c.m) * xmax);
 }
 
-/* The common case, branch-free so it vectorizes: both shifts in [0, 62] (a missing term has a
- * zero multiplier, which rounds to 0). Identical to ie_shift_round for these shifts. */
-IE_HOT static void axpby_fast(int32_t *out, size_t n, int64_t am, const int32_t *x, int sa, int64_t bm,
-                              const int32_t *y, int sb, uint32_t key) {
-    ie_srshift pa = ie_srshift_make(sa), pb = ie_srshift_make(sb);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t d = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key), d2 = ie_hash32(d ^ 0x5bd1e995U);
-        out[i] = (int32_t)(ie_srshift_apply(am * x[i], pa, d) + ie_srshift_apply(bm * y[i], pb, d2));
-    }
+/* out = a x + b y: each term's mantissa (0: no term), its shift to the output exponent, and its
+ * data (the output when absent: never read then, or read times 0). */
+typedef struct axpby_job {
+    int32_t *out;
+    const int32_t *x, *y;
+    int32_t am, bm;
+    int sa, sb;
+    ie_rounder r;
+} axpby_job;
+
+/* How axpby_fast computes a term m x rounded by s: the general way in 64 bits; exactly (s = 0);
+ * or, for m = 1 and s in 1..31, in 32-bit lanes (ie_srshift32). The same values; the special
+ * kinds are the update's master term, and the gradient term of the momentum or weight decay. */
+enum { T_WIDE, T_EXACT, T_UNIT };
+
+static inline int64_t axpby_term(int kind, int64_t m, int32_t x, ie_srshift p, int s, uint32_t draw) {
+    return kind == T_EXACT ? m * x : kind == T_UNIT ? ie_srshift32(x, s, draw) : ie_srshift_apply(m * x, p, draw);
 }
 
-int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
-                     ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r) {
+/* The common case, branch-free so it vectorizes: both shifts fa, fb in [0, 62] (a missing term
+ * has a zero multiplier, which rounds to 0). Identical to ie_shift_round for these shifts. The
+ * hash input i * golden is stepped in 32 bits, and max|v| follows from the extremes: fewer vector
+ * operations. */
+static inline uint32_t axpby_fast(const axpby_job *j, size_t b, size_t e, int64_t am, int fa, int64_t bm, int fb,
+                                  int ka, int kb) {
+    int32_t *out = j->out;
+    const int32_t *x = j->x, *y = j->y;
+    ie_srshift pa = ie_srshift_make(fa), pb = ie_srshift_make(fb);
+    uint32_t key = j->r.key, h = (uint32_t)b * 0x9E3779B9U;
+    int32_t lo = 0, hi = 0;
+    for (size_t i = b; i < e; i++, h += 0x9E3779B9U) {
+        uint32_t d = ie_hash32(h ^ key), d2 = ie_hash32(d ^ 0x5bd1e995U);
+        int32_t v = (int32_t)(axpby_term(ka, am, x[i], pa, fa, d) + axpby_term(kb, bm, y[i], pb, fb, d2));
+        out[i] = v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    return abs32(lo) > abs32(hi) ? abs32(lo) : abs32(hi);
+}
+
+IE_HOT static uint64_t axpby_part(const void *ctx, size_t b, size_t e) {
+    const axpby_job *j = ctx;
+    int sa = j->sa, sb = j->sb, fa = sa < 0 ? 0 : sa, fb = sb < 0 ? 0 : sb;
+    if (!j->r.nearest && fa <= 62 && fb <= 62 && sa >= -29 && sb >= -29) {
+        /* an exact left shift (a term below 29 bits) joins the multiplier, which stays below 2^61 */
+        int64_t am = (int64_t)j->am * ((int64_t)1 << (fa - sa)), bm = (int64_t)j->bm * ((int64_t)1 << (fb - sb));
+        if (IE_FAST_PATHS && fa == 0) return axpby_fast(j, b, e, am, fa, bm, fb, T_EXACT, T_WIDE);
+        if (IE_FAST_PATHS && fb == 0) return axpby_fast(j, b, e, am, fa, bm, fb, T_WIDE, T_EXACT);
+        if (IE_FAST_PATHS && bm == 1 && fb >= 1 && fb <= 31) return axpby_fast(j, b, e, am, fa, bm, fb, T_WIDE, T_UNIT);
+        return axpby_fast(j, b, e, am, fa, bm, fb, T_WIDE, T_WIDE);
+    }
+    uint32_t max = 0;
+    for (size_t i = b; i < e; i++) {
+        uint32_t draw = ie_draw(j->r, (uint32_t)i);
+        int64_t v = 0;
+        if (j->am) v += ie_shift_round((int64_t)j->am * j->x[i], sa, draw);
+        /* An independent draw for the second term keeps the two roundings uncorrelated. */
+        if (j->bm) v += ie_shift_round((int64_t)j->bm * j->y[i], sb, ie_hash32(draw ^ 0x5bd1e995U));
+        j->out[i] = (int32_t)v;
+        max = abs32((int32_t)v) > max ? abs32((int32_t)v) : max;
+    }
+    return max;
+}
+
+int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, ie_rounder r,
+                           uint64_t *out_max) {
     enum { TERM_BITS = 29 };
-    int32_t ta = term_top(a, x ? ie_absmax_s32(x, n) : 0, ex);
-    int32_t tb = term_top(b, y ? ie_absmax_s32(y, n) : 0, ey);
+    int32_t ta = term_top(a, x ? xmax : 0, ex);
+    int32_t tb = term_top(b, y ? ymax : 0, ey);
     if (ta == INT32_MIN && tb == INT32_MIN) {
         for (size_t i = 0; i < n; i++) out[i] = 0;
+        if (out_max) *out_max = 0;
         return ex;
     }
     int32_t eo = (ta > tb ? ta : tb) - TERM_BITS;
     /* A term far below the other rounds to (stochastic) noise; the shift clamp keeps it bounded. */
-    int sa = ta == INT32_MIN ? 0 : eo - (a.e + ex);
-    int sb = tb == INT32_MIN ? 0 : eo - (b.e + ey);
-    /* an exact left shift (a term below 29 bits) joins the multiplier, which stays below 2^61 */
-    int64_t am = ta == INT32_MIN ? 0 : (int64_t)a.m * ((int64_t)1 << (sa < 0 ? -sa : 0));
-    int64_t bm = tb == INT32_MIN ? 0 : (int64_t)b.m * ((int64_t)1 << (sb < 0 ? -sb : 0));
-    int fa = sa < 0 ? 0 : sa, fb = sb < 0 ? 0 : sb;
-    if (!r.nearest && fa <= 62 && fb <= 62 && sa >= -29 && sb >= -29) {
-        axpby_fast(out, n, am, x ? x : out, fa, bm, y ? y : out, fb, r.key);
-        return eo;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t draw = ie_draw(r, (uint32_t)i);
-        int64_t v = 0;
-        if (ta != INT32_MIN) v += ie_shift_round((int64_t)a.m * x[i], sa, draw);
-        /* An independent draw for the second term keeps the two roundings uncorrelated. */
-        if (tb != INT32_MIN) v += ie_shift_round((int64_t)b.m * y[i], sb, ie_hash32(draw ^ 0x5bd1e995U));
-        out[i] = (int32_t)v;
-    }
+    axpby_job j = {out, x ? x : out, y ? y : out, ta == INT32_MIN ? 0 : a.m, tb == INT32_MIN ? 0 : b.m,
+                   ta == INT32_MIN ? 0 : eo - (a.e + ex), tb == INT32_MIN ? 0 : eo - (b.e + ey), r};
+    uint64_t max = split_max(pool, n, axpby_part, &j);
+    if (out_max) *out_max = max;
     return eo;
+}
+
+int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex, ie_dyadic b,
+                     const int32_t *y, int32_t ey, ie_rounder r) {
+    return ie_axpby_s32_split(NULL, out, n, a, x, ex, x ? ie_absmax_s32(x, n) : 0, b, y, ey,
+                              y ? ie_absmax_s32(y, n) : 0, r, NULL);
 }
 
 /* ---- scalar dyadics ------------------------------------------------------------------------ */
@@ -239,6 +384,31 @@ IE_HOT static uint64_t affine_max_x(size_t base, size_t len, const int8_t *x, in
     return a > b ? a : b;
 }
 
+/* affine_block's max with u and x, approximated in 32-bit lanes: v / 2^32 = A u + B x + C with
+ * A = floor(ca / 2^32), B = floor(cb 2^16 / 2^32), C = floor((ck - cb xm) / 2^32), less than 257
+ * off (each floor loses under one unit per unit of |u|, |x| <= 128, and one for C). Each term is
+ * below 2^60 (the common exponent's choice), so the sum stays below 2^31. affine_max_bits turns
+ * the max of |A u + B x + C| into bitlen(max |v|) when that is certain. */
+IE_HOT static uint64_t affine_max_approx(size_t base, size_t len, const int8_t *u, const int8_t *x, int64_t ca,
+                                         int64_t cb, int64_t ck, int64_t xm) {
+    int32_t a = (int32_t)(ca >> 32), b = (int32_t)(cb >> 16), k = (int32_t)((ck - cb * xm) >> 32);
+    uint32_t max = 0;
+    for (size_t i = base; i < base + len; i++) {
+        int32_t v = a * u[i] + b * x[i] + k;
+        uint32_t m = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+        max = m > max ? m : max;
+    }
+    return max;
+}
+
+/* max |v| lies within 257 * 2^32 of approx * 2^32: if every integer in that range has one bit
+ * length, a value of that length times 2^32 has the exact max's bit length (all that requant
+ * uses). 0: uncertain, run the exact pass. */
+static uint64_t affine_max_bits(uint64_t approx) {
+    if (approx <= 257 || ie_bitlen64(approx - 257) != ie_bitlen64(approx + 256)) return 0;
+    return (approx - 257) << 32;
+}
+
 /* The blocks (one channel of one sample each) of an affine map, shared by a pool's parts: each
  * part takes a range of blocks; the max does not depend on order, and every element's draw is
  * counted from its index, so the bytes do not depend on threads. */
@@ -249,6 +419,7 @@ typedef struct affine_job {
     ie_srshift p;
     uint32_t key;
     int8_t *y; /* NULL: the max pass */
+    int approx; /* the max pass (y NULL) by affine_max_approx */
     uint64_t max[IE_MAX_THREADS];
 } affine_job;
 
@@ -260,7 +431,9 @@ static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
     for (size_t blk = b0; blk < b1; blk++) {
         size_t c = blk % n, base = blk * j->inner;
         int64_t xm = j->x ? j->xm[c] : 0;
-        uint64_t m = IE_FAST_PATHS && !j->y && !j->u && j->x
+        uint64_t m = !j->y && j->approx ? affine_max_approx(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c],
+                                                   j->coef[2 * n + c], xm)
+                     : IE_FAST_PATHS && !j->y && !j->u && j->x
                          ? affine_max_x(base, j->inner, j->x, j->coef[n + c], j->coef[2 * n + c], xm)
                          : affine_block(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c], j->coef[2 * n + c], xm,
                                         j->p, j->key, j->y);
@@ -271,6 +444,13 @@ static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
 
 /* below this many elements waking the pool costs more than it saves */
 #define AFFINE_SPLIT_MIN ((size_t)1 << 15)
+
+static uint64_t affine_max(ie_pool *pool, affine_job *j) {
+    ie_pool_run(pool, affine_part, j);
+    uint64_t max = 0;
+    for (uint32_t p = 0; p < ie_pool_threads(pool); p++) max = j->max[p] > max ? j->max[p] : max;
+    return max;
+}
 
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
                              const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
@@ -294,11 +474,14 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
         coef[channels + c] = x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
         coef[2 * channels + c] = k[c].m ? ie_shift_round(k[c].m, E - k[c].e, 0x80000000U) : 0;
     }
-    affine_job j = {channels, inner, outer * channels, u, x, coef, xm, ie_srshift_make(0), r.key, NULL, {0}};
+    affine_job j = {channels, inner, outer * channels, u, x, coef, xm, ie_srshift_make(0), r.key, NULL,
+                    IE_FAST_PATHS && u && x, {0}};
     pool = total >= AFFINE_SPLIT_MIN ? pool : NULL;
-    ie_pool_run(pool, affine_part, &j);
-    uint64_t max = 0;
-    for (uint32_t p = 0; p < ie_pool_threads(pool); p++) max = j.max[p] > max ? j.max[p] : max;
+    uint64_t max = affine_max(pool, &j);
+    if (j.approx && !(max = affine_max_bits(max))) { /* a max near a power of two: the exact pass */
+        j.approx = 0;
+        max = affine_max(pool, &j);
+    }
     int sh = ie_requant_shift(max, 7);
     if (sh < 0 || r.nearest) { /* rare: tiny values or evaluation mode; the general rounding */
         for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
@@ -354,6 +537,25 @@ int32_t ie_f32_to_fixed(uint32_t v, int32_t e, int bits, uint32_t draw) {
     if (s < 0 && ie_bitlen64(mant) - s > bits) return (int32_t)((v >> 31) ? -lim : lim);
     int64_t m = (v >> 31) ? -(int64_t)mant : (int64_t)mant;
     return (int32_t)ie_clamp64(ie_shift_round(m, s, draw), lim);
+}
+
+/* ie_f32_to_fixed with bits 7 over an array whose common exponent e leaves no value above 7 bits
+ * (so no shift below 0; a denormal maximum can break that: the general loop then redoes all), in
+ * a form that vectorizes: per-element shifts through ie_srshift. */
+IE_HOT void ie_f32_to_s8(const uint32_t *v, size_t n, int32_t e, ie_rounder r, int8_t *q) {
+    int negative_shift = 0;
+    for (size_t i = 0; IE_FAST_PATHS && !r.nearest && i < n; i++) {
+        uint32_t biased = (v[i] >> 23) & 0xFF, frac = v[i] & 0x7FFFFF;
+        int64_t mant = biased ? (int64_t)(frac | 0x800000U) : (int64_t)frac;
+        int32_t s = e - ((biased ? (int32_t)biased : 1) - 150);
+        negative_shift |= s < 0;
+        s = s < 0 ? 0 : (s > 62 ? 62 : s);
+        int64_t x = ie_srshift_apply(v[i] >> 31 ? -mant : mant, ie_srshift_make(s),
+                                     ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key));
+        q[i] = (int8_t)(x > 127 ? 127 : (x < -127 ? -127 : x));
+    }
+    if (IE_FAST_PATHS && !r.nearest && !negative_shift) return;
+    for (size_t i = 0; i < n; i++) q[i] = (int8_t)ie_f32_to_fixed(v[i], e, 7, ie_draw(r, (uint32_t)i));
 }
 
 /* a * 2^-s rounded to nearest, ties to even (a < 2^63). */

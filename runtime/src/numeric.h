@@ -8,6 +8,8 @@
 
 #include "intedge.h"
 
+typedef struct ie_pool ie_pool;
+
 /* Hot elementwise loops are compiled for several x86 ISAs and picked at load time (GCC
  * target_clones). It is the same C, so every clone gives the same integers. */
 #if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11 && !defined(__clang__) && defined(__linux__) && \
@@ -84,21 +86,21 @@ static inline int64_t ie_shift_round(int64_t x, int s, uint32_t r) {
 }
 
 /* ie_shift_round for a loop-invariant shift s in [0, 62], branch-free so loops vectorize:
- * floor(x / 2^s) plus 1 when the draw r and the dropped fraction carry past 2^32 (the fraction is
- * lined up to 32 bits: shifted left for s <= 32, right beyond). Equal to ie_shift_round. */
+ * floor((floor(x / 2^rsh) + floor(r / 2^lsh)) / 2^s32). For s <= 32 that is ie_shift_round's
+ * floor((x + r / 2^(32 - s)) / 2^s); beyond, x first drops its low s - 32 bits, which leaves the
+ * top 32 bits of the fraction below the quotient's, and the whole draw rounds those. Equal to
+ * ie_shift_round. */
 typedef struct ie_srshift {
-    int s, lsh, rsh;
-    uint64_t mask;
+    int rsh, lsh, s32; /* s - 32 beyond 32 (else 0), 32 - s below 32 (else 0), min(s, 32) */
 } ie_srshift;
 
 static inline ie_srshift ie_srshift_make(int s) {
-    ie_srshift p = {s, s < 32 ? 32 - s : 0, s > 32 ? s - 32 : 0, s ? (((uint64_t)1 << s) - 1) : 0};
+    ie_srshift p = {s > 32 ? s - 32 : 0, s < 32 ? 32 - s : 0, s > 32 ? 32 : s};
     return p;
 }
 
 static inline int64_t ie_srshift_apply(int64_t x, ie_srshift p, uint32_t r) {
-    uint64_t frac = (((uint64_t)x & p.mask) << p.lsh) >> p.rsh;
-    return (x >> p.s) + (int64_t)(((uint64_t)r + frac) >> 32); /* GCC/Clang: >> is arithmetic */
+    return ((x >> p.rsh) + (int64_t)((uint64_t)r >> p.lsh)) >> p.s32; /* GCC/Clang: >> is arithmetic */
 }
 
 /* ie_srshift_apply for an int32 x and 1 <= s <= 31 in 32-bit arithmetic (16 lanes per AVX-512
@@ -193,6 +195,17 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
 int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
                      ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r);
 
+/* The optimizer's passes over large arrays, split over pool (NULL: this thread) by index ranges:
+ * the same bytes as above for any split. Each returns the max |value| it read or wrote (what
+ * ie_absmax_s32 of the output would give), which spares the next pass that needs it. */
+uint64_t ie_absmax_s64_split(ie_pool *pool, const int64_t *x, size_t n);
+uint64_t ie_shift_s64_s32_split(ie_pool *pool, const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+uint64_t ie_shift_s32_s8_bits_split(ie_pool *pool, const int32_t *x, size_t n, int s, int bits, ie_rounder r, int8_t *y);
+/* ie_axpby_s32 given xmax = max|x| and ymax = max|y|; *out_max (if not NULL) receives max|out|. */
+int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, ie_rounder r,
+                           uint64_t *out_max);
+
 /* Scalar dyadic arithmetic for per-channel constants: results are rounded to nearest with a
  * 31-bit mantissa (a relative error below 2^-30). */
 ie_dyadic ie_dy_norm(int64_t m, int32_t e);
@@ -207,7 +220,6 @@ static inline ie_dyadic ie_dy_neg(ie_dyadic a) { a.m = -a.m; return a; }
  * so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x NULL).
  * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
  * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
-typedef struct ie_pool ie_pool;
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
                              const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
                              const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
@@ -222,6 +234,8 @@ ie_status ie_f32_common_exponent(const uint32_t *v, size_t n, int bits, int32_t 
 
 /* One element: round(v * 2^-e) clamped to +-(2^bits - 1). */
 int32_t ie_f32_to_fixed(uint32_t v, int32_t e, int bits, uint32_t draw);
+/* q[i] = ie_f32_to_fixed(v[i], e, 7, draw i of r) for e from ie_f32_common_exponent(v, n, 7). */
+void ie_f32_to_s8(const uint32_t *v, size_t n, int32_t e, ie_rounder r, int8_t *q);
 
 /* m * 2^e to float32 bits, rounding to nearest even; overflow gives +-Inf. */
 uint32_t ie_fixed_to_f32_bits(int64_t m, int32_t e);

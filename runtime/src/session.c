@@ -117,6 +117,7 @@ static ie_status init_param(ie_session *s, uint32_t pi) {
     ie_f32_common_exponent(&max_mag, 1, 29, &p->we);
     ie_rounder r = {ie_stream_key(s->cfg.seed, ie_param_stream(pi, 15), 0), 0};
     for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(ie_rd32(t->data + 4 * i), p->we, 29, ie_draw(r, i));
+    ie_param_written(p);
     return IE_OK;
 }
 
@@ -244,7 +245,7 @@ static ie_status load_input(ie_session *s, uint32_t n, const void *xv) {
         return IE_ERR_VALUE;
     }
     ie_rounder r = ie_session_rounder(s, IE_STREAM_INPUT);
-    for (size_t i = 0; i < total; i++) in->q[i] = (int8_t)ie_f32_to_fixed(x[i], in->e, 7, ie_draw(r, (uint32_t)i));
+    ie_f32_to_s8(x, total, in->e, r, in->q);
     return IE_OK;
 }
 
@@ -371,6 +372,7 @@ ie_status ie_session_set_param(ie_session *s, uint32_t index, const int32_t *man
             return bad(s, IE_ERR_VALUE, "master mantissas must lie within +-2^30");
     memcpy(p->w, mantissas, sizeof(int32_t) * p->numel);
     p->we = exponent;
+    ie_param_written(p);
     return IE_OK;
 }
 
@@ -392,6 +394,7 @@ ie_status ie_session_set_param_f32_bits(ie_session *s, uint32_t index, const uin
     ie_rounder r = {0, 1};
     for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(values[i], e, 29, ie_draw(r, i));
     p->we = e;
+    ie_param_written(p);
     return IE_OK;
 }
 

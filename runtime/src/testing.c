@@ -32,10 +32,8 @@ int32_t ie_test_gemm_forward(uint32_t n, uint32_t m, uint32_t k, const int8_t *x
 
 int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy, const int8_t *w8,
                                  int32_t ew, uint64_t seed, int8_t *dx) {
-    int8_t *wt = malloc((size_t)m * k);
     int32_t *acc = malloc(sizeof(int32_t) * n * k);
-    int32_t e = ie_gemm_bwd_dx(scalar_exec(), n, m, k, dy, edy, w8, ew, wt, acc, rounder(seed, 0), dx);
-    free(wt);
+    int32_t e = ie_gemm_bwd_dx(scalar_exec(), n, m, k, dy, edy, w8, ew, acc, rounder(seed, 0), dx);
     free(acc);
     return e;
 }

@@ -3,6 +3,7 @@
 
 #include "check.h"
 #include "numeric.h"
+#include "threads.h"
 
 static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 static float b2f(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
@@ -196,10 +197,139 @@ static void test_sum2_matches_definition(void) {
                 }
 }
 
+/* The BatchNorm backward's affine map (u and x) picks its shift from a 32-bit approximation of
+ * max |v|, and the exact pass where that max lies near a power of two. With a = b = 1 and
+ * k = m 2^kx at these exponents, v = 2^53 (u + x) + m 2^kx exactly, so the definition is written
+ * out here and maxima are placed on both sides of 2^59 and 2^60, at distances around the
+ * approximation's 257 * 2^32 margin, both signs, and at random. */
+static void test_affine_max_near_powers_of_two(void) {
+    enum { N = 40 };
+    static const int32_t offsets[][2] = {{0, 0}, {1, 0}, {-1, 0}, {1, 33}, {-1, 33}, {-1, 40}, {-1, 41}, {1, 41}, {-1, 45}};
+    int8_t u[N], x[N], y[N];
+    int64_t coef[3], xm = 0;
+    ie_dyadic one = {1, 0};
+    uint32_t seed = 12345;
+    for (int trial = 0; trial < 400; trial++) {
+        int32_t m = offsets[trial % 9][0], kx = offsets[trial % 9][1];
+        if (trial >= 36) {
+            m = (int32_t)(ie_hash32(seed++) % 4096) * (trial % 2 ? -1 : 1);
+            kx = (int32_t)(ie_hash32(seed++) % 46);
+        }
+        for (int i = 0; i < N; i++) { /* small values, then the max at one element */
+            u[i] = (int8_t)((int)(ie_hash32(seed++) % 61) - 30);
+            x[i] = (int8_t)((int)(ie_hash32(seed++) % 61) - 30);
+        }
+        int top = trial < 36 ? 64 << (trial / 9 % 2) : (int)(ie_hash32(seed++) % 200) - 100; /* u + x */
+        int sign = trial / 18 % 2 ? -1 : 1;
+        u[7] = (int8_t)(sign * (top >= 64 ? top / 2 : top));
+        x[7] = (int8_t)(sign * (top >= 64 ? top / 2 : 0));
+        ie_dyadic k = {m, kx - 53};
+        ie_rounder r = {ie_stream_key(7, 1, (uint64_t)trial), 0};
+        int32_t e = ie_channel_affine_s8(NULL, 1, 1, N, u, 0, x, 0, &xm, &one, &one, &k, coef, r, y);
+        uint64_t max = 0;
+        int64_t v[N];
+        for (int i = 0; i < N; i++) {
+            v[i] = ((int64_t)u[i] + x[i]) * ((int64_t)1 << 53) + (int64_t)m * ((int64_t)1 << kx);
+            max = ie_abs64(v[i]) > max ? ie_abs64(v[i]) : max;
+        }
+        int sh = ie_requant_shift(max, 7);
+        CHECK(coef[0] == (int64_t)1 << 53 && coef[1] == (int64_t)1 << 37); /* the exponents assumed above */
+        CHECK(e == -53 + sh);
+        for (int i = 0; i < N; i++) CHECK(y[i] == (int8_t)ie_clamp64(ie_shift_round(v[i], sh, ie_draw(r, (uint32_t)i)), 127));
+    }
+}
+
+/* The optimizer's split passes: the same bytes as the element-by-element definition for every
+ * split (a pool of two parts when there are threads) and every way axpby computes a term, and
+ * the max each returns is that of what it wrote. */
+static void test_split_passes(void) {
+    enum { N = (1 << 15) + 999 }; /* above the size that splits */
+    static int32_t x[N], y[N], out[N], want[N];
+    static int64_t g[N];
+    static int8_t q[N];
+    uint32_t v = 7;
+    for (int i = 0; i < N; i++) {
+        v = v * 1103515245u + 12345u;
+        x[i] = (int32_t)(v >> 3) - (1 << 28);
+        v = v * 1103515245u + 12345u;
+        y[i] = (int32_t)(v >> 3) - (1 << 28);
+        g[i] = (int64_t)x[i] * 3000 + (i & 1);
+    }
+    ie_pool *pool = ie_pool_create(2);
+    ie_rounder r = {ie_stream_key(9, 8, 7), 0}, near = {0, 1};
+    CHECK(ie_absmax_s64_split(pool, g, N) == ie_absmax_s64(g, N));
+    for (int s = -3; s <= 40; s++) { /* exact, 32-bit lanes, 64-bit lanes; odd s to nearest */
+        ie_rounder rs = s & 1 ? near : r;
+        uint64_t m = ie_shift_s64_s32_split(pool, g, N, s, 29, rs, out);
+        for (int i = 0; i < N; i++)
+            want[i] = (int32_t)ie_clamp64(ie_shift_round(g[i], s, ie_draw(rs, (uint32_t)i)), (1 << 29) - 1);
+        CHECK(memcmp(out, want, sizeof out) == 0 && m == ie_absmax_s32(want, N));
+        m = ie_shift_s32_s8_bits_split(pool, x, N, s, 7, rs, q);
+        int ok = 1;
+        uint64_t qmax = 0;
+        for (int i = 0; i < N; i++) {
+            int8_t q0 = (int8_t)ie_clamp64(ie_shift_round(x[i], s, ie_draw(rs, (uint32_t)i)), 127);
+            ok &= q[i] == q0;
+            qmax = ie_abs64(q0) > qmax ? ie_abs64(q0) : qmax;
+        }
+        CHECK(ok && m == qmax);
+    }
+    /* a, ex, b, ey: the update (exact master term), momentum with the gradient ahead (exact) or
+     * behind (m = 1, 32-bit lanes), two wide terms, m = 1 beyond 31 bits, and to nearest */
+    const struct { ie_dyadic a; int32_t ex; ie_dyadic b; int32_t ey; int nearest; } cases[] = {
+        {{1, 0}, -30, {-1374389535, -37}, -30, 0}, {{1932735283, -31}, -30, {1, 0}, -30, 0},
+        {{1932735283, -31}, -30, {1, 0}, -33, 0},  {{1932735283, -31}, -30, {-1374389535, -20}, -30, 0},
+        {{1932735283, -31}, -30, {1, 0}, -70, 0},  {{1932735283, -31}, -30, {1, 0}, -33, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ie_rounder rc = cases[c].nearest ? near : r;
+        memcpy(out, x, sizeof out); /* in place, as the optimizer runs it */
+        uint64_t m = 0;
+        int32_t e = ie_axpby_s32_split(pool, out, N, cases[c].a, out, cases[c].ex, ie_absmax_s32(x, N), cases[c].b, y,
+                                       cases[c].ey, ie_absmax_s32(y, N), rc, &m);
+        CHECK(e == ie_axpby_s32(want, N, cases[c].a, x, cases[c].ex, cases[c].b, y, cases[c].ey, rc));
+        int ok = 1;
+        for (int i = 0; i < N; i++) {
+            uint32_t d = ie_draw(rc, (uint32_t)i);
+            int64_t t = ie_shift_round((int64_t)cases[c].a.m * x[i], e - (cases[c].a.e + cases[c].ex), d) +
+                        ie_shift_round((int64_t)cases[c].b.m * y[i], e - (cases[c].b.e + cases[c].ey),
+                                       ie_hash32(d ^ 0x5bd1e995U));
+            ok &= out[i] == t && want[i] == t;
+        }
+        CHECK(ok && m == ie_absmax_s32(out, N));
+    }
+    ie_pool_free(pool);
+}
+
+/* The vectorized input conversion against the per-element definition: normal values over a wide
+ * range, zeros, both signs, and arrays whose largest value is a denormal (shifts below 0, the
+ * general loop). */
+static void test_f32_to_s8_matches_definition(void) {
+    enum { N = 300 };
+    uint32_t v[N], seed = 99;
+    int8_t fast[N];
+    for (int trial = 0; trial < 60; trial++) {
+        for (int i = 0; i < N; i++) {
+            uint32_t h = ie_hash32(seed++);
+            uint32_t biased = trial % 3 == 2 ? 0 : 100 + h % 60; /* every third array denormal only */
+            v[i] = (h & 0x80000000U) | (biased << 23) | (ie_hash32(h) & 0x7FFFFF >> (trial % 23));
+            if (h % 17 == 0) v[i] = h & 0x80000000U; /* +-0 */
+        }
+        int32_t e;
+        CHECK(ie_f32_common_exponent(v, N, 7, &e) == IE_OK);
+        ie_rounder r = {ie_stream_key(3, 4, (uint64_t)trial), 0};
+        ie_f32_to_s8(v, N, e, r, fast);
+        for (int i = 0; i < N; i++) CHECK(fast[i] == (int8_t)ie_f32_to_fixed(v[i], e, 7, ie_draw(r, (uint32_t)i)));
+    }
+}
+
 int main(void) {
+    test_affine_max_near_powers_of_two();
+    test_f32_to_s8_matches_definition();
     test_sum2_matches_definition();
     test_srshift_equals_shift_round();
     test_fast_paths_match_general();
+    test_split_passes();
     test_requant_zero_and_powers();
     test_never_minus_128();
     test_shift_round_unbiased();

@@ -92,6 +92,45 @@ static void test_continuation(ie_model *m) {
     ie_session_free(b);
 }
 
+/* The optimizer keeps max|w| and max|mom| from one step to the next: loading a state or setting
+ * weights must drop them. After each such write, a fresh session given the same state (its
+ * maxima computed anew) must go on in step. */
+static void expect_same_future(ie_model *m, ie_session *b) {
+    size_t size, sb, sd;
+    uint8_t *st = save(b, &size);
+    ie_session *d = make(m);
+    CHECK(ie_session_load_state(d, st, size) == IE_OK);
+    run(b, 30, 33);
+    run(d, 30, 33);
+    uint8_t *end_b = save(b, &sb), *end_d = save(d, &sd);
+    CHECK(sb == sd && memcmp(end_b, end_d, sb) == 0);
+    free(st); free(end_b); free(end_d);
+    ie_session_free(d);
+}
+
+static void test_writes_drop_cached_maxima(ie_model *m) {
+    ie_session *a = make(m), *b = make(m);
+    run(a, 0, 10);
+    size_t size;
+    uint8_t *mid = save(a, &size);
+    run(b, 0, 20);
+    CHECK(ie_session_load_state(b, mid, size) == IE_OK);
+    expect_same_future(m, b);
+    int32_t w[K * H];
+    int16_t e;
+    CHECK(ie_session_get_param(b, 0, w, &e) == IE_OK);
+    for (int i = 0; i < K * H; i++) w[i] /= 4;
+    CHECK(ie_session_set_param(b, 0, w, e) == IE_OK);
+    expect_same_future(m, b);
+    uint32_t f[K * H];
+    for (int i = 0; i < K * H; i++) f[i] = f2b((float)(i % 13) / 64.0f);
+    CHECK(ie_session_set_param_f32_bits(b, 0, f) == IE_OK);
+    expect_same_future(m, b);
+    free(mid);
+    ie_session_free(a);
+    ie_session_free(b);
+}
+
 /* A state from another model is refused by CRC. */
 static void test_other_model(ie_model *m) {
     size_t size2;
@@ -166,6 +205,7 @@ int main(void) {
     ie_model *m;
     CHECK(ie_model_load(buf, size, &m) == IE_OK);
     test_continuation(m);
+    test_writes_drop_cached_maxima(m);
     test_other_model(m);
     test_u8_input();
     ie_model_free(m);

@@ -6,14 +6,21 @@ static int64_t biased(const int32_t *acc, size_t i, const int64_t *bias, size_t 
     return (int64_t)acc[i] + (bias ? bias[(i / inner) % channels] : 0);
 }
 
-/* Walks [begin, end) in blocks of one channel: [base, stop) with that channel's bias b. Without
- * a bias, or with one channel, the whole range is one block (inner = 1 would mean blocks of one
- * element, and loops that never vectorize). */
-#define FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, ...)                           \
+/* Walks [begin, end) in runs [base, stop): a block of one channel with its bias b, or with
+ * inner = 1 (a Gemm's [N, M]) a piece of one row, whose element i gets brow[i - base] (else brow
+ * is NULL). Without a bias, or with one channel, the whole range is one run (one-element blocks
+ * would make loops that never vectorize). */
+#define FOR_BIAS_RUNS(begin, end, bias, inner, channels, ...)                                \
     for (size_t base = (begin), stop; base < (end); base = stop) {                           \
         size_t blk_ = base / (inner);                                                        \
+        const int64_t *brow = NULL;                                                          \
         stop = (blk_ + 1) * (inner) < (end) ? (blk_ + 1) * (inner) : (end);                  \
         if (!(bias) || (channels) == 1) stop = (end);                                        \
+        else if ((inner) == 1) {                                                             \
+            brow = (bias) + base % (channels);                                               \
+            stop = base - base % (channels) + (channels);                                    \
+            stop = stop < (end) ? stop : (end);                                              \
+        }                                                                                    \
         int64_t b = (bias) ? (bias)[blk_ % (channels)] : 0;                                  \
         __VA_ARGS__                                                                          \
     }
@@ -23,7 +30,14 @@ IE_HOT uint64_t ie_absmax_s32_bias_scalar(const int32_t *acc, size_t begin, size
     uint64_t m = 0;
     /* max |acc + b| over a block is at its smallest or largest acc: int32 min and max vectorize
      * twice as wide as int64 abs */
-    FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, {
+    FOR_BIAS_RUNS(begin, end, bias, inner, channels, {
+        if (brow) {
+            for (size_t i = base; i < stop; i++) {
+                uint64_t a = ie_abs64((int64_t)acc[i] + brow[i - base]);
+                m = a > m ? a : m;
+            }
+            continue;
+        }
         int32_t lo = INT32_MAX, hi = INT32_MIN;
         for (size_t i = base; i < stop; i++) {
             lo = acc[i] < lo ? acc[i] : lo;
@@ -57,12 +71,13 @@ IE_HOT void ie_requant_s32_bias_s8_scalar(const int32_t *acc, size_t begin, size
     ie_rounder r = {key, nearest};
     if (!nearest && s >= 0 && s <= 62) { /* branch-free common case, vectorizes per channel block */
         ie_srshift p = ie_srshift_make(s);
-        FOR_CHANNEL_BLOCKS(begin, end, bias, inner, channels, {
-            if (IE_FAST_PATHS && s >= 1 && s <= 31 && b >= -INT32_MAX && b <= INT32_MAX &&
+        FOR_BIAS_RUNS(begin, end, bias, inner, channels, {
+            if (IE_FAST_PATHS && !brow && s >= 1 && s <= 31 && b >= -INT32_MAX && b <= INT32_MAX &&
                 requant32_block(acc, base, stop, (int32_t)b, s, key, out))
                 continue;
             for (size_t i = base; i < stop; i++) {
-                int64_t v = ie_srshift_apply((int64_t)acc[i] + b, p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
+                int64_t v = ie_srshift_apply((int64_t)acc[i] + (brow ? brow[i - base] : b), p,
+                                             ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
                 out[i] = (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v));
             }
         })

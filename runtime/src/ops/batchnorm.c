@@ -134,6 +134,8 @@ static void update_running(ie_session *s, uint32_t node, const bn_shape *b, cons
     int32_t e_var = to_common(var_unbiased, b->c, tmp);
     pv->we = ie_axpby_s32(pv->w, b->c, mom, pv->w, pv->we, rest, tmp, e_var,
                           ie_session_rounder(s, ie_node_stream(node, R_VAR)));
+    ie_param_written(pm);
+    ie_param_written(pv);
 }
 
 static void bn_forward(ie_session *s, uint32_t node) {

@@ -6,7 +6,7 @@
 #include "../planner.h"
 #include "ops.h"
 
-enum { S_ACC, S_BIAS, S_WT, S_DX_ACC, S_DYT, S_XT };
+enum { S_ACC, S_BIAS, S_DX_ACC, S_DYT, S_XT };
 enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
 
 typedef struct gemm_shape {
@@ -59,10 +59,7 @@ static void gemm_plan(ie_planner *p, uint32_t node) {
     ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_W8, g.m * g.k, F, need_dx ? B : F);
     ie_plan_node_scratch(p, node, S_ACC, n * g.m * sizeof(int32_t), F, F);
     if (g.b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.m * sizeof(int64_t), F, F);
-    if (need_dx) {
-        ie_plan_node_scratch(p, node, S_WT, g.k * g.m, B, B);
-        ie_plan_node_scratch(p, node, S_DX_ACC, n * g.k * sizeof(int32_t), B, B);
-    }
+    if (need_dx) ie_plan_node_scratch(p, node, S_DX_ACC, n * g.k * sizeof(int32_t), B, B);
     if (need_dw) {
         ie_plan_keep(p, g.x, B);
         ie_plan_node_scratch(p, node, S_DYT, g.m * n, B, B);
@@ -86,17 +83,42 @@ int32_t ie_gemm_fwd(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_
     return ie_requant_bias(rt, acc, n * m, ex + ew, 1, m, bias, eb, bias_al, r, y);
 }
 
-/* dX[n,k] = requant(dY[n,m] . W8[m,k]); wt and acc are scratch. */
+/* dX[n,k] = requant(dY[n,m] . W8[m,k]): W8 is reduction-major as it stands; acc is scratch. */
 int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
-                       const int8_t *w8, int32_t ew, int8_t *wt, int32_t *acc, ie_rounder r, int8_t *dx) {
-    ie_transpose_s8(w8, m, k, wt);
-    ie_gemm32(rt, dy, wt, acc, n, k, m);
+                       const int8_t *w8, int32_t ew, int32_t *acc, ie_rounder r, int8_t *dx) {
+    ie_gemm32_bt(rt, dy, w8, acc, n, k, m);
     return edy + ew + ie_requant_acc(rt, acc, n * k, r, dx);
 }
 
-/* dW = dY^T . X, exact in int64, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. */
+/* dw[i] = the int32 c[i] stored in dw's upper half, in chunks through a local copy: a chunk's
+ * int64 stores reach only entries of c already read. */
+static void widen_upper_half(int64_t *dw, size_t total) {
+    const int32_t *c = (const int32_t *)dw + total;
+    int32_t chunk[256];
+    for (size_t i0 = 0; i0 < total; i0 += 256) {
+        size_t len = total - i0 < 256 ? total - i0 : 256;
+        memcpy(chunk, c + i0, len * sizeof(int32_t));
+        for (size_t t = 0; t < len; t++) dw[i0 + t] = chunk[t];
+    }
+}
+
+/* dW = dY^T . X, exact in int64, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. X [n,k]
+ * and dY [n,m] are reduction-major as they stand, so the int32 GEMM (exact: n <= 2^17 terms)
+ * reads one of them directly and only the other is transposed. */
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw) {
+    if (IE_FAST_PATHS && n <= IE_MAX_REDUCTION) {
+        int32_t *c = (int32_t *)dw + m * k;
+        if (w_is_mk) {
+            ie_transpose_s8(dy, n, m, dyt);
+            ie_gemm32_bt(rt, dyt, x, c, m, k, n);
+        } else {
+            ie_transpose_s8(x, n, k, xt);
+            ie_gemm32_bt(rt, xt, dy, c, k, m, n);
+        }
+        widen_upper_half(dw, m * k);
+        return edy + ex;
+    }
     ie_transpose_s8(dy, n, m, dyt);
     ie_transpose_s8(x, n, k, xt);
     memset(dw, 0, sizeof(int64_t) * m * k); /* the kernel adds to it */
@@ -138,8 +160,8 @@ static void gemm_backward(ie_session *s, uint32_t node) {
     uint32_t wi = m->tensors[g.w].param;
     ie_param *pw = &s->params[wi];
     if (x->requires_grad)
-        x->ge = ie_gemm_bwd_dx(&s->ex, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_WT],
-                               rt->scratch[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+        x->ge = ie_gemm_bwd_dx(&s->ex, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_DX_ACC],
+                               ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     if (pw->trainable) {
         pw->grad_e = ie_gemm_bwd_dw(&s->ex, s->n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
                                     rt->scratch[S_XT], pw->grad);
