@@ -4,7 +4,10 @@
  * the true dot product fits in int32 (k <= 2^17). Tails use masked loads (zeros add nothing). */
 #include <immintrin.h>
 
+#include <string.h>
+
 #include "../kernels.h"
+#include "a_word.h"
 
 
 /* Lane total modulo 2^32. GCC's _mm512_reduce_add_epi32 adds as signed int, undefined (and
@@ -117,44 +120,62 @@ static void gemm_tiles(const int8_t *a, const int8_t *b, int32_t *c32, int64_t *
 #define SMALL_K 1024
 #define COLS 64
 
+/* ROWS rows of a against one packed column block: four rows share every load of B. */
+static inline __attribute__((always_inline)) void small_k_rows(const int8_t *a, size_t k, size_t groups,
+                                                               const int8_t (*pack)[COLS][4], const int32_t *colsum,
+                                                               size_t cols, int32_t *c, size_t ldc, const size_t ROWS) {
+    __m512i acc[4][COLS / 16];
+    _Pragma("GCC unroll 4")
+    for (size_t r = 0; r < ROWS; r++)
+        _Pragma("GCC unroll 4")
+        for (size_t v = 0; v < COLS / 16; v++) acc[r][v] = _mm512_setzero_si512();
+    for (size_t g = 0; g < groups; g++) {
+        __m512i va[4];
+        _Pragma("GCC unroll 4")
+        for (size_t r = 0; r < ROWS; r++) /* + 128; bytes past k meet zeros in B */
+            va[r] = _mm512_set1_epi32((int32_t)(ie_a_word(a + r * k, g, k) ^ 0x80808080u));
+        _Pragma("GCC unroll 4")
+        for (size_t v = 0; v < COLS / 16; v++) {
+            __m512i bv = _mm512_load_si512((const void *)&pack[g][16 * v][0]);
+            _Pragma("GCC unroll 4")
+            for (size_t r = 0; r < ROWS; r++) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], va[r], bv);
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (size_t v = 0; v < COLS / 16; v++) {
+        size_t left = cols > 16 * v ? cols - 16 * v : 0;
+        if (left == 0) break;
+        __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+        __m512i comp = _mm512_slli_epi32(_mm512_load_si512((const void *)&colsum[16 * v]), 7);
+        _Pragma("GCC unroll 4")
+        for (size_t r = 0; r < ROWS; r++) /* wraps like the lanes: exact */
+            _mm512_mask_storeu_epi32(c + r * ldc + 16 * v, mask, _mm512_sub_epi32(acc[r][v], comp));
+    }
+}
+
 static void gemm_small_k(const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k) {
     int8_t pack[SMALL_K / 4][COLS][4] __attribute__((aligned(64)));
     int32_t colsum[COLS] __attribute__((aligned(64)));
     size_t groups = (k + 3) / 4;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (size_t j0 = 0; j0 < n; j0 += COLS) {
         size_t cols = n - j0 < COLS ? n - j0 : COLS;
-        for (size_t g = 0; g < groups; g++)
-            for (size_t j = 0; j < COLS; j++)
-                for (size_t t = 0; t < 4; t++) {
-                    size_t kk = 4 * g + t;
-                    pack[g][j][t] = (j < cols && kk < k) ? b[(j0 + j) * k + kk] : 0;
-                }
+        for (size_t j = 0; j < COLS; j++) /* word g of row j: its bytes 4g..4g+3, zeros past k */
+            for (size_t g = 0; g < groups; g++) {
+                uint32_t w = j < cols ? ie_a_word(b + (j0 + j) * k, g, k) : 0;
+                memcpy(pack[g][j], &w, 4);
+            }
         for (size_t j = 0; j < COLS; j++) {
             int32_t sum = 0;
             for (size_t kk = 0; j < cols && kk < k; kk++) sum += b[(j0 + j) * k + kk];
             colsum[j] = sum;
         }
-        for (size_t i = 0; i < m; i++) {
-            __m512i acc[COLS / 16];
-            for (size_t v = 0; v < COLS / 16; v++) acc[v] = _mm512_setzero_si512();
-            const int8_t *ai = a + i * k;
-            for (size_t g = 0; g < groups; g++) {
-                uint32_t word = 0;
-                for (size_t t = 0; t < 4; t++) /* bytes past k meet zeros in B */
-                    word |= (uint32_t)(uint8_t)(4 * g + t < k ? ai[4 * g + t] : 0) << (8 * t);
-                __m512i va = _mm512_xor_si512(_mm512_set1_epi32((int32_t)word), flip);
-                for (size_t v = 0; v < COLS / 16; v++)
-                    acc[v] = _mm512_dpbusd_epi32(acc[v], va, _mm512_load_si512((const void *)&pack[g][16 * v][0]));
-            }
-            for (size_t v = 0; v < COLS / 16; v++) {
-                __m512i comp = _mm512_slli_epi32(_mm512_load_si512((const void *)&colsum[16 * v]), 7);
-                __m512i res = _mm512_sub_epi32(acc[v], comp); /* wraps like the lanes: exact */
-                size_t left = cols > 16 * v ? cols - 16 * v : 0;
-                if (left == 0) break;
-                __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-                _mm512_mask_storeu_epi32(c + i * n + j0 + 16 * v, mask, res);
-            }
+        size_t i = 0;
+        for (; i + 4 <= m; i += 4) small_k_rows(a + i * k, k, groups, pack, colsum, cols, c + i * n + j0, n, 4);
+        switch (m - i) {
+        case 3: small_k_rows(a + i * k, k, groups, pack, colsum, cols, c + i * n + j0, n, 3); break;
+        case 2: small_k_rows(a + i * k, k, groups, pack, colsum, cols, c + i * n + j0, n, 2); break;
+        case 1: small_k_rows(a + i * k, k, groups, pack, colsum, cols, c + i * n + j0, n, 1); break;
+        default: break;
         }
     }
 }
