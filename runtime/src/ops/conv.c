@@ -75,6 +75,22 @@ static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
     })
 }
 
+/* n bytes, short runs (a 5 x 5 window's 8-pixel rows) without a library call: two overlapping
+ * fixed-size moves cover 4..16 bytes. */
+static inline void copy_run(int8_t *d, const int8_t *src, size_t n) {
+    if (!IE_FAST_PATHS || n > 16) {
+        memcpy(d, src, n);
+    } else if (n >= 8) {
+        memcpy(d, src, 8);
+        memcpy(d + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(d, src, 4);
+        memcpy(d + n - 4, src + n - 4, 4);
+    } else {
+        for (size_t t = 0; t < n; t++) d[t] = src[t];
+    }
+}
+
 /* Stride-2 rows, with restrict: GCC left the plain loop scalar (the int8 pointers may alias). */
 static inline void gather2(int8_t *restrict d, const int8_t *restrict src, size_t n) {
     for (size_t t = 0; t < n; t++) d[t] = src[2 * t];
@@ -98,7 +114,7 @@ IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
             int8_t *d = row + oh * wo;
             const int8_t *src = x + TAP_AT(g, base, oh, ow0);
             if (sw == 1) /* one run of the input row */
-                memcpy(d + ow0, src, ow1 - ow0);
+                copy_run(d + ow0, src, ow1 - ow0);
             else if (IE_FAST_PATHS && sw == 2) /* a constant stride vectorizes */
                 gather2(d + ow0, src, ow1 - ow0);
             else
