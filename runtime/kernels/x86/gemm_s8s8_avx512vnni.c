@@ -4,8 +4,6 @@
  * the true dot product fits in int32 (k <= 2^17). Tails use masked loads (zeros add nothing). */
 #include <immintrin.h>
 
-#include <string.h>
-
 #include "../kernels.h"
 #include "a_word.h"
 
@@ -120,6 +118,36 @@ static void gemm_tiles(const int8_t *a, const int8_t *b, int32_t *c32, int64_t *
 #define SMALL_K 1024
 #define COLS 64
 
+/* Words g0..g0+15 (bytes 4 g0 ...) of rows 0..15 of b (rows past `rows` and bytes past k read as
+ * zeros) into pack[g][j..j+15]: a 16 x 16 transpose of 32-bit words. Pairs of rows interleave
+ * (dwords, then qwords), after which lane L of row group i' holds word 4L + q of rows 4i'..4i'+3;
+ * a 4 x 4 transpose of lanes finishes it. */
+static inline void pack_words16(const int8_t *b, size_t k, size_t rows, size_t g0, size_t groups,
+                                int8_t (*pack)[COLS][4], size_t j) {
+    size_t left = k - 4 * g0;
+    __mmask64 bytes = left >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << left) - 1);
+    __m512i r[16], t[16];
+    for (size_t q = 0; q < 16; q++) r[q] = q < rows ? _mm512_maskz_loadu_epi8(bytes, b + q * k + 4 * g0) : _mm512_setzero_si512();
+    for (size_t q = 0; q < 16; q += 2) {
+        t[q] = _mm512_unpacklo_epi32(r[q], r[q + 1]);
+        t[q + 1] = _mm512_unpackhi_epi32(r[q], r[q + 1]);
+    }
+    for (size_t q = 0; q < 16; q += 4) {
+        r[q] = _mm512_unpacklo_epi64(t[q], t[q + 2]);
+        r[q + 1] = _mm512_unpackhi_epi64(t[q], t[q + 2]);
+        r[q + 2] = _mm512_unpacklo_epi64(t[q + 1], t[q + 3]);
+        r[q + 3] = _mm512_unpackhi_epi64(t[q + 1], t[q + 3]);
+    }
+    for (size_t q = 0; q < 4; q++) {
+        __m512i u0 = _mm512_shuffle_i32x4(r[q], r[4 + q], 0x44), u1 = _mm512_shuffle_i32x4(r[q], r[4 + q], 0xEE);
+        __m512i u2 = _mm512_shuffle_i32x4(r[8 + q], r[12 + q], 0x44), u3 = _mm512_shuffle_i32x4(r[8 + q], r[12 + q], 0xEE);
+        __m512i out[4] = {_mm512_shuffle_i32x4(u0, u2, 0x88), _mm512_shuffle_i32x4(u0, u2, 0xDD),
+                          _mm512_shuffle_i32x4(u1, u3, 0x88), _mm512_shuffle_i32x4(u1, u3, 0xDD)};
+        for (size_t l = 0; l < 4; l++) /* word 4l + q */
+            if (g0 + 4 * l + q < groups) _mm512_store_si512((void *)&pack[g0 + 4 * l + q][j][0], out[l]);
+    }
+}
+
 /* ROWS rows of a against one packed column block: four rows share every load of B. */
 static inline __attribute__((always_inline)) void small_k_rows(const int8_t *a, size_t k, size_t groups,
                                                                const int8_t (*pack)[COLS][4], const int32_t *colsum,
@@ -159,11 +187,9 @@ static void gemm_small_k(const int8_t *a, const int8_t *b, int32_t *c, size_t m,
     size_t groups = (k + 3) / 4;
     for (size_t j0 = 0; j0 < n; j0 += COLS) {
         size_t cols = n - j0 < COLS ? n - j0 : COLS;
-        for (size_t j = 0; j < COLS; j++) /* word g of row j: its bytes 4g..4g+3, zeros past k */
-            for (size_t g = 0; g < groups; g++) {
-                uint32_t w = j < cols ? ie_a_word(b + (j0 + j) * k, g, k) : 0;
-                memcpy(pack[g][j], &w, 4);
-            }
+        for (size_t j = 0; j < COLS; j += 16)
+            for (size_t g0 = 0; g0 < groups; g0 += 16)
+                pack_words16(b + (j0 + j) * k, k, cols > j ? cols - j : 0, g0, groups, pack, j);
         for (size_t j = 0; j < COLS; j++) {
             int32_t sum = 0;
             for (size_t kk = 0; j < cols && kk < k; kk++) sum += b[(j0 + j) * k + kk];
