@@ -105,6 +105,7 @@ typedef struct ie_param {
     int32_t we, me, e8, grad_e; /* the exponents of w, mom, w8, grad */
     uint32_t wmax, mmax;  /* max|w|, max|mom|, valid as `known` says: each spares a pass */
     uint8_t known;        /* IE_KNOWN_W | IE_KNOWN_MOM */
+    uint8_t grad32;       /* grad holds this step's sums as int32 in its first half (Gemm's int32 path) */
     uint8_t trainable;
 } ie_param;
 

@@ -69,6 +69,12 @@ IE_HOT static uint64_t absmax_s64_part(const void *x, size_t b, size_t e) { retu
 
 uint64_t ie_absmax_s64_split(ie_pool *pool, const int64_t *x, size_t n) { return split_max(pool, n, absmax_s64_part, x); }
 
+#if IE_FAST_PATHS
+IE_HOT static uint64_t absmax_s32_part(const void *x, size_t b, size_t e) { return ie_absmax_s32_range(x, b, e); }
+
+uint64_t ie_absmax_s32_split(ie_pool *pool, const int32_t *x, size_t n) { return split_max(pool, n, absmax_s32_part, x); }
+#endif
+
 /* y[i] = v clamped to +-lim (which out_type holds), tracking the extremes lo, hi of y. */
 #define PUT_CLAMPED(out_type, y, i, v, lim, lo, hi)                                                \
     do {                                                                                           \
@@ -140,6 +146,9 @@ typedef struct shift_job {
     }
 DEFINE_SHIFT_SPLIT(ie_shift_s64_s32, int64_t, int32_t)
 DEFINE_SHIFT_SPLIT(ie_shift_s32_s8_bits, int32_t, int8_t)
+#if IE_FAST_PATHS
+DEFINE_SHIFT_SPLIT(ie_shift_s32_s32, int32_t, int32_t)
+#endif
 
 void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y) { ie_shift_s32_s8_bits(x, n, s, 7, r, y); }
 

@@ -200,6 +200,10 @@ int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int3
  * ie_absmax_s32 of the output would give), which spares the next pass that needs it. */
 uint64_t ie_absmax_s64_split(ie_pool *pool, const int64_t *x, size_t n);
 uint64_t ie_shift_s64_s32_split(ie_pool *pool, const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+#if IE_FAST_PATHS /* int32 gradients (Gemm's): half the bytes to read */
+uint64_t ie_absmax_s32_split(ie_pool *pool, const int32_t *x, size_t n);
+uint64_t ie_shift_s32_s32_split(ie_pool *pool, const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+#endif
 uint64_t ie_shift_s32_s8_bits_split(ie_pool *pool, const int32_t *x, size_t n, int s, int bits, ie_rounder r, int8_t *y);
 /* ie_axpby_s32 given xmax = max|x| and ymax = max|y|; *out_max (if not NULL) receives max|out|. */
 int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,

@@ -43,8 +43,19 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
     size_t n = p->numel;
     int32_t *g = p->opt_scratch;
     uint64_t wmax = cached_max(p, IE_KNOWN_W, p->w, &p->wmax), gmax, vmax;
-    int sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), 29);
-    gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, 29, ie_session_rounder(s, ie_param_stream(pi, R_GRAD)), g);
+    ie_rounder rg = ie_session_rounder(s, ie_param_stream(pi, R_GRAD));
+    int sh;
+#if IE_FAST_PATHS
+    if (p->grad32) { /* the same values as int32: the same shift and bytes */
+        const int32_t *g32 = (const int32_t *)p->grad;
+        sh = ie_requant_shift(ie_absmax_s32_split(pool, g32, n), 29);
+        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, 29, rg, g);
+    } else
+#endif
+    {
+        sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), 29);
+        gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, 29, rg, g);
+    }
     int32_t ge = p->grad_e + sh;
     if (c->weight_decay.m)
         ge = ie_axpby_s32_split(pool, g, n, ONE, g, ge, gmax, c->weight_decay, p->w, p->we, wmax,

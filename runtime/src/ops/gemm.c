@@ -102,13 +102,15 @@ static void widen_upper_half(int64_t *dw, size_t total) {
     }
 }
 
-/* dW = dY^T . X, exact in int64, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. X [n,k]
- * and dY [n,m] are reduction-major as they stand, so the int32 GEMM (exact: n <= 2^17 terms)
- * reads one of them directly and only the other is transposed. */
+/* dW = dY^T . X, exact, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. X [n,k] and dY
+ * [n,m] are reduction-major as they stand, so the int32 GEMM (exact: n <= 2^17 terms) reads one
+ * of them directly and only the other is transposed. Its sums widen to int64 in place, or, when
+ * the caller takes them so (narrow not NULL), stay int32 in dw's first half (*narrow = 1). */
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw) {
+                       const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw, int *narrow) {
+    if (narrow) *narrow = 0;
     if (IE_FAST_PATHS && n <= IE_MAX_REDUCTION) {
-        int32_t *c = (int32_t *)dw + m * k;
+        int32_t *c = (int32_t *)dw + (narrow ? 0 : m * k);
         if (w_is_mk) {
             ie_transpose_s8(dy, n, m, dyt);
             ie_gemm32_bt(rt, dyt, x, c, m, k, n);
@@ -116,7 +118,8 @@ int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const in
             ie_transpose_s8(x, n, k, xt);
             ie_gemm32_bt(rt, xt, dy, c, k, m, n);
         }
-        widen_upper_half(dw, m * k);
+        if (narrow) *narrow = 1;
+        else widen_upper_half(dw, m * k);
         return edy + ex;
     }
     ie_transpose_s8(dy, n, m, dyt);
@@ -163,8 +166,10 @@ static void gemm_backward(ie_session *s, uint32_t node) {
         x->ge = ie_gemm_bwd_dx(&s->ex, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_DX_ACC],
                                ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     if (pw->trainable) {
+        int narrow;
         pw->grad_e = ie_gemm_bwd_dw(&s->ex, s->n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
-                                    rt->scratch[S_XT], pw->grad);
+                                    rt->scratch[S_XT], pw->grad, &narrow);
+        pw->grad32 = (uint8_t)narrow;
         ie_optim_step(s, wi);
     }
     if (g.b != IE_NONE && s->params[m->tensors[g.b].param].trainable) {

@@ -23,7 +23,7 @@ int32_t ie_gemm_fwd(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_
 int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int32_t *acc, ie_rounder r, int8_t *dx);
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw);
+                       const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw, int *narrow);
 int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_t *db);
 
 void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y);
