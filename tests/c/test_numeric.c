@@ -111,6 +111,12 @@ static void test_srshift_equals_shift_round(void) {
     }
 }
 
+/* The next value of a linear congruential sequence, centred: (v >> shift) - 2^(31 - shift). */
+static int32_t lcg_centred(uint32_t *v, int shift) {
+    *v = *v * 1103515245u + 12345u;
+    return (int32_t)(*v >> shift) - (int32_t)(1u << (31 - shift));
+}
+
 /* The vectorizable fast paths equal the general per-element rounding, element by element. */
 static void test_fast_paths_match_general(void) {
     enum { N = 1000 };
@@ -119,10 +125,8 @@ static void test_fast_paths_match_general(void) {
     static int8_t q[N];
     uint32_t v = 1;
     for (int i = 0; i < N; i++) {
-        v = v * 1103515245u + 12345u;
-        x[i] = (int32_t)(v >> 1) - (1 << 30);
-        v = v * 1103515245u + 12345u;
-        y[i] = (int32_t)(v >> 2) - (1 << 29);
+        x[i] = lcg_centred(&v, 1);
+        y[i] = lcg_centred(&v, 2);
         x64[i] = (int64_t)x[i] * 12345;
     }
     ie_rounder r = {ie_stream_key(5, 6, 7), 0};
@@ -249,10 +253,8 @@ static void test_split_passes(void) {
     static int8_t q[N];
     uint32_t v = 7;
     for (int i = 0; i < N; i++) {
-        v = v * 1103515245u + 12345u;
-        x[i] = (int32_t)(v >> 3) - (1 << 28);
-        v = v * 1103515245u + 12345u;
-        y[i] = (int32_t)(v >> 3) - (1 << 28);
+        x[i] = lcg_centred(&v, 3);
+        y[i] = lcg_centred(&v, 3);
         g[i] = (int64_t)x[i] * 3000 + (i & 1);
     }
     ie_pool *pool = ie_pool_create(2);
