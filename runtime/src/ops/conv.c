@@ -4,7 +4,7 @@
  * GEMMs are the packed int8 kernels, with no transposes of activations:
  *   forward  Y_g[Cout_g, HoWo]  = W_g[Cout_g, K] . col[K, HoWo]            (reduction-major)
  *   dX       dcol[K, HoWo]      = W_g^T[K, Cout_g] . dY_g[Cout_g, HoWo]    (reduction-major), col2im;
- *            with stride 1, a convolution of dY instead (dx_by_conv)
+ *            for stride-1 'same' convolutions, a convolution of dY instead (dx_by_conv)
  *   dW       dW_g[Cout_g, K]   += dY_g[Cout_g, HoWo] . col[K, HoWo]^T       (exact, int64)
  * attrs: 0 group, 1 kh, 2 kw, 3 stride h, 4 stride w, 5 dilation h, 6 dilation w,
  *        7 pad top, 8 pad left, 9 pad bottom, 10 pad right. */
@@ -91,7 +91,8 @@ static inline void copy_run(int8_t *d, const int8_t *src, size_t n) {
     }
 }
 
-/* Stride-2 rows, with restrict: GCC left the plain loop scalar (the int8 pointers may alias). */
+/* Stride-2 rows, with restrict: without it GCC kept the loop scalar (the int8 pointers may
+ * alias). Rows shorter than a vector still run in its scalar tail. */
 static inline void gather2(int8_t *restrict d, const int8_t *restrict src, size_t n) {
     for (size_t t = 0; t < n; t++) d[t] = src[2 * t];
 }
