@@ -554,12 +554,13 @@ int32_t ie_f32_to_fixed(uint32_t v, int32_t e, int bits, uint32_t draw) {
 IE_HOT void ie_f32_to_s8(const uint32_t *v, size_t n, int32_t e, ie_rounder r, int8_t *q) {
     int negative_shift = 0;
     for (size_t i = 0; IE_FAST_PATHS && !r.nearest && i < n; i++) {
-        uint32_t biased = (v[i] >> 23) & 0xFF, frac = v[i] & 0x7FFFFF;
-        int64_t mant = biased ? (int64_t)(frac | 0x800000U) : (int64_t)frac;
-        int32_t s = e - ((biased ? (int32_t)biased : 1) - 150);
+        uint32_t mant;
+        int32_t exp;
+        f32_decode(v[i], &mant, &exp);
+        int32_t s = e - exp;
         negative_shift |= s < 0;
         s = s < 0 ? 0 : (s > 62 ? 62 : s);
-        int64_t x = ie_srshift_apply(v[i] >> 31 ? -mant : mant, ie_srshift_make(s),
+        int64_t x = ie_srshift_apply(v[i] >> 31 ? -(int64_t)mant : (int64_t)mant, ie_srshift_make(s),
                                      ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ r.key));
         q[i] = (int8_t)(x > 127 ? 127 : (x < -127 ? -127 : x));
     }

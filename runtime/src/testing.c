@@ -41,7 +41,15 @@ int32_t ie_test_gemm_backward_dx(uint32_t n, uint32_t m, uint32_t k, const int8_
 int32_t ie_test_gemm_backward_dw(uint32_t n, uint32_t m, uint32_t k, const int8_t *dy, int32_t edy, const int8_t *x,
                                  int32_t ex, int32_t w_is_mk, int64_t *dw) {
     int8_t *dyt = malloc((size_t)m * n), *xt = malloc((size_t)k * n);
-    int32_t e = ie_gemm_bwd_dw(scalar_exec(), n, m, k, dy, edy, x, ex, w_is_mk, dyt, xt, dw, NULL);
+    int narrow;
+    int32_t e = ie_gemm_bwd_dw(scalar_exec(), n, m, k, dy, edy, x, ex, w_is_mk, dyt, xt, dw, &narrow);
+    if (narrow) { /* int32 sums in dw's first half: widen through a copy */
+        size_t total = (size_t)m * k;
+        int32_t *sums = malloc(sizeof(int32_t) * total);
+        memcpy(sums, dw, sizeof(int32_t) * total);
+        for (size_t i = 0; i < total; i++) dw[i] = sums[i];
+        free(sums);
+    }
     free(dyt);
     free(xt);
     return e;

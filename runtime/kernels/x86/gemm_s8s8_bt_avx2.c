@@ -8,6 +8,7 @@
 
 #include "../kernels.h"
 #include "a_word.h"
+#include "bt_walk_x86.h"
 
 #define KB 512 /* reduction block: its packed B (16 KB) stays in L1; later blocks add into c */
 #define COLS 32
@@ -70,21 +71,16 @@ static inline __attribute__((always_inline)) void rows_block(const int8_t *a, si
 
 void ie_gemm_s8s8_s32_bt_avx2(const int8_t *a, const int8_t *bt, int32_t *c, size_t m, size_t n, size_t k) {
     __m256i pack[KB / 4][4];
-    if (k == 0 && m && n) memset(c, 0, sizeof(int32_t) * m * n);
-    for (size_t k0 = 0; k0 < k; k0 += KB) {
-        size_t kb = k - k0 < KB ? k - k0 : KB, groups = (kb + 3) / 4;
-        for (size_t j0 = 0; j0 < n; j0 += COLS) {
-            size_t cols = n - j0 < COLS ? n - j0 : COLS;
-            for (size_t g = 0; g < groups; g++) {
-                const int8_t *r[4];
-                for (size_t t = 0; t < 4; t++) r[t] = 4 * g + t < kb ? bt + (k0 + 4 * g + t) * n + j0 : NULL;
-                pack4(r, cols, pack[g]);
-            }
-            const int8_t *ak = a + k0;
-            int32_t *cj = c + j0;
-            size_t i = 0;
-            for (; i + 2 <= m; i += 2) rows_block(ak + i * k, k, kb, groups, pack, cols, cj + i * n, n, k0 > 0, 2);
-            if (i < m) rows_block(ak + i * k, k, kb, groups, pack, cols, cj + i * n, n, k0 > 0, 1);
+    IE_BT_WALK(c, m, n, k, KB, COLS, {
+        for (size_t g = 0; g < groups; g++) {
+            const int8_t *r[4];
+            ie_bt_rows(bt, n, k0, kb, g, j0, r);
+            pack4(r, ncols, pack[g]);
         }
-    }
+        const int8_t *ak = a + k0;
+        int32_t *cj = c + j0;
+        size_t i = 0;
+        for (; i + 2 <= m; i += 2) rows_block(ak + i * k, k, kb, groups, pack, ncols, cj + i * n, n, k0 > 0, 2);
+        if (i < m) rows_block(ak + i * k, k, kb, groups, pack, ncols, cj + i * n, n, k0 > 0, 1);
+    });
 }

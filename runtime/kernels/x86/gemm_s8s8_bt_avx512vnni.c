@@ -9,6 +9,7 @@
 
 #include "../kernels.h"
 #include "a_word.h"
+#include "bt_walk_x86.h"
 
 #define KB 512 /* reduction block: its packed B (32 KB) stays in L1; later blocks add into c */
 #define COLS 64
@@ -80,31 +81,26 @@ static inline __attribute__((always_inline)) void rows_block(const int8_t *a, si
 
 void ie_gemm_s8s8_s32_bt_avx512vnni(const int8_t *a, const int8_t *bt, int32_t *c, size_t m, size_t n, size_t k) {
     __m512i pack[KB / 4][4];
-    if (k == 0 && m && n) memset(c, 0, sizeof(int32_t) * m * n);
-    for (size_t k0 = 0; k0 < k; k0 += KB) {
-        size_t kb = k - k0 < KB ? k - k0 : KB, groups = (kb + 3) / 4;
-        for (size_t j0 = 0; j0 < n; j0 += COLS) {
-            size_t ncols = n - j0 < COLS ? n - j0 : COLS;
-            __mmask64 cols = ncols == COLS ? ~(__mmask64)0 : (((__mmask64)1 << ncols) - 1);
-            __m512i comp[4];
-            for (size_t v = 0; v < 4; v++) comp[v] = _mm512_setzero_si512();
-            for (size_t g = 0; g < groups; g++) {
-                const int8_t *r[4];
-                for (size_t t = 0; t < 4; t++) r[t] = 4 * g + t < kb ? bt + (k0 + 4 * g + t) * n + j0 : NULL;
-                pack4(r, cols, pack[g]);
-                for (size_t v = 0; v < 4; v++) comp[v] = _mm512_dpbusd_epi32(comp[v], _mm512_set1_epi8(1), pack[g][v]);
-            }
-            for (size_t v = 0; v < 4; v++) comp[v] = _mm512_slli_epi32(comp[v], 7); /* 128 * column sums */
-            const int8_t *ak = a + k0;
-            int32_t *cj = c + j0;
-            size_t i = 0;
-            for (; i + 4 <= m; i += 4) rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 4);
-            switch (m - i) {
-            case 3: rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 3); break;
-            case 2: rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 2); break;
-            case 1: rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 1); break;
-            default: break;
-            }
+    IE_BT_WALK(c, m, n, k, KB, COLS, {
+        __mmask64 cols = ncols == COLS ? ~(__mmask64)0 : (((__mmask64)1 << ncols) - 1);
+        __m512i comp[4];
+        for (size_t v = 0; v < 4; v++) comp[v] = _mm512_setzero_si512();
+        for (size_t g = 0; g < groups; g++) {
+            const int8_t *r[4];
+            ie_bt_rows(bt, n, k0, kb, g, j0, r);
+            pack4(r, cols, pack[g]);
+            for (size_t v = 0; v < 4; v++) comp[v] = _mm512_dpbusd_epi32(comp[v], _mm512_set1_epi8(1), pack[g][v]);
         }
-    }
+        for (size_t v = 0; v < 4; v++) comp[v] = _mm512_slli_epi32(comp[v], 7); /* 128 * column sums */
+        const int8_t *ak = a + k0;
+        int32_t *cj = c + j0;
+        size_t i = 0;
+        for (; i + 4 <= m; i += 4) rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 4);
+        switch (m - i) {
+        case 3: rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 3); break;
+        case 2: rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 2); break;
+        case 1: rows_block(ak + i * k, k, kb, groups, pack, comp, cols, cj + i * n, n, k0 > 0, 1); break;
+        default: break;
+        }
+    });
 }

@@ -217,6 +217,7 @@ typedef struct conv_job {
     const int8_t *x, *w8, *dy;
     int8_t *col, *wt;
     int32_t *acc, *dcol;
+    size_t dcol_piece; /* bytes of dcol per thread (ie_conv_dx_scratch) */
     int64_t *partial;
 } conv_job;
 
@@ -252,7 +253,7 @@ static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, NULL};
+    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, 0, NULL};
     ie_pool_run(rt->pool, conv_fwd_part, &j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
@@ -262,7 +263,7 @@ static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
     const ie_conv_geom *g = j->g;
     conv_part c = part_of(j, part, parts);
-    int8_t *scratch = (int8_t *)j->dcol + part * ie_conv_dx_scratch(g);
+    int8_t *scratch = (int8_t *)j->dcol + part * j->dcol_piece;
     for (uint32_t gi = 0; gi < g->group; gi++)
         for (size_t s = c.s0; s < c.s1; s++) {
             const int8_t *dy = j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo;
@@ -293,7 +294,7 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     else
         for (uint32_t gi = 0; gi < g->group; gi++)
             ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
-    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, NULL};
+    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, ie_conv_dx_scratch(g), NULL};
     ie_pool_run(rt->pool, conv_dx_part, &j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
@@ -319,7 +320,7 @@ int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        const int8_t *x, int32_t ex, int8_t *col, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t parts = ie_pool_threads(rt->pool);
-    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, parts > 1 ? partial : dw};
+    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, 0, parts > 1 ? partial : dw};
     ie_pool_run(rt->pool, conv_dw_part, &j);
     if (parts > 1) {
         memcpy(dw, partial, sizeof(int64_t) * size);

@@ -90,27 +90,15 @@ int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const in
     return edy + ew + ie_requant_acc(rt, acc, n * k, r, dx);
 }
 
-/* dw[i] = the int32 c[i] stored in dw's upper half, in chunks through a local copy: a chunk's
- * int64 stores reach only entries of c already read. */
-static void widen_upper_half(int64_t *dw, size_t total) {
-    const int32_t *c = (const int32_t *)dw + total;
-    int32_t chunk[256];
-    for (size_t i0 = 0; i0 < total; i0 += 256) {
-        size_t len = total - i0 < 256 ? total - i0 : 256;
-        memcpy(chunk, c + i0, len * sizeof(int32_t));
-        for (size_t t = 0; t < len; t++) dw[i0 + t] = chunk[t];
-    }
-}
-
 /* dW = dY^T . X, exact, as [m,k] (w_is_mk) or [k,m]; dyt and xt are scratch. X [n,k] and dY
  * [n,m] are reduction-major as they stand, so the int32 GEMM (exact: n <= 2^17 terms) reads one
- * of them directly and only the other is transposed. Its sums widen to int64 in place, or, when
- * the caller takes them so (narrow not NULL), stay int32 in dw's first half (*narrow = 1). */
+ * of them directly and only the other is transposed; its sums stay int32, in dw's first half
+ * (*narrow = 1: the optimizer reads them so). Otherwise dw holds int64 (*narrow = 0). */
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw, int *narrow) {
-    if (narrow) *narrow = 0;
-    if (IE_FAST_PATHS && n <= IE_MAX_REDUCTION) {
-        int32_t *c = (int32_t *)dw + (narrow ? 0 : m * k);
+    *narrow = IE_FAST_PATHS && n <= IE_MAX_REDUCTION;
+    if (*narrow) {
+        int32_t *c = (int32_t *)dw;
         if (w_is_mk) {
             ie_transpose_s8(dy, n, m, dyt);
             ie_gemm32_bt(rt, dyt, x, c, m, k, n);
@@ -118,8 +106,6 @@ int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const in
             ie_transpose_s8(x, n, k, xt);
             ie_gemm32_bt(rt, xt, dy, c, k, m, n);
         }
-        if (narrow) *narrow = 1;
-        else widen_upper_half(dw, m * k);
         return edy + ex;
     }
     ie_transpose_s8(dy, n, m, dyt);
