@@ -42,7 +42,7 @@ cross_build() {
     -DCMAKE_BUILD_TYPE="$type" -DINTEDGE_DEMOS=ON "$python_for_demos" "$@" >/dev/null
   cmake --build "build/$name" -j "$jobs"
   ctest --test-dir "build/$name" --output-on-failure
-  grep -hE "^(kernels|bit-exact|firmware|runtime)" "build/$name/Testing/Temporary/LastTest.log" || true
+  grep -hE "^(kernels|bit-exact|golden|firmware|runtime)" "build/$name/Testing/Temporary/LastTest.log" || true
 }
 cross_build aarch64-armv8 aarch64-linux-gnu Release -DINTEDGE_ARM_ARCH=armv8-a -DINTEDGE_QEMU_CPU=cortex-a72 \
   -DINTEDGE_DEMO_TARGET=aarch64
