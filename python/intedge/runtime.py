@@ -69,9 +69,10 @@ class Model:
         return ffi.string(lib.ie_model_errmsg(self._h)).decode()
 
     def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
-                threads=1):
+                threads=1, keep_tensors=False):
         """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent).
-        kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best."""
+        kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best.
+        keep_tensors: every activation and gradient stays readable after a step (tests)."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         cfg = ffi.new("ie_session_config *")
@@ -95,6 +96,7 @@ class Model:
             cfg.input_offset_q8, cfg.input_scale_m = keep[-2], keep[-1]
             cfg.input_scale_e = exponent
         cfg.threads = max(int(threads or 1), 1)
+        cfg.keep_tensors = 1 if keep_tensors else 0
         kernels = kernels or os.environ.get("INTEDGE_KERNELS") or None
         if kernels:
             if kernels not in kernel_tiers():
@@ -128,13 +130,13 @@ class Session:
     """One training session: master weights, optimizer state and the planned arena."""
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
-                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1):
+                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1, keep_tensors=False):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
         self.input_u8 = input_u8 is not None
         cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8,
-                                        kernels, threads)
+                                        kernels, threads, keep_tensors)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")

@@ -103,6 +103,10 @@ typedef struct ie_session_config {
     /* Worker threads for the GEMMs (0 or 1: none). Results are identical for every count.
      * Hosted builds only; sessions with threads allocate their pool with malloc. */
     uint32_t threads;
+    /* Nonzero: every activation and gradient keeps memory of its own for the whole step (the
+     * arena grows to hold them all), so that the testing surface (intedge_testing.h) can read
+     * any of them after a step or forward. For tests and debugging; no result changes. */
+    uint32_t keep_tensors;
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss

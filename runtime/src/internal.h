@@ -187,6 +187,10 @@ enum {
 };
 
 ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream);
+/* A step in pieces (ie_session_step; the testing surface injects its own output gradient):
+ * the input mapped and the forward run in `mode`; then every backward, and the step counted. */
+ie_status ie_session_begin(ie_session *s, uint32_t n, const void *x, ie_mode mode);
+void ie_session_backward(ie_session *s);
 static inline uint32_t ie_node_stream(uint32_t node, uint32_t slot) { return IE_STREAM_NODE_BASE + node * 16 + slot; }
 static inline uint32_t ie_param_stream(uint32_t param, uint32_t slot) { return IE_STREAM_PARAM_BASE + param * 16 + slot; }
 

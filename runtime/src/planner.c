@@ -117,6 +117,12 @@ static void lifetimes(ie_planner *p) {
         l->g_first = t == m->output ? ie_pos_loss(m) : ie_pos_bwd(m, td->first_consumer);
         l->g_last = ie_pos_bwd(m, td->producer);
     }
+    if (p->cfg->keep_tensors) /* every tensor's data and gradient live through the whole step */
+        for (uint32_t t = 0; t < m->n_tensors; t++) {
+            ie_value_life *l = &p->life[t];
+            l->q_first = l->g_first = 0;
+            l->q_last = l->g_last = ie_pos_bwd(m, 0) + 1;
+        }
 }
 
 static void merge_aliases(ie_planner *p) {

@@ -249,7 +249,7 @@ static ie_status load_input(ie_session *s, uint32_t n, const void *xv) {
     return IE_OK;
 }
 
-static ie_status begin(ie_session *s, uint32_t n, const void *x, ie_mode mode) {
+ie_status ie_session_begin(ie_session *s, uint32_t n, const void *x, ie_mode mode) {
     if (!s) return IE_ERR_ARG;
     if (!x) return bad(s, IE_ERR_ARG, "input batch is NULL");
     if (n == 0 || n > s->cfg.batch_size) {
@@ -305,23 +305,27 @@ ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_
                           const uint32_t *targets, ie_step_stats *stats) {
     if (!s) return IE_ERR_ARG;
     ie_status st = check_targets(s, labels, targets);
-    if (st == IE_OK) st = begin(s, n, x, IE_MODE_TRAIN);
+    if (st == IE_OK) st = ie_session_begin(s, n, x, IE_MODE_TRAIN);
     if (st != IE_OK) return st;
     ie_step_stats local;
     ie_value *out = &s->values[s->model->output];
     st = ie_loss_forward_backward(s, labels, targets, out->requires_grad, stats ? stats : &local);
     if (st != IE_OK) return st;
-    if (out->requires_grad)
+    ie_session_backward(s);
+    return IE_OK;
+}
+
+void ie_session_backward(ie_session *s) {
+    if (s->values[s->model->output].requires_grad)
         for (uint32_t i = s->model->n_nodes; i-- > 0;)
             if (s->values[s->model->nodes[i].out[0]].requires_grad) backward_node(s, i);
     s->step++;
-    return IE_OK;
 }
 
 ie_status ie_session_forward(ie_session *s, uint32_t n, const void *x, int8_t *out_q, int16_t *out_e) {
     if (!s) return IE_ERR_ARG;
     if (!out_q || !out_e) return bad(s, IE_ERR_ARG, "output pointers are NULL");
-    ie_status st = begin(s, n, x, IE_MODE_EVAL);
+    ie_status st = ie_session_begin(s, n, x, IE_MODE_EVAL);
     if (st != IE_OK) return st;
     const ie_value *o = &s->values[s->model->output];
     memcpy(out_q, o->q, (size_t)n * s->model->tensors[s->model->output].numel);
@@ -332,7 +336,7 @@ ie_status ie_session_forward(ie_session *s, uint32_t n, const void *x, int8_t *o
 ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const void *x, uint32_t *out) {
     if (!s) return IE_ERR_ARG;
     if (!out) return bad(s, IE_ERR_ARG, "output pointer is NULL");
-    ie_status st = begin(s, n, x, IE_MODE_EVAL);
+    ie_status st = ie_session_begin(s, n, x, IE_MODE_EVAL);
     if (st != IE_OK) return st;
     const ie_value *o = &s->values[s->model->output];
     size_t total = (size_t)n * s->model->tensors[s->model->output].numel;
@@ -345,7 +349,7 @@ ie_status ie_session_evaluate(ie_session *s, uint32_t n, const void *x, const in
     if (!s) return IE_ERR_ARG;
     if (!stats) return bad(s, IE_ERR_ARG, "stats pointer is NULL");
     ie_status st = check_targets(s, labels, targets);
-    if (st == IE_OK) st = begin(s, n, x, IE_MODE_EVAL);
+    if (st == IE_OK) st = ie_session_begin(s, n, x, IE_MODE_EVAL);
     if (st != IE_OK) return st;
     return ie_loss_forward_backward(s, labels, targets, 0, stats);
 }

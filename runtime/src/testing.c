@@ -141,3 +141,29 @@ ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64
 }
 
 uint32_t ie_test_fixed_to_f32(int64_t m, int32_t e) { return ie_fixed_to_f32_bits(m, e); }
+
+/* ---- whole sessions: any tensor's data and gradient (sessions created with keep_tensors) ---- */
+
+ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const void *x, const int8_t *dy, int32_t edy) {
+    if (!s || !dy) return IE_ERR_ARG;
+    if (!s->cfg.keep_tensors) return IE_ERR_STATE;
+    ie_status st = ie_session_begin(s, n, x, IE_MODE_TRAIN);
+    if (st != IE_OK) return st;
+    ie_value *out = &s->values[s->model->output];
+    if (out->requires_grad) {
+        memcpy(out->g, dy, (size_t)n * s->model->tensors[s->model->output].numel);
+        out->ge = edy;
+    }
+    ie_session_backward(s);
+    return IE_OK;
+}
+
+ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int8_t *out, int32_t *e) {
+    if (!s || !out || !e || tensor >= s->model->n_tensors) return IE_ERR_ARG;
+    const ie_value *v = &s->values[tensor];
+    if (!s->cfg.keep_tensors || s->model->tensors[tensor].kind == IE_KIND_PARAM) return IE_ERR_STATE;
+    if (grad && !v->requires_grad) return IE_ERR_STATE;
+    memcpy(out, grad ? v->g : v->q, (size_t)s->n * s->model->tensors[tensor].numel);
+    *e = grad ? v->ge : v->e;
+    return IE_OK;
+}
