@@ -157,6 +157,10 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
     model = import_onnx(model_path)
     flags = trainable_flags(model, split_patterns(trainable))
     runtime = Model(model.iem)
+    if len(runtime.inputs) > 1:
+        raise IntedgeError(f"{model_path} has {len(runtime.inputs)} inputs "
+                           f"({', '.join(i.name for i in runtime.inputs)}); intedge compile writes firmware for "
+                           "models with one input (use ie_session_step_inputs from C for the others)")
     ds = None
     if data is not None:
         ds = load_data(data, seed=seed, input_shape=model.input_shape, val_split=0.2)

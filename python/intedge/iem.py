@@ -19,6 +19,7 @@ KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
 # the op set, numbered as runtime/src/internal.h numbers it
 (OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_BATCHNORM, OP_ACTIVATION,
  OP_TRANSPOSE, OP_PAD, OP_RESIZE, OP_DROPOUT) = range(1, 15)
+OP_EMBEDDING, OP_CAST = 19, 20
 BINARY_ADD, BINARY_SUB, BINARY_MUL = range(3)
 # OP_ACTIVATION kinds, as runtime/src/ops/activation.c numbers them
 ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID = range(5)
@@ -31,6 +32,7 @@ class Tensor:
     shape: tuple  # per-sample for inputs and activations, full for parameters
     data: np.ndarray = None  # parameters: float32
     state: bool = False  # a parameter its op updates, never trained (BatchNorm running statistics)
+    ids: bool = False  # an input of int32 integers (token ids, attention masks)
 
 
 @dataclass
@@ -47,15 +49,15 @@ class Graph:
     tensors: list = field(default_factory=list)
     nodes: list = field(default_factory=list)
     index: dict = field(default_factory=dict)
-    input: int = 0
+    input: int = 0  # the first graph input; every KIND_INPUT tensor is one, in table order
     output: int = 0
 
-    def add_tensor(self, name, kind, shape, data=None, state=False):
+    def add_tensor(self, name, kind, shape, data=None, state=False, ids=False):
         if name in self.index:
             return self.index[name]
         shape = tuple(int(d) for d in shape) or (1,)
         self.index[name] = len(self.tensors)
-        self.tensors.append(Tensor(name, kind, shape, data, state))
+        self.tensors.append(Tensor(name, kind, shape, data, state, ids))
         return self.index[name]
 
     def add_node(self, name, op, inputs, outputs, attrs=()):
@@ -88,7 +90,8 @@ def serialize(g):
             raw = np.ascontiguousarray(t.data, dtype="<f4").tobytes()
             data_off, data_len = put(raw, 4), len(raw)
         dims = list(t.shape) + [0] * (MAX_RANK - len(t.shape))
-        trecs += struct.pack("<BBH6IIIIII", t.kind, len(t.shape), int(t.state), *dims, name_off, name_len, data_off, data_len, 0)
+        flags = int(t.state) | int(t.ids) << 1
+        trecs += struct.pack("<BBH6IIIIII", t.kind, len(t.shape), flags, *dims, name_off, name_len, data_off, data_len, 0)
     nrecs = bytearray()
     for n in g.nodes:
         name_off, name_len = put_name(n.name)

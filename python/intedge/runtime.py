@@ -35,6 +35,15 @@ def dyadic(value):
 
 
 @dataclass(frozen=True)
+class InputInfo:
+    index: int
+    name: str
+    shape: tuple  # per sample
+    numel: int
+    ids: bool  # int32 integers (token ids, masks) rather than float data
+
+
+@dataclass(frozen=True)
 class ParamInfo:
     index: int
     name: str
@@ -62,6 +71,12 @@ class Model:
             lib.ie_model_param_info(self._h, i, info)
             shape = tuple(info.dims[d] for d in range(info.rank))
             self.params.append(ParamInfo(i, ffi.string(info.name).decode(), shape, info.numel))
+        self.inputs = []
+        inp = ffi.new("ie_input_info *")
+        for i in range(lib.ie_model_input_count(self._h)):
+            lib.ie_model_input_info(self._h, i, inp)
+            self.inputs.append(InputInfo(i, ffi.string(inp.name).decode(), tuple(inp.dims[d] for d in range(inp.rank)),
+                                         inp.numel, bool(inp.ids)))
         self.input_size = lib.ie_model_input_size(self._h)
         self.output_size = lib.ie_model_output_size(self._h)
 
@@ -151,25 +166,56 @@ class Session:
         if status != lib.IE_OK:
             raise IntedgeError(ffi.string(lib.ie_session_errmsg(self._h)).decode())
 
-    def _inputs(self, x, labels, targets):
-        if self.input_u8:
-            x = np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), -1)
+    def _one_input(self, info, x, n):
+        """One input's batch as the runtime reads it: uint8 pixels (the first input of a u8
+        session), int32 integers, or float32 bits."""
+        if info.ids:
+            a = np.asarray(x)
+            if not np.issubdtype(a.dtype, np.integer):
+                raise IntedgeError(f"input '{info.name}' takes integers (token ids or a mask), not {a.dtype}")
+            a = np.ascontiguousarray(a, dtype=np.int32).reshape(len(a), -1)
+        elif info.index == 0 and self.input_u8:
+            a = np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), -1)
         else:
-            x = _f32_bits(x).reshape(len(x), -1)
-        if x.shape[1] != self.model.input_size:
-            raise IntedgeError(f"each sample has {x.shape[1]} values; the model input takes {self.model.input_size}")
+            a = _f32_bits(x).reshape(len(x), -1)
+        name = "" if len(self.model.inputs) == 1 else f" '{info.name}'"
+        if a.shape[1] != info.numel:
+            raise IntedgeError(f"each sample has {a.shape[1]} values; the model input{name} takes {info.numel}")
+        if len(a) != n:
+            raise IntedgeError(f"the model input{name} has {len(a)} samples; the first input has {n}")
+        return a
+
+    def _inputs(self, x, labels, targets):
+        """x: an array for a one-input model; a sequence (input order) or a dict (by name) of
+        arrays for a model with several inputs."""
+        infos = self.model.inputs
+        if isinstance(x, dict):
+            missing = [i.name for i in infos if i.name not in x]
+            if missing:
+                raise IntedgeError(f"the model's input(s) {', '.join(missing)} are missing from the batch")
+            xs = [x[i.name] for i in infos]
+        elif isinstance(x, (list, tuple)):
+            xs = list(x)
+        else:
+            xs = [x]
+        if len(xs) != len(infos):
+            raise IntedgeError(f"the model takes {len(infos)} inputs ({', '.join(i.name for i in infos)}); "
+                               f"the batch gives {len(xs)}")
+        n = len(xs[0])
+        arrays = [self._one_input(info, a, n) for info, a in zip(infos, xs)]
+        ptrs = ffi.new("void *[]", [ffi.from_buffer(a) for a in arrays])
         lab = ffi.NULL
         tgt = ffi.NULL
-        keep = [x]
+        keep = arrays + [ptrs]
         if labels is not None:
             labels = np.ascontiguousarray(labels, dtype=np.int32)
             keep.append(labels)
             lab = ffi.from_buffer("int32_t[]", labels)
         if targets is not None:
-            targets = _f32_bits(targets).reshape(len(x), -1)
+            targets = _f32_bits(targets).reshape(n, -1)
             keep.append(targets)
             tgt = ffi.from_buffer("uint32_t[]", targets)
-        return len(x), ffi.from_buffer(x), lab, tgt, keep
+        return n, ptrs, lab, tgt, keep
 
     def digest(self):
         """CRC-32 of the training state (weights, momentum, step): equal on every machine that
@@ -182,20 +228,20 @@ class Session:
         """One SGD step. Returns (summed loss in nats, correct predictions, count)."""
         n, xp, lab, tgt, _keep = self._inputs(x, labels, targets)
         stats = ffi.new("ie_step_stats *")
-        self._check(lib.ie_session_step(self._h, n, xp, lab, tgt, stats))
+        self._check(lib.ie_session_step_inputs(self._h, n, xp, lab, tgt, stats))
         return stats.loss_sum_q16 / 65536.0, stats.n_correct, stats.count
 
     def evaluate(self, x, labels=None, targets=None):
         n, xp, lab, tgt, _keep = self._inputs(x, labels, targets)
         stats = ffi.new("ie_step_stats *")
-        self._check(lib.ie_session_evaluate(self._h, n, xp, lab, tgt, stats))
+        self._check(lib.ie_session_evaluate_inputs(self._h, n, xp, lab, tgt, stats))
         return stats.loss_sum_q16 / 65536.0, stats.n_correct, stats.count
 
     def forward(self, x):
         """Evaluation-mode outputs as float32, [n, output size]."""
         n, xp, _lab, _tgt, _keep = self._inputs(x, None, None)
         out = np.empty((n, self.model.output_size), dtype=np.uint32)
-        self._check(lib.ie_session_forward_f32_bits(self._h, n, xp, ffi.from_buffer("uint32_t[]", out)))
+        self._check(lib.ie_session_forward_inputs(self._h, n, xp, ffi.from_buffer("uint32_t[]", out)))
         return out.view(np.float32)
 
     def forward_fixed(self, x):
@@ -203,7 +249,7 @@ class Session:
         n, xp, _lab, _tgt, _keep = self._inputs(x, None, None)
         q = np.empty((n, self.model.output_size), dtype=np.int8)
         e = ffi.new("int16_t *")
-        self._check(lib.ie_session_forward(self._h, n, xp, ffi.from_buffer("int8_t[]", q), e))
+        self._check(lib.ie_session_forward(self._h, n, xp[0], ffi.from_buffer("int8_t[]", q), e))
         return q, int(e[0])
 
     def param(self, index):

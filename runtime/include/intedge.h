@@ -72,6 +72,16 @@ typedef enum ie_input_format {
 typedef struct ie_model ie_model;
 typedef struct ie_session ie_session;
 
+/* A graph input. Float inputs take the config's input format (the first input) or float32 bits;
+ * integer inputs (ids != 0: token ids, attention masks) take int32 values. */
+typedef struct ie_input_info {
+    const char *name; /* borrowed from the model buffer; NUL-terminated */
+    uint32_t rank;
+    uint32_t dims[6]; /* per sample */
+    uint32_t numel;
+    uint32_t ids;
+} ie_input_info;
+
 /* What a parameter (an ONNX initializer the graph trains) looks like. */
 typedef struct ie_param_info {
     const char *name; /* borrowed from the model buffer; NUL-terminated */
@@ -146,9 +156,13 @@ IE_API const char *ie_model_errmsg(const ie_model *model);
 
 IE_API uint32_t ie_model_param_count(const ie_model *model);
 IE_API ie_status ie_model_param_info(const ie_model *model, uint32_t index, ie_param_info *out);
-/* Per-sample element counts of the graph input and output (e.g. 64 and 10). */
+/* Per-sample element counts of the (first) graph input and of the output (e.g. 64 and 10). */
 IE_API uint32_t ie_model_input_size(const ie_model *model);
 IE_API uint32_t ie_model_output_size(const ie_model *model);
+/* Graph inputs (a transformer has input_ids, attention_mask, ...), in the order the *_inputs
+ * calls take them. */
+IE_API uint32_t ie_model_input_count(const ie_model *model);
+IE_API ie_status ie_model_input_info(const ie_model *model, uint32_t index, ie_input_info *out);
 
 /* ---- sessions --------------------------------------------------------------------------- */
 
@@ -173,6 +187,17 @@ IE_API const char *ie_session_errmsg(const ie_session *session);
 IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const void *x,
                                  const int32_t *labels, const uint32_t *targets,
                                  ie_step_stats *stats);
+
+/* The same for models with several graph inputs: inputs[i] holds n samples of graph input i
+ * (ie_model_input_info): float data in the config's input format for input 0 and as float32
+ * bits for the others, int32 values for integer inputs. The single-input calls equal these with
+ * inputs = &x. An integer outside what its Embedding table holds is IE_ERR_VALUE. */
+IE_API ie_status ie_session_step_inputs(ie_session *session, uint32_t n, const void *const *inputs,
+                                        const int32_t *labels, const uint32_t *targets, ie_step_stats *stats);
+IE_API ie_status ie_session_evaluate_inputs(ie_session *session, uint32_t n, const void *const *inputs,
+                                            const int32_t *labels, const uint32_t *targets, ie_step_stats *stats);
+IE_API ie_status ie_session_forward_inputs(ie_session *session, uint32_t n, const void *const *inputs,
+                                           uint32_t *out);
 
 /* Evaluation-mode forward (round-to-nearest, nothing saved, no step counted). Outputs are
  * int8 q with one exponent (out_q: n * output size) ... */

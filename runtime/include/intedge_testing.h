@@ -52,8 +52,9 @@ IE_API uint32_t ie_test_fixed_to_f32(int64_t m, int32_t e);
 
 /* Whole sessions, created with keep_tensors set (IE_ERR_STATE otherwise). A training step whose
  * output gradient is dy (int8 at exponent edy, n * output size) instead of the loss's: the
- * forward, every backward and the optimizer run as in ie_session_step. */
-IE_API ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const void *x, const int8_t *dy, int32_t edy);
+ * forward, every backward and the optimizer run as in ie_session_step_inputs. */
+IE_API ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const void *const *inputs, const int8_t *dy,
+                                               int32_t edy);
 /* The data (grad 0) or gradient (grad 1) of tensor `tensor` (its index in the .iem file) from the
  * last step or forward: n * numel int8 values and their exponent. */
 IE_API ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int8_t *out, int32_t *e);

@@ -38,15 +38,21 @@ typedef enum ie_op {
     IE_OP_PAD = 12,        /* zeros; attrs: per-sample pads before (0..5), after (6..11) */
     IE_OP_RESIZE = 13,     /* nearest, [C, H, W], integer scales attrs[0], attrs[1] */
     IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
+    IE_OP_EMBEDDING = 19,  /* Y[..., D] = table[ids[...]]: table [V, D], ids an integer input or constant */
+    IE_OP_CAST = 20,       /* Y = an integer input as int8 values (attention masks) */
     IE_OP_COUNT
 } ie_op;
 
 typedef enum ie_tensor_kind { IE_KIND_INPUT = 0, IE_KIND_PARAM = 1, IE_KIND_ACTIVATION = 2 } ie_tensor_kind;
 
+/* Tensor record flags (docs/format.md). */
+enum { IE_TENSOR_STATE = 1, IE_TENSOR_IDS = 2 };
+
 typedef struct ie_tensor_desc {
     uint8_t kind;
     uint8_t rank;
     uint8_t state;       /* a parameter its op updates (running statistics); never trained */
+    uint8_t ids;         /* an input of int32 integers (token ids, masks), not float data */
     uint32_t dims[IE_MAX_RANK]; /* per-sample for inputs and activations; full for parameters */
     uint32_t numel;
     const char *name;
@@ -56,6 +62,8 @@ typedef struct ie_tensor_desc {
     uint32_t first_consumer; /* the first consuming node: its backward completes the gradient */
     uint32_t n_consumers;
     uint32_t param;      /* parameter index, or IE_NONE */
+    uint32_t ids_limit;  /* ids inputs: values must lie in [0, ids_limit) (the smallest table read
+                            with them), or IE_NONE */
 } ie_tensor_desc;
 
 typedef struct ie_node_desc {
@@ -73,7 +81,8 @@ struct ie_model {
     const uint8_t *data;
     size_t size;
     uint32_t n_tensors, n_nodes, n_params;
-    uint32_t input, output;
+    uint32_t n_inputs;      /* graph inputs: the input tensors, in table order */
+    uint32_t input, output; /* input: the first graph input (the one IE_INPUT_U8 maps) */
     ie_tensor_desc *tensors;
     ie_node_desc *nodes;
     uint32_t *param_tensor; /* parameter index -> tensor index */
@@ -178,7 +187,8 @@ _Static_assert(sizeof(ie_grad_slot) <= IE_STRIDE_GRAD_SLOT, "IE_STRIDE_GRAD_SLOT
 
 /* ---- SR stream ids: every rounding site draws from its own stream ---------------------------- */
 enum {
-    IE_STREAM_INPUT = 1,
+    IE_STREAM_INPUT = 1,           /* the first graph input; input i > 0 draws from IE_STREAM_INPUTS + i */
+    IE_STREAM_INPUTS = 0x10000,
     IE_STREAM_LOSS = 2,
     IE_STREAM_TARGET = 3,
     IE_STREAM_GRAD_SUM = 0x80000000u, /* + tensor */
@@ -186,10 +196,13 @@ enum {
     IE_STREAM_PARAM_BASE = 0x1000000 /* + param * 16 + slot */
 };
 
+/* The tensor of graph input `index` (table order), or IE_NONE. */
+uint32_t ie_model_input_tensor(const ie_model *m, uint32_t index);
+
 ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream);
 /* A step in pieces (ie_session_step; the testing surface injects its own output gradient):
  * the input mapped and the forward run in `mode`; then every backward, and the step counted. */
-ie_status ie_session_begin(ie_session *s, uint32_t n, const void *x, ie_mode mode);
+ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs, ie_mode mode);
 void ie_session_backward(ie_session *s);
 static inline uint32_t ie_node_stream(uint32_t node, uint32_t slot) { return IE_STREAM_NODE_BASE + node * 16 + slot; }
 static inline uint32_t ie_param_stream(uint32_t param, uint32_t slot) { return IE_STREAM_PARAM_BASE + param * 16 + slot; }
@@ -228,6 +241,15 @@ void ie_optim_step(ie_session *s, uint32_t param);
 /* Writes the int8 SR view of the master into dst and sets e8. With transpose_rows = R > 0 the
  * master is read as [R, numel/R] and written transposed. */
 void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transpose_rows);
+
+/* Row-sparse parameters ([rows, row_len] tables read by row, an Embedding's): the int8 view of
+ * rows ids[0..count) into dst (count x row_len) at the whole table's view exponent (e8); and one
+ * optimizer step on rows[0..n_rows) (ascending, distinct) from their exact gradient rows (grad:
+ * n_rows x row_len at grad_e), leaving every other row alone. scratch: 3 x n_rows x row_len int32. */
+void ie_param_quantize_rows(ie_session *s, uint32_t param, const int32_t *ids, size_t count, size_t row_len,
+                            int8_t *dst);
+void ie_optim_step_rows(ie_session *s, uint32_t param, const uint32_t *rows, size_t n_rows, size_t row_len,
+                        const int64_t *grad, int32_t grad_e, int32_t *scratch);
 
 /* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,

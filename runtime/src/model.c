@@ -69,9 +69,13 @@ static ie_status parse_tensors(ie_model *m, uint32_t table) {
         t->producer = t->consumer = t->first_consumer = t->param = IE_NONE;
         if (t->kind > IE_KIND_ACTIVATION) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": unknown kind %u", i, t->kind);
         uint16_t flags = ie_rd16(r + 2);
-        if ((flags & ~1u) || ie_rd32(r + 44)) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": reserved fields are not 0", i);
-        t->state = flags & 1;
+        if ((flags & ~(uint32_t)(IE_TENSOR_STATE | IE_TENSOR_IDS)) || ie_rd32(r + 44))
+            return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": reserved fields are not 0", i);
+        t->state = (flags & IE_TENSOR_STATE) != 0;
+        t->ids = (flags & IE_TENSOR_IDS) != 0;
+        t->ids_limit = IE_NONE;
         if (t->state && t->kind != IE_KIND_PARAM) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": only parameters hold state", i);
+        if (t->ids && t->kind != IE_KIND_INPUT) return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": only inputs hold ids", i);
         if (t->rank < 1 || t->rank > IE_MAX_RANK)
             return fail(m, IE_ERR_FORMAT, "tensor %" PRIu32 ": rank %u outside 1..%d", i, t->rank, IE_MAX_RANK);
         uint64_t numel = 1;
@@ -155,9 +159,35 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
     return IE_OK;
 }
 
+/* Integer inputs feed only the ops that read integers: an Embedding (whose table bounds the
+ * values, checked when a batch arrives) or a Cast to int8. */
+static ie_status check_ids_readers(ie_model *m) {
+    for (uint32_t i = 0; i < m->n_nodes; i++) {
+        const ie_node_desc *nd = &m->nodes[i];
+        for (uint32_t k = 0; k < nd->n_in; k++) {
+            ie_tensor_desc *t = &m->tensors[nd->in[k]];
+            if (!t->ids) continue;
+            if (nd->op == IE_OP_EMBEDDING && k == 1) {
+                uint32_t rows = m->tensors[nd->in[0]].dims[0];
+                if (rows < t->ids_limit) t->ids_limit = rows;
+            } else if (nd->op != IE_OP_CAST) {
+                return fail(m, IE_ERR_FORMAT, "node '%s' (%s) cannot read the integer input '%s'", nd->name,
+                            ie_op_lookup(nd->op)->name, t->name);
+            }
+        }
+    }
+    return IE_OK;
+}
+
 static ie_status validate_graph(ie_model *m) {
-    if (m->input >= m->n_tensors || m->tensors[m->input].kind != IE_KIND_INPUT)
-        return fail(m, IE_ERR_FORMAT, "the graph input is not an input tensor");
+    uint32_t first_input = IE_NONE;
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == IE_KIND_INPUT) {
+            if (first_input == IE_NONE) first_input = i;
+            m->n_inputs++;
+        }
+    if (m->input != first_input)
+        return fail(m, IE_ERR_FORMAT, "the graph input is not the first input tensor");
     if (m->output >= m->n_tensors || m->tensors[m->output].kind != IE_KIND_ACTIVATION ||
         m->tensors[m->output].producer == IE_NONE)
         return fail(m, IE_ERR_FORMAT, "the graph output is not produced by any node");
@@ -165,14 +195,12 @@ static ie_status validate_graph(ie_model *m) {
         return fail(m, IE_ERR_UNSUPPORTED, "the graph output '%s' also feeds a node", m->tensors[m->output].name);
     for (uint32_t i = 0; i < m->n_tensors; i++) {
         const ie_tensor_desc *t = &m->tensors[i];
-        if (t->kind == IE_KIND_INPUT && i != m->input)
-            return fail(m, IE_ERR_UNSUPPORTED, "tensor '%s': only one graph input is supported", t->name);
         if (t->kind == IE_KIND_ACTIVATION && t->producer == IE_NONE)
             return fail(m, IE_ERR_FORMAT, "activation '%s' is never produced", t->name);
         if (t->kind == IE_KIND_ACTIVATION && i != m->output && t->consumer == IE_NONE)
             return fail(m, IE_ERR_FORMAT, "activation '%s' is never used", t->name);
     }
-    return IE_OK;
+    return check_ids_readers(m);
 }
 
 /* The header: magic, version, size, CRC of the whole buffer, table counts and bounds. */
@@ -307,4 +335,23 @@ ie_status ie_model_param_info(const ie_model *m, uint32_t index, ie_param_info *
 }
 
 uint32_t ie_model_input_size(const ie_model *m) { return m && m->tensors ? m->tensors[m->input].numel : 0; }
+
+uint32_t ie_model_input_count(const ie_model *m) { return m && m->tensors ? m->n_inputs : 0; }
+
+uint32_t ie_model_input_tensor(const ie_model *m, uint32_t index) {
+    for (uint32_t t = 0; t < m->n_tensors; t++)
+        if (m->tensors[t].kind == IE_KIND_INPUT && index-- == 0) return t;
+    return IE_NONE;
+}
+
+ie_status ie_model_input_info(const ie_model *m, uint32_t index, ie_input_info *out) {
+    if (!m || !m->tensors || !out || index >= m->n_inputs) return IE_ERR_ARG;
+    const ie_tensor_desc *t = &m->tensors[ie_model_input_tensor(m, index)];
+    out->name = t->name;
+    out->rank = t->rank;
+    for (int d = 0; d < IE_MAX_RANK; d++) out->dims[d] = t->dims[d];
+    out->numel = t->numel;
+    out->ids = t->ids;
+    return IE_OK;
+}
 uint32_t ie_model_output_size(const ie_model *m) { return m && m->tensors ? m->tensors[m->output].numel : 0; }

@@ -282,15 +282,22 @@ IE_HOT static uint64_t axpby_part(const void *ctx, size_t b, size_t e) {
 int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
                            uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, ie_rounder r,
                            uint64_t *out_max) {
+    return ie_axpby_s32_floor(pool, out, n, a, x, ex, xmax, b, y, ey, ymax, INT32_MIN, r, out_max);
+}
+
+int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int32_t eo_floor,
+                           ie_rounder r, uint64_t *out_max) {
     enum { TERM_BITS = 29 };
     int32_t ta = term_top(a, x ? xmax : 0, ex);
     int32_t tb = term_top(b, y ? ymax : 0, ey);
     if (ta == INT32_MIN && tb == INT32_MIN) {
         for (size_t i = 0; i < n; i++) out[i] = 0;
         if (out_max) *out_max = 0;
-        return ex;
+        return ex > eo_floor ? ex : eo_floor;
     }
     int32_t eo = (ta > tb ? ta : tb) - TERM_BITS;
+    if (eo < eo_floor) eo = eo_floor;
     /* A term far below the other rounds to (stochastic) noise; the shift clamp keeps it bounded. */
     axpby_job j = {out, x ? x : out, y ? y : out, ta == INT32_MIN ? 0 : a.m, tb == INT32_MIN ? 0 : b.m,
                    ta == INT32_MIN ? 0 : eo - (a.e + ex), tb == INT32_MIN ? 0 : eo - (b.e + ey), r};
@@ -534,6 +541,23 @@ ie_status ie_f32_common_exponent(const uint32_t *v, size_t n, int bits, int32_t 
     f32_decode(max_mag, &mant, &exp);
     *e_out = exp + ie_bitlen64(mant) - bits;
     return IE_OK;
+}
+
+int ie_f32_bits_to_int32(uint32_t bits, int32_t *out) {
+    uint32_t mant;
+    int32_t exp;
+    if (!ie_f32_bits_is_finite(bits)) return 0;
+    f32_decode(bits, &mant, &exp);
+    uint64_t mag;
+    if (exp >= 0) {
+        if (mant && exp + ie_bitlen64(mant) > 31) return 0; /* |v| >= 2^31 */
+        mag = (uint64_t)mant << exp;
+    } else {
+        if (exp < -24 || mant & ((1u << -exp) - 1)) return mant == 0 ? (*out = 0, 1) : 0; /* a fraction */
+        mag = mant >> -exp;
+    }
+    *out = (bits >> 31) ? -(int32_t)mag : (int32_t)mag;
+    return 1;
 }
 
 int32_t ie_f32_to_fixed(uint32_t v, int32_t e, int bits, uint32_t draw) {

@@ -210,6 +210,15 @@ int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, c
                            uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, ie_rounder r,
                            uint64_t *out_max);
 
+/* ie_axpby_s32_split at an output exponent of at least eo_floor (the exponent a row-sparse
+ * update shares with the rows it leaves alone). */
+int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int32_t eo_floor,
+                           ie_rounder r, uint64_t *out_max);
+
+/* bits (float32) as an int32 when it holds an integer exactly; 0 otherwise. */
+int ie_f32_bits_to_int32(uint32_t bits, int32_t *out);
+
 /* Scalar dyadic arithmetic for per-channel constants: results are rounded to nearest with a
  * 31-bit mantissa (a relative error below 2^-30). */
 ie_dyadic ie_dy_norm(int64_t m, int32_t e);

@@ -6,9 +6,11 @@
  * Each stage needs the max magnitude of its inputs, which the stage that wrote them returns:
  * max|w| and max|mom| are kept in the parameter from one step (and forward) to the next. Large
  * parameters split every pass over the session's pool. */
+#include <string.h>
+
 #include "internal.h"
 
-enum { R_VIEW = 0, R_GRAD, R_DECAY, R_MOMENTUM, R_UPDATE };
+enum { R_VIEW = 0, R_GRAD, R_DECAY, R_MOMENTUM, R_UPDATE, R_RESCALE_W, R_RESCALE_MOM };
 
 static const ie_dyadic ONE = {1, 0};
 
@@ -76,4 +78,83 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
                                ie_session_rounder(s, ie_param_stream(pi, R_UPDATE)), &wmax);
     p->wmax = (uint32_t)wmax;
     p->known = IE_KNOWN_W | (c->momentum.m ? IE_KNOWN_MOM : 0);
+}
+
+/* ---- row-sparse parameters (Embedding tables) -------------------------------------------------
+ * A step reads and updates only the rows its batch used. Those rows are gathered into scratch,
+ * stepped like a dense parameter, and scattered back at the table's exponent: the rows it leaves
+ * alone keep their bytes, unless the used rows outgrow that exponent, when the whole table moves
+ * to the new one (SR, like any dense update). */
+
+static void view_shift(ie_session *s, uint32_t pi, int *sh) {
+    ie_param *p = &s->params[pi];
+    *sh = ie_requant_shift(cached_max(p, IE_KNOWN_W, p->w, &p->wmax), 7);
+    p->e8 = p->we + *sh;
+}
+
+void ie_param_quantize_rows(ie_session *s, uint32_t pi, const int32_t *ids, size_t count, size_t row_len,
+                            int8_t *dst) {
+    ie_param *p = &s->params[pi];
+    int sh;
+    view_shift(s, pi, &sh);
+    ie_rounder r = ie_session_rounder(s, ie_param_stream(pi, R_VIEW));
+    for (size_t i = 0; i < count; i++) {
+        size_t base = (size_t)ids[i] * row_len; /* a row's draws count from its place in the table */
+        for (size_t j = 0; j < row_len; j++)
+            dst[i * row_len + j] =
+                (int8_t)ie_clamp64(ie_shift_round(p->w[base + j], sh, ie_draw(r, (uint32_t)(base + j))), 127);
+    }
+}
+
+static void gather_rows(const int32_t *table, const uint32_t *rows, size_t n_rows, size_t row_len, int32_t *out) {
+    for (size_t i = 0; i < n_rows; i++) memcpy(out + i * row_len, table + (size_t)rows[i] * row_len, 4 * row_len);
+}
+
+static void scatter_rows(const int32_t *in, const uint32_t *rows, size_t n_rows, size_t row_len, int32_t *table) {
+    for (size_t i = 0; i < n_rows; i++) memcpy(table + (size_t)rows[i] * row_len, in + i * row_len, 4 * row_len);
+}
+
+/* Moves a whole table from exponent *e to e_new >= *e (its rows outgrew it). */
+static void rescale(ie_session *s, uint32_t pi, int32_t *a, size_t n, int32_t *e, int32_t e_new, uint32_t slot) {
+    if (e_new == *e) return;
+    ie_shift_s32_s32(a, n, e_new - *e, 30, ie_session_rounder(s, ie_param_stream(pi, slot)), a);
+    *e = e_new;
+}
+
+void ie_optim_step_rows(ie_session *s, uint32_t pi, const uint32_t *rows, size_t n_rows, size_t row_len,
+                        const int64_t *grad, int32_t grad_e, int32_t *scratch) {
+    ie_param *p = &s->params[pi];
+    const ie_session_config *c = &s->cfg;
+    size_t n = n_rows * row_len;
+    int32_t *g = scratch, *w = scratch + n, *mom = scratch + 2 * n;
+    gather_rows(p->w, rows, n_rows, row_len, w);
+    int sh = ie_requant_shift(ie_absmax_s64(grad, n), 29);
+    uint64_t gmax = 0, wmax = ie_absmax_s32(w, n), vmax;
+    ie_shift_s64_s32(grad, n, sh, 29, ie_session_rounder(s, ie_param_stream(pi, R_GRAD)), g);
+    gmax = ie_absmax_s32(g, n);
+    int32_t ge = grad_e + sh;
+    if (c->weight_decay.m)
+        ge = ie_axpby_s32_split(NULL, g, n, ONE, g, ge, gmax, c->weight_decay, w, p->we, wmax,
+                                ie_session_rounder(s, ie_param_stream(pi, R_DECAY)), &gmax);
+    const int32_t *v = g;
+    int32_t ve = ge;
+    vmax = gmax;
+    if (c->momentum.m) {
+        gather_rows(p->mom, rows, n_rows, row_len, mom);
+        /* momentum that is all zero has no exponent to keep */
+        int32_t floor = cached_max(p, IE_KNOWN_MOM, p->mom, &p->mmax) ? p->me : INT32_MIN;
+        int32_t me = ie_axpby_s32_floor(NULL, mom, n, c->momentum, mom, p->me, ie_absmax_s32(mom, n), ONE, g, ge, gmax,
+                                        floor, ie_session_rounder(s, ie_param_stream(pi, R_MOMENTUM)), &vmax);
+        if (floor == INT32_MIN) p->me = me;
+        rescale(s, pi, p->mom, p->numel, &p->me, me, R_RESCALE_MOM);
+        scatter_rows(mom, rows, n_rows, row_len, p->mom);
+        v = mom;
+        ve = me;
+    }
+    ie_dyadic neg_lr = {-c->lr.m, c->lr.e};
+    int32_t we = ie_axpby_s32_floor(NULL, w, n, ONE, w, p->we, wmax, neg_lr, v, ve, vmax, p->we,
+                                    ie_session_rounder(s, ie_param_stream(pi, R_UPDATE)), NULL);
+    rescale(s, pi, p->w, p->numel, &p->we, we, R_RESCALE_W);
+    scatter_rows(w, rows, n_rows, row_len, p->w);
+    p->known = 0; /* the rows written may have held the table's maxima */
 }

@@ -227,38 +227,69 @@ static void load_input_u8(ie_session *s, uint32_t n, const uint8_t *x) {
     in->e = s->cfg.input_scale_e - 8 + sh;
 }
 
-/* Maps the input batch (float32 bits) to int8 with one exponent. */
-static ie_status load_input(ie_session *s, uint32_t n, const void *xv) {
-    if (s->cfg.input_format == IE_INPUT_U8) {
-        load_input_u8(s, n, xv);
-        return IE_OK;
-    }
-    const uint32_t *x = xv;
-    ie_value *in = &s->values[s->model->input];
-    size_t total = (size_t)n * s->model->tensors[s->model->input].numel;
+/* Maps a float input batch (float32 bits) to int8 with one exponent. */
+static ie_status load_input_f32(ie_session *s, uint32_t t, uint32_t stream, uint32_t n, const uint32_t *x) {
+    ie_value *in = &s->values[t];
+    uint32_t numel = s->model->tensors[t].numel;
+    size_t total = (size_t)n * numel;
     if (ie_f32_common_exponent(x, total, 7, &in->e) != IE_OK) {
         for (size_t i = 0; i < total; i++)
             if (!ie_f32_bits_is_finite(x[i])) {
-                ie_set_err(s->errmsg, "input of sample %lu holds NaN or Inf", (unsigned long)(i / s->model->tensors[s->model->input].numel));
+                ie_set_err(s->errmsg, "input '%s' of sample %lu holds NaN or Inf", s->model->tensors[t].name,
+                           (unsigned long)(i / numel));
                 break;
             }
         return IE_ERR_VALUE;
     }
-    ie_rounder r = ie_session_rounder(s, IE_STREAM_INPUT);
-    ie_f32_to_s8(x, total, in->e, r, in->q);
+    ie_f32_to_s8(x, total, in->e, ie_session_rounder(s, stream), in->q);
     return IE_OK;
 }
 
-ie_status ie_session_begin(ie_session *s, uint32_t n, const void *x, ie_mode mode) {
+/* Integer inputs are copied as int32, each checked against the tables that read it. */
+static ie_status load_input_ids(ie_session *s, uint32_t t, uint32_t n, const int32_t *x) {
+    const ie_tensor_desc *td = &s->model->tensors[t];
+    size_t total = (size_t)n * td->numel;
+    if (td->ids_limit != IE_NONE)
+        for (size_t i = 0; i < total; i++)
+            if (x[i] < 0 || (uint32_t)x[i] >= td->ids_limit) {
+                ie_set_err(s->errmsg, "input '%s' of sample %lu holds %" PRId32 "; its table has rows 0..%" PRIu32, td->name,
+                           (unsigned long)(i / td->numel), x[i], td->ids_limit - 1);
+                return IE_ERR_VALUE;
+            }
+    memcpy(s->values[t].q, x, sizeof(int32_t) * total);
+    s->values[t].e = 0;
+    return IE_OK;
+}
+
+static ie_status load_inputs(ie_session *s, uint32_t n, const void *const *inputs) {
+    for (uint32_t i = 0; i < s->model->n_inputs; i++) {
+        uint32_t t = ie_model_input_tensor(s->model, i);
+        ie_status st = IE_OK;
+        if (!inputs[i]) {
+            ie_set_err(s->errmsg, "input '%s' is NULL", s->model->tensors[t].name);
+            return IE_ERR_ARG;
+        }
+        if (s->model->tensors[t].ids)
+            st = load_input_ids(s, t, n, inputs[i]);
+        else if (i == 0 && s->cfg.input_format == IE_INPUT_U8)
+            load_input_u8(s, n, inputs[i]);
+        else
+            st = load_input_f32(s, t, i == 0 ? IE_STREAM_INPUT : IE_STREAM_INPUTS + i, n, inputs[i]);
+        if (st != IE_OK) return st;
+    }
+    return IE_OK;
+}
+
+ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs, ie_mode mode) {
     if (!s) return IE_ERR_ARG;
-    if (!x) return bad(s, IE_ERR_ARG, "input batch is NULL");
+    if (!inputs) return bad(s, IE_ERR_ARG, "input batch is NULL");
     if (n == 0 || n > s->cfg.batch_size) {
         ie_set_err(s->errmsg, "batch of %" PRIu32 " samples; the session takes 1..%" PRIu32, n, s->cfg.batch_size);
         return IE_ERR_ARG;
     }
     s->n = n;
     s->mode = mode;
-    ie_status st = load_input(s, n, x);
+    ie_status st = load_inputs(s, n, inputs);
     if (st != IE_OK) return st;
     for (uint32_t i = 0; i < s->model->n_nodes; i++) ie_op_lookup(s->model->nodes[i].op)->forward(s, i);
     return IE_OK;
@@ -301,11 +332,19 @@ static void backward_node(ie_session *s, uint32_t i) {
     }
 }
 
-ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
-                          const uint32_t *targets, ie_step_stats *stats) {
+/* The single-input calls hand their x to the *_inputs calls; x of a model with several inputs
+ * would be read as the first only, so they refuse. */
+static const void *const *single_input(ie_session *s, const void *const *x) {
+    if (s->model->n_inputs == 1) return x;
+    ie_set_err(s->errmsg, "the model has %" PRIu32 " inputs: pass each one (ie_session_step_inputs)", s->model->n_inputs);
+    return NULL;
+}
+
+ie_status ie_session_step_inputs(ie_session *s, uint32_t n, const void *const *inputs, const int32_t *labels,
+                                 const uint32_t *targets, ie_step_stats *stats) {
     if (!s) return IE_ERR_ARG;
     ie_status st = check_targets(s, labels, targets);
-    if (st == IE_OK) st = ie_session_begin(s, n, x, IE_MODE_TRAIN);
+    if (st == IE_OK) st = ie_session_begin(s, n, inputs, IE_MODE_TRAIN);
     if (st != IE_OK) return st;
     ie_step_stats local;
     ie_value *out = &s->values[s->model->output];
@@ -313,6 +352,13 @@ ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_
     if (st != IE_OK) return st;
     ie_session_backward(s);
     return IE_OK;
+}
+
+ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
+                          const uint32_t *targets, ie_step_stats *stats) {
+    if (!s) return IE_ERR_ARG;
+    const void *const *in = single_input(s, &x);
+    return in ? ie_session_step_inputs(s, n, in, labels, targets, stats) : IE_ERR_ARG;
 }
 
 void ie_session_backward(ie_session *s) {
@@ -325,7 +371,8 @@ void ie_session_backward(ie_session *s) {
 ie_status ie_session_forward(ie_session *s, uint32_t n, const void *x, int8_t *out_q, int16_t *out_e) {
     if (!s) return IE_ERR_ARG;
     if (!out_q || !out_e) return bad(s, IE_ERR_ARG, "output pointers are NULL");
-    ie_status st = ie_session_begin(s, n, x, IE_MODE_EVAL);
+    const void *const *in = single_input(s, &x);
+    ie_status st = in ? ie_session_begin(s, n, in, IE_MODE_EVAL) : IE_ERR_ARG;
     if (st != IE_OK) return st;
     const ie_value *o = &s->values[s->model->output];
     memcpy(out_q, o->q, (size_t)n * s->model->tensors[s->model->output].numel);
@@ -333,10 +380,10 @@ ie_status ie_session_forward(ie_session *s, uint32_t n, const void *x, int8_t *o
     return IE_OK;
 }
 
-ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const void *x, uint32_t *out) {
+ie_status ie_session_forward_inputs(ie_session *s, uint32_t n, const void *const *inputs, uint32_t *out) {
     if (!s) return IE_ERR_ARG;
     if (!out) return bad(s, IE_ERR_ARG, "output pointer is NULL");
-    ie_status st = ie_session_begin(s, n, x, IE_MODE_EVAL);
+    ie_status st = ie_session_begin(s, n, inputs, IE_MODE_EVAL);
     if (st != IE_OK) return st;
     const ie_value *o = &s->values[s->model->output];
     size_t total = (size_t)n * s->model->tensors[s->model->output].numel;
@@ -344,14 +391,27 @@ ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const void *x, 
     return IE_OK;
 }
 
-ie_status ie_session_evaluate(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
-                              const uint32_t *targets, ie_step_stats *stats) {
+ie_status ie_session_forward_f32_bits(ie_session *s, uint32_t n, const void *x, uint32_t *out) {
+    if (!s) return IE_ERR_ARG;
+    const void *const *in = single_input(s, &x);
+    return in ? ie_session_forward_inputs(s, n, in, out) : IE_ERR_ARG;
+}
+
+ie_status ie_session_evaluate_inputs(ie_session *s, uint32_t n, const void *const *inputs, const int32_t *labels,
+                                     const uint32_t *targets, ie_step_stats *stats) {
     if (!s) return IE_ERR_ARG;
     if (!stats) return bad(s, IE_ERR_ARG, "stats pointer is NULL");
     ie_status st = check_targets(s, labels, targets);
-    if (st == IE_OK) st = ie_session_begin(s, n, x, IE_MODE_EVAL);
+    if (st == IE_OK) st = ie_session_begin(s, n, inputs, IE_MODE_EVAL);
     if (st != IE_OK) return st;
     return ie_loss_forward_backward(s, labels, targets, 0, stats);
+}
+
+ie_status ie_session_evaluate(ie_session *s, uint32_t n, const void *x, const int32_t *labels,
+                              const uint32_t *targets, ie_step_stats *stats) {
+    if (!s) return IE_ERR_ARG;
+    const void *const *in = single_input(s, &x);
+    return in ? ie_session_evaluate_inputs(s, n, in, labels, targets, stats) : IE_ERR_ARG;
 }
 
 static ie_param *param_at(ie_session *s, uint32_t index) {

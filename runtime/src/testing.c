@@ -144,10 +144,11 @@ uint32_t ie_test_fixed_to_f32(int64_t m, int32_t e) { return ie_fixed_to_f32_bit
 
 /* ---- whole sessions: any tensor's data and gradient (sessions created with keep_tensors) ---- */
 
-ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const void *x, const int8_t *dy, int32_t edy) {
+ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const void *const *inputs, const int8_t *dy,
+                                        int32_t edy) {
     if (!s || !dy) return IE_ERR_ARG;
     if (!s->cfg.keep_tensors) return IE_ERR_STATE;
-    ie_status st = ie_session_begin(s, n, x, IE_MODE_TRAIN);
+    ie_status st = ie_session_begin(s, n, inputs, IE_MODE_TRAIN);
     if (st != IE_OK) return st;
     ie_value *out = &s->values[s->model->output];
     if (out->requires_grad) {

@@ -20,12 +20,12 @@ class Harness:
                                keep_tensors=True)
 
     def step(self, x, dy_q, dy_e):
-        """A training step (forward, backward from output gradient dy_q * 2^dy_e, optimizer)."""
-        self.n = len(x)
-        xb = np.ascontiguousarray(x, np.float32).reshape(len(x), -1).view(np.uint32)
+        """A training step (forward, backward from output gradient dy_q * 2^dy_e, optimizer). x is
+        what Session.step takes: an array, or one per graph input (a list or a dict by name)."""
+        n, ptrs, _lab, _tgt, _keep = self.session._inputs(x, None, None)
+        self.n = n
         dy = np.ascontiguousarray(dy_q, np.int8).reshape(-1)
-        status = lib.ie_test_step_from_output_grad(self.session._h, len(x), ffi.from_buffer("uint32_t[]", xb),
-                                                   ffi.from_buffer("int8_t[]", dy), int(dy_e))
+        status = lib.ie_test_step_from_output_grad(self.session._h, n, ptrs, ffi.from_buffer("int8_t[]", dy), int(dy_e))
         if status != lib.IE_OK:
             raise IntedgeError(ffi.string(lib.ie_session_errmsg(self.session._h)).decode() or f"status {status}")
 

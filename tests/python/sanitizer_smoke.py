@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intedge  # noqa: E402
+from intedge import iem  # noqa: E402
 from torch_models import (Activation, DropoutNet, LayoutZoo, LeNet5, MobileNetV2Small, ResidualPools,  # noqa: E402
                           ResNet8, export, export_training)
 
@@ -25,6 +26,14 @@ CASES = [
     ("layout", LayoutZoo, (1, 8, 8), export),
     ("dropout", DropoutNet, (1, 8, 8), export_training),
 ] + [(f"activation-{a}", (lambda a=a: Activation(a)), (1, 8, 8), export) for a in sorted(Activation.FUNCTIONS)]
+
+
+def iem_cases(rng):
+    """Ops the importer does not map yet, as .iem graphs: (name, graph, inputs, labels)."""
+    from test_embedding import T, V, embedding_graph
+
+    ids = rng.integers(0, V, (12, T))
+    yield "embedding", embedding_graph(rng, const_positions=True), ids, rng.integers(0, 4, 12)
 
 
 def main():
@@ -40,6 +49,15 @@ def main():
             state = t.session.save_state()
             t.session.load_state(state)
             t.evaluate(x, y)
+        print(f"ok {name}", flush=True)
+    for name, graph, x, y in iem_cases(rng):
+        model = intedge.Model(iem.serialize(graph))
+        for threads in (1, 2):
+            s = intedge.Session(model, batch_size=8, lr=0.05, momentum=0.9, weight_decay=1e-4, threads=threads)
+            for b in (slice(0, 8), slice(8, 12)):  # a full batch and a partial one
+                s.step(x[b], labels=y[b])
+            s.load_state(s.save_state())
+            s.evaluate(x[:8], labels=y[:8])
         print(f"ok {name}", flush=True)
     print("sanitizer smoke: all op families clean")
 
