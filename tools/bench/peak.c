@@ -49,36 +49,23 @@ __attribute__((target("avx2"))) static double avx2(long iters) {
 #pragma GCC target("arch=armv8.2-a+dotprod") /* the sdot loop; each function runs only if asked */
 #include <arm_neon.h>
 
-static double neon(long iters) {
-    int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(5);
-    int32x4_t acc[16];
-    for (int i = 0; i < 16; i++) acc[i] = vdupq_n_s32(0);
-    double t0 = now();
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++)
-            acc[j] = vpadalq_s16(acc[j], vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b));
-    double t = now() - t0;
-    int sink = 0;
-    for (int j = 0; j < 16; j++) sink += vaddvq_s32(acc[j]);
-    if (sink == 42) puts("");
-    return iters * 16.0 * 16 * 2 / t / 1e9;
-}
-
-static double dotprod(long iters) {
-    int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(5);
-    int32x4_t acc[16];
-    for (int i = 0; i < 16; i++) acc[i] = vdupq_n_s32(0);
-    double t0 = now();
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int j = 0; j < 16; j++) acc[j] = vdotq_s32(acc[j], a, b);
-    double t = now() - t0;
-    int sink = 0;
-    for (int j = 0; j < 16; j++) sink += vaddvq_s32(acc[j]);
-    if (sink == 42) puts("");
-    return iters * 16.0 * 16 * 2 / t / 1e9;
-}
+/* 16 chains of one multiply-accumulate step on int32x4 sums; 16 multiply-adds a step */
+#define ARM_PEAK(name, STEP)                                                   \
+    static double name(long iters) {                                          \
+        int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(5);                        \
+        int32x4_t acc[16];                                                     \
+        for (int i = 0; i < 16; i++) acc[i] = vdupq_n_s32(0);                  \
+        double t0 = now();                                                     \
+        for (long i = 0; i < iters; i++)                                       \
+            _Pragma("GCC unroll 16") for (int j = 0; j < 16; j++) acc[j] = STEP; \
+        double t = now() - t0;                                                 \
+        int sink = 0;                                                          \
+        for (int j = 0; j < 16; j++) sink += vaddvq_s32(acc[j]);               \
+        if (sink == 42) puts("");                                              \
+        return iters * 16.0 * 16 * 2 / t / 1e9;                                \
+    }
+ARM_PEAK(neon, vpadalq_s16(acc[j], vmlal_high_s8(vmull_s8(vget_low_s8(a), vget_low_s8(b)), a, b)))
+ARM_PEAK(dotprod, vdotq_s32(acc[j], a, b))
 #endif
 
 int main(int argc, char **argv) {
