@@ -63,7 +63,7 @@ echo "== cortex-m0: the library builds and imports nothing bare metal lacks (no 
 cmake -S . -B build/cortex-m0 -G Ninja -DCMAKE_TOOLCHAIN_FILE=tools/toolchains/cortex-m0.cmake \
   -DCMAKE_BUILD_TYPE=MinSizeRel -DINTEDGE_BUILD_TESTS=OFF >/dev/null
 cmake --build build/cortex-m0 -j "$jobs"
-cmake -DNM=arm-none-eabi-nm -DSIZE=arm-none-eabi-size -DLIBRARY=build/cortex-m0/libintedge.a \
+cmake -DNM=arm-none-eabi-nm -DSIZE=arm-none-eabi-size -DLIBRARY=build/cortex-m0/libintedge.a -DTARGET=cortex-m0 \
   -P tools/mcu/check_runtime.cmake
 
 echo "== Python tests"

@@ -40,15 +40,24 @@ static void test_never_minus_128(void) {
 }
 
 static void test_shift_round_unbiased(void) {
-    /* mean of SR(x / 2^s) over many draws converges to x / 2^s */
-    int64_t xs[3] = {12345, -98765, 7};
+    /* mean of SR(x / 2^s) over many draws converges to x / 2^s; each draw gives the floor or the
+     * floor + 1. Every fraction is far from 0 and 1/2 (s = 40: -18.618..., with low bits set), so
+     * truncation, flooring or rounding to nearest would miss the mean by 0.1 or more. */
+    int64_t xs[3] = {12345, -0x129e3779bdedLL, 7};
     int ss[3] = {5, 40, 3};
     for (int c = 0; c < 3; c++) {
         double sum = 0;
         const int n = 200000;
+        int64_t lo = ie_asr64(xs[c], ss[c]);
+        int in_range = 1;
         ie_rounder r = {ie_stream_key(99, (uint32_t)c, 0), 0};
-        for (int i = 0; i < n; i++) sum += (double)ie_shift_round(xs[c], ss[c], ie_draw(r, (uint32_t)i));
+        for (int i = 0; i < n; i++) {
+            int64_t v = ie_shift_round(xs[c], ss[c], ie_draw(r, (uint32_t)i));
+            in_range &= v == lo || v == lo + 1;
+            sum += (double)v;
+        }
         double mean = sum / n, want = (double)xs[c] / (double)((int64_t)1 << ss[c]);
+        CHECK(in_range);
         CHECK(mean - want < 0.01 && want - mean < 0.01);
     }
     /* nearest mode: half rounds up, deterministic */

@@ -36,6 +36,17 @@ static ie_session_config config(uint64_t seed) {
     return c;
 }
 
+/* Parameter p's master mantissas, then its exponent, in a malloc'd array of numel + 1. */
+static int32_t *param_copy(ie_model *m, ie_session *s, uint32_t p) {
+    ie_param_info info;
+    ie_model_param_info(m, p, &info);
+    int32_t *w = malloc(4 * ((size_t)info.numel + 1));
+    int16_t e = 0;
+    CHECK(ie_session_get_param(s, p, w, &e) == IE_OK);
+    w[info.numel] = e;
+    return w;
+}
+
 /* Trains `steps` steps; writes a checksum of all master weights; returns the last stats. */
 static ie_step_stats train(ie_model *m, uint64_t seed, int steps, uint32_t *digest, void *arena, size_t arena_size,
                            uint32_t threads) {
@@ -57,11 +68,9 @@ static ie_step_stats train(ie_model *m, uint64_t seed, int steps, uint32_t *dige
     for (uint32_t p = 0; p < ie_model_param_count(m); p++) {
         ie_param_info info;
         ie_model_param_info(m, p, &info);
-        int32_t *w = malloc(4 * info.numel);
-        int16_t e;
-        ie_session_get_param(s, p, w, &e);
+        int32_t *w = param_copy(m, s, p);
         for (uint32_t i = 0; i < info.numel; i++) h = (h ^ (uint32_t)w[i]) * 16777619u;
-        h = (h ^ (uint32_t)(uint16_t)e) * 16777619u;
+        h = (h ^ (uint32_t)(uint16_t)w[info.numel]) * 16777619u;
         free(w);
     }
     *digest = h;
@@ -130,12 +139,30 @@ int main(void) {
     CHECK(ie_session_create(m, &c, arena, need / 2, &s) == IE_ERR_NOMEM && strstr(ie_model_errmsg(m), "too small"));
     free(arena);
 
-    /* a frozen first layer needs a smaller arena and keeps its weights */
+    /* a frozen first layer needs a smaller arena and keeps its weights to the byte (weight decay
+     * and momentum are on), while the head trains */
     uint8_t flags[4] = {0, 0, 1, 1};
     size_t head_only = 0;
     c.trainable = flags;
     CHECK(ie_session_arena_size(m, &c, &head_only) == IE_OK && head_only < need);
     printf("arena: full %lu bytes, head only %lu bytes\n", (unsigned long)need, (unsigned long)head_only);
+    CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_OK);
+    int32_t *before[4];
+    for (uint32_t p = 0; p < 4; p++) before[p] = param_copy(m, s, p);
+    for (int i = 0; i < 30; i++) {
+        make_batch((uint32_t)i, x, y);
+        CHECK(ie_session_step(s, N, x, y, NULL, NULL) == IE_OK);
+    }
+    for (uint32_t p = 0; p < 4; p++) {
+        ie_param_info info;
+        ie_model_param_info(m, p, &info);
+        int32_t *after = param_copy(m, s, p);
+        int same = memcmp(before[p], after, 4 * ((size_t)info.numel + 1)) == 0;
+        CHECK(same == !flags[p]);
+        free(after);
+        free(before[p]);
+    }
+    ie_session_free(s);
 
     /* MSE on the same logits: loss falls */
     c = config(3);

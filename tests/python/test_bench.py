@@ -1,21 +1,48 @@
 """The benchmark tool runs end to end (its numbers are checked by reading docs/benchmarks.md, not
-asserted: timings on a shared machine are noise). ORT's venv is optional here."""
+asserted: timings on a shared machine are noise). ONNX Runtime training needs a venv of its own,
+which neither the tests nor CI build: the ORT comparison is a manual run of tools/bench/bench.py
+(README and docs/benchmarks.md say so), and its test here skips, saying why, when that venv is
+absent."""
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from conftest import ROOT
 
+BENCH = ROOT / "tools" / "bench" / "bench.py"
+ORT_PYTHON = Path("/opt/ortvenv/bin/python")  # bench.py's default --ort-python
+
+
+def run_bench(tmp_path, ort_python):
+    out = tmp_path / "b.json"
+    res = subprocess.run([sys.executable, str(BENCH), "--models", "mlp", "--threads", "1", "--ort-python",
+                          str(ort_python), "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(out.read_text()), res.stdout
+
 
 def test_bench_runs_and_reports_every_field(tmp_path):
-    out = tmp_path / "b.json"
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "bench.py"), "--models", "mlp", "--threads", "1",
-                          "--ort-python", str(tmp_path / "no-ort"), "--json", str(out)],
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stderr[-2000:]
-    data = json.loads(out.read_text())
+    """intedge against PyTorch, with ORT left out on purpose (a path with no venv)."""
+    data, stdout = run_bench(tmp_path, tmp_path / "no-ort")
     row = data["models"]["mlp/t1"]
-    assert row["intedge"]["ms"] > 0 and row["torch"]["ms"] > 0 and row["intedge"]["rss_mb"] > 0
-    assert row["intedge"]["arena_mb"] > 0 and row["ort"] == {"error": "no ORT venv"}
-    assert data["gemm"]["int8_peak_gops"] > 0 and all(v > 0 for v in data["gemm"]["gops"].values())
-    assert "int8 GEMM" in res.stdout
+    ie, to = row["intedge"], row["torch"]
+    assert ie["ms"] > 0 and to["ms"] > 0 and ie["rss_mb"] > 0 and to["rss_mb"] > 0
+    assert ie["train_mb"] == pytest.approx(ie["arena_mb"] + ie["model_mb"]) and ie["arena_mb"] > 0
+    # MLP 784-256-10: 203,530 float32 parameters, as many gradients and momentum values
+    assert to["params_mb"] == to["grads_mb"] == to["optimizer_mb"] == pytest.approx(203530 * 4 / 2**20)
+    assert to["saved_mb"] > 0 and to["train_mb"] == pytest.approx(3 * to["params_mb"] + to["saved_mb"])
+    assert row["ort"]["error"].startswith("no ORT venv")
+    g = data["gemm"]
+    assert all(v > 0 for v in g["gops"].values())
+    assert (g["int8_peak_gops"] or 0) > 0 or "no peak loop" in g["int8_peak_skipped"]
+    assert "int8 GEMM" in stdout and "train MB" in stdout
+
+
+@pytest.mark.skipif(not ORT_PYTHON.exists(), reason=f"no ONNX Runtime training venv at {ORT_PYTHON}: the ORT "
+                    "comparison runs by hand (tools/bench/bench.py's docstring says how to build the venv)")
+def test_bench_compares_with_ort_training(tmp_path):
+    row = run_bench(tmp_path, ORT_PYTHON)[0]["models"]["mlp/t1"]["ort"]
+    assert row.get("ms", 0) > 0 and row["optimizer"].startswith("AdamW"), row

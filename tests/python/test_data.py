@@ -124,12 +124,41 @@ def test_uint8_input_mapping_matches_float_normalization():
     assert np.abs(a - b).max() < 0.1 * np.abs(b).max()
 
 
+def random_images(n, c=2, h=8, w=8):
+    """uint8 images of nonzero pixels (zero marks padding) that no mirror or shift leaves as
+    they were."""
+    return np.random.default_rng(7).integers(1, 256, (n, c, h, w)).astype(np.uint8)
+
+
 def test_augmentation_is_seeded_and_shape_preserving():
-    x = np.arange(2 * 1 * 8 * 8, dtype=np.uint8).reshape(2, 1, 8, 8)
+    x = random_images(16)
     a = augment(x, ("crop", "flip"), np.random.default_rng([1, 2]))
     b = augment(x, ("crop", "flip"), np.random.default_rng([1, 2]))
     np.testing.assert_array_equal(a, b)
-    assert a.shape == x.shape
-    flipped = augment(x, ("flip",), np.random.default_rng(0))
-    for i in range(2):
-        assert np.array_equal(flipped[i], x[i]) or np.array_equal(flipped[i], x[i, :, :, ::-1])
+    assert a.shape == x.shape and a.dtype == np.uint8
+    assert not np.array_equal(a, augment(x, ("crop", "flip"), np.random.default_rng([1, 3])))
+
+
+def test_flip_mirrors_about_half_the_samples():
+    x = random_images(400)
+    out = augment(x, ("flip",), np.random.default_rng(0))
+    mirrored = np.array([np.array_equal(o, s[:, :, ::-1]) for o, s in zip(out, x)])
+    kept = np.array([np.array_equal(o, s) for o, s in zip(out, x)])
+    assert np.all(mirrored ^ kept)  # each sample is itself or exactly its mirror
+    assert 160 <= mirrored.sum() <= 240, mirrored.sum()  # Binomial(400, 1/2): 200 +- 10 sd
+
+
+def test_crop_shifts_content_by_the_drawn_offsets():
+    """Crop pads by H/8 (2 here) with zeros and cuts the H x W window at offsets (dy, dx) drawn
+    uniformly in [0, 2 pad]: the sample moves by (pad - dy, pad - dx), zeros where it left."""
+    n, h, w, pad = 300, 16, 16, 2
+    x = random_images(n, c=1, h=h, w=w)
+    out = augment(x, ("crop",), np.random.default_rng(5))
+    replica = np.random.default_rng(5)  # the same draws, in the same order
+    dy, dx = replica.integers(0, 2 * pad + 1, n), replica.integers(0, 2 * pad + 1, n)
+    padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    for i in range(n):
+        windows = [(oy, ox) for oy in range(2 * pad + 1) for ox in range(2 * pad + 1)
+                   if np.array_equal(out[i], padded[i, :, oy:oy + h, ox:ox + w])]
+        assert windows == [(dy[i], dx[i])], (i, windows)
+    assert len(set(zip(dy, dx))) == (2 * pad + 1) ** 2  # every offset occurs

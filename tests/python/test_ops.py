@@ -171,6 +171,15 @@ def test_softmax_gradient_unbiased(rng):
     assert_unbiased(np.mean([r[1] * 2.0**r[2] for r in runs], axis=0), ref, 2.0 ** runs[0][2], 400, slack=2e-6)
 
 
+def test_softmax_loss_saturates_on_huge_logits():
+    """Logits at exponent 60 put every nonzero gap past 2^-62: a wrong label costs 62 ln 2 nats
+    (the cap), a label tied with one other maximum ln 2, and nothing overflows."""
+    z = np.array([[100, -3, 5], [7, 9, 9]], np.int8)
+    st, g, ge, loss, correct = softmax_ce(z, 60, [1, 1])
+    assert st == lib.IE_OK and correct == 1
+    assert loss == pytest.approx(63 * np.log(2), abs=1e-4)
+
+
 def test_softmax_rejects_bad_label(rng):
     st, *_ = softmax_ce(rand_q8(rng, 2, 3), 0, [0, 3])
     assert st == lib.IE_ERR_VALUE

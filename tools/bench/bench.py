@@ -4,11 +4,16 @@ run on one machine. Each framework runs in its own process (so peak RSS is its o
     python tools/bench/bench.py                      # all models, 1 and 2 threads
     python tools/bench/bench.py --models lenet --threads 1 --json out.json
 
+Memory, two ways: the training state (intedge: the session's arena plus the decoded model;
+PyTorch: parameters and buffers, gradients, optimizer state and the activations autograd saves
+for backward, measured on a step), and each process's peak RSS.
+
 ORT training needs its own venv (it conflicts with the onnxruntime inference package; its
-training module imports torch):
+training module imports torch), so it runs only by hand, never in the tests:
     python3 -m venv /opt/ortvenv && /opt/ortvenv/bin/pip install onnxruntime-training==1.19.2 onnx==1.16.2 \
         "numpy<2" torch==2.13.0
-and --ort-python /opt/ortvenv/bin/python (the default; skipped with a note if absent)."""
+and --ort-python /opt/ortvenv/bin/python (the default; skipped with a note if absent). ORT's
+step uses AdamW: its training artifacts offer AdamW and no plain SGD."""
 import argparse
 import json
 import os
@@ -26,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 MODELS = {"mlp": (1, 28, 28), "lenet": (1, 28, 28), "resnet8": (3, 32, 32), "mobilenetv2": (3, 32, 32)}
 BATCH = 32
+NO_ORT = "no ORT venv (see --ort-python)"
 
 
 def torch_model(name):
@@ -60,7 +66,36 @@ def work_intedge(model_path, shape, threads):
     y = np.random.default_rng(1).integers(0, 10, BATCH).astype(np.int32)
     xb = t.prepare(x, y, "x")[0]
     ms = median_ms(lambda: t.session.step(xb, labels=y))
-    return {"ms": ms, "kernels": t.session.kernels, "arena_mb": t.runtime_model.arena_size(BATCH) / 2**20}
+    arena, model = t.runtime_model.arena_size(BATCH), t.runtime_model.memory_size()
+    # the .iem the model borrows (float weights and tables; it may sit in flash) is reported apart
+    return {"ms": ms, "kernels": t.session.kernels, "arena_mb": arena / 2**20, "model_mb": model / 2**20,
+            "iem_mb": len(t.model.iem) / 2**20, "train_mb": (arena + model) / 2**20}
+
+
+def torch_training_memory(net, opt, x, y):
+    """What PyTorch holds for a training step, in MB: parameters and buffers, gradients, optimizer
+    state, and the activations autograd saves for backward (the unique storages its
+    saved-tensor hooks see, less the parameters'). Backward's temporaries are not counted."""
+    import torch
+    held = {t.untyped_storage().data_ptr() for t in [*net.parameters(), *net.buffers()]}
+    saved = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in held:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+    opt.zero_grad()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+    loss.backward()
+    opt.step()
+    mb = lambda tensors: sum(t.nbytes for t in tensors) / 2**20  # noqa: E731
+    out = {"params_mb": mb([*net.parameters(), *net.buffers()]), "grads_mb": mb(p.grad for p in net.parameters()),
+           "optimizer_mb": mb(v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)),
+           "saved_mb": sum(saved.values()) / 2**20}
+    out["train_mb"] = sum(out.values())
+    return out
 
 
 def work_torch(name, shape, threads):
@@ -75,7 +110,8 @@ def work_torch(name, shape, threads):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
-    return {"ms": median_ms(step)}
+    ms = median_ms(step)
+    return {"ms": ms, **torch_training_memory(net, opt, x, y)}
 
 
 def work_ort(model_path, shape, threads):
@@ -166,11 +202,20 @@ def gemm_gops(shapes):
     return tier, out
 
 
+PEAK_LOOPS = {"avx2": "avx2", "avx512vnni": "vnni", "neon": "neon", "neon-dot": "dotprod"}  # tier: peak.c loop
+
+
 def int8_peak(tier):
+    """(GOP/s, None) of the tier's own int8 multiply-add on this CPU, one thread; or (None, why)."""
+    loop = PEAK_LOOPS.get(tier)
+    if loop is None:
+        return None, f"no peak loop for the {tier} tier: only SIMD tiers have an int8 peak to hold the GEMM to"
     exe = Path(tempfile.mkdtemp()) / "peak"
     subprocess.run(["cc", "-O2", str(HERE / "peak.c"), "-o", str(exe)], check=True)
-    return float(subprocess.run([str(exe), "avx2" if tier == "avx2" else "vnni"], capture_output=True,
-                                text=True).stdout.strip())
+    res = subprocess.run([str(exe), loop], capture_output=True, text=True)
+    if res.returncode != 0:
+        return None, res.stderr.strip()
+    return float(res.stdout.strip()), None
 
 
 def main():
@@ -197,22 +242,25 @@ def main():
             for t in threads:
                 row = {"intedge": run_worker(sys.executable, "intedge", n, paths[n], t),
                        "torch": run_worker(sys.executable, "torch", n, paths[n], t),
-                       "ort": run_worker(args.ort_python, "ort", n, paths[n], t) if ort_ok else {"error": "no ORT venv"}}
+                       "ort": run_worker(args.ort_python, "ort", n, paths[n], t) if ort_ok else {"error": NO_ORT}}
                 results["models"][f"{n}/t{t}"] = row
     tier, gops = gemm_gops([(256, 256, 256), (32, 256, 784), (32, 784, 256), (256, 784, 32), (16, 784, 150)])
-    results["gemm"] = {"tier": tier, "gops": gops, "int8_peak_gops": int8_peak(tier)}
+    peak, why = int8_peak(tier)
+    results["gemm"] = {"tier": tier, "gops": gops, "int8_peak_gops": peak}
+    if why:
+        results["gemm"]["int8_peak_skipped"] = why
     print(f"{'model/threads':<16} {'intedge ms':>10} {'torch ms':>9} {'ort ms':>8} {'÷torch':>7} {'÷ort':>6} "
-          f"{'peak RSS MB ie/torch/ort':>25} {'ie arena MB':>11}")
+          f"{'train MB ie/torch':>17} {'peak RSS MB ie/torch/ort':>25}")
     for key, r in results["models"].items():
         ie, to, ort_ = r["intedge"], r["torch"], r["ort"]
         f = lambda v: f"{v['ms']:.2f}" if "ms" in v else "-"  # noqa: E731
         ratio = lambda a, b: f"{a['ms'] / b['ms']:.2f}" if "ms" in a and "ms" in b else "-"  # noqa: E731
+        train = "/".join(f"{v['train_mb']:.2f}" if "train_mb" in v else "-" for v in (ie, to))
         rss = "/".join(f"{v['rss_mb']:.0f}" if "rss_mb" in v else "-" for v in (ie, to, ort_))
-        arena = f"{ie['arena_mb']:.2f}" if "arena_mb" in ie else "-"
-        print(f"{key:<16} {f(ie):>10} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} {rss:>25} {arena:>11}")
+        print(f"{key:<16} {f(ie):>10} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} {train:>17} {rss:>25}")
     g = results["gemm"]
     print(f"\nint8 GEMM ({g['tier']}, 1 thread): " + ", ".join(f"{k} {v:.1f} GOP/s" for k, v in g["gops"].items())
-          + f"; measured int8 peak {g['int8_peak_gops']:.0f} GOP/s")
+          + (f"; measured int8 peak {peak:.0f} GOP/s" if peak else f"; int8 peak not measured: {why}"))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -50,11 +50,9 @@ static int64_t scaled_gap_q16(int32_t gap, int32_t e_z) {
     if (gap == 0) return 0;
     int64_t v = (int64_t)gap * LOG2E_Q30; /* exponent e_z - 30; want -16 */
     int sh = 30 - 16 - e_z;
-    if (sh < -40) return INT64_MAX / 4; /* logits so large that every gap dwarfs 2^31 */
-    if (sh < 0) {
-        int64_t lim = (int64_t)62 << 16;
-        return v > (lim >> -sh) ? lim : v << -sh;
-    }
+    int64_t lim = (int64_t)62 << 16; /* 2^-62: every term past it is 0, and the loss stays in range */
+    if (sh < -40) return lim;         /* logits so large that every gap dwarfs 2^31 */
+    if (sh < 0) return v > (lim >> -sh) ? lim : v << -sh;
     return round_shift_nearest(v, sh);
 }
 
