@@ -20,6 +20,11 @@ KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
 (OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_BATCHNORM, OP_ACTIVATION,
  OP_TRANSPOSE, OP_PAD, OP_RESIZE, OP_DROPOUT) = range(1, 15)
 OP_EMBEDDING, OP_CAST = 19, 20
+# the op enum's names (IE_OP_<NAME>), for firmware that registers only its model's ops
+OP_NAMES = {OP_GEMM: "GEMM", OP_RELU: "RELU", OP_RESHAPE: "RESHAPE", OP_CONV: "CONV", OP_MAXPOOL: "MAXPOOL",
+            OP_AVGPOOL: "AVGPOOL", OP_BINARY: "BINARY", OP_CONCAT: "CONCAT", OP_BATCHNORM: "BATCHNORM",
+            OP_ACTIVATION: "ACTIVATION", OP_TRANSPOSE: "TRANSPOSE", OP_PAD: "PAD", OP_RESIZE: "RESIZE",
+            OP_DROPOUT: "DROPOUT", OP_EMBEDDING: "EMBEDDING", OP_CAST: "CAST"}
 BINARY_ADD, BINARY_SUB, BINARY_MUL = range(3)
 # OP_ACTIVATION kinds, as runtime/src/ops/activation.c numbers them
 ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID = range(5)
@@ -104,3 +109,9 @@ def serialize(g):
                        HEADER_SIZE + TENSOR_SIZE * len(g.tensors)) + bytes(trecs) + bytes(nrecs) + bytes(strings)
     size = 16 + len(body)
     return MAGIC + struct.pack("<HHII", VERSION, HEADER_SIZE, size, zlib.crc32(body)) + body
+
+
+def op_codes(blob):
+    """The op codes the nodes of an .iem buffer (written by serialize) use."""
+    n_nodes, node_table = struct.unpack_from("<I", blob, 20)[0], struct.unpack_from("<I", blob, 36)[0]
+    return {struct.unpack_from("<H", blob, node_table + i * NODE_SIZE)[0] for i in range(n_nodes)}

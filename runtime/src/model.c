@@ -122,7 +122,9 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
             return fail(m, IE_ERR_FORMAT, "node %" PRIu32 ": name out of bounds or not terminated", i);
         if (ie_rd32(r + 116)) return fail(m, IE_ERR_FORMAT, "node '%s': reserved field is not 0", nd->name);
         const ie_op_def *def = ie_op_lookup(nd->op);
-        if (!def) return fail(m, IE_ERR_UNSUPPORTED, "node '%s': unknown op code %u", nd->name, nd->op);
+        if (!def)
+            return fail(m, IE_ERR_UNSUPPORTED, "node '%s': op code %u is unknown or not in this build (a firmware built "
+                        "with IE_OPS_SELECTED keeps the ops its intedge_ops.h lists)", nd->name, nd->op);
         if (nd->n_in < def->min_in || nd->n_in > def->max_in || nd->n_out != def->n_out)
             return fail(m, IE_ERR_FORMAT, "node '%s' (%s): %u inputs and %u outputs do not fit the op", nd->name,
                         def->name, nd->n_in, nd->n_out);

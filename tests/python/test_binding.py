@@ -24,3 +24,18 @@ def test_every_header_function_is_bound():
 
 def test_installed_header_matches_source():
     assert _ffi.header_path().read_text() == (ROOT / "runtime" / "include" / "intedge.h").read_text()
+
+
+def test_the_writer_numbers_ops_as_the_runtime_does():
+    """python/intedge/iem.py writes op codes and names that runtime/src/internal.h's enum and the
+    op table (ops/registry.c) define: a drift would write models the runtime misreads."""
+    from intedge import iem
+
+    enum = {name: int(code) for name, code in
+            re.findall(r"IE_OP_(\w+) = (\d+)", (ROOT / "runtime" / "src" / "internal.h").read_text())}
+    registry = (ROOT / "runtime" / "src" / "ops" / "registry.c").read_text()
+    registered = set(re.findall(r"^\s+\[IE_OP_(\w+)\] =", registry, re.M))
+    assert {v: k for k, v in iem.OP_NAMES.items()} == enum
+    assert registered == set(enum)
+    for code, name in iem.OP_NAMES.items():
+        assert getattr(iem, f"OP_{name}") == code

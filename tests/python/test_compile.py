@@ -36,6 +36,10 @@ def test_defines_are_the_runtimes_figures(tmp_path, mlp_digits):
     assert not (tmp_path / "fw" / "intedge_data.c").exists()  # no --data: the device supplies batches
     ram = d["INTEDGE_ARENA_BYTES"] + d["INTEDGE_MODEL_MEMORY_BYTES"]
     assert f"RAM {ram:,} B" in r.stdout
+    # the op table a firmware builds with: the MLP's Flatten, Gemm and Relu, nothing else
+    ops = dict(re.findall(r"#define IE_OP_USE_(\w+) ([01])", (tmp_path / "fw" / "intedge_ops.h").read_text()))
+    assert {k for k, v in ops.items() if v == "1"} == {"RESHAPE", "GEMM", "RELU"}
+    assert set(ops) == set(intedge.iem.OP_NAMES.values())  # every op listed: registry.c needs each one
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")

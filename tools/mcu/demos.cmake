@@ -32,8 +32,12 @@ function(intedge_demo name)
   cmake_parse_arguments(D "" "MODEL;RAM_BUDGET" "OPTIONS" ${ARGN})
   set(dir ${demo_root}/${name})
   run_python("intedge compile ${name}" -m intedge compile ${D_MODEL} --target ${INTEDGE_DEMO_TARGET} ${D_OPTIONS} -o ${dir})
-  add_executable(demo_${name} ${dir}/intedge_model.c ${dir}/intedge_data.c ${dir}/train_example.c)
+  # built as `intedge compile` output is meant to be: the op table lists the model's ops alone
+  # (intedge_ops.h), so the firmware links no other op
+  add_executable(demo_${name} ${dir}/intedge_model.c ${dir}/intedge_data.c ${dir}/train_example.c
+                 ${CMAKE_CURRENT_SOURCE_DIR}/runtime/src/ops/registry.c)
   target_include_directories(demo_${name} PRIVATE ${dir})
+  target_compile_definitions(demo_${name} PRIVATE IE_OPS_SELECTED)
   target_compile_options(demo_${name} PRIVATE ${INTEDGE_WARNINGS})
   target_compile_definitions(demo_${name} PRIVATE INTEDGE_STATE_FILE="trained_state.ies")
   target_link_libraries(demo_${name} PRIVATE intedge_static)

@@ -95,16 +95,6 @@ static void emb_forward(ie_session *s, uint32_t node) {
     y->e = s->params[pi].e8;
 }
 
-static int ctz64(uint64_t x) { /* x != 0 */
-#if defined(__GNUC__) || defined(__clang__)
-    return __builtin_ctzll(x);
-#else
-    int n = 0;
-    while (!(x & 1)) { x >>= 1; n++; }
-    return n;
-#endif
-}
-
 /* Index of row r in the ascending list rows[0..n). */
 static size_t find_row(const uint32_t *rows, size_t n, uint32_t r) {
     size_t lo = 0, hi = n;
@@ -133,7 +123,8 @@ static void emb_backward(ie_session *s, uint32_t node) {
     }
     size_t used = 0; /* the bitmap, read in order, lists the rows ascending */
     for (size_t w = 0; w < (e.rows + 63) / 64; w++)
-        for (uint64_t bits = mark[w]; bits; bits &= bits - 1) rows[used++] = (uint32_t)(w * 64 + (size_t)ctz64(bits));
+        for (uint32_t b = 0; mark[w] >> b; b++)
+            if (mark[w] >> b & 1) rows[used++] = (uint32_t)(w * 64 + b);
     memset(grad, 0, used * e.d * sizeof(int64_t));
     for (size_t i = 0; i < s->n; i++) {
         const int32_t *ids = ids_of(s, node, &e, i);

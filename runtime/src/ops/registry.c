@@ -2,27 +2,38 @@
  * check, plan, forward and backward, one enum value in internal.h, one line here. */
 #include "../internal.h"
 
+/* A firmware can keep only the ops its model uses, so that the linker drops the rest: built with
+ * IE_OPS_SELECTED, this file reads intedge_ops.h (`intedge compile` writes it: IE_OP_USE_<OP> 1
+ * for each op of the model) and registers those alone; an op left out is never referenced. Other
+ * builds register every op. */
+#ifdef IE_OPS_SELECTED
+#include "intedge_ops.h"
+#define IE_USE(op) IE_OP_USE_##op
+#else
+#define IE_USE(op) 1
+#endif
+
 extern const ie_op_def ie_op_gemm, ie_op_relu, ie_op_reshape, ie_op_conv, ie_op_maxpool, ie_op_avgpool, ie_op_binary,
     ie_op_concat, ie_op_batchnorm, ie_op_activation, ie_op_transpose, ie_op_pad, ie_op_resize, ie_op_dropout,
     ie_op_embedding, ie_op_cast;
 
 static const ie_op_def *const registry[IE_OP_COUNT] = {
-    [IE_OP_GEMM] = &ie_op_gemm,
-    [IE_OP_RELU] = &ie_op_relu,
-    [IE_OP_RESHAPE] = &ie_op_reshape,
-    [IE_OP_CONV] = &ie_op_conv,
-    [IE_OP_MAXPOOL] = &ie_op_maxpool,
-    [IE_OP_AVGPOOL] = &ie_op_avgpool,
-    [IE_OP_BINARY] = &ie_op_binary,
-    [IE_OP_CONCAT] = &ie_op_concat,
-    [IE_OP_BATCHNORM] = &ie_op_batchnorm,
-    [IE_OP_ACTIVATION] = &ie_op_activation,
-    [IE_OP_TRANSPOSE] = &ie_op_transpose,
-    [IE_OP_PAD] = &ie_op_pad,
-    [IE_OP_RESIZE] = &ie_op_resize,
-    [IE_OP_DROPOUT] = &ie_op_dropout,
-    [IE_OP_EMBEDDING] = &ie_op_embedding,
-    [IE_OP_CAST] = &ie_op_cast,
+    [IE_OP_GEMM] = IE_USE(GEMM) ? &ie_op_gemm : NULL,
+    [IE_OP_RELU] = IE_USE(RELU) ? &ie_op_relu : NULL,
+    [IE_OP_RESHAPE] = IE_USE(RESHAPE) ? &ie_op_reshape : NULL,
+    [IE_OP_CONV] = IE_USE(CONV) ? &ie_op_conv : NULL,
+    [IE_OP_MAXPOOL] = IE_USE(MAXPOOL) ? &ie_op_maxpool : NULL,
+    [IE_OP_AVGPOOL] = IE_USE(AVGPOOL) ? &ie_op_avgpool : NULL,
+    [IE_OP_BINARY] = IE_USE(BINARY) ? &ie_op_binary : NULL,
+    [IE_OP_CONCAT] = IE_USE(CONCAT) ? &ie_op_concat : NULL,
+    [IE_OP_BATCHNORM] = IE_USE(BATCHNORM) ? &ie_op_batchnorm : NULL,
+    [IE_OP_ACTIVATION] = IE_USE(ACTIVATION) ? &ie_op_activation : NULL,
+    [IE_OP_TRANSPOSE] = IE_USE(TRANSPOSE) ? &ie_op_transpose : NULL,
+    [IE_OP_PAD] = IE_USE(PAD) ? &ie_op_pad : NULL,
+    [IE_OP_RESIZE] = IE_USE(RESIZE) ? &ie_op_resize : NULL,
+    [IE_OP_DROPOUT] = IE_USE(DROPOUT) ? &ie_op_dropout : NULL,
+    [IE_OP_EMBEDDING] = IE_USE(EMBEDDING) ? &ie_op_embedding : NULL,
+    [IE_OP_CAST] = IE_USE(CAST) ? &ie_op_cast : NULL,
 };
 
 const ie_op_def *ie_op_lookup(uint32_t op) { return op < IE_OP_COUNT ? registry[op] : NULL; }
