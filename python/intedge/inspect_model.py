@@ -5,7 +5,7 @@ import numpy as np
 from onnx import numpy_helper
 
 from .errors import IntedgeError
-from .onnx_import import _Importer, load_onnx
+from .onnx_import import Walker, load_onnx
 
 
 def parameter_owners(onnx_model):
@@ -44,9 +44,9 @@ def inspect(path, batch_size=32, trainable=None):
     from .runtime import Model
 
     model = load_onnx(path)
-    imp = _Importer(model, str(path))
+    walker = Walker(model, str(path))
     try:
-        imported = imp.run()
+        imported = walker.run()
     except IntedgeError:
         imported = None
     inits = {t.name: t for t in model.graph.initializer}
@@ -58,12 +58,12 @@ def inspect(path, batch_size=32, trainable=None):
         params = [i for i in n.input if i in inits and np.issubdtype(numpy_helper.to_array(inits[i]).dtype, np.floating)
                   and (imported is None or i in imported.param_names)]
         count = int(sum(int(np.prod(inits[i].dims)) for i in params))
-        shape = imp.shapes.get(imp.name(n.output[0])) if n.output else None
+        shape = walker.shapes.get(walker.name(n.output[0])) if n.output else None
         trainable_state = "-" if not params else ("yes" if (not trains or any(trains.get(p) for p in params)) else "no")
         rows.append({"node": name, "op": n.op_type, "output": list(shape) if shape else None, "params": count,
-                     "trainable": trainable_state, "supported": name not in imp.problem_nodes,
-                     "why": imp.problem_nodes.get(name, "")})
-    info = {"rows": rows, "problems": imp.problems, "arena": None, "arena_full": None}
+                     "trainable": trainable_state, "supported": name not in walker.problem_nodes,
+                     "why": walker.problem_nodes.get(name, "")})
+    info = {"rows": rows, "problems": walker.problems, "arena": None, "arena_full": None}
     if imported is not None:
         m = Model(imported.iem)
         info["arena_full"] = m.arena_size(batch_size)

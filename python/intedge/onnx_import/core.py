@@ -1,0 +1,246 @@
+"""The graph walker: reads an ONNX graph once, in node order, hands each node to the handler its
+op family registered, and collects every problem before refusing, so that a user sees all the
+nodes the runtime cannot train at once."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .. import iem
+from ..errors import IntedgeError
+from . import folding
+from .registry import FUSIONS, HANDLERS, SUPPORTED
+
+
+@dataclass
+class ImportedModel:
+    """An ONNX model translated for the runtime, with what export needs to write it back."""
+    onnx_model: onnx.ModelProto
+    iem: bytes
+    input_name: str
+    input_shape: tuple  # per sample, e.g. (1, 8, 8)
+    output_name: str
+    output_size: int
+    param_names: list = field(default_factory=list)
+    source: str = "<memory>"
+
+    @property
+    def input_size(self):
+        return int(np.prod(self.input_shape))
+
+
+def load_onnx(path):
+    """Reads an ONNX file; a missing or non-ONNX file is an IntedgeError."""
+    p = Path(path)
+    if not p.exists():
+        raise IntedgeError(f"{path}: no such file; pass the path of an .onnx model")
+    if p.is_dir():
+        raise IntedgeError(f"{path} is a directory; pass the path of an .onnx model")
+    try:
+        model = onnx.load_model(str(p))
+    except Exception as exc:  # protobuf raises several types for garbage input
+        raise IntedgeError(f"{path} is not a valid ONNX model ({type(exc).__name__}); "
+                           "export it with torch.onnx.export or onnx.save") from None
+    if not model.graph.node:
+        raise IntedgeError(f"{path} is not a valid ONNX model: its graph has no nodes")
+    return model
+
+
+def import_onnx(model_or_path):
+    """Translates an ONNX model (a path or a ModelProto) for the runtime.
+
+    Raises IntedgeError listing every node that cannot be trained (name, op_type, opset)."""
+    if isinstance(model_or_path, onnx.ModelProto):
+        model, source = model_or_path, "<model>"
+    else:
+        model, source = load_onnx(model_or_path), str(model_or_path)
+    return Walker(model, source).run()
+
+
+def _dims(value_info):
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
+
+
+class Walker:
+    """Builds the runtime graph from an ONNX graph. Handlers are called as handler(walker, node)
+    and use what this class offers between its "for handlers" markers:
+
+    reading: shapes (value -> per-sample shape of each activation), inits (initializers by
+      name), name, const_value, const_input, consumers;
+    claiming a node's inputs: activation, param, upstream_failed;
+    writing: emit (the usual one runtime node per ONNX node), output, frozen_constant, same_as;
+    refusing: problem; for fusions: absorb.
+
+    Problems do not stop the walk: a refused node's outputs are marked failed, and its consumers
+    fail quietly instead of reporting the same cause again. `inspect` reads shapes, name,
+    problems and problem_nodes after run()."""
+
+    def __init__(self, model, source):
+        self.model = model
+        self.source = source
+        g = model.graph
+        self.inits = {t.name: t for t in g.initializer}
+        self.consts = {}  # value name -> numpy value known at import time (Constant nodes, folding)
+        self.alias = {}  # ONNX value name -> name it stands for (Identity)
+        self._consumers = {}
+        for n in g.node:
+            for i in n.input:
+                self._consumers.setdefault(i, []).append(n)
+        self.problems = []
+        self.problem_nodes = {}  # node name -> reason, for inspect
+        self.failed = set()  # outputs of nodes already reported: their consumers stay quiet
+        self.graph = iem.Graph()
+        self.shapes = {}  # value name -> per-sample shape
+        self.absorbed = set()  # ids of nodes a fusion already emitted
+        self.param_use = {}
+
+    # ---- for handlers: reading ------------------------------------------------------------------
+    def name(self, v):
+        """The value v stands for, through aliases (Identity, a fused Add, ...)."""
+        while v in self.alias:
+            v = self.alias[v]
+        return v
+
+    def const_value(self, v):
+        v = self.name(v)
+        if v in self.consts:
+            return self.consts[v]
+        if v in self.inits:
+            return numpy_helper.to_array(self.inits[v])
+        return None
+
+    def const_input(self, n, i, default=None):
+        """Node n's i-th input as a constant, or default when it is absent (None when it is there
+        but not constant)."""
+        if len(n.input) <= i or not n.input[i]:
+            return default
+        return self.const_value(n.input[i])
+
+    def consumers(self, v):
+        """The nodes that read value v."""
+        return self._consumers.get(v, [])
+
+    # ---- for handlers: claiming a node's inputs --------------------------------------------------
+    def upstream_failed(self, node, names):
+        """True if one of names comes from a refused node; node's outputs then fail too."""
+        if any(v in self.failed for v in names):
+            self.failed.update(node.output)
+            return True
+        return False
+
+    def activation(self, node, v):
+        """v as an activation input of node (its resolved name), or None when node cannot use it."""
+        v = self.name(v)
+        if self.upstream_failed(node, [v]):
+            return None
+        if v not in self.shapes:
+            self.problem(node, f"input '{v}' is not produced by a supported node")
+            return None
+        return v
+
+    def param(self, node, v, shape=None, state=False):
+        """Registers initializer v as a parameter (state: updated by its op, never trained)."""
+        # an Identity of an initializer is an exporter's deduplication of equal values (e.g. two
+        # zero biases): it becomes a parameter of its own, and export writes it back by name
+        src = self.name(v)
+        if src not in self.inits and src not in self.consts:
+            self.problem(node, f"input '{v}' must be an initializer (a weight stored in the model)")
+            return None
+        if v in self.param_use:
+            self.problem(node, f"weight '{v}' is shared with node '{self.param_use[v]}'; shared weights are not supported")
+            return None
+        self.param_use[v] = node.name
+        # exporters store weights as initializers, or (folded ones) as Constant nodes
+        arr = numpy_helper.to_array(self.inits[src]) if src in self.inits else np.asarray(self.consts[src])
+        if not np.issubdtype(arr.dtype, np.floating):
+            self.problem(node, f"weight '{v}' has dtype {arr.dtype}; only float weights train")
+            return None
+        arr = arr.astype(np.float32)
+        self.graph.add_tensor(v, iem.KIND_PARAM, shape or arr.shape, arr, state)
+        return v
+
+    # ---- for handlers: writing -----------------------------------------------------------------
+    def output(self, v, shape):
+        """Declares activation v with its per-sample shape."""
+        self.shapes[v] = tuple(int(d) for d in shape)
+        self.graph.add_tensor(v, iem.KIND_ACTIVATION, self.shapes[v])
+        return v
+
+    def emit(self, node, op, inputs, shape, attrs=(), name=None, out=None):
+        """Adds runtime op `op` for node, reading inputs and writing its first output (or `out`,
+        for a piece of a node, under `name`) with the per-sample shape."""
+        out = self.output(out or node.output[0], shape)
+        self.graph.add_node(name or node.name or node.output[0], op, inputs, [out], attrs)
+        return out
+
+    def frozen_constant(self, v, array):
+        """A constant operand as a parameter its op never trains."""
+        self.graph.add_tensor(v, iem.KIND_PARAM, array.shape, array, state=True)
+        return v
+
+    def same_as(self, v, other):
+        """v is another name for other: no runtime node (Identity, a Dropout that drops nothing)."""
+        self.alias[v] = self.name(other)
+
+    # ---- for handlers: refusing ----------------------------------------------------------------
+    def problem(self, node, reason):
+        self.problems.append(f"node '{node.name or '(unnamed)'}' ({node.op_type}): {reason}")
+        self.problem_nodes[node.name or node.output[0]] = reason
+        self.failed.update(node.output)
+
+    def absorb(self, node):
+        """A fusion took node into the pattern it emitted: the walk skips it."""
+        self.absorbed.add(id(node))
+
+    # ---- the whole graph -----------------------------------------------------------------------
+    def run(self):
+        g = self.model.graph
+        data_inputs = [i for i in g.input if i.name not in self.inits]
+        if len(data_inputs) != 1:
+            raise IntedgeError(f"{self.source}: the graph has {len(data_inputs)} data inputs; intedge trains "
+                               "models with exactly one")
+        inp = data_inputs[0]
+        dims = _dims(inp)
+        if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
+            raise IntedgeError(f"{self.source}: input '{inp.name}' has shape {dims}; it must be [batch, ...] with "
+                               "every other dimension fixed")
+        self.graph.input = self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:])
+        self.shapes[inp.name] = tuple(dims[1:])
+        unknown = [n for n in g.node if n.op_type not in HANDLERS and n.op_type not in folding.FOLDABLE]
+        for n in unknown:
+            self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
+        if not unknown:
+            for n in g.node:
+                if id(n) in self.absorbed or folding.fold(self, n):
+                    continue
+                if any(fusion(self, n) for fusion in FUSIONS.get(n.op_type, ())):
+                    continue
+                handler = HANDLERS.get(n.op_type)
+                if handler is None:  # a foldable op on non-constant data
+                    self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) on non-constant inputs is not "
+                                    "supported")
+                else:
+                    handler(self, n)
+        if self.problems:
+            raise IntedgeError(f"{self.source}: intedge cannot train {len(self.problems)} node(s):\n  "
+                               + "\n  ".join(self.problems)
+                               + f"\nSupported operators: {', '.join(SUPPORTED)}, and {folding.SUMMARY}.")
+        if len(g.output) != 1:
+            raise IntedgeError(f"{self.source}: the graph has {len(g.output)} outputs; intedge trains models with one")
+        out = self.name(g.output[0].name)
+        if out not in self.shapes or out == inp.name:
+            raise IntedgeError(f"{self.source}: output '{g.output[0].name}' is not computed by the graph's nodes")
+        self.graph.output = self.graph.index[out]
+        params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
+        return ImportedModel(self.model, iem.serialize(self.graph), inp.name, tuple(dims[1:]), out,
+                             int(np.prod(self.shapes[out])), params, self.source)
+
+    def opset(self, n):
+        domain = n.domain or ""
+        for o in self.model.opset_import:
+            if (o.domain or "") in (domain, "ai.onnx" if domain == "" else domain):
+                return o.version
+        return "?"

@@ -1,0 +1,57 @@
+"""Constant folding of the exporters' shape arithmetic: `x.view(x.size(0), -1)` exports as
+Shape, Gather, Unsqueeze, Concat and Reshape. Everything but the Reshape computes constants once
+the per-sample shapes are known, so the walker evaluates it here (with onnx's reference
+evaluator) instead of asking the runtime for ops it would only ever run on constants."""
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .nodes import attrs
+
+BATCH = -(1 << 40)  # what a folded Shape reports for the batch dimension
+
+# op types that could only ever compute constants here (statically, before shapes are known)
+FOLDABLE = ("Constant", "Shape", "Gather", "Cast", "CastLike", "Slice", "Range", "ConstantOfShape", "Div", "Floor",
+            "Ceil", "Equal", "Where", "Expand")
+# how the refusal message's list of supported operators ends
+SUMMARY = "constant shape arithmetic (Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded"
+
+
+def constant(n):
+    """The value of a Constant node."""
+    a = n.attribute[0]
+    return numpy_helper.to_array(a.t) if a.name == "value" else np.asarray(onnx.helper.get_attribute_value(a))
+
+
+def fold(w, n):
+    """Evaluates n when all its inputs are constants (Shape: when its input's shape is known),
+    recording its outputs in w.consts. Returns True if n was folded."""
+    if n.op_type == "Constant":
+        w.consts[n.output[0]] = constant(n)
+        return True
+    if n.op_type == "Shape":
+        x = w.name(n.input[0])
+        if x not in w.shapes:
+            return False
+        a = attrs(n)
+        full = np.array([BATCH, *w.shapes[x]], np.int64)
+        w.consts[n.output[0]] = full[a.get("start", 0):a.get("end", len(full))]
+        return True
+    inputs = [w.const_value(i) if i else None for i in n.input]
+    if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):
+        return False
+    from onnx.reference import ReferenceEvaluator
+
+    graph = onnx.helper.make_graph(
+        [n], "fold", [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                      for i, v in zip(n.input, inputs) if i],
+        [onnx.helper.make_value_info(o, onnx.TypeProto()) for o in n.output])
+    model = onnx.helper.make_model(graph, opset_imports=w.model.opset_import)
+    try:
+        outs = ReferenceEvaluator(model).run(None, {i: v for i, v in zip(n.input, inputs) if i})
+    except Exception as exc:
+        w.problem(n, f"constant folding failed ({type(exc).__name__})")
+        return True
+    for o, v in zip(n.output, outs):
+        w.consts[o] = np.asarray(v)
+    return True

@@ -1,0 +1,32 @@
+"""What every op module shares: the tags the registry collects from its handlers, and reading a
+node's attributes. Kept apart from the walker so that op modules never import it."""
+import onnx
+
+
+def handles(*op_types, note=None):
+    """Tags fn(walker, node) as the handler of these ONNX op types. `note` qualifies the op in the
+    refusal message's list of supported operators, e.g. "Pad (zeros)"."""
+    def tag(fn):
+        fn.onnx_ops = [(t, f"{t} ({note})" if note else t) for t in op_types]
+        return fn
+    return tag
+
+
+def fuses(op_type):
+    """Tags fn(walker, node) -> bool as a pattern that starts at an op_type node. The walker tries
+    it before that op's handler; it returns True when it matched and took the node, claiming the
+    pattern's other nodes with walker.absorb."""
+    def tag(fn):
+        fn.fuses = op_type
+        return fn
+    return tag
+
+
+def attrs(node):
+    return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+
+def text(a, name, default):
+    """A string attribute (ONNX stores them as bytes)."""
+    v = a.get(name, default)
+    return v.decode() if isinstance(v, bytes) else v

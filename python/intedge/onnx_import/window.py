@@ -1,0 +1,43 @@
+"""The 2-D sliding-window geometry Conv and the pools share: ONNX's auto_pad and ceil_mode become
+the explicit pads the runtime takes (runtime/src/ops/ops.h: ie_window_check)."""
+from .nodes import text
+
+
+def window(a, in_hw, kernel, ceil_ok):
+    """(strides, dilations, pads [top, left, bottom, right]) of a 2-D Conv or pool node, with
+    auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError."""
+    strides = list(a.get("strides", [1, 1]))
+    dil = list(a.get("dilations", [1, 1]))
+    pads = list(a.get("pads", [0, 0, 0, 0]))
+    auto = text(a, "auto_pad", "NOTSET")
+    if len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
+        raise ValueError("only 2-D windows are supported")
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0, 0, 0, 0]
+        for ax in range(2):
+            out = -(-in_hw[ax] // strides[ax])
+            total = max(0, (out - 1) * strides[ax] + (kernel[ax] - 1) * dil[ax] + 1 - in_hw[ax])
+            small, big = total // 2, total - total // 2
+            pads[ax], pads[ax + 2] = (small, big) if auto == "SAME_UPPER" else (big, small)
+    elif auto == "VALID":
+        pads = [0, 0, 0, 0]
+    elif auto != "NOTSET":
+        raise ValueError(f"auto_pad={auto}")
+    if a.get("ceil_mode", 0):
+        for ax in range(2):
+            span = (kernel[ax] - 1) * dil[ax] + 1
+            padded = in_hw[ax] + pads[ax] + pads[ax + 2]
+            out = -(-(padded - span) // strides[ax]) + 1
+            if (out - 1) * strides[ax] >= in_hw[ax] + pads[ax]:  # a last window starting in the pad is dropped
+                out -= 1
+            extra = (out - 1) * strides[ax] + span - padded
+            if extra > 0:
+                if not ceil_ok:
+                    raise ValueError("ceil_mode with count_include_pad")
+                pads[ax + 2] += extra
+    return strides, dil, pads
+
+
+def out_hw(in_hw, kernel, strides, dil, pads):
+    return tuple((in_hw[ax] + pads[ax] + pads[ax + 2] - (kernel[ax] - 1) * dil[ax] - 1) // strides[ax] + 1
+                 for ax in range(2))
