@@ -24,7 +24,8 @@
 
 /* ---- the op set: one enum, one table (ops/registry.c) --------------------------------------- */
 typedef enum ie_op {
-    IE_OP_GEMM = 1,    /* Y[N,M] = X[N,K] . W^T (+ B[M]); attrs[0] = 1 if W is [M,K], 0 if [K,M] */
+    IE_OP_GEMM = 1,    /* Y[R,M] = X[R,K] . W^T (+ B[M]); attrs[0] = 1 if W is [M,K], 0 if [K,M];
+                          attrs[1] = rows per sample (0 or 1: the sample flattened), R = batch x rows */
     IE_OP_RELU = 2,    /* Y = max(X, 0) */
     IE_OP_RESHAPE = 3, /* Y = X viewed with the output tensor's per-sample shape */
     IE_OP_CONV = 4,    /* Y = conv2d(X, W) (+ B); attrs in ops/conv.c */
