@@ -39,6 +39,8 @@ typedef enum ie_op {
     IE_OP_PAD = 12,        /* zeros; attrs: per-sample pads before (0..5), after (6..11) */
     IE_OP_RESIZE = 13,     /* nearest, [C, H, W], integer scales attrs[0], attrs[1] */
     IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
+    IE_OP_MATMUL = 17,     /* Y[..., M, N] = A[..., M, K] . B[..., K, N], two activations, broadcasting;
+                              attrs[0], attrs[1]: A, B stored transposed (ops/matmul.c) */
     IE_OP_EMBEDDING = 19,  /* Y[..., D] = table[ids[...]]: table [V, D], ids an integer input or constant */
     IE_OP_CAST = 20,       /* Y = an integer input as int8 values (attention masks) */
     IE_OP_COUNT
