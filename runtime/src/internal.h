@@ -41,6 +41,7 @@ typedef enum ie_op {
     IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
     IE_OP_MATMUL = 17,     /* Y[..., M, N] = A[..., M, K] . B[..., K, N], two activations, broadcasting;
                               attrs[0], attrs[1]: A, B stored transposed (ops/matmul.c) */
+    IE_OP_PARAM_BROADCAST = 18, /* Y[n] = P for every sample (a class token): ops/layout.c */
     IE_OP_EMBEDDING = 19,  /* Y[..., D] = table[ids[...]]: table [V, D], ids an integer input or constant */
     IE_OP_CAST = 20,       /* Y = an integer input as int8 values (attention masks) */
     IE_OP_COUNT
