@@ -11,23 +11,13 @@ tensors of the same shapes."""
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench import median_ms  # tools/bench/bench.py, beside this file
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def median_ms(fn, warmup=3, reps=21):
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts)) * 1e3
 
 
 def attention_products_graph(tokens, heads, dim):
@@ -68,7 +58,7 @@ def bench_intedge(batch, heads, tokens, dim, threads):
     def run(backward):
         for i in nodes:
             assert lib.ie_test_run_node(h.session._h, i, backward) == lib.IE_OK
-    return {"forward_ms": median_ms(lambda: run(0)), "backward_ms": median_ms(lambda: run(1)),
+    return {"forward_ms": median_ms(lambda: run(0), reps=21), "backward_ms": median_ms(lambda: run(1), reps=21),
             "kernels": h.session.kernels}
 
 
@@ -83,8 +73,8 @@ def bench_torch(batch, heads, tokens, dim, threads):
 
     def step():
         forward().backward(grad)
-    fwd = median_ms(forward)  # recording the graph for backward, as in training
-    full = median_ms(step)
+    fwd = median_ms(forward, reps=21)  # recording the graph for backward, as in training
+    full = median_ms(step, reps=21)
     return {"forward_ms": fwd, "backward_ms": full - fwd}
 
 
