@@ -55,11 +55,13 @@ def bench_intedge(batch, heads, tokens, dim, threads):
            rng.integers(-127, 128, (batch, heads, tokens, dim), dtype=np.int8), -10)
     nodes = [i for i, n in enumerate(g.nodes) if n.op == iem.OP_MATMUL]
 
-    def run(backward):
-        for i in nodes:
+    def run(backward, which=nodes):
+        for i in which:
             assert lib.ie_test_run_node(h.session._h, i, backward) == lib.IE_OK
+    per_node = {f"{g.nodes[i].name} {part}": median_ms(lambda: run(b, [i]), reps=21)
+                for i in nodes for b, part in ((0, "forward"), (1, "backward"))}
     return {"forward_ms": median_ms(lambda: run(0), reps=21), "backward_ms": median_ms(lambda: run(1), reps=21),
-            "kernels": h.session.kernels}
+            "kernels": h.session.kernels, "per_node_ms": per_node}
 
 
 def bench_torch(batch, heads, tokens, dim, threads):
@@ -98,6 +100,7 @@ def main():
         print(f"{name:10} {r['forward_ms']:10.3f} {r['backward_ms']:11.3f} {total:8.3f} {3 * macs / total / 1e6:7.1f}")
     ratio = (ie["forward_ms"] + ie["backward_ms"]) / (pt["forward_ms"] + pt["backward_ms"])
     print(f"intedge / torch: {ratio:.2f}x (kernels: {ie['kernels']})")
+    print("intedge per node (ms): " + ", ".join(f"{k} {v:.3f}" for k, v in ie["per_node_ms"].items()))
     if a.json:
         Path(a.json).write_text(json.dumps({"shape": shape, "threads": a.threads, "intedge": ie, "torch": pt,
                                             "ratio": ratio}, indent=1))
