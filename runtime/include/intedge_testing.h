@@ -58,6 +58,10 @@ IE_API ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const 
 /* The data (grad 0) or gradient (grad 1) of tensor `tensor` (its index in the .iem file) from the
  * last step or forward: n * numel int8 values and their exponent. */
 IE_API ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int8_t *out, int32_t *e);
+/* Runs node `node`'s forward (backward 0) or backward (1) once more on the tensors the last step
+ * left, to time one op (tools/bench/attention_matmul.py). A backward also steps the node's
+ * parameters; nodes whose inputs feed other nodes too are refused (IE_ERR_UNSUPPORTED). */
+IE_API ie_status ie_test_run_node(ie_session *s, uint32_t node, int32_t backward);
 
 /* IE_CDEF_END */
 

@@ -24,7 +24,8 @@
 
 /* ---- the op set: one enum, one table (ops/registry.c) --------------------------------------- */
 typedef enum ie_op {
-    IE_OP_GEMM = 1,    /* Y[N,M] = X[N,K] . W^T (+ B[M]); attrs[0] = 1 if W is [M,K], 0 if [K,M] */
+    IE_OP_GEMM = 1,    /* Y[R,M] = X[R,K] . W^T (+ B[M]); attrs[0] = 1 if W is [M,K], 0 if [K,M];
+                          attrs[1] = rows per sample (0 or 1: the sample flattened), R = batch x rows */
     IE_OP_RELU = 2,    /* Y = max(X, 0) */
     IE_OP_RESHAPE = 3, /* Y = X viewed with the output tensor's per-sample shape */
     IE_OP_CONV = 4,    /* Y = conv2d(X, W) (+ B); attrs in ops/conv.c */
@@ -38,6 +39,9 @@ typedef enum ie_op {
     IE_OP_PAD = 12,        /* zeros; attrs: per-sample pads before (0..5), after (6..11) */
     IE_OP_RESIZE = 13,     /* nearest, [C, H, W], integer scales attrs[0], attrs[1] */
     IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
+    IE_OP_MATMUL = 17,     /* Y[..., M, N] = A[..., M, K] . B[..., K, N], two activations, broadcasting;
+                              attrs[0], attrs[1]: A, B stored transposed (ops/matmul.c) */
+    IE_OP_PARAM_BROADCAST = 18, /* Y[n] = P for every sample (a class token): ops/layout.c */
     IE_OP_EMBEDDING = 19,  /* Y[..., D] = table[ids[...]]: table [V, D], ids an integer input or constant */
     IE_OP_CAST = 20,       /* Y = an integer input as int8 values (attention masks) */
     IE_OP_COUNT

@@ -168,3 +168,16 @@ ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int
     *e = grad ? v->ge : v->e;
     return IE_OK;
 }
+
+ie_status ie_test_run_node(ie_session *s, uint32_t node, int32_t backward) {
+    if (!s || node >= s->model->n_nodes) return IE_ERR_ARG;
+    if (!s->cfg.keep_tensors || s->n == 0) return IE_ERR_STATE;
+    const ie_node_desc *nd = &s->model->nodes[node];
+    for (uint32_t k = 0; k < nd->n_in; k++)
+        if (s->nodes[node].grad_slot[k] != IE_NONE) return IE_ERR_UNSUPPORTED;
+    if (backward && !s->values[nd->out[0]].requires_grad) return IE_ERR_STATE;
+    const ie_op_def *op = ie_op_lookup(nd->op);
+    if (backward) op->backward(s, node);
+    else op->forward(s, node);
+    return IE_OK;
+}

@@ -61,6 +61,7 @@ CASES = [
          trainable="s3.*,fc.*", input_u8=True, normalize=MNIST_MEAN_STD),
     Case("mobilenetv2", "mobilenetv2", "builtin:mnist-5k", batch=8, steps=5, lr=0.05, momentum=0.9,
          normalize=MNIST_MEAN_STD),
+    Case("attention", "attention", "builtin:digits", batch=16, steps=10, lr=0.05, momentum=0.9, weight_decay=1e-3),
 ]
 
 
@@ -108,12 +109,28 @@ def _dropout():
     return torch_models.export(torch_models.DropoutNet(0.3), torch.zeros(2, 1, 8, 8), dynamo=False, opset=13)
 
 
+def _attention():
+    """A one-block attention classifier over a digit's 8 rows as tokens (class token, positional
+    embedding, Gemm on tokens, MatMul: tests/python/transformer_graphs.py), built as an .iem graph
+    because the importer does not map these ops yet."""
+    from intedge import iem
+    from intedge.onnx_import import ImportedModel
+
+    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    from transformer_graphs import attention_graph
+
+    g = attention_graph(np.random.default_rng(0), t=9, d=4, heads=2, k0=8, classes=10)
+    params = [t.name for t in g.tensors if t.kind == iem.KIND_PARAM]
+    return ImportedModel(None, iem.serialize(g), "x", (8, 8), "logits", 10, params)
+
+
 MODELS = {
     "mlp": _mlp,
     "dropout": _dropout,
     "lenet5": lambda: _torch_model(lambda tm: tm.LeNet5(), False),
     "resnet8": lambda: _torch_model(lambda tm: tm.ResNet8(in_ch=1, width=8), True),
     "mobilenetv2": lambda: _torch_model(lambda tm: tm.MobileNetV2Small(), True),
+    "attention": _attention,
 }
 
 
@@ -129,9 +146,11 @@ class Fixture:
         import intedge
         from intedge.data import InputMapping
         from intedge.inspect_model import split_patterns, trainable_flags
+        from intedge.onnx_import import ImportedModel
 
         self.case = case
-        self.model = intedge.import_onnx(MODELS[case.model]())
+        built = MODELS[case.model]()  # an ONNX model, or one already translated
+        self.model = built if isinstance(built, ImportedModel) else intedge.import_onnx(built)
         ds = intedge.load_data(case.data, seed=0, input_shape=self.model.input_shape)
         n = (case.steps + 1) * case.batch
         channels = self.model.input_shape[0] if len(self.model.input_shape) > 1 else 1

@@ -29,6 +29,15 @@ def run_cli(*args, cwd=None):
                           text=True, cwd=cwd, timeout=600)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worst_op_errors():
+    """Prints (pytest -s) the worst error of each op check that recorded one (transformer_graphs)."""
+    yield
+    graphs = sys.modules.get("transformer_graphs")
+    if graphs and graphs.ERRORS:
+        print("\nworst error in output ulps:", {k: round(v, 4) for k, v in sorted(graphs.ERRORS.items())})
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -35,6 +35,21 @@ def iem_cases(rng):
     ids = rng.integers(0, V, (12, T))
     yield "embedding", embedding_graph(rng, const_positions=True), ids, rng.integers(0, 4, 12)
 
+    from test_param_broadcast import binary_graph
+    from transformer_graphs import attention_graph, matmul_graph
+
+    # class token, positional embedding, Gemm on tokens, Q . K^T and P . V (products large enough
+    # to split over the threads at the full batch)
+    yield ("attention", attention_graph(rng, t=97, d=16, heads=4, k0=24), rng.standard_normal((12, 96, 24)),
+           rng.integers(0, 10, 12))
+    for a, b, ta, tb in (((129, 16), (4, 16, 129), 0, 0), ((2, 1, 5, 3), (1, 3, 5, 65), 1, 0),
+                         ((4, 17, 5), (17, 5), 0, 1)):
+        g, t0, out = matmul_graph(rng, a, b, ta, tb)
+        yield f"matmul-{a}x{b}", g, rng.standard_normal((12, t0, 5)), rng.integers(0, int(np.prod(out)), 12)
+    for kind in ("sub", "mul"):  # a trained parameter broadcast over the batch and an axis
+        yield f"parameter-{kind}", binary_graph(rng, kind, (17, 1)), rng.standard_normal((12, 17, 5)), \
+            rng.integers(0, 51, 12)
+
 
 def main():
     torch.manual_seed(0)

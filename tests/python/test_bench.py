@@ -46,3 +46,14 @@ def test_bench_runs_and_reports_every_field(tmp_path):
 def test_bench_compares_with_ort_training(tmp_path):
     row = run_bench(tmp_path, ORT_PYTHON)[0]["models"]["mlp/t1"]["ort"]
     assert row.get("ms", 0) > 0 and row["optimizer"].startswith("AdamW"), row
+
+
+def test_attention_matmul_bench_runs(tmp_path):
+    out = tmp_path / "a.json"
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "bench" / "attention_matmul.py"), "--batch", "2",
+                          "--heads", "2", "--tokens", "9", "--dim", "3", "--json", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert data["intedge"]["forward_ms"] > 0 and data["intedge"]["backward_ms"] > 0 and data["torch"]["forward_ms"] > 0
+    assert "intedge / torch" in res.stdout

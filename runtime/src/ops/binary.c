@@ -1,11 +1,15 @@
-/* Add, Sub and Mul with numpy broadcasting. A is an activation; B an activation or a constant
- * parameter (state: never trained, e.g. a scale baked into the graph), whose int8 view is
- * rounded to nearest once per call. Shapes are per sample for activations and whole for a
- * constant; they broadcast right-aligned against the output's per-sample shape.
+/* Add, Sub and Mul with numpy broadcasting. A is an activation; B an activation or a parameter
+ * without a batch axis, broadcast over the batch. A parameter marked as state is a constant of
+ * the graph (a scale baked in, never trained) whose int8 view is rounded to nearest once per call;
+ * any other parameter is a weight (a positional embedding, a layer scale) with the SR view every
+ * weight has, trained when the session's trainable flags say so. Shapes are per sample for
+ * activations and whole for a parameter; they broadcast right-aligned against the output's
+ * per-sample shape.
  *   Add/Sub: terms meet at a common exponent (at most 40 bits apart), one SR.
  *   Mul: the int8 x int8 product is exact, one SR.
  * Backward reduces dY over the broadcast axes of each input exactly (int64), then one SR;
- * without broadcasting Add/Sub pass dY through unrounded. */
+ * without broadcasting Add/Sub pass dY through unrounded. A trained parameter's gradient is dY
+ * (Mul: dY * A) summed over the batch and its broadcast axes, exact, handed to the optimizer. */
 #include <string.h>
 
 #include "../planner.h"
@@ -23,6 +27,7 @@ typedef struct bmap {
     size_t numel[2];                  /* per-sample (or whole, for a constant) */
     int per_sample[2];                /* 1 if the input has a batch dimension */
     int broadcast[2];                 /* 1 if some output element reuses an input element */
+    int identity[2];                  /* 1 if the input's shape is the output's (per sample) */
 } bmap;
 
 static void build_map(const ie_model *m, const ie_node_desc *nd, bmap *bm) {
@@ -41,13 +46,14 @@ static void build_map(const ie_model *m, const ie_node_desc *nd, bmap *bm) {
             s *= td;
         }
         bm->numel[k] = t->numel;
+        bm->identity[k] = !bm->broadcast[k];
         bm->per_sample[k] = t->kind != IE_KIND_PARAM;
-        if (!bm->per_sample[k]) bm->broadcast[k] = 1; /* one constant serves every sample */
+        if (!bm->per_sample[k]) bm->broadcast[k] = 1; /* one parameter serves every sample */
     }
 }
 
 static size_t map_index(const bmap *bm, int k, size_t sample, size_t o) {
-    if (!bm->broadcast[k]) return sample * bm->numel[k] + o; /* same shape: the identity */
+    if (bm->identity[k]) return (bm->per_sample[k] ? sample * bm->numel[k] : 0) + o; /* same shape */
     size_t idx = 0;
     for (int d = (int)bm->rank - 1; d >= 0; d--) {
         idx += (o % bm->dims[d]) * bm->stride[k][d];
@@ -60,7 +66,6 @@ static ie_status binary_check(const ie_model *m, const ie_node_desc *nd, char *e
     (void)errlen;
     const ie_tensor_desc *a = &m->tensors[nd->in[0]], *b = &m->tensors[nd->in[1]], *y = &m->tensors[nd->out[0]];
     if (a->kind == IE_KIND_PARAM) { ie_set_err(err, "the first input must be an activation"); return IE_ERR_FORMAT; }
-    if (b->kind == IE_KIND_PARAM && !b->state) { ie_set_err(err, "a constant second input must be marked as state"); return IE_ERR_FORMAT; }
     if (nd->attrs[0] < OP_KIND_ADD || nd->attrs[0] > OP_KIND_MUL) { ie_set_err(err, "unknown kind"); return IE_ERR_FORMAT; }
     const ie_tensor_desc *in[2] = {a, b};
     for (int k = 0; k < 2; k++) {
@@ -91,15 +96,19 @@ static void binary_plan(ie_planner *p, uint32_t node) {
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     size_t n = ie_plan_batch(p);
     int bwd = ie_plan_requires_grad(p, nd->out[0]), mul = nd->attrs[0] == OP_KIND_MUL;
-    int const_b = m->tensors[nd->in[1]].kind == IE_KIND_PARAM;
-    if (const_b) ie_plan_node_scratch(p, node, S_B8, bm.numel[1], F, bwd && mul ? B : F);
+    int param_b = m->tensors[nd->in[1]].kind == IE_KIND_PARAM;
+    if (param_b) ie_plan_node_scratch(p, node, S_B8, bm.numel[1], F, bwd && mul ? B : F);
     if (!bwd) return;
     for (int k = 0; k < 2; k++) {
         uint32_t t = nd->in[k];
-        if (!ie_plan_requires_grad(p, t)) continue;
+        if (!ie_plan_requires_grad(p, t)) continue; /* a parameter: trained */
         if (mul) ie_plan_keep(p, nd->in[1 - k], B); /* dA needs B and dB needs A */
-        if (mul || bm.broadcast[k])
+        if (k && param_b) {
+            ie_plan_param_buffer(p, t, IE_BUF_PARAM_GRAD, bm.numel[1] * sizeof(int64_t), B, B);
+            ie_plan_param_buffer(p, t, IE_BUF_PARAM_OPT, bm.numel[1] * sizeof(int32_t), B, B);
+        } else if (mul || bm.broadcast[k]) {
             ie_plan_node_scratch(p, node, k ? S_ACC_B : S_ACC_A, n * bm.numel[k] * sizeof(int64_t), B, B);
+        }
     }
 }
 
@@ -112,12 +121,12 @@ static operands load(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     const ie_tensor_desc *tb = &s->model->tensors[nd->in[1]];
     operands o = {s->values[nd->in[0]].q, s->values[nd->in[1]].q, s->values[nd->in[0]].e, s->values[nd->in[1]].e};
-    if (tb->kind == IE_KIND_PARAM) { /* the constant's int8 view, rounded to nearest */
+    if (tb->kind == IE_KIND_PARAM) { /* the int8 view: a constant's rounded to nearest, a weight's by SR */
         uint32_t pi = tb->param;
         int8_t *b8 = s->nodes[node].scratch[S_B8];
         ie_mode mode = s->mode;
-        s->mode = IE_MODE_EVAL;
-        ie_param_quantize(s, pi, b8, 0);
+        if (tb->state) s->mode = IE_MODE_EVAL;
+        ie_param_quantize(s, pi, b8, 0); /* the backward's call rebuilds the forward's bytes */
         s->mode = mode;
         o.b = b8;
         o.eb = s->params[pi].e8;
@@ -171,9 +180,10 @@ static void binary_backward(ie_session *s, uint32_t node) {
     if (kind == OP_KIND_MUL) o = load(s, node);
     for (int k = 0; k < 2; k++) {
         ie_value *x = &s->values[nd->in[k]];
-        if (s->model->tensors[nd->in[k]].kind == IE_KIND_PARAM || !x->requires_grad) continue;
+        if (!x->requires_grad) continue;
+        uint32_t pi = s->model->tensors[nd->in[k]].param; /* a parameter that requires grad is trained */
         int8_t sign = (kind == OP_KIND_SUB && k) ? -1 : 1;
-        size_t xn = (size_t)s->n * bm.numel[k];
+        size_t xn = pi != IE_NONE ? bm.numel[k] : (size_t)s->n * bm.numel[k];
         if (kind != OP_KIND_MUL && !bm.broadcast[k]) { /* dY itself, unrounded */
             int8_t *gx = x->g; /* locals: a store through int8_t * could alias x->g, which kept this scalar */
             const int8_t *gy = y->g;
@@ -181,7 +191,7 @@ static void binary_backward(ie_session *s, uint32_t node) {
             x->ge = y->ge;
             continue;
         }
-        int64_t *acc = s->nodes[node].scratch[k ? S_ACC_B : S_ACC_A];
+        int64_t *acc = pi != IE_NONE ? s->params[pi].grad : s->nodes[node].scratch[k ? S_ACC_B : S_ACC_A];
         memset(acc, 0, xn * sizeof(int64_t));
         const int8_t *other = k ? o.a : o.b;
         for (size_t i = 0; i < total; i++) {
@@ -190,6 +200,11 @@ static void binary_backward(ie_session *s, uint32_t node) {
             acc[map_index(&bm, k, i / per, i % per)] += sign * g;
         }
         int32_t e = y->ge + (kind == OP_KIND_MUL ? (k ? o.ea : o.eb) : 0);
+        if (pi != IE_NONE) { /* exact, to the optimizer */
+            s->params[pi].grad_e = e;
+            ie_optim_step(s, pi);
+            continue;
+        }
         x->ge = e + ie_requant_s64_s8(acc, xn, ie_session_rounder(s, ie_node_stream(node, k ? R_DB : R_DA)), x->g);
     }
 }

@@ -1,4 +1,7 @@
-/* Gemm: Y[N,M] = X[N,K] . W^T + B. Forward and backward side by side.
+/* Gemm: Y[R,M] = X[R,K] . W^T + B. Forward and backward side by side.
+ * R is the batch times the rows each sample holds: 1 (attrs[1] = 0 or 1: the sample is flattened,
+ * a classifier's Linear), or the tokens of a transformer's [T, K] (a Linear applied to the last
+ * axis of [N, T, K] or [N, h, T, K]: attrs[1] = T or h * T). dW and dB sum over all R rows.
  * The int8 view of W is kept as [M,K] whatever the master's layout, so one packed kernel
  * (dot products along a contiguous reduction) serves all three GEMMs of training. */
 #include <string.h>
@@ -10,7 +13,7 @@ enum { S_ACC, S_BIAS, S_DX_ACC, S_DYT, S_XT };
 enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
 
 typedef struct gemm_shape {
-    size_t k, m;
+    size_t k, m, rows; /* rows: per sample */
     int w_is_mk; /* 1: W is [M,K] (ONNX transB=1, PyTorch Linear); 0: [K,M] (MatMul) */
     uint32_t x, w, b, y;
 } gemm_shape;
@@ -21,8 +24,9 @@ static gemm_shape shape_of(const ie_model *m, const ie_node_desc *nd) {
     g.w = nd->in[1];
     g.b = nd->n_in > 2 ? nd->in[2] : IE_NONE;
     g.y = nd->out[0];
-    g.k = m->tensors[g.x].numel;
-    g.m = m->tensors[g.y].numel;
+    g.rows = nd->attrs[1] > 1 ? (size_t)nd->attrs[1] : 1;
+    g.k = m->tensors[g.x].numel / g.rows;
+    g.m = m->tensors[g.y].numel / g.rows;
     g.w_is_mk = nd->attrs[0];
     return g;
 }
@@ -33,7 +37,16 @@ static ie_status gemm_check(const ie_model *m, const ie_node_desc *nd, char *err
     if (nd->attrs[0] != 0 && nd->attrs[0] != 1) { ie_set_err(err, "attribute w_is_mk must be 0 or 1"); return IE_ERR_FORMAT; }
     if (x->kind == IE_KIND_PARAM) { ie_set_err(err, "the data input must not be a parameter"); return IE_ERR_FORMAT; }
     if (w->kind != IE_KIND_PARAM || w->rank != 2) { ie_set_err(err, "the weight must be a rank-2 parameter"); return IE_ERR_FORMAT; }
-    uint32_t k = x->numel, mo = y->numel;
+    uint32_t rows = nd->attrs[1] > 1 ? (uint32_t)nd->attrs[1] : 1;
+    if (nd->attrs[1] < 0 || x->numel % rows || y->numel % rows) {
+        ie_set_err(err, "%" PRId32 " rows per sample do not divide the input and output", nd->attrs[1]);
+        return IE_ERR_FORMAT;
+    }
+    uint32_t k = x->numel / rows, mo = y->numel / rows;
+    if (rows > 1 && (x->dims[x->rank - 1] != k || y->dims[y->rank - 1] != mo)) {
+        ie_set_err(err, "with %" PRIu32 " rows per sample the last axes must hold the %" PRIu32 " inputs and %" PRIu32 " outputs", rows, k, mo);
+        return IE_ERR_FORMAT;
+    }
     uint32_t wm = nd->attrs[0] ? w->dims[0] : w->dims[1], wk = nd->attrs[0] ? w->dims[1] : w->dims[0];
     if (wk != k || wm != mo) {
         ie_set_err(err, "weight [%" PRIu32 ",%" PRIu32 "] does not map %" PRIu32 " inputs to %" PRIu32 " outputs", w->dims[0], w->dims[1], k, mo);
@@ -50,7 +63,7 @@ static ie_status gemm_check(const ie_model *m, const ie_node_desc *nd, char *err
 static void gemm_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     gemm_shape g = shape_of(m, &m->nodes[node]);
-    size_t n = ie_plan_batch(p);
+    size_t n = ie_plan_batch(p) * g.rows;
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int bwd = ie_plan_requires_grad(p, g.y);
     int need_dx = bwd && ie_plan_requires_grad(p, g.x);
@@ -137,7 +150,7 @@ static void gemm_forward(ie_session *s, uint32_t node) {
     ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
                        ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
                        ie_session_rounder(s, ie_node_stream(node, R_OUT))};
-    y->e = ie_gemm_fwd(&s->ex, s->n, g.m, g.k, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0,
+    y->e = ie_gemm_fwd(&s->ex, s->n * g.rows, g.m, g.k, x->q, x->e, pw->w8, pw->e8, pb ? pb->w : NULL, pb ? pb->we : 0,
                        rt->scratch[S_ACC], rt->scratch[S_BIAS], r, y->q);
 }
 
@@ -148,19 +161,20 @@ static void gemm_backward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[g.x], *y = &s->values[g.y];
     uint32_t wi = m->tensors[g.w].param;
     ie_param *pw = &s->params[wi];
+    size_t n = s->n * g.rows;
     if (x->requires_grad)
-        x->ge = ie_gemm_bwd_dx(&s->ex, s->n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_DX_ACC],
+        x->ge = ie_gemm_bwd_dx(&s->ex, n, g.m, g.k, y->g, y->ge, pw->w8, pw->e8, rt->scratch[S_DX_ACC],
                                ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     if (pw->trainable) {
         int narrow;
-        pw->grad_e = ie_gemm_bwd_dw(&s->ex, s->n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
+        pw->grad_e = ie_gemm_bwd_dw(&s->ex, n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
                                     rt->scratch[S_XT], pw->grad, &narrow);
         pw->grad32 = (uint8_t)narrow;
         ie_optim_step(s, wi);
     }
     if (g.b != IE_NONE && s->params[m->tensors[g.b].param].trainable) {
         uint32_t bi = m->tensors[g.b].param;
-        s->params[bi].grad_e = ie_gemm_bwd_db(s->n, g.m, y->g, y->ge, s->params[bi].grad);
+        s->params[bi].grad_e = ie_gemm_bwd_db(n, g.m, y->g, y->ge, s->params[bi].grad);
         ie_optim_step(s, bi);
     }
 }

@@ -1,6 +1,7 @@
-/* Ops that move data: Concat, Transpose, Pad (zeros), Resize (nearest, integer scales) and
- * Dropout. None multiplies, so most are exact: Concat rounds only when its inputs' exponents
- * differ, Resize's backward sums the copies of each input, Dropout scales by 1/(1-p).
+/* Ops that move data: Concat, Transpose, Pad (zeros), Resize (nearest, integer scales), Dropout
+ * and ParamBroadcast. None multiplies, so most are exact: Concat rounds only when its inputs'
+ * exponents differ, Resize's backward sums the copies of each input, Dropout scales by 1/(1-p),
+ * ParamBroadcast's parameter gradient is the exact sum of dY over the batch.
  * Axes and shapes are per sample: the batch never moves. */
 #include <string.h>
 
@@ -298,3 +299,56 @@ static void dropout_forward(ie_session *s, uint32_t node) { dropout_run(s, node,
 static void dropout_backward(ie_session *s, uint32_t node) { dropout_run(s, node, 1); }
 
 const ie_op_def ie_op_dropout = {"Dropout", 1, 1, 1, dropout_check, nothing_to_plan, dropout_forward, dropout_backward};
+
+/* ---- ParamBroadcast: Y[n] = P for every sample n (ONNX Expand of an initializer over the batch:
+ * a class token). The forward writes the parameter's int8 view (SR, like any weight's) into the
+ * first sample and copies it to the others; the backward sums dY over the batch, exactly, for the
+ * optimizer. ---- */
+
+static ie_status param_broadcast_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    const ie_tensor_desc *p = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (p->kind != IE_KIND_PARAM || p->numel != y->numel) {
+        ie_set_err(err, "the input must be a parameter of the output's per-sample size");
+        return IE_ERR_FORMAT;
+    }
+    return IE_OK;
+}
+
+static void param_broadcast_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    uint32_t B = ie_pos_bwd(m, node), numel = m->tensors[nd->in[0]].numel;
+    if (!ie_plan_param_trainable(p, nd->in[0])) return; /* frozen: a copy, nothing for backward */
+    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_GRAD, numel * sizeof(int64_t), B, B);
+    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_OPT, numel * sizeof(int32_t), B, B);
+}
+
+static void param_broadcast_forward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    uint32_t pi = s->model->tensors[nd->in[0]].param;
+    ie_value *y = &s->values[nd->out[0]];
+    size_t numel = s->params[pi].numel;
+    ie_param_quantize(s, pi, y->q, 0);
+    for (size_t b = 1; b < s->n; b++) memcpy(y->q + b * numel, y->q, numel);
+    y->e = s->params[pi].e8;
+}
+
+static void param_broadcast_backward(ie_session *s, uint32_t node) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    uint32_t pi = s->model->tensors[nd->in[0]].param;
+    ie_param *p = &s->params[pi];
+    const ie_value *y = &s->values[nd->out[0]];
+    if (!p->trainable) return;
+    int64_t *g = p->grad;
+    memset(g, 0, sizeof(int64_t) * p->numel);
+    for (size_t b = 0; b < s->n; b++) {
+        const int8_t *dy = y->g + b * p->numel;
+        for (size_t i = 0; i < p->numel; i++) g[i] += dy[i];
+    }
+    p->grad_e = y->ge;
+    ie_optim_step(s, pi);
+}
+
+const ie_op_def ie_op_param_broadcast = {"ParamBroadcast", 1, 1, 1, param_broadcast_check, param_broadcast_plan,
+                                         param_broadcast_forward, param_broadcast_backward};
