@@ -3,10 +3,11 @@
 #include <string.h>
 
 #include "intedge_testing.h"
+#include "../port/ie_port.h"
 #include "ops/ops.h"
 
 static const ie_exec *scalar_exec(void) {
-    static const ie_exec scalar = {&ie_kernels_scalar, NULL}; /* constant: no mutable global */
+    static const ie_exec scalar = {&ie_kernels_scalar, NULL, NULL}; /* constant: no mutable global */
     return &scalar;
 }
 
@@ -166,5 +167,26 @@ ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int
     if (grad && !v->requires_grad) return IE_ERR_STATE;
     memcpy(out, grad ? v->g : v->q, (size_t)s->n * s->model->tensors[tensor].numel);
     *e = grad ? v->ge : v->e;
+    return IE_OK;
+}
+
+/* ---- the step profile (profile.h) ------------------------------------------------------------- */
+
+ie_status ie_test_profile(ie_session *s, uint64_t *ns) {
+    if (!s) return IE_ERR_ARG;
+    ie_port_free(s->ex.prof);
+    s->ex.prof = NULL;
+    if (!ns) return IE_OK;
+    s->ex.prof = ie_port_calloc(sizeof(ie_prof)); /* the session frees it */
+    if (!s->ex.prof) return IE_ERR_NOMEM;
+    s->ex.prof->ns = ns;
+    memset(ns, 0, sizeof(uint64_t) * (s->model->n_nodes + 1) * IE_PROF_PHASES * IE_PROF_KINDS);
+    return IE_OK;
+}
+
+ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, const char **op) {
+    if (!s || !name || !op || node >= s->model->n_nodes) return IE_ERR_ARG;
+    *name = s->model->nodes[node].name;
+    *op = ie_op_lookup(s->model->nodes[node].op)->name;
     return IE_OK;
 }

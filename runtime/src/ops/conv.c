@@ -125,9 +125,11 @@ IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
 }
 
 /* The columns of one plane block: x itself for a 1 x 1 window, else im2col into col. */
-static const int8_t *columns(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+static const int8_t *columns(ie_prof *prof, const int8_t *x, const ie_conv_geom *g, int8_t *col) {
     if (col_is_input(g)) return x;
+    uint64_t t0 = ie_prof_start(prof);
     im2col(x, g, col);
+    ie_prof_add(prof, IE_PROF_IM2COL, t0);
     return col;
 }
 
@@ -231,7 +233,7 @@ typedef struct conv_part {
 static conv_part part_of(const conv_job *j, uint32_t part, uint32_t parts) {
     const ie_conv_geom *g = j->g;
     conv_part c = {(size_t)g->h * g->w, (size_t)g->ho * g->wo, (size_t)g->cin_g * g->kh * g->kw, 0, 0,
-                   g->cout / g->group, {j->rt->k, NULL}};
+                   g->cout / g->group, ie_exec_part(j->rt, part)};
     ie_part_range(j->n, part, parts, &c.s0, &c.s1);
     return c;
 }
@@ -243,7 +245,7 @@ static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
     int8_t *buf = j->col + part * c.howo * c.k;
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
+            const int8_t *col = columns(c.single.prof, j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
             ie_gemm32_bt(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
                          j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
         }
@@ -269,15 +271,17 @@ static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
             const int8_t *dy = j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo;
             int32_t *dx = j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw;
             if (j->dx_conv) {
-                const int8_t *col = columns(dy, j->dx_conv, scratch);
+                const int8_t *col = columns(c.single.prof, dy, j->dx_conv, scratch);
                 ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, col, dx, g->cin_g, c.hw,
                              (size_t)c.cout_g * g->kh * g->kw);
                 continue;
             }
             int32_t *dcol = (int32_t *)scratch; /* [K, HoWo] int32 pieces: a multiple of 4 bytes each */
             ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, dy, dcol, c.k, c.howo, c.cout_g);
+            uint64_t t0 = ie_prof_start(c.single.prof);
             memset(dx, 0, sizeof(int32_t) * g->cin_g * c.hw); /* here, not in one pass: the adds find it in cache */
             col2im_add(dcol, g, dx);
+            ie_prof_add(c.single.prof, IE_PROF_IM2COL, t0);
         }
 }
 
@@ -290,10 +294,12 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     uint32_t cout_g = g->cout / g->group;
     ie_conv_geom t;
     int by_conv = dx_by_conv(g, &t);
+    uint64_t t0 = ie_prof_start(rt->prof);
     if (by_conv) flip_weights(g, w8, wt);
     else
         for (uint32_t gi = 0; gi < g->group; gi++)
             ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
+    ie_prof_add(rt->prof, IE_PROF_PACK, t0);
     conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, ie_conv_dx_scratch(g), NULL};
     ie_pool_run(rt->pool, conv_dx_part, &j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
@@ -308,7 +314,7 @@ static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
     memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
     for (size_t s = c.s0; s < c.s1; s++)
         for (uint32_t gi = 0; gi < g->group; gi++) {
-            const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
+            const int8_t *col = columns(c.single.prof, j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
             ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col,
                       dw + (size_t)gi * c.cout_g * c.k, c.cout_g, c.k, c.howo); /* adds to dw */
         }
@@ -491,10 +497,12 @@ static void conv_backward(ie_session *s, uint32_t node) {
     if (c.x->requires_grad)
         c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
+        ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART], c.pw->grad);
         ie_optim_step(s, c.wi);
     }
     if (c.pb && c.pb->trainable) {
+        ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pb->grad_e = ie_conv_bwd_db(&c.g, s->n, c.y->g, c.y->ge, c.pb->grad);
         ie_optim_step(s, s->model->tensors[s->model->nodes[node].in[2]].param);
     }
