@@ -52,10 +52,13 @@ static int col_is_input(const ie_conv_geom *g) {
            g->ho == g->h && g->wo == g->w;
 }
 
-static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+/* im2col and col2im write or read rows r0..r1 - 1 of col, each ld entries apart (one sample's
+ * columns in a chunk of several: see conv_chunk). */
+static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col, size_t ld, uint32_t r0, uint32_t r1) {
     size_t ho = g->ho, wo = g->wo, howo = ho * wo;
     FOR_TAPS(g, {
-        int8_t *row = col + (size_t)r * howo;
+        if (r < r0 || r >= r1) continue;
+        int8_t *row = col + (size_t)r * ld;
         if (oh0 >= oh1 || ow0 >= ow1) {
             memset(row, 0, howo);
             continue;
@@ -101,15 +104,16 @@ static inline void scatter2_add(int32_t *restrict d, const int32_t *restrict src
     for (size_t t = 0; t < n; t++) d[2 * t] += src[t];
 }
 
-IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col, size_t ld, uint32_t r0, uint32_t r1) {
     const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
     size_t ho = g->ho, wo = g->wo;
     if (one_run(g)) {
-        im2col_run(x, g, col);
+        im2col_run(x, g, col, ld, r0, r1);
         return;
     }
     FOR_TAPS(g, {
-        int8_t *row = col + (size_t)r * ho * wo;
+        if (r < r0 || r >= r1) continue;
+        int8_t *row = col + (size_t)r * ld;
         if (ow0 || ow1 < wo || oh0 || oh1 < ho) memset(row, 0, ho * wo); /* one call, not two per row */
         for (size_t oh = oh0; oh < oh1; oh++) {
             int8_t *d = row + oh * wo;
@@ -122,15 +126,6 @@ IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
                 for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[t * sw];
         }
     })
-}
-
-/* The columns of one plane block: x itself for a 1 x 1 window, else im2col into col. */
-static const int8_t *columns(ie_prof *prof, const int8_t *x, const ie_conv_geom *g, int8_t *col) {
-    if (col_is_input(g)) return x;
-    uint64_t t0 = ie_prof_start(prof);
-    im2col(x, g, col);
-    ie_prof_add(prof, IE_PROF_IM2COL, t0);
-    return col;
 }
 
 /* dX of a stride-1 'same' convolution is itself one, of dY by the flipped weights
@@ -158,13 +153,6 @@ static int dx_by_conv(const ie_conv_geom *g, ie_conv_geom *t) {
     return 1;
 }
 
-size_t ie_conv_dx_scratch(const ie_conv_geom *g) {
-    ie_conv_geom t;
-    if (!dx_by_conv(g, &t)) return sizeof(int32_t) * g->ho * g->wo * g->cin_g * g->kh * g->kw;
-    size_t cols = col_is_input(&t) ? 0 : (size_t)t.ho * t.wo * t.cin_g * t.kh * t.kw;
-    return cols > 16 ? cols : 16; /* never empty: every thread's piece has an address */
-}
-
 /* Wf of dx_by_conv for every group: [group][Cin_g][Cout_g kh kw]. */
 static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
     size_t kk = (size_t)g->kh * g->kw, cout_g = g->cout / g->group;
@@ -177,13 +165,13 @@ static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
 
 /* dx += col2im(dcol). dcol's positions outside the tap are zeroed first when the run form
  * applies (see im2col_run): they then add 0 to pixels inside the run. */
-IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx) {
+IE_HOT static void col2im_add(int32_t *dcol, size_t ld, const ie_conv_geom *g, int32_t *dx) {
     const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
-    size_t ho = g->ho, wo = g->wo;
+    size_t wo = g->wo;
     if (one_run(g)) {
         FOR_TAPS(g, {
             if (oh0 >= oh1 || ow0 >= ow1) continue;
-            int32_t *row = dcol + (size_t)r * ho * wo;
+            int32_t *row = dcol + (size_t)r * ld;
             size_t first = oh0 * wo + ow0;
             size_t last = (oh1 - 1) * wo + ow1;
             for (size_t oh = oh0; oh + 1 < oh1; oh++)
@@ -194,7 +182,7 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
         return;
     }
     FOR_TAPS(g, {
-        const int32_t *row = dcol + (size_t)r * ho * wo;
+        const int32_t *row = dcol + (size_t)r * ld;
         for (size_t oh = oh0; oh < oh1; oh++) {
             int32_t *d = dx + TAP_AT(g, base, oh, ow0);
             const int32_t *src = row + oh * wo + ow0;
@@ -210,85 +198,230 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
 
 /* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
 
-/* Work shared by samples across the pool: each part takes a range of samples and its own slice
- * of the per-sample scratch; GEMMs inside run without the pool (it is not re-entered). */
-typedef struct conv_job {
+/* Chunks: a GEMM over one sample's plane is short where planes are small (ResNet-18's last
+ * stage at 96 px has 3 x 3 = 9 columns), and dW's sum over samples then makes one pass over its
+ * int64 sums per sample. Samples go in chunks of about CHUNK_COLS columns: a chunk's columns
+ * sit side by side (sample j's at j HoWo in every row, rows c HoWo apart), so each GEMM has
+ * c HoWo columns (forward, dX) or terms (dW). Its sums are the same integers. Builds without
+ * IE_FAST_PATHS (the microcontrollers') keep one sample per GEMM, which their golden runs then
+ * compare with the host's chunks. */
+#define CHUNK_COLS 1024
+#define SPLIT_MIN ((size_t)1 << 15) /* below this many bytes a pack runs on the caller alone */
+
+size_t ie_conv_chunk(const ie_conv_geom *g, size_t n) {
+    size_t howo = (size_t)g->ho * g->wo, c = IE_FAST_PATHS && howo ? (CHUNK_COLS + howo - 1) / howo : 1;
+    return n == 0 ? 1 : (c < n ? c : n);
+}
+
+/* One thread's scratch for a phase, in byte offsets: columns (int8), rows of dY (int8) and an
+ * int32 block (a chunk's outputs, or dX's dcol). */
+typedef struct conv_scratch {
+    size_t rows, tmp, total;
+} conv_scratch;
+
+static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+
+static conv_scratch scratch_of(const ie_conv_geom *g, size_t n, int phase) {
+    ie_conv_geom t;
+    size_t c = ie_conv_chunk(g, n), howo = (size_t)g->ho * g->wo, l = c * howo, cout_g = g->cout / g->group;
+    size_t k = (size_t)g->cin_g * g->kh * g->kw, col = 0, rows = 0, tmp = 0;
+    if (phase == IE_PROF_FWD) {
+        col = c == 1 && col_is_input(g) ? 0 : k * l;
+        tmp = c > 1 ? sizeof(int32_t) * cout_g * l : 0;
+    } else if (phase == IE_PROF_DX && dx_by_conv(g, &t)) {
+        col = c == 1 && col_is_input(&t) ? 0 : cout_g * g->kh * g->kw * l;
+        tmp = c > 1 ? sizeof(int32_t) * g->cin_g * l : 0;
+    } else if (phase == IE_PROF_DX) {
+        rows = c > 1 ? cout_g * l : 0;
+        tmp = sizeof(int32_t) * k * l;
+    } else {
+        col = k * l;
+        rows = c > 1 ? cout_g * l : 0;
+    }
+    conv_scratch s = {up64(col), up64(col) + up64(rows), 0};
+    s.total = s.tmp + up64(tmp) > 64 ? s.tmp + up64(tmp) : 64; /* never empty: every piece has an address */
+    return s;
+}
+
+size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) { return scratch_of(g, n, phase).total; }
+
+/* Copies of rows (planes of HoWo bytes, rows a sample) or im2col (g) into a chunk's columns, split over
+ * the pool by (sample, row). */
+typedef struct pack_job {
+    const ie_conv_geom *g; /* im2col by g; NULL: plain rows */
+    const int8_t *src;     /* the first sample's first row or plane */
+    size_t stride;         /* bytes from one sample to the next */
+    size_t rows, howo, c;
+    int8_t *dst;
+} pack_job;
+
+static void pack_part(void *p, uint32_t part, uint32_t parts) {
+    const pack_job *j = p;
+    size_t b, e, ld = j->c * j->howo;
+    ie_part_range(j->c * j->rows, part, parts, &b, &e);
+    while (b < e) {
+        size_t s = b / j->rows, r0 = b % j->rows, r1 = e - s * j->rows < j->rows ? e - s * j->rows : j->rows;
+        const int8_t *x = j->src + s * j->stride;
+        int8_t *d = j->dst + s * j->howo;
+        if (j->g) im2col(x, j->g, d, ld, (uint32_t)r0, (uint32_t)r1);
+        else
+            for (size_t r = r0; r < r1; r++) memcpy(d + r * ld, x + r * j->howo, j->howo);
+        b = s * j->rows + r1;
+    }
+}
+
+static void pack(const ie_exec *ex, const pack_job *j) {
+    uint64_t t0 = ie_prof_start(ex->prof);
+    ie_pool_run(j->c * j->rows * j->howo >= SPLIT_MIN ? ex->pool : NULL, pack_part, (void *)j);
+    ie_prof_add(ex->prof, j->g ? IE_PROF_IM2COL : IE_PROF_PACK, t0);
+}
+
+/* The columns [K, c HoWo] under geometry g of planes x (sample after sample, stride apart):
+ * x itself for one sample of a 1 x 1 window, else packed into col. */
+static const int8_t *columns(const ie_exec *ex, const ie_conv_geom *g, const int8_t *x, size_t stride, size_t c,
+                             int8_t *col) {
+    int plain = col_is_input(g);
+    if (plain && c == 1) return x;
+    pack_job j = {plain ? NULL : g, x, stride, plain ? g->cin_g : (size_t)g->cin_g * g->kh * g->kw,
+                  (size_t)g->ho * g->wo, c, col};
+    pack(ex, &j);
+    return col;
+}
+
+/* rows planes of HoWo bytes per sample as [rows, c HoWo]: src itself for one sample. */
+static const int8_t *rows_of(const ie_exec *ex, const int8_t *src, size_t stride, size_t rows, size_t howo, size_t c,
+                             int8_t *dst) {
+    if (c == 1) return src;
+    pack_job j = {NULL, src, stride, rows, howo, c, dst};
+    pack(ex, &j);
+    return dst;
+}
+
+/* The inverse for int32 outputs: [rows, c HoWo] back into planes, sample after sample. */
+typedef struct unpack_job {
+    const int32_t *src;
+    size_t rows, howo, c, stride;
+    int32_t *dst;
+} unpack_job;
+
+static void unpack_part(void *p, uint32_t part, uint32_t parts) {
+    const unpack_job *j = p;
+    size_t b, e;
+    ie_part_range(j->c * j->rows, part, parts, &b, &e);
+    for (size_t i = b; i < e; i++) {
+        size_t s = i / j->rows, r = i % j->rows;
+        memcpy(j->dst + s * j->stride + r * j->howo, j->src + r * j->c * j->howo + s * j->howo,
+               sizeof(int32_t) * j->howo);
+    }
+}
+
+static void unpack(const ie_exec *ex, const int32_t *src, size_t rows, size_t howo, size_t c, int32_t *dst,
+                   size_t stride) {
+    uint64_t t0 = ie_prof_start(ex->prof);
+    unpack_job j = {src, rows, howo, c, stride, dst};
+    ie_pool_run(c * rows * howo >= SPLIT_MIN / 4 ? ex->pool : NULL, unpack_part, &j);
+    ie_prof_add(ex->prof, IE_PROF_PACK, t0);
+}
+
+/* The work of one phase, chunk by chunk. Chunks are shared out across the pool when there are
+ * enough of them (each thread with its own scratch, its GEMMs single-threaded); otherwise they
+ * run one after the other on the caller, each GEMM and pack split over the pool. */
+typedef struct conv_job conv_job;
+typedef void (*chunk_fn)(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw);
+struct conv_job {
     const ie_exec *rt;
     const ie_conv_geom *g, *dx_conv; /* dx_conv: dX as a convolution (dx_by_conv), or NULL */
-    size_t n;
+    size_t n, c;
     const int8_t *x, *w8, *dy;
-    int8_t *col, *wt;
-    int32_t *acc, *dcol;
-    size_t dcol_piece; /* bytes of dcol per thread (ie_conv_dx_scratch) */
-    int64_t *partial;
-} conv_job;
+    int8_t *scratch;
+    conv_scratch sc; /* one thread's piece */
+    int32_t *acc;
+    int64_t *dw;     /* dW's sums (or one per thread: partial) */
+    size_t dw_size;
+    chunk_fn fn;
+};
 
-/* The sizes every part needs, and its range of samples [s0, s1). */
-typedef struct conv_part {
-    size_t hw, howo, k, s0, s1;
-    uint32_t cout_g;
-    ie_exec single; /* the kernels without the pool: parts never re-enter it */
-} conv_part;
-
-static conv_part part_of(const conv_job *j, uint32_t part, uint32_t parts) {
-    const ie_conv_geom *g = j->g;
-    conv_part c = {(size_t)g->h * g->w, (size_t)g->ho * g->wo, (size_t)g->cin_g * g->kh * g->kw, 0, 0,
-                   g->cout / g->group, ie_exec_part(j->rt, part)};
-    ie_part_range(j->n, part, parts, &c.s0, &c.s1);
-    return c;
-}
-
-static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
+static void chunks_part(void *p, uint32_t part, uint32_t parts) {
     const conv_job *j = p;
-    const ie_conv_geom *g = j->g;
-    conv_part c = part_of(j, part, parts);
-    int8_t *buf = j->col + part * c.howo * c.k;
-    for (size_t s = c.s0; s < c.s1; s++)
-        for (uint32_t gi = 0; gi < g->group; gi++) {
-            const int8_t *col = columns(c.single.prof, j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
-            ie_gemm32_bt(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
-                         j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
-        }
+    size_t b, e, chunks = (j->n + j->c - 1) / j->c;
+    ie_part_range(chunks, part, parts, &b, &e);
+    ie_exec ex = ie_exec_part(j->rt, part);
+    int64_t *dw = j->dw ? j->dw + part * j->dw_size : NULL;
+    if (dw && parts > 1) memset(dw, 0, sizeof(int64_t) * j->dw_size);
+    for (size_t i = b; i < e; i++)
+        j->fn(j, &ex, i * j->c, j->n - i * j->c < j->c ? j->n - i * j->c : j->c, j->scratch + part * j->sc.total, dw);
 }
 
-/* col holds one [K, HoWo] buffer per thread of rt's pool. */
+/* Runs j; returns the number of parts whose dW sums are in j->dw (1: dw itself). */
+static uint32_t run_chunks(conv_job *j) {
+    uint32_t parts = ie_pool_threads(j->rt->pool);
+    size_t chunks = (j->n + j->c - 1) / j->c;
+    if (parts > 1 && chunks >= parts) {
+        ie_pool_run(j->rt->pool, chunks_part, j);
+        return parts;
+    }
+    for (size_t i = 0; i < chunks; i++)
+        j->fn(j, j->rt, i * j->c, j->n - i * j->c < j->c ? j->n - i * j->c : j->c, j->scratch, j->dw);
+    return 1;
+}
+
+static void fwd_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
+    (void)dw;
+    const ie_conv_geom *g = j->g;
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t cout_g = g->cout / g->group;
+    int32_t *tmp = (int32_t *)(scratch + j->sc.tmp);
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        const int8_t *col = columns(ex, g, j->x + (s0 * g->cin + (size_t)gi * g->cin_g) * hw, (size_t)g->cin * hw, c, scratch);
+        int32_t *out = j->acc + (s0 * g->cout + (size_t)gi * cout_g) * howo;
+        ie_gemm32_bt(ex, j->w8 + (size_t)gi * cout_g * k, col, c == 1 ? out : tmp, cout_g, c * howo, k);
+        if (c > 1) unpack(ex, tmp, cout_g, howo, c, out, (size_t)g->cout * howo);
+    }
+}
+
+/* scratch: ie_conv_scratch(g, n, IE_PROF_FWD) bytes per thread of rt's pool. */
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
-                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
+                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, 0, NULL};
-    ie_pool_run(rt->pool, conv_fwd_part, &j);
+    conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, w8, NULL, scratch, scratch_of(g, n, IE_PROF_FWD), acc,
+                  NULL, 0, fwd_chunk};
+    run_chunks(&j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
 }
 
-static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
-    const conv_job *j = p;
+static void dx_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
+    (void)dw;
     const ie_conv_geom *g = j->g;
-    conv_part c = part_of(j, part, parts);
-    int8_t *scratch = (int8_t *)j->dcol + part * j->dcol_piece;
-    for (uint32_t gi = 0; gi < g->group; gi++)
-        for (size_t s = c.s0; s < c.s1; s++) {
-            const int8_t *dy = j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo;
-            int32_t *dx = j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw;
-            if (j->dx_conv) {
-                const int8_t *col = columns(c.single.prof, dy, j->dx_conv, scratch);
-                ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, col, dx, g->cin_g, c.hw,
-                             (size_t)c.cout_g * g->kh * g->kw);
-                continue;
-            }
-            int32_t *dcol = (int32_t *)scratch; /* [K, HoWo] int32 pieces: a multiple of 4 bytes each */
-            ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, dy, dcol, c.k, c.howo, c.cout_g);
-            uint64_t t0 = ie_prof_start(c.single.prof);
-            memset(dx, 0, sizeof(int32_t) * g->cin_g * c.hw); /* here, not in one pass: the adds find it in cache */
-            col2im_add(dcol, g, dx);
-            ie_prof_add(c.single.prof, IE_PROF_IM2COL, t0);
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t cout_g = g->cout / g->group, kt = cout_g * g->kh * g->kw;
+    int32_t *tmp = (int32_t *)(scratch + j->sc.tmp);
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        const int8_t *dy = j->dy + (s0 * g->cout + (size_t)gi * cout_g) * howo;
+        int32_t *dx = j->acc + (s0 * g->cin + (size_t)gi * g->cin_g) * hw;
+        const int8_t *wt = j->w8 + (size_t)gi * k * cout_g;
+        if (j->dx_conv) {
+            const int8_t *col = columns(ex, j->dx_conv, dy, (size_t)g->cout * howo, c, scratch);
+            ie_gemm32_bt(ex, wt, col, c == 1 ? dx : tmp, g->cin_g, c * hw, kt);
+            if (c > 1) unpack(ex, tmp, g->cin_g, hw, c, dx, (size_t)g->cin * hw);
+            continue;
         }
+        const int8_t *rows = rows_of(ex, dy, (size_t)g->cout * howo, cout_g, howo, c, scratch + j->sc.rows);
+        ie_gemm32_bt(ex, wt, rows, tmp, k, c * howo, cout_g); /* dcol [K, c HoWo] */
+        uint64_t t0 = ie_prof_start(ex->prof);
+        for (size_t s = 0; s < c; s++) {
+            int32_t *d = dx + s * g->cin * hw;
+            memset(d, 0, sizeof(int32_t) * g->cin_g * hw); /* here, not in one pass: the adds find it in cache */
+            col2im_add(tmp + s * howo, c * howo, g, d);
+        }
+        ie_prof_add(ex->prof, IE_PROF_IM2COL, t0);
+    }
 }
 
-/* wt holds W^T for every group ([group][K][Cout_g]), or dx_by_conv's Wf (the same size); dcol one
- * ie_conv_dx_scratch per thread. */
+/* wt holds W^T for every group ([group][K][Cout_g]), or dx_by_conv's Wf (the same size); scratch
+ * ie_conv_scratch(g, n, IE_PROF_DX) bytes per thread. */
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
                        ie_rounder r, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
@@ -300,34 +433,37 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
         for (uint32_t gi = 0; gi < g->group; gi++)
             ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
     ie_prof_add(rt->prof, IE_PROF_PACK, t0);
-    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, ie_conv_dx_scratch(g), NULL};
-    ie_pool_run(rt->pool, conv_dx_part, &j);
+    conv_job j = {rt, g, by_conv ? &t : NULL, n, ie_conv_chunk(g, n), NULL, wt, dy, scratch,
+                  scratch_of(g, n, IE_PROF_DX), acc, NULL, 0, dx_chunk};
+    run_chunks(&j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
 
-static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
-    const conv_job *j = p;
+static void dw_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
     const ie_conv_geom *g = j->g;
-    conv_part c = part_of(j, part, parts);
-    int8_t *buf = j->col + part * c.howo * c.k;
-    int64_t *dw = j->partial + part * g->cout * c.k;
-    memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
-    for (size_t s = c.s0; s < c.s1; s++)
-        for (uint32_t gi = 0; gi < g->group; gi++) {
-            const int8_t *col = columns(c.single.prof, j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
-            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col,
-                      dw + (size_t)gi * c.cout_g * c.k, c.cout_g, c.k, c.howo); /* adds to dw */
-        }
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t cout_g = g->cout / g->group;
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        const int8_t *col = columns(ex, g, j->x + (s0 * g->cin + (size_t)gi * g->cin_g) * hw, (size_t)g->cin * hw, c, scratch);
+        const int8_t *rows = rows_of(ex, j->dy + (s0 * g->cout + (size_t)gi * cout_g) * howo, (size_t)g->cout * howo,
+                                     cout_g, howo, c, scratch + j->sc.rows);
+        ie_gemm64(ex, rows, col, dw + (size_t)gi * cout_g * k, cout_g, k, c * howo); /* adds to dw */
+    }
 }
 
-/* col holds one buffer per thread; partial one [Cout, K] int64 sum per thread
- * (the first is dw itself), added in part order: exact, so the thread count changes nothing. */
+/* scratch: ie_conv_scratch(g, n, IE_PROF_DW) bytes per thread; partial one [Cout, K] int64 sum
+ * per thread when chunks are shared out, added in part order: exact, so the thread count
+ * changes nothing. */
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int64_t *partial, int64_t *dw) {
+                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
-    uint32_t parts = ie_pool_threads(rt->pool);
-    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, 0, parts > 1 ? partial : dw};
-    ie_pool_run(rt->pool, conv_dw_part, &j);
+    uint32_t threads = ie_pool_threads(rt->pool);
+    conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, NULL, dy, scratch, scratch_of(g, n, IE_PROF_DW), NULL,
+                  dw, size, dw_chunk};
+    size_t chunks = (n + j.c - 1) / j.c;
+    if (threads > 1 && chunks >= threads) j.dw = partial; /* run_chunks shares the chunks out */
+    else memset(dw, 0, sizeof(int64_t) * size);
+    uint32_t parts = run_chunks(&j);
     if (parts > 1) {
         memcpy(dw, partial, sizeof(int64_t) * size);
         for (uint32_t p = 1; p < parts; p++)
@@ -443,17 +579,18 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     int need_dw = bwd && ie_plan_param_trainable(p, w);
     ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
     ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_COL, t * howo * k, F, F);
+    size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
+    ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
         ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_dx_scratch(&g), B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {
         ie_plan_keep(p, x, B);
-        ie_plan_node_scratch(p, node, S_COL_B, t * howo * k, B, B);
-        if (t > 1) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
+        if (t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
     }
