@@ -196,6 +196,155 @@ IE_HOT static void col2im_add(int32_t *dcol, size_t ld, const ie_conv_geom *g, i
     })
 }
 
+/* ---- depthwise convolutions (one input channel per group) --------------------------------------
+ * As im2col + GEMM they are a poor fit: one output row per group, 9-term products, and im2col
+ * copies every input pixel 9 times. They run direct instead: each tap adds w times a shifted
+ * run of the input plane into the int32 sums of the output plane (forward), of dY into dX's
+ * (dX), or sums dY times the run (dW): the same integers as the GEMMs'. Where a tap's runs are
+ * one contiguous run of the plane (one_run), it is taken whole, and the few positions between
+ * rows that are not the tap's get the same term taken off again: exact, and long vectorized
+ * loops even on 3 x 3 planes. A plane's sums stay below 2^31: at most K = Cout_g kh kw terms a
+ * position (a wrong term is taken off before another can join it), and dW's per-plane sums
+ * need HoWo <= 2^17. */
+static int depthwise(const ie_conv_geom *g) {
+    return IE_FAST_PATHS && g->cin_g == 1 && g->group > 1 && (size_t)g->ho * g->wo <= IE_MAX_REDUCTION;
+}
+
+/* The runs of tap (i, j): output positions [out, out + len) read the input at in + t step;
+ * sign -1 for the positions one_run takes off again. */
+#define FOR_RUNS(g, i, j, BODY)                                                                            \
+    {                                                                                                      \
+        int64_t offh_ = (int64_t)(i) * (g)->dh - (g)->pt, offw_ = (int64_t)(j) * (g)->dw - (g)->pl;      \
+        size_t oh0, oh1, ow0, ow1, wo_ = (g)->wo;                                                          \
+        inside(offh_, (g)->sh, (g)->h, (g)->ho, &oh0, &oh1);                                               \
+        inside(offw_, (g)->sw, (g)->w, (g)->wo, &ow0, &ow1);                                               \
+        if (oh0 < oh1 && ow0 < ow1) {                                                                      \
+            if (one_run(g)) {                                                                              \
+                int64_t shift_ = offh_ * (int64_t)(g)->w + offw_;                                          \
+                size_t step = 1, out = oh0 * wo_ + ow0, len = (oh1 - 1) * wo_ + ow1 - out;                 \
+                size_t in = (size_t)((int64_t)out + shift_);                                               \
+                int32_t sign = 1;                                                                          \
+                BODY                                                                                       \
+                sign = -1;                                                                                 \
+                for (size_t oh_ = oh0; oh_ + 1 < oh1; oh_++) {                                             \
+                    out = oh_ * wo_ + ow1;                                                                 \
+                    len = wo_ - ow1 + ow0;                                                                 \
+                    in = (size_t)((int64_t)out + shift_);                                                  \
+                    if (len) BODY                                                                          \
+                }                                                                                          \
+            } else {                                                                                       \
+                size_t step = (g)->sw, len = ow1 - ow0;                                                    \
+                int32_t sign = 1;                                                                          \
+                for (size_t oh_ = oh0; oh_ < oh1; oh_++) {                                                 \
+                    size_t out = oh_ * wo_ + ow0;                                                          \
+                    size_t in = (size_t)((int64_t)(oh_ * (g)->sh + offh_) * (g)->w + (int64_t)(ow0 * step) + offw_); \
+                    BODY                                                                                   \
+                }                                                                                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+
+/* a[t] += w x[t step] */
+IE_HOT static void axpy_gather(int32_t *restrict a, const int8_t *restrict x, size_t n, size_t step, int32_t w) {
+    if (step == 1)
+        for (size_t t = 0; t < n; t++) a[t] += w * x[t];
+    else if (step == 2)
+        for (size_t t = 0; t < n; t++) a[t] += w * x[2 * t];
+    else
+        for (size_t t = 0; t < n; t++) a[t] += w * x[t * step];
+}
+
+/* d[t step] += w y[t] */
+IE_HOT static void axpy_scatter(int32_t *restrict d, const int8_t *restrict y, size_t n, size_t step, int32_t w) {
+    if (step == 1)
+        for (size_t t = 0; t < n; t++) d[t] += w * y[t];
+    else if (step == 2)
+        for (size_t t = 0; t < n; t++) d[2 * t] += w * y[t];
+    else
+        for (size_t t = 0; t < n; t++) d[t * step] += w * y[t];
+}
+
+/* sum of y[t] x[t step], n <= 2^17 */
+IE_HOT static int32_t dot_gather(const int8_t *restrict y, const int8_t *restrict x, size_t n, size_t step) {
+    int32_t s = 0;
+    if (step == 1)
+        for (size_t t = 0; t < n; t++) s += y[t] * x[t];
+    else if (step == 2)
+        for (size_t t = 0; t < n; t++) s += y[t] * x[2 * t];
+    else
+        for (size_t t = 0; t < n; t++) s += y[t] * x[t * step];
+    return s;
+}
+
+typedef struct dw_job {
+    const ie_conv_geom *g;
+    size_t n;
+    const int8_t *x, *w8, *dy;
+    int32_t *acc;
+    int64_t *dw;
+} dw_job;
+
+static void dw_fwd_part(void *p, uint32_t part, uint32_t parts) {
+    const dw_job *j = p;
+    const ie_conv_geom *g = j->g;
+    size_t b, e, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, cout_g = g->cout / g->group;
+    ie_part_range(j->n * g->cout, part, parts, &b, &e);
+    for (size_t pl = b; pl < e; pl++) { /* output plane (sample, channel o) */
+        size_t s = pl / g->cout, o = pl % g->cout;
+        const int8_t *x = j->x + (s * g->cin + o / cout_g) * hw, *w = j->w8 + o * g->kh * g->kw;
+        int32_t *a = j->acc + pl * howo;
+        memset(a, 0, sizeof(int32_t) * howo);
+        for (uint32_t i = 0; i < g->kh; i++)
+            for (uint32_t jj = 0; jj < g->kw; jj++) {
+                int32_t wv = w[i * g->kw + jj];
+                FOR_RUNS(g, i, jj, { axpy_gather(a + out, x + in, len, step, sign * wv); })
+            }
+    }
+}
+
+static void dw_dx_part(void *p, uint32_t part, uint32_t parts) {
+    const dw_job *j = p;
+    const ie_conv_geom *g = j->g;
+    size_t b, e, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, cout_g = g->cout / g->group;
+    ie_part_range(j->n * g->cin, part, parts, &b, &e);
+    for (size_t pl = b; pl < e; pl++) { /* input plane (sample, channel c): its group's outputs */
+        size_t s = pl / g->cin, c = pl % g->cin;
+        int32_t *d = j->acc + pl * hw;
+        memset(d, 0, sizeof(int32_t) * hw);
+        for (size_t o = c * cout_g; o < (c + 1) * cout_g; o++) {
+            const int8_t *dy = j->dy + (s * g->cout + o) * howo, *w = j->w8 + o * g->kh * g->kw;
+            for (uint32_t i = 0; i < g->kh; i++)
+                for (uint32_t jj = 0; jj < g->kw; jj++) {
+                    int32_t wv = w[i * g->kw + jj];
+                    FOR_RUNS(g, i, jj, { axpy_scatter(d + in, dy + out, len, step, sign * wv); })
+                }
+        }
+    }
+}
+
+static void dw_dw_part(void *p, uint32_t part, uint32_t parts) {
+    const dw_job *j = p;
+    const ie_conv_geom *g = j->g;
+    size_t b, e, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, cout_g = g->cout / g->group;
+    ie_part_range(g->cout, part, parts, &b, &e);
+    for (size_t o = b; o < e; o++) /* channel by channel: each part writes its own rows of dW */
+        for (uint32_t i = 0; i < g->kh; i++)
+            for (uint32_t jj = 0; jj < g->kw; jj++) {
+                int64_t sum = 0;
+                for (size_t s = 0; s < j->n; s++) {
+                    const int8_t *x = j->x + (s * g->cin + o / cout_g) * hw, *dy = j->dy + (s * g->cout + o) * howo;
+                    FOR_RUNS(g, i, jj, { sum += sign * dot_gather(dy + out, x + in, len, step); })
+                }
+                j->dw[(o * g->kh + i) * g->kw + jj] = sum;
+            }
+}
+
+static void dw_run(const ie_exec *rt, void (*fn)(void *, uint32_t, uint32_t), dw_job *j) {
+    uint64_t t0 = ie_prof_start(rt->prof);
+    ie_pool_run(rt->pool, fn, j);
+    ie_prof_add(rt->prof, IE_PROF_GEMM, t0); /* the multiplies, as the GEMMs' are */
+}
+
 /* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
 
 /* Chunks: a GEMM over one sample's plane is short where planes are small (ResNet-18's last
@@ -385,7 +534,9 @@ int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const in
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, w8, NULL, scratch, scratch_of(g, n, IE_PROF_FWD), acc,
                   NULL, 0, fwd_chunk};
-    run_chunks(&j);
+    dw_job d = {g, n, x, w8, NULL, acc, NULL};
+    if (depthwise(g)) dw_run(rt, dw_fwd_part, &d);
+    else run_chunks(&j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
 }
@@ -427,6 +578,11 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     uint32_t cout_g = g->cout / g->group;
     ie_conv_geom t;
     int by_conv = dx_by_conv(g, &t);
+    if (depthwise(g)) {
+        dw_job d = {g, n, NULL, w8, dy, acc, NULL};
+        dw_run(rt, dw_dx_part, &d);
+        return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
+    }
     uint64_t t0 = ie_prof_start(rt->prof);
     if (by_conv) flip_weights(g, w8, wt);
     else
@@ -458,6 +614,11 @@ int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t threads = ie_pool_threads(rt->pool);
+    if (depthwise(g)) {
+        dw_job d = {g, n, x, NULL, dy, NULL, dw};
+        dw_run(rt, dw_dw_part, &d);
+        return edy + ex;
+    }
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, NULL, dy, scratch, scratch_of(g, n, IE_PROF_DW), NULL,
                   dw, size, dw_chunk};
     size_t chunks = (n + j.c - 1) / j.c;
@@ -580,17 +741,20 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
     ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
     size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
-    ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
+    int direct = depthwise(&g); /* no columns, weight transposes, dcol or partial sums */
+    if (!direct) ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
-        ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
+        if (!direct) {
+            ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
+            ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
+        }
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {
         ie_plan_keep(p, x, B);
-        ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
-        if (t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
+        if (!direct) ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
+        if (!direct && t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
     }
