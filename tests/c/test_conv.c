@@ -23,7 +23,8 @@ static uint32_t out_size(uint32_t in, uint32_t k, uint32_t s, uint32_t d, uint32
 /* group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, cin, h, w, cout */
 static const uint32_t CASES[][15] = {
     {3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3, 7, 5, 3},     /* depthwise, one run per tap */
-    {4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4, 9, 9, 8},     /* depthwise, stride 2, two outputs per channel */
+    {4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4, 9, 9, 4},     /* depthwise, stride 2 */
+    {4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4, 9, 9, 8},     /* two outputs per input channel: grouped GEMMs */
     {2, 5, 3, 1, 1, 2, 1, 2, 1, 1, 0, 2, 6, 11, 2},    /* depthwise, dilation, asymmetric pads */
     {3, 3, 3, 3, 3, 1, 1, 0, 0, 0, 0, 3, 10, 4, 3},    /* depthwise, stride 3, no padding */
     {5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5, 1, 1, 5},     /* depthwise on 1 x 1 planes */

@@ -196,152 +196,170 @@ IE_HOT static void col2im_add(int32_t *dcol, size_t ld, const ie_conv_geom *g, i
     })
 }
 
-/* ---- depthwise convolutions (one input channel per group) --------------------------------------
+/* ---- depthwise convolutions (one input and one output channel per group) ---------------------
  * As im2col + GEMM they are a poor fit: one output row per group, 9-term products, and im2col
- * copies every input pixel 9 times. They run direct instead: each tap adds w times a shifted
- * run of the input plane into the int32 sums of the output plane (forward), of dY into dX's
- * (dX), or sums dY times the run (dW): the same integers as the GEMMs'. Where a tap's runs are
- * one contiguous run of the plane (one_run), it is taken whole, and the few positions between
- * rows that are not the tap's get the same term taken off again: exact, and long vectorized
- * loops even on 3 x 3 planes. A plane's sums stay below 2^31: at most K = Cout_g kh kw terms a
- * position (a wrong term is taken off before another can join it), and dW's per-plane sums
- * need HoWo <= 2^17. */
+ * copies every input pixel 9 times; walked plane by plane, MobileNetV2's 3 x 3 to 12 x 12 planes
+ * make runs too short for vectors. So they run channels-last: a sample's planes are transposed
+ * to [pixel][channel], every (output pixel, tap) pair is one vector operation over all channels
+ * with the tap's weights as a vector, and the int32 sums are transposed back. The sums are the
+ * same integers as the GEMMs' (at most kh kw terms a position; dW at most HoWo <= 2^17 a sample,
+ * then int64 over samples). */
+static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+
 static int depthwise(const ie_conv_geom *g) {
-    return IE_FAST_PATHS && g->cin_g == 1 && g->group > 1 && (size_t)g->ho * g->wo <= IE_MAX_REDUCTION;
+    return IE_FAST_PATHS && g->cin_g == 1 && g->group > 1 && g->cout == g->cin &&
+           (size_t)g->ho * g->wo <= IE_MAX_REDUCTION;
 }
 
-/* The runs of tap (i, j): output positions [out, out + len) read the input at in + t step;
- * sign -1 for the positions one_run takes off again. */
-#define FOR_RUNS(g, i, j, BODY)                                                                            \
-    {                                                                                                      \
-        int64_t offh_ = (int64_t)(i) * (g)->dh - (g)->pt, offw_ = (int64_t)(j) * (g)->dw - (g)->pl;      \
-        size_t oh0, oh1, ow0, ow1, wo_ = (g)->wo;                                                          \
-        inside(offh_, (g)->sh, (g)->h, (g)->ho, &oh0, &oh1);                                               \
-        inside(offw_, (g)->sw, (g)->w, (g)->wo, &ow0, &ow1);                                               \
-        if (oh0 < oh1 && ow0 < ow1) {                                                                      \
-            if (one_run(g)) {                                                                              \
-                int64_t shift_ = offh_ * (int64_t)(g)->w + offw_;                                          \
-                size_t step = 1, out = oh0 * wo_ + ow0, len = (oh1 - 1) * wo_ + ow1 - out;                 \
-                size_t in = (size_t)((int64_t)out + shift_);                                               \
-                int32_t sign = 1;                                                                          \
-                BODY                                                                                       \
-                sign = -1;                                                                                 \
-                for (size_t oh_ = oh0; oh_ + 1 < oh1; oh_++) {                                             \
-                    out = oh_ * wo_ + ow1;                                                                 \
-                    len = wo_ - ow1 + ow0;                                                                 \
-                    in = (size_t)((int64_t)out + shift_);                                                  \
-                    if (len) BODY                                                                          \
-                }                                                                                          \
-            } else {                                                                                       \
-                size_t step = (g)->sw, len = ow1 - ow0;                                                    \
-                int32_t sign = 1;                                                                          \
-                for (size_t oh_ = oh0; oh_ < oh1; oh_++) {                                                 \
-                    size_t out = oh_ * wo_ + ow0;                                                          \
-                    size_t in = (size_t)((int64_t)(oh_ * (g)->sh + offh_) * (g)->w + (int64_t)(ow0 * step) + offw_); \
-                    BODY                                                                                   \
-                }                                                                                          \
-            }                                                                                              \
-        }                                                                                                  \
-    }
+/* One thread's scratch and the shared part, in byte offsets: the taps' weights [kk][C] int32
+ * (shared), then per thread x and dY channels-last (int8), int32 sums [pixels][C], and for dW
+ * the sample's [kk][C] int32 sums and the thread's int64 total. */
+typedef struct dw_layout {
+    size_t xt, dyt, sums, s32, total, shared;
+} dw_layout;
 
-/* a[t] += w x[t step] */
-IE_HOT static void axpy_gather(int32_t *restrict a, const int8_t *restrict x, size_t n, size_t step, int32_t w) {
-    if (step == 1)
-        for (size_t t = 0; t < n; t++) a[t] += w * x[t];
-    else if (step == 2)
-        for (size_t t = 0; t < n; t++) a[t] += w * x[2 * t];
-    else
-        for (size_t t = 0; t < n; t++) a[t] += w * x[t * step];
+static dw_layout dw_layout_of(const ie_conv_geom *g) {
+    size_t c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
+    dw_layout l;
+    l.shared = up64(sizeof(int32_t) * kk * c);
+    l.xt = 0;
+    l.dyt = up64(hw * c);
+    l.sums = l.dyt + up64(howo * c);
+    l.s32 = l.sums + up64(sizeof(int32_t) * (hw > howo ? hw : howo) * c);
+    l.total = l.s32 + up64(sizeof(int32_t) * kk * c) + up64(sizeof(int64_t) * kk * c);
+    return l;
 }
 
-/* d[t step] += w y[t] */
-IE_HOT static void axpy_scatter(int32_t *restrict d, const int8_t *restrict y, size_t n, size_t step, int32_t w) {
-    if (step == 1)
-        for (size_t t = 0; t < n; t++) d[t] += w * y[t];
-    else if (step == 2)
-        for (size_t t = 0; t < n; t++) d[2 * t] += w * y[t];
-    else
-        for (size_t t = 0; t < n; t++) d[t * step] += w * y[t];
+/* [rows][cols] int32 into [cols][rows], in tiles that stay in cache. */
+static void transpose_s32(const int32_t *src, size_t rows, size_t cols, int32_t *dst) {
+    for (size_t r0 = 0; r0 < rows; r0 += 16)
+        for (size_t c0 = 0; c0 < cols; c0 += 16)
+            for (size_t r = r0; r < rows && r < r0 + 16; r++)
+                for (size_t c = c0; c < cols && c < c0 + 16; c++) dst[c * rows + r] = src[r * cols + c];
 }
 
-/* sum of y[t] x[t step], n <= 2^17 */
-IE_HOT static int32_t dot_gather(const int8_t *restrict y, const int8_t *restrict x, size_t n, size_t step) {
-    int32_t s = 0;
-    if (step == 1)
-        for (size_t t = 0; t < n; t++) s += y[t] * x[t];
-    else if (step == 2)
-        for (size_t t = 0; t < n; t++) s += y[t] * x[2 * t];
-    else
-        for (size_t t = 0; t < n; t++) s += y[t] * x[t * step];
-    return s;
+/* The input pixel of output pixel (oh, ow) under tap (i, j), or -1 in the padding. */
+static inline long tap_pixel(const ie_conv_geom *g, size_t oh, size_t ow, uint32_t i, uint32_t j) {
+    long ih = (long)(oh * g->sh + i * g->dh) - (long)g->pt, iw = (long)(ow * g->sw + j * g->dw) - (long)g->pl;
+    return ih < 0 || iw < 0 || ih >= (long)g->h || iw >= (long)g->w ? -1 : ih * (long)g->w + iw;
+}
+
+/* a[c] += w[c] v[c] over the channels */
+IE_HOT static void mac_channels(int32_t *restrict a, const int32_t *restrict w, const int8_t *restrict v, size_t c) {
+    for (size_t k = 0; k < c; k++) a[k] += w[k] * v[k];
+}
+
+/* a[c] += u[c] v[c] */
+IE_HOT static void mac_channels_s8(int32_t *restrict a, const int8_t *restrict u, const int8_t *restrict v, size_t c) {
+    for (size_t k = 0; k < c; k++) a[k] += u[k] * v[k];
 }
 
 typedef struct dw_job {
     const ie_conv_geom *g;
     size_t n;
-    const int8_t *x, *w8, *dy;
+    const int8_t *x, *dy;
+    int8_t *scratch; /* the shared weights, then one dw_layout per thread */
+    dw_layout l;
     int32_t *acc;
-    int64_t *dw;
+    int64_t *dw; /* one [kk][C] total per part, then dW */
 } dw_job;
 
 static void dw_fwd_part(void *p, uint32_t part, uint32_t parts) {
     const dw_job *j = p;
     const ie_conv_geom *g = j->g;
-    size_t b, e, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, cout_g = g->cout / g->group;
-    ie_part_range(j->n * g->cout, part, parts, &b, &e);
-    for (size_t pl = b; pl < e; pl++) { /* output plane (sample, channel o) */
-        size_t s = pl / g->cout, o = pl % g->cout;
-        const int8_t *x = j->x + (s * g->cin + o / cout_g) * hw, *w = j->w8 + o * g->kh * g->kw;
-        int32_t *a = j->acc + pl * howo;
-        memset(a, 0, sizeof(int32_t) * howo);
-        for (uint32_t i = 0; i < g->kh; i++)
-            for (uint32_t jj = 0; jj < g->kw; jj++) {
-                int32_t wv = w[i * g->kw + jj];
-                FOR_RUNS(g, i, jj, { axpy_gather(a + out, x + in, len, step, sign * wv); })
+    size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo;
+    const int32_t *wt = (const int32_t *)j->scratch;
+    int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *xt = mine + j->l.xt;
+    int32_t *sums = (int32_t *)(mine + j->l.sums);
+    ie_part_range(j->n, part, parts, &b, &e);
+    for (size_t s = b; s < e; s++) {
+        ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
+        for (size_t oh = 0; oh < g->ho; oh++)
+            for (size_t ow = 0; ow < g->wo; ow++) {
+                int32_t *a = sums + (oh * g->wo + ow) * c;
+                memset(a, 0, sizeof(int32_t) * c);
+                for (uint32_t i = 0; i < g->kh; i++)
+                    for (uint32_t jj = 0; jj < g->kw; jj++) {
+                        long px = tap_pixel(g, oh, ow, i, jj);
+                        if (px >= 0) mac_channels(a, wt + (i * g->kw + jj) * c, xt + (size_t)px * c, c);
+                    }
             }
+        transpose_s32(sums, howo, c, j->acc + s * c * howo);
     }
 }
 
 static void dw_dx_part(void *p, uint32_t part, uint32_t parts) {
     const dw_job *j = p;
     const ie_conv_geom *g = j->g;
-    size_t b, e, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, cout_g = g->cout / g->group;
-    ie_part_range(j->n * g->cin, part, parts, &b, &e);
-    for (size_t pl = b; pl < e; pl++) { /* input plane (sample, channel c): its group's outputs */
-        size_t s = pl / g->cin, c = pl % g->cin;
-        int32_t *d = j->acc + pl * hw;
-        memset(d, 0, sizeof(int32_t) * hw);
-        for (size_t o = c * cout_g; o < (c + 1) * cout_g; o++) {
-            const int8_t *dy = j->dy + (s * g->cout + o) * howo, *w = j->w8 + o * g->kh * g->kw;
-            for (uint32_t i = 0; i < g->kh; i++)
-                for (uint32_t jj = 0; jj < g->kw; jj++) {
-                    int32_t wv = w[i * g->kw + jj];
-                    FOR_RUNS(g, i, jj, { axpy_scatter(d + in, dy + out, len, step, sign * wv); })
-                }
-        }
+    size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo;
+    const int32_t *wt = (const int32_t *)j->scratch;
+    int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *dyt = mine + j->l.dyt;
+    int32_t *sums = (int32_t *)(mine + j->l.sums);
+    ie_part_range(j->n, part, parts, &b, &e);
+    for (size_t s = b; s < e; s++) {
+        ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
+        memset(sums, 0, sizeof(int32_t) * hw * c);
+        for (size_t oh = 0; oh < g->ho; oh++)
+            for (size_t ow = 0; ow < g->wo; ow++)
+                for (uint32_t i = 0; i < g->kh; i++)
+                    for (uint32_t jj = 0; jj < g->kw; jj++) {
+                        long px = tap_pixel(g, oh, ow, i, jj);
+                        if (px >= 0)
+                            mac_channels(sums + (size_t)px * c, wt + (i * g->kw + jj) * c, dyt + (oh * g->wo + ow) * c, c);
+                    }
+        transpose_s32(sums, hw, c, j->acc + s * c * hw);
     }
 }
 
 static void dw_dw_part(void *p, uint32_t part, uint32_t parts) {
     const dw_job *j = p;
     const ie_conv_geom *g = j->g;
-    size_t b, e, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, cout_g = g->cout / g->group;
-    ie_part_range(g->cout, part, parts, &b, &e);
-    for (size_t o = b; o < e; o++) /* channel by channel: each part writes its own rows of dW */
-        for (uint32_t i = 0; i < g->kh; i++)
-            for (uint32_t jj = 0; jj < g->kw; jj++) {
-                int64_t sum = 0;
-                for (size_t s = 0; s < j->n; s++) {
-                    const int8_t *x = j->x + (s * g->cin + o / cout_g) * hw, *dy = j->dy + (s * g->cout + o) * howo;
-                    FOR_RUNS(g, i, jj, { sum += sign * dot_gather(dy + out, x + in, len, step); })
-                }
-                j->dw[(o * g->kh + i) * g->kw + jj] = sum;
-            }
+    size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
+    int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *xt = mine + j->l.xt, *dyt = mine + j->l.dyt;
+    int32_t *s32 = (int32_t *)(mine + j->l.s32);
+    int64_t *total = (int64_t *)(mine + j->l.s32 + up64(sizeof(int32_t) * kk * c));
+    memset(total, 0, sizeof(int64_t) * kk * c);
+    ie_part_range(j->n, part, parts, &b, &e);
+    for (size_t s = b; s < e; s++) {
+        ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
+        ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
+        memset(s32, 0, sizeof(int32_t) * kk * c);
+        for (size_t oh = 0; oh < g->ho; oh++)
+            for (size_t ow = 0; ow < g->wo; ow++)
+                for (uint32_t i = 0; i < g->kh; i++)
+                    for (uint32_t jj = 0; jj < g->kw; jj++) {
+                        long px = tap_pixel(g, oh, ow, i, jj);
+                        if (px >= 0)
+                            mac_channels_s8(s32 + (i * g->kw + jj) * c, dyt + (oh * g->wo + ow) * c, xt + (size_t)px * c, c);
+                    }
+        for (size_t t = 0; t < kk * c; t++) total[t] += s32[t];
+    }
 }
 
-static void dw_run(const ie_exec *rt, void (*fn)(void *, uint32_t, uint32_t), dw_job *j) {
+/* phase: IE_PROF_FWD (sums into acc from x), IE_PROF_DX (into acc from dy) or IE_PROF_DW (dw
+ * from x and dy); scratch: ie_conv_scratch's bytes for the phase. */
+static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n, const int8_t *x, const int8_t *w8,
+                   const int8_t *dy, int8_t *scratch, int32_t *acc, int64_t *dw) {
     uint64_t t0 = ie_prof_start(rt->prof);
-    ie_pool_run(rt->pool, fn, j);
+    dw_job j = {g, n, x, dy, scratch, dw_layout_of(g), acc, dw};
+    size_t c = g->cin, kk = (size_t)g->kh * g->kw;
+    int32_t *wt = (int32_t *)scratch;
+    for (size_t ch = 0; ch < c; ch++) /* the taps' weights as vectors over channels */
+        for (size_t t = 0; t < kk; t++) wt[t * c + ch] = w8 ? w8[ch * kk + t] : 0;
+    if (phase == IE_PROF_FWD) ie_pool_run(rt->pool, dw_fwd_part, &j);
+    else if (phase == IE_PROF_DX) ie_pool_run(rt->pool, dw_dx_part, &j);
+    else {
+        ie_pool_run(rt->pool, dw_dw_part, &j);
+        for (size_t t = 0; t < kk; t++) /* the parts' totals, in part order: exact */
+            for (size_t ch = 0; ch < c; ch++) {
+                int64_t sum = 0;
+                for (uint32_t part = 0; part < ie_pool_threads(rt->pool); part++) {
+                    const int8_t *mine = scratch + j.l.shared + part * j.l.total;
+                    sum += ((const int64_t *)(mine + j.l.s32 + up64(sizeof(int32_t) * kk * c)))[t * c + ch];
+                }
+                dw[ch * kk + t] = sum;
+            }
+    }
     ie_prof_add(rt->prof, IE_PROF_GEMM, t0); /* the multiplies, as the GEMMs' are */
 }
 
@@ -368,8 +386,6 @@ typedef struct conv_scratch {
     size_t rows, tmp, total;
 } conv_scratch;
 
-static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
-
 static conv_scratch scratch_of(const ie_conv_geom *g, size_t n, int phase) {
     ie_conv_geom t;
     size_t c = ie_conv_chunk(g, n), howo = (size_t)g->ho * g->wo, l = c * howo, cout_g = g->cout / g->group;
@@ -392,7 +408,11 @@ static conv_scratch scratch_of(const ie_conv_geom *g, size_t n, int phase) {
     return s;
 }
 
-size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) { return scratch_of(g, n, phase).total; }
+size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) {
+    if (depthwise(g)) /* the shared weights counted with every thread's piece: simple, and small */
+        return dw_layout_of(g).total + dw_layout_of(g).shared;
+    return scratch_of(g, n, phase).total;
+}
 
 /* Copies of rows (planes of HoWo bytes, rows a sample) or im2col (g) into a chunk's columns, split over
  * the pool by (sample, row). */
@@ -534,8 +554,7 @@ int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const in
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, w8, NULL, scratch, scratch_of(g, n, IE_PROF_FWD), acc,
                   NULL, 0, fwd_chunk};
-    dw_job d = {g, n, x, w8, NULL, acc, NULL};
-    if (depthwise(g)) dw_run(rt, dw_fwd_part, &d);
+    if (depthwise(g)) dw_run(rt, IE_PROF_FWD, g, n, x, w8, NULL, scratch, acc, NULL);
     else run_chunks(&j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
@@ -579,8 +598,7 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     ie_conv_geom t;
     int by_conv = dx_by_conv(g, &t);
     if (depthwise(g)) {
-        dw_job d = {g, n, NULL, w8, dy, acc, NULL};
-        dw_run(rt, dw_dx_part, &d);
+        dw_run(rt, IE_PROF_DX, g, n, NULL, w8, dy, scratch, acc, NULL);
         return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
     }
     uint64_t t0 = ie_prof_start(rt->prof);
@@ -615,8 +633,7 @@ int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t threads = ie_pool_threads(rt->pool);
     if (depthwise(g)) {
-        dw_job d = {g, n, x, NULL, dy, NULL, dw};
-        dw_run(rt, dw_dw_part, &d);
+        dw_run(rt, IE_PROF_DW, g, n, x, NULL, dy, scratch, NULL, dw);
         return edy + ex;
     }
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, NULL, dy, scratch, scratch_of(g, n, IE_PROF_DW), NULL,
@@ -741,19 +758,17 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
     ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
     size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
-    int direct = depthwise(&g); /* no columns, weight transposes, dcol or partial sums */
-    if (!direct) ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
+    int direct = depthwise(&g); /* no weight transposes or partial sums */
+    ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
-        if (!direct) {
-            ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-            ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
-        }
+        if (!direct) ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {
         ie_plan_keep(p, x, B);
-        if (!direct) ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
+        ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
         if (!direct && t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
