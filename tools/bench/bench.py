@@ -74,21 +74,27 @@ def frozen(param_name, patterns):
     return patterns is not None and not any(fnmatch.fnmatchcase(param_name, p) for p in patterns)
 
 
-def median_ms(step, warmup=3, reps=15):
-    """Median, min and max step time in ms."""
+def median_ms(step, warmup=3, reps=15, cpu=None):
+    """Median, min and max step time in ms (wall clock); cpu, a list, receives each step's process
+    CPU time (all of the process's threads)."""
     for _ in range(warmup):
         step()
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         ts.append(time.perf_counter() - t0)
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
     return float(np.median(ts) * 1e3), float(min(ts) * 1e3), float(max(ts) * 1e3)
 
 
 def timed(step, reps):
-    ms, lo, hi = median_ms(step, warmup=3 if reps >= 15 else 2, reps=reps)
-    return {"ms": ms, "min_ms": lo, "max_ms": hi}
+    """Wall-clock median with its spread, and the median CPU time: on a shared machine the CPU
+    time of a one-thread step is the steadier figure (waiting for a core does not count)."""
+    cpu = []
+    ms, lo, hi = median_ms(step, warmup=3 if reps >= 15 else 2, reps=reps, cpu=cpu)
+    return {"ms": ms, "min_ms": lo, "max_ms": hi, "cpu_ms": float(np.median(cpu) * 1e3)}
 
 
 def batch_of(name, seed_labels=1):
@@ -331,16 +337,16 @@ def main():
         tier, gops = gemm_gops([(256, 256, 256), (32, 256, 784), (32, 784, 256), (256, 784, 32), (16, 784, 150)])
         results["gemm"] = {"tier": tier, "gops": gops, "int8_peak_gops": int8_peak(tier)}
     print(f"{'model/threads':<24} {'intedge ms':>14} {'torch ms':>9} {'ort ms':>8} {'÷torch':>7} {'÷ort':>6} "
-          f"{'peak RSS MB ie/torch/ort':>25} {'ie arena MB':>11}")
+          f"{'cpu ÷torch':>10} {'cpu ÷ort':>8} {'peak RSS MB ie/torch/ort':>25} {'ie arena MB':>11}")
     for key, r in results["models"].items():
         ie, to, ort_ = r["intedge"], r["torch"], r["ort"]
         f = lambda v: f"{v['ms']:.1f}" if "ms" in v else "-"  # noqa: E731
         spread = f"{ie['min_ms']:.0f}-{ie['max_ms']:.0f}" if "ms" in ie else ""
-        ratio = lambda a, b: f"{a['ms'] / b['ms']:.2f}" if "ms" in a and "ms" in b else "-"  # noqa: E731
+        ratio = lambda a, b, k="ms": f"{a[k] / b[k]:.2f}" if k in a and k in b else "-"  # noqa: E731
         rss = "/".join(f"{v['rss_mb']:.0f}" if "rss_mb" in v else "-" for v in (ie, to, ort_))
         arena = f"{ie['arena_mb']:.2f}" if "arena_mb" in ie else "-"
         print(f"{key:<24} {f(ie) + ' ' + spread:>14} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} "
-              f"{rss:>25} {arena:>11}")
+              f"{ratio(ie, to, 'cpu_ms'):>10} {ratio(ie, ort_, 'cpu_ms'):>8} {rss:>25} {arena:>11}")
     for key, r in results["models"].items():
         if "profile" in r["intedge"]:
             print_profile(key, r["intedge"]["profile"])
