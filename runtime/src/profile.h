@@ -1,7 +1,8 @@
 /* Step profile (off unless ie_test_profile hands a session an array): cumulative nanoseconds per
- * node, phase and kind of work, from the port's clock. Phases are timed on the calling thread
- * (wall time, pool included); kinds are timed where they run on the calling thread, so with a
- * pool they show thread 0's share of work split evenly. Off, every hook is one NULL test. */
+ * node, phase and kind of work, from the port's clock (the calling thread's CPU time on POSIX
+ * hosts). Everything is timed on the calling thread: with a pool, a phase reads thread 0's share
+ * (its spinning while it waits included) and a kind the part it ran itself. Off, every hook is
+ * one NULL test. */
 #ifndef IE_PROFILE_H
 #define IE_PROFILE_H
 

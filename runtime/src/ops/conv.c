@@ -234,28 +234,52 @@ static dw_layout dw_layout_of(const ie_conv_geom *g) {
     return l;
 }
 
-/* [rows][cols] int32 into [cols][rows], in tiles that stay in cache. */
-static void transpose_s32(const int32_t *src, size_t rows, size_t cols, int32_t *dst) {
+/* [rows][cols] int32 into [cols][rows], in tiles that stay in cache, each written a line at a time. */
+IE_HOT static void transpose_s32(const int32_t *restrict src, size_t rows, size_t cols, int32_t *restrict dst) {
     for (size_t r0 = 0; r0 < rows; r0 += 16)
-        for (size_t c0 = 0; c0 < cols; c0 += 16)
-            for (size_t r = r0; r < rows && r < r0 + 16; r++)
-                for (size_t c = c0; c < cols && c < c0 + 16; c++) dst[c * rows + r] = src[r * cols + c];
+        for (size_t c0 = 0; c0 < cols; c0 += 16) {
+            size_t r1 = rows - r0 < 16 ? rows : r0 + 16, c1 = cols - c0 < 16 ? cols : c0 + 16;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
+        }
 }
 
-/* The input pixel of output pixel (oh, ow) under tap (i, j), or -1 in the padding. */
-static inline long tap_pixel(const ie_conv_geom *g, size_t oh, size_t ow, uint32_t i, uint32_t j) {
-    long ih = (long)(oh * g->sh + i * g->dh) - (long)g->pt, iw = (long)(ow * g->sw + j * g->dw) - (long)g->pl;
-    return ih < 0 || iw < 0 || ih >= (long)g->h || iw >= (long)g->w ? -1 : ih * (long)g->w + iw;
-}
-
-/* a[c] += w[c] v[c] over the channels */
-IE_HOT static void mac_channels(int32_t *restrict a, const int32_t *restrict w, const int8_t *restrict v, size_t c) {
-    for (size_t k = 0; k < c; k++) a[k] += w[k] * v[k];
-}
-
-/* a[c] += u[c] v[c] */
-IE_HOT static void mac_channels_s8(int32_t *restrict a, const int8_t *restrict u, const int8_t *restrict v, size_t c) {
-    for (size_t k = 0; k < c; k++) a[k] += u[k] * v[k];
+/* One sample, channels-last, tap by tap and output row by output row: a tap's in-range outputs
+ * [ow0, ow1) of row oh read input row ih from pixel ow0 sw + offw on, so each (row, tap) is one
+ * loop over pixels and channels with the tap's weights as the channel vector.
+ *   phase FWD: sums[out pixel][c] += w[tap][c] v[in pixel][c]        (v: x)
+ *   phase DX:  sums[in pixel][c]  += w[tap][c] u[out pixel][c]       (u: dY)
+ *   phase DW:  sums[tap][c]       += u[out pixel][c] v[in pixel][c]  (u: dY, v: x) */
+IE_HOT static void dw_sample(const ie_conv_geom *g, int phase, const int32_t *restrict wt, const int8_t *restrict u,
+                             const int8_t *restrict v, int32_t *restrict sums) {
+    size_t c = g->cin, sw = g->sw;
+    for (uint32_t i = 0; i < g->kh; i++)
+        for (uint32_t j = 0; j < g->kw; j++) {
+            size_t oh0, oh1, ow0, ow1, tap = (size_t)i * g->kw + j;
+            int64_t offh = (int64_t)i * g->dh - g->pt, offw = (int64_t)j * g->dw - g->pl;
+            inside(offh, g->sh, g->h, g->ho, &oh0, &oh1);
+            inside(offw, g->sw, g->w, g->wo, &ow0, &ow1);
+            const int32_t *w = wt + tap * c;
+            for (size_t oh = oh0; oh < oh1; oh++) {
+                size_t in0 = (size_t)((int64_t)(oh * g->sh) + offh) * g->w + (size_t)((int64_t)(ow0 * sw) + offw);
+                size_t out0 = oh * g->wo + ow0;
+                for (size_t ow = 0; ow < ow1 - ow0; ow++) {
+                    const int8_t *vin = v ? v + (in0 + ow * sw) * c : NULL;
+                    if (phase == IE_PROF_FWD) {
+                        int32_t *a = sums + (out0 + ow) * c;
+                        for (size_t k = 0; k < c; k++) a[k] += w[k] * vin[k];
+                    } else if (phase == IE_PROF_DX) {
+                        int32_t *a = sums + (in0 + ow * sw) * c;
+                        const int8_t *d = u + (out0 + ow) * c;
+                        for (size_t k = 0; k < c; k++) a[k] += w[k] * d[k];
+                    } else {
+                        int32_t *a = sums + tap * c;
+                        const int8_t *d = u + (out0 + ow) * c;
+                        for (size_t k = 0; k < c; k++) a[k] += d[k] * vin[k];
+                    }
+                }
+            }
+        }
 }
 
 typedef struct dw_job {
@@ -266,77 +290,29 @@ typedef struct dw_job {
     dw_layout l;
     int32_t *acc;
     int64_t *dw; /* one [kk][C] total per part, then dW */
+    int phase;
 } dw_job;
 
-static void dw_fwd_part(void *p, uint32_t part, uint32_t parts) {
-    const dw_job *j = p;
-    const ie_conv_geom *g = j->g;
-    size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo;
-    const int32_t *wt = (const int32_t *)j->scratch;
-    int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *xt = mine + j->l.xt;
-    int32_t *sums = (int32_t *)(mine + j->l.sums);
-    ie_part_range(j->n, part, parts, &b, &e);
-    for (size_t s = b; s < e; s++) {
-        ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
-        for (size_t oh = 0; oh < g->ho; oh++)
-            for (size_t ow = 0; ow < g->wo; ow++) {
-                int32_t *a = sums + (oh * g->wo + ow) * c;
-                memset(a, 0, sizeof(int32_t) * c);
-                for (uint32_t i = 0; i < g->kh; i++)
-                    for (uint32_t jj = 0; jj < g->kw; jj++) {
-                        long px = tap_pixel(g, oh, ow, i, jj);
-                        if (px >= 0) mac_channels(a, wt + (i * g->kw + jj) * c, xt + (size_t)px * c, c);
-                    }
-            }
-        transpose_s32(sums, howo, c, j->acc + s * c * howo);
-    }
-}
-
-static void dw_dx_part(void *p, uint32_t part, uint32_t parts) {
-    const dw_job *j = p;
-    const ie_conv_geom *g = j->g;
-    size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo;
-    const int32_t *wt = (const int32_t *)j->scratch;
-    int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *dyt = mine + j->l.dyt;
-    int32_t *sums = (int32_t *)(mine + j->l.sums);
-    ie_part_range(j->n, part, parts, &b, &e);
-    for (size_t s = b; s < e; s++) {
-        ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
-        memset(sums, 0, sizeof(int32_t) * hw * c);
-        for (size_t oh = 0; oh < g->ho; oh++)
-            for (size_t ow = 0; ow < g->wo; ow++)
-                for (uint32_t i = 0; i < g->kh; i++)
-                    for (uint32_t jj = 0; jj < g->kw; jj++) {
-                        long px = tap_pixel(g, oh, ow, i, jj);
-                        if (px >= 0)
-                            mac_channels(sums + (size_t)px * c, wt + (i * g->kw + jj) * c, dyt + (oh * g->wo + ow) * c, c);
-                    }
-        transpose_s32(sums, hw, c, j->acc + s * c * hw);
-    }
-}
-
-static void dw_dw_part(void *p, uint32_t part, uint32_t parts) {
+static void dw_part(void *p, uint32_t part, uint32_t parts) {
     const dw_job *j = p;
     const ie_conv_geom *g = j->g;
     size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
+    const int32_t *wt = (const int32_t *)j->scratch;
     int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *xt = mine + j->l.xt, *dyt = mine + j->l.dyt;
-    int32_t *s32 = (int32_t *)(mine + j->l.s32);
+    int32_t *sums = (int32_t *)(mine + (j->phase == IE_PROF_DW ? j->l.s32 : j->l.sums));
     int64_t *total = (int64_t *)(mine + j->l.s32 + up64(sizeof(int32_t) * kk * c));
-    memset(total, 0, sizeof(int64_t) * kk * c);
+    size_t n_sums = j->phase == IE_PROF_FWD ? howo * c : j->phase == IE_PROF_DX ? hw * c : kk * c;
+    if (j->phase == IE_PROF_DW) memset(total, 0, sizeof(int64_t) * kk * c);
     ie_part_range(j->n, part, parts, &b, &e);
     for (size_t s = b; s < e; s++) {
-        ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
-        ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
-        memset(s32, 0, sizeof(int32_t) * kk * c);
-        for (size_t oh = 0; oh < g->ho; oh++)
-            for (size_t ow = 0; ow < g->wo; ow++)
-                for (uint32_t i = 0; i < g->kh; i++)
-                    for (uint32_t jj = 0; jj < g->kw; jj++) {
-                        long px = tap_pixel(g, oh, ow, i, jj);
-                        if (px >= 0)
-                            mac_channels_s8(s32 + (i * g->kw + jj) * c, dyt + (oh * g->wo + ow) * c, xt + (size_t)px * c, c);
-                    }
-        for (size_t t = 0; t < kk * c; t++) total[t] += s32[t];
+        if (j->x) ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
+        if (j->dy) ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
+        memset(sums, 0, sizeof(int32_t) * n_sums);
+        dw_sample(g, j->phase, wt, j->dy ? dyt : NULL, j->x ? xt : NULL, sums);
+        if (j->phase == IE_PROF_FWD) transpose_s32(sums, howo, c, j->acc + s * c * howo);
+        else if (j->phase == IE_PROF_DX) transpose_s32(sums, hw, c, j->acc + s * c * hw);
+        else
+            for (size_t t = 0; t < kk * c; t++) total[t] += sums[t];
     }
 }
 
@@ -345,15 +321,13 @@ static void dw_dw_part(void *p, uint32_t part, uint32_t parts) {
 static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n, const int8_t *x, const int8_t *w8,
                    const int8_t *dy, int8_t *scratch, int32_t *acc, int64_t *dw) {
     uint64_t t0 = ie_prof_start(rt->prof);
-    dw_job j = {g, n, x, dy, scratch, dw_layout_of(g), acc, dw};
+    dw_job j = {g, n, x, dy, scratch, dw_layout_of(g), acc, dw, phase};
     size_t c = g->cin, kk = (size_t)g->kh * g->kw;
     int32_t *wt = (int32_t *)scratch;
     for (size_t ch = 0; ch < c; ch++) /* the taps' weights as vectors over channels */
         for (size_t t = 0; t < kk; t++) wt[t * c + ch] = w8 ? w8[ch * kk + t] : 0;
-    if (phase == IE_PROF_FWD) ie_pool_run(rt->pool, dw_fwd_part, &j);
-    else if (phase == IE_PROF_DX) ie_pool_run(rt->pool, dw_dx_part, &j);
-    else {
-        ie_pool_run(rt->pool, dw_dw_part, &j);
+    ie_pool_run(rt->pool, dw_part, &j);
+    if (phase == IE_PROF_DW) {
         for (size_t t = 0; t < kk; t++) /* the parts' totals, in part order: exact */
             for (size_t ch = 0; ch < c; ch++) {
                 int64_t sum = 0;
