@@ -215,22 +215,24 @@ static int depthwise(const ie_conv_geom *g) {
            (size_t)g->ho * g->wo <= IE_MAX_REDUCTION;
 }
 
-/* One thread's scratch and the shared part, in byte offsets: the taps' weights [kk][C] int32
- * (shared), then per thread x and dY channels-last (int8), int32 sums [pixels][C], and for dW
- * the sample's [kk][C] int32 sums and the thread's int64 total. */
+/* One thread's scratch and the shared part, in byte offsets. Shared: the taps' weights as rows
+ * [kk][Wo C] int32 (each tap's channel vector repeated along an output row). Per thread: x and
+ * dY channels-last (int8), int32 sums [pixels][C], and for dW the sample's int32 sums per tap
+ * along a row [kk][Wo C] and the thread's int64 total [kk][C]. */
 typedef struct dw_layout {
-    size_t xt, dyt, sums, s32, total, shared;
+    size_t xt, dyt, sums, rows, total, size, shared;
 } dw_layout;
 
 static dw_layout dw_layout_of(const ie_conv_geom *g) {
     size_t c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
     dw_layout l;
-    l.shared = up64(sizeof(int32_t) * kk * c);
+    l.shared = up64(sizeof(int32_t) * kk * g->wo * c);
     l.xt = 0;
     l.dyt = up64(hw * c);
     l.sums = l.dyt + up64(howo * c);
-    l.s32 = l.sums + up64(sizeof(int32_t) * (hw > howo ? hw : howo) * c);
-    l.total = l.s32 + up64(sizeof(int32_t) * kk * c) + up64(sizeof(int64_t) * kk * c);
+    l.rows = l.sums + up64(sizeof(int32_t) * (hw > howo ? hw : howo) * c);
+    l.total = l.rows + up64(sizeof(int32_t) * kk * g->wo * c);
+    l.size = l.total + up64(sizeof(int64_t) * kk * c);
     return l;
 }
 
@@ -245,38 +247,50 @@ IE_HOT static void transpose_s32(const int32_t *restrict src, size_t rows, size_
 }
 
 /* One sample, channels-last, tap by tap and output row by output row: a tap's in-range outputs
- * [ow0, ow1) of row oh read input row ih from pixel ow0 sw + offw on, so each (row, tap) is one
- * loop over pixels and channels with the tap's weights as the channel vector.
- *   phase FWD: sums[out pixel][c] += w[tap][c] v[in pixel][c]        (v: x)
- *   phase DX:  sums[in pixel][c]  += w[tap][c] u[out pixel][c]       (u: dY)
- *   phase DW:  sums[tap][c]       += u[out pixel][c] v[in pixel][c]  (u: dY, v: x) */
-IE_HOT static void dw_sample(const ie_conv_geom *g, int phase, const int32_t *restrict wt, const int8_t *restrict u,
-                             const int8_t *restrict v, int32_t *restrict sums) {
-    size_t c = g->cin, sw = g->sw;
+ * [ow0, ow1) of row oh read input row ih from pixel ow0 sw + offw on. With stride 1 both runs are
+ * contiguous over (pixel, channel), so each (row, tap) is one flat loop against the tap's weight
+ * row (wr: the channel vector repeated, so position t has channel t mod C):
+ *   phase FWD: sums[out pixel][c] += w[tap][c] v[in pixel][c]     (v: x)
+ *   phase DX:  sums[in pixel][c]  += w[tap][c] u[out pixel][c]    (u: dY)
+ *   phase DW:  rows[tap][t]       += u[out][t] v[in][t]           (u: dY, v: x; folded per channel
+ *                                                                  by the caller) */
+IE_HOT static void dw_sample(const ie_conv_geom *g, int phase, const int32_t *restrict wrows, const int8_t *restrict u,
+                             const int8_t *restrict v, int32_t *restrict sums, int32_t *restrict rows) {
+    size_t c = g->cin, sw = g->sw, rowlen = (size_t)g->wo * c;
     for (uint32_t i = 0; i < g->kh; i++)
         for (uint32_t j = 0; j < g->kw; j++) {
             size_t oh0, oh1, ow0, ow1, tap = (size_t)i * g->kw + j;
             int64_t offh = (int64_t)i * g->dh - g->pt, offw = (int64_t)j * g->dw - g->pl;
             inside(offh, g->sh, g->h, g->ho, &oh0, &oh1);
             inside(offw, g->sw, g->w, g->wo, &ow0, &ow1);
-            const int32_t *w = wt + tap * c;
+            const int32_t *wr = wrows + tap * rowlen;
+            int32_t *rr = rows + tap * rowlen;
             for (size_t oh = oh0; oh < oh1; oh++) {
                 size_t in0 = (size_t)((int64_t)(oh * g->sh) + offh) * g->w + (size_t)((int64_t)(ow0 * sw) + offw);
-                size_t out0 = oh * g->wo + ow0;
-                for (size_t ow = 0; ow < ow1 - ow0; ow++) {
-                    const int8_t *vin = v ? v + (in0 + ow * sw) * c : NULL;
+                size_t out0 = oh * g->wo + ow0, len = (ow1 - ow0) * c;
+                if (sw == 1) { /* flat runs */
                     if (phase == IE_PROF_FWD) {
-                        int32_t *a = sums + (out0 + ow) * c;
-                        for (size_t k = 0; k < c; k++) a[k] += w[k] * vin[k];
+                        int32_t *a = sums + out0 * c;
+                        const int8_t *x = v + in0 * c;
+                        for (size_t t = 0; t < len; t++) a[t] += wr[t] * x[t];
                     } else if (phase == IE_PROF_DX) {
-                        int32_t *a = sums + (in0 + ow * sw) * c;
-                        const int8_t *d = u + (out0 + ow) * c;
-                        for (size_t k = 0; k < c; k++) a[k] += w[k] * d[k];
+                        int32_t *a = sums + in0 * c;
+                        const int8_t *d = u + out0 * c;
+                        for (size_t t = 0; t < len; t++) a[t] += wr[t] * d[t];
                     } else {
-                        int32_t *a = sums + tap * c;
-                        const int8_t *d = u + (out0 + ow) * c;
-                        for (size_t k = 0; k < c; k++) a[k] += d[k] * vin[k];
+                        const int8_t *x = v + in0 * c, *d = u + out0 * c;
+                        for (size_t t = 0; t < len; t++) rr[t] += d[t] * x[t];
                     }
+                    continue;
+                }
+                for (size_t ow = 0; ow < ow1 - ow0; ow++) { /* pixel by pixel */
+                    size_t in = (in0 + ow * sw) * c, out = (out0 + ow) * c;
+                    if (phase == IE_PROF_FWD)
+                        for (size_t k = 0; k < c; k++) sums[out + k] += wr[k] * v[in + k];
+                    else if (phase == IE_PROF_DX)
+                        for (size_t k = 0; k < c; k++) sums[in + k] += wr[k] * u[out + k];
+                    else
+                        for (size_t k = 0; k < c; k++) rr[k] += u[out + k] * v[in + k];
                 }
             }
         }
@@ -297,22 +311,24 @@ static void dw_part(void *p, uint32_t part, uint32_t parts) {
     const dw_job *j = p;
     const ie_conv_geom *g = j->g;
     size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
-    const int32_t *wt = (const int32_t *)j->scratch;
-    int8_t *mine = j->scratch + j->l.shared + part * j->l.total, *xt = mine + j->l.xt, *dyt = mine + j->l.dyt;
-    int32_t *sums = (int32_t *)(mine + (j->phase == IE_PROF_DW ? j->l.s32 : j->l.sums));
-    int64_t *total = (int64_t *)(mine + j->l.s32 + up64(sizeof(int32_t) * kk * c));
-    size_t n_sums = j->phase == IE_PROF_FWD ? howo * c : j->phase == IE_PROF_DX ? hw * c : kk * c;
+    size_t rowlen = (size_t)g->wo * c;
+    const int32_t *wrows = (const int32_t *)j->scratch;
+    int8_t *mine = j->scratch + j->l.shared + part * j->l.size, *xt = mine + j->l.xt, *dyt = mine + j->l.dyt;
+    int32_t *sums = (int32_t *)(mine + j->l.sums), *rows = (int32_t *)(mine + j->l.rows);
+    int64_t *total = (int64_t *)(mine + j->l.total);
     if (j->phase == IE_PROF_DW) memset(total, 0, sizeof(int64_t) * kk * c);
     ie_part_range(j->n, part, parts, &b, &e);
     for (size_t s = b; s < e; s++) {
         if (j->x) ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
         if (j->dy) ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
-        memset(sums, 0, sizeof(int32_t) * n_sums);
-        dw_sample(g, j->phase, wt, j->dy ? dyt : NULL, j->x ? xt : NULL, sums);
+        if (j->phase == IE_PROF_DW) memset(rows, 0, sizeof(int32_t) * kk * rowlen);
+        else memset(sums, 0, sizeof(int32_t) * (j->phase == IE_PROF_FWD ? howo : hw) * c);
+        dw_sample(g, j->phase, wrows, j->dy ? dyt : NULL, j->x ? xt : NULL, sums, rows);
         if (j->phase == IE_PROF_FWD) transpose_s32(sums, howo, c, j->acc + s * c * howo);
         else if (j->phase == IE_PROF_DX) transpose_s32(sums, hw, c, j->acc + s * c * hw);
         else
-            for (size_t t = 0; t < kk * c; t++) total[t] += sums[t];
+            for (size_t t = 0; t < kk; t++) /* a row's positions ow C + k belong to channel k */
+                for (size_t q = 0; q < rowlen; q++) total[t * c + q % c] += rows[t * rowlen + q];
     }
 }
 
@@ -323,17 +339,17 @@ static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n
     uint64_t t0 = ie_prof_start(rt->prof);
     dw_job j = {g, n, x, dy, scratch, dw_layout_of(g), acc, dw, phase};
     size_t c = g->cin, kk = (size_t)g->kh * g->kw;
-    int32_t *wt = (int32_t *)scratch;
-    for (size_t ch = 0; ch < c; ch++) /* the taps' weights as vectors over channels */
-        for (size_t t = 0; t < kk; t++) wt[t * c + ch] = w8 ? w8[ch * kk + t] : 0;
+    int32_t *wrows = (int32_t *)scratch;
+    for (size_t t = 0; w8 && t < kk; t++) /* each tap's weights as a channel vector, repeated along a row */
+        for (size_t q = 0; q < (size_t)g->wo * c; q++) wrows[t * g->wo * c + q] = w8[(q % c) * kk + t];
     ie_pool_run(rt->pool, dw_part, &j);
     if (phase == IE_PROF_DW) {
         for (size_t t = 0; t < kk; t++) /* the parts' totals, in part order: exact */
             for (size_t ch = 0; ch < c; ch++) {
                 int64_t sum = 0;
                 for (uint32_t part = 0; part < ie_pool_threads(rt->pool); part++) {
-                    const int8_t *mine = scratch + j.l.shared + part * j.l.total;
-                    sum += ((const int64_t *)(mine + j.l.s32 + up64(sizeof(int32_t) * kk * c)))[t * c + ch];
+                    const int8_t *mine = scratch + j.l.shared + part * j.l.size;
+                    sum += ((const int64_t *)(mine + j.l.total))[t * c + ch];
                 }
                 dw[ch * kk + t] = sum;
             }
@@ -388,7 +404,7 @@ static conv_scratch scratch_of(const ie_conv_geom *g, size_t n, int phase) {
 
 size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) {
     if (depthwise(g)) /* the shared weights counted with every thread's piece: simple, and small */
-        return dw_layout_of(g).total + dw_layout_of(g).shared;
+        return dw_layout_of(g).size + dw_layout_of(g).shared;
     return scratch_of(g, n, phase).total;
 }
 
