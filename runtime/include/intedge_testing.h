@@ -59,8 +59,7 @@ IE_API ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const 
  * last step or forward: n * numel int8 values and their exponent. */
 IE_API ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int8_t *out, int32_t *e);
 
-/* The step profile: while ns is set, every step adds nanoseconds (the port's clock, ie_port_clock_ns:
- * the calling thread's CPU time on POSIX hosts)
+/* The step profile: while ns is set, every step adds nanoseconds (the port's clock, ie_port_clock_ns)
  * into ns[(node * 4 + phase) * 5 + kind], for node 0..n_nodes (the row n_nodes: the input mapping
  * and the loss); phase 0 forward, 1 dX (with what a parameterless backward does), 2 dW, 3 the
  * optimizer; kind 0 the phase's wall time, 1 GEMM, 2 packing (weight transposes and flips, operand

@@ -10,9 +10,8 @@
 void *ie_port_calloc(size_t bytes);
 void ie_port_free(void *p);
 
-/* A clock in nanoseconds that never goes back, read only while a session profiles itself
- * (ie_test_profile): the calling thread's CPU time where there is one (port_stdlib.c), else
- * monotonic time; 0 where the platform has none (then every profile reads 0). */
+/* A monotonic clock in nanoseconds, read only while a session profiles itself (ie_test_profile);
+ * 0 where the platform has none (then every profile reads 0). */
 unsigned long long ie_port_clock_ns(void);
 
 #endif

@@ -125,14 +125,17 @@ def profile_of(trainer, step, steps=3):
     s = trainer.session
     nodes = s.nodes() + [("", "input+loss")]
     s.profile_start()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(steps):
         step()
+    wall, cpu = (time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3
     ns = s.profile() / steps / 1e6
     rows = {}
     for (name, op), cells in zip(nodes, ns):
         key = op_class(trainer.model.onnx_model, name, op) if name else op
         rows[key] = (np.array(rows[key]) + cells).tolist() if key in rows else cells.tolist()
-    return {"phases": list(s.PROFILE_PHASES), "kinds": list(s.PROFILE_KINDS), "ms": rows}
+    return {"phases": list(s.PROFILE_PHASES), "kinds": list(s.PROFILE_KINDS), "ms": rows, "step_wall_ms": wall,
+            "step_cpu_ms": cpu}
 
 
 def work_intedge(model_path, name, threads, last, reps, profile):
@@ -274,7 +277,8 @@ def print_profile(key, prof):
     """Per op class: ms per step in each phase (its wall time), then the phase totals split by kind."""
     phases, kinds, rows = prof["phases"], prof["kinds"], prof["ms"]
     total = sum(r[p][0] for r in rows.values() for p in range(len(phases)))
-    print(f"\nprofile {key} (ms per step, one thread; {total:.1f} ms in all)")
+    print(f"\nprofile {key} (ms per step, one thread, wall clock: {total:.1f} ms in all; these steps took "
+          f"{prof['step_wall_ms']:.1f} ms wall and {prof['step_cpu_ms']:.1f} ms CPU each)")
     print(f"{'op class':<16}" + "".join(f"{p:>10}" for p in phases) + f"{'share':>8}")
     for name, r in sorted(rows.items(), key=lambda kv: -sum(c[0] for c in kv[1])):
         t = sum(c[0] for c in r)
