@@ -22,6 +22,7 @@ typedef struct ie_prof {
     int open;
 } ie_prof;
 
+#if defined(IE_PROFILE)
 static inline uint64_t *ie_prof_cell(ie_prof *p, uint32_t phase, uint32_t kind) {
     return &p->ns[((size_t)p->node * IE_PROF_PHASES + phase) * IE_PROF_KINDS + kind];
 }
@@ -54,5 +55,13 @@ static inline uint64_t ie_prof_start(const ie_prof *p) { return p && p->open ? i
 static inline void ie_prof_add(ie_prof *p, uint32_t kind, uint64_t t0) {
     if (p && p->open) *ie_prof_cell(p, p->phase, kind) += ie_port_clock_ns() - t0;
 }
+
+#else /* builds without IE_PROFILE (bare metal, `intedge compile`): the hooks are empty */
+static inline void ie_prof_enter(ie_prof *p, uint32_t node, uint32_t phase) { (void)p, (void)node, (void)phase; }
+static inline void ie_prof_leave(ie_prof *p) { (void)p; }
+static inline uint32_t ie_prof_switch(ie_prof *p, uint32_t phase) { (void)p; return phase; }
+static inline uint64_t ie_prof_start(const ie_prof *p) { (void)p; return 0; }
+static inline void ie_prof_add(ie_prof *p, uint32_t kind, uint64_t t0) { (void)p, (void)kind, (void)t0; }
+#endif
 
 #endif
