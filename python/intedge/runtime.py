@@ -217,6 +217,25 @@ class Session:
             tgt = ffi.from_buffer("uint32_t[]", targets)
         return n, ptrs, lab, tgt, keep
 
+    PROFILE_PHASES = ("forward", "dX", "dW", "optimizer")
+    PROFILE_KINDS = ("total", "gemm", "pack", "im2col", "rounding")
+
+    def nodes(self):
+        """[(name, op type)] of the runtime's nodes, in execution order."""
+        out, name, op = [], ffi.new("const char **"), ffi.new("const char **")
+        while lib.ie_test_node(self._h, len(out), name, op) == lib.IE_OK:
+            out.append((ffi.string(name[0]).decode(), ffi.string(op[0]).decode()))
+        return out
+
+    def profile_start(self):
+        """Times every following step (ie_test_profile in intedge_testing.h); profile() reads the sums."""
+        self._prof = np.zeros((len(self.nodes()) + 1, len(self.PROFILE_PHASES), len(self.PROFILE_KINDS)), np.uint64)
+        self._check(lib.ie_test_profile(self._h, ffi.from_buffer("uint64_t[]", self._prof)))
+
+    def profile(self):
+        """Nanoseconds since profile_start: [node (the last row: input and loss), phase, kind]."""
+        return self._prof.copy()
+
     def digest(self):
         """CRC-32 of the training state (weights, momentum, step): equal on every machine that
         ran the same steps."""

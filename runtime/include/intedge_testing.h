@@ -63,6 +63,17 @@ IE_API ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t gr
  * parameters; nodes whose inputs feed other nodes too are refused (IE_ERR_UNSUPPORTED). */
 IE_API ie_status ie_test_run_node(ie_session *s, uint32_t node, int32_t backward);
 
+/* The step profile: while ns is set, every step adds nanoseconds (the port's clock, ie_port_clock_ns)
+ * into ns[(node * 4 + phase) * 5 + kind], for node 0..n_nodes (the row n_nodes: the input mapping
+ * and the loss); phase 0 forward, 1 dX (with what a parameterless backward does), 2 dW, 3 the
+ * optimizer; kind 0 the phase's wall time, 1 GEMM, 2 packing (weight transposes and flips, operand
+ * gathers), 3 im2col/col2im, 4 rounding (requantization, BatchNorm's affine pass, the weights' int8
+ * views). Kinds are timed on the calling thread. ns holds (n_nodes + 1) * 20 values and is zeroed
+ * here; NULL stops profiling. The bytes a step writes do not change. */
+IE_API ie_status ie_test_profile(ie_session *s, uint64_t *ns);
+/* Node `node`'s name and op type (its .iem order, which is the profile's). */
+IE_API ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, const char **op);
+
 /* IE_CDEF_END */
 
 #ifdef __cplusplus

@@ -10,4 +10,8 @@
 void *ie_port_calloc(size_t bytes);
 void ie_port_free(void *p);
 
+/* A monotonic clock in nanoseconds, read only while a session profiles itself (ie_test_profile);
+ * 0 where the platform has none (then every profile reads 0). */
+unsigned long long ie_port_clock_ns(void);
+
 #endif

@@ -25,20 +25,23 @@ static uint64_t cached_max(ie_param *p, uint8_t which, const int32_t *a, uint32_
 
 void ie_param_quantize(ie_session *s, uint32_t pi, int8_t *dst, size_t transpose_rows) {
     ie_param *p = &s->params[pi];
+    uint64_t t0 = ie_prof_start(s->ex.prof);
     int sh = ie_requant_shift(cached_max(p, IE_KNOWN_W, p->w, &p->wmax), 7);
     ie_rounder r = ie_session_rounder(s, ie_param_stream(pi, R_VIEW));
     p->e8 = p->we + sh;
     if (!transpose_rows) { /* the common layout: one vectorizable pass */
         ie_shift_s32_s8_bits_split(s->ex.pool, p->w, p->numel, sh, 7, r, dst);
-        return;
+    } else {
+        size_t cols = p->numel / transpose_rows;
+        for (size_t i = 0; i < p->numel; i++)
+            dst[(i % cols) * transpose_rows + i / cols] =
+                (int8_t)ie_clamp64(ie_shift_round(p->w[i], sh, ie_draw(r, (uint32_t)i)), 127);
     }
-    size_t cols = p->numel / transpose_rows;
-    for (size_t i = 0; i < p->numel; i++)
-        dst[(i % cols) * transpose_rows + i / cols] =
-            (int8_t)ie_clamp64(ie_shift_round(p->w[i], sh, ie_draw(r, (uint32_t)i)), 127);
+    ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
 }
 
 void ie_optim_step(ie_session *s, uint32_t pi) {
+    uint32_t phase = ie_prof_switch(s->ex.prof, IE_PROF_OPT);
     ie_param *p = &s->params[pi];
     const ie_session_config *c = &s->cfg;
     ie_pool *pool = s->ex.pool;
@@ -78,6 +81,7 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
                                ie_session_rounder(s, ie_param_stream(pi, R_UPDATE)), &wmax);
     p->wmax = (uint32_t)wmax;
     p->known = IE_KNOWN_W | (c->momentum.m ? IE_KNOWN_MOM : 0);
+    ie_prof_switch(s->ex.prof, phase);
 }
 
 /* ---- row-sparse parameters (Embedding tables) -------------------------------------------------

@@ -197,6 +197,7 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
 void ie_session_free(ie_session *s) {
     if (!s) return;
     ie_pool_free(s->ex.pool);
+    ie_port_free(s->ex.prof); /* ie_test_profile's */
     if (s->owns_arena) ie_port_free(s->arena);
 }
 
@@ -289,9 +290,14 @@ ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs,
     }
     s->n = n;
     s->mode = mode;
+    ie_prof_enter(s->ex.prof, s->model->n_nodes, IE_PROF_FWD); /* the input mapping */
     ie_status st = load_inputs(s, n, inputs);
     if (st != IE_OK) return st;
-    for (uint32_t i = 0; i < s->model->n_nodes; i++) ie_op_lookup(s->model->nodes[i].op)->forward(s, i);
+    for (uint32_t i = 0; i < s->model->n_nodes; i++) {
+        ie_prof_enter(s->ex.prof, i, IE_PROF_FWD);
+        ie_op_lookup(s->model->nodes[i].op)->forward(s, i);
+    }
+    ie_prof_leave(s->ex.prof);
     return IE_OK;
 }
 
@@ -323,6 +329,7 @@ static void backward_node(ie_session *s, uint32_t i) {
     ie_node_rt *rt = &s->nodes[i];
     for (uint32_t k = 0; k < nd->n_in; k++)
         if (rt->grad_slot[k] != IE_NONE) s->values[nd->in[k]].g = s->slots[rt->grad_slot[k]].g;
+    ie_prof_enter(s->ex.prof, i, IE_PROF_DX); /* ops with parameters switch to DW and OPT */
     ie_op_lookup(nd->op)->backward(s, i);
     for (uint32_t k = 0; k < nd->n_in; k++) {
         uint32_t t = nd->in[k];
@@ -348,6 +355,7 @@ ie_status ie_session_step_inputs(ie_session *s, uint32_t n, const void *const *i
     if (st != IE_OK) return st;
     ie_step_stats local;
     ie_value *out = &s->values[s->model->output];
+    ie_prof_enter(s->ex.prof, s->model->n_nodes, IE_PROF_FWD); /* the loss: closed by the backward */
     st = ie_loss_forward_backward(s, labels, targets, out->requires_grad, stats ? stats : &local);
     if (st != IE_OK) return st;
     ie_session_backward(s);
@@ -365,6 +373,7 @@ void ie_session_backward(ie_session *s) {
     if (s->values[s->model->output].requires_grad)
         for (uint32_t i = s->model->n_nodes; i-- > 0;)
             if (s->values[s->model->nodes[i].out[0]].requires_grad) backward_node(s, i);
+    ie_prof_leave(s->ex.prof);
     s->step++;
 }
 

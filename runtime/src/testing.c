@@ -3,10 +3,11 @@
 #include <string.h>
 
 #include "intedge_testing.h"
+#include "../port/ie_port.h"
 #include "ops/ops.h"
 
 static const ie_exec *scalar_exec(void) {
-    static const ie_exec scalar = {&ie_kernels_scalar, NULL}; /* constant: no mutable global */
+    static const ie_exec scalar = {&ie_kernels_scalar, NULL, NULL}; /* constant: no mutable global */
     return &scalar;
 }
 
@@ -65,12 +66,10 @@ static ie_conv_geom geom(const uint32_t *v) {
     return g;
 }
 
-static size_t col_bytes(const ie_conv_geom *g) { return (size_t)g->ho * g->wo * g->cin_g * g->kh * g->kw; }
-
 int32_t ie_test_conv_forward(const uint32_t *geometry, uint32_t n, const int8_t *x, int32_t ex, const int8_t *w8,
                              int32_t ew, const int32_t *bias, int32_t eb, uint64_t seed, int8_t *y) {
     ie_conv_geom g = geom(geometry);
-    int8_t *col = malloc(col_bytes(&g));
+    int8_t *col = malloc(ie_conv_scratch(&g, n, IE_PROF_FWD));
     int32_t *acc = malloc(sizeof(int32_t) * n * g.cout * g.ho * g.wo);
     int64_t *bias_al = malloc(sizeof(int64_t) * g.cout);
     ie_rounder r[3] = {rounder(seed, 0), rounder(seed + 1, 0), rounder(seed + 2, 0)};
@@ -86,7 +85,8 @@ int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int
     ie_conv_geom g = geom(geometry);
     size_t cout_g = g.cout / g.group, k = (size_t)g.cin_g * g.kh * g.kw;
     int8_t *wt = malloc(g.group * k * cout_g);
-    int32_t *dcol = malloc(ie_conv_dx_scratch(&g)), *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
+    int8_t *dcol = malloc(ie_conv_scratch(&g, n, IE_PROF_DX));
+    int32_t *acc = malloc(sizeof(int32_t) * n * g.cin * g.h * g.w);
     int32_t e = ie_conv_bwd_dx(scalar_exec(), &g, n, dy, edy, w8, ew, wt, dcol, acc, rounder(seed, 0), dx);
     free(wt);
     free(dcol);
@@ -97,7 +97,7 @@ int32_t ie_test_conv_backward_dx(const uint32_t *geometry, uint32_t n, const int
 int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int8_t *dy, int32_t edy, const int8_t *x,
                                  int32_t ex, int64_t *dw) {
     ie_conv_geom g = geom(geometry);
-    int8_t *col = malloc(col_bytes(&g));
+    int8_t *col = malloc(ie_conv_scratch(&g, n, IE_PROF_DW));
     int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, NULL, dw);
     free(col);
     return e;
@@ -179,5 +179,26 @@ ie_status ie_test_run_node(ie_session *s, uint32_t node, int32_t backward) {
     const ie_op_def *op = ie_op_lookup(nd->op);
     if (backward) op->backward(s, node);
     else op->forward(s, node);
+    return IE_OK;
+}
+
+/* ---- the step profile (profile.h) ------------------------------------------------------------- */
+
+ie_status ie_test_profile(ie_session *s, uint64_t *ns) {
+    if (!s) return IE_ERR_ARG;
+    ie_port_free(s->ex.prof);
+    s->ex.prof = NULL;
+    if (!ns) return IE_OK;
+    s->ex.prof = ie_port_calloc(sizeof(ie_prof)); /* the session frees it */
+    if (!s->ex.prof) return IE_ERR_NOMEM;
+    s->ex.prof->ns = ns;
+    memset(ns, 0, sizeof(uint64_t) * (s->model->n_nodes + 1) * IE_PROF_PHASES * IE_PROF_KINDS);
+    return IE_OK;
+}
+
+ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, const char **op) {
+    if (!s || !name || !op || node >= s->model->n_nodes) return IE_ERR_ARG;
+    *name = s->model->nodes[node].name;
+    *op = ie_op_lookup(s->model->nodes[node].op)->name;
     return IE_OK;
 }

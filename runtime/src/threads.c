@@ -168,9 +168,11 @@ static void gemm_part(void *p, uint32_t part, uint32_t parts) {
 
 static void gemm(const ie_exec *ex, const int8_t *a, const int8_t *b, void *c, size_t m, size_t n, size_t k, int kind) {
     gemm_job j = {ex->k, a, b, c, m, n, k, kind};
+    uint64_t t0 = ie_prof_start(ex->prof);
     /* waking the pool costs tens of microseconds: only large products are worth it */
     if (!ex->pool || m < 4 || (uint64_t)m * n * (k ? k : 1) < ((uint64_t)1 << 22)) gemm_part(&j, 0, 1);
     else ie_pool_run(ex->pool, gemm_part, &j);
+    ie_prof_add(ex->prof, IE_PROF_GEMM, t0);
 }
 
 void ie_gemm32(const ie_exec *ex, const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k) {

@@ -8,15 +8,17 @@
 #include <stdint.h>
 
 #include "../kernels/kernels.h"
+#include "profile.h"
 
 #define IE_MAX_THREADS 64
 
 typedef struct ie_pool ie_pool;
 
-/* What the arithmetic needs to run: a kernel tier and, optionally, a pool. */
+/* What the arithmetic needs to run: a kernel tier and, optionally, a pool and a profile. */
 typedef struct ie_exec {
     const ie_kernels *k;
     ie_pool *pool;
+    ie_prof *prof; /* NULL unless the session profiles itself */
 } ie_exec;
 
 /* The thread count a config asks for, as the pool will honour it (1 without threads). */
@@ -35,6 +37,13 @@ uint32_t ie_pool_threads(const ie_pool *pool);
 
 /* Runs fn(ctx, part, parts) for part in [0, parts) across the pool (the caller runs one part). */
 void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t parts), void *ctx);
+
+/* The exec a pool part runs its own GEMMs with: no pool (it is not re-entered), and the profile
+ * on part 0 only (the calling thread). */
+static inline ie_exec ie_exec_part(const ie_exec *ex, uint32_t part) {
+    ie_exec e = {ex->k, NULL, part == 0 ? ex->prof : NULL};
+    return e;
+}
 
 void ie_gemm32(const ie_exec *ex, const int8_t *a, const int8_t *b, int32_t *c, size_t m, size_t n, size_t k);
 void ie_gemm32_bt(const ie_exec *ex, const int8_t *a, const int8_t *bt, int32_t *c, size_t m, size_t n, size_t k);

@@ -62,6 +62,8 @@ CASES = [
     Case("mobilenetv2", "mobilenetv2", "builtin:mnist-5k", batch=8, steps=5, lr=0.05, momentum=0.9,
          normalize=MNIST_MEAN_STD),
     Case("attention", "attention", "builtin:digits", batch=16, steps=10, lr=0.05, momentum=0.9, weight_decay=1e-3),
+    Case("torchvision_blocks", "torchvision_blocks", "builtin:mnist-5k", batch=8, steps=5, lr=0.05, momentum=0.9,
+         normalize=MNIST_MEAN_STD),
 ]
 
 
@@ -124,6 +126,32 @@ def _attention():
     return ImportedModel(None, iem.serialize(g), "x", (8, 8), "logits", 10, params)
 
 
+def _torchvision_blocks(tm):
+    """torchvision's pieces at MNIST size (models/torchvision_nets.py): ResNet's stem (7 x 7 stride 2,
+    3 x 3 stride-2 MaxPool with padding), a BasicBlock with a stride-2 shortcut, and MobileNetV2's
+    inverted residuals (depthwise on 4 x 4 and 2 x 2 planes); small planes make chunked GEMMs."""
+    import torch.nn as nn
+
+    sys.path.insert(0, str(ROOT / "models"))
+    import torchvision_nets as tv
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 7, 2, 3, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.MaxPool2d(3, 2, 1))
+            self.block = tv.BasicBlock(8, 16, 2, nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16)))
+            self.inv = nn.Sequential(tv.InvertedResidual(16, 16, 1, 6), tv.InvertedResidual(16, 24, 2, 6))
+            self.fc = nn.Linear(24, 10)
+
+        def forward(self, x):
+            x = self.inv(self.block(self.stem(x)))
+            return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+    import torch
+    return Net()
+
+
 MODELS = {
     "mlp": _mlp,
     "dropout": _dropout,
@@ -131,6 +159,7 @@ MODELS = {
     "resnet8": lambda: _torch_model(lambda tm: tm.ResNet8(in_ch=1, width=8), True),
     "mobilenetv2": lambda: _torch_model(lambda tm: tm.MobileNetV2Small(), True),
     "attention": _attention,
+    "torchvision_blocks": lambda: _torch_model(_torchvision_blocks, True),
 }
 
 

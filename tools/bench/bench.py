@@ -1,8 +1,18 @@
 """Training-step benchmark: intedge against PyTorch fp32 and ONNX Runtime on-device training, in one
 run on one machine. Each framework runs in its own process (so peak RSS is its own).
 
-    python tools/bench/bench.py                      # all models, 1 and 2 threads
+    python tools/bench/bench.py                      # the toy models, 1 and 2 threads
     python tools/bench/bench.py --models lenet --threads 1 --json out.json
+    python tools/bench/bench.py --models real --modes full,last --profile   # the real-size models
+
+Models: the toys (batch 32: mlp, lenet, resnet8, mobilenetv2) and the real-size ones (batch 16:
+torchvision's MobileNetV2 x0.35 and x1.0 and ResNet-18, written out in models/torchvision_nets.py,
+at 96 and 128 px: mbv2x0.35@96 ... resnet18@128; `real` names all six). --modes: `full` trains
+everything, `last` the last blocks and the classifier only (the model's LAST patterns, as
+`intedge train --trainable` takes them; the frozen prefix gets no gradient in every framework).
+--profile prints where intedge's single-threaded step goes: per op class and phase (forward, dX,
+dW, optimizer), split into GEMM, packing, im2col/col2im and rounding (intedge_testing.h's
+ie_test_profile).
 
 Memory, two ways: the training state (intedge: the session's arena plus the decoded model;
 PyTorch: parameters and buffers, gradients, optimizer state and the activations autograd saves
@@ -10,8 +20,8 @@ for backward, measured on a step), and each process's peak RSS.
 
 ORT training needs its own venv (it conflicts with the onnxruntime inference package; its
 training module imports torch), so it runs only by hand, never in the tests:
-    python3 -m venv /opt/ortvenv && /opt/ortvenv/bin/pip install onnxruntime-training==1.19.2 onnx==1.16.2 \
-        "numpy<2" torch==2.13.0
+    python3 -m venv /opt/ortvenv && /opt/ortvenv/bin/pip install \
+        onnxruntime-training==1.19.2 onnx==1.16.2 "numpy<2" torch==2.13.0
 and --ort-python /opt/ortvenv/bin/python (the default; skipped with a note if absent). ORT's
 step uses AdamW: its training artifacts offer AdamW and no plain SGD."""
 import argparse
@@ -29,47 +39,131 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-MODELS = {"mlp": (1, 28, 28), "lenet": (1, 28, 28), "resnet8": (3, 32, 32), "mobilenetv2": (3, 32, 32)}
-BATCH = 32
+TOYS = {"mlp": (1, 28, 28), "lenet": (1, 28, 28), "resnet8": (3, 32, 32), "mobilenetv2": (3, 32, 32)}
+# the real-size models: architecture and the last blocks plus the classifier (--modes last)
+REAL = {"mbv2x0.35": ["features.17.*", "features.18.*", "classifier.*"],
+        "mbv2x1.0": ["features.17.*", "features.18.*", "classifier.*"],
+        "resnet18": ["layer4.*", "fc.*"]}
+SIZES = (96, 128)
+REAL_NAMES = [f"{a}@{px}" for a in REAL for px in SIZES]
+CLASSES = 10
 NO_ORT = "no ORT venv (see --ort-python)"
+
+
+def spec(name):
+    """(input shape, batch, last-blocks patterns or None) of a model name."""
+    if name in TOYS:
+        return TOYS[name], 32, None
+    arch, px = name.split("@")
+    return (3, int(px), int(px)), 16, REAL[arch]
 
 
 def torch_model(name):
     import torch
     sys.path.insert(0, str(ROOT / "tests" / "python"))
+    sys.path.insert(0, str(ROOT / "models"))
     from torch_models import LeNet5, MobileNetV2Small, ResNet8
+    import torchvision_nets as tv
     torch.manual_seed(0)
     if name == "mlp":
         return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
                                    torch.nn.Linear(256, 10))
+    arch = name.split("@")[0]
     return {"lenet": lambda: LeNet5(flatten_by_view=False), "resnet8": lambda: ResNet8(in_ch=3, width=16),
-            "mobilenetv2": lambda: MobileNetV2Small(in_ch=3)}[name]()
+            "mobilenetv2": lambda: MobileNetV2Small(in_ch=3),
+            "mbv2x0.35": lambda: tv.mobilenet_v2(CLASSES, 0.35), "mbv2x1.0": lambda: tv.mobilenet_v2(CLASSES, 1.0),
+            "resnet18": lambda: tv.resnet18(CLASSES)}[arch]()
 
 
-def median_ms(step, warmup=3, reps=15):
+def frozen(param_name, patterns):
+    import fnmatch
+    return patterns is not None and not any(fnmatch.fnmatchcase(param_name, p) for p in patterns)
+
+
+def median_ms(step, warmup=3, reps=15, cpu=None):
+    """Median, min and max step time in ms (wall clock); cpu, a list, receives each step's process
+    CPU time (all of the process's threads)."""
     for _ in range(warmup):
         step()
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
         ts.append(time.perf_counter() - t0)
-    return float(np.median(ts) * 1e3)
+        if cpu is not None:
+            cpu.append(time.process_time() - c0)
+    return float(np.median(ts) * 1e3), float(min(ts) * 1e3), float(max(ts) * 1e3)
+
+
+def timed(step, reps):
+    """Wall-clock median with its spread, and the median CPU time: on a shared machine the CPU
+    time of a one-thread step is the steadier figure (waiting for a core does not count)."""
+    cpu = []
+    ms, lo, hi = median_ms(step, warmup=3 if reps >= 15 else 2, reps=reps, cpu=cpu)
+    return {"ms": ms, "min_ms": lo, "max_ms": hi, "cpu_ms": float(np.median(cpu) * 1e3)}
+
+
+def batch_of(name, seed_labels=1):
+    shape, batch, _ = spec(name)
+    x = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
+    y = np.random.default_rng(seed_labels).integers(0, CLASSES, batch)
+    return x, y
 
 
 # ---- workers: each prints one JSON line ------------------------------------------------------------
 
-def work_intedge(model_path, shape, threads):
+def op_class(onnx_model, name, op):
+    """The profile's row for a node: convolutions by shape (depthwise, 1x1, k x k)."""
+    if op != "Conv":
+        return {"BatchNormalization": "BatchNorm"}.get(op, op)
+    node = next((n for n in onnx_model.graph.node if n.name == name), None)
+    if node is None:
+        return "Conv"
+    attrs = {a.name: a for a in node.attribute}
+    group = attrs["group"].i if "group" in attrs else 1
+    w = next(i for i in onnx_model.graph.initializer if i.name == node.input[1])
+    k = f"{w.dims[2]}x{w.dims[3]}"
+    return f"Conv dw{k}" if group > 1 and w.dims[1] == 1 else f"Conv {k}"
+
+
+def profile_of(trainer, step, steps=3):
+    """ms per step by op class, phase and kind (intedge_testing.h's ie_test_profile)."""
+    s = trainer.session
+    nodes = s.nodes() + [("", "input+loss")]
+    s.profile_start()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        step()
+    wall, cpu = (time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3
+    ns = s.profile() / steps / 1e6
+    rows = {}
+    for (name, op), cells in zip(nodes, ns):
+        key = op_class(trainer.model.onnx_model, name, op) if name else op
+        rows[key] = (np.array(rows[key]) + cells).tolist() if key in rows else cells.tolist()
+    return {"phases": list(s.PROFILE_PHASES), "kinds": list(s.PROFILE_KINDS), "ms": rows, "step_wall_ms": wall,
+            "step_cpu_ms": cpu}
+
+
+def work_intedge(model_path, name, threads, last, reps, profile):
     import intedge
-    t = intedge.Trainer(str(model_path), batch_size=BATCH, lr=0.01, momentum=0.9, threads=threads)
-    x = np.random.default_rng(0).standard_normal((BATCH, *shape)).astype(np.float32)
-    y = np.random.default_rng(1).integers(0, 10, BATCH).astype(np.int32)
+    from intedge.inspect_model import trainable_flags
+    from intedge.onnx_import import import_onnx
+    shape, batch, patterns = spec(name)
+    imported = import_onnx(str(model_path))
+    flags = trainable_flags(imported, patterns) if last else None
+    t = intedge.Trainer(imported, batch_size=batch, lr=0.01, momentum=0.9, threads=threads, trainable=flags)
+    x, y = batch_of(name)
+    y = y.astype(np.int32)
     xb = t.prepare(x, y, "x")[0]
-    ms = median_ms(lambda: t.session.step(xb, labels=y))
-    arena, model = t.runtime_model.arena_size(BATCH), t.runtime_model.memory_size()
+    step = lambda: t.session.step(xb, labels=y)  # noqa: E731
+    res = timed(step, reps)
+    arena, model = t.runtime_model.arena_size(batch, trainable=flags), t.runtime_model.memory_size()
     # the .iem the model borrows (float weights and tables; it may sit in flash) is reported apart
-    return {"ms": ms, "kernels": t.session.kernels, "arena_mb": arena / 2**20, "model_mb": model / 2**20,
-            "iem_mb": len(t.model.iem) / 2**20, "train_mb": (arena + model) / 2**20}
+    res.update(kernels=t.session.kernels, arena_mb=arena / 2**20, model_mb=model / 2**20,
+               iem_mb=len(t.model.iem) / 2**20, train_mb=(arena + model) / 2**20)
+    if profile:
+        res["profile"] = profile_of(t, step)
+    return res
 
 
 def torch_training_memory(net, opt, x, y):
@@ -98,47 +192,51 @@ def torch_training_memory(net, opt, x, y):
     return out
 
 
-def work_torch(name, shape, threads):
+def work_torch(name, threads, last, reps):
     import torch
     torch.set_num_threads(threads)
     net = torch_model(name)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(BATCH, *shape)
-    y = torch.randint(0, 10, (BATCH,))
+    patterns = spec(name)[2]
+    for pname, p in net.named_parameters():
+        p.requires_grad_(not (last and frozen(pname, patterns)))
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9)
+    x, y = (torch.from_numpy(a) for a in batch_of(name))
 
     def step():
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
-    ms = median_ms(step)
-    return {"ms": ms, **torch_training_memory(net, opt, x, y)}
+    return {**timed(step, reps), **torch_training_memory(net, opt, x, y)}
 
 
-def work_ort(model_path, shape, threads):
+def work_ort(model_path, name, threads, last, reps):
     import onnx
     from onnxruntime.training import artifacts
     from onnxruntime.training.api import CheckpointState, Module, Optimizer
     m = onnx.load(str(model_path))
+    patterns = spec(name)[2]
     params = [i.name for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and len(i.dims) >= 1
-              and "running" not in i.name and "num_batches" not in i.name]
+              and "running" not in i.name and "num_batches" not in i.name and not (last and frozen(i.name, patterns))]
+    frozen_params = [i.name for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT
+                     and len(i.dims) >= 1 and i.name not in params and "running" not in i.name]
     out = tempfile.mkdtemp()
-    artifacts.generate_artifacts(m, requires_grad=params, loss=artifacts.LossType.CrossEntropyLoss,
-                                 optimizer=artifacts.OptimType.AdamW, artifact_directory=out)
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    artifacts.generate_artifacts(m, requires_grad=params, frozen_params=frozen_params,
+                                 loss=artifacts.LossType.CrossEntropyLoss, optimizer=artifacts.OptimType.AdamW,
+                                 artifact_directory=out)
     state = CheckpointState.load_checkpoint(f"{out}/checkpoint")
     module = Module(f"{out}/training_model.onnx", state, f"{out}/eval_model.onnx")
     opt = Optimizer(f"{out}/optimizer_model.onnx", module)
-    x = np.random.default_rng(0).standard_normal((BATCH, *shape)).astype(np.float32)
-    y = np.random.default_rng(1).integers(0, 10, BATCH).astype(np.int64)
+    x, y = batch_of(name)
+    y = y.astype(np.int64)
     module.train()
 
     def step():
         module(x, y)
         opt.step()
         module.lazy_reset_grad()
-    return {"ms": median_ms(step), "optimizer": "AdamW (ORT artifacts offer no plain SGD)"}
+    res = timed(step, reps)
+    res["optimizer"] = "AdamW (ORT artifacts offer no plain SGD)"
+    return res
 
 
 def peak_rss_mb():
@@ -150,11 +248,10 @@ def peak_rss_mb():
 
 
 def worker_main(args):
-    shape = MODELS[args.model]
-    t = args.worker_threads
-    fn = {"intedge": lambda: work_intedge(args.model_path, shape, t),
-          "torch": lambda: work_torch(args.model, shape, t),
-          "ort": lambda: work_ort(args.model_path, shape, t)}[args.worker]
+    t, last, reps = args.worker_threads, args.last, args.reps
+    fn = {"intedge": lambda: work_intedge(args.model_path, args.model, t, last, reps, args.profile),
+          "torch": lambda: work_torch(args.model, t, last, reps),
+          "ort": lambda: work_ort(args.model_path, args.model, t, last, reps)}[args.worker]
     res = fn()
     res["rss_mb"] = peak_rss_mb()
     print(json.dumps(res))
@@ -163,22 +260,24 @@ def worker_main(args):
 # ---- the parent --------------------------------------------------------------------------------
 
 def export_models(names, folder):
+    import onnx
     import torch
     sys.path.insert(0, str(ROOT / "tests" / "python"))
     from torch_models import export_training
     paths = {}
     for n in names:
         p = Path(folder) / f"{n}.onnx"
-        import onnx
-        onnx.save(export_training(torch_model(n), torch.randn(2, *MODELS[n]), dynamo=False, opset=13), str(p))
+        example = torch.randn(2, *spec(n)[0])
+        onnx.save(export_training(torch_model(n), example, dynamo=False, opset=13), str(p))
         paths[n] = p
     return paths
 
 
-def run_worker(python, worker, model, path, threads):
+def run_worker(python, worker, model, path, threads, last, reps, profile=False):
     cmd = [python, __file__, "--worker", worker, "--model", model, "--model-path", str(path),
-           "--worker-threads", str(threads)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+           "--worker-threads", str(threads), "--reps", str(reps)] + (["--last"] if last else []) + \
+          (["--profile"] if profile else [])
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
     if res.returncode != 0 or not lines:
         return {"error": (res.stderr.strip().splitlines() or ["failed"])[-1][:200]}
@@ -197,7 +296,7 @@ def gemm_gops(shapes):
         b = rng.integers(-127, 128, (n, k), dtype=np.int8)
         c = np.zeros((m, n), np.int32)
         pa, pb, pc = ffi.from_buffer("int8_t[]", a), ffi.from_buffer("int8_t[]", b), ffi.from_buffer(c)
-        ms = median_ms(lambda: lib.ie_test_gemm(tier.encode(), 0, m, n, k, pa, pb, pc), warmup=2, reps=9)
+        ms = median_ms(lambda: lib.ie_test_gemm(tier.encode(), 0, m, n, k, pa, pb, pc), warmup=2, reps=9)[0]
         out[f"{m}x{n}x{k}"] = 2 * m * n * k / (ms * 1e-3) / 1e9
     return tier, out
 
@@ -218,49 +317,96 @@ def int8_peak(tier):
     return float(res.stdout.strip()), None
 
 
+def print_profile(key, prof):
+    """Per op class: ms per step in each phase (its wall time), then the phase totals split by kind."""
+    phases, kinds, rows = prof["phases"], prof["kinds"], prof["ms"]
+    total = sum(r[p][0] for r in rows.values() for p in range(len(phases)))
+    print(f"\nprofile {key} (ms per step, one thread, wall clock: {total:.1f} ms in all; these steps took "
+          f"{prof['step_wall_ms']:.1f} ms wall and {prof['step_cpu_ms']:.1f} ms CPU each)")
+    print(f"{'op class':<16}" + "".join(f"{p:>10}" for p in phases) + f"{'share':>8}")
+    for name, r in sorted(rows.items(), key=lambda kv: -sum(c[0] for c in kv[1])):
+        t = sum(c[0] for c in r)
+        print(f"{name:<16}" + "".join(f"{c[0]:>10.1f}" for c in r) + f"{100 * t / total:>7.0f}%")
+    print(f"{'phase':<16}" + "".join(f"{k:>10}" for k in kinds) + f"{'other':>10}")
+    for p, ph in enumerate(phases):
+        cells = [sum(r[p][k] for r in rows.values()) for k in range(len(kinds))]
+        print(f"{ph:<16}" + "".join(f"{c:>10.1f}" for c in cells) + f"{cells[0] - sum(cells[1:]):>10.1f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--models", default=",".join(TOYS), help="names, `toys` or `real`")
+    ap.add_argument("--modes", default="full", help="full and/or last (the last blocks and the classifier)")
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--reps", type=int, default=0, help="timed steps (default 15 for toys, 7 for real models)")
+    ap.add_argument("--profile", action="store_true", help="print intedge's one-thread profile per model")
+    ap.add_argument("--frameworks", default="intedge,torch,ort")
+    ap.add_argument("--no-gemm", action="store_true", help="skip the GEMM throughput lines")
     ap.add_argument("--ort-python", default="/opt/ortvenv/bin/python")
     ap.add_argument("--json", default=None)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     ap.add_argument("--worker-threads", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--last", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker_main(args)
-    names = args.models.split(",")
+    names = []
+    for n in args.models.split(","):
+        names += {"toys": list(TOYS), "real": REAL_NAMES}.get(n, [n])
+    bad = [n for n in names if n not in TOYS and n not in REAL_NAMES]
+    if bad:
+        sys.exit(f"unknown model(s) {', '.join(bad)}; pick from {', '.join(list(TOYS) + REAL_NAMES)}, toys, real")
+    modes = args.modes.split(",")
     threads = [int(t) for t in args.threads.split(",")]
+    frameworks = args.frameworks.split(",")
     ort_ok = Path(args.ort_python).exists()
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                           "python": platform.python_version()}, "batch": BATCH, "models": {}}
+                           "python": platform.python_version()}, "models": {}}
     with tempfile.TemporaryDirectory() as d:
         paths = export_models(names, d)
         for n in names:
-            for t in threads:
-                row = {"intedge": run_worker(sys.executable, "intedge", n, paths[n], t),
-                       "torch": run_worker(sys.executable, "torch", n, paths[n], t),
-                       "ort": run_worker(args.ort_python, "ort", n, paths[n], t) if ort_ok else {"error": NO_ORT}}
-                results["models"][f"{n}/t{t}"] = row
-    tier, gops = gemm_gops([(256, 256, 256), (32, 256, 784), (32, 784, 256), (256, 784, 32), (16, 784, 150)])
-    peak, why = int8_peak(tier)
-    results["gemm"] = {"tier": tier, "gops": gops, "int8_peak_gops": peak}
-    if why:
-        results["gemm"]["int8_peak_skipped"] = why
-    print(f"{'model/threads':<16} {'intedge ms':>10} {'torch ms':>9} {'ort ms':>8} {'÷torch':>7} {'÷ort':>6} "
-          f"{'train MB ie/torch':>17} {'peak RSS MB ie/torch/ort':>25}")
+            reps = args.reps or (15 if n in TOYS else 7)
+            for mode in modes:
+                last = mode == "last"
+                if last and n in TOYS:
+                    continue
+                for t in threads:
+                    run = lambda fw, py, path: run_worker(py, fw, n, path, t, last, reps,  # noqa: E731
+                                                          profile=fw == "intedge" and args.profile and t == 1)
+                    row = {"batch": spec(n)[1],
+                           "intedge": run("intedge", sys.executable, paths[n]) if "intedge" in frameworks else {},
+                           "torch": run("torch", sys.executable, paths[n]) if "torch" in frameworks else {},
+                           "ort": (run("ort", args.ort_python, paths[n]) if ort_ok else {"error": NO_ORT})
+                           if "ort" in frameworks else {}}
+                    results["models"][f"{n}{'/last' if last else ''}/t{t}"] = row
+    if not args.no_gemm:
+        tier, gops = gemm_gops([(256, 256, 256), (32, 256, 784), (32, 784, 256), (256, 784, 32), (16, 784, 150)])
+        peak, why = int8_peak(tier)
+        results["gemm"] = {"tier": tier, "gops": gops, "int8_peak_gops": peak}
+        if why:
+            results["gemm"]["int8_peak_skipped"] = why
+    print(f"{'model/threads':<24} {'intedge ms':>14} {'torch ms':>9} {'ort ms':>8} {'÷torch':>7} {'÷ort':>6} "
+          f"{'cpu ÷torch':>10} {'cpu ÷ort':>8} {'train MB ie/torch':>17} {'peak RSS MB ie/torch/ort':>25} {'ie arena MB':>11}")
     for key, r in results["models"].items():
         ie, to, ort_ = r["intedge"], r["torch"], r["ort"]
-        f = lambda v: f"{v['ms']:.2f}" if "ms" in v else "-"  # noqa: E731
-        ratio = lambda a, b: f"{a['ms'] / b['ms']:.2f}" if "ms" in a and "ms" in b else "-"  # noqa: E731
-        train = "/".join(f"{v['train_mb']:.2f}" if "train_mb" in v else "-" for v in (ie, to))
+        f = lambda v: f"{v['ms']:.1f}" if "ms" in v else "-"  # noqa: E731
+        spread = f"{ie['min_ms']:.0f}-{ie['max_ms']:.0f}" if "ms" in ie else ""
+        ratio = lambda a, b, k="ms": f"{a[k] / b[k]:.2f}" if k in a and k in b else "-"  # noqa: E731
         rss = "/".join(f"{v['rss_mb']:.0f}" if "rss_mb" in v else "-" for v in (ie, to, ort_))
-        print(f"{key:<16} {f(ie):>10} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} {train:>17} {rss:>25}")
-    g = results["gemm"]
-    print(f"\nint8 GEMM ({g['tier']}, 1 thread): " + ", ".join(f"{k} {v:.1f} GOP/s" for k, v in g["gops"].items())
-          + (f"; measured int8 peak {peak:.0f} GOP/s" if peak else f"; int8 peak not measured: {why}"))
+        arena = f"{ie['arena_mb']:.2f}" if "arena_mb" in ie else "-"
+        train = "/".join(f"{v['train_mb']:.2f}" if "train_mb" in v else "-" for v in (ie, to))
+        print(f"{key:<24} {f(ie) + ' ' + spread:>14} {f(to):>9} {f(ort_):>8} {ratio(ie, to):>7} {ratio(ie, ort_):>6} "
+              f"{ratio(ie, to, 'cpu_ms'):>10} {ratio(ie, ort_, 'cpu_ms'):>8} {train:>17} {rss:>25} {arena:>11}")
+    for key, r in results["models"].items():
+        if "profile" in r["intedge"]:
+            print_profile(key, r["intedge"]["profile"])
+    g = results.get("gemm")
+    if g:
+        print(f"\nint8 GEMM ({g['tier']}, 1 thread): " + ", ".join(f"{k} {v:.1f} GOP/s" for k, v in g["gops"].items())
+              + (f"; measured int8 peak {g['int8_peak_gops']:.0f} GOP/s" if g["int8_peak_gops"]
+                 else f"; int8 peak not measured: {g['int8_peak_skipped']}"))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

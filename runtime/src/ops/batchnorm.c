@@ -182,8 +182,10 @@ static void bn_forward(ie_session *s, uint32_t node) {
         bb[c] = ie_dy_mul(gamma, invstd[c]);
         k[c] = beta;
     }
+    uint64_t t0 = ie_prof_start(s->ex.prof);
     y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, x->q, x->e, mean, a, bb, k, sc[S_COEF],
                                 ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
+    ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
 }
 
 static void bn_backward(ie_session *s, uint32_t node) {
@@ -226,8 +228,10 @@ static void bn_backward(ie_session *s, uint32_t node) {
             Q[c] = ie_dy_neg(ie_dy_mul(p_over_m, ie_dy_norm(sums[c], y->ge)));
             R[c] = ie_dy_neg(ie_dy_mul(ie_dy_mul(p_over_m, invstd[c]), dgamma[c]));
         }
+        uint64_t t0 = ie_prof_start(s->ex.prof);
         x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, x->q, x->e, mean, P, R, Q, sc[S_COEF],
                                      ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
+        ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
     }
     if (g->trainable) ie_optim_step(s, s->model->tensors[b.gamma].param);
     if (be->trainable) ie_optim_step(s, s->model->tensors[b.beta].param);

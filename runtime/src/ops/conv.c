@@ -52,10 +52,13 @@ static int col_is_input(const ie_conv_geom *g) {
            g->ho == g->h && g->wo == g->w;
 }
 
-static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+/* im2col and col2im write or read rows r0..r1 - 1 of col, each ld entries apart (one sample's
+ * columns in a chunk of several: see conv_chunk). */
+static void im2col_run(const int8_t *x, const ie_conv_geom *g, int8_t *col, size_t ld, uint32_t r0, uint32_t r1) {
     size_t ho = g->ho, wo = g->wo, howo = ho * wo;
     FOR_TAPS(g, {
-        int8_t *row = col + (size_t)r * howo;
+        if (r < r0 || r >= r1) continue;
+        int8_t *row = col + (size_t)r * ld;
         if (oh0 >= oh1 || ow0 >= ow1) {
             memset(row, 0, howo);
             continue;
@@ -101,15 +104,16 @@ static inline void scatter2_add(int32_t *restrict d, const int32_t *restrict src
     for (size_t t = 0; t < n; t++) d[2 * t] += src[t];
 }
 
-IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
+IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col, size_t ld, uint32_t r0, uint32_t r1) {
     const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
     size_t ho = g->ho, wo = g->wo;
     if (one_run(g)) {
-        im2col_run(x, g, col);
+        im2col_run(x, g, col, ld, r0, r1);
         return;
     }
     FOR_TAPS(g, {
-        int8_t *row = col + (size_t)r * ho * wo;
+        if (r < r0 || r >= r1) continue;
+        int8_t *row = col + (size_t)r * ld;
         if (ow0 || ow1 < wo || oh0 || oh1 < ho) memset(row, 0, ho * wo); /* one call, not two per row */
         for (size_t oh = oh0; oh < oh1; oh++) {
             int8_t *d = row + oh * wo;
@@ -122,13 +126,6 @@ IE_HOT static void im2col(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
                 for (size_t t = 0; t < ow1 - ow0; t++) d[ow0 + t] = src[t * sw];
         }
     })
-}
-
-/* The columns of one plane block: x itself for a 1 x 1 window, else im2col into col. */
-static const int8_t *columns(const int8_t *x, const ie_conv_geom *g, int8_t *col) {
-    if (col_is_input(g)) return x;
-    im2col(x, g, col);
-    return col;
 }
 
 /* dX of a stride-1 'same' convolution is itself one, of dY by the flipped weights
@@ -156,32 +153,29 @@ static int dx_by_conv(const ie_conv_geom *g, ie_conv_geom *t) {
     return 1;
 }
 
-size_t ie_conv_dx_scratch(const ie_conv_geom *g) {
-    ie_conv_geom t;
-    if (!dx_by_conv(g, &t)) return sizeof(int32_t) * g->ho * g->wo * g->cin_g * g->kh * g->kw;
-    size_t cols = col_is_input(&t) ? 0 : (size_t)t.ho * t.wo * t.cin_g * t.kh * t.kw;
-    return cols > 16 ? cols : 16; /* never empty: every thread's piece has an address */
-}
-
 /* Wf of dx_by_conv for every group: [group][Cin_g][Cout_g kh kw]. */
 static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
     size_t kk = (size_t)g->kh * g->kw, cout_g = g->cout / g->group;
     for (size_t gi = 0; gi < g->group; gi++)
-        for (size_t o = 0; o < cout_g; o++)
-            for (size_t c = 0; c < g->cin_g; c++)
-                for (size_t q = 0; q < kk; q++)
-                    wf[((gi * g->cin_g + c) * cout_g + o) * kk + kk - 1 - q] = w8[((gi * cout_g + o) * g->cin_g + c) * kk + q];
+        for (size_t o0 = 0; o0 < cout_g; o0 += 16) /* in 16 x 16 tiles of (o, c): cache lines reused */
+            for (size_t c0 = 0; c0 < g->cin_g; c0 += 16)
+                for (size_t o = o0; o < cout_g && o < o0 + 16; o++)
+                    for (size_t c = c0; c < g->cin_g && c < c0 + 16; c++) {
+                        const int8_t *src = w8 + ((gi * cout_g + o) * g->cin_g + c) * kk;
+                        int8_t *dst = wf + ((gi * g->cin_g + c) * cout_g + o) * kk + kk - 1;
+                        for (size_t q = 0; q < kk; q++) dst[-(ptrdiff_t)q] = src[q];
+                    }
 }
 
 /* dx += col2im(dcol). dcol's positions outside the tap are zeroed first when the run form
  * applies (see im2col_run): they then add 0 to pixels inside the run. */
-IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx) {
+IE_HOT static void col2im_add(int32_t *dcol, size_t ld, const ie_conv_geom *g, int32_t *dx) {
     const size_t sw = g->sw; /* a local: stores through the int pointers may alias *g */
-    size_t ho = g->ho, wo = g->wo;
+    size_t wo = g->wo;
     if (one_run(g)) {
         FOR_TAPS(g, {
             if (oh0 >= oh1 || ow0 >= ow1) continue;
-            int32_t *row = dcol + (size_t)r * ho * wo;
+            int32_t *row = dcol + (size_t)r * ld;
             size_t first = oh0 * wo + ow0;
             size_t last = (oh1 - 1) * wo + ow1;
             for (size_t oh = oh0; oh + 1 < oh1; oh++)
@@ -192,7 +186,7 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
         return;
     }
     FOR_TAPS(g, {
-        const int32_t *row = dcol + (size_t)r * ho * wo;
+        const int32_t *row = dcol + (size_t)r * ld;
         for (size_t oh = oh0; oh < oh1; oh++) {
             int32_t *d = dx + TAP_AT(g, base, oh, ow0);
             const int32_t *src = row + oh * wo + ow0;
@@ -206,122 +200,442 @@ IE_HOT static void col2im_add(int32_t *dcol, const ie_conv_geom *g, int32_t *dx)
     })
 }
 
-/* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
+/* ---- depthwise convolutions (one input and one output channel per group) ---------------------
+ * As im2col + GEMM they are a poor fit: one output row per group, 9-term products, and im2col
+ * copies every input pixel 9 times; walked plane by plane, MobileNetV2's 3 x 3 to 12 x 12 planes
+ * make runs too short for vectors. So they run channels-last: a sample's planes are transposed
+ * to [pixel][channel], every (output pixel, tap) pair is one vector operation over all channels
+ * with the tap's weights as a vector, and the int32 sums are transposed back. The sums are the
+ * same integers as the GEMMs' (at most kh kw terms a position; dW at most HoWo <= 2^17 a sample,
+ * then int64 over samples). */
+static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
 
-/* Work shared by samples across the pool: each part takes a range of samples and its own slice
- * of the per-sample scratch; GEMMs inside run without the pool (it is not re-entered). */
-typedef struct conv_job {
-    const ie_exec *rt;
-    const ie_conv_geom *g, *dx_conv; /* dx_conv: dX as a convolution (dx_by_conv), or NULL */
-    size_t n;
-    const int8_t *x, *w8, *dy;
-    int8_t *col, *wt;
-    int32_t *acc, *dcol;
-    size_t dcol_piece; /* bytes of dcol per thread (ie_conv_dx_scratch) */
-    int64_t *partial;
-} conv_job;
-
-/* The sizes every part needs, and its range of samples [s0, s1). */
-typedef struct conv_part {
-    size_t hw, howo, k, s0, s1;
-    uint32_t cout_g;
-    ie_exec single; /* the kernels without the pool: parts never re-enter it */
-} conv_part;
-
-static conv_part part_of(const conv_job *j, uint32_t part, uint32_t parts) {
-    const ie_conv_geom *g = j->g;
-    conv_part c = {(size_t)g->h * g->w, (size_t)g->ho * g->wo, (size_t)g->cin_g * g->kh * g->kw, 0, 0,
-                   g->cout / g->group, {j->rt->k, NULL}};
-    ie_part_range(j->n, part, parts, &c.s0, &c.s1);
-    return c;
+static int depthwise(const ie_conv_geom *g) {
+    return IE_FAST_PATHS && g->cin_g == 1 && g->group > 1 && g->cout == g->cin &&
+           (size_t)g->ho * g->wo <= IE_MAX_REDUCTION;
 }
 
-static void conv_fwd_part(void *p, uint32_t part, uint32_t parts) {
-    const conv_job *j = p;
-    const ie_conv_geom *g = j->g;
-    conv_part c = part_of(j, part, parts);
-    int8_t *buf = j->col + part * c.howo * c.k;
-    for (size_t s = c.s0; s < c.s1; s++)
-        for (uint32_t gi = 0; gi < g->group; gi++) {
-            const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
-            ie_gemm32_bt(&c.single, j->w8 + (size_t)gi * c.cout_g * c.k, col,
-                         j->acc + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, c.cout_g, c.howo, c.k);
+/* One thread's scratch and the shared part, in byte offsets. Shared: the taps' weights as rows
+ * [kk][Wo C] int32 (each tap's channel vector repeated along an output row). Per thread: x and
+ * dY channels-last (int8), int32 sums [pixels][C], and for dW the sample's int32 sums per tap
+ * along a row [kk][Wo C] and the thread's int64 total [kk][C]. */
+typedef struct dw_layout {
+    size_t xt, dyt, sums, rows, total, size, shared;
+} dw_layout;
+
+static dw_layout dw_layout_of(const ie_conv_geom *g) {
+    size_t c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
+    dw_layout l;
+    l.shared = up64(sizeof(int32_t) * kk * g->wo * c);
+    l.xt = 0;
+    l.dyt = up64(hw * c);
+    l.sums = l.dyt + up64(howo * c);
+    l.rows = l.sums + up64(sizeof(int32_t) * (hw > howo ? hw : howo) * c);
+    l.total = l.rows + up64(sizeof(int32_t) * kk * g->wo * c);
+    l.size = l.total + up64(sizeof(int64_t) * kk * c);
+    return l;
+}
+
+/* [rows][cols] int32 into [cols][rows], in tiles that stay in cache, each written a line at a time. */
+IE_HOT static void transpose_s32(const int32_t *restrict src, size_t rows, size_t cols, int32_t *restrict dst) {
+    for (size_t r0 = 0; r0 < rows; r0 += 16)
+        for (size_t c0 = 0; c0 < cols; c0 += 16) {
+            size_t r1 = rows - r0 < 16 ? rows : r0 + 16, c1 = cols - c0 < 16 ? cols : c0 + 16;
+            for (size_t c = c0; c < c1; c++)
+                for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
         }
 }
 
-/* col holds one [K, HoWo] buffer per thread of rt's pool. */
+/* One sample, channels-last, tap by tap and output row by output row: a tap's in-range outputs
+ * [ow0, ow1) of row oh read input row ih from pixel ow0 sw + offw on. With stride 1 both runs are
+ * contiguous over (pixel, channel), so each (row, tap) is one flat loop against the tap's weight
+ * row (wr: the channel vector repeated, so position t has channel t mod C):
+ *   phase FWD: sums[out pixel][c] += w[tap][c] v[in pixel][c]     (v: x)
+ *   phase DX:  sums[in pixel][c]  += w[tap][c] u[out pixel][c]    (u: dY)
+ *   phase DW:  rows[tap][t]       += u[out][t] v[in][t]           (u: dY, v: x; folded per channel
+ *                                                                  by the caller) */
+IE_HOT static void dw_sample(const ie_conv_geom *g, int phase, const int32_t *restrict wrows, const int8_t *restrict u,
+                             const int8_t *restrict v, int32_t *restrict sums, int32_t *restrict rows) {
+    size_t c = g->cin, sw = g->sw, rowlen = (size_t)g->wo * c;
+    for (uint32_t i = 0; i < g->kh; i++)
+        for (uint32_t j = 0; j < g->kw; j++) {
+            size_t oh0, oh1, ow0, ow1, tap = (size_t)i * g->kw + j;
+            int64_t offh = (int64_t)i * g->dh - g->pt, offw = (int64_t)j * g->dw - g->pl;
+            inside(offh, g->sh, g->h, g->ho, &oh0, &oh1);
+            inside(offw, g->sw, g->w, g->wo, &ow0, &ow1);
+            const int32_t *wr = wrows + tap * rowlen;
+            int32_t *rr = rows + tap * rowlen;
+            for (size_t oh = oh0; oh < oh1; oh++) {
+                size_t in0 = (size_t)((int64_t)(oh * g->sh) + offh) * g->w + (size_t)((int64_t)(ow0 * sw) + offw);
+                size_t out0 = oh * g->wo + ow0, len = (ow1 - ow0) * c;
+                if (sw == 1) { /* flat runs */
+                    if (phase == IE_PROF_FWD) {
+                        int32_t *a = sums + out0 * c;
+                        const int8_t *x = v + in0 * c;
+                        for (size_t t = 0; t < len; t++) a[t] += wr[t] * x[t];
+                    } else if (phase == IE_PROF_DX) {
+                        int32_t *a = sums + in0 * c;
+                        const int8_t *d = u + out0 * c;
+                        for (size_t t = 0; t < len; t++) a[t] += wr[t] * d[t];
+                    } else {
+                        const int8_t *x = v + in0 * c, *d = u + out0 * c;
+                        for (size_t t = 0; t < len; t++) rr[t] += d[t] * x[t];
+                    }
+                    continue;
+                }
+                for (size_t ow = 0; ow < ow1 - ow0; ow++) { /* pixel by pixel */
+                    size_t in = (in0 + ow * sw) * c, out = (out0 + ow) * c;
+                    if (phase == IE_PROF_FWD)
+                        for (size_t k = 0; k < c; k++) sums[out + k] += wr[k] * v[in + k];
+                    else if (phase == IE_PROF_DX)
+                        for (size_t k = 0; k < c; k++) sums[in + k] += wr[k] * u[out + k];
+                    else
+                        for (size_t k = 0; k < c; k++) rr[k] += u[out + k] * v[in + k];
+                }
+            }
+        }
+}
+
+typedef struct dw_job {
+    const ie_conv_geom *g;
+    size_t n;
+    const int8_t *x, *dy;
+    int8_t *scratch; /* the shared weights, then one dw_layout per thread */
+    dw_layout l;
+    int32_t *acc;
+    int64_t *dw; /* one [kk][C] total per part, then dW */
+    int phase;
+} dw_job;
+
+static void dw_part(void *p, uint32_t part, uint32_t parts) {
+    const dw_job *j = p;
+    const ie_conv_geom *g = j->g;
+    size_t b, e, c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
+    size_t rowlen = (size_t)g->wo * c;
+    const int32_t *wrows = (const int32_t *)j->scratch;
+    int8_t *mine = j->scratch + j->l.shared + part * j->l.size, *xt = mine + j->l.xt, *dyt = mine + j->l.dyt;
+    int32_t *sums = (int32_t *)(mine + j->l.sums), *rows = (int32_t *)(mine + j->l.rows);
+    int64_t *total = (int64_t *)(mine + j->l.total);
+    if (j->phase == IE_PROF_DW) memset(total, 0, sizeof(int64_t) * kk * c);
+    ie_part_range(j->n, part, parts, &b, &e);
+    for (size_t s = b; s < e; s++) {
+        if (j->x) ie_transpose_s8(j->x + s * c * hw, c, hw, xt);
+        if (j->dy) ie_transpose_s8(j->dy + s * c * howo, c, howo, dyt);
+        if (j->phase == IE_PROF_DW) memset(rows, 0, sizeof(int32_t) * kk * rowlen);
+        else memset(sums, 0, sizeof(int32_t) * (j->phase == IE_PROF_FWD ? howo : hw) * c);
+        dw_sample(g, j->phase, wrows, j->dy ? dyt : NULL, j->x ? xt : NULL, sums, rows);
+        if (j->phase == IE_PROF_FWD) transpose_s32(sums, howo, c, j->acc + s * c * howo);
+        else if (j->phase == IE_PROF_DX) transpose_s32(sums, hw, c, j->acc + s * c * hw);
+        else
+            for (size_t t = 0; t < kk; t++) /* a row's positions ow C + k belong to channel k */
+                for (size_t q = 0; q < rowlen; q++) total[t * c + q % c] += rows[t * rowlen + q];
+    }
+}
+
+/* phase: IE_PROF_FWD (sums into acc from x), IE_PROF_DX (into acc from dy) or IE_PROF_DW (dw
+ * from x and dy); scratch: ie_conv_scratch's bytes for the phase. */
+static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n, const int8_t *x, const int8_t *w8,
+                   const int8_t *dy, int8_t *scratch, int32_t *acc, int64_t *dw) {
+    uint64_t t0 = ie_prof_start(rt->prof);
+    dw_job j = {g, n, x, dy, scratch, dw_layout_of(g), acc, dw, phase};
+    size_t c = g->cin, kk = (size_t)g->kh * g->kw;
+    int32_t *wrows = (int32_t *)scratch;
+    for (size_t t = 0; w8 && t < kk; t++) /* each tap's weights as a channel vector, repeated along a row */
+        for (size_t q = 0; q < (size_t)g->wo * c; q++) wrows[t * g->wo * c + q] = w8[(q % c) * kk + t];
+    ie_pool_run(rt->pool, dw_part, &j);
+    if (phase == IE_PROF_DW) {
+        for (size_t t = 0; t < kk; t++) /* the parts' totals, in part order: exact */
+            for (size_t ch = 0; ch < c; ch++) {
+                int64_t sum = 0;
+                for (uint32_t part = 0; part < ie_pool_threads(rt->pool); part++) {
+                    const int8_t *mine = scratch + j.l.shared + part * j.l.size;
+                    sum += ((const int64_t *)(mine + j.l.total))[t * c + ch];
+                }
+                dw[ch * kk + t] = sum;
+            }
+    }
+    ie_prof_add(rt->prof, IE_PROF_GEMM, t0); /* the multiplies, as the GEMMs' are */
+}
+
+/* ---- the arithmetic on plain arrays ----------------------------------------------------------- */
+
+/* Chunks: a GEMM over one sample's plane is short where planes are small (ResNet-18's last
+ * stage at 96 px has 3 x 3 = 9 columns), and dW's sum over samples then makes one pass over its
+ * int64 sums per sample. Samples go in chunks of about CHUNK_COLS columns: a chunk's columns
+ * sit side by side (sample j's at j HoWo in every row, rows c HoWo apart), so each GEMM has
+ * c HoWo columns (forward, dX) or terms (dW). Its sums are the same integers. Builds without
+ * IE_FAST_PATHS (the microcontrollers') keep one sample per GEMM, which their golden runs then
+ * compare with the host's chunks. */
+#define CHUNK_COLS 1024
+#define SPLIT_MIN ((size_t)1 << 15) /* below this many bytes a pack runs on the caller alone */
+
+size_t ie_conv_chunk(const ie_conv_geom *g, size_t n) {
+    size_t howo = (size_t)g->ho * g->wo, c = IE_FAST_PATHS && howo ? (CHUNK_COLS + howo - 1) / howo : 1;
+    return n == 0 ? 1 : (c < n ? c : n);
+}
+
+/* One thread's scratch for a phase, in byte offsets: columns (int8), rows of dY (int8) and an
+ * int32 block (a chunk's outputs, or dX's dcol). */
+typedef struct conv_scratch {
+    size_t rows, tmp, total;
+} conv_scratch;
+
+static conv_scratch scratch_of(const ie_conv_geom *g, size_t n, int phase) {
+    ie_conv_geom t;
+    size_t c = ie_conv_chunk(g, n), howo = (size_t)g->ho * g->wo, l = c * howo, cout_g = g->cout / g->group;
+    size_t k = (size_t)g->cin_g * g->kh * g->kw, col = 0, rows = 0, tmp = 0;
+    if (phase == IE_PROF_FWD) {
+        col = c == 1 && col_is_input(g) ? 0 : k * l;
+        tmp = c > 1 ? sizeof(int32_t) * cout_g * l : 0;
+    } else if (phase == IE_PROF_DX && dx_by_conv(g, &t)) {
+        col = c == 1 && col_is_input(&t) ? 0 : cout_g * g->kh * g->kw * l;
+        tmp = c > 1 ? sizeof(int32_t) * g->cin_g * l : 0;
+    } else if (phase == IE_PROF_DX) {
+        rows = c > 1 ? cout_g * l : 0;
+        tmp = sizeof(int32_t) * k * l;
+    } else {
+        col = k * l;
+        rows = c > 1 ? cout_g * l : 0;
+    }
+    conv_scratch s = {up64(col), up64(col) + up64(rows), 0};
+    s.total = s.tmp + up64(tmp) > 64 ? s.tmp + up64(tmp) : 64; /* never empty: every piece has an address */
+    return s;
+}
+
+size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) {
+    if (depthwise(g)) /* the shared weights counted with every thread's piece: simple, and small */
+        return dw_layout_of(g).size + dw_layout_of(g).shared;
+    return scratch_of(g, n, phase).total;
+}
+
+/* Copies of rows (planes of HoWo bytes, rows a sample) or im2col (g) into a chunk's columns, split over
+ * the pool by (sample, row). */
+typedef struct pack_job {
+    const ie_conv_geom *g; /* im2col by g; NULL: plain rows */
+    const int8_t *src;     /* the first sample's first row or plane */
+    size_t stride;         /* bytes from one sample to the next */
+    size_t rows, howo, c;
+    int8_t *dst;
+} pack_job;
+
+static void pack_part(void *p, uint32_t part, uint32_t parts) {
+    const pack_job *j = p;
+    size_t b, e, ld = j->c * j->howo;
+    ie_part_range(j->c * j->rows, part, parts, &b, &e);
+    while (b < e) {
+        size_t s = b / j->rows, r0 = b % j->rows, r1 = e - s * j->rows < j->rows ? e - s * j->rows : j->rows;
+        const int8_t *x = j->src + s * j->stride;
+        int8_t *d = j->dst + s * j->howo;
+        if (j->g) im2col(x, j->g, d, ld, (uint32_t)r0, (uint32_t)r1);
+        else
+            for (size_t r = r0; r < r1; r++) memcpy(d + r * ld, x + r * j->howo, j->howo);
+        b = s * j->rows + r1;
+    }
+}
+
+static void pack(const ie_exec *ex, const pack_job *j) {
+    uint64_t t0 = ie_prof_start(ex->prof);
+    ie_pool_run(j->c * j->rows * j->howo >= SPLIT_MIN ? ex->pool : NULL, pack_part, (void *)j);
+    ie_prof_add(ex->prof, j->g ? IE_PROF_IM2COL : IE_PROF_PACK, t0);
+}
+
+/* The columns [K, c HoWo] under geometry g of planes x (sample after sample, stride apart):
+ * x itself for one sample of a 1 x 1 window, else packed into col. */
+static const int8_t *columns(const ie_exec *ex, const ie_conv_geom *g, const int8_t *x, size_t stride, size_t c,
+                             int8_t *col) {
+    int plain = col_is_input(g);
+    if (plain && c == 1) return x;
+    pack_job j = {plain ? NULL : g, x, stride, plain ? g->cin_g : (size_t)g->cin_g * g->kh * g->kw,
+                  (size_t)g->ho * g->wo, c, col};
+    pack(ex, &j);
+    return col;
+}
+
+/* rows planes of HoWo bytes per sample as [rows, c HoWo]: src itself for one sample. */
+static const int8_t *rows_of(const ie_exec *ex, const int8_t *src, size_t stride, size_t rows, size_t howo, size_t c,
+                             int8_t *dst) {
+    if (c == 1) return src;
+    pack_job j = {NULL, src, stride, rows, howo, c, dst};
+    pack(ex, &j);
+    return dst;
+}
+
+/* The inverse for int32 outputs: [rows, c HoWo] back into planes, sample after sample. */
+typedef struct unpack_job {
+    const int32_t *src;
+    size_t rows, howo, c, stride;
+    int32_t *dst;
+} unpack_job;
+
+static void unpack_part(void *p, uint32_t part, uint32_t parts) {
+    const unpack_job *j = p;
+    size_t b, e;
+    ie_part_range(j->c * j->rows, part, parts, &b, &e);
+    for (size_t i = b; i < e; i++) {
+        size_t s = i / j->rows, r = i % j->rows;
+        memcpy(j->dst + s * j->stride + r * j->howo, j->src + r * j->c * j->howo + s * j->howo,
+               sizeof(int32_t) * j->howo);
+    }
+}
+
+static void unpack(const ie_exec *ex, const int32_t *src, size_t rows, size_t howo, size_t c, int32_t *dst,
+                   size_t stride) {
+    uint64_t t0 = ie_prof_start(ex->prof);
+    unpack_job j = {src, rows, howo, c, stride, dst};
+    ie_pool_run(c * rows * howo >= SPLIT_MIN / 4 ? ex->pool : NULL, unpack_part, &j);
+    ie_prof_add(ex->prof, IE_PROF_PACK, t0);
+}
+
+/* The work of one phase, chunk by chunk. Chunks are shared out across the pool when there are
+ * enough of them (each thread with its own scratch, its GEMMs single-threaded); otherwise they
+ * run one after the other on the caller, each GEMM and pack split over the pool. */
+typedef struct conv_job conv_job;
+typedef void (*chunk_fn)(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw);
+struct conv_job {
+    const ie_exec *rt;
+    const ie_conv_geom *g, *dx_conv; /* dx_conv: dX as a convolution (dx_by_conv), or NULL */
+    size_t n, c;
+    const int8_t *x, *w8, *dy;
+    int8_t *scratch;
+    conv_scratch sc; /* one thread's piece */
+    int32_t *acc;
+    int64_t *dw;     /* dW's sums (or one per thread: partial) */
+    size_t dw_size;
+    chunk_fn fn;
+};
+
+static void chunks_part(void *p, uint32_t part, uint32_t parts) {
+    const conv_job *j = p;
+    size_t b, e, chunks = (j->n + j->c - 1) / j->c;
+    ie_part_range(chunks, part, parts, &b, &e);
+    ie_exec ex = ie_exec_part(j->rt, part);
+    int64_t *dw = j->dw ? j->dw + part * j->dw_size : NULL;
+    if (dw && parts > 1) memset(dw, 0, sizeof(int64_t) * j->dw_size);
+    for (size_t i = b; i < e; i++)
+        j->fn(j, &ex, i * j->c, j->n - i * j->c < j->c ? j->n - i * j->c : j->c, j->scratch + part * j->sc.total, dw);
+}
+
+/* Runs j; returns the number of parts whose dW sums are in j->dw (1: dw itself). */
+static uint32_t run_chunks(conv_job *j) {
+    uint32_t parts = ie_pool_threads(j->rt->pool);
+    size_t chunks = (j->n + j->c - 1) / j->c;
+    if (parts > 1 && chunks >= parts) {
+        ie_pool_run(j->rt->pool, chunks_part, j);
+        return parts;
+    }
+    for (size_t i = 0; i < chunks; i++)
+        j->fn(j, j->rt, i * j->c, j->n - i * j->c < j->c ? j->n - i * j->c : j->c, j->scratch, j->dw);
+    return 1;
+}
+
+static void fwd_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
+    (void)dw;
+    const ie_conv_geom *g = j->g;
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t cout_g = g->cout / g->group;
+    int32_t *tmp = (int32_t *)(scratch + j->sc.tmp);
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        const int8_t *col = columns(ex, g, j->x + (s0 * g->cin + (size_t)gi * g->cin_g) * hw, (size_t)g->cin * hw, c, scratch);
+        int32_t *out = j->acc + (s0 * g->cout + (size_t)gi * cout_g) * howo;
+        ie_gemm32_bt(ex, j->w8 + (size_t)gi * cout_g * k, col, c == 1 ? out : tmp, cout_g, c * howo, k);
+        if (c > 1) unpack(ex, tmp, cout_g, howo, c, out, (size_t)g->cout * howo);
+    }
+}
+
+/* scratch: ie_conv_scratch(g, n, IE_PROF_FWD) bytes per thread of rt's pool. */
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
-                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
+                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
-    conv_job j = {rt, g, NULL, n, x, w8, NULL, col, NULL, acc, NULL, 0, NULL};
-    ie_pool_run(rt->pool, conv_fwd_part, &j);
+    conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, w8, NULL, scratch, scratch_of(g, n, IE_PROF_FWD), acc,
+                  NULL, 0, fwd_chunk};
+    if (depthwise(g)) dw_run(rt, IE_PROF_FWD, g, n, x, w8, NULL, scratch, acc, NULL);
+    else run_chunks(&j);
     size_t howo = (size_t)g->ho * g->wo;
     return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
 }
 
-static void conv_dx_part(void *p, uint32_t part, uint32_t parts) {
-    const conv_job *j = p;
+static void dx_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
+    (void)dw;
     const ie_conv_geom *g = j->g;
-    conv_part c = part_of(j, part, parts);
-    int8_t *scratch = (int8_t *)j->dcol + part * j->dcol_piece;
-    for (uint32_t gi = 0; gi < g->group; gi++)
-        for (size_t s = c.s0; s < c.s1; s++) {
-            const int8_t *dy = j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo;
-            int32_t *dx = j->acc + (s * g->cin + (size_t)gi * g->cin_g) * c.hw;
-            if (j->dx_conv) {
-                const int8_t *col = columns(dy, j->dx_conv, scratch);
-                ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, col, dx, g->cin_g, c.hw,
-                             (size_t)c.cout_g * g->kh * g->kw);
-                continue;
-            }
-            int32_t *dcol = (int32_t *)scratch; /* [K, HoWo] int32 pieces: a multiple of 4 bytes each */
-            ie_gemm32_bt(&c.single, j->wt + (size_t)gi * c.k * c.cout_g, dy, dcol, c.k, c.howo, c.cout_g);
-            memset(dx, 0, sizeof(int32_t) * g->cin_g * c.hw); /* here, not in one pass: the adds find it in cache */
-            col2im_add(dcol, g, dx);
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t cout_g = g->cout / g->group, kt = cout_g * g->kh * g->kw;
+    int32_t *tmp = (int32_t *)(scratch + j->sc.tmp);
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        const int8_t *dy = j->dy + (s0 * g->cout + (size_t)gi * cout_g) * howo;
+        int32_t *dx = j->acc + (s0 * g->cin + (size_t)gi * g->cin_g) * hw;
+        const int8_t *wt = j->w8 + (size_t)gi * k * cout_g;
+        if (j->dx_conv) {
+            const int8_t *col = columns(ex, j->dx_conv, dy, (size_t)g->cout * howo, c, scratch);
+            ie_gemm32_bt(ex, wt, col, c == 1 ? dx : tmp, g->cin_g, c * hw, kt);
+            if (c > 1) unpack(ex, tmp, g->cin_g, hw, c, dx, (size_t)g->cin * hw);
+            continue;
         }
+        const int8_t *rows = rows_of(ex, dy, (size_t)g->cout * howo, cout_g, howo, c, scratch + j->sc.rows);
+        ie_gemm32_bt(ex, wt, rows, tmp, k, c * howo, cout_g); /* dcol [K, c HoWo] */
+        uint64_t t0 = ie_prof_start(ex->prof);
+        for (size_t s = 0; s < c; s++) {
+            int32_t *d = dx + s * g->cin * hw;
+            memset(d, 0, sizeof(int32_t) * g->cin_g * hw); /* here, not in one pass: the adds find it in cache */
+            col2im_add(tmp + s * howo, c * howo, g, d);
+        }
+        ie_prof_add(ex->prof, IE_PROF_IM2COL, t0);
+    }
 }
 
-/* wt holds W^T for every group ([group][K][Cout_g]), or dx_by_conv's Wf (the same size); dcol one
- * ie_conv_dx_scratch per thread. */
+/* wt holds W^T for every group ([group][K][Cout_g]), or dx_by_conv's Wf (the same size); scratch
+ * ie_conv_scratch(g, n, IE_PROF_DX) bytes per thread. */
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
                        ie_rounder r, int8_t *dx) {
     size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
     ie_conv_geom t;
     int by_conv = dx_by_conv(g, &t);
+    if (depthwise(g)) {
+        dw_run(rt, IE_PROF_DX, g, n, NULL, w8, dy, scratch, acc, NULL);
+        return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
+    }
+    uint64_t t0 = ie_prof_start(rt->prof);
     if (by_conv) flip_weights(g, w8, wt);
     else
         for (uint32_t gi = 0; gi < g->group; gi++)
             ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
-    conv_job j = {rt, g, by_conv ? &t : NULL, n, NULL, NULL, dy, NULL, wt, acc, dcol, ie_conv_dx_scratch(g), NULL};
-    ie_pool_run(rt->pool, conv_dx_part, &j);
+    ie_prof_add(rt->prof, IE_PROF_PACK, t0);
+    conv_job j = {rt, g, by_conv ? &t : NULL, n, ie_conv_chunk(g, n), NULL, wt, dy, scratch,
+                  scratch_of(g, n, IE_PROF_DX), acc, NULL, 0, dx_chunk};
+    run_chunks(&j);
     return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
 }
 
-static void conv_dw_part(void *p, uint32_t part, uint32_t parts) {
-    const conv_job *j = p;
+static void dw_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
     const ie_conv_geom *g = j->g;
-    conv_part c = part_of(j, part, parts);
-    int8_t *buf = j->col + part * c.howo * c.k;
-    int64_t *dw = j->partial + part * g->cout * c.k;
-    memset(dw, 0, sizeof(int64_t) * g->cout * c.k);
-    for (size_t s = c.s0; s < c.s1; s++)
-        for (uint32_t gi = 0; gi < g->group; gi++) {
-            const int8_t *col = columns(j->x + (s * g->cin + (size_t)gi * g->cin_g) * c.hw, g, buf);
-            ie_gemm64(&c.single, j->dy + (s * g->cout + (size_t)gi * c.cout_g) * c.howo, col,
-                      dw + (size_t)gi * c.cout_g * c.k, c.cout_g, c.k, c.howo); /* adds to dw */
-        }
+    size_t hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, k = (size_t)g->cin_g * g->kh * g->kw;
+    size_t cout_g = g->cout / g->group;
+    for (uint32_t gi = 0; gi < g->group; gi++) {
+        const int8_t *col = columns(ex, g, j->x + (s0 * g->cin + (size_t)gi * g->cin_g) * hw, (size_t)g->cin * hw, c, scratch);
+        const int8_t *rows = rows_of(ex, j->dy + (s0 * g->cout + (size_t)gi * cout_g) * howo, (size_t)g->cout * howo,
+                                     cout_g, howo, c, scratch + j->sc.rows);
+        ie_gemm64(ex, rows, col, dw + (size_t)gi * cout_g * k, cout_g, k, c * howo); /* adds to dw */
+    }
 }
 
-/* col holds one buffer per thread; partial one [Cout, K] int64 sum per thread
- * (the first is dw itself), added in part order: exact, so the thread count changes nothing. */
+/* scratch: ie_conv_scratch(g, n, IE_PROF_DW) bytes per thread; partial one [Cout, K] int64 sum
+ * per thread when chunks are shared out, added in part order: exact, so the thread count
+ * changes nothing. */
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int64_t *partial, int64_t *dw) {
+                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
-    uint32_t parts = ie_pool_threads(rt->pool);
-    conv_job j = {rt, g, NULL, n, x, NULL, dy, col, NULL, NULL, NULL, 0, parts > 1 ? partial : dw};
-    ie_pool_run(rt->pool, conv_dw_part, &j);
+    uint32_t threads = ie_pool_threads(rt->pool);
+    if (depthwise(g)) {
+        dw_run(rt, IE_PROF_DW, g, n, x, NULL, dy, scratch, NULL, dw);
+        return edy + ex;
+    }
+    conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, NULL, dy, scratch, scratch_of(g, n, IE_PROF_DW), NULL,
+                  dw, size, dw_chunk};
+    size_t chunks = (n + j.c - 1) / j.c;
+    if (threads > 1 && chunks >= threads) j.dw = partial; /* run_chunks shares the chunks out */
+    else memset(dw, 0, sizeof(int64_t) * size);
+    uint32_t parts = run_chunks(&j);
     if (parts > 1) {
         memcpy(dw, partial, sizeof(int64_t) * size);
         for (uint32_t p = 1; p < parts; p++)
@@ -437,17 +751,19 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     int need_dw = bwd && ie_plan_param_trainable(p, w);
     ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
     ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_COL, t * howo * k, F, F);
+    size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
+    int direct = depthwise(&g); /* no weight transposes or partial sums */
+    ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
     if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
     if (need_dx) {
-        ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_dx_scratch(&g), B, B);
+        if (!direct) ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
     if (need_dw) {
         ie_plan_keep(p, x, B);
-        ie_plan_node_scratch(p, node, S_COL_B, t * howo * k, B, B);
-        if (t > 1) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
+        if (!direct && t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
     }
@@ -491,10 +807,12 @@ static void conv_backward(ie_session *s, uint32_t node) {
     if (c.x->requires_grad)
         c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
+        ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART], c.pw->grad);
         ie_optim_step(s, c.wi);
     }
     if (c.pb && c.pb->trainable) {
+        ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pb->grad_e = ie_conv_bwd_db(&c.g, s->n, c.y->g, c.y->ge, c.pb->grad);
         ie_optim_step(s, s->model->tensors[s->model->nodes[node].in[2]].param);
     }

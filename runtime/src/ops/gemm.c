@@ -110,19 +110,23 @@ int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const in
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw, int *narrow) {
     *narrow = IE_FAST_PATHS && n <= IE_MAX_REDUCTION;
+    uint64_t t0 = ie_prof_start(rt->prof);
     if (*narrow) {
         int32_t *c = (int32_t *)dw;
         if (w_is_mk) {
             ie_transpose_s8(dy, n, m, dyt);
+            ie_prof_add(rt->prof, IE_PROF_PACK, t0);
             ie_gemm32_bt(rt, dyt, x, c, m, k, n);
         } else {
             ie_transpose_s8(x, n, k, xt);
+            ie_prof_add(rt->prof, IE_PROF_PACK, t0);
             ie_gemm32_bt(rt, xt, dy, c, k, m, n);
         }
         return edy + ex;
     }
     ie_transpose_s8(dy, n, m, dyt);
     ie_transpose_s8(x, n, k, xt);
+    ie_prof_add(rt->prof, IE_PROF_PACK, t0);
     memset(dw, 0, sizeof(int64_t) * m * k); /* the kernel adds to it */
     if (w_is_mk) ie_gemm64(rt, dyt, xt, dw, m, k, n);
     else ie_gemm64(rt, xt, dyt, dw, k, m, n);
@@ -167,12 +171,14 @@ static void gemm_backward(ie_session *s, uint32_t node) {
                                ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     if (pw->trainable) {
         int narrow;
+        ie_prof_switch(s->ex.prof, IE_PROF_DW);
         pw->grad_e = ie_gemm_bwd_dw(&s->ex, n, g.m, g.k, y->g, y->ge, x->q, x->e, g.w_is_mk, rt->scratch[S_DYT],
                                     rt->scratch[S_XT], pw->grad, &narrow);
         pw->grad32 = (uint8_t)narrow;
         ie_optim_step(s, wi);
     }
     if (g.b != IE_NONE && s->params[m->tensors[g.b].param].trainable) {
+        ie_prof_switch(s->ex.prof, IE_PROF_DW);
         uint32_t bi = m->tensors[g.b].param;
         s->params[bi].grad_e = ie_gemm_bwd_db(n, g.m, y->g, y->ge, s->params[bi].grad);
         ie_optim_step(s, bi);

@@ -39,16 +39,18 @@ ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd);
 ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t dh,
                           uint32_t dw, uint32_t pt, uint32_t pl, uint32_t pb, uint32_t pr, uint32_t ho, uint32_t wo,
                           char *err);
+/* Samples per GEMM for a batch of n (conv.c: chunks), and the bytes of one thread's scratch for
+ * n samples in phase IE_PROF_FWD, IE_PROF_DX or IE_PROF_DW. */
+size_t ie_conv_chunk(const ie_conv_geom *g, size_t n);
+size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase);
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
-                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *col, int32_t *acc,
+                    const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y);
-/* Bytes of one thread's dX scratch (dcol or, for dX as a convolution, the columns of dY). */
-size_t ie_conv_dx_scratch(const ie_conv_geom *g);
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *w8, int32_t ew, int8_t *wt, int32_t *dcol, int32_t *acc,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
                        ie_rounder r, int8_t *dx);
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *col, int64_t *partial, int64_t *dw);
+                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw);
 int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db);
 
 /* Softmax cross-entropy gradient exponent: Q30 probabilities times a Q31 reciprocal of n. */

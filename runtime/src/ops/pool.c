@@ -102,6 +102,29 @@ static void maxpool_plan(ie_planner *p, uint32_t node) {
     ie_plan_node_scratch(p, node, S_GRAD_ACC, (size_t)ie_plan_batch(p) * g.c * g.h * g.w * sizeof(int32_t), B, B);
 }
 
+/* The first largest input of output (oh, ow)'s window in FOR_WINDOW's order: its index, or -1
+ * (a window wholly in the padding); *best its value. Windows inside the plane (all but the
+ * edges) skip the bounds checks. */
+static inline int64_t window_max(const pool_geom *g, const int8_t *xp, uint32_t oh, uint32_t ow, int *best) {
+    int64_t h0 = (int64_t)oh * g->sh - g->pt, w0 = (int64_t)ow * g->sw - g->pl, arg = -1;
+    int b = -128;
+    if (IE_FAST_PATHS && h0 >= 0 && w0 >= 0 && h0 + (int64_t)(g->kh - 1) * g->dh < g->h &&
+        w0 + (int64_t)(g->kw - 1) * g->dw < g->w) {
+        for (uint32_t i = 0; i < g->kh; i++) {
+            const int8_t *row = xp + (h0 + (int64_t)i * g->dh) * g->w + w0;
+            for (uint32_t j = 0; j < g->kw; j++)
+                if (row[j * g->dw] > b) {
+                    b = row[j * g->dw];
+                    arg = (h0 + (int64_t)i * g->dh) * g->w + w0 + (int64_t)j * g->dw;
+                }
+        }
+    } else {
+        FOR_WINDOW(*g, oh, ow, idx, if (idx >= 0 && xp[idx] > b) { b = xp[idx]; arg = idx; })
+    }
+    *best = b;
+    return arg;
+}
+
 static void maxpool_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     pool_geom g = geometry(s->model, nd);
@@ -118,8 +141,8 @@ static void maxpool_forward(ie_session *s, uint32_t node) {
         int8_t *yp = y->q + pl * g.ho * g.wo;
         for (uint32_t oh = 0; oh < g.ho; oh++)
             for (uint32_t ow = 0; ow < g.wo; ow++) {
-                int best = -128;
-                FOR_WINDOW(g, oh, ow, idx, if (idx >= 0 && xp[idx] > best) best = xp[idx];)
+                int best;
+                window_max(&g, xp, oh, ow, &best);
                 yp[oh * g.wo + ow] = (int8_t)best;
             }
     }
@@ -187,9 +210,8 @@ static void maxpool_backward(ie_session *s, uint32_t node) {
         int32_t *ap = acc + pl * g.h * g.w;
         for (uint32_t oh = 0; oh < g.ho; oh++)
             for (uint32_t ow = 0; ow < g.wo; ow++) {
-                int best = -128;
-                int64_t arg = -1;
-                FOR_WINDOW(g, oh, ow, idx, if (idx >= 0 && xp[idx] > best) { best = xp[idx]; arg = idx; })
+                int best;
+                int64_t arg = window_max(&g, xp, oh, ow, &best);
                 if (arg >= 0) ap[arg] += dyp[oh * g.wo + ow];
             }
     }

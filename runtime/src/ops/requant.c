@@ -34,6 +34,7 @@ static void round_part(void *p, uint32_t part, uint32_t parts) {
 /* y = requant(acc + bias[channel]); returns the shift. */
 static int requant(const ie_exec *rt, const int32_t *acc, size_t total, size_t inner, size_t channels,
                    const int64_t *bias, ie_rounder r, int8_t *y) {
+    uint64_t t0 = ie_prof_start(rt->prof);
     requant_job j = {rt->k, acc, total, inner, channels, bias, 0, r, y, {0}};
     ie_pool *pool = total >= SPLIT_MIN ? rt->pool : NULL;
     uint32_t parts = ie_pool_threads(pool);
@@ -42,6 +43,7 @@ static int requant(const ie_exec *rt, const int32_t *acc, size_t total, size_t i
     for (uint32_t p = 0; p < parts; p++) max = j.max[p] > max ? j.max[p] : max;
     j.sh = ie_requant_shift(max, 7);
     ie_pool_run(pool, round_part, &j);
+    ie_prof_add(rt->prof, IE_PROF_ROUND, t0);
     return j.sh;
 }
 
