@@ -19,9 +19,12 @@ KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
 # the op set, numbered as runtime/src/internal.h numbers it
 (OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_BATCHNORM, OP_ACTIVATION,
  OP_TRANSPOSE, OP_PAD, OP_RESIZE, OP_DROPOUT) = range(1, 15)
+OP_LAYERNORM = 15  # X, scale, [bias]; attrs: per-sample axis, epsilon (m, e)
+OP_SOFTMAX = 16  # X, [mask]; attrs: per-sample axis, mask offset, mask flags (ops/softmax.c)
 BINARY_ADD, BINARY_SUB, BINARY_MUL = range(3)
 # OP_ACTIVATION kinds, as runtime/src/ops/activation.c numbers them
-ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID = range(5)
+(ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID, ACT_GELU, ACT_GELU_TANH, ACT_TANH, ACT_ERF,
+ ACT_SQRT, ACT_RECIPROCAL, ACT_POW) = range(12)
 
 
 @dataclass

@@ -339,6 +339,15 @@ ie_dyadic ie_dy_recip(uint64_t n) {
     return ie_dy_norm((int64_t)((((uint64_t)1 << 62) + n / 2) / n), -62);
 }
 
+ie_dyadic ie_dy_div(ie_dyadic a, ie_dyadic b) {
+    ie_dyadic zero = {0, 0};
+    if (a.m == 0 || b.m == 0) return zero;
+    uint64_t num = ie_abs64(a.m), den = ie_abs64(b.m);
+    int up = 62 - ie_bitlen64(num);
+    uint64_t q = ((num << up) + den / 2) / den; /* num << up >= 2^61 and den < 2^31: q >= 2^30 */
+    return ie_dy_norm((a.m < 0) != (b.m < 0) ? -(int64_t)q : (int64_t)q, a.e - up - b.e);
+}
+
 static uint64_t isqrt_newton(uint64_t m) {
     uint64_t x = (uint64_t)1 << ((ie_bitlen64(m) + 1) / 2); /* >= sqrt(m) */
     for (;;) {
@@ -348,14 +357,43 @@ static uint64_t isqrt_newton(uint64_t m) {
     }
 }
 
-ie_dyadic ie_dy_rsqrt(ie_dyadic v) {
-    uint64_t m = (uint64_t)(v.m > 0 ? v.m : 1);
+/* floor(sqrt) of v's mantissa brought to 62 bits (an even exponent): in [2^30, 2^31), with the
+ * root's exponent in *e (v.m > 0). */
+static uint64_t sqrt_mantissa(ie_dyadic v, int32_t *e) {
+    uint64_t m = (uint64_t)v.m;
     int up = 62 - ie_bitlen64(m);
     m <<= up;
-    int64_t e = (int64_t)v.e - up;
-    if (e & 1) { m >>= 1; e++; }
-    uint64_t s = isqrt_newton(m); /* in [2^30, 2^31) */
-    return ie_dy_norm((int64_t)(((uint64_t)1 << 62) / s), (int32_t)(-62 - e / 2));
+    int64_t ev = (int64_t)v.e - up;
+    if (ev & 1) { m >>= 1; ev++; }
+    *e = (int32_t)(ev / 2);
+    return isqrt_newton(m);
+}
+
+ie_dyadic ie_dy_rsqrt(ie_dyadic v) {
+    ie_dyadic one = {1, 0};
+    int32_t e;
+    uint64_t s = sqrt_mantissa(v.m > 0 ? v : one, &e);
+    return ie_dy_norm((int64_t)(((uint64_t)1 << 62) / s), -62 - e);
+}
+
+ie_dyadic ie_dy_sqrt(ie_dyadic v) {
+    ie_dyadic zero = {0, 0};
+    int32_t e;
+    if (v.m <= 0) return zero;
+    uint64_t s = sqrt_mantissa(v, &e);
+    return ie_dy_norm((int64_t)s, e);
+}
+
+int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out) {
+    int32_t top = INT32_MIN;
+    for (size_t i = 0; i < n; i++)
+        if (ie_dy_top(v[i]) > top) top = ie_dy_top(v[i]);
+    if (top == INT32_MIN) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) out[i] = ie_shift_round(v[i].m, top - bits - v[i].e, 0x80000000U);
+    return top - bits;
 }
 
 static int32_t top_bit(ie_dyadic c, int32_t e, uint64_t vmax) {

@@ -216,8 +216,15 @@ ie_dyadic ie_dy_norm(int64_t m, int32_t e);
 ie_dyadic ie_dy_mul(ie_dyadic a, ie_dyadic b);
 ie_dyadic ie_dy_add(ie_dyadic a, ie_dyadic b);
 ie_dyadic ie_dy_recip(uint64_t n);  /* 1 / n, n >= 1 */
+ie_dyadic ie_dy_div(ie_dyadic a, ie_dyadic b); /* a / b; 0 when b = 0 (callers define x / 0) */
 ie_dyadic ie_dy_rsqrt(ie_dyadic v); /* 1 / sqrt(v) by Newton's integer square root; v > 0 */
+ie_dyadic ie_dy_sqrt(ie_dyadic v);  /* the same root; 0 for v <= 0 */
 static inline ie_dyadic ie_dy_neg(ie_dyadic a) { a.m = -a.m; return a; }
+/* Bit position above |a| (|a| < 2^top), INT32_MIN for 0: compares magnitudes. */
+static inline int32_t ie_dy_top(ie_dyadic a) { return a.m ? a.e + ie_bitlen64(ie_abs64(a.m)) : INT32_MIN; }
+/* n dyadics as integers at one exponent, rounded to nearest, the largest with `bits` bits (at
+ * most 61); returns the exponent (0 for all zeros). */
+int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out);
 
 /* y[o][c][i] = requant(a[c] u[o][c][i] + b[c] v[o][c][i] + k[c]) over an [outer, channels, inner]
  * tensor: u is int8 at exponent eu (or NULL); v = x * 2^16 - xm[c] with x int8 at exponent ex,

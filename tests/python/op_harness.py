@@ -44,3 +44,27 @@ class Harness:
         """The same as float64 values."""
         q, e = self.tensor(name, grad)
         return q.astype(np.float64) * 2.0**e
+
+
+def gemm_upstream(graph, shape, rng, k=6, name="h"):
+    """Adds the graph input x [k] and a Gemm with a parameter feeding tensor `name` of per-sample
+    `shape` (through a Reshape when it has more than one axis): the op under test then reads an
+    activation that requires a gradient, so its backward runs and its input gradient is readable."""
+    numel = int(np.prod(shape))
+    w = (rng.standard_normal((numel, k)) / np.sqrt(k)).astype(np.float32)
+    graph.input = graph.add_tensor("x", iem.KIND_INPUT, (k,))
+    graph.add_tensor("w_up", iem.KIND_PARAM, w.shape, w)
+    flat = name if len(shape) == 1 else name + "_flat"
+    graph.add_tensor(flat, iem.KIND_ACTIVATION, (numel,))
+    graph.add_node("up", iem.OP_GEMM, ["x", "w_up"], [flat], [1])
+    if flat != name:
+        graph.add_tensor(name, iem.KIND_ACTIVATION, shape)
+        graph.add_node("up_shape", iem.OP_RESHAPE, [flat], [name])
+    return k
+
+
+def within_ulps(got, ref, e, ulps=1.0, slack=0.0):
+    """max |got - ref| in units of 2^e (the int8 result's ulp) is at most ulps, beyond slack."""
+    err = np.abs(got - ref).max() if got.size else 0.0
+    assert err <= ulps * 2.0**e + slack, f"error {err:.3g} = {err / 2.0**e:.3f} ulp (bound {ulps} ulp + {slack:.3g})"
+    return err / 2.0**e

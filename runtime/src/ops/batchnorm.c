@@ -11,8 +11,6 @@
  *   dx = P dy + Q + R (x - mu),  P = gamma s,  Q = -P/M sum(dy),  R = -P/M s dgamma
  *   dgamma = s sum(dy (x - mu)),  dbeta = sum(dy).
  * Evaluation mode uses the running statistics. */
-#include <string.h>
-
 #include "../planner.h"
 #include "ops.h"
 
@@ -109,19 +107,6 @@ IE_HOT static void block_sums(const int8_t *u, const int8_t *v, size_t n, int64_
 
 static ie_param *param_of(ie_session *s, uint32_t tensor) { return &s->params[s->model->tensors[tensor].param]; }
 
-/* Per-channel values (dyadics) into one int32 array with a shared exponent. */
-static int32_t to_common(const ie_dyadic *v, size_t n, int32_t *out) {
-    int32_t top = INT32_MIN;
-    for (size_t i = 0; i < n; i++)
-        if (v[i].m && v[i].e + ie_bitlen64(ie_abs64(v[i].m)) > top) top = v[i].e + ie_bitlen64(ie_abs64(v[i].m));
-    if (top == INT32_MIN) {
-        memset(out, 0, n * sizeof(int32_t));
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) out[i] = (int32_t)ie_shift_round(v[i].m, top - 30 - v[i].e, 0x80000000U);
-    return top - 30;
-}
-
 static void update_running(ie_session *s, uint32_t node, const bn_shape *b, const int64_t *mean, int32_t e_mean,
                            const ie_dyadic *var_unbiased) {
     const ie_node_desc *nd = &s->model->nodes[node];
@@ -131,7 +116,9 @@ static void update_running(ie_session *s, uint32_t node, const bn_shape *b, cons
     for (size_t c = 0; c < b->c; c++) tmp[c] = (int32_t)mean[c]; /* |mean| < 2^23 at ex - 16 */
     pm->we = ie_axpby_s32(pm->w, b->c, mom, pm->w, pm->we, rest, tmp, e_mean,
                           ie_session_rounder(s, ie_node_stream(node, R_MEAN)));
-    int32_t e_var = to_common(var_unbiased, b->c, tmp);
+    int64_t *wide = s->nodes[node].scratch[S_COEF]; /* free until the affine map */
+    int32_t e_var = ie_dy_common(var_unbiased, b->c, 30, wide);
+    for (size_t c = 0; c < b->c; c++) tmp[c] = (int32_t)wide[c];
     pv->we = ie_axpby_s32(pv->w, b->c, mom, pv->w, pv->we, rest, tmp, e_var,
                           ie_session_rounder(s, ie_node_stream(node, R_VAR)));
     ie_param_written(pm);
@@ -213,11 +200,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) be->grad[c] = sums[c];
         be->grad_e = y->ge;
     }
-    if (g->trainable) {
-        int32_t *tmp = sc[S_TMP32];
-        g->grad_e = to_common(dgamma, b.c, tmp);
-        for (size_t c = 0; c < b.c; c++) g->grad[c] = tmp[c];
-    }
+    if (g->trainable) g->grad_e = ie_dy_common(dgamma, b.c, 30, g->grad);
     if (x->requires_grad) {
         for (size_t c = 0; c < b.c; c++) {
             ie_dyadic gamma = {g->w[c], g->we};

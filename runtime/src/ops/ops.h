@@ -3,6 +3,7 @@
 #ifndef IE_OPS_H
 #define IE_OPS_H
 
+#include "../fixmath.h"
 #include "../internal.h"
 #include "../threads.h"
 
@@ -25,6 +26,10 @@ int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const in
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw, int *narrow);
 int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_t *db);
+
+/* An activation's f (slope 0) or f' (slope 1) at the 256 int8 inputs q 2^ex (index q + 128), as
+ * int64 at the exponent it returns; stage: 256 dyadics of scratch (ops/activation.c). */
+int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]);
 
 void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y);
 void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
@@ -55,9 +60,5 @@ int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_
 #define IE_CE_GRAD_EXP (-30 - 31)
 ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, const int32_t *labels,
                              int64_t *grad, ie_step_stats *st, char *err);
-int64_t ie_exp2_neg_q16(int64_t t);
-/* sigmoid(q 2^e) in Q30 */
-int64_t ie_sigmoid_q30(int64_t q, int32_t e);
-int64_t ie_log2_q16(uint64_t x);
 
 #endif
