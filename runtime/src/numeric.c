@@ -207,6 +207,23 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
     return e_c + sh;
 }
 
+/* int32 sums over pieces of 2^16 terms (127^2 2^16 < 2^31) vectorize, where int64 ones barely do. */
+#define PIECE ((size_t)1 << 16)
+IE_HOT void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2) {
+    v = v ? v : u;
+    for (size_t b = 0; b < n; b += PIECE) {
+        size_t e = n - b < PIECE ? n : b + PIECE;
+        int32_t a1 = 0, a2 = 0;
+        for (size_t i = b; i < e; i++) {
+            a1 += u[i];
+            a2 += u[i] * v[i];
+        }
+        *s1 += a1;
+        *s2 += a2;
+    }
+}
+#undef PIECE
+
 /* ---- dyadic arithmetic ---------------------------------------------------------------------- */
 
 /* Highest set bit position + 1 of the term c*x (exponent ce + ex), or INT32_MIN when zero. */
@@ -400,13 +417,19 @@ static int32_t top_bit(ie_dyadic c, int32_t e, uint64_t vmax) {
     return c.m && vmax ? c.e + e + ie_bitlen64(ie_abs64(c.m) * vmax) : INT32_MIN;
 }
 
+/* u[i], times its position's weight when there are weights (uw[i - base] for a block at base). */
+static inline int64_t weighted(const int8_t *u, const int32_t *uw, size_t i, size_t base) {
+    return uw ? (int64_t)u[i] * uw[i - base] : u[i];
+}
+
 /* One [inner] block of one channel: v = a u + b (x 2^16 - xm) + k, then either its max or the
  * rounded int8 values. Vectorizes; `coef` holds a, b, k at the common exponent. */
-IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, const int8_t *x, int64_t ca, int64_t cb,
-                                    int64_t ck, int64_t xm, ie_srshift p, uint32_t key, int8_t *y) {
+IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, const int32_t *uw, const int8_t *x,
+                                    int64_t ca, int64_t cb, int64_t ck, int64_t xm, ie_srshift p, uint32_t key,
+                                    int8_t *y) {
     uint64_t max = 0;
     for (size_t i = base; i < base + len; i++) {
-        int64_t v = ck + (u ? ca * u[i] : 0) + (x ? cb * ((int64_t)x[i] * 65536 - xm) : 0);
+        int64_t v = ck + (u ? ca * weighted(u, uw, i, base) : 0) + (x ? cb * ((int64_t)x[i] * 65536 - xm) : 0);
         if (!y) {
             uint64_t a = ie_abs64(v);
             max = a > max ? a : max;
@@ -462,6 +485,7 @@ static uint64_t affine_max_bits(uint64_t approx) {
 typedef struct affine_job {
     size_t channels, inner, blocks;
     const int8_t *u, *x;
+    const int32_t *uw;
     const int64_t *coef, *xm;
     ie_srshift p;
     uint32_t key;
@@ -482,8 +506,8 @@ static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
                                                    j->coef[2 * n + c], xm)
                      : IE_FAST_PATHS && !j->y && !j->u && j->x
                          ? affine_max_x(base, j->inner, j->x, j->coef[n + c], j->coef[2 * n + c], xm)
-                         : affine_block(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c], j->coef[2 * n + c], xm,
-                                        j->p, j->key, j->y);
+                         : affine_block(base, j->inner, j->u, j->uw, j->x, j->coef[c], j->coef[n + c],
+                                        j->coef[2 * n + c], xm, j->p, j->key, j->y);
         max = m > max ? m : max;
     }
     j->max[part] = max;
@@ -500,11 +524,13 @@ static uint64_t affine_max(ie_pool *pool, affine_job *j) {
 }
 
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
-                             const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
-                             const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
+                             const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
+                             const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
     int32_t top = INT32_MIN;
+    uint64_t umax = 127;
+    if (uw) umax *= ie_absmax_s32(uw, inner);
     for (size_t c = 0; c < channels; c++) {
-        int32_t t[3] = {u ? top_bit(a[c], eu, 127) : INT32_MIN,
+        int32_t t[3] = {u ? top_bit(a[c], eu, umax) : INT32_MIN,
                         x ? top_bit(b[c], ex - 16, (uint64_t)127 * 65536 + ie_abs64(xm[c])) : INT32_MIN,
                         top_bit(k[c], 0, 1)};
         for (int j = 0; j < 3; j++)
@@ -521,8 +547,8 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
         coef[channels + c] = x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
         coef[2 * channels + c] = k[c].m ? ie_shift_round(k[c].m, E - k[c].e, 0x80000000U) : 0;
     }
-    affine_job j = {channels, inner, outer * channels, u, x, coef, xm, ie_srshift_make(0), r.key, NULL,
-                    IE_FAST_PATHS && u && x, {0}};
+    affine_job j = {channels, inner, outer * channels, u, x, uw, coef, xm, ie_srshift_make(0), r.key, NULL,
+                    IE_FAST_PATHS && u && !uw && x, {0}};
     pool = total >= AFFINE_SPLIT_MIN ? pool : NULL;
     uint64_t max = affine_max(pool, &j);
     if (j.approx && !(max = affine_max_bits(max))) { /* a max near a power of two: the exact pass */
@@ -533,7 +559,7 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     if (sh < 0 || r.nearest) { /* rare: tiny values or evaluation mode; the general rounding */
         for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
             for (size_t i = base; i < base + inner; i++) {
-                int64_t v = coef[2 * channels + c] + (u ? coef[c] * u[i] : 0) +
+                int64_t v = coef[2 * channels + c] + (u ? coef[c] * weighted(u, uw, i, base) : 0) +
                             (x ? coef[channels + c] * ((int64_t)x[i] * 65536 - xm[c]) : 0);
                 y[i] = (int8_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(r, (uint32_t)i)), 127);
             }

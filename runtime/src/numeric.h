@@ -187,6 +187,13 @@ int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);
 int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, uint32_t k, size_t n, ie_rounder r,
                   int8_t *y);
 
+/* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly. */
+void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2);
+/* The mean s1 / count with 16 fraction bits, rounded half away from zero (count >= 1). */
+static inline int64_t ie_mean_q16(int64_t s1, uint64_t count) {
+    return (s1 * 65536 + (s1 >= 0 ? (int64_t)count / 2 : -(int64_t)count / 2)) / (int64_t)count;
+}
+
 /* ---- dyadic arithmetic -------------------------------------------------------------------- */
 
 /* out = a*x + b*y elementwise (x, y int32 with exponents ex, ey; out may alias x or y). The
@@ -226,14 +233,15 @@ static inline int32_t ie_dy_top(ie_dyadic a) { return a.m ? a.e + ie_bitlen64(ie
  * most 61); returns the exponent (0 for all zeros). */
 int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out);
 
-/* y[o][c][i] = requant(a[c] u[o][c][i] + b[c] v[o][c][i] + k[c]) over an [outer, channels, inner]
- * tensor: u is int8 at exponent eu (or NULL); v = x * 2^16 - xm[c] with x int8 at exponent ex,
- * so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x NULL).
- * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
- * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
+/* y[o][c][i] = requant(a[c] u[o][c][i] w[i] + b[c] v[o][c][i] + k[c]) over an [outer, channels,
+ * inner] tensor: u is int8 at exponent eu (or NULL), w = uw (int32, |w| < 2^24, per position
+ * within a block: LayerNorm's scale) or 1 when uw is NULL; v = x * 2^16 - xm[c] with x int8 at
+ * exponent ex, so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x
+ * NULL). All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's
+ * exponent. Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
-                             const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
-                             const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
+                             const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
+                             const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
 
 /* ---- the float boundary (IEEE-754 binary32 bit patterns) ---------------------------------- */
 

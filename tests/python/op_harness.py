@@ -45,6 +45,17 @@ class Harness:
         q, e = self.tensor(name, grad)
         return q.astype(np.float64) * 2.0**e
 
+    def forward(self, x):
+        """An evaluation-mode forward (round to nearest); tensor() then reads its data."""
+        self.n = len(x)
+        return self.session.forward(x)
+
+    def master(self, name):
+        """A parameter's master weights as float64 (exact: int32 mantissas times 2^e)."""
+        index = next(p.index for p in self.model.params if p.name == name)
+        q, e = self.session.param_fixed(index)
+        return q.astype(np.float64) * 2.0**e
+
 
 def gemm_upstream(graph, shape, rng, k=6, name="h"):
     """Adds the graph input x [k] and a Gemm with a parameter feeding tensor `name` of per-sample
@@ -68,3 +79,18 @@ def within_ulps(got, ref, e, ulps=1.0, slack=0.0):
     err = np.abs(got - ref).max() if got.size else 0.0
     assert err <= ulps * 2.0**e + slack, f"error {err:.3g} = {err / 2.0**e:.3f} ulp (bound {ulps} ulp + {slack:.3g})"
     return err / 2.0**e
+
+
+def digests_over_tiers_and_threads(graph, x, labels, steps=3):
+    """{(tier, threads): (training digest, evaluation outputs' bytes)} for a few SGD steps with
+    momentum on every kernel tier of this CPU with 1 and 2 threads: one value when bit-exact."""
+    from intedge.runtime import kernel_tiers
+    model = Model(iem.serialize(graph))
+    out = {}
+    for tier in kernel_tiers():
+        for threads in (1, 2):
+            s = Session(model, batch_size=len(x), lr=0.05, momentum=0.9, seed=5, kernels=tier, threads=threads)
+            for _ in range(steps):
+                s.step(x, labels=labels)
+            out[(tier, threads)] = (s.digest(), s.forward(x).tobytes())
+    return out

@@ -88,23 +88,6 @@ static void bn_plan(ie_planner *p, uint32_t node) {
     }
 }
 
-/* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly: int32 sums over
- * pieces of 2^16 terms (127^2 2^16 < 2^31) vectorize, where int64 ones barely do. */
-#define PIECE ((size_t)1 << 16)
-IE_HOT static void block_sums(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2) {
-    v = v ? v : u;
-    for (size_t b = 0; b < n; b += PIECE) {
-        size_t e = n - b < PIECE ? n : b + PIECE;
-        int32_t a1 = 0, a2 = 0;
-        for (size_t i = b; i < e; i++) {
-            a1 += u[i];
-            a2 += u[i] * v[i];
-        }
-        *s1 += a1;
-        *s2 += a2;
-    }
-}
-
 static ie_param *param_of(ie_session *s, uint32_t tensor) { return &s->params[s->model->tensors[tensor].param]; }
 
 static void update_running(ie_session *s, uint32_t node, const bn_shape *b, const int64_t *mean, int32_t e_mean,
@@ -141,12 +124,12 @@ static void bn_forward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
         for (size_t o = 0; o < n; o++)
             for (size_t c = 0; c < b.c; c++)
-                block_sums(x->q + (o * b.c + c) * b.inner, NULL, b.inner, &sums[c], &sums[b.c + c]);
+                ie_sums_s8(x->q + (o * b.c + c) * b.inner, NULL, b.inner, &sums[c], &sums[b.c + c]);
         ie_dyadic recip = ie_dy_recip(count), recip1 = ie_dy_recip(count > 1 ? count - 1 : 1);
         ie_dyadic *var_unb = a; /* a holds the unbiased variances until the running update */
         for (size_t c = 0; c < b.c; c++) {
             int64_t s1 = sums[c], s2 = sums[b.c + c];
-            mean[c] = ((s1 * 65536) + (s1 >= 0 ? (int64_t)count / 2 : -(int64_t)count / 2)) / (int64_t)count;
+            mean[c] = ie_mean_q16(s1, count);
             int64_t vsum = s2 - (s1 * s1 + (int64_t)count / 2) / (int64_t)count; /* M * var in x units^2 */
             if (vsum < 0) vsum = 0;
             ie_dyadic v = ie_dy_mul(ie_dy_norm(vsum, 2 * x->e), recip);
@@ -169,7 +152,7 @@ static void bn_forward(ie_session *s, uint32_t node) {
         bb[c] = ie_dy_mul(gamma, invstd[c]);
         k[c] = beta;
     }
-    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, x->q, x->e, mean, a, bb, k, sc[S_COEF],
+    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, NULL, x->q, x->e, mean, a, bb, k, sc[S_COEF],
                                 ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
 }
 
@@ -189,7 +172,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) {
             size_t base = (o * b.c + c) * b.inner;
             int64_t sdy = 0, sdyx = 0; /* sum(dy (x 2^16 - mu)) = 2^16 sum(dy x) - mu sum(dy) */
-            block_sums(y->g + base, x->q + base, b.inner, &sdy, &sdyx);
+            ie_sums_s8(y->g + base, x->q + base, b.inner, &sdy, &sdyx);
             sums[c] += sdy;
             sums[b.c + c] += sdyx * 65536 - mean[c] * sdy;
         }
@@ -209,7 +192,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
             Q[c] = ie_dy_neg(ie_dy_mul(p_over_m, ie_dy_norm(sums[c], y->ge)));
             R[c] = ie_dy_neg(ie_dy_mul(ie_dy_mul(p_over_m, invstd[c]), dgamma[c]));
         }
-        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, x->q, x->e, mean, P, R, Q, sc[S_COEF],
+        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, NULL, x->q, x->e, mean, P, R, Q, sc[S_COEF],
                                      ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     }
     if (g->trainable) ie_optim_step(s, s->model->tensors[b.gamma].param);

@@ -31,6 +31,10 @@ int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_
  * int64 at the exponent it returns; stage: 256 dyadics of scratch (ops/activation.c). */
 int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]);
 
+/* The check shared by shape-preserving ops along per-sample axis attrs[0] (LayerNorm, Softmax):
+ * X an activation, Y of its size, the axis one of X's (ops/elementwise.c). */
+ie_status ie_check_along_axis(const ie_model *m, const ie_node_desc *nd, char *err);
+
 void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y);
 void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
 

@@ -3,7 +3,8 @@
 #include "../internal.h"
 
 extern const ie_op_def ie_op_gemm, ie_op_relu, ie_op_reshape, ie_op_conv, ie_op_maxpool, ie_op_avgpool, ie_op_binary,
-    ie_op_concat, ie_op_batchnorm, ie_op_activation, ie_op_transpose, ie_op_pad, ie_op_resize, ie_op_dropout;
+    ie_op_concat, ie_op_batchnorm, ie_op_activation, ie_op_transpose, ie_op_pad, ie_op_resize, ie_op_dropout,
+    ie_op_layernorm, ie_op_softmax;
 
 static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_GEMM] = &ie_op_gemm,
@@ -20,6 +21,8 @@ static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_PAD] = &ie_op_pad,
     [IE_OP_RESIZE] = &ie_op_resize,
     [IE_OP_DROPOUT] = &ie_op_dropout,
+    [IE_OP_LAYERNORM] = &ie_op_layernorm,
+    [IE_OP_SOFTMAX] = &ie_op_softmax,
 };
 
 const ie_op_def *ie_op_lookup(uint32_t op) { return op < IE_OP_COUNT ? registry[op] : NULL; }
