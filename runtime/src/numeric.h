@@ -129,10 +129,25 @@ void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r,
 void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y); /* clamp +-127 */
 
+/* Rounds n values given by an expression in the index i to int8 at a known shift (stored in
+ * y[i]); element i draws from index base + i of the stream. The usual stochastic right shift takes
+ * the branch-free ie_srshift path (equal to ie_shift_round, and it vectorizes). */
+#define IE_ROUND_EACH(n, i, VALUE, r, y, shift, base)                                                        \
+    do {                                                                                                    \
+        if (!(r).nearest && (shift) >= 0 && (shift) <= 62) {                                                \
+            ie_srshift p_ = ie_srshift_make(shift);                                                         \
+            for (size_t i = 0; i < (n); i++) {                                                              \
+                int64_t v_ = ie_srshift_apply((VALUE), p_, ie_hash32(((uint32_t)((base) + i) * 0x9E3779B9U) ^ (r).key)); \
+                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
+            }                                                                                               \
+        } else                                                                                              \
+            for (size_t i = 0; i < (n); i++)                                                                \
+                (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)((base) + i))), 127); \
+    } while (0)
+
 /* Requantizes n values given by an expression in the index i: one pass for max |VALUE|, one to
  * round it to int8 at the shift that brings that max to 7 bits (stored in `shift`). VALUE is
- * evaluated twice per element, so it must not change state (counter-based draws do not). The
- * usual stochastic right shift takes the branch-free ie_srshift path (equal, and it vectorizes). */
+ * evaluated twice per element, so it must not change state (counter-based draws do not). */
 #define IE_REQUANT_EACH(n, i, VALUE, r, y, shift)                                                           \
     do {                                                                                                    \
         uint64_t max_ = 0;                                                                                  \
@@ -141,15 +156,7 @@ void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y)
             max_ = a_ > max_ ? a_ : max_;                                                                   \
         }                                                                                                   \
         (shift) = ie_requant_shift(max_, 7);                                                                \
-        if (!(r).nearest && (shift) >= 0 && (shift) <= 62) {                                                \
-            ie_srshift p_ = ie_srshift_make(shift);                                                         \
-            for (size_t i = 0; i < (n); i++) {                                                              \
-                int64_t v_ = ie_srshift_apply((VALUE), p_, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ (r).key)); \
-                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
-            }                                                                                               \
-        } else                                                                                              \
-            for (size_t i = 0; i < (n); i++)                                                                \
-                (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)i)), 127); \
+        IE_ROUND_EACH(n, i, VALUE, r, y, shift, 0);                                                         \
     } while (0)
 
 /* IE_REQUANT_EACH for a VALUE that fits int32 (|VALUE| <= INT32_MAX): both passes run in 32-bit

@@ -74,7 +74,7 @@ static void ln_plan(ie_planner *p, uint32_t node) {
     ie_plan_node_scratch(p, node, S_SHIFT, rows * sizeof(int32_t), F, last);
     ie_plan_node_scratch(p, node, S_XHAT_E, sizeof(int32_t), F, last);
     ie_plan_node_scratch(p, node, S_ROW, l.d * sizeof(int32_t), F, last);
-    ie_plan_node_scratch(p, node, S_A, l.d * sizeof(int64_t), F, F);
+    ie_plan_node_scratch(p, node, S_A, l.d * sizeof(int32_t), F, F);
     ie_plan_node_scratch(p, node, S_K, l.d * sizeof(int64_t), F, F);
     if (!bwd) return;
     ie_plan_keep(p, l.x, B);
@@ -97,9 +97,31 @@ static ie_param *param_of(ie_session *s, uint32_t tensor) {
     return tensor == IE_NONE ? NULL : &s->params[s->model->tensors[tensor].param];
 }
 
-/* One row's xhat = r (x 2^16 - mean) as int32 at the tensor's xhat exponent (the row's shift). */
+/* One row's xhat = r (x 2^16 - mean) as int32 at the tensor's xhat exponent (the row's shift),
+ * rounded to nearest: ie_shift_round's values, branch-free (|mean| < 2^23, |c| < 2^24). */
 IE_HOT static void xhat_row(const int8_t *x, size_t d, int64_t mean, int32_t rm, int shift, int32_t *h) {
-    for (size_t i = 0; i < d; i++) h[i] = (int32_t)ie_shift_round(((int64_t)x[i] * 65536 - mean) * rm, shift, 0x80000000U);
+    int32_t m = (int32_t)mean;
+    if (shift < 0) { /* an exact left shift (|xhat| < 2^30) */
+        for (size_t i = 0; i < d; i++) h[i] = (int32_t)(((int64_t)(x[i] * 65536 - m) * rm) * ((int64_t)1 << -shift));
+        return;
+    }
+    ie_srshift p = ie_srshift_make(shift > 62 ? 62 : shift);
+    for (size_t i = 0; i < d; i++) h[i] = (int32_t)ie_srshift_apply((int64_t)(x[i] * 65536 - m) * rm, p, 0x80000000U);
+}
+
+/* max |A xhat + K| over one row (A within 31 bits, so the products are 32 x 32 bits). */
+IE_HOT static uint64_t row_max(const int32_t *A, const int32_t *h, const int64_t *K, size_t d) {
+    uint64_t max = 0;
+    for (size_t i = 0; i < d; i++) {
+        uint64_t a = ie_abs64((int64_t)A[i] * h[i] + K[i]);
+        max = a > max ? a : max;
+    }
+    return max;
+}
+
+IE_HOT static void row_round(const int32_t *A, const int32_t *h, const int64_t *K, size_t d, int sh, ie_rounder r,
+                             size_t base, int8_t *y) {
+    IE_ROUND_EACH(d, i, (int64_t)A[i] * h[i] + K[i], r, y, sh, base);
 }
 
 /* Per row: mean (exponent ex - 16), r, and xhat's exponent for the tensor (returned) with each
@@ -137,11 +159,12 @@ static void ln_forward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[l.x], *y = &s->values[l.y];
     const ie_param *g = param_of(s, l.gamma), *be = param_of(s, l.beta);
     size_t rows = s->n * l.rows, d = l.d;
-    int64_t *mean = sc[S_MEAN], *A = sc[S_A], *K = sc[S_K];
+    int64_t *mean = sc[S_MEAN], *K = sc[S_K];
+    int32_t *A = sc[S_A];
     ie_dyadic *rstd = sc[S_RSTD], eps = {nd->attrs[1], nd->attrs[2]};
     int32_t *shift = sc[S_SHIFT], *h = sc[S_ROW], *eh = sc[S_XHAT_E];
     *eh = statistics(x->q, x->e, rows, d, eps, mean, rstd, shift);
-    /* gamma xhat and beta at one exponent E, each term below 2^60 (|xhat| <= 2^30) */
+    /* gamma xhat and beta at one exponent E: |A| <= 2^30, each term below 2^60 (|xhat| <= 2^30) */
     uint64_t gmax = ie_absmax_s32(g->w, d), bmax = be ? ie_absmax_s32(be->w, d) : 0;
     int32_t t_prod = gmax ? g->we + ie_bitlen64(gmax) + *eh + XHAT_BITS : INT32_MIN;
     int32_t t_bias = bmax ? be->we + ie_bitlen64(bmax) : INT32_MIN;
@@ -153,26 +176,44 @@ static void ln_forward(ie_session *s, uint32_t node) {
     }
     int32_t E = top - 60;
     for (size_t i = 0; i < d; i++) {
-        A[i] = gmax ? ie_shift_round(g->w[i], E - *eh - g->we, 0x80000000U) : 0;
+        A[i] = gmax ? (int32_t)ie_shift_round(g->w[i], E - *eh - g->we, 0x80000000U) : 0;
         K[i] = bmax ? ie_shift_round(be->w[i], E - be->we, 0x80000000U) : 0;
     }
     /* one pass for the max, one to round: xhat is recomputed per row rather than stored */
     uint64_t max = 0;
     for (size_t row = 0; row < rows; row++) {
         xhat_row(x->q + row * d, d, mean[row], rstd[row].m, shift[row], h);
-        for (size_t i = 0; i < d; i++) {
-            uint64_t a = ie_abs64(A[i] * h[i] + K[i]);
-            max = a > max ? a : max;
-        }
+        uint64_t m = row_max(A, h, K, d);
+        max = m > max ? m : max;
     }
     int sh = ie_requant_shift(max, 7);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
     for (size_t row = 0; row < rows; row++) {
         xhat_row(x->q + row * d, d, mean[row], rstd[row].m, shift[row], h);
-        for (size_t i = 0; i < d; i++)
-            y->q[row * d + i] = (int8_t)ie_clamp64(ie_shift_round(A[i] * h[i] + K[i], sh, ie_draw(r, (uint32_t)(row * d + i))), 127);
+        row_round(A, h, K, d, sh, r, row * d, y->q + row * d);
     }
     y->e = E + sh;
+}
+
+/* acc[i] += dy[i] h[i] (h NULL: 1) over a row: the parameter gradients' sums. */
+IE_HOT static void accumulate(int64_t *restrict acc, const int8_t *restrict dy, const int32_t *restrict h, size_t d) {
+    if (h)
+        for (size_t i = 0; i < d; i++) acc[i] += (int64_t)dy[i] * h[i];
+    else
+        for (size_t i = 0; i < d; i++) acc[i] += dy[i];
+}
+
+/* A row's sum(g) and sum(g x) with g = dy G (|G| < 2^24: g within int32), exact. */
+IE_HOT static void row_sums(const int8_t *restrict dy, const int32_t *restrict G, const int8_t *restrict x, size_t d,
+                            int64_t *sg, int64_t *sgx) {
+    int64_t a = 0, b = 0;
+    for (size_t i = 0; i < d; i++) {
+        int32_t gi = dy[i] * G[i];
+        a += gi;
+        b += (int64_t)gi * x[i];
+    }
+    *sg = a;
+    *sgx = b;
 }
 
 /* dgamma = sum over rows of dy xhat at exponent edy + eh; dbeta = sum over rows of dy. */
@@ -189,14 +230,13 @@ static void param_grads(ie_session *s, uint32_t node, const ln_shape *l, ie_para
         for (size_t row = 0; row < rows; row++) {
             const int8_t *dy = y->g + row * d;
             xhat_row(x->q + row * d, d, mean[row], rstd[row].m, shift[row], h);
-            for (size_t i = 0; i < d; i++) g->grad[i] += (int64_t)dy[i] * h[i];
+            accumulate(g->grad, dy, h, d);
         }
         g->grad_e = y->ge + *(const int32_t *)sc[S_XHAT_E];
     }
     if (be && be->trainable) {
         for (size_t i = 0; i < d; i++) be->grad[i] = 0;
-        for (size_t row = 0; row < rows; row++)
-            for (size_t i = 0; i < d; i++) be->grad[i] += y->g[row * d + i];
+        for (size_t row = 0; row < rows; row++) accumulate(be->grad, y->g + row * d, NULL, d);
         be->grad_e = y->ge;
     }
 }
@@ -225,13 +265,9 @@ static void ln_backward(ie_session *s, uint32_t node) {
         ie_shift_s32_s32(g->w, d, sg, bg, nearest, G);
         int32_t eu = y->ge + g->we + sg;
         for (size_t row = 0; row < rows; row++) {
-            const int8_t *dy = y->g + row * d, *xr = x->q + row * d;
-            int64_t s1 = 0, s2 = 0;
-            for (size_t i = 0; i < d; i++) {
-                int64_t gi = (int64_t)dy[i] * G[i];
-                s1 += gi;
-                s2 += gi * ((int64_t)xr[i] * 65536 - mean[row]);
-            }
+            int64_t s1, sx;
+            row_sums(y->g + row * d, G, x->q + row * d, d, &s1, &sx);
+            int64_t s2 = sx * 65536 - mean[row] * s1; /* sum(g c), below 2^62 */
             ie_dyadic r = rstd[row], r_over_d = ie_dy_mul(r, recip);
             P[row] = r;
             Q[row] = ie_dy_neg(ie_dy_mul(r_over_d, ie_dy_norm(s1, eu)));

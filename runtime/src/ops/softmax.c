@@ -16,7 +16,7 @@
 #include "../planner.h"
 #include "ops.h"
 
-enum { S_ROWMAX, S_RECIP, S_DOT };
+enum { S_ROWMAX, S_RECIP, S_DOT, S_Z, S_Y, S_KEEP }; /* S_Z, S_Y, S_KEEP: one row each */
 enum { R_OUT = 1, R_DX };
 enum { MASK_KEEPS_NONZERO = 1 };
 #define MAX_LEN (1u << 24) /* a row's sum of Q30 values stays below 2^54 */
@@ -80,9 +80,11 @@ static void sm_plan(ie_planner *p, uint32_t node) {
     sm_shape sh = shape_of(m, nd);
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     size_t rows = ie_plan_batch(p) * sh.outer * sh.inner;
+    int bwd = ie_plan_requires_grad(p, nd->out[0]);
     ie_plan_node_scratch(p, node, S_ROWMAX, rows * sizeof(int32_t), F, F);
     ie_plan_node_scratch(p, node, S_RECIP, rows * sizeof(ie_dyadic), F, F);
-    if (!ie_plan_requires_grad(p, nd->out[0])) return;
+    for (uint32_t k = S_Z; k <= S_KEEP; k++) ie_plan_node_scratch(p, node, k, sh.len, F, bwd ? B : F);
+    if (!bwd) return;
     ie_plan_keep(p, nd->out[0], B);
     ie_plan_node_scratch(p, node, S_DOT, rows * sizeof(int64_t), B, B);
 }
@@ -103,49 +105,77 @@ static sm_row row_at(const sm_shape *sh, size_t row) {
     return r;
 }
 
-/* The mask of one node: int8 data (an activation) or int32 masters (a constant). */
-typedef struct sm_mask {
-    const int8_t *q;
-    const int32_t *w;
-    int keeps_nonzero;
-} sm_mask;
-
-static sm_mask mask_of(const ie_session *s, const ie_node_desc *nd) {
-    sm_mask mk = {NULL, NULL, (nd->attrs[2] & MASK_KEEPS_NONZERO) != 0};
-    if (nd->n_in < 2) return mk;
-    const ie_tensor_desc *t = &s->model->tensors[nd->in[1]];
-    if (t->kind == IE_KIND_PARAM) mk.w = s->params[t->param].w;
-    else mk.q = s->values[nd->in[1]].q;
-    return mk;
+/* A row of an int8 tensor as a contiguous array: in place along the last axis, else gathered
+ * into tmp (inner > 1); put_row writes such a row back. */
+static const int8_t *get_row(const int8_t *t, const sm_shape *sh, sm_row r, int8_t *tmp) {
+    if (sh->inner == 1) return t + r.base;
+    for (size_t j = 0; j < sh->len; j++) tmp[j] = t[r.base + j * sh->inner];
+    return tmp;
 }
 
-static int is_out(const sm_mask *mk, size_t i) {
-    if (!mk->q && !mk->w) return 0;
-    int nonzero = mk->q ? mk->q[i] != 0 : mk->w[i] != 0;
-    return nonzero != mk->keeps_nonzero;
+static void put_row(int8_t *t, const sm_shape *sh, sm_row r, const int8_t *row) {
+    for (size_t j = 0; sh->inner > 1 && j < sh->len; j++) t[r.base + j * sh->inner] = row[j];
+}
+
+/* The row's in (1) / out (0) bytes from the node's mask, into keep; NULL when there is no mask.
+ * The mask is int8 data (an activation) or int32 masters (a constant). */
+static const uint8_t *get_keep(const ie_session *s, const ie_node_desc *nd, sm_row r, size_t len, uint8_t *keep) {
+    if (nd->n_in < 2) return NULL;
+    const ie_tensor_desc *t = &s->model->tensors[nd->in[1]];
+    uint8_t nonzero_in = (nd->attrs[2] & MASK_KEEPS_NONZERO) != 0;
+    if (t->kind == IE_KIND_PARAM) {
+        const int32_t *w = s->params[t->param].w + r.mbase;
+        for (size_t j = 0; j < len; j++) keep[j] = (w[j * r.mstep] != 0) == nonzero_in;
+    } else {
+        const int8_t *q = s->values[nd->in[1]].q + r.mbase;
+        for (size_t j = 0; j < len; j++) keep[j] = (q[j * r.mstep] != 0) == nonzero_in;
+    }
+    return keep;
+}
+
+/* The largest logit kept (INT32_MIN if none) and the sum of e2[zmax - z] over those kept. */
+IE_HOT static int32_t row_stats(const int64_t *restrict e2, const int8_t *restrict z, const uint8_t *restrict keep,
+                                size_t len, int64_t *sum) {
+    int32_t zmax = INT32_MIN;
+    int64_t acc = 0;
+    if (!keep) {
+        int8_t m = INT8_MIN;
+        for (size_t j = 0; j < len; j++) m = z[j] > m ? z[j] : m;
+        for (size_t j = 0; j < len; j++) acc += e2[m - z[j]];
+        zmax = m;
+    } else {
+        for (size_t j = 0; j < len; j++) zmax = keep[j] && z[j] > zmax ? z[j] : zmax;
+        for (size_t j = 0; j < len && zmax != INT32_MIN; j++) acc += keep[j] ? e2[zmax - z[j]] : 0;
+    }
+    *sum = acc;
+    return zmax;
+}
+
+/* p = e2[zmax - z] rm (0 where out) rounded at the row's shift; draws from index base + j. */
+IE_HOT static void row_probs(const int64_t *restrict e2, const int8_t *restrict z, const uint8_t *restrict keep,
+                             size_t len, int32_t zmax, int32_t rm, int shift, ie_rounder r, size_t base,
+                             int8_t *restrict y) {
+    if (!keep) IE_ROUND_EACH(len, j, e2[zmax - z[j]] * rm, r, y, shift, base);
+    else IE_ROUND_EACH(len, j, keep[j] ? e2[zmax - z[j]] * rm : 0, r, y, shift, base);
 }
 
 static void sm_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     sm_shape sh = shape_of(s->model, nd);
-    sm_mask mk = mask_of(s, nd);
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
-    int32_t *rowmax = s->nodes[node].scratch[S_ROWMAX];
-    ie_dyadic *recip = s->nodes[node].scratch[S_RECIP], one = {1, 0};
-    size_t rows = s->n * sh.outer * sh.inner;
+    void **sc = s->nodes[node].scratch;
+    int32_t *rowmax = sc[S_ROWMAX];
+    ie_dyadic *recip = sc[S_RECIP], one = {1, 0};
+    int8_t *zbuf = sc[S_Z], *ybuf = sc[S_Y];
+    size_t rows = s->n * sh.outer * sh.inner, len = sh.len;
     int64_t e2[255]; /* e^-(gap 2^ez) in Q30 for every int8 gap */
     for (int gap = 0; gap < 255; gap++) e2[gap] = ie_exp2_neg_q16(ie_gap_log2e_q16(gap, x->e));
     /* per row: max and 1/sum; a row's largest probability is 2^30 r (gap 0), its top bit r's */
     int32_t top = INT32_MIN;
     for (size_t row = 0; row < rows; row++) {
         sm_row r = row_at(&sh, row);
-        int32_t zmax = INT32_MIN;
-        for (size_t j = 0; j < sh.len; j++)
-            if (!is_out(&mk, r.mbase + j * r.mstep) && x->q[r.base + j * sh.inner] > zmax) zmax = x->q[r.base + j * sh.inner];
-        int64_t sum = 0;
-        for (size_t j = 0; j < sh.len && zmax != INT32_MIN; j++)
-            if (!is_out(&mk, r.mbase + j * r.mstep)) sum += e2[zmax - x->q[r.base + j * sh.inner]];
-        rowmax[row] = zmax;
+        int64_t sum;
+        rowmax[row] = row_stats(e2, get_row(x->q, &sh, r, zbuf), get_keep(s, nd, r, len, sc[S_KEEP]), len, &sum);
         recip[row] = ie_dy_div(one, ie_dy_norm(sum, -30)); /* 0 for a row with every element out */
         if (ie_dy_top(recip[row]) > top) top = ie_dy_top(recip[row]);
     }
@@ -153,57 +183,72 @@ static void sm_forward(ie_session *s, uint32_t node) {
     ie_rounder rnd = ie_session_rounder(s, ie_node_stream(node, R_OUT));
     for (size_t row = 0; row < rows; row++) {
         sm_row r = row_at(&sh, row);
-        int shift = ey - (recip[row].e - 30); /* p = e2 r.m at exponent r.e - 30 */
-        for (size_t j = 0; j < sh.len; j++) {
-            size_t i = r.base + j * sh.inner;
-            if (!recip[row].m || is_out(&mk, r.mbase + j * r.mstep)) {
-                y->q[i] = 0;
-                continue;
-            }
-            int64_t v = e2[rowmax[row] - x->q[i]] * recip[row].m;
-            y->q[i] = (int8_t)ie_clamp64(ie_shift_round(v, shift, ie_draw(rnd, (uint32_t)i)), 127);
+        int8_t *yr = sh.inner == 1 ? y->q + r.base : ybuf;
+        if (!recip[row].m) {
+            for (size_t j = 0; j < len; j++) yr[j] = 0;
+        } else {
+            int shift = ey - (recip[row].e - 30); /* p = e2 r.m at exponent r.e - 30 */
+            row_probs(e2, get_row(x->q, &sh, r, zbuf), get_keep(s, nd, r, len, sc[S_KEEP]), len, rowmax[row],
+                      recip[row].m, shift, rnd, row * len, yr);
         }
+        put_row(y->q, &sh, r, yr);
     }
     y->e = ey;
 }
 
 /* dx = y (dy - sum(dy y)) at exponent edy + 2 ey: dy 2^-ey meets sum(dy y) by a left shift (y's
  * exponent is at most -6: probabilities are at most 1; at least -32: some row's max is >= 2^-24). */
-static inline int64_t dx_value(int8_t y, int8_t dy, int lsh, int64_t dot) { return y * (dy * ((int64_t)1 << lsh) - dot); }
+#define DX_VALUE(j) ((int64_t)y[j] * (dy[j] * ((int64_t)1 << lsh) - dot))
+
+/* sum(dy y) over a row, and max |dx| (before rounding) over it. */
+IE_HOT static uint64_t row_dot_max(const int8_t *restrict y, const int8_t *restrict dy, size_t len, int lsh,
+                                   int64_t *dot_out) {
+    int64_t dot = 0;
+    for (size_t j = 0; j < len; j++) dot += y[j] * dy[j];
+    uint64_t max = 0;
+    for (size_t j = 0; j < len; j++) {
+        uint64_t a = ie_abs64(DX_VALUE(j));
+        max = a > max ? a : max;
+    }
+    *dot_out = dot;
+    return max;
+}
+
+IE_HOT static void row_dx(const int8_t *restrict y, const int8_t *restrict dy, size_t len, int lsh, int64_t dot,
+                          int shift, ie_rounder r, size_t base, int8_t *restrict dx) {
+    IE_ROUND_EACH(len, j, DX_VALUE(j), r, dx, shift, base);
+}
+#undef DX_VALUE
 
 static void sm_backward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     sm_shape sh = shape_of(s->model, nd);
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    void **sc = s->nodes[node].scratch;
     if (sh.has_mask && s->values[nd->in[1]].requires_grad) { /* a mask has no gradient */
         ie_value *mv = &s->values[nd->in[1]];
         for (size_t i = 0; i < s->n * sh.mask_numel; i++) mv->g[i] = 0;
         mv->ge = y->ge;
     }
     if (!x->requires_grad) return;
-    int64_t *dot = s->nodes[node].scratch[S_DOT];
-    size_t rows = s->n * sh.outer * sh.inner;
+    int64_t *dot = sc[S_DOT];
+    int8_t *ybuf = sc[S_Y], *dybuf = sc[S_Z];
+    size_t rows = s->n * sh.outer * sh.inner, len = sh.len;
     int lsh = -y->e; /* the forward left y->e in [-32, -6] */
     uint64_t max = 0;
     for (size_t row = 0; row < rows; row++) {
         sm_row r = row_at(&sh, row);
-        int64_t d = 0;
-        for (size_t j = 0; j < sh.len; j++) d += y->g[r.base + j * sh.inner] * y->q[r.base + j * sh.inner];
-        dot[row] = d;
-        for (size_t j = 0; j < sh.len; j++) {
-            size_t i = r.base + j * sh.inner;
-            uint64_t a = ie_abs64(dx_value(y->q[i], y->g[i], lsh, d));
-            max = a > max ? a : max;
-        }
+        uint64_t m = row_dot_max(get_row(y->q, &sh, r, ybuf), get_row(y->g, &sh, r, dybuf), len, lsh, &dot[row]);
+        max = m > max ? m : max;
     }
     int shift = ie_requant_shift(max, 7);
     ie_rounder rnd = ie_session_rounder(s, ie_node_stream(node, R_DX));
     for (size_t row = 0; row < rows; row++) {
         sm_row r = row_at(&sh, row);
-        for (size_t j = 0; j < sh.len; j++) {
-            size_t i = r.base + j * sh.inner;
-            x->g[i] = (int8_t)ie_clamp64(ie_shift_round(dx_value(y->q[i], y->g[i], lsh, dot[row]), shift, ie_draw(rnd, (uint32_t)i)), 127);
-        }
+        const int8_t *yr = get_row(y->q, &sh, r, ybuf), *dyr = get_row(y->g, &sh, r, dybuf);
+        int8_t *dxr = sh.inner == 1 ? x->g + r.base : sc[S_KEEP]; /* the forward's keep bytes are free */
+        row_dx(yr, dyr, len, lsh, dot[row], shift, rnd, row * len, dxr);
+        put_row(x->g, &sh, r, dxr);
     }
     x->ge = y->ge + y->e - lsh + shift;
 }
