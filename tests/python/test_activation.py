@@ -33,6 +33,35 @@ SMOOTH = {
 }
 
 
+def dyadic_call(fn, a, b=1.0):
+    def dy(v):
+        m, e = np.frexp(v)
+        d = ffi.new("ie_dyadic *")
+        d.m, d.e = int(round(m * 2**31)), int(e) - 31
+        return d[0]
+    r = lib.ie_test_dyadic(fn.encode(), dy(a), dy(b))
+    return r.m * 2.0**r.e
+
+
+def test_dyadic_elementary_functions():
+    """fixmath.c against math (float64): exp with a relative error of at most 2^-31 |x| + 1e-8
+    (the rounding of x log2(e)), and erfc with its relative precision in the tail (the continued
+    fraction from 2 on), where 1 - erf would lose it."""
+    import math
+    for x in (1e-9, 1e-4, 0.01, 0.3, 0.5, 0.7, 1, 1.5, 1.99, 2, 2.4, 3, 5, 10, 20, 26):
+        assert abs(dyadic_call("exp", -x * x) / math.exp(-x * x) - 1) <= 2.0**-31 * x * x + 1e-8
+        assert abs(dyadic_call("expm1", -x) / math.expm1(-x) - 1) <= 1e-8
+        assert abs(dyadic_call("erf", x) / math.erf(x) - 1) <= 1e-8
+        assert abs(dyadic_call("erf", -x) / math.erf(-x) - 1) <= 1e-8
+        assert abs(dyadic_call("erfc", x) / math.erfc(x) - 1) <= 2.0**-31 * x * x + 1e-7
+        assert abs(dyadic_call("sqrt", x) / math.sqrt(x) - 1) <= 2.0**-29
+        assert abs(dyadic_call("rsqrt", x) * math.sqrt(x) - 1) <= 2.0**-29
+        assert abs(dyadic_call("div", 1.0, x) * x - 1) <= 2.0**-29
+    assert dyadic_call("erfc", -1.0) == pytest.approx(math.erfc(-1.0), rel=1e-8)
+    assert dyadic_call("exp2", 3.25) == pytest.approx(2**3.25, rel=1e-8)
+    assert dyadic_call("sqrt", -1.0) == 0 and dyadic_call("div", 1.0, 0.0) == 0
+
+
 def attrs_of(kind, p):
     attrs = np.zeros(16, np.int32)
     attrs[0] = kind

@@ -4,11 +4,11 @@ driven by a chosen int8 output gradient (op_harness.py), on the int8 values the 
 Bounds (docs/number-format.md derives them): y and dX carry one SR each, so they land within one
 output ulp of the exact values; the rest is the statistics' fixed point (the mean's 16 fraction
 bits, r's 31 bits, xhat's 30, gamma's 31 - bitlen(D) in dX), allowed 2^-14 max|ref| beyond the
-ulp. The parameter gradients reach the optimizer exact but for xhat's rounding: with lr = 1 and
-no momentum, (w_before - w_after) matches autograd's dgamma within 2e-6 max|dgamma| and dbeta =
-sum(dy) within the master's resolution. Measured over these cases and 20 seeds
-(`python tools/op_errors.py`): y within 0.995 ulp and dX within 0.999 ulp, nothing beyond the
-ulp; dgamma within 3e-7 max|dgamma|."""
+ulp. The parameter gradients reach the optimizer exact but for xhat's fixed point: with lr = 1
+and no momentum, (w_before - w_after) matches autograd's dgamma within the bound dgamma_bound
+derives, and dbeta = sum(dy) within the master's resolution. Measured over these cases and 20
+seeds (`python tools/op_errors.py`): y within 0.9992 ulp and dX within 0.9965 ulp, nothing beyond
+the ulp; dgamma within 1.8e-6 max|dgamma|, at most 0.3 of its bound."""
 import numpy as np
 import pytest
 import torch
@@ -49,6 +49,18 @@ def reference(hv, shape, axis, gamma, beta, dy, eps):
     return out.detach().numpy(), t.grad.numpy(), gt.grad.numpy(), bt.grad.numpy() if bt is not None else None
 
 
+def dgamma_bound(h, shape, axis, dy, eps, gamma, dgamma):
+    """dgamma = sum over rows of dy xhat is exact but for xhat: the mean's 16 fraction bits move
+    it by up to r 2^(e_x - 17) (the rest, 2^-30, is far below); the optimizer adds the master's
+    resolution, 2^-26 of the larger of gamma and its step."""
+    hv = h.value("h")
+    norm = tuple(range(1 + axis, 1 + len(shape)))
+    r = 1 / np.sqrt(hv.var(axis=norm, keepdims=True) + eps)
+    rows = tuple(range(1 + axis))
+    mean_part = (np.abs(dy) * r).sum(axis=rows) * 2.0 ** (h.tensor("h")[1] - 17)
+    return mean_part.max() + 2.0**-26 * max(np.abs(gamma).max(), np.abs(dgamma).max())
+
+
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape,axis", CASES)
 def test_layernorm_against_autograd(shape, axis, bias, rng):
@@ -65,7 +77,7 @@ def test_layernorm_against_autograd(shape, axis, bias, rng):
     within_ulps(dx * 2.0**dxe, dx_ref, dxe, slack=2.0**-14 * np.abs(dx_ref).max())
     # the parameters moved by lr * gradient (lr = 1, no momentum)
     step = gamma.astype(np.float64) - h.master("gamma")
-    assert np.abs(step - dgamma).max() <= 2e-6 * np.abs(dgamma).max() + 2.0**-26
+    assert np.abs(step - dgamma).max() <= dgamma_bound(h, shape, axis, dy * 2.0**-8, 1e-5, gamma, dgamma)
     if bias:
         step = beta.astype(np.float64) - h.master("beta")
         assert np.abs(step - dbeta).max() <= 2.0**-26 * max(np.abs(beta).max(), np.abs(dbeta).max())
