@@ -17,7 +17,7 @@ ie_status ie_check_along_axis(const ie_model *m, const ie_node_desc *nd, char *e
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
     if (x->kind == IE_KIND_PARAM || x->numel != y->numel) { ie_set_err(err, "input and output must match"); return IE_ERR_FORMAT; }
     if (nd->attrs[0] < 0 || (uint32_t)nd->attrs[0] >= x->rank) {
-        ie_set_err(err, "axis %" PRId32 " is outside the %u per-sample axes", nd->attrs[0], x->rank);
+        ie_set_err(err, "axis %" PRId32 " is outside the %u per-sample axes", nd->attrs[0], (unsigned)x->rank);
         return IE_ERR_FORMAT;
     }
     return IE_OK;
