@@ -43,6 +43,16 @@ typedef enum ie_op {
     IE_OP_COUNT
 } ie_op;
 
+/* The transformer ops (LayerNorm, Softmax, the smooth activations) are in every build but the
+ * bare-metal CMake builds, which leave them out unless configured with -DINTEDGE_TRANSFORMER_OPS=ON
+ * (every firmware links every op the registry lists). */
+#ifndef IE_HAVE_TRANSFORMER_OPS
+#define IE_HAVE_TRANSFORMER_OPS 1
+#endif
+#define IE_NO_TRANSFORMER_OPS_MSG                                                                  \
+    "this build of the runtime leaves out the transformer ops; build it with IE_HAVE_TRANSFORMER_OPS=1 " \
+    "(CMake: -DINTEDGE_TRANSFORMER_OPS=ON)"
+
 typedef enum ie_tensor_kind { IE_KIND_INPUT = 0, IE_KIND_PARAM = 1, IE_KIND_ACTIVATION = 2 } ie_tensor_kind;
 
 typedef struct ie_tensor_desc {

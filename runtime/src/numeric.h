@@ -131,10 +131,10 @@ void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y)
 
 /* Rounds n values given by an expression in the index i to int8 at a known shift (stored in
  * y[i]); element i draws from index base + i of the stream. The usual stochastic right shift takes
- * the branch-free ie_srshift path (equal to ie_shift_round, and it vectorizes). */
+ * the branch-free ie_srshift path (equal to ie_shift_round, and it vectorizes; a speed-only path). */
 #define IE_ROUND_EACH(n, i, VALUE, r, y, shift, base)                                                        \
     do {                                                                                                    \
-        if (!(r).nearest && (shift) >= 0 && (shift) <= 62) {                                                \
+        if (IE_FAST_PATHS && !(r).nearest && (shift) >= 0 && (shift) <= 62) {                               \
             ie_srshift p_ = ie_srshift_make(shift);                                                         \
             for (size_t i = 0; i < (n); i++) {                                                              \
                 int64_t v_ = ie_srshift_apply((VALUE), p_, ie_hash32(((uint32_t)((base) + i) * 0x9E3779B9U) ^ (r).key)); \

@@ -1,6 +1,6 @@
 """The smooth activations (ops/activation.c): GELU (erf and tanh forms), Tanh, Erf, Sqrt,
 Reciprocal and Pow. Each tabulates f and f' at the 256 int8 inputs of the call's input exponent
-with integer elementary functions (fixmath.c), so the tables are compared with float64 over all
+with integer elementary functions (ops/smooth.c), so the tables are compared with float64 over all
 255 inputs at exponents -12..3, then the op in a session with float64 autograd.
 
 Measured (this file's tables test, over kinds and exponents): |table - f| <= 5.6e-9 max|f| and,
@@ -44,7 +44,7 @@ def dyadic_call(fn, a, b=1.0):
 
 
 def test_dyadic_elementary_functions():
-    """fixmath.c against math (float64): exp with a relative error of at most 2^-31 |x| + 1e-8
+    """The dyadic elementary functions (ops/smooth.c) against math (float64): exp with a relative error of at most 2^-31 |x| + 1e-8
     (the rounding of x log2(e)), and erfc with its relative precision in the tail (the continued
     fraction from 2 on), where 1 - erf would lose it."""
     import math

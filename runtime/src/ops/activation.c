@@ -3,29 +3,17 @@
  * product by dY), then one requantization for the tensor.
  *
  * Kinds with a shape (Clip (ReLU6), LeakyRelu, HardSigmoid, HardSwish, Sigmoid) compute their
- * entries as exact (or Q30) int64 at an exponent of their own. The smooth kinds (GELU in its erf
- * and tanh forms, Tanh, Erf, and powers: Sqrt, Reciprocal, Pow) compute each entry as a dyadic
- * with integer elementary functions (fixmath.c: exp, expm1, erf/erfc, Newton's square root), then
- * bring the table to one exponent, its largest entry with 54 bits (dY times it stays below 2^62).
- * The definitions where the real function has none (see docs/operators.md):
- *   x^p for p = k/2 with k odd (Sqrt, Pow 0.5, -0.5) is 0 for x < 0, and so is its slope;
- *   x^p for p < 0 (Reciprocal, Pow -1, -0.5) is 0 at x = 0 (1/0 := 0), slope 0 there;
- *   the slope of Sqrt (and of x^p, 0 < p < 1) at x = 0 is 0.
+ * entries here as exact (or Q30) int64 at an exponent of their own. The smooth kinds (GELU in its
+ * erf and tanh forms, Tanh, Erf, and powers: Sqrt, Reciprocal, Pow) get theirs from dyadic
+ * elementary functions (ops/smooth.c, with the transformer ops).
  * attrs: 0 kind, 1-2 p0 (dyadic m, e), 3-4 p1 (dyadic), 5 flags (Clip: bit 0 has min, bit 1 has
  * max). Clip: p0 = min, p1 = max; LeakyRelu: p0 = alpha; HardSigmoid: p0 = alpha, p1 = beta
  * (HardSwish uses 1/6 and 1/2); Pow: p0 = the exponent p, with 2p an integer in [-8, 8]. */
 #include "../planner.h"
 #include "ops.h"
 
-enum {
-    ACT_CLIP = 0, ACT_LEAKY_RELU = 1, ACT_HARD_SIGMOID = 2, ACT_HARD_SWISH = 3, ACT_SIGMOID = 4,
-    ACT_GELU = 5, ACT_GELU_TANH = 6, ACT_TANH = 7, ACT_ERF = 8, ACT_SQRT = 9, ACT_RECIPROCAL = 10, ACT_POW = 11,
-    ACT_COUNT
-};
 enum { R_OUT = 1, R_DX };
 enum { S_STAGE }; /* the smooth kinds' 256 dyadic entries before they meet at one exponent */
-#define SMOOTH_BITS 54
-#define POW_MAX_HALVES 8
 
 /* Per-tensor constants of f, prepared once per call from the input exponent. */
 typedef struct act {
@@ -142,101 +130,6 @@ static int64_t f_slope(const act *a, int8_t q) {
     }
 }
 
-/* ---- the smooth kinds, on dyadics ---- */
-
-static const ie_dyadic ONE = {1, 0}, ZERO = {0, 0};
-static const ie_dyadic RSQRT_2 = {1518500250, -31};     /* 1 / sqrt(2) */
-static const ie_dyadic RSQRT_2PI = {1713444047, -32};   /* 1 / sqrt(2 pi) */
-static const ie_dyadic SQRT_2_PI = {1713444047, -31};   /* sqrt(2 / pi) */
-static const ie_dyadic TWO_RSQRT_PI = {1211587905, -30}; /* 2 / sqrt(pi) */
-static const ie_dyadic GELU_C = {1536395701, -35};      /* 0.044715 */
-static const ie_dyadic GELU_3C = {1152296776, -33};     /* 3 * 0.044715 */
-
-static ie_dyadic dy_half(ie_dyadic a) { a.e--; return a; }
-
-/* k = 2p for Pow's exponent p when that is an integer within +-POW_MAX_HALVES, else INT32_MIN. */
-static int pow_halves_of(ie_dyadic p) {
-    if (p.m == 0) return 0;
-    if (p.e > 4 || p.e < -40) return INT32_MIN;
-    int64_t num = (int64_t)p.m * ((int64_t)1 << (p.e + 1 > 0 ? p.e + 1 : 0)), den = (int64_t)1 << (p.e + 1 < 0 ? -(p.e + 1) : 0);
-    if (num % den || num / den < -POW_MAX_HALVES || num / den > POW_MAX_HALVES) return INT32_MIN;
-    return (int)(num / den);
-}
-
-/* x^(k/2) with the definitions above (k = 0 gives 1, 0^0 included). */
-static ie_dyadic pow_halves(ie_dyadic x, int k) {
-    if (k == 0) return ONE;
-    if (x.m == 0 || (x.m < 0 && k % 2)) return ZERO;
-    ie_dyadic base = k % 2 ? ie_dy_sqrt(x) : x, r = ONE;
-    for (int i = 0; i < (k < 0 ? -k : k) / (k % 2 ? 1 : 2); i++) r = ie_dy_mul(r, base);
-    return k < 0 ? ie_dy_div(ONE, r) : r;
-}
-
-/* sigmoid(2 s) and 1 - sigmoid(2 s) for s >= 0, each with its relative precision (w = e^-2s). */
-static void sigmoid2(ie_dyadic s, ie_dyadic *sig, ie_dyadic *rest) {
-    ie_dyadic w = ie_dy_exp(ie_dy_norm(-(int64_t)s.m, s.e + 1)), d = ie_dy_add(ONE, w);
-    *sig = ie_dy_div(ONE, d);
-    *rest = ie_dy_div(w, d);
-}
-
-/* f, or f' with slope set, of a smooth kind at x and at -x (x >= 0): the odd and even symmetries
- * halve the work, and each side keeps its own relative precision (the GELU tails come from erfc
- * and e^-2s, never from 1 - something). p0 = Pow's exponent. */
-static void smooth_pair(int kind, ie_dyadic p0, ie_dyadic x, int slope, ie_dyadic *pos, ie_dyadic *neg) {
-    ie_dyadic x2 = ie_dy_mul(x, x); /* exact: x = q 2^e */
-    switch (kind) {
-    case ACT_GELU: { /* x Phi(x); Phi(x) + x phi(x); Phi(-x) = erfc(x / sqrt 2) / 2 */
-        ie_dyadic lower = dy_half(ie_dy_erfc(ie_dy_mul(x, RSQRT_2))), upper = ie_dy_add(ONE, ie_dy_neg(lower));
-        if (!slope) {
-            *pos = ie_dy_mul(x, upper);
-            *neg = ie_dy_neg(ie_dy_mul(x, lower));
-            return;
-        }
-        ie_dyadic d = ie_dy_mul(x, ie_dy_mul(RSQRT_2PI, ie_dy_exp(ie_dy_neg(dy_half(x2)))));
-        *pos = ie_dy_add(upper, d);
-        *neg = ie_dy_add(lower, ie_dy_neg(d));
-        return;
-    }
-    case ACT_GELU_TANH: { /* 0.5 x (1 + tanh s) = x sigmoid(2 s), s = sqrt(2/pi) (x + 0.044715 x^3), odd */
-        ie_dyadic sig, rest, s = ie_dy_mul(SQRT_2_PI, ie_dy_add(x, ie_dy_mul(GELU_C, ie_dy_mul(x2, x))));
-        sigmoid2(s, &sig, &rest);
-        if (!slope) {
-            *pos = ie_dy_mul(x, sig);
-            *neg = ie_dy_neg(ie_dy_mul(x, rest));
-            return;
-        }
-        ie_dyadic ds = ie_dy_mul(SQRT_2_PI, ie_dy_add(ONE, ie_dy_mul(GELU_3C, x2))); /* s', even */
-        ie_dyadic d = ie_dy_mul(x, ie_dy_mul(ie_dy_mul(sig, rest), ie_dy_norm(ds.m, ds.e + 1))); /* x sigmoid'(2s) 2 s' */
-        *pos = ie_dy_add(sig, d);
-        *neg = ie_dy_add(rest, ie_dy_neg(d));
-        return;
-    }
-    case ACT_TANH: { /* tanh x = -u / (2 + u), u = e^-2x - 1; tanh' = 4 w / (1 + w)^2, w = e^-2x */
-        ie_dyadic twice = {-x.m, x.e + 1};
-        if (slope) {
-            ie_dyadic w = ie_dy_exp(twice), d = ie_dy_add(ONE, w);
-            *pos = *neg = ie_dy_div(ie_dy_norm(w.m, w.e + 2), ie_dy_mul(d, d));
-            return;
-        }
-        ie_dyadic u = ie_dy_expm1(twice);
-        *pos = ie_dy_div(ie_dy_neg(u), ie_dy_add(ie_dy_norm(2, 0), u));
-        *neg = ie_dy_neg(*pos);
-        return;
-    }
-    case ACT_ERF: /* erf x, odd; 2 / sqrt(pi) e^-x^2, even */
-        *pos = slope ? ie_dy_mul(TWO_RSQRT_PI, ie_dy_exp(ie_dy_neg(x2))) : ie_dy_erf(x);
-        *neg = slope ? *pos : ie_dy_neg(*pos);
-        return;
-    default: { /* x^(k/2); (k/2) x^(k/2 - 1) */
-        int k = kind == ACT_SQRT ? 1 : kind == ACT_RECIPROCAL ? -2 : pow_halves_of(p0);
-        ie_dyadic scale = {slope ? k : 1, slope ? -1 : 0};
-        *pos = ie_dy_mul(scale, pow_halves(x, slope ? k - 2 : k));
-        *neg = ie_dy_mul(scale, pow_halves(ie_dy_neg(x), slope ? k - 2 : k));
-        return;
-    }
-    }
-}
-
 /* f (slope 0) or f' (slope 1) at the 256 int8 inputs (q = -128..127 at index q + 128) as int64 at
  * one exponent, which it returns; stage holds 256 dyadics for the smooth kinds. */
 int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]) {
@@ -245,14 +138,13 @@ int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *sta
         for (int q = -128; q < 128; q++) tab[q + 128] = slope ? f_slope(&a, (int8_t)q) : f_value(&a, (int8_t)q);
         return slope ? a.ed : a.e;
     }
+#if IE_HAVE_TRANSFORMER_OPS
     ie_dyadic p0 = {attrs[1], attrs[2]};
-    for (int q = 0; q <= 128; q++) {
-        ie_dyadic x = {q, ex}, pos, neg;
-        smooth_pair(a.kind, p0, x, slope, &pos, &neg);
-        if (q < 128) stage[128 + q] = pos;
-        if (q > 0) stage[128 - q] = neg;
-    }
-    return ie_dy_common(stage, 256, SMOOTH_BITS, tab);
+    return ie_smooth_table(a.kind, p0, ex, slope, stage, tab);
+#else
+    (void)stage; /* act_check refuses the smooth kinds in such a build */
+    return 0;
+#endif
 }
 
 static ie_status act_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
@@ -268,11 +160,18 @@ static ie_status act_check(const ie_model *m, const ie_node_desc *nd, char *err,
         ie_set_err(err, "alpha must be positive and below 2^31");
         return IE_ERR_UNSUPPORTED;
     }
+#if IE_HAVE_TRANSFORMER_OPS
     ie_dyadic p0 = {nd->attrs[1], nd->attrs[2]};
-    if (nd->attrs[0] == ACT_POW && pow_halves_of(p0) == INT32_MIN) {
-        ie_set_err(err, "the exponent of Pow must be a multiple of 1/2 within +-%d", POW_MAX_HALVES / 2);
+    if (nd->attrs[0] == ACT_POW && ie_pow_halves_of(p0) == INT32_MIN) {
+        ie_set_err(err, "the exponent of Pow must be a multiple of 1/2 within +-%d", IE_POW_MAX_HALVES / 2);
         return IE_ERR_UNSUPPORTED;
     }
+#else
+    if (nd->attrs[0] >= ACT_GELU) {
+        ie_set_err(err, "%s", IE_NO_TRANSFORMER_OPS_MSG);
+        return IE_ERR_UNSUPPORTED;
+    }
+#endif
     return IE_OK;
 }
 

@@ -117,10 +117,14 @@ static void put_row(int8_t *t, const sm_shape *sh, sm_row r, const int8_t *row) 
     for (size_t j = 0; sh->inner > 1 && j < sh->len; j++) t[r.base + j * sh->inner] = row[j];
 }
 
-/* The row's in (1) / out (0) bytes from the node's mask, into keep; NULL when there is no mask.
+/* The row's in (1) / out (0) bytes from the node's mask, into keep; NULL when there is no mask
+ * (all ones in size-optimized builds, which leave out the loops without a mask).
  * The mask is int8 data (an activation) or int32 masters (a constant). */
 static const uint8_t *get_keep(const ie_session *s, const ie_node_desc *nd, sm_row r, size_t len, uint8_t *keep) {
-    if (nd->n_in < 2) return NULL;
+    if (nd->n_in < 2) { /* no mask: every element in (the loops below have a faster form for it) */
+        for (size_t j = 0; !IE_FAST_PATHS && j < len; j++) keep[j] = 1;
+        return IE_FAST_PATHS ? NULL : keep;
+    }
     const ie_tensor_desc *t = &s->model->tensors[nd->in[1]];
     uint8_t nonzero_in = (nd->attrs[2] & MASK_KEEPS_NONZERO) != 0;
     if (t->kind == IE_KIND_PARAM) {
@@ -138,7 +142,7 @@ IE_HOT static int32_t row_stats(const int64_t *restrict e2, const int8_t *restri
                                 size_t len, int64_t *sum) {
     int32_t zmax = INT32_MIN;
     int64_t acc = 0;
-    if (!keep) {
+    if (IE_FAST_PATHS && !keep) {
         int8_t m = INT8_MIN;
         for (size_t j = 0; j < len; j++) m = z[j] > m ? z[j] : m;
         for (size_t j = 0; j < len; j++) acc += e2[m - z[j]];
@@ -155,7 +159,7 @@ IE_HOT static int32_t row_stats(const int64_t *restrict e2, const int8_t *restri
 IE_HOT static void row_probs(const int64_t *restrict e2, const int8_t *restrict z, const uint8_t *restrict keep,
                              size_t len, int32_t zmax, int32_t rm, int shift, ie_rounder r, size_t base,
                              int8_t *restrict y) {
-    if (!keep) IE_ROUND_EACH(len, j, e2[zmax - z[j]] * rm, r, y, shift, base);
+    if (IE_FAST_PATHS && !keep) IE_ROUND_EACH(len, j, e2[zmax - z[j]] * rm, r, y, shift, base);
     else IE_ROUND_EACH(len, j, keep[j] ? e2[zmax - z[j]] * rm : 0, r, y, shift, base);
 }
 
