@@ -62,6 +62,22 @@ TRANSFORMER_ACTIVATIONS = [(iem.ACT_GELU, 0.0), (iem.ACT_GELU_TANH, 0.0), (iem.A
                            (iem.ACT_SQRT, 0.0), (iem.ACT_RECIPROCAL, 0.0), (iem.ACT_POW, 2.0), (iem.ACT_POW, -0.5)]
 
 
+def layernorm_extremes(rng):
+    """LayerNorm on inputs near float32's largest, with a row of equal values (its xhat is 0 whatever
+    its r, and its shift must stay in range)."""
+    g = iem.Graph()
+    k = gemm_upstream(g, (3, 8), rng)
+    g.tensors[g.index["w_up"]].data[8:16] = 0
+    g.add_tensor("gamma", iem.KIND_PARAM, (8,), np.ones(8, np.float32))
+    g.add_tensor("y", iem.KIND_ACTIVATION, (3, 8))
+    eps = dyadic(1e-5)
+    g.add_node("ln", iem.OP_LAYERNORM, ["h", "gamma"], ["y"], [1, eps.m, eps.e])
+    g.output = g.index["y"]
+    s = Session(Model(iem.serialize(g)), batch_size=4, lr=0.01, loss="mse")
+    s.step((rng.standard_normal((4, k)) * 1e30).astype(np.float32), targets=rng.standard_normal((4, 24)))
+    print("ok transformer-ops layernorm extremes", flush=True)
+
+
 def transformer_ops(rng):
     for kind, p0 in TRANSFORMER_ACTIVATIONS:
         model, k = transformer_ops_graph(kind, p0, rng)
@@ -91,6 +107,7 @@ def main():
             t.evaluate(x, y)
         print(f"ok {name}", flush=True)
     transformer_ops(rng)
+    layernorm_extremes(rng)
     print("sanitizer smoke: all op families clean")
 
 

@@ -146,9 +146,12 @@ static int32_t statistics(const int8_t *x, int32_t ex, size_t rows, size_t d, ie
         uint64_t a = ie_abs64((int64_t)lo * 65536 - mean[row]), b = ie_abs64((int64_t)hi * 65536 - mean[row]);
         uint64_t most = (a > b ? a : b) * ie_abs64(rstd[row].m); /* max |c r.m| < 2^55 */
         if (most && rstd[row].e + ex - 16 + ie_bitlen64(most) > top) top = rstd[row].e + ex - 16 + ie_bitlen64(most);
+        shift[row] = most != 0;
     }
+    /* a row's shift is at least bitlen(its max |c r.m|) - 30 >= -29; a row whose xhat is all 0
+     * (equal values, or r = 0) takes 0, whatever its r */
     int32_t eh = top == INT32_MIN ? -XHAT_BITS : top - XHAT_BITS;
-    for (size_t row = 0; row < rows; row++) shift[row] = eh - (rstd[row].e + ex - 16);
+    for (size_t row = 0; row < rows; row++) shift[row] = shift[row] ? eh - (rstd[row].e + ex - 16) : 0;
     return eh;
 }
 
