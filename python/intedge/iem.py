@@ -21,8 +21,9 @@ KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
  OP_TRANSPOSE, OP_PAD, OP_RESIZE, OP_DROPOUT) = range(1, 15)
 OP_LAYERNORM = 15  # X, scale, [bias]; attrs: per-sample axis, epsilon (m, e)
 OP_SOFTMAX = 16  # X, [mask]; attrs: per-sample axis, mask offset, mask flags (ops/softmax.c)
+SOFTMAX_MASK_KEEPS_NONZERO = 1  # mask flag: its nonzero elements attend (else they are masked)
 BINARY_ADD, BINARY_SUB, BINARY_MUL = range(3)
-# OP_ACTIVATION kinds, as runtime/src/ops/activation.c numbers them
+# OP_ACTIVATION kinds, as runtime/src/ops/ops.h numbers them (Pow: p0 = the exponent)
 (ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID, ACT_GELU, ACT_GELU_TANH, ACT_TANH, ACT_ERF,
  ACT_SQRT, ACT_RECIPROCAL, ACT_POW) = range(12)
 

@@ -18,7 +18,7 @@ from intedge.errors import IntedgeError
 from intedge.runtime import Model
 from op_harness import Harness, digests_over_tiers_and_threads, gemm_upstream, within_ulps
 
-KEEPS_NONZERO = 1
+KEEPS_NONZERO = iem.SOFTMAX_MASK_KEEPS_NONZERO
 
 
 def causal(t, dead_row=None):
