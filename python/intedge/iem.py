@@ -19,16 +19,20 @@ KIND_INPUT, KIND_PARAM, KIND_ACTIVATION = 0, 1, 2
 # the op set, numbered as runtime/src/internal.h numbers it
 (OP_GEMM, OP_RELU, OP_RESHAPE, OP_CONV, OP_MAXPOOL, OP_AVGPOOL, OP_BINARY, OP_CONCAT, OP_BATCHNORM, OP_ACTIVATION,
  OP_TRANSPOSE, OP_PAD, OP_RESIZE, OP_DROPOUT) = range(1, 15)
+OP_LAYERNORM = 15  # X, scale, [bias]; attrs: per-sample axis, epsilon (m, e)
+OP_SOFTMAX = 16  # X, [mask]; attrs: per-sample axis, mask offset, mask flags (ops/softmax.c)
+SOFTMAX_MASK_KEEPS_NONZERO = 1  # mask flag: its nonzero elements attend (else they are masked)
 OP_MATMUL, OP_PARAM_BROADCAST, OP_EMBEDDING, OP_CAST = 17, 18, 19, 20
 # the op enum's names (IE_OP_<NAME>), for firmware that registers only its model's ops
 OP_NAMES = {OP_GEMM: "GEMM", OP_RELU: "RELU", OP_RESHAPE: "RESHAPE", OP_CONV: "CONV", OP_MAXPOOL: "MAXPOOL",
             OP_AVGPOOL: "AVGPOOL", OP_BINARY: "BINARY", OP_CONCAT: "CONCAT", OP_BATCHNORM: "BATCHNORM",
             OP_ACTIVATION: "ACTIVATION", OP_TRANSPOSE: "TRANSPOSE", OP_PAD: "PAD", OP_RESIZE: "RESIZE",
-            OP_DROPOUT: "DROPOUT", OP_MATMUL: "MATMUL",
+            OP_DROPOUT: "DROPOUT", OP_LAYERNORM: "LAYERNORM", OP_SOFTMAX: "SOFTMAX", OP_MATMUL: "MATMUL",
             OP_PARAM_BROADCAST: "PARAM_BROADCAST", OP_EMBEDDING: "EMBEDDING", OP_CAST: "CAST"}
 BINARY_ADD, BINARY_SUB, BINARY_MUL = range(3)
-# OP_ACTIVATION kinds, as runtime/src/ops/activation.c numbers them
-ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID = range(5)
+# OP_ACTIVATION kinds, as runtime/src/ops/ops.h numbers them (Pow: p0 = the exponent)
+(ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID, ACT_GELU, ACT_GELU_TANH, ACT_TANH, ACT_ERF,
+ ACT_SQRT, ACT_RECIPROCAL, ACT_POW) = range(12)
 
 
 @dataclass

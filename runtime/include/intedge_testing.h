@@ -44,6 +44,13 @@ IE_API ie_status ie_test_softmax_ce(uint32_t n, uint32_t c, const int8_t *z, int
                                     uint32_t *correct);
 IE_API int64_t ie_test_exp2_neg_q16(int64_t t);
 IE_API int64_t ie_test_log2_q16(uint64_t x);
+/* A dyadic elementary function by name (ops/smooth.c, numeric.c): "exp2", "exp", "expm1", "erf",
+ * "erfc" (builds with the transformer ops), "sqrt", "rsqrt" of a, or "div" (a / b); e = INT32_MIN
+ * for an unknown name. */
+IE_API ie_dyadic ie_test_dyadic(const char *fn, ie_dyadic a, ie_dyadic b);
+/* An Activation node's table (attrs as in the .iem node, 16 values) at input exponent ex: f
+ * (slope 0) or f' (slope 1) at q = -128..127 in tab[q + 128]; returns the entries' exponent. */
+IE_API int32_t ie_test_activation_table(const int32_t *attrs, int32_t ex, int32_t slope, int64_t *tab);
 
 /* The float boundary: float32 bits to `bits`-bit integers with one exponent, and back. */
 IE_API ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,

@@ -39,6 +39,8 @@ typedef enum ie_op {
     IE_OP_PAD = 12,        /* zeros; attrs: per-sample pads before (0..5), after (6..11) */
     IE_OP_RESIZE = 13,     /* nearest, [C, H, W], integer scales attrs[0], attrs[1] */
     IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
+    IE_OP_LAYERNORM = 15,  /* X, scale, [bias] over the trailing per-sample axes; attrs in ops/layernorm.c */
+    IE_OP_SOFTMAX = 16,    /* X, [mask] along one per-sample axis; attrs in ops/softmax.c */
     IE_OP_MATMUL = 17,     /* Y[..., M, N] = A[..., M, K] . B[..., K, N], two activations, broadcasting;
                               attrs[0], attrs[1]: A, B stored transposed (ops/matmul.c) */
     IE_OP_PARAM_BROADCAST = 18, /* Y[n] = P for every sample (a class token): ops/layout.c */

@@ -207,6 +207,23 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
     return e_c + sh;
 }
 
+/* int32 sums over pieces of 2^16 terms (127^2 2^16 < 2^31) vectorize, where int64 ones barely do. */
+#define PIECE ((size_t)1 << 16)
+IE_HOT void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2) {
+    v = v ? v : u;
+    for (size_t b = 0; b < n; b += PIECE) {
+        size_t e = n - b < PIECE ? n : b + PIECE;
+        int32_t a1 = 0, a2 = 0;
+        for (size_t i = b; i < e; i++) {
+            a1 += u[i];
+            a2 += u[i] * v[i];
+        }
+        *s1 += a1;
+        *s2 += a2;
+    }
+}
+#undef PIECE
+
 /* ---- dyadic arithmetic ---------------------------------------------------------------------- */
 
 /* Highest set bit position + 1 of the term c*x (exponent ce + ex), or INT32_MIN when zero. */
@@ -346,6 +363,15 @@ ie_dyadic ie_dy_recip(uint64_t n) {
     return ie_dy_norm((int64_t)((((uint64_t)1 << 62) + n / 2) / n), -62);
 }
 
+ie_dyadic ie_dy_div(ie_dyadic a, ie_dyadic b) {
+    ie_dyadic zero = {0, 0};
+    if (a.m == 0 || b.m == 0) return zero;
+    uint64_t num = ie_abs64(a.m), den = ie_abs64(b.m);
+    int up = 62 - ie_bitlen64(num);
+    uint64_t q = ((num << up) + den / 2) / den; /* num << up >= 2^61 and den < 2^31: q >= 2^30 */
+    return ie_dy_norm((a.m < 0) != (b.m < 0) ? -(int64_t)q : (int64_t)q, a.e - up - b.e);
+}
+
 static uint64_t isqrt_newton(uint64_t m) {
     uint64_t x = (uint64_t)1 << ((ie_bitlen64(m) + 1) / 2); /* >= sqrt(m) */
     for (;;) {
@@ -355,27 +381,62 @@ static uint64_t isqrt_newton(uint64_t m) {
     }
 }
 
-ie_dyadic ie_dy_rsqrt(ie_dyadic v) {
-    uint64_t m = (uint64_t)(v.m > 0 ? v.m : 1);
+/* floor(sqrt) of v's mantissa brought to 62 bits (an even exponent): in [2^30, 2^31), with the
+ * root's exponent in *e (v.m > 0). */
+static uint64_t sqrt_mantissa(ie_dyadic v, int32_t *e) {
+    uint64_t m = (uint64_t)v.m;
     int up = 62 - ie_bitlen64(m);
     m <<= up;
-    int64_t e = (int64_t)v.e - up;
-    if (e & 1) { m >>= 1; e++; }
-    uint64_t s = isqrt_newton(m); /* in [2^30, 2^31) */
-    return ie_dy_norm((int64_t)(((uint64_t)1 << 62) / s), (int32_t)(-62 - e / 2));
+    int64_t ev = (int64_t)v.e - up;
+    if (ev & 1) { m >>= 1; ev++; }
+    *e = (int32_t)(ev / 2);
+    return isqrt_newton(m);
+}
+
+ie_dyadic ie_dy_rsqrt(ie_dyadic v) {
+    ie_dyadic one = {1, 0};
+    int32_t e;
+    uint64_t s = sqrt_mantissa(v.m > 0 ? v : one, &e);
+    return ie_dy_norm((int64_t)(((uint64_t)1 << 62) / s), -62 - e);
+}
+
+ie_dyadic ie_dy_sqrt(ie_dyadic v) {
+    ie_dyadic zero = {0, 0};
+    int32_t e;
+    if (v.m <= 0) return zero;
+    uint64_t s = sqrt_mantissa(v, &e);
+    return ie_dy_norm((int64_t)s, e);
+}
+
+int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out) {
+    int32_t top = INT32_MIN;
+    for (size_t i = 0; i < n; i++)
+        if (ie_dy_top(v[i]) > top) top = ie_dy_top(v[i]);
+    if (top == INT32_MIN) {
+        for (size_t i = 0; i < n; i++) out[i] = 0;
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) out[i] = ie_shift_round(v[i].m, top - bits - v[i].e, 0x80000000U);
+    return top - bits;
 }
 
 static int32_t top_bit(ie_dyadic c, int32_t e, uint64_t vmax) {
     return c.m && vmax ? c.e + e + ie_bitlen64(ie_abs64(c.m) * vmax) : INT32_MIN;
 }
 
+/* u[i], times its position's weight when there are weights (uw[i - base] for a block at base). */
+static inline int64_t weighted(const int8_t *u, const int32_t *uw, size_t i, size_t base) {
+    return uw ? (int64_t)u[i] * uw[i - base] : u[i];
+}
+
 /* One [inner] block of one channel: v = a u + b (x 2^16 - xm) + k, then either its max or the
  * rounded int8 values. Vectorizes; `coef` holds a, b, k at the common exponent. */
-IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, const int8_t *x, int64_t ca, int64_t cb,
-                                    int64_t ck, int64_t xm, ie_srshift p, uint32_t key, int8_t *y) {
+IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, const int32_t *uw, const int8_t *x,
+                                    int64_t ca, int64_t cb, int64_t ck, int64_t xm, ie_srshift p, uint32_t key,
+                                    int8_t *y) {
     uint64_t max = 0;
     for (size_t i = base; i < base + len; i++) {
-        int64_t v = ck + (u ? ca * u[i] : 0) + (x ? cb * ((int64_t)x[i] * 65536 - xm) : 0);
+        int64_t v = ck + (u ? ca * weighted(u, uw, i, base) : 0) + (x ? cb * ((int64_t)x[i] * 65536 - xm) : 0);
         if (!y) {
             uint64_t a = ie_abs64(v);
             max = a > max ? a : max;
@@ -431,6 +492,7 @@ static uint64_t affine_max_bits(uint64_t approx) {
 typedef struct affine_job {
     size_t channels, inner, blocks;
     const int8_t *u, *x;
+    const int32_t *uw;
     const int64_t *coef, *xm;
     ie_srshift p;
     uint32_t key;
@@ -451,8 +513,8 @@ static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
                                                    j->coef[2 * n + c], xm)
                      : IE_FAST_PATHS && !j->y && !j->u && j->x
                          ? affine_max_x(base, j->inner, j->x, j->coef[n + c], j->coef[2 * n + c], xm)
-                         : affine_block(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c], j->coef[2 * n + c], xm,
-                                        j->p, j->key, j->y);
+                         : affine_block(base, j->inner, j->u, j->uw, j->x, j->coef[c], j->coef[n + c],
+                                        j->coef[2 * n + c], xm, j->p, j->key, j->y);
         max = m > max ? m : max;
     }
     j->max[part] = max;
@@ -469,11 +531,13 @@ static uint64_t affine_max(ie_pool *pool, affine_job *j) {
 }
 
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
-                             const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
-                             const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
+                             const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
+                             const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
     int32_t top = INT32_MIN;
+    uint64_t umax = 127;
+    if (uw) umax *= ie_absmax_s32(uw, inner);
     for (size_t c = 0; c < channels; c++) {
-        int32_t t[3] = {u ? top_bit(a[c], eu, 127) : INT32_MIN,
+        int32_t t[3] = {u ? top_bit(a[c], eu, umax) : INT32_MIN,
                         x ? top_bit(b[c], ex - 16, (uint64_t)127 * 65536 + ie_abs64(xm[c])) : INT32_MIN,
                         top_bit(k[c], 0, 1)};
         for (int j = 0; j < 3; j++)
@@ -490,8 +554,8 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
         coef[channels + c] = x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
         coef[2 * channels + c] = k[c].m ? ie_shift_round(k[c].m, E - k[c].e, 0x80000000U) : 0;
     }
-    affine_job j = {channels, inner, outer * channels, u, x, coef, xm, ie_srshift_make(0), r.key, NULL,
-                    IE_FAST_PATHS && u && x, {0}};
+    affine_job j = {channels, inner, outer * channels, u, x, uw, coef, xm, ie_srshift_make(0), r.key, NULL,
+                    IE_FAST_PATHS && u && !uw && x, {0}};
     pool = total >= AFFINE_SPLIT_MIN ? pool : NULL;
     uint64_t max = affine_max(pool, &j);
     if (j.approx && !(max = affine_max_bits(max))) { /* a max near a power of two: the exact pass */
@@ -502,7 +566,7 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     if (sh < 0 || r.nearest) { /* rare: tiny values or evaluation mode; the general rounding */
         for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
             for (size_t i = base; i < base + inner; i++) {
-                int64_t v = coef[2 * channels + c] + (u ? coef[c] * u[i] : 0) +
+                int64_t v = coef[2 * channels + c] + (u ? coef[c] * weighted(u, uw, i, base) : 0) +
                             (x ? coef[channels + c] * ((int64_t)x[i] * 65536 - xm[c]) : 0);
                 y[i] = (int8_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(r, (uint32_t)i)), 127);
             }

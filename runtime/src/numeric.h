@@ -129,10 +129,25 @@ void ie_shift_s64_s32(const int64_t *x, size_t n, int s, int bits, ie_rounder r,
 void ie_shift_s32_s32(const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y); /* clamp +-127 */
 
+/* Rounds n values given by an expression in the index i to int8 at a known shift (stored in
+ * y[i]); element i draws from index base + i of the stream. The usual stochastic right shift takes
+ * the branch-free ie_srshift path (equal to ie_shift_round, and it vectorizes; a speed-only path). */
+#define IE_ROUND_EACH(n, i, VALUE, r, y, shift, base)                                                        \
+    do {                                                                                                    \
+        if (IE_FAST_PATHS && !(r).nearest && (shift) >= 0 && (shift) <= 62) {                               \
+            ie_srshift p_ = ie_srshift_make(shift);                                                         \
+            for (size_t i = 0; i < (n); i++) {                                                              \
+                int64_t v_ = ie_srshift_apply((VALUE), p_, ie_hash32(((uint32_t)((base) + i) * 0x9E3779B9U) ^ (r).key)); \
+                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
+            }                                                                                               \
+        } else                                                                                              \
+            for (size_t i = 0; i < (n); i++)                                                                \
+                (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)((base) + i))), 127); \
+    } while (0)
+
 /* Requantizes n values given by an expression in the index i: one pass for max |VALUE|, one to
  * round it to int8 at the shift that brings that max to 7 bits (stored in `shift`). VALUE is
- * evaluated twice per element, so it must not change state (counter-based draws do not). The
- * usual stochastic right shift takes the branch-free ie_srshift path (equal, and it vectorizes). */
+ * evaluated twice per element, so it must not change state (counter-based draws do not). */
 #define IE_REQUANT_EACH(n, i, VALUE, r, y, shift)                                                           \
     do {                                                                                                    \
         uint64_t max_ = 0;                                                                                  \
@@ -141,15 +156,7 @@ void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y)
             max_ = a_ > max_ ? a_ : max_;                                                                   \
         }                                                                                                   \
         (shift) = ie_requant_shift(max_, 7);                                                                \
-        if (!(r).nearest && (shift) >= 0 && (shift) <= 62) {                                                \
-            ie_srshift p_ = ie_srshift_make(shift);                                                         \
-            for (size_t i = 0; i < (n); i++) {                                                              \
-                int64_t v_ = ie_srshift_apply((VALUE), p_, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ (r).key)); \
-                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
-            }                                                                                               \
-        } else                                                                                              \
-            for (size_t i = 0; i < (n); i++)                                                                \
-                (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)i)), 127); \
+        IE_ROUND_EACH(n, i, VALUE, r, y, shift, 0);                                                         \
     } while (0)
 
 /* IE_REQUANT_EACH for a VALUE that fits int32 (|VALUE| <= INT32_MAX): both passes run in 32-bit
@@ -186,6 +193,13 @@ int ie_requant_s64_s8(const int64_t *x, size_t n, ie_rounder r, int8_t *y);
  * and go back to int8 in one SR. Returns y's exponent. */
 int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, uint32_t k, size_t n, ie_rounder r,
                   int8_t *y);
+
+/* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly. */
+void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2);
+/* The mean s1 / count with 16 fraction bits, rounded half away from zero (count >= 1). */
+static inline int64_t ie_mean_q16(int64_t s1, uint64_t count) {
+    return (s1 * 65536 + (s1 >= 0 ? (int64_t)count / 2 : -(int64_t)count / 2)) / (int64_t)count;
+}
 
 /* ---- dyadic arithmetic -------------------------------------------------------------------- */
 
@@ -225,17 +239,25 @@ ie_dyadic ie_dy_norm(int64_t m, int32_t e);
 ie_dyadic ie_dy_mul(ie_dyadic a, ie_dyadic b);
 ie_dyadic ie_dy_add(ie_dyadic a, ie_dyadic b);
 ie_dyadic ie_dy_recip(uint64_t n);  /* 1 / n, n >= 1 */
+ie_dyadic ie_dy_div(ie_dyadic a, ie_dyadic b); /* a / b; 0 when b = 0 (callers define x / 0) */
 ie_dyadic ie_dy_rsqrt(ie_dyadic v); /* 1 / sqrt(v) by Newton's integer square root; v > 0 */
+ie_dyadic ie_dy_sqrt(ie_dyadic v);  /* the same root; 0 for v <= 0 */
 static inline ie_dyadic ie_dy_neg(ie_dyadic a) { a.m = -a.m; return a; }
+/* Bit position above |a| (|a| < 2^top), INT32_MIN for 0: compares magnitudes. */
+static inline int32_t ie_dy_top(ie_dyadic a) { return a.m ? a.e + ie_bitlen64(ie_abs64(a.m)) : INT32_MIN; }
+/* n dyadics as integers at one exponent, rounded to nearest, the largest with `bits` bits (at
+ * most 61); returns the exponent (0 for all zeros). */
+int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out);
 
-/* y[o][c][i] = requant(a[c] u[o][c][i] + b[c] v[o][c][i] + k[c]) over an [outer, channels, inner]
- * tensor: u is int8 at exponent eu (or NULL); v = x * 2^16 - xm[c] with x int8 at exponent ex,
- * so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x NULL).
- * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
- * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
+/* y[o][c][i] = requant(a[c] u[o][c][i] w[i] + b[c] v[o][c][i] + k[c]) over an [outer, channels,
+ * inner] tensor: u is int8 at exponent eu (or NULL), w = uw (int32, |w| < 2^24, per position
+ * within a block: LayerNorm's scale) or 1 when uw is NULL; v = x * 2^16 - xm[c] with x int8 at
+ * exponent ex, so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x
+ * NULL). All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's
+ * exponent. Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
-                             const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a, const ie_dyadic *b,
-                             const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
+                             const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
+                             const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
 
 /* ---- the float boundary (IEEE-754 binary32 bit patterns) ---------------------------------- */
 

@@ -131,6 +131,25 @@ ie_status ie_test_softmax_ce(uint32_t n, uint32_t c, const int8_t *z, int32_t ez
 int64_t ie_test_exp2_neg_q16(int64_t t) { return ie_exp2_neg_q16(t); }
 int64_t ie_test_log2_q16(uint64_t x) { return ie_log2_q16(x); }
 
+ie_dyadic ie_test_dyadic(const char *fn, ie_dyadic a, ie_dyadic b) {
+    static const struct { const char *name; ie_dyadic (*unary)(ie_dyadic); } unary[] = {
+        {"exp2", ie_dy_exp2}, {"exp", ie_dy_exp}, {"expm1", ie_dy_expm1}, {"erf", ie_dy_erf},
+        {"erfc", ie_dy_erfc},
+        {"sqrt", ie_dy_sqrt}, {"rsqrt", ie_dy_rsqrt}};
+    ie_dyadic none = {0, INT32_MIN};
+    if (!strcmp(fn, "div")) return ie_dy_div(a, b);
+    for (size_t i = 0; i < sizeof unary / sizeof unary[0]; i++)
+        if (!strcmp(fn, unary[i].name)) return unary[i].unary(a);
+    return none;
+}
+
+int32_t ie_test_activation_table(const int32_t *attrs, int32_t ex, int32_t slope, int64_t *tab) {
+    ie_dyadic *stage = malloc(256 * sizeof(ie_dyadic));
+    int32_t e = ie_act_table(attrs, ex, slope, stage, tab);
+    free(stage);
+    return e;
+}
+
 ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,
                                int32_t *out, int32_t *e) {
     ie_status st = ie_f32_common_exponent(v, n, bits, e);

@@ -125,5 +125,16 @@ int main(void) {
     CHECK(ie_model_load_into(bad, size, mem, sizeof mem, &m) == IE_ERR_FORMAT && strstr(ie_model_errmsg(m), "magic"));
     free(bad);
     free(buf);
+
+    /* a Softmax (op 16) loads in every build */
+    iem_builder b = {0};
+    uint32_t dims[1] = {6};
+    uint32_t sx = iemb_tensor_add(&b, 0, 1, dims, "x", NULL), sy = iemb_tensor_add(&b, 2, 1, dims, "y", NULL);
+    iemb_node_add(&b, 16, &sx, 1, sy, 0, "softmax");
+    buf = iemb_finish(&b, sx, sy, &size);
+    ie_status st = ie_model_load(buf, size, &m);
+    CHECK(st == IE_OK);
+    ie_model_free(m);
+    free(buf);
     return CHECK_DONE();
 }

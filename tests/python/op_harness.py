@@ -44,3 +44,53 @@ class Harness:
         """The same as float64 values."""
         q, e = self.tensor(name, grad)
         return q.astype(np.float64) * 2.0**e
+
+    def forward(self, x):
+        """An evaluation-mode forward (round to nearest); tensor() then reads its data."""
+        self.n = len(x)
+        return self.session.forward(x)
+
+    def master(self, name):
+        """A parameter's master weights as float64 (exact: int32 mantissas times 2^e)."""
+        index = next(p.index for p in self.model.params if p.name == name)
+        q, e = self.session.param_fixed(index)
+        return q.astype(np.float64) * 2.0**e
+
+
+def gemm_upstream(graph, shape, rng, k=6, name="h"):
+    """Adds the graph input x [k] and a Gemm with a parameter feeding tensor `name` of per-sample
+    `shape` (through a Reshape when it has more than one axis): the op under test then reads an
+    activation that requires a gradient, so its backward runs and its input gradient is readable."""
+    numel = int(np.prod(shape))
+    w = (rng.standard_normal((numel, k)) / np.sqrt(k)).astype(np.float32)
+    graph.input = graph.add_tensor("x", iem.KIND_INPUT, (k,))
+    graph.add_tensor("w_up", iem.KIND_PARAM, w.shape, w)
+    flat = name if len(shape) == 1 else name + "_flat"
+    graph.add_tensor(flat, iem.KIND_ACTIVATION, (numel,))
+    graph.add_node("up", iem.OP_GEMM, ["x", "w_up"], [flat], [1])
+    if flat != name:
+        graph.add_tensor(name, iem.KIND_ACTIVATION, shape)
+        graph.add_node("up_shape", iem.OP_RESHAPE, [flat], [name])
+    return k
+
+
+def within_ulps(got, ref, e, ulps=1.0, slack=0.0):
+    """max |got - ref| in units of 2^e (the int8 result's ulp) is at most ulps, beyond slack."""
+    err = np.abs(got - ref).max() if got.size else 0.0
+    assert err <= ulps * 2.0**e + slack, f"error {err:.3g} = {err / 2.0**e:.3f} ulp (bound {ulps} ulp + {slack:.3g})"
+    return err / 2.0**e
+
+
+def digests_over_tiers_and_threads(graph, x, labels, steps=3):
+    """{(tier, threads): (training digest, evaluation outputs' bytes)} for a few SGD steps with
+    momentum on every kernel tier of this CPU with 1 and 2 threads: one value when bit-exact."""
+    from intedge.runtime import kernel_tiers
+    model = Model(iem.serialize(graph))
+    out = {}
+    for tier in kernel_tiers():
+        for threads in (1, 2):
+            s = Session(model, batch_size=len(x), lr=0.05, momentum=0.9, seed=5, kernels=tier, threads=threads)
+            for _ in range(steps):
+                s.step(x, labels=labels)
+            out[(tier, threads)] = (s.digest(), s.forward(x).tobytes())
+    return out

@@ -15,6 +15,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import intedge  # noqa: E402
 from intedge import iem  # noqa: E402
+from intedge.runtime import Model, Session, dyadic  # noqa: E402
+from op_harness import gemm_upstream  # noqa: E402
 from torch_models import (Activation, DropoutNet, LayoutZoo, LeNet5, MobileNetV2Small, ResidualPools,  # noqa: E402
                           ResNet8, export, export_training)
 
@@ -51,6 +53,68 @@ def iem_cases(rng):
             rng.integers(0, 51, 12)
 
 
+def transformer_ops_graph(kind, p0, rng):
+    """x -> Gemm -> [4, 6] -> LayerNorm -> Activation(kind) -> Softmax (a constant mask with a
+    row all masked, and the Relu of a Gemm as a second, activation mask) -> Gemm -> 10 logits."""
+    g = iem.Graph()
+    k = gemm_upstream(g, (4, 6), rng, k=12)
+    gamma, beta = np.ones(6, np.float32), np.zeros(6, np.float32)
+    mask = np.triu(np.ones((4, 6), np.float32), 3)
+    mask[1] = 1
+    wm, wo = rng.standard_normal((6, k)).astype(np.float32), rng.standard_normal((10, 24)).astype(np.float32) / 5
+    for name, data, state in (("gamma", gamma, False), ("beta", beta, False), ("mask", mask, True),
+                              ("w_mask", wm, False), ("w_out", wo, False)):
+        g.add_tensor(name, iem.KIND_PARAM, data.shape, data, state=state)
+    for name, shape in (("ln", (4, 6)), ("act", (4, 6)), ("p", (4, 6)), ("q", (4, 6)), ("m_lin", (6,)), ("m", (6,)),
+                        ("q_flat", (24,)), ("logits", (10,))):
+        g.add_tensor(name, iem.KIND_ACTIVATION, shape)
+    eps, d0 = dyadic(1e-5), dyadic(p0)
+    g.add_node("ln", iem.OP_LAYERNORM, ["h", "gamma", "beta"], ["ln"], [1, eps.m, eps.e])
+    g.add_node("act", iem.OP_ACTIVATION, ["ln"], ["act"], [kind, d0.m, d0.e])
+    g.add_node("softmax", iem.OP_SOFTMAX, ["act", "mask"], ["p"], [1, 0, 0])
+    g.add_node("mask_fc", iem.OP_GEMM, ["x", "w_mask"], ["m_lin"], [1])
+    g.add_node("mask_relu", iem.OP_RELU, ["m_lin"], ["m"])
+    g.add_node("softmax_keys", iem.OP_SOFTMAX, ["p", "m"], ["q"], [1, 1, 0])
+    g.add_node("flat", iem.OP_RESHAPE, ["q"], ["q_flat"])
+    g.add_node("head", iem.OP_GEMM, ["q_flat", "w_out"], ["logits"], [1])
+    g.output = g.index["logits"]
+    return Model(iem.serialize(g)), k
+
+
+TRANSFORMER_ACTIVATIONS = [(iem.ACT_GELU, 0.0), (iem.ACT_GELU_TANH, 0.0), (iem.ACT_TANH, 0.0), (iem.ACT_ERF, 0.0),
+                           (iem.ACT_SQRT, 0.0), (iem.ACT_RECIPROCAL, 0.0), (iem.ACT_POW, 2.0), (iem.ACT_POW, -0.5)]
+
+
+def layernorm_extremes(rng):
+    """LayerNorm on inputs near float32's largest, with a row of equal values (its xhat is 0 whatever
+    its r, and its shift must stay in range)."""
+    g = iem.Graph()
+    k = gemm_upstream(g, (3, 8), rng)
+    g.tensors[g.index["w_up"]].data[8:16] = 0
+    g.add_tensor("gamma", iem.KIND_PARAM, (8,), np.ones(8, np.float32))
+    g.add_tensor("y", iem.KIND_ACTIVATION, (3, 8))
+    eps = dyadic(1e-5)
+    g.add_node("ln", iem.OP_LAYERNORM, ["h", "gamma"], ["y"], [1, eps.m, eps.e])
+    g.output = g.index["y"]
+    s = Session(Model(iem.serialize(g)), batch_size=4, lr=0.01, loss="mse")
+    s.step((rng.standard_normal((4, k)) * 1e30).astype(np.float32), targets=rng.standard_normal((4, 24)))
+    print("ok transformer-ops layernorm extremes", flush=True)
+
+
+def transformer_ops(rng):
+    for kind, p0 in TRANSFORMER_ACTIVATIONS:
+        model, k = transformer_ops_graph(kind, p0, rng)
+        x = rng.standard_normal((12, k)).astype(np.float32)
+        y = rng.integers(0, 10, 12)
+        for threads in (1, 2):
+            s = Session(model, batch_size=8, lr=0.05, momentum=0.9, weight_decay=1e-4, threads=threads)
+            for part in (slice(0, 8), slice(8, 12)):  # a full batch and a partial one
+                s.step(x[part], labels=y[part])
+            s.load_state(s.save_state())
+            s.evaluate(x[:8], labels=y[:8])
+        print(f"ok transformer-ops activation {kind}", flush=True)
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -74,6 +138,8 @@ def main():
             s.load_state(s.save_state())
             s.evaluate(x[:8], labels=y[:8])
         print(f"ok {name}", flush=True)
+    transformer_ops(rng)
+    layernorm_extremes(rng)
     print("sanitizer smoke: all op families clean")
 
 

@@ -1,15 +1,19 @@
-/* Pointwise activations with a shape: Clip (ReLU6), LeakyRelu, HardSigmoid, HardSwish, Sigmoid.
- * Each computes f(x) per element as an exact (or fixed-point) int64 at one exponent for the
- * tensor, then one requantization; backward multiplies dY by f'(x) the same way, recomputed
- * from the saved input. attrs: 0 kind, 1-2 p0 (dyadic m, e), 3-4 p1 (dyadic), 5 flags
- * (Clip: bit 0 has min, bit 1 has max). Clip: p0 = min, p1 = max; LeakyRelu: p0 = alpha;
- * HardSigmoid: p0 = alpha, p1 = beta (HardSwish uses 1/6 and 1/2). */
+/* Pointwise activations, each tabulated once per call at the input's exponent: f and f' depend
+ * on the int8 input alone, so both are 256-entry tables, and each element costs a lookup (and a
+ * product by dY), then one requantization for the tensor.
+ *
+ * Kinds with a shape (Clip (ReLU6), LeakyRelu, HardSigmoid, HardSwish, Sigmoid) compute their
+ * entries here as exact (or Q30) int64 at an exponent of their own. The smooth kinds (GELU in its
+ * erf and tanh forms, Tanh, Erf, and powers: Sqrt, Reciprocal, Pow) get theirs from dyadic
+ * elementary functions (ops/smooth.c, with the transformer ops).
+ * attrs: 0 kind, 1-2 p0 (dyadic m, e), 3-4 p1 (dyadic), 5 flags (Clip: bit 0 has min, bit 1 has
+ * max). Clip: p0 = min, p1 = max; LeakyRelu: p0 = alpha; HardSigmoid: p0 = alpha, p1 = beta
+ * (HardSwish uses 1/6 and 1/2); Pow: p0 = the exponent p, with 2p an integer in [-8, 8]. */
 #include "../planner.h"
 #include "ops.h"
 
-enum { ACT_CLIP = 0, ACT_LEAKY_RELU = 1, ACT_HARD_SIGMOID = 2, ACT_HARD_SWISH = 3, ACT_SIGMOID = 4, ACT_COUNT };
 enum { R_OUT = 1, R_DX };
-
+enum { S_STAGE }; /* the smooth kinds' 256 dyadic entries before they meet at one exponent */
 
 /* Per-tensor constants of f, prepared once per call from the input exponent. */
 typedef struct act {
@@ -30,12 +34,12 @@ static int64_t sat_shift(int64_t m, int s) { /* m * 2^-s, saturating the (rare) 
     return ie_shift_round(m, s, 0x80000000U);
 }
 
-static act prepare(const ie_node_desc *nd, int32_t ex) {
+static act prepare(const int32_t *attrs, int32_t ex) {
     act a = {0};
-    ie_dyadic p0 = {nd->attrs[1], nd->attrs[2]}, p1 = {nd->attrs[3], nd->attrs[4]};
-    a.kind = nd->attrs[0];
+    ie_dyadic p0 = {attrs[1], attrs[2]}, p1 = {attrs[3], attrs[4]};
+    a.kind = attrs[0];
     a.ex = ex;
-    a.flags = (uint32_t)nd->attrs[5];
+    a.flags = (uint32_t)attrs[5];
     switch (a.kind) {
     case ACT_CLIP: { /* work at a unit fine enough for x and both bounds (within 24 bits of x) */
         int32_t e = ex;
@@ -126,6 +130,18 @@ static int64_t f_slope(const act *a, int8_t q) {
     }
 }
 
+/* f (slope 0) or f' (slope 1) at the 256 int8 inputs (q = -128..127 at index q + 128) as int64 at
+ * one exponent, which it returns; stage holds 256 dyadics for the smooth kinds. */
+int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]) {
+    act a = prepare(attrs, ex);
+    if (a.kind < ACT_GELU) {
+        for (int q = -128; q < 128; q++) tab[q + 128] = slope ? f_slope(&a, (int8_t)q) : f_value(&a, (int8_t)q);
+        return slope ? a.ed : a.e;
+    }
+    ie_dyadic p0 = {attrs[1], attrs[2]};
+    return ie_smooth_table(a.kind, p0, ex, slope, stage, tab);
+}
+
 static ie_status act_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
     (void)errlen;
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
@@ -139,13 +155,21 @@ static ie_status act_check(const ie_model *m, const ie_node_desc *nd, char *err,
         ie_set_err(err, "alpha must be positive and below 2^31");
         return IE_ERR_UNSUPPORTED;
     }
+    ie_dyadic p0 = {nd->attrs[1], nd->attrs[2]};
+    if (nd->attrs[0] == ACT_POW && ie_pow_halves_of(p0) == INT32_MIN) {
+        ie_set_err(err, "the exponent of Pow must be a multiple of 1/2 within +-%d", IE_POW_MAX_HALVES / 2);
+        return IE_ERR_UNSUPPORTED;
+    }
     return IE_OK;
 }
 
 static void act_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
-    if (ie_plan_requires_grad(p, nd->in[0])) ie_plan_keep(p, nd->in[0], ie_pos_bwd(m, node));
+    uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
+    int bwd = ie_plan_requires_grad(p, nd->in[0]);
+    if (bwd) ie_plan_keep(p, nd->in[0], B);
+    if (nd->attrs[0] >= ACT_GELU) ie_plan_node_scratch(p, node, S_STAGE, 256 * sizeof(ie_dyadic), F, bwd ? B : F);
 }
 
 /* f and f' depend on the int8 input alone: both are tabulated once per call (256 values), so
@@ -183,15 +207,15 @@ static void act_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
-    act a = prepare(nd, x->e);
+    act a = prepare(nd->attrs, x->e);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
     if (IE_FAST_PATHS && a.kind == ACT_CLIP) {
         y->e = a.e + clip_apply(&a, x->q, NULL, n, r, y->q);
         return;
     }
     int64_t tab[256];
-    for (int q = -128; q < 128; q++) tab[q + 128] = f_value(&a, (int8_t)q);
-    y->e = a.e + act_apply(tab, x->q, NULL, n, r, y->q);
+    int32_t e = ie_act_table(nd->attrs, x->e, 0, s->nodes[node].scratch[S_STAGE], tab);
+    y->e = e + act_apply(tab, x->q, NULL, n, r, y->q);
 }
 
 static void act_backward(ie_session *s, uint32_t node) {
@@ -199,15 +223,15 @@ static void act_backward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
-    act a = prepare(nd, x->e);
+    act a = prepare(nd->attrs, x->e);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
     if (IE_FAST_PATHS && a.kind == ACT_CLIP) {
         x->ge = y->ge + a.ed + clip_apply(&a, x->q, y->g, n, r, x->g);
         return;
     }
     int64_t tab[256];
-    for (int q = -128; q < 128; q++) tab[q + 128] = f_slope(&a, (int8_t)q);
-    x->ge = y->ge + a.ed + act_apply(tab, x->q, y->g, n, r, x->g);
+    int32_t e = ie_act_table(nd->attrs, x->e, 1, s->nodes[node].scratch[S_STAGE], tab);
+    x->ge = y->ge + e + act_apply(tab, x->q, y->g, n, r, x->g);
 }
 
 const ie_op_def ie_op_activation = {"Activation", 1, 1, 1, act_check, act_plan, act_forward, act_backward};

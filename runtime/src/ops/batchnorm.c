@@ -11,8 +11,6 @@
  *   dx = P dy + Q + R (x - mu),  P = gamma s,  Q = -P/M sum(dy),  R = -P/M s dgamma
  *   dgamma = s sum(dy (x - mu)),  dbeta = sum(dy).
  * Evaluation mode uses the running statistics. */
-#include <string.h>
-
 #include "../planner.h"
 #include "ops.h"
 
@@ -90,37 +88,7 @@ static void bn_plan(ie_planner *p, uint32_t node) {
     }
 }
 
-/* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly: int32 sums over
- * pieces of 2^16 terms (127^2 2^16 < 2^31) vectorize, where int64 ones barely do. */
-#define PIECE ((size_t)1 << 16)
-IE_HOT static void block_sums(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2) {
-    v = v ? v : u;
-    for (size_t b = 0; b < n; b += PIECE) {
-        size_t e = n - b < PIECE ? n : b + PIECE;
-        int32_t a1 = 0, a2 = 0;
-        for (size_t i = b; i < e; i++) {
-            a1 += u[i];
-            a2 += u[i] * v[i];
-        }
-        *s1 += a1;
-        *s2 += a2;
-    }
-}
-
 static ie_param *param_of(ie_session *s, uint32_t tensor) { return &s->params[s->model->tensors[tensor].param]; }
-
-/* Per-channel values (dyadics) into one int32 array with a shared exponent. */
-static int32_t to_common(const ie_dyadic *v, size_t n, int32_t *out) {
-    int32_t top = INT32_MIN;
-    for (size_t i = 0; i < n; i++)
-        if (v[i].m && v[i].e + ie_bitlen64(ie_abs64(v[i].m)) > top) top = v[i].e + ie_bitlen64(ie_abs64(v[i].m));
-    if (top == INT32_MIN) {
-        memset(out, 0, n * sizeof(int32_t));
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) out[i] = (int32_t)ie_shift_round(v[i].m, top - 30 - v[i].e, 0x80000000U);
-    return top - 30;
-}
 
 static void update_running(ie_session *s, uint32_t node, const bn_shape *b, const int64_t *mean, int32_t e_mean,
                            const ie_dyadic *var_unbiased) {
@@ -131,7 +99,9 @@ static void update_running(ie_session *s, uint32_t node, const bn_shape *b, cons
     for (size_t c = 0; c < b->c; c++) tmp[c] = (int32_t)mean[c]; /* |mean| < 2^23 at ex - 16 */
     pm->we = ie_axpby_s32(pm->w, b->c, mom, pm->w, pm->we, rest, tmp, e_mean,
                           ie_session_rounder(s, ie_node_stream(node, R_MEAN)));
-    int32_t e_var = to_common(var_unbiased, b->c, tmp);
+    int64_t *wide = s->nodes[node].scratch[S_COEF]; /* free until the affine map */
+    int32_t e_var = ie_dy_common(var_unbiased, b->c, 30, wide);
+    for (size_t c = 0; c < b->c; c++) tmp[c] = (int32_t)wide[c];
     pv->we = ie_axpby_s32(pv->w, b->c, mom, pv->w, pv->we, rest, tmp, e_var,
                           ie_session_rounder(s, ie_node_stream(node, R_VAR)));
     ie_param_written(pm);
@@ -154,12 +124,12 @@ static void bn_forward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
         for (size_t o = 0; o < n; o++)
             for (size_t c = 0; c < b.c; c++)
-                block_sums(x->q + (o * b.c + c) * b.inner, NULL, b.inner, &sums[c], &sums[b.c + c]);
+                ie_sums_s8(x->q + (o * b.c + c) * b.inner, NULL, b.inner, &sums[c], &sums[b.c + c]);
         ie_dyadic recip = ie_dy_recip(count), recip1 = ie_dy_recip(count > 1 ? count - 1 : 1);
         ie_dyadic *var_unb = a; /* a holds the unbiased variances until the running update */
         for (size_t c = 0; c < b.c; c++) {
             int64_t s1 = sums[c], s2 = sums[b.c + c];
-            mean[c] = ((s1 * 65536) + (s1 >= 0 ? (int64_t)count / 2 : -(int64_t)count / 2)) / (int64_t)count;
+            mean[c] = ie_mean_q16(s1, count);
             int64_t vsum = s2 - (s1 * s1 + (int64_t)count / 2) / (int64_t)count; /* M * var in x units^2 */
             if (vsum < 0) vsum = 0;
             ie_dyadic v = ie_dy_mul(ie_dy_norm(vsum, 2 * x->e), recip);
@@ -183,7 +153,7 @@ static void bn_forward(ie_session *s, uint32_t node) {
         k[c] = beta;
     }
     uint64_t t0 = ie_prof_start(s->ex.prof);
-    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, x->q, x->e, mean, a, bb, k, sc[S_COEF],
+    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, NULL, x->q, x->e, mean, a, bb, k, sc[S_COEF],
                                 ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
     ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
 }
@@ -204,7 +174,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) {
             size_t base = (o * b.c + c) * b.inner;
             int64_t sdy = 0, sdyx = 0; /* sum(dy (x 2^16 - mu)) = 2^16 sum(dy x) - mu sum(dy) */
-            block_sums(y->g + base, x->q + base, b.inner, &sdy, &sdyx);
+            ie_sums_s8(y->g + base, x->q + base, b.inner, &sdy, &sdyx);
             sums[c] += sdy;
             sums[b.c + c] += sdyx * 65536 - mean[c] * sdy;
         }
@@ -215,11 +185,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) be->grad[c] = sums[c];
         be->grad_e = y->ge;
     }
-    if (g->trainable) {
-        int32_t *tmp = sc[S_TMP32];
-        g->grad_e = to_common(dgamma, b.c, tmp);
-        for (size_t c = 0; c < b.c; c++) g->grad[c] = tmp[c];
-    }
+    if (g->trainable) g->grad_e = ie_dy_common(dgamma, b.c, 30, g->grad);
     if (x->requires_grad) {
         for (size_t c = 0; c < b.c; c++) {
             ie_dyadic gamma = {g->w[c], g->we};
@@ -229,7 +195,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
             R[c] = ie_dy_neg(ie_dy_mul(ie_dy_mul(p_over_m, invstd[c]), dgamma[c]));
         }
         uint64_t t0 = ie_prof_start(s->ex.prof);
-        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, x->q, x->e, mean, P, R, Q, sc[S_COEF],
+        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, NULL, x->q, x->e, mean, P, R, Q, sc[S_COEF],
                                      ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
         ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
     }

@@ -1,4 +1,5 @@
-/* Shape-preserving ops: Relu (a mask, no rounding) and Reshape (a view, no copy). */
+/* Shape-preserving ops: Relu (a mask, no rounding) and Reshape (a view, no copy), and the shape
+ * check of the ops along one axis. */
 #include <string.h>
 
 #include "../planner.h"
@@ -9,6 +10,16 @@ static ie_status same_numel_check(const ie_model *m, const ie_node_desc *nd, cha
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
     if (x->kind == IE_KIND_PARAM) { ie_set_err(err, "the input must not be a parameter"); return IE_ERR_FORMAT; }
     if (x->numel != y->numel) { ie_set_err(err, "%" PRIu32 " input elements but %" PRIu32 " output elements", x->numel, y->numel); return IE_ERR_FORMAT; }
+    return IE_OK;
+}
+
+ie_status ie_check_along_axis(const ie_model *m, const ie_node_desc *nd, char *err) {
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (x->kind == IE_KIND_PARAM || x->numel != y->numel) { ie_set_err(err, "input and output must match"); return IE_ERR_FORMAT; }
+    if (nd->attrs[0] < 0 || (uint32_t)nd->attrs[0] >= x->rank) {
+        ie_set_err(err, "axis %" PRId32 " is outside the %u per-sample axes", nd->attrs[0], (unsigned)x->rank);
+        return IE_ERR_FORMAT;
+    }
     return IE_OK;
 }
 

@@ -3,58 +3,8 @@
 #include "ops.h"
 
 #define Q30 (1LL << 30)
-#define LOG2E_Q30 1549082005LL /* log2(e) * 2^30 */
-#define LN2_Q30 744261118LL    /* ln(2) * 2^30 */
 
 static int64_t round_shift_nearest(int64_t x, int s) { return ie_shift_round(x, s, 0x80000000U); }
-
-/* 2^(-t / 2^16) for t >= 0, in Q30. Integer part as a shift, fraction by a degree-6 polynomial
- * (max relative error 5e-9 over [0, 1)). */
-int64_t ie_exp2_neg_q16(int64_t t) {
-    static const int64_t c[7] = {1073741824, 744260848, 257945537, 59571654, 10398739, 1330132, 234908};
-    if (t >= (int64_t)31 << 16) return 0;
-    int64_t k = (t + 0xFFFF) >> 16;           /* 2^-t = 2^-k * 2^(k - t), with k - t in [0, 1) */
-    int64_t f = ((k << 16) - t) << 14;        /* the fraction in Q30 */
-    int64_t p = c[6];
-    for (int i = 5; i >= 0; i--) p = c[i] + round_shift_nearest(p * f, 30);
-    return round_shift_nearest(p, (int)k);
-}
-
-int64_t ie_sigmoid_q30(int64_t q, int32_t e) {
-    int64_t g = (int64_t)(q < 0 ? -q : q) * LOG2E_Q30; /* |x| log2(e) at e - 30 */
-    int sh = 30 - 16 - e;
-    int64_t t = sh < -20 || (sh < 0 && g > ((int64_t)40 << 16 >> -sh)) ? ((int64_t)40 << 16)
-              : (sh >= 0 ? round_shift_nearest(g, sh) : g << -sh);
-    int64_t u = ie_exp2_neg_q16(t); /* e^-|x|, Q30 */
-    int64_t pos = (Q30 * Q30 + (Q30 + u) / 2) / (Q30 + u); /* 1 / (1 + e^-|x|) */
-    return q >= 0 ? pos : Q30 - pos;
-}
-
-/* log2(x) in Q16 for x >= 1, by repeated squaring of the normalized mantissa. */
-int64_t ie_log2_q16(uint64_t x) {
-    int k = ie_bitlen64(x) - 1;
-    uint64_t y = k > 30 ? x >> (k - 30) : x << (30 - k); /* mantissa in [1, 2), Q30 */
-    int64_t r = (int64_t)k << 16;
-    for (int b = 15; b >= 0; b--) {
-        y = (y * y + ((uint64_t)1 << 29)) >> 30;
-        if (y >= (uint64_t)2 << 30) {
-            y >>= 1;
-            r |= (int64_t)1 << b;
-        }
-    }
-    return r;
-}
-
-/* Per-class -log2(p) terms need t_j = (zmax - z_j) * 2^e_z * log2(e) in Q16. */
-static int64_t scaled_gap_q16(int32_t gap, int32_t e_z) {
-    if (gap == 0) return 0;
-    int64_t v = (int64_t)gap * LOG2E_Q30; /* exponent e_z - 30; want -16 */
-    int sh = 30 - 16 - e_z;
-    int64_t lim = (int64_t)62 << 16; /* 2^-62: every term past it is 0, and the loss stays in range */
-    if (sh < -40) return lim;         /* logits so large that every gap dwarfs 2^31 */
-    if (sh < 0) return v > (lim >> -sh) ? lim : v << -sh;
-    return round_shift_nearest(v, sh);
-}
 
 /* Cross-entropy rows: adds each row's loss (Q16 nats) and argmax hit to st; with grad != NULL
  * writes (softmax - onehot) / n as int64 with exponent IE_CE_GRAD_EXP. */
@@ -73,15 +23,15 @@ ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c
         for (uint32_t j = 1; j < c; j++)
             if (row[j] > row[arg]) arg = j;
         int64_t sum = 0;
-        for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(scaled_gap_q16(row[arg] - row[j], ez));
+        for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(ie_gap_log2e_q16(row[arg] - row[j], ez));
         uint32_t y = (uint32_t)labels[i];
         /* loss = ln2 * (log2(sum / 2^30) + t_y) */
-        int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + scaled_gap_q16(row[arg] - row[y], ez);
-        st->loss_sum_q16 += round_shift_nearest(l2 * LN2_Q30, 30);
+        int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + ie_gap_log2e_q16(row[arg] - row[y], ez);
+        st->loss_sum_q16 += round_shift_nearest(l2 * IE_LN2_Q30, 30);
         st->n_correct += arg == y;
         if (!grad) continue;
         for (uint32_t j = 0; j < c; j++) {
-            int64_t e_j = ie_exp2_neg_q16(scaled_gap_q16(row[arg] - row[j], ez));
+            int64_t e_j = ie_exp2_neg_q16(ie_gap_log2e_q16(row[arg] - row[j], ez));
             int64_t p = ((e_j << 30) + sum / 2) / sum; /* softmax in Q30 */
             grad[(size_t)i * c + j] = (p - (j == y ? Q30 : 0)) * recip;
         }
@@ -178,8 +128,8 @@ static ie_status bce_logits(ie_session *s, const uint32_t *targets, int with_gra
         int64_t t = ie_shift_round(s->targets[i], -30 - e_t, 0x80000000U);
         int64_t zq16 = e_z16 >= 0 ? ((int64_t)z->q[i] << (e_z16 > 40 ? 40 : e_z16)) : round_shift_nearest(z->q[i], -e_z16);
         int64_t az = zq16 < 0 ? -zq16 : zq16;
-        int64_t u = ie_exp2_neg_q16(round_shift_nearest(az * LOG2E_Q30, 30)); /* e^-|z|, Q30 */
-        int64_t softplus = round_shift_nearest((ie_log2_q16((uint64_t)(Q30 + u)) - ((int64_t)30 << 16)) * LN2_Q30, 30);
+        int64_t u = ie_exp2_neg_q16(round_shift_nearest(az * IE_LOG2E_Q30, 30)); /* e^-|z|, Q30 */
+        int64_t softplus = round_shift_nearest((ie_log2_q16((uint64_t)(Q30 + u)) - ((int64_t)30 << 16)) * IE_LN2_Q30, 30);
         int64_t loss = (zq16 > 0 ? zq16 : 0) - round_shift_nearest(zq16 * t, 30) + softplus;
         st->loss_sum_q16 += loss / (int64_t)d;
         st->n_correct += (z->q[i] > 0) == (t >= Q30 / 2);

@@ -3,6 +3,7 @@
 #ifndef IE_OPS_H
 #define IE_OPS_H
 
+#include "../fixmath.h"
 #include "../internal.h"
 #include "../threads.h"
 
@@ -25,6 +26,36 @@ int32_t ie_gemm_bwd_dx(const ie_exec *rt, size_t n, size_t m, size_t k, const in
 int32_t ie_gemm_bwd_dw(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int w_is_mk, int8_t *dyt, int8_t *xt, int64_t *dw, int *narrow);
 int32_t ie_gemm_bwd_db(size_t n, size_t m, const int8_t *dy, int32_t edy, int64_t *db);
+
+/* ---- activations (ops/activation.c; the smooth kinds' tables in ops/smooth.c) ---- */
+enum {
+    ACT_CLIP = 0, ACT_LEAKY_RELU = 1, ACT_HARD_SIGMOID = 2, ACT_HARD_SWISH = 3, ACT_SIGMOID = 4,
+    ACT_GELU = 5, ACT_GELU_TANH = 6, ACT_TANH = 7, ACT_ERF = 8, ACT_SQRT = 9, ACT_RECIPROCAL = 10, ACT_POW = 11,
+    ACT_COUNT
+};
+#define IE_POW_MAX_HALVES 8
+/* An activation's f (slope 0) or f' (slope 1) at the 256 int8 inputs q 2^ex (index q + 128), as
+ * int64 at the exponent it returns; stage: 256 dyadics of scratch. */
+int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]);
+
+/* ---- the smooth activations (ops/smooth.c) ---- */
+/* ie_act_table for a smooth kind (p0: Pow's exponent). */
+int32_t ie_smooth_table(int kind, ie_dyadic p0, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]);
+/* k = 2p for Pow's exponent p when that is an integer within +-IE_POW_MAX_HALVES, else INT32_MIN. */
+int ie_pow_halves_of(ie_dyadic p);
+/* Elementary functions on dyadics (31-bit mantissas, each operation rounded to nearest):
+ * 2^t and e^x (results below 2^-(2^20) are 0; |t| below 2^20); e^x - 1 with relative precision
+ * near 0 (a series below |x| = 1/2); erf, and erfc with relative precision in its tail (a
+ * continued fraction from 2 on, a series of positive terms below). */
+ie_dyadic ie_dy_exp2(ie_dyadic t);
+ie_dyadic ie_dy_exp(ie_dyadic x);
+ie_dyadic ie_dy_expm1(ie_dyadic x);
+ie_dyadic ie_dy_erf(ie_dyadic x);
+ie_dyadic ie_dy_erfc(ie_dyadic x);
+
+/* The check shared by shape-preserving ops along per-sample axis attrs[0] (LayerNorm, Softmax):
+ * X an activation, Y of its size, the axis one of X's (ops/elementwise.c). */
+ie_status ie_check_along_axis(const ie_model *m, const ie_node_desc *nd, char *err);
 
 void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y);
 void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
@@ -57,9 +88,5 @@ int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_
 #define IE_CE_GRAD_EXP (-30 - 31)
 ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, const int32_t *labels,
                              int64_t *grad, ie_step_stats *st, char *err);
-int64_t ie_exp2_neg_q16(int64_t t);
-/* sigmoid(q 2^e) in Q30 */
-int64_t ie_sigmoid_q30(int64_t q, int32_t e);
-int64_t ie_log2_q16(uint64_t x);
 
 #endif

@@ -15,7 +15,8 @@
 
 extern const ie_op_def ie_op_gemm, ie_op_relu, ie_op_reshape, ie_op_conv, ie_op_maxpool, ie_op_avgpool, ie_op_binary,
     ie_op_concat, ie_op_batchnorm, ie_op_activation, ie_op_transpose, ie_op_pad, ie_op_resize, ie_op_dropout,
-    ie_op_matmul, ie_op_param_broadcast, ie_op_embedding, ie_op_cast;
+    ie_op_layernorm, ie_op_softmax, ie_op_matmul, ie_op_param_broadcast, ie_op_embedding, ie_op_cast;
+
 
 static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_GEMM] = IE_USE(GEMM) ? &ie_op_gemm : NULL,
@@ -32,6 +33,8 @@ static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_PAD] = IE_USE(PAD) ? &ie_op_pad : NULL,
     [IE_OP_RESIZE] = IE_USE(RESIZE) ? &ie_op_resize : NULL,
     [IE_OP_DROPOUT] = IE_USE(DROPOUT) ? &ie_op_dropout : NULL,
+    [IE_OP_LAYERNORM] = IE_USE(LAYERNORM) ? &ie_op_layernorm : NULL,
+    [IE_OP_SOFTMAX] = IE_USE(SOFTMAX) ? &ie_op_softmax : NULL,
     [IE_OP_MATMUL] = IE_USE(MATMUL) ? &ie_op_matmul : NULL,
     [IE_OP_PARAM_BROADCAST] = IE_USE(PARAM_BROADCAST) ? &ie_op_param_broadcast : NULL,
     [IE_OP_EMBEDDING] = IE_USE(EMBEDDING) ? &ie_op_embedding : NULL,
