@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import median_ms  # tools/bench/bench.py, beside this file
+from bench import median_ms as _median_ms_spread  # tools/bench/bench.py, beside this file
+
+
+def median_ms(step, reps):
+    """The median step time in ms (bench.py's median_ms also gives the min and max)."""
+    return _median_ms_spread(step, reps=reps)[0]
+
 
 ROOT = Path(__file__).resolve().parents[2]
 
