@@ -59,6 +59,12 @@ IE_API ie_status ie_test_step_from_output_grad(ie_session *s, uint32_t n, const 
  * last step or forward: n * numel int8 values and their exponent. */
 IE_API ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int8_t *out, int32_t *e);
 
+/* One step of the session's optimizer on parameter `param` alone, from its exact gradient (numel
+ * int64 at exponent grad_e; NULL: the one the last call put in place), the step counter counted:
+ * for studies and timings of the optimizer. The parameter must be trained by a dense op (an
+ * Embedding's table has no dense gradient: IE_ERR_STATE). */
+IE_API ie_status ie_test_optimizer_step(ie_session *s, uint32_t param, const int64_t *grad, int32_t grad_e);
+
 /* IE_CDEF_END */
 
 #ifdef __cplusplus
