@@ -129,9 +129,9 @@ typedef struct ie_session_config {
     /* The optimizer, and AdamW's hyper-parameters (SGD ignores them). AdamW needs
      * 0 <= beta1 < 1, 0 < beta2 < 1 and beta1^2 < beta2 (then |m| / sqrt(v) is bounded, which fixes
      * the exponent of the step direction), and eps >= 0. PyTorch's defaults are beta1 0.9, beta2
-     * 0.999, eps 1e-8. AdamW keeps m as int32 and v as int64 (12 more bytes per parameter than the
-     * master; the arena grows by that), and rows of an Embedding table are stepped lazily: a row
-     * the batch did not use keeps its m and v. */
+     * 0.999, eps 1e-8. AdamW keeps m as int32 and v as int64 beside each trained parameter's
+     * master (12 bytes per element in the arena), and steps the rows of an Embedding table
+     * lazily: a row the batch did not use keeps its master, m and v. */
     ie_optimizer optimizer;
     ie_dyadic beta1;
     ie_dyadic beta2;
