@@ -13,6 +13,7 @@ TRAIN_EXAMPLES = """examples:
   intedge train models/mlp_digits.onnx builtin:digits --epochs 10
   intedge train lenet.onnx photos/ --normalize auto --augment crop,flip --checkpoint-every 100
   intedge train lenet.onnx photos/ --resume runs/train-3          # continue after a power cut
+  intedge train vit.onnx builtin:mnist-5k --optimizer adamw --lr 1e-3 --weight-decay 0.01
 """
 EVAL_EXAMPLES = """examples:
   intedge eval runs/train-1/model.onnx builtin:digits
@@ -60,6 +61,39 @@ def _fraction(text):
     return v
 
 
+def _optimizer_options(p, what):
+    p.add_argument("--optimizer", default="sgd", metavar="sgd|adamw",
+                   help=f"sgd (PyTorch's SGD: --momentum, --weight-decay) or adamw (PyTorch's AdamW: --betas, --eps, "
+                        f"decoupled --weight-decay){what}")
+    p.add_argument("--betas", default="0.9,0.999", metavar="B1,B2", help="AdamW's beta1,beta2 (default 0.9,0.999)")
+    p.add_argument("--eps", default="1e-8", help="AdamW's eps (default 1e-8)")
+
+
+def optimizer_settings(args, sgd_lr=None):
+    """(optimizer, lr, betas, eps) from the options, or an IntedgeError naming the fix (one line).
+    Without --lr: sgd_lr, or the Trainer's default for the optimizer."""
+    from .runtime import check_adamw
+    from .trainer import DEFAULT_LR
+
+    if args.optimizer not in DEFAULT_LR:
+        raise IntedgeError(f"unknown --optimizer {args.optimizer!r}; choose one of {', '.join(DEFAULT_LR)}")
+    try:
+        betas = tuple(float(b) for b in args.betas.split(","))
+        eps = float(args.eps)
+    except ValueError:
+        raise IntedgeError(f"--betas takes two numbers B1,B2 and --eps a number; got --betas {args.betas} --eps "
+                           f"{args.eps}") from None
+    if len(betas) != 2:
+        raise IntedgeError(f"--betas takes two numbers B1,B2, not {args.betas!r}")
+    if args.optimizer == "adamw":
+        try:
+            check_adamw(betas, eps, args.momentum)
+        except IntedgeError as exc:
+            raise IntedgeError(f"--optimizer adamw: {exc}") from None
+    lr = args.lr if args.lr is not None else sgd_lr if sgd_lr and args.optimizer == "sgd" else DEFAULT_LR[args.optimizer]
+    return args.optimizer, lr, betas, eps
+
+
 def _augmentations(text):
     from .images import AUGMENTATIONS
 
@@ -102,9 +136,11 @@ def build_parser():
                         "y_val]), a .csv, builtin:digits or builtin:mnist-5k")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=32)
-    t.add_argument("--lr", type=_non_negative_float, default=0.1, help="learning rate (default 0.1)")
-    t.add_argument("--momentum", type=_non_negative_float, default=0.0)
+    t.add_argument("--lr", type=_non_negative_float, default=None,
+                   help="learning rate (default 0.1 for sgd, 0.001 for adamw)")
+    t.add_argument("--momentum", type=_non_negative_float, default=0.0, help="SGD's momentum")
     t.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
+    _optimizer_options(t, "; a resumed run keeps its checkpoint's")
     t.add_argument("--seed", type=int, default=0, help="drives data order, splits, augmentation and rounding")
     t.add_argument("--trainable", metavar="PATTERN[,PATTERN]", default=None,
                    help="train only parameters whose initializer or node name matches a glob (default: all); "
@@ -165,9 +201,11 @@ def build_parser():
     c.add_argument("--batch-size", type=_positive_int, default=8)
     c.add_argument("--trainable", metavar="PATTERN[,PATTERN]", default=None,
                    help="train only matching parameters: a frozen prefix keeps nothing for backward")
-    c.add_argument("--lr", type=_non_negative_float, default=0.05)
-    c.add_argument("--momentum", type=_non_negative_float, default=0.0)
+    c.add_argument("--lr", type=_non_negative_float, default=None,
+                   help="learning rate (default 0.05 for sgd, 0.001 for adamw)")
+    c.add_argument("--momentum", type=_non_negative_float, default=0.0, help="SGD's momentum")
     c.add_argument("--weight-decay", type=_non_negative_float, default=0.0)
+    _optimizer_options(c, "")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--loss", choices=("cross_entropy", "mse", "bce"), default="cross_entropy")
     c.add_argument("--data", metavar="DATA", default=None, help="embed training samples (as for train)")
@@ -254,6 +292,7 @@ def cmd_train(args):
             setattr(args, k, data_cfg[k])
         ds = _load_data_for(trainer.model, args.data, args, cfg["seed"])
     else:
+        optimizer, lr, betas, eps = optimizer_settings(args)
         model = import_onnx(args.model)
         ds = _load_data_for(model, args.data, args, args.seed)
         fmt, mapping = _input_settings(model, ds, args.normalize)
@@ -261,10 +300,11 @@ def cmd_train(args):
             raise IntedgeError("--augment works on image data (uint8 samples) with a [C, H, W] model input")
         from .inspect_model import split_patterns, trainable_flags
 
-        trainer = Trainer(model, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        trainer = Trainer(model, batch_size=args.batch_size, lr=lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, seed=args.seed, input_format=fmt, input_mapping=mapping,
                           augment=args.augment, class_names=ds.class_names, loss=args.loss, threads=args.threads,
-                          trainable=trainable_flags(model, split_patterns(args.trainable)))
+                          trainable=trainable_flags(model, split_patterns(args.trainable)), optimizer=optimizer,
+                          betas=betas, eps=eps)
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image}
     out = _prepare_output(args.output_dir or _next_run_dir())
@@ -284,7 +324,7 @@ def cmd_train(args):
 
     if not args.resume:
         print(f"training {args.model} on {ds.source}: {len(ds.x_train)} train / {len(ds.x_val)} val samples, "
-              f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epochs", flush=True)
+              f"batch {args.batch_size}, {optimizer} lr {lr}, {args.epochs} epochs", flush=True)
     history = trainer.fit(ds.x_train, ds.y_train, ds.x_val, ds.y_val, epochs=args.epochs,
                           progress=not args.quiet and sys.stderr.isatty(), on_epoch=on_epoch,
                           checkpoint_dir=out / "checkpoints", checkpoint_every=args.checkpoint_every or 0,
@@ -377,8 +417,10 @@ def cmd_export(args):
 def cmd_compile(args):
     from .compile import compile_model, format_figures
 
+    optimizer, lr, betas, eps = optimizer_settings(args, sgd_lr=0.05)
     figures = compile_model(args.model, args.output, target=args.target, batch_size=args.batch_size,
-                            trainable=args.trainable, lr=args.lr, momentum=args.momentum,
+                            trainable=args.trainable, lr=lr, momentum=args.momentum, optimizer=optimizer,
+                            betas=betas, eps=eps,
                             weight_decay=args.weight_decay, seed=args.seed, loss=args.loss, data=args.data,
                             steps=args.steps, samples=args.samples, normalize=args.normalize,
                             runtime=args.runtime, build=args.build)

@@ -71,6 +71,16 @@ def _dyadic(value):
     return f"{{{d.m}, {d.e}}}"
 
 
+def _optimizer_config(optimizer, betas, eps):
+    """The lines of intedge_model_config that choose AdamW (none for SGD: the zeroed config)."""
+    if optimizer == "sgd":
+        return ""
+    return ("    c->optimizer = IE_OPTIM_ADAMW;\n"
+            f"    c->beta1 = (ie_dyadic){_dyadic(betas[0])};\n"
+            f"    c->beta2 = (ie_dyadic){_dyadic(betas[1])};\n"
+            f"    c->eps = (ie_dyadic){_dyadic(eps)};\n")
+
+
 def _loss_text(loss_sum_q16, count):
     """The mean loss with four decimals, by the same integer arithmetic train_example.c uses."""
     milli = loss_sum_q16 * 10000 // (65536 * count)
@@ -151,7 +161,7 @@ def build_firmware(target, out):
 
 def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trainable=None, lr=0.05, momentum=0.0,
                   weight_decay=0.0, seed=0, loss="cross_entropy", data=None, steps=20, samples=None,
-                  normalize=None, runtime=False, build=False):
+                  normalize=None, runtime=False, build=False, optimizer="sgd", betas=(0.9, 0.999), eps=1e-8):
     """Writes the sources (with runtime: the runtime's too; with build: a firmware ELF for qemu's
     MPS2 board); returns a dict of the figures it reports (bytes)."""
     from . import checkpoint as ckpt
@@ -182,8 +192,9 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
     mapping = parse_normalize(normalize, channels, ds.x_train if ds is not None else None)
     trainer = Trainer(model, batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, seed=seed,
                       loss=loss, trainable=flags, input_format="u8" if u8 else "f32", input_mapping=mapping,
-                      class_names=ds.class_names if ds is not None else None)
-    arena = runtime.arena_size(batch_size, trainable=flags, loss=loss)
+                      class_names=ds.class_names if ds is not None else None, optimizer=optimizer, betas=betas,
+                      eps=eps)
+    arena = runtime.arena_size(batch_size, trainable=flags, loss=loss, optimizer=optimizer)
     figures = {"model_bytes": len(model.iem), "model_memory": runtime.memory_size(), "arena": arena,
                "data_bytes": 0}
     out = Path(out_dir)
@@ -210,7 +221,8 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
             blob=_c_list(model.iem, 16, "0x{:02x}"),
             trainable=", ".join("1" if t else "0" for t in trainable_list), mapping_arrays=mapping_arrays,
             mapping_config=mapping_config, loss=LOSS_CODES[loss], lr=_dyadic(lr), momentum=_dyadic(momentum),
-            weight_decay=_dyadic(weight_decay), seed=seed & 0xFFFFFFFFFFFFFFFF)
+            weight_decay=_dyadic(weight_decay), seed=seed & 0xFFFFFFFFFFFFFFFF,
+            optimizer_config=_optimizer_config(optimizer, betas, eps))
     ckpt.save(out, trainer.checkpoint(), keep=1)
     x_type = "uint8_t" if u8 else "uint32_t"
     _render("train_example.c", out / "train_example.c", x_type=x_type)

@@ -10,6 +10,8 @@ from ._ffi import ffi, lib
 from .errors import IntedgeError
 
 LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS}
+OPTIMIZERS = {"sgd": lib.IE_OPTIM_SGD, "adamw": lib.IE_OPTIM_ADAMW}
+ADAMW_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}  # PyTorch's
 
 
 def _f32_bits(x):
@@ -32,6 +34,23 @@ def dyadic(value):
     if lib.ie_dyadic_from_f32_bits(bits, out) != lib.IE_OK:
         raise IntedgeError(f"hyper-parameter {value!r} is not a finite number")
     return out[0]
+
+
+def check_adamw(betas, eps, momentum=0.0):
+    """AdamW's hyper-parameters as the runtime takes them, or an IntedgeError naming the fix."""
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise IntedgeError(f"betas must be two numbers (beta1, beta2), not {betas!r}") from None
+    if not (0 <= b1 < 1 and 0 < b2 < 1):
+        raise IntedgeError(f"AdamW needs 0 <= beta1 < 1 and 0 < beta2 < 1; got betas {b1}, {b2}")
+    if not b1 * b1 < b2:
+        raise IntedgeError(f"AdamW needs beta1^2 < beta2 (the integer step bounds |m|/sqrt(v) with it); got betas "
+                           f"{b1}, {b2}: lower beta1 or raise beta2")
+    if not (float(eps) >= 0 and np.isfinite(eps)):
+        raise IntedgeError(f"eps must be a finite number >= 0, not {eps!r}")
+    if momentum:
+        raise IntedgeError("AdamW takes betas, not momentum: drop the momentum (or use optimizer 'sgd')")
 
 
 @dataclass(frozen=True)
@@ -84,18 +103,27 @@ class Model:
         return ffi.string(lib.ie_model_errmsg(self._h)).decode()
 
     def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
-                threads=1, keep_tensors=False):
+                threads=1, keep_tensors=False, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
+                eps=ADAMW_DEFAULTS["eps"]):
         """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent).
         kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best.
-        keep_tensors: every activation and gradient stays readable after a step (tests)."""
+        keep_tensors: every activation and gradient stays readable after a step (tests).
+        optimizer: 'sgd' (lr, momentum, weight_decay) or 'adamw' (lr, betas, eps, weight_decay)."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+        if optimizer not in OPTIMIZERS:
+            raise IntedgeError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         cfg = ffi.new("ie_session_config *")
         cfg.batch_size = batch_size
         cfg.loss = LOSSES[loss]
         cfg.lr = dyadic(lr)
         cfg.momentum = dyadic(momentum)
         cfg.weight_decay = dyadic(weight_decay)
+        cfg.optimizer = OPTIMIZERS[optimizer]
+        if optimizer == "adamw":
+            check_adamw(betas, eps, momentum)
+            cfg.beta1, cfg.beta2 = dyadic(betas[0]), dyadic(betas[1])
+            cfg.eps = dyadic(eps)
         cfg.seed = seed & 0xFFFFFFFFFFFFFFFF
         keep = []
         if trainable is not None:
@@ -127,9 +155,9 @@ class Model:
             raise IntedgeError(self.errmsg())
         return out[0]
 
-    def arena_size(self, batch_size, trainable=None, loss="cross_entropy"):
+    def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd"):
         """Bytes one training session needs at this batch size, computed by the C planner."""
-        cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable)
+        cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable, optimizer=optimizer)
         out = ffi.new("size_t *")
         if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:
             raise IntedgeError(self.errmsg())
@@ -145,13 +173,15 @@ class Session:
     """One training session: master weights, optimizer state and the planned arena."""
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
-                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1, keep_tensors=False):
+                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1, keep_tensors=False,
+                 optimizer="sgd", betas=ADAMW_DEFAULTS["betas"], eps=ADAMW_DEFAULTS["eps"]):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
+        self.optimizer = optimizer
         self.input_u8 = input_u8 is not None
         cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8,
-                                        kernels, threads, keep_tensors)
+                                        kernels, threads, keep_tensors, optimizer, betas, eps)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")
@@ -237,14 +267,14 @@ class Session:
         return self._prof.copy()
 
     def digest(self):
-        """CRC-32 of the training state (weights, momentum, step): equal on every machine that
-        ran the same steps."""
+        """CRC-32 of the training state (weights, optimizer state, step): equal on every machine
+        that ran the same steps."""
         out = ffi.new("uint32_t *")
         self._check(lib.ie_session_digest(self._h, out))
         return int(out[0])
 
     def step(self, x, labels=None, targets=None):
-        """One SGD step. Returns (summed loss in nats, correct predictions, count)."""
+        """One training step. Returns (summed loss in nats, correct predictions, count)."""
         n, xp, lab, tgt, _keep = self._inputs(x, labels, targets)
         stats = ffi.new("ie_step_stats *")
         self._check(lib.ie_session_step_inputs(self._h, n, xp, lab, tgt, stats))
@@ -320,7 +350,7 @@ class Session:
         return lib.ie_session_step_count(self._h)
 
     def save_state(self):
-        """The exact training state (weights, momentum, step) as bytes."""
+        """The exact training state (weights, optimizer state, step) as bytes."""
         size = ffi.new("size_t *")
         self._check(lib.ie_session_state_size(self._h, size))
         buf = bytearray(size[0])

@@ -17,7 +17,9 @@ from .errors import IntedgeError
 from .export import export_onnx
 from .images import augment
 from .onnx_import import ImportedModel, import_onnx
-from .runtime import Model, Session
+from .runtime import ADAMW_DEFAULTS, Model, Session
+
+DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 
 
 class Trainer:
@@ -29,15 +31,24 @@ class Trainer:
 
     uint8 samples ([N, C, H, W] images) enter the runtime as integers; `input_mapping` gives the
     per-channel normalization, folded into the runtime's input mapping. Float samples are
-    normalized in numpy."""
+    normalized in numpy.
 
-    def __init__(self, model, *, batch_size=32, lr=0.1, momentum=0.0, weight_decay=0.0, seed=0,
+    optimizer: 'sgd' (lr, momentum, weight_decay; PyTorch's SGD) or 'adamw' (lr, betas, eps,
+    weight_decay; PyTorch's AdamW, whose own default weight_decay is 0.01). lr defaults to 0.1 for
+    SGD and 0.001 for AdamW."""
+
+    def __init__(self, model, *, batch_size=32, lr=None, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_format="f32", input_mapping=None, augment=(),
-                 class_names=None, kernels=None, threads=1):
+                 class_names=None, kernels=None, threads=1, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
+                 eps=ADAMW_DEFAULTS["eps"]):
         if batch_size < 1:
             raise IntedgeError(f"batch size must be at least 1, got {batch_size}")
         if input_format not in ("f32", "u8"):
             raise IntedgeError(f"input_format must be 'f32' or 'u8', not {input_format!r}")
+        if optimizer not in DEFAULT_LR:
+            raise IntedgeError(f"unknown optimizer {optimizer!r}; choose one of {', '.join(DEFAULT_LR)}")
+        lr = DEFAULT_LR[optimizer] if lr is None else lr
+        betas = tuple(betas)
         self.model = model if isinstance(model, ImportedModel) else import_onnx(model)
         self.runtime_model = Model(self.model.iem)
         channels = self.model.input_shape[0] if len(self.model.input_shape) > 1 else 1
@@ -45,7 +56,8 @@ class Trainer:
         self.input_format = input_format
         self.config = {"batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                        "seed": seed, "loss": loss, "trainable": list(trainable) if trainable is not None else None,
-                       "input_format": input_format, "augment": list(augment)}
+                       "input_format": input_format, "augment": list(augment), "optimizer": optimizer,
+                       "betas": list(betas), "eps": eps}
         self.batch_size = batch_size
         self.seed = seed
         self.loss = loss
@@ -57,7 +69,7 @@ class Trainer:
             u8 = (self.input_mapping.channels, offsets, scales, exp)
         self.session = Session(self.runtime_model, batch_size=batch_size, lr=lr, momentum=momentum,
                                weight_decay=weight_decay, seed=seed, loss=loss, trainable=trainable, input_u8=u8,
-                               kernels=kernels, threads=threads)
+                               kernels=kernels, threads=threads, optimizer=optimizer, betas=betas, eps=eps)
         # the position: completed epochs, next batch in the current epoch, partial-epoch sums
         self.epoch = 0
         self.batch = 0
@@ -221,7 +233,8 @@ class Trainer:
         t = cls(model, batch_size=c["batch_size"], lr=c["lr"], momentum=c["momentum"],
                 weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
                 input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
-                augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads)
+                augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads,
+                **optimizer_args(c))
         t.config = c  # everything the run recorded, including how its data was loaded
         t.session.load_state(ck.state)
         t.epoch, t.batch = ck.meta["epoch"], ck.meta["batch"]
@@ -234,7 +247,8 @@ class Trainer:
         c = self.config
         t = Trainer(self.model, batch_size=self.batch_size, lr=c["lr"], momentum=c["momentum"],
                     weight_decay=c["weight_decay"], seed=self.seed, loss=self.loss, trainable=c["trainable"],
-                    input_format=fmt, input_mapping=self.input_mapping, class_names=self.class_names)
+                    input_format=fmt, input_mapping=self.input_mapping, class_names=self.class_names,
+                    **optimizer_args(c))
         for p in self.session.model.params:
             t.session.set_param_fixed(p.index, *self.session.param_fixed(p.index))
         return t
@@ -254,3 +268,9 @@ class Trainer:
         """Writes the original graph with the trained float32 initializers (and class names)."""
         return export_onnx(self.model, self.state_dict(), path, class_names=self.class_names,
                            input_mapping=self.input_mapping)
+
+
+def optimizer_args(config):
+    """The optimizer settings a trainer config recorded (checkpoints from before AdamW: SGD)."""
+    return {"optimizer": config.get("optimizer", "sgd"), "betas": tuple(config.get("betas", ADAMW_DEFAULTS["betas"])),
+            "eps": config.get("eps", ADAMW_DEFAULTS["eps"])}

@@ -5,7 +5,8 @@
  * power-of-two exponent: value = q * 2^e. Products accumulate exactly in int32/int64 and go
  * back to int8 by stochastic rounding (SR) driven by a counter-based hash of
  * (seed, stream, step, element), so results are identical on every CPU and thread count.
- * Master weights and momentum are int32 with a per-tensor exponent. Floats only cross the
+ * Master weights, momentum and AdamW's m are int32 with a per-tensor exponent; AdamW's v is
+ * int64 with one (docs/number-format.md says why). Floats only cross the
  * API as IEEE-754 bit patterns (uint32_t); the runtime converts them with integer operations.
  *
  * Conventions (after SQLite):
@@ -90,12 +91,20 @@ typedef struct ie_param_info {
     uint32_t numel;
 } ie_param_info;
 
+/* The optimizer a session runs. A zeroed config is plain SGD. */
+typedef enum ie_optimizer {
+    IE_OPTIM_SGD = 0,  /* PyTorch's SGD: g' = g + wd*w; v = mu*v + g'; w -= lr*v */
+    IE_OPTIM_ADAMW = 1 /* PyTorch's AdamW (decoupled weight decay), step t = 1, 2, ...:
+                          w -= lr*wd*w; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+                          w -= lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps) */
+} ie_optimizer;
+
 typedef struct ie_session_config {
     uint32_t batch_size;  /* largest batch a step or forward call may pass */
     ie_loss loss;
-    ie_dyadic lr;         /* SGD, PyTorch semantics: v = mu*v + (g + wd*w); w -= lr*v */
-    ie_dyadic momentum;   /* {0,0} for plain SGD */
-    ie_dyadic weight_decay;
+    ie_dyadic lr;         /* both optimizers; ie_session_set_lr changes it between steps */
+    ie_dyadic momentum;   /* SGD only ({0,0}: plain SGD); AdamW refuses a nonzero one */
+    ie_dyadic weight_decay; /* SGD: added to the gradient; AdamW: decoupled (w -= lr*wd*w) */
     uint64_t seed;        /* drives every stochastic rounding */
     const uint8_t *trainable; /* one flag per parameter (ie_model_param_count), or NULL = all */
     /* IE_INPUT_U8: a sample is `input_channels` planes (CHW); byte p of channel c stands for
@@ -117,6 +126,16 @@ typedef struct ie_session_config {
      * arena grows to hold them all), so that the testing surface (intedge_testing.h) can read
      * any of them after a step or forward. For tests and debugging; no result changes. */
     uint32_t keep_tensors;
+    /* The optimizer, and AdamW's hyper-parameters (SGD ignores them). AdamW needs
+     * 0 <= beta1 < 1, 0 < beta2 < 1 and beta1^2 < beta2 (then |m| / sqrt(v) is bounded, which fixes
+     * the exponent of the step direction), and eps >= 0. PyTorch's defaults are beta1 0.9, beta2
+     * 0.999, eps 1e-8. AdamW keeps m as int32 and v as int64 beside each trained parameter's
+     * master (12 bytes per element in the arena), and steps the rows of an Embedding table
+     * lazily: a row the batch did not use keeps its master, m and v. */
+    ie_optimizer optimizer;
+    ie_dyadic beta1;
+    ie_dyadic beta2;
+    ie_dyadic eps;
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss
@@ -180,7 +199,7 @@ IE_API ie_status ie_session_create(ie_model *model, const ie_session_config *con
 IE_API void ie_session_free(ie_session *session);
 IE_API const char *ie_session_errmsg(const ie_session *session);
 
-/* One SGD step on n <= batch_size samples. x holds n * ie_model_input_size values in the
+/* One training step (forward, backward, the config's optimizer) on n <= batch_size samples. x holds n * ie_model_input_size values in the
  * config's input format (float32 bits by default).
  * labels (cross-entropy) or targets (MSE, n * output size float32 bits) per the loss; the
  * other may be NULL. stats may be NULL. */
@@ -232,14 +251,16 @@ IE_API const char *ie_session_kernels(const ie_session *session);
 /* Steps taken so far; it is part of every SR counter. */
 IE_API uint64_t ie_session_step_count(const ie_session *session);
 
-/* Training state: master weights, momentum and the step counter, tied to the model by its CRC.
+/* Training state: master weights, optimizer state (SGD's momentum, AdamW's m and v) and the
+ * step counter, tied to the model by its CRC. SGD sessions write version 1, AdamW sessions
+ * version 2 (docs/format.md); a session loads a state of its own optimizer only.
  * Restoring it into a session of the same model and config continues training bit-exactly.
  * The buffer is validated like a model (versioned, CRC-protected, every size checked). */
 IE_API ie_status ie_session_state_size(const ie_session *session, size_t *bytes);
 IE_API ie_status ie_session_save_state(const ie_session *session, void *buffer, size_t size);
 IE_API ie_status ie_session_load_state(ie_session *session, const void *buffer, size_t size);
 /* CRC-32 of that training state (the CRC its saved header carries), computed without a buffer.
- * Equal digests mean bit-identical weights, momentum and step: a run on a microcontroller and
+ * Equal digests mean bit-identical weights, optimizer state and step: a run on a microcontroller and
  * the same run on a PC can be compared by this one number. */
 IE_API ie_status ie_session_digest(const ie_session *session, uint32_t *crc32);
 /* Bytes [offset, offset + length) of what ie_session_save_state writes, without a buffer for

@@ -81,6 +81,12 @@ IE_API ie_status ie_test_profile(ie_session *s, uint64_t *ns);
 /* Node `node`'s name and op type (its .iem order, which is the profile's). */
 IE_API ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, const char **op);
 
+/* One step of the session's optimizer on parameter `param` alone, from its exact gradient (numel
+ * int64 at exponent grad_e; NULL: the one the last call put in place), the step counter counted:
+ * for studies and timings of the optimizer. The parameter must be trained by a dense op (an
+ * Embedding's table has no dense gradient: IE_ERR_STATE). */
+IE_API ie_status ie_test_optimizer_step(ie_session *s, uint32_t param, const int64_t *grad, int32_t grad_e);
+
 /* IE_CDEF_END */
 
 #ifdef __cplusplus

@@ -113,19 +113,21 @@ typedef struct ie_value {
 typedef struct ie_param {
     uint32_t tensor, numel;
     int32_t *w;           /* master mantissas */
-    int32_t *mom;         /* momentum (trainable and momentum != 0) */
+    int32_t *mom;         /* SGD's momentum (momentum != 0) or AdamW's m, when trainable */
     int8_t *w8;           /* int8 SR view, rebuilt every step; layout chosen by the op */
     int64_t *grad;        /* exact gradient accumulator for the step */
     int32_t *opt_scratch; /* numel int32 for the optimizer */
-    int32_t we, me, e8, grad_e; /* the exponents of w, mom, w8, grad */
+    int64_t *v;           /* AdamW's v (>= 0, below 2^62), when trainable */
+    int32_t we, me, ve, e8, grad_e; /* the exponents of w, mom, v, w8, grad */
     uint32_t wmax, mmax;  /* max|w|, max|mom|, valid as `known` says: each spares a pass */
-    uint8_t known;        /* IE_KNOWN_W | IE_KNOWN_MOM */
+    uint8_t known;        /* IE_KNOWN_W | IE_KNOWN_MOM | IE_KNOWN_V */
     uint8_t grad32;       /* grad holds this step's sums as int32 in its first half (Gemm's int32 path) */
     uint8_t trainable;
+    uint8_t vbits;        /* bit length of max v (known as `known` says) */
 } ie_param;
 
-enum { IE_KNOWN_W = 1, IE_KNOWN_MOM = 2 };
-/* Whatever writes w or mom outside the optimizer calls this: a stale max would change results. */
+enum { IE_KNOWN_W = 1, IE_KNOWN_MOM = 2, IE_KNOWN_V = 4 };
+/* Whatever writes w, mom or v outside the optimizer calls this: a stale max would change results. */
 static inline void ie_param_written(ie_param *p) { p->known = 0; }
 
 #define IE_NODE_SCRATCH 12
@@ -144,23 +146,23 @@ typedef struct ie_grad_slot {
 
 typedef enum ie_mode { IE_MODE_TRAIN = 0, IE_MODE_EVAL = 1 } ie_mode;
 
+typedef struct ie_adamw ie_adamw;
+
 struct ie_session {
     ie_model *model;
     ie_session_config cfg;
-    const ie_kernels *k;
-    ie_exec ex;         /* k plus the thread pool, for the arithmetic */
+    ie_exec ex;         /* the kernel tier plus the thread pool, for the arithmetic */
     uint8_t *trainable; /* copy of the flags, one per parameter */
-    int32_t *input_map; /* IE_INPUT_U8: offsets then scales, one per channel (copied) */
     ie_value *values;
     ie_param *params;
     ie_node_rt *nodes;
     ie_grad_slot *slots;
-    uint32_t n_slots;
+    ie_adamw *adamw;    /* AdamW's constants (optim.c), NULL for SGD */
     /* loss stage scratch */
     int64_t *loss_acc;  /* batch x outputs */
     int32_t *targets;   /* batch x outputs (MSE) */
     uint8_t *arena;
-    size_t arena_size;
+    uint32_t n_slots;
     int owns_arena;
     uint64_t step;
     uint32_t n;         /* samples in the current call */
@@ -242,7 +244,22 @@ typedef struct ie_op_def {
 const ie_op_def *ie_op_lookup(uint32_t op);
 
 /* ---- optimizer (optim.c) ---------------------------------------------------------------------- */
-/* Applies one SGD step to parameter p from p->grad (exponent p->grad_e). */
+/* AdamW's constants: the part fixed by the betas (ie_adamw_init, at session creation), and the
+ * part that depends on the step counter and lr (ie_optim_begin_step, before each backward). */
+struct ie_adamw {
+    ie_dyadic b1, c1, b2, c2; /* beta1, 1 - beta1, beta2, 1 - beta2: mantissas of 31 bits (or 0) */
+    int32_t eu;               /* exponent of the step direction m / (sqrt(v) + eps) */
+    uint32_t clamp;           /* its bound (1-b1) sqrt(b2 / ((1-b2)(b2-b1^2))), at eu */
+    ie_dyadic step_size;      /* lr sqrt(1 - b2^t) / (1 - b1^t) */
+    ie_dyadic eps_t;          /* eps sqrt(1 - b2^t) */
+    ie_dyadic decay;          /* 1 - lr wd */
+};
+#define IE_ADAMW_BYTES 64
+/* Checks AdamW's hyper-parameters (a message into err) and fills the betas' part of *a. */
+ie_status ie_adamw_init(const ie_session_config *cfg, ie_adamw *a, char *err);
+/* The per-step constants, before a backward pass. */
+void ie_optim_begin_step(ie_session *s);
+/* Applies one step of the session's optimizer to parameter p from p->grad (exponent p->grad_e). */
 void ie_optim_step(ie_session *s, uint32_t param);
 /* Writes the int8 SR view of the master into dst and sets e8. With transpose_rows = R > 0 the
  * master is read as [R, numel/R] and written transposed. */
@@ -251,11 +268,13 @@ void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transp
 /* Row-sparse parameters ([rows, row_len] tables read by row, an Embedding's): the int8 view of
  * rows ids[0..count) into dst (count x row_len) at the whole table's view exponent (e8); and one
  * optimizer step on rows[0..n_rows) (ascending, distinct) from their exact gradient rows (grad:
- * n_rows x row_len at grad_e), leaving every other row alone. scratch: 3 x n_rows x row_len int32. */
+ * n_rows x row_len at grad_e), leaving every other row alone. scratch: ie_optim_rows_scratch bytes
+ * (64-byte aligned). */
 void ie_param_quantize_rows(ie_session *s, uint32_t param, const int32_t *ids, size_t count, size_t row_len,
                             int8_t *dst);
 void ie_optim_step_rows(ie_session *s, uint32_t param, const uint32_t *rows, size_t n_rows, size_t row_len,
-                        const int64_t *grad, int32_t grad_e, int32_t *scratch);
+                        const int64_t *grad, int32_t grad_e, void *scratch);
+size_t ie_optim_rows_scratch(const ie_session_config *cfg, size_t n);
 
 /* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,

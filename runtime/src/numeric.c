@@ -21,10 +21,10 @@ static inline uint32_t abs32(int32_t v) { return v < 0 ? 0u - (uint32_t)v : (uin
 typedef uint64_t (*range_fn)(const void *ctx, size_t begin, size_t end);
 
 typedef struct split_job {
-    range_fn fn;
+    ie_range2_fn fn;
     const void *ctx;
     size_t n;
-    uint64_t max[IE_MAX_THREADS];
+    uint64_t max[IE_MAX_THREADS][2];
 } split_job;
 
 /* below this many elements waking the pool costs more than it saves */
@@ -35,20 +35,42 @@ static void split_part(void *ctx, uint32_t part, uint32_t parts) {
     split_job *j = ctx;
     size_t b, e;
     ie_part_range(j->n / SPLIT_ALIGN, part, parts, &b, &e);
-    j->max[part] = j->fn(j->ctx, b * SPLIT_ALIGN, part + 1 == parts ? j->n : e * SPLIT_ALIGN);
+    j->fn(j->ctx, b * SPLIT_ALIGN, part + 1 == parts ? j->n : e * SPLIT_ALIGN, j->max[part]);
+}
+
+void ie_split_max2(ie_pool *pool, size_t n, ie_range2_fn fn, const void *ctx, uint64_t max[2]) {
+#if !defined(IE_HAVE_PTHREADS) /* no pool to split over (bare metal): save the flash */
+    pool = NULL;
+#endif
+    if (!pool || n < SPLIT_MIN) {
+        fn(ctx, 0, n, max);
+        return;
+    }
+    split_job j = {fn, ctx, n, {{0}}};
+    ie_pool_run(pool, split_part, &j);
+    max[0] = max[1] = 0;
+    for (uint32_t p = 0; p < ie_pool_threads(pool); p++)
+        for (int k = 0; k < 2; k++) max[k] = j.max[p][k] > max[k] ? j.max[p][k] : max[k];
+}
+
+/* A pass with one maximum, through ie_split_max2. */
+typedef struct one_max {
+    range_fn fn;
+    const void *ctx;
+} one_max;
+
+static void one_max_part(const void *ctx, size_t b, size_t e, uint64_t max[2]) {
+    const one_max *o = ctx;
+    max[0] = o->fn(o->ctx, b, e);
+    max[1] = 0;
 }
 
 /* Runs fn over [0, n) and returns the largest of what the parts return. */
 static uint64_t split_max(ie_pool *pool, size_t n, range_fn fn, const void *ctx) {
-#if !defined(IE_HAVE_PTHREADS) /* no pool to split over (bare metal): save the flash */
-    pool = NULL;
-#endif
-    if (!pool || n < SPLIT_MIN) return fn(ctx, 0, n);
-    split_job j = {fn, ctx, n, {0}};
-    ie_pool_run(pool, split_part, &j);
-    uint64_t max = 0;
-    for (uint32_t p = 0; p < ie_pool_threads(pool); p++) max = j.max[p] > max ? j.max[p] : max;
-    return max;
+    one_max o = {fn, ctx};
+    uint64_t max[2];
+    ie_split_max2(pool, n, one_max_part, &o, max);
+    return max[0];
 }
 
 /* The same loops over int32 and int64 inputs: written once, instantiated per type. Each works on
@@ -418,6 +440,26 @@ int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out) {
     }
     for (size_t i = 0; i < n; i++) out[i] = ie_shift_round(v[i].m, top - bits - v[i].e, 0x80000000U);
     return top - bits;
+}
+
+ie_dyadic ie_dy_inv(ie_dyadic v) {
+    uint64_t m = (uint64_t)(v.m > 0 ? v.m : 1);
+    return ie_dy_norm((int64_t)((((uint64_t)1 << 62) + m / 2) / m), -62 - v.e);
+}
+
+ie_dyadic ie_dy_powsum(ie_dyadic b, uint64_t t) {
+    static const ie_dyadic one = {1, 0};
+    ie_dyadic p = one, s = {0, 0}; /* b^k and the sum of its k terms, for k = t's leading bits */
+    for (int bit = ie_bitlen64(t) - 1; bit >= 0; bit--) {
+        s = ie_dy_mul(s, ie_dy_add(one, p));
+        p = ie_dy_mul(p, p);
+        if (t >> bit & 1) {
+            s = ie_dy_add(one, ie_dy_mul(b, s));
+            p = ie_dy_mul(p, b);
+        }
+        if (p.m && p.e + ie_bitlen64(ie_abs64(p.m)) < -80) p.m = 0; /* below 2^-80: 1 + p is 1 */
+    }
+    return s;
 }
 
 static int32_t top_bit(ie_dyadic c, int32_t e, uint64_t vmax) {

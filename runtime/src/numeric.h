@@ -19,6 +19,14 @@ typedef struct ie_pool ie_pool;
 #define IE_HOT
 #endif
 
+/* For helpers of hot loops too large for the compiler to inline by itself: a call in the loop
+ * would stop it from vectorizing. */
+#if defined(__GNUC__) || defined(__clang__)
+#define IE_INLINE static inline __attribute__((always_inline))
+#else
+#define IE_INLINE static inline
+#endif
+
 /* Speed-only specializations (same bytes as the general path they bypass) are left out of
  * size-optimized builds (-Os, the microcontroller builds), where flash counts more than cycles;
  * the host and MCU demos comparing bytes then cover both paths. */
@@ -230,6 +238,11 @@ int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, c
                            uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int32_t eo_floor,
                            ie_rounder r, uint64_t *out_max);
 
+/* Runs fn over [0, n) in index ranges, one per part of pool (NULL: this thread), and returns in
+ * max[0], max[1] the largest of the two maxima the parts report. */
+typedef void (*ie_range2_fn)(const void *ctx, size_t begin, size_t end, uint64_t max[2]);
+void ie_split_max2(ie_pool *pool, size_t n, ie_range2_fn fn, const void *ctx, uint64_t max[2]);
+
 /* bits (float32) as an int32 when it holds an integer exactly; 0 otherwise. */
 int ie_f32_bits_to_int32(uint32_t bits, int32_t *out);
 
@@ -248,6 +261,145 @@ static inline int32_t ie_dy_top(ie_dyadic a) { return a.m ? a.e + ie_bitlen64(ie
 /* n dyadics as integers at one exponent, rounded to nearest, the largest with `bits` bits (at
  * most 61); returns the exponent (0 for all zeros). */
 int32_t ie_dy_common(const ie_dyadic *v, size_t n, int bits, int64_t *out);
+ie_dyadic ie_dy_inv(ie_dyadic v);   /* 1 / v; v > 0 */
+/* 1 + b + b^2 + ... + b^(t-1) for 0 <= b < 1 (so 1 - b^t = (1 - b) times it, with no
+ * cancellation): by doubling the count (S_2k = S_k (1 + b^k)) and adding one term (S_k+1 = 1 + b
+ * S_k) along t's bits, every operation on positive numbers. Relative error below
+ * (192 + 1/(1-b)) 2^-31: three roundings per bit of t, and the error of b^k, which grows with k
+ * while b^k still counts (test_numeric.c). */
+ie_dyadic ie_dy_powsum(ie_dyadic b, uint64_t t);
+/* The same value with its mantissa shifted up to 31 bits (exact). */
+static inline ie_dyadic ie_dy_full(ie_dyadic a) {
+    if (a.m == 0) return a;
+    int up = 31 - ie_bitlen64(ie_abs64(a.m));
+    a.m = (int32_t)(a.m * ((int64_t)1 << up));
+    a.e -= up;
+    return a;
+}
+
+/* ---- AdamW's per-element arithmetic (optim.c) -----------------------------------------------
+ * Branch-free on purpose: the loop over elements vectorizes, and every clone of it gives the same
+ * integers. */
+
+/* SR(c x / 2^s) for x < 2^62, c < 2^31 and a loop-invariant s >= 0, with one 32-bit draw d like
+ * ie_shift_round: the 93-bit product hi 2^32 + lo (two 32 x 32-bit products) is floored at 2^32
+ * with the carry of lo + (d << t) (t = s - 32, below 32: the draw's low bits), then shifted the
+ * remaining t bits with d's top t bits (ie_srshift); for s <= 32 the first step is the whole SR.
+ * Adding d 2^t to the product before flooring at 2^s is exactly that, so it is unbiased. The
+ * caller keeps the result below 2^62. */
+typedef struct ie_mulshift {
+    int64_t j, lj, t; /* min(s, 32), 32 - j, min(s - j, 32) */
+    ie_srshift rest;  /* s - j (beyond 62: as 62) */
+} ie_mulshift;
+
+static inline ie_mulshift ie_mulshift_make(int s) {
+    int j = s < 32 ? s : 32;
+    ie_mulshift p = {j, 32 - j, s - j < 32 ? s - j : 32, ie_srshift_make(s - j > 62 ? 62 : s - j)};
+    return p;
+}
+
+/* a b for a, b below 2^32: one 32 x 32 -> 64-bit multiply (a vector lane op), not a 64-bit one. */
+IE_INLINE uint64_t ie_mul32(uint64_t a, uint64_t b) { return (uint64_t)(uint32_t)a * (uint32_t)b; }
+
+IE_INLINE uint64_t ie_mulshift_apply(uint64_t x, uint32_t c, ie_mulshift p, uint32_t d) {
+    uint64_t lo = ie_mul32(x, c), hi = ie_mul32(x >> 32, c) + (lo >> 32);
+    uint64_t d1 = ((uint64_t)d << p.t) & 0xFFFFFFFFU;
+    uint64_t first = (hi << p.lj) + (((lo & 0xFFFFFFFFU) + (d1 >> p.lj)) >> p.j);
+    return (uint64_t)ie_srshift_apply((int64_t)first, p.rest, d);
+}
+
+/* x << 2k with k in [0, 31] the largest that keeps x below 2^63 (x < 2^63): in [2^61, 2^63), or
+ * 0; *shift = 2k. Halving steps, so it vectorizes. */
+IE_INLINE uint64_t ie_norm_even(uint64_t x, int64_t *shift) {
+    int64_t a, s = 0;
+    a = !(x >> 31); x <<= 32 * a; s += 32 * a;
+    a = !(x >> 47); x <<= 16 * a; s += 16 * a;
+    a = !(x >> 55); x <<= 8 * a; s += 8 * a;
+    a = !(x >> 59); x <<= 4 * a; s += 4 * a;
+    a = !(x >> 61); x <<= 2 * a; s += 2 * a;
+    *shift = s;
+    return x;
+}
+
+/* 1/sqrt(N) in Q30 for N = nq / 2^31 in [1/2, 2): the minimax line on each quarter of the two
+ * octaves (relative error below 0.77%), then two Newton steps y (3 - N y^2) / 2 in 32 x 32-bit
+ * products; error below 2^-26 (1.5 e^2 per step, and the truncations). */
+IE_INLINE uint64_t ie_rsqrt_q30(uint64_t nq) {
+    uint64_t q = nq >> 29; /* 2, 3: [1/2, 1); 4, 5: [1, 3/2); 6, 7: [3/2, 2) */
+    uint64_t a = q < 3 ? 2059867228u : q < 4 ? 1731446017u : q < 6 ? 1456546086u : 1224317220u;
+    uint64_t b = q < 3 ? 1106044736u : q < 4 ? 661861316u : q < 6 ? 391045866u : 234003312u;
+    uint64_t y = a - (ie_mul32(b, nq) >> 31);
+    for (int i = 0; i < 2; i++) {
+        uint64_t t = ie_mul32(nq, ie_mul32(y, y) >> 30); /* N y^2 in Q61 */
+        y = ie_mul32(y, (((uint64_t)3 << 61) - t) >> 31) >> 31;
+    }
+    return y;
+}
+
+/* 1/N in Q31 for N = nq / 2^31 in [1, 2): the minimax line on each quarter (relative error
+ * below 0.63%), then two Newton steps R (2 - N R); error below 2^-28. */
+IE_INLINE uint64_t ie_recip_q31(uint64_t nq) {
+    uint64_t q = (nq >> 29) & 3;
+    uint64_t a = q == 0 ? 3841461432u : q == 1 ? 3136573627u : q == 2 ? 2650899696u : 2295750893u;
+    uint64_t b = q == 0 ? 1707316192u : q == 1 ? 1140572228u : q == 2 ? 815661445u : 612200238u;
+    uint64_t r = a - (ie_mul32(b, nq) >> 31);
+    for (int i = 0; i < 2; i++) {
+        uint64_t t = ie_mul32(nq, r); /* N R in Q62 */
+        r = ie_mul32(r, (((uint64_t)1 << 63) - t) >> 31) >> 31;
+    }
+    return r;
+}
+
+/* AdamW's step direction for one element, u = m / (sqrt(v) + eps), at the fixed exponent eu and
+ * clamped to +-clamp. v (below 2^62, at an exponent 2h - odd) is normalized by an even shift 2k,
+ * so sqrt(v) comes from Newton in Q30 as s in [2^30.5, 2^31.5) at exponent h - k. eps (eps_m, 31
+ * bits) joins s at the larger of the two exponents, the smaller term's low bits dropped (below
+ * 2^-30 of the sum), so the denominator d lies in [2^30, 2^32.5) and needs no normalization of
+ * its own: its reciprocal is Newton's in Q31, and m times it goes to eu with one SR. Relative
+ * error before the SR below 2^-25 (test_numeric.c). */
+typedef struct ie_adam_dir {
+    uint64_t eps_m;  /* eps (its step's value) = eps_m 2^eps_e, eps_m 0 or of 31 bits */
+    int64_t eps_e;
+    int64_t sigma;   /* eps_e - h */
+    int64_t h;       /* v's exponent, made even, / 2 */
+    int64_t odd;     /* 1: v is read as 2v (its exponent was odd) */
+    int64_t base;    /* eu - me + 93: the shift of m R before the normalization's */
+    uint64_t clamp;
+} ie_adam_dir;
+
+/* The denominator sqrt(v) + eps of one element, as d 2^dexp with d in [2^30, 2^32.5), or 0 when
+ * v and eps are. */
+IE_INLINE uint64_t ie_adam_denominator(const ie_adam_dir *c, uint64_t v, int64_t *dexp) {
+    int64_t kk;
+    uint64_t nq = ie_norm_even(v << c->odd, &kk) >> 31; /* N 2^31, N in [1/2, 2); or 0 */
+    int64_t k = kk >> 1;
+    uint64_t s = ie_mul32(nq, ie_rsqrt_q30(nq)) >> 30; /* sqrt(N) 2^31 at h - k (0 for v = 0: any y) */
+    int64_t es = c->sigma + k;                          /* eps_m's exponent above h - k */
+    int64_t at_eps = (s == 0) | ((es > 0) & (c->eps_m != 0));
+    *dexp = at_eps ? c->eps_e : c->h - k;
+    return at_eps ? c->eps_m + (s >> (es > 63 ? 63 : es < 0 ? 0 : es)) : s + (c->eps_m >> (-es > 63 ? 63 : -es < 0 ? 0 : -es));
+}
+
+/* m / (d 2^dexp) at eu, rounded with the draw and clamped. */
+IE_INLINE int32_t ie_adam_quotient(const ie_adam_dir *c, uint64_t d, int64_t dexp, int32_t m, uint32_t draw) {
+    int64_t j = 32 - (d >> 31 != 0) - (d >> 32 != 0);                  /* d 2^j in [2^62, 2^63) */
+    uint64_t r = ie_recip_q31((d << j) >> 31);                         /* 1/d = r 2^(j - 93 - dexp) */
+    uint64_t am = (uint64_t)(m < 0 ? -(int64_t)m : m);
+    int64_t sh = c->base - j + dexp;
+    int64_t saturate = (sh < 0) | (d == 0);
+    /* ie_srshift_apply by sh (62 at most) in 64-bit lanes */
+    int64_t rsh = sh > 32 ? (sh > 62 ? 30 : sh - 32) : 0, lsh = sh < 32 ? (sh < 0 ? 32 : 32 - sh) : 0;
+    int64_t s32 = sh > 32 ? 32 : (sh < 0 ? 0 : sh);
+    uint64_t q = ((ie_mul32(am, r) >> rsh) + ((uint64_t)draw >> lsh)) >> s32;
+    q = saturate & (am != 0) ? c->clamp : (q > c->clamp ? c->clamp : q);
+    return m < 0 ? -(int32_t)q : (int32_t)q;
+}
+
+IE_INLINE int32_t ie_adam_dir_apply(const ie_adam_dir *c, uint64_t v, int32_t m, uint32_t draw) {
+    int64_t dexp;
+    uint64_t d = ie_adam_denominator(c, v, &dexp);
+    return ie_adam_quotient(c, d, dexp, m, draw);
+}
 
 /* y[o][c][i] = requant(a[c] u[o][c][i] w[i] + b[c] v[o][c][i] + k[c]) over an [outer, channels,
  * inner] tensor: u is int8 at exponent eu (or NULL), w = uw (int32, |w| < 2^24, per position

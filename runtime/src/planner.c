@@ -60,6 +60,7 @@ static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, 
 
 const ie_model *ie_plan_model(const ie_planner *p) { return p->m; }
 uint32_t ie_plan_batch(const ie_planner *p) { return p->cfg->batch_size; }
+const ie_session_config *ie_plan_config(const ie_planner *p) { return p->cfg; }
 uint32_t ie_plan_threads(const ie_planner *p) { return ie_threads_planned(p->cfg->threads); }
 int ie_plan_requires_grad(const ie_planner *p, uint32_t t) { return p->life[t].requires_grad; }
 int ie_plan_param_trainable(const ie_planner *p, uint32_t t) {

@@ -37,6 +37,7 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
 /* ---- what ops call from their plan callback ---- */
 const ie_model *ie_plan_model(const ie_planner *p);
 uint32_t ie_plan_batch(const ie_planner *p);
+const ie_session_config *ie_plan_config(const ie_planner *p);
 /* Threads the session will run (per-thread scratch is sized by it). */
 uint32_t ie_plan_threads(const ie_planner *p);
 int ie_plan_requires_grad(const ie_planner *p, uint32_t tensor);

@@ -12,14 +12,24 @@ ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream) {
     return r;
 }
 
-static int has_momentum(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
-    return cfg->momentum.m != 0 && (!cfg->trainable || cfg->trainable[pi]) && !m->tensors[m->param_tensor[pi]].state;
+static int trained(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
+    return (!cfg->trainable || cfg->trainable[pi]) && !m->tensors[m->param_tensor[pi]].state;
 }
 
-/* The fixed part of the arena, in order: handle, flags, tables, masters, momentum; then the
- * planned region. With base == NULL only the sizes are computed. */
+/* Optimizer state beside a trained parameter's master: SGD's momentum (when momentum != 0), or
+ * AdamW's m (int32) and v (int64). */
+static int has_first_moment(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
+    return (cfg->optimizer == IE_OPTIM_ADAMW || cfg->momentum.m != 0) && trained(cfg, m, pi);
+}
+
+static int has_second_moment(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
+    return cfg->optimizer == IE_OPTIM_ADAMW && trained(cfg, m, pi);
+}
+
+/* The fixed part of the arena, in order: handle, flags, tables, AdamW's constants, masters and
+ * optimizer state; then the planned region. With base == NULL only the sizes are computed. */
 typedef struct layout {
-    size_t session, flags, input_map, values, params, nodes, slots, persistent, region, total;
+    size_t session, flags, input_map, values, params, nodes, slots, adamw, persistent, region, total;
 } layout;
 
 static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layout *L) {
@@ -32,10 +42,13 @@ static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layou
     L->params = off; off += ie_align_up(IE_STRIDE_PARAM * m->n_params);
     L->nodes = off; off += ie_align_up(IE_STRIDE_NODE_RT * m->n_nodes);
     L->slots = off; off += ie_align_up(IE_STRIDE_GRAD_SLOT * ie_count_grad_slots(m));
+    L->adamw = off;
+    if (cfg->optimizer == IE_OPTIM_ADAMW) off += ie_align_up(IE_ADAMW_BYTES);
     L->persistent = off;
     for (uint32_t i = 0; i < m->n_params; i++) {
-        size_t bytes = ie_align_up(sizeof(int32_t) * m->tensors[m->param_tensor[i]].numel);
-        off += bytes * (has_momentum(cfg, m, i) ? 2 : 1);
+        size_t numel = m->tensors[m->param_tensor[i]].numel;
+        off += ie_align_up(sizeof(int32_t) * numel) * (has_first_moment(cfg, m, i) ? 2 : 1);
+        if (has_second_moment(cfg, m, i)) off += ie_align_up(sizeof(int64_t) * numel);
     }
     L->region = off;
     size_t region = 0;
@@ -57,6 +70,14 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
     }
     if (cfg->lr.m < 0 || cfg->momentum.m < 0 || cfg->weight_decay.m < 0) {
         ie_set_err(m->errmsg, "lr, momentum and weight decay must not be negative");
+        return IE_ERR_ARG;
+    }
+    if (cfg->optimizer == IE_OPTIM_ADAMW) {
+        ie_adamw a;
+        ie_status st = ie_adamw_init(cfg, &a, m->errmsg);
+        if (st != IE_OK) return st;
+    } else if (cfg->optimizer != IE_OPTIM_SGD) {
+        ie_set_err(m->errmsg, "unknown optimizer %d", (int)cfg->optimizer);
         return IE_ERR_ARG;
     }
     if (cfg->input_format == IE_INPUT_U8) {
@@ -148,18 +169,22 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     ie_session *s = (ie_session *)(base + L.session);
     s->model = m;
     s->cfg = *cfg;
-    s->k = ie_kernels_select(cfg->kernels);
-    s->ex.k = s->k;
+    s->ex.k = ie_kernels_select(cfg->kernels);
     s->trainable = base + L.flags;
     for (uint32_t i = 0; i < m->n_params; i++) s->trainable[i] = cfg->trainable ? cfg->trainable[i] != 0 : 1;
     s->cfg.trainable = s->trainable;
-    s->cfg.kernels = NULL; /* the caller's string need not outlive the call; s->k remembers */
-    if (cfg->input_format == IE_INPUT_U8) {
-        s->input_map = (int32_t *)(base + L.input_map);
-        memcpy(s->input_map, cfg->input_offset_q8, sizeof(int32_t) * cfg->input_channels);
-        memcpy(s->input_map + cfg->input_channels, cfg->input_scale_m, sizeof(int32_t) * cfg->input_channels);
-        s->cfg.input_offset_q8 = s->input_map;
-        s->cfg.input_scale_m = s->input_map + cfg->input_channels;
+    s->cfg.kernels = NULL; /* the caller's string need not outlive the call; s->ex.k remembers */
+    if (cfg->input_format == IE_INPUT_U8) { /* offsets then scales, one per channel (copied) */
+        int32_t *map = (int32_t *)(base + L.input_map);
+        memcpy(map, cfg->input_offset_q8, sizeof(int32_t) * cfg->input_channels);
+        memcpy(map + cfg->input_channels, cfg->input_scale_m, sizeof(int32_t) * cfg->input_channels);
+        s->cfg.input_offset_q8 = map;
+        s->cfg.input_scale_m = map + cfg->input_channels;
+    }
+    if (cfg->optimizer == IE_OPTIM_ADAMW) {
+        _Static_assert(sizeof(ie_adamw) <= IE_ADAMW_BYTES, "IE_ADAMW_BYTES too small");
+        s->adamw = (ie_adamw *)(base + L.adamw);
+        ie_adamw_init(cfg, s->adamw, m->errmsg); /* checked with the config */
     }
     s->values = (ie_value *)(base + L.values);
     s->params = (ie_param *)(base + L.params);
@@ -167,7 +192,6 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     s->slots = (ie_grad_slot *)(base + L.slots);
     s->n_slots = ie_count_grad_slots(m);
     s->arena = arena;
-    s->arena_size = arena_size;
     s->owns_arena = owns;
     uint8_t *pers = base + L.persistent;
     for (uint32_t i = 0; i < m->n_params; i++) {
@@ -177,9 +201,13 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
         p->trainable = s->trainable[i] && !m->tensors[p->tensor].state;
         p->w = (int32_t *)pers;
         pers += ie_align_up(sizeof(int32_t) * p->numel);
-        if (has_momentum(cfg, m, i)) {
+        if (has_first_moment(cfg, m, i)) {
             p->mom = (int32_t *)pers;
             pers += ie_align_up(sizeof(int32_t) * p->numel);
+        }
+        if (has_second_moment(cfg, m, i)) {
+            p->v = (int64_t *)pers;
+            pers += ie_align_up(sizeof(int64_t) * p->numel);
         }
         if ((st = init_param(s, i)) != IE_OK) break;
     }
@@ -370,6 +398,7 @@ ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_
 }
 
 void ie_session_backward(ie_session *s) {
+    ie_optim_begin_step(s);
     if (s->values[s->model->output].requires_grad)
         for (uint32_t i = s->model->n_nodes; i-- > 0;)
             if (s->values[s->model->nodes[i].out[0]].requires_grad) backward_node(s, i);
@@ -480,7 +509,7 @@ ie_status ie_session_set_lr(ie_session *s, ie_dyadic lr) {
 
 uint64_t ie_session_step_count(const ie_session *s) { return s ? s->step : 0; }
 
-const char *ie_session_kernels(const ie_session *s) { return s ? s->k->name : "none"; }
+const char *ie_session_kernels(const ie_session *s) { return s ? s->ex.k->name : "none"; }
 
 const char *ie_kernel_tier(uint32_t index) {
     const ie_kernels *k = ie_kernels_at(index);

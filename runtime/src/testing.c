@@ -221,3 +221,16 @@ ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, co
     *op = ie_op_lookup(s->model->nodes[node].op)->name;
     return IE_OK;
 }
+
+ie_status ie_test_optimizer_step(ie_session *s, uint32_t param, const int64_t *grad, int32_t grad_e) {
+    if (!s || param >= s->model->n_params) return IE_ERR_ARG;
+    ie_param *p = &s->params[param];
+    if (!p->trainable || !p->grad) return IE_ERR_STATE;
+    if (grad) memcpy(p->grad, grad, sizeof(int64_t) * p->numel);
+    p->grad_e = grad_e;
+    p->grad32 = 0;
+    ie_optim_begin_step(s);
+    ie_optim_step(s, param);
+    s->step++;
+    return IE_OK;
+}

@@ -80,7 +80,8 @@ uint8_t *iemb_finish(const iem_builder *b, uint32_t input, uint32_t output, size
 void iemb_fix_crc(uint8_t *buf, size_t size) { w32(buf + 12, ie_crc32(buf + 16, size - 16)); }
 
 uint8_t *iemb_mlp(uint32_t k, uint32_t h, uint32_t c, size_t *size) {
-    static float w1[4096], b1[64], w2[4096], b2[64];
+    float *w1 = malloc(sizeof(float) * k * h), *b1 = malloc(sizeof(float) * h);
+    float *w2 = malloc(sizeof(float) * h * c), *b2 = malloc(sizeof(float) * c);
     uint32_t x = 12345;
     for (uint32_t i = 0; i < k * h; i++) { x = x * 1103515245u + 12345u; w1[i] = ((float)(x >> 16 & 0x7fff) / 32768.0f - 0.5f) / 2.0f; }
     for (uint32_t i = 0; i < h * c; i++) { x = x * 1103515245u + 12345u; w2[i] = ((float)(x >> 16 & 0x7fff) / 32768.0f - 0.5f) / 2.0f; }
@@ -98,5 +99,7 @@ uint8_t *iemb_mlp(uint32_t k, uint32_t h, uint32_t c, size_t *size) {
     iemb_node_add(&b, 1, g1, 3, a1, 1, "fc1");
     iemb_node_add(&b, 2, r1, 1, a2, 0, "relu");
     iemb_node_add(&b, 1, g2, 3, out, 1, "fc2");
-    return iemb_finish(&b, in, out, size);
+    uint8_t *buf = iemb_finish(&b, in, out, size);
+    free(w1); free(b1); free(w2); free(b2);
+    return buf;
 }

@@ -334,7 +334,133 @@ static void test_f32_to_s8_matches_definition(void) {
     }
 }
 
+/* ---- AdamW's arithmetic ------------------------------------------------------------------------ */
+
+static uint64_t rand64(uint32_t *seed) {
+    uint32_t a = ie_hash32((*seed)++), b = ie_hash32((*seed)++);
+    return (uint64_t)a << 32 | b;
+}
+
+/* ie_mulshift is SR of the exact product: equal to ie_shift_round where the product fits int64,
+ * and (where the compiler has 128-bit integers) to floor((c x + d 2^(s-32)) / 2^s) for any
+ * product. */
+static void test_mulshift_is_sr(void) {
+    uint32_t seed = 7;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t x = rand64(&seed) >> (33 + i % 31);
+        uint32_t c = (uint32_t)(rand64(&seed) >> 33), d = ie_hash32(seed++);
+        int s = i % 63;
+        CHECK(ie_mulshift_apply(x, c, ie_mulshift_make(s), d) == (uint64_t)ie_shift_round((int64_t)(x * c), s, d));
+    }
+#if defined(__SIZEOF_INT128__)
+    for (int i = 0; i < 20000; i++) {
+        uint64_t x = rand64(&seed) >> (2 + i % 40);
+        uint32_t c = (uint32_t)(rand64(&seed) >> 33) | 1, d = ie_hash32(seed++);
+        unsigned __int128 prod = (unsigned __int128)x * c;
+        int bits = 0;
+        while (bits < 128 && prod >> bits) bits++;
+        int lo = bits > 61 ? bits - 61 : 0, s = lo + i % (95 - lo); /* results below 2^61, shifts to 94 */
+        unsigned __int128 draw = s >= 32 ? (unsigned __int128)d << (s - 32) : (uint64_t)d >> (32 - s);
+        uint64_t want = (uint64_t)((prod + draw) >> s);
+        CHECK(ie_mulshift_apply(x, c, ie_mulshift_make(s), d) == want);
+    }
+#endif
+}
+
+static double dsqrt(double a) { /* Newton, so the test needs no libm */
+    if (a <= 0) return 0;
+    double y = a > 1 ? a : 1;
+    for (int i = 0; i < 200; i++) y = 0.5 * (y + a / y);
+    return y;
+}
+
+static double pow2(int e) {
+    double p = 1;
+    for (; e > 0; e--) p *= 2;
+    for (; e < 0; e++) p /= 2;
+    return p;
+}
+
+/* Newton's rsqrt and reciprocal over their whole input ranges: relative errors as documented. */
+static void test_rsqrt_and_recip(void) {
+    double worst_rs = 0, worst_rc = 0;
+    for (uint64_t nq = (uint64_t)1 << 30; nq < (uint64_t)1 << 32; nq += 4099) {
+        double n = (double)nq / 2147483648.0, y = (double)ie_rsqrt_q30(nq) / 1073741824.0;
+        double e = y * y * n - 1; /* twice the relative error of y */
+        e = e < 0 ? -e / 2 : e / 2;
+        worst_rs = e > worst_rs ? e : worst_rs;
+        if (nq >> 31) {
+            double r = (double)ie_recip_q31(nq) / 2147483648.0 * n - 1;
+            r = r < 0 ? -r : r;
+            worst_rc = r > worst_rc ? r : worst_rc;
+        }
+    }
+    printf("rsqrt relative error %.3g, reciprocal %.3g\n", worst_rs, worst_rc);
+    CHECK(worst_rs < pow2(-26) && worst_rc < pow2(-28));
+}
+
+/* The step direction m / (sqrt(v) + eps) against double over wide ranges of v, m and eps: within
+ * 2^-24 relative plus the one SR ulp; and its edges (v or eps or both 0, the clamp). */
+static void test_adam_direction(void) {
+    uint32_t seed = 11;
+    double worst = 0;
+    int compared = 0;
+    for (int i = 0; i < 300000; i++) {
+        int ve = (int)(ie_hash32(seed++) % 200) - 150, me = -50 + (int)(ie_hash32(seed++) % 30), eu = -27;
+        uint64_t v = rand64(&seed) >> (2 + ie_hash32(seed++) % 62);
+        int32_t m = (int32_t)(rand64(&seed) >> 34) - (1 << 29);
+        int eps_e = -40 - (int)(ie_hash32(seed++) % 90);
+        uint64_t eps_m = i % 5 == 0 ? 0 : (rand64(&seed) >> 33) | (1u << 30); /* eps 0 or of 31 bits */
+        int odd = ve & 1, h = (ve - odd) / 2;
+        ie_adam_dir c = {eps_m, eps_e, eps_e - h, h, odd, eu - me + 93, 1u << 30};
+        int32_t u = ie_adam_dir_apply(&c, v, m, ie_hash32(seed++));
+        double den = dsqrt((double)v * pow2(ve)) + (double)eps_m * pow2(eps_e);
+        if (den == 0) {
+            CHECK(u == (m > 0 ? 1 << 30 : m < 0 ? -(1 << 30) : 0));
+            continue;
+        }
+        double ref = (double)m * pow2(me - eu) / den;
+        if (ref >= 1 << 30 || ref <= -(1 << 30)) {
+            CHECK(u == (ref > 0 ? 1 << 30 : -(1 << 30)));
+            continue;
+        }
+        double err = (double)u - ref;
+        err = err < 0 ? -err : err;
+        CHECK(err <= 1 + pow2(-24) * (ref < 0 ? -ref : ref));
+        if (ref > 1 << 26 || ref < -(1 << 26)) {
+            double rel = (err - 1 > 0 ? err - 1 : 0) / (ref < 0 ? -ref : ref);
+            worst = rel > worst ? rel : worst;
+            compared++;
+        }
+    }
+    printf("direction: relative error beyond the SR ulp %.3g over %d large values\n", worst, compared);
+    CHECK(compared > 10000);
+}
+
+/* 1 + b + ... + b^(t-1) against double, for b from 0 to 1 - 2^-24 and t to 2^40: relative error
+ * below (192 + 1/(1-b)) 2^-31 (the rounding of b^k grows with k, and matters while b^k is not
+ * small, that is for k up to about 1/(1-b)). */
+static void test_powsum(void) {
+    const float betas[] = {0.0f, 0.5f, 0.9f, 0.999f, 0.99999f, 1.0f - 1.0f / 16777216.0f};
+    const uint64_t ts[] = {1, 2, 3, 7, 10, 100, 1000, 4097, 100000, (uint64_t)1 << 40};
+    for (size_t i = 0; i < sizeof betas / sizeof betas[0]; i++)
+        for (size_t j = 0; j < sizeof ts / sizeof ts[0]; j++) {
+            ie_dyadic b;
+            ie_dyadic_from_f32_bits(f2b(betas[i]), &b);
+            double bd = betas[i], p = 1, base = bd;
+            for (uint64_t t = ts[j]; t; t >>= 1, base *= base)
+                if (t & 1) p *= base;
+            double want = bd == 0 ? 1 : (1 - p) / (1 - bd), got = (double)ie_dy_powsum(b, ts[j]).m * pow2(ie_dy_powsum(b, ts[j]).e);
+            double rel = (got - want) / want, bound = (192 + 1 / (1 - bd)) * pow2(-31);
+            CHECK(rel < bound && rel > -bound);
+        }
+}
+
 int main(void) {
+    test_mulshift_is_sr();
+    test_rsqrt_and_recip();
+    test_adam_direction();
+    test_powsum();
     test_affine_max_near_powers_of_two();
     test_f32_to_s8_matches_definition();
     test_sum2_matches_definition();

@@ -1,5 +1,6 @@
-/* Training state save/load: bit-exact continuation, and refusal of damaged buffers (under ASan).
- * Also the uint8 input mapping (pixels with per-channel offset and scale). */
+/* Training state save/load, for SGD (state version 1) and AdamW (version 2): bit-exact
+ * continuation, refusal of damaged buffers (under ASan) and of another optimizer's state. Also
+ * the uint8 input mapping (pixels with per-channel offset and scale). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,12 +19,22 @@ static void batch(int step, uint32_t *x, int32_t *y) {
     }
 }
 
+static ie_optimizer optimizer; /* the one the tests below run */
+
 static ie_session *make(ie_model *m) {
     ie_session_config c;
     memset(&c, 0, sizeof c);
     c.batch_size = N;
-    ie_dyadic_from_f32_bits(f2b(0.05f), &c.lr);
-    ie_dyadic_from_f32_bits(f2b(0.9f), &c.momentum);
+    c.optimizer = optimizer;
+    if (optimizer == IE_OPTIM_ADAMW) {
+        ie_dyadic_from_f32_bits(f2b(0.01f), &c.lr);
+        ie_dyadic_from_f32_bits(f2b(0.9f), &c.beta1);
+        ie_dyadic_from_f32_bits(f2b(0.999f), &c.beta2);
+        ie_dyadic_from_f32_bits(f2b(1e-8f), &c.eps);
+    } else {
+        ie_dyadic_from_f32_bits(f2b(0.05f), &c.lr);
+        ie_dyadic_from_f32_bits(f2b(0.9f), &c.momentum);
+    }
     ie_dyadic_from_f32_bits(f2b(0.001f), &c.weight_decay);
     c.seed = 42;
     ie_session *s = NULL;
@@ -64,6 +75,7 @@ static void test_continuation(ie_model *m) {
     run(a, 0, 10);
     size_t size, end_a_size, end_b_size;
     uint8_t *mid = save(a, &size);
+    CHECK(mid[4] == (optimizer == IE_OPTIM_SGD ? 1 : 2)); /* SGD keeps writing version 1 */
     run(a, 10, 25);
     CHECK(ie_session_load_state(b, mid, size) == IE_OK);
     CHECK(ie_session_step_count(b) == 10);
@@ -129,6 +141,23 @@ static void test_writes_drop_cached_maxima(ie_model *m) {
     free(mid);
     ie_session_free(a);
     ie_session_free(b);
+}
+
+/* A state of one optimizer is refused by a session of the other, with both named. */
+static void test_other_optimizer(ie_model *m) {
+    optimizer = IE_OPTIM_SGD;
+    ie_session *sgd = make(m);
+    optimizer = IE_OPTIM_ADAMW;
+    ie_session *adamw = make(m);
+    size_t a_size, s_size;
+    uint8_t *a_state = save(adamw, &a_size), *s_state = save(sgd, &s_size);
+    CHECK(ie_session_load_state(sgd, a_state, a_size) == IE_ERR_FORMAT &&
+          strstr(ie_session_errmsg(sgd), "saved by an AdamW session; this session runs SGD"));
+    CHECK(ie_session_load_state(adamw, s_state, s_size) == IE_ERR_FORMAT &&
+          strstr(ie_session_errmsg(adamw), "saved by an SGD session; this session runs AdamW"));
+    free(a_state); free(s_state);
+    ie_session_free(sgd);
+    ie_session_free(adamw);
 }
 
 /* A state from another model is refused by CRC. */
@@ -204,9 +233,13 @@ int main(void) {
     uint8_t *buf = iemb_mlp(K, H, C, &size);
     ie_model *m;
     CHECK(ie_model_load(buf, size, &m) == IE_OK);
-    test_continuation(m);
-    test_writes_drop_cached_maxima(m);
-    test_other_model(m);
+    for (int k = 0; k < 2; k++) {
+        optimizer = k ? IE_OPTIM_ADAMW : IE_OPTIM_SGD;
+        test_continuation(m);
+        test_writes_drop_cached_maxima(m);
+        test_other_model(m);
+    }
+    test_other_optimizer(m);
     test_u8_input();
     ie_model_free(m);
     free(buf);

@@ -33,6 +33,10 @@ static int run(const char *tier, uint32_t threads) {
     c.lr = (ie_dyadic)GOLDEN_LR;
     c.momentum = (ie_dyadic)GOLDEN_MOMENTUM;
     c.weight_decay = (ie_dyadic)GOLDEN_WEIGHT_DECAY;
+    c.optimizer = GOLDEN_OPTIMIZER;
+    c.beta1 = (ie_dyadic)GOLDEN_BETA1;
+    c.beta2 = (ie_dyadic)GOLDEN_BETA2;
+    c.eps = (ie_dyadic)GOLDEN_EPS;
     c.seed = GOLDEN_SEED;
     c.trainable = trainable;
     c.kernels = tier;

@@ -1,11 +1,12 @@
 """Every op family under AddressSanitizer + UndefinedBehaviorSanitizer: a few training steps of
-each test architecture against the sanitizer build of libintedge, with threads, a saved and
-restored state, and evaluation. Run by tools/run_tests.sh as
+each test architecture with each optimizer (SGD with momentum, AdamW) against the sanitizer
+build of libintedge, with threads, a saved and restored state, and evaluation. Run by tools/run_tests.sh as
 
     LD_PRELOAD=<libasan>:<libubsan> INTEDGE_LIBRARY=build/asan/libintedge.so python tests/python/sanitizer_smoke.py
 
 The C tests cover the loader, numerics and training API under the sanitizers; this covers the
 operators, which the Python tests drive."""
+import itertools
 import sys
 from pathlib import Path
 
@@ -115,6 +116,9 @@ def transformer_ops(rng):
         print(f"ok transformer-ops activation {kind}", flush=True)
 
 
+OPTIMIZERS = [dict(lr=0.05, momentum=0.9, weight_decay=1e-4), dict(lr=1e-3, optimizer="adamw", weight_decay=0.01)]
+
+
 def main():
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -122,8 +126,8 @@ def main():
         model = exporter(make(), torch.randn(2, *shape), dynamo=False, opset=13)
         x = rng.standard_normal((12, *shape)).astype(np.float32)
         y = rng.integers(0, 10, 12)
-        for threads in (1, 2):
-            t = intedge.Trainer(model, batch_size=8, lr=0.05, momentum=0.9, weight_decay=1e-4, threads=threads)
+        for threads, opt in itertools.product((1, 2), OPTIMIZERS):
+            t = intedge.Trainer(model, batch_size=8, threads=threads, **opt)
             t.fit(x, y, epochs=2, progress=False)  # a full batch and a partial one
             state = t.session.save_state()
             t.session.load_state(state)
@@ -131,8 +135,8 @@ def main():
         print(f"ok {name}", flush=True)
     for name, graph, x, y in iem_cases(rng):
         model = intedge.Model(iem.serialize(graph))
-        for threads in (1, 2):
-            s = intedge.Session(model, batch_size=8, lr=0.05, momentum=0.9, weight_decay=1e-4, threads=threads)
+        for threads, opt in itertools.product((1, 2), OPTIMIZERS):
+            s = intedge.Session(model, batch_size=8, threads=threads, **opt)
             for b in (slice(0, 8), slice(8, 12)):  # a full batch and a partial one
                 s.step(x[b], labels=y[b])
             s.load_state(s.save_state())

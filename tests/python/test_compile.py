@@ -43,12 +43,15 @@ def test_defines_are_the_runtimes_figures(tmp_path, mlp_digits):
 
 
 @pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
-def test_generated_example_trains_like_the_host(tmp_path):
+@pytest.mark.parametrize("optimizer", [["--lr", "0.2"], ["--optimizer", "adamw", "--lr", "0.01", "--weight-decay", "0.01"]],
+                         ids=["sgd", "adamw"])
+def test_generated_example_trains_like_the_host(tmp_path, optimizer):
     onnx.save(build_cnn(), tmp_path / "cnn.onnx")
     out = tmp_path / "fw"
     r = run_cli("compile", tmp_path / "cnn.onnx", "--target", "host", "--batch-size", "8", "--trainable", "fc.*",
-                "--lr", "0.2", "--data", "builtin:digits", "--steps", "12", "-o", out)
+                *optimizer, "--data", "builtin:digits", "--steps", "12", "-o", out)
     assert r.returncode == 0, r.stderr
+    assert ("IE_OPTIM_ADAMW" in (out / "intedge_model.c").read_text()) == ("adamw" in optimizer)
     expected = (out / "expected_output.txt").read_text()
     assert len(re.findall(r"^step \d+: loss \d\.\d{4}, \d+/8 correct$", expected, re.M)) == 12
     losses = [float(v) for v in re.findall(r"loss (\d\.\d{4})", expected)]

@@ -72,7 +72,7 @@ static void emb_plan(ie_planner *p, uint32_t node) {
     ie_plan_node_scratch(p, node, S_MARK, (e.rows + 63) / 64 * sizeof(uint64_t), B, B);
     ie_plan_node_scratch(p, node, S_ROWS, touched * sizeof(uint32_t), B, B);
     ie_plan_node_scratch(p, node, S_GRAD, touched * e.d * sizeof(int64_t), B, B);
-    ie_plan_node_scratch(p, node, S_OPT, 3 * touched * e.d * sizeof(int32_t), B, B);
+    ie_plan_node_scratch(p, node, S_OPT, ie_optim_rows_scratch(ie_plan_config(p), touched * e.d), B, B);
 }
 
 /* The ids of sample i (a constant's are the same for every sample). */

@@ -248,7 +248,7 @@ static void matmul_plan(ie_planner *p, uint32_t node) {
 
 static mm_pass bind(const ie_session *s, const mm_shape *g, int which, void *acc, int8_t *work) {
     mm_pass j = pass_of(g, which);
-    j.k = s->k;
+    j.k = s->ex.k;
     j.n = s->n;
     j.src[OPND_A] = s->values[g->a].q;
     j.src[OPND_B] = s->values[g->b].q;
