@@ -46,10 +46,8 @@ int64_t ie_gap_log2e_q16(int32_t gap, int32_t e) {
     if (gap == 0) return 0;
     int64_t v = (int64_t)gap * IE_LOG2E_Q30; /* exponent e - 30; want -16 */
     int sh = 30 - 16 - e;
-    if (sh < -40) return INT64_MAX / 4; /* logits so large that every gap dwarfs 2^31 */
-    if (sh < 0) {
-        int64_t lim = (int64_t)62 << 16;
-        return v > (lim >> -sh) ? lim : v << -sh;
-    }
+    int64_t lim = (int64_t)62 << 16; /* 2^-62: every term past it is 0, and a loss stays in range */
+    if (sh < -40) return lim;         /* logits so large that every gap dwarfs 2^31 */
+    if (sh < 0) return v > (lim >> -sh) ? lim : v << -sh;
     return round_shift_nearest(v, sh);
 }
