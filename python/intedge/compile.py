@@ -194,7 +194,7 @@ def compile_model(model_path, out_dir, *, target="cortex-m4", batch_size=8, trai
                       loss=loss, trainable=flags, input_format="u8" if u8 else "f32", input_mapping=mapping,
                       class_names=ds.class_names if ds is not None else None, optimizer=optimizer, betas=betas,
                       eps=eps)
-    arena = runtime.arena_size(batch_size, trainable=flags, loss=loss, optimizer=optimizer)
+    arena = runtime.arena_size(batch_size, trainable=flags, loss=loss, optimizer=optimizer, lean_scratch=True)
     figures = {"model_bytes": len(model.iem), "model_memory": runtime.memory_size(), "arena": arena,
                "data_bytes": 0}
     out = Path(out_dir)

@@ -104,10 +104,11 @@ class Model:
 
     def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
                 threads=1, keep_tensors=False, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
-                eps=ADAMW_DEFAULTS["eps"]):
+                eps=ADAMW_DEFAULTS["eps"], lean_scratch=False):
         """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent).
         kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best.
         keep_tensors: every activation and gradient stays readable after a step (tests).
+        lean_scratch: plan the least scratch (convolutions one sample per GEMM), as firmware does.
         optimizer: 'sgd' (lr, momentum, weight_decay) or 'adamw' (lr, betas, eps, weight_decay)."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
@@ -140,6 +141,7 @@ class Model:
             cfg.input_scale_e = exponent
         cfg.threads = max(int(threads or 1), 1)
         cfg.keep_tensors = 1 if keep_tensors else 0
+        cfg.lean_scratch = 1 if lean_scratch else 0
         kernels = kernels or os.environ.get("INTEDGE_KERNELS") or None
         if kernels:
             if kernels not in kernel_tiers():
@@ -155,9 +157,11 @@ class Model:
             raise IntedgeError(self.errmsg())
         return out[0]
 
-    def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd"):
-        """Bytes one training session needs at this batch size, computed by the C planner."""
-        cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable, optimizer=optimizer)
+    def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd", lean_scratch=False):
+        """Bytes one training session needs at this batch size, computed by the C planner
+        (lean_scratch: as a firmware plans it, convolutions one sample per GEMM)."""
+        cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable, optimizer=optimizer,
+                                  lean_scratch=lean_scratch)
         out = ffi.new("size_t *")
         if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:
             raise IntedgeError(self.errmsg())
@@ -174,14 +178,14 @@ class Session:
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1, keep_tensors=False,
-                 optimizer="sgd", betas=ADAMW_DEFAULTS["betas"], eps=ADAMW_DEFAULTS["eps"]):
+                 optimizer="sgd", betas=ADAMW_DEFAULTS["betas"], eps=ADAMW_DEFAULTS["eps"], lean_scratch=False):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
         self.optimizer = optimizer
         self.input_u8 = input_u8 is not None
         cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8,
-                                        kernels, threads, keep_tensors, optimizer, betas, eps)
+                                        kernels, threads, keep_tensors, optimizer, betas, eps, lean_scratch)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")

@@ -126,6 +126,10 @@ typedef struct ie_session_config {
      * arena grows to hold them all), so that the testing surface (intedge_testing.h) can read
      * any of them after a step or forward. For tests and debugging; no result changes. */
     uint32_t keep_tensors;
+    /* Nonzero: plan the least scratch memory, convolutions taking one sample per GEMM instead of
+     * chunks of samples (size-optimized builds, -Os, always do). No result changes. `intedge
+     * compile` sets it, and plans a firmware's arena with it, so that host and firmware agree. */
+    uint32_t lean_scratch;
     /* The optimizer, and AdamW's hyper-parameters (SGD ignores them). AdamW needs
      * 0 <= beta1 < 1, 0 < beta2 < 1 and beta1^2 < beta2 (then |m| / sqrt(v) is bounded, which fixes
      * the exponent of the step direction), and eps >= 0. PyTorch's defaults are beta1 0.9, beta2

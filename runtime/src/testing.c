@@ -62,7 +62,7 @@ int32_t ie_test_gemm_backward_db(uint32_t n, uint32_t m, const int8_t *dy, int32
 
 static ie_conv_geom geom(const uint32_t *v) {
     ie_conv_geom g = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
-                      v[11], v[12], v[13], v[14], v[15], v[16], v[0] ? v[11] / v[0] : 0};
+                      v[11], v[12], v[13], v[14], v[15], v[16], v[0] ? v[11] / v[0] : 0, IE_CONV_CHUNK_COLS};
     return g;
 }
 

@@ -39,7 +39,7 @@ static const uint32_t CASES[][15] = {
 
 static void check_case(const uint32_t *v, const ie_exec *rt, size_t n) {
     ie_conv_geom g = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14],
-                      0, 0, v[11] / v[0]};
+                      0, 0, v[11] / v[0], IE_CONV_CHUNK_COLS};
     g.ho = out_size(g.h, g.kh, g.sh, g.dh, g.pt, g.pb);
     g.wo = out_size(g.w, g.kw, g.sw, g.dw, g.pl, g.pr);
     size_t hw = (size_t)g.h * g.w, howo = (size_t)g.ho * g.wo, cout_g = g.cout / g.group;

@@ -138,3 +138,25 @@ def test_build_makes_firmware_that_trains_like_the_host(tmp_path, mlp_digits):
     assert r.returncode == 2 and "--build makes firmware for the Cortex-M targets" in r.stderr
     r = run_cli("compile", tmp_path / "mlp.onnx", "--build", "-o", tmp_path / "nodata")
     assert r.returncode == 2 and "--build needs --data" in r.stderr
+
+
+def test_firmware_arena_is_planned_lean_and_trains_to_the_same_bytes(tmp_path):
+    """`intedge compile` plans the arena as a firmware runs (lean_scratch: convolutions one sample
+    per GEMM, as -Os builds always do), not with the host's chunks of samples; both give the same
+    bytes."""
+    onnx.save(build_cnn(), tmp_path / "cnn.onnx")
+    r = run_cli("compile", tmp_path / "cnn.onnx", "--target", "cortex-m4", "--batch-size", "8", "-o", tmp_path / "fw")
+    assert r.returncode == 0, r.stderr
+    model = Model(intedge.import_onnx(tmp_path / "cnn.onnx").iem)
+    lean, chunked = model.arena_size(8, lean_scratch=True), model.arena_size(8)
+    assert defines(tmp_path / "fw" / "intedge_model.h")["INTEDGE_ARENA_BYTES"] == lean < chunked
+    assert "c->lean_scratch = 1;" in (tmp_path / "fw" / "intedge_model.c").read_text()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, 8)
+    digests = []
+    for lean_scratch in (False, True):
+        s = intedge.Session(model, batch_size=8, lr=0.05, momentum=0.9, lean_scratch=lean_scratch)
+        for _ in range(3):
+            s.step(x, labels=y)
+        digests.append(s.digest())
+    assert digests[0] == digests[1]

@@ -361,16 +361,15 @@ static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n
 
 /* Chunks: a GEMM over one sample's plane is short where planes are small (ResNet-18's last
  * stage at 96 px has 3 x 3 = 9 columns), and dW's sum over samples then makes one pass over its
- * int64 sums per sample. Samples go in chunks of about CHUNK_COLS columns: a chunk's columns
+ * int64 sums per sample. Samples go in chunks of about IE_CONV_CHUNK_COLS columns: a chunk's columns
  * sit side by side (sample j's at j HoWo in every row, rows c HoWo apart), so each GEMM has
  * c HoWo columns (forward, dX) or terms (dW). Its sums are the same integers. Builds without
- * IE_FAST_PATHS (the microcontrollers') keep one sample per GEMM, which their golden runs then
- * compare with the host's chunks. */
-#define CHUNK_COLS 1024
+ * IE_FAST_PATHS (the microcontrollers') and sessions with lean_scratch keep one sample per GEMM
+ * (g->chunk_cols 0), which their golden runs then compare with the host's chunks. */
 #define SPLIT_MIN ((size_t)1 << 15) /* below this many bytes a pack runs on the caller alone */
 
 size_t ie_conv_chunk(const ie_conv_geom *g, size_t n) {
-    size_t howo = (size_t)g->ho * g->wo, c = IE_FAST_PATHS && howo ? (CHUNK_COLS + howo - 1) / howo : 1;
+    size_t howo = (size_t)g->ho * g->wo, c = g->chunk_cols && howo ? (g->chunk_cols + howo - 1) / howo : 1;
     return n == 0 ? 1 : (c < n ? c : n);
 }
 
@@ -659,7 +658,7 @@ int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_
 
 /* ---- the op ------------------------------------------------------------------------------------ */
 
-ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd) {
+ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd, const ie_session_config *cfg) {
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
     ie_conv_geom g;
     g.group = (uint32_t)nd->attrs[0];
@@ -680,6 +679,7 @@ ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd) {
     g.ho = y->dims[1];
     g.wo = y->dims[2];
     g.cin_g = g.group ? g.cin / g.group : 0;
+    g.chunk_cols = IE_FAST_PATHS && !(cfg && cfg->lean_scratch) ? IE_CONV_CHUNK_COLS : 0;
     return g;
 }
 
@@ -717,7 +717,7 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
         if (nd->attrs[i]) { ie_set_err(err, "unused attributes must be 0"); return IE_ERR_FORMAT; }
     for (int i = 0; i < 11; i++)
         if (nd->attrs[i] < 0) { ie_set_err(err, "attributes must not be negative"); return IE_ERR_FORMAT; }
-    ie_conv_geom g = ie_conv_geometry(m, nd);
+    ie_conv_geom g = ie_conv_geometry(m, nd, NULL);
     if (!g.group || g.cin % g.group || g.cout % g.group) {
         ie_set_err(err, "group %" PRIu32 " does not divide %" PRIu32 " input and %" PRIu32 " output channels", g.group, g.cin, g.cout);
         return IE_ERR_FORMAT;
@@ -741,7 +741,7 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
 static void conv_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
-    ie_conv_geom g = ie_conv_geometry(m, nd);
+    ie_conv_geom g = ie_conv_geometry(m, nd, ie_plan_config(p));
     size_t n = ie_plan_batch(p), howo = (size_t)g.ho * g.wo, k = (size_t)g.cin_g * g.kh * g.kw;
     size_t cout_g = g.cout / g.group, t = ie_plan_threads(p); /* per-thread scratch, t copies */
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node), x = nd->in[0], w = nd->in[1], y = nd->out[0];
@@ -785,7 +785,7 @@ typedef struct conv_node {
 static conv_node conv_open(ie_session *s, uint32_t node) {
     const ie_model *m = s->model;
     const ie_node_desc *nd = &m->nodes[node];
-    conv_node c = {ie_conv_geometry(m, nd), s->nodes[node].scratch, &s->values[nd->in[0]], &s->values[nd->out[0]],
+    conv_node c = {ie_conv_geometry(m, nd, &s->cfg), s->nodes[node].scratch, &s->values[nd->in[0]], &s->values[nd->out[0]],
                    m->tensors[nd->in[1]].param, NULL, NULL};
     c.pw = &s->params[c.wi];
     c.pb = nd->n_in > 2 ? &s->params[m->tensors[nd->in[2]].param] : NULL;

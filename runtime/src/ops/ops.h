@@ -64,8 +64,12 @@ void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
 typedef struct ie_conv_geom {
     uint32_t group, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr;
     uint32_t cin, h, w, cout, ho, wo, cin_g;
+    uint32_t chunk_cols; /* columns a GEMM takes samples up to (0: one sample per GEMM) */
+#define IE_CONV_CHUNK_COLS 1024
 } ie_conv_geom;
-ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd);
+/* A node's geometry; chunks of samples unless the build (-Os) or the session (lean_scratch) says
+ * otherwise. */
+ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd, const ie_session_config *cfg);
 /* Checks a sliding window's parameters and that they give ho x wo outputs. */
 ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t dh,
                           uint32_t dw, uint32_t pt, uint32_t pl, uint32_t pb, uint32_t pr, uint32_t ho, uint32_t wo,
