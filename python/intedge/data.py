@@ -246,6 +246,56 @@ def fit_samples(x, input_shape, what="x"):
     return np.ascontiguousarray(x.reshape(len(x), want))
 
 
+class Inputs:
+    """The samples of a model with several inputs, or with integer inputs (token ids, masks): one
+    array per graph input, by name, each [N, per-sample values], the same N in all. Indexing picks
+    the same samples from every array, so a batch is `inputs[idx]`, as with one array."""
+
+    def __init__(self, arrays):
+        self.arrays = dict(arrays)
+        lengths = {len(a) for a in self.arrays.values()}
+        if len(lengths) != 1:
+            counts = ", ".join(f"{k} {len(a)}" for k, a in self.arrays.items())
+            raise IntedgeError(f"the inputs hold different numbers of samples ({counts}); give each input one row "
+                               "per sample")
+
+    def __len__(self):
+        return len(next(iter(self.arrays.values())))
+
+    def __getitem__(self, idx):
+        return Inputs({k: a[idx] for k, a in self.arrays.items()})
+
+
+def fit_inputs(x, infos, what="x"):
+    """x (a dict by input name, or one array for a one-input model) as Inputs, checked against the
+    runtime's input infos: integer inputs must hold integers, every sample the input's size."""
+    if not isinstance(x, dict):
+        if len(infos) != 1:
+            raise IntedgeError(f"{what}: the model takes inputs {', '.join(i.name for i in infos)}; pass a dict of "
+                               "arrays by input name")
+        x = {infos[0].name: x}
+    names = [i.name for i in infos]
+    missing, extra = [n for n in names if n not in x], [k for k in x if k not in names]
+    if missing or extra:
+        raise IntedgeError(f"{what}: the model takes inputs {', '.join(names)}; "
+                           + (f"missing {', '.join(missing)}" if missing else "")
+                           + ("; " if missing and extra else "") + (f"unknown {', '.join(extra)}" if extra else ""))
+    arrays = {}
+    for info in infos:
+        a = np.asarray(x[info.name])
+        if info.ids:
+            if a.dtype.kind not in "iub":
+                raise IntedgeError(f"{what}: input {info.name!r} takes integers (token ids or a mask), got {a.dtype}")
+            per = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
+            if per != info.numel:
+                raise IntedgeError(f"{what}: each sample of input {info.name!r} has {per} values {list(a.shape[1:])}; "
+                                   f"the model takes {list(info.shape)} = {info.numel}")
+            arrays[info.name] = np.ascontiguousarray(a.reshape(len(a), info.numel).astype(np.int64))
+        else:
+            arrays[info.name] = fit_samples(a.astype(np.float32), info.shape, f"{what} input {info.name!r}")
+    return Inputs(arrays)
+
+
 def check_labels(y, num_classes, what="y"):
     y = np.asarray(y)
     if y.ndim != 1:

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import faults
-from .data import InputMapping, check_labels, fit_samples
+from .data import InputMapping, Inputs, check_labels, fit_inputs, fit_samples
 from .errors import IntedgeError
 from .export import export_onnx
 from .images import augment
@@ -32,6 +32,10 @@ class Trainer:
     uint8 samples ([N, C, H, W] images) enter the runtime as integers; `input_mapping` gives the
     per-channel normalization, folded into the runtime's input mapping. Float samples are
     normalized in numpy.
+
+    A model with several inputs, or integer ones (a text encoder's input_ids and attention_mask),
+    takes x as a dict of arrays by input name, one row per sample; integer inputs must hold
+    integers, float inputs go in as they are (no input mapping, no augmentation).
 
     optimizer: 'sgd' (lr, momentum, weight_decay; PyTorch's SGD) or 'adamw' (lr, betas, eps,
     weight_decay; PyTorch's AdamW, whose own default weight_decay is 0.01). lr defaults to 0.1 for
@@ -81,7 +85,18 @@ class Trainer:
         """The sample order of an epoch: a seeded permutation, identical on every machine."""
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
+    def _takes_inputs(self):
+        """True for a model with several inputs or integer inputs: samples go as Inputs."""
+        infos = self.runtime_model.inputs
+        return len(infos) > 1 or any(i.ids for i in infos)
+
     def prepare(self, x, y, what):
+        if self._takes_inputs():
+            if self.input_format == "u8" or self.augment:
+                raise IntedgeError("uint8 input and augmentation are for one image input; this model takes "
+                                   f"{', '.join(i.name for i in self.runtime_model.inputs)}")
+            flat = fit_inputs(x, self.runtime_model.inputs, f"{what} samples")
+            return flat, self._check_targets(y, len(flat), what)
         x = np.asarray(x)
         if self.input_format == "u8" and x.dtype != np.uint8:
             raise IntedgeError(f"{what} samples are {x.dtype}; this trainer takes uint8 images")
@@ -90,20 +105,23 @@ class Trainer:
             if x.ndim > 1:
                 x = self.input_mapping.apply_float(x.reshape((len(x), self.input_mapping.channels, -1)))
         flat = fit_samples(x, self.model.input_shape, f"{what} samples")
-        if len(flat) == 0:
+        return flat, self._check_targets(y, len(flat), what)
+
+    def _check_targets(self, y, n, what):
+        if n == 0:
             raise IntedgeError(f"{what} set is empty")
         if y is not None and self.loss == "cross_entropy":
             y = check_labels(y, self.model.output_size, f"{what} labels")
-            if len(y) != len(flat):
-                raise IntedgeError(f"{what}: {len(flat)} samples but {len(y)} labels")
+            if len(y) != n:
+                raise IntedgeError(f"{what}: {n} samples but {len(y)} labels")
         elif y is not None:  # regression / multi-label targets: one row of outputs per sample
             y = np.asarray(y, np.float32).reshape(len(y), -1)
-            if y.shape != (len(flat), self.model.output_size):
+            if y.shape != (n, self.model.output_size):
                 raise IntedgeError(f"{what}: targets have shape {list(y.shape)}; the model gives "
-                                   f"[{len(flat)}, {self.model.output_size}]")
+                                   f"[{n}, {self.model.output_size}]")
             if self.loss == "bce" and (y.min() < 0 or y.max() > 1):
                 raise IntedgeError(f"{what}: BCE targets must lie in [0, 1]")
-        return flat, y
+        return y
 
     def _augment(self, xb, epoch, batch):
         if not self.augment:
@@ -116,6 +134,7 @@ class Trainer:
         """(summed loss, correct, count) of one batch; for BCE, correct counts outputs, so it is
         scaled to samples' worth to keep accuracy = correct / count."""
         f = self.session.step if train else self.session.evaluate
+        xb = xb.arrays if isinstance(xb, Inputs) else xb
         if self.loss == "cross_entropy":
             return f(xb, labels=yb)
         loss, correct, count = f(xb, targets=yb)
@@ -135,7 +154,8 @@ class Trainer:
         return {"loss": loss / count, "acc": correct / count}
 
     def predict_prepared(self, x):
-        return np.concatenate([self.session.forward(x[i:i + self.batch_size])
+        batch = (lambda b: b.arrays) if isinstance(x, Inputs) else (lambda b: b)  # noqa: E731
+        return np.concatenate([self.session.forward(batch(x[i:i + self.batch_size]))
                                for i in range(0, len(x), self.batch_size)])
 
     def predict(self, x):

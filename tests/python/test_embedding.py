@@ -152,3 +152,69 @@ def test_embedding_training_is_bit_exact_across_tiers_threads_and_momentum(rng):
             digests.add(s.digest())
     assert len(digests) == 1
     assert losses[-1] < losses[0] / 2  # it learns the batch
+
+
+def masked_bag_graph(rng, t, v, d, classes):
+    """input_ids [T] and attention_mask [T, 1] (integers) -> Embedding -> times the mask (Cast) ->
+    Gemm: a text classifier's shape, small."""
+    g = iem.Graph()
+    g.input = g.add_tensor("input_ids", iem.KIND_INPUT, (t,), ids=True)
+    g.add_tensor("attention_mask", iem.KIND_INPUT, (t, 1), ids=True)
+    g.add_tensor("table", iem.KIND_PARAM, (v, d), (rng.standard_normal((v, d)) * 0.5).astype(np.float32))
+    w = (rng.standard_normal((classes, t * d)) * 0.1).astype(np.float32)
+    g.add_tensor("w", iem.KIND_PARAM, w.shape, w)
+    for name, shape in (("emb", (t, d)), ("m8", (t, 1)), ("masked", (t, d)), ("flat", (t * d,)),
+                        ("logits", (classes,))):
+        g.add_tensor(name, iem.KIND_ACTIVATION, shape)
+    g.add_node("embed", iem.OP_EMBEDDING, ["table", "input_ids"], ["emb"])
+    g.add_node("cast", iem.OP_CAST, ["attention_mask"], ["m8"])
+    g.add_node("mask", iem.OP_BINARY, ["emb", "m8"], ["masked"], [iem.BINARY_MUL])
+    g.add_node("flatten", iem.OP_RESHAPE, ["masked"], ["flat"])
+    g.add_node("fc", iem.OP_GEMM, ["flat", "w"], ["logits"], [1])
+    g.output = g.index["logits"]
+    return g
+
+
+def token_data(rng, n, t, v):
+    """Sequences of 3..T tokens (padding id 0 past the length, mask 0 there); the class is whether
+    token 1 or token 2 occurs first (each sequence holds one of them, at a random place)."""
+    ids = rng.integers(3, v, (n, t))
+    lengths = rng.integers(3, t + 1, n)
+    y = rng.integers(0, 2, n)
+    for i in range(n):
+        ids[i, rng.integers(0, lengths[i])] = 1 + y[i]
+        ids[i, lengths[i]:] = 0
+    mask = (np.arange(t)[None, :] < lengths[:, None]).astype(np.int64)[..., None]
+    return {"input_ids": ids, "attention_mask": mask}, y
+
+
+def test_trainer_takes_several_integer_inputs_by_name(rng):
+    """Trainer.fit with a dict of input_ids and attention_mask: it learns the task with AdamW, the
+    same bytes on 1 and 2 threads, and a wrong batch is named."""
+    from intedge import Trainer
+    from intedge.onnx_import import ImportedModel
+
+    t, v, d = 8, 20, 4
+    g = masked_bag_graph(rng, t, v, d, 2)
+    params = [x.name for x in g.tensors if x.kind == iem.KIND_PARAM]
+    model = ImportedModel(None, iem.serialize(g), "input_ids", (t,), "logits", 2, params)
+    x, y = token_data(rng, 600, t, v)
+    xv, yv = token_data(rng, 200, t, v)
+    digests = []
+    for threads in (1, 2):
+        tr = Trainer(model, batch_size=16, lr=0.02, optimizer="adamw", threads=threads)
+        hist = tr.fit(x, y, xv, yv, epochs=4, progress=False)
+        digests.append(tr.session.digest())
+    print([(round(h["train_loss"], 3), h["val_acc"]) for h in hist])
+    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
+    assert hist[-1]["val_acc"] >= 0.9, hist
+    assert digests[0] == digests[1]
+    assert tr.predict(xv).shape == (200, 2)
+    with pytest.raises(IntedgeError, match="pass a dict of arrays by input name"):
+        tr.fit(x["input_ids"], y, epochs=5, progress=False)
+    with pytest.raises(IntedgeError, match="missing attention_mask"):
+        tr.evaluate({"input_ids": xv["input_ids"]}, yv)
+    with pytest.raises(IntedgeError, match="'input_ids' takes integers"):
+        tr.evaluate({**xv, "input_ids": xv["input_ids"].astype(np.float32)}, yv)
+    with pytest.raises(IntedgeError, match="different numbers of samples"):
+        tr.evaluate({**xv, "attention_mask": xv["attention_mask"][:5]}, yv)
