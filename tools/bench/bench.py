@@ -30,7 +30,7 @@ BATCH = 32
 
 def torch_model(name):
     import torch
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    sys.path.insert(0, str(ROOT / "models"))
     from torch_models import LeNet5, MobileNetV2Small, ResNet8
     torch.manual_seed(0)
     if name == "mlp":
@@ -128,7 +128,7 @@ def worker_main(args):
 
 def export_models(names, folder):
     import torch
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    sys.path.insert(0, str(ROOT / "models"))
     from torch_models import export_training
     paths = {}
     for n in names:

@@ -1,5 +1,5 @@
-"""Models the tests build and export with PyTorch, and a float32 PyTorch training reference that
-follows intedge's data order exactly."""
+"""PyTorch models that the tests, the benchmark (tools/bench) and the fidelity study (tools/fidelity)
+build and export, and a float32 PyTorch training reference that follows intedge's data order exactly."""
 import io
 
 import numpy as np
