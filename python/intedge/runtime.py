@@ -10,6 +10,31 @@ from ._ffi import ffi, lib
 from .errors import IntedgeError
 
 LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS}
+ROUNDINGS = {"stochastic": lib.IE_ROUND_STOCHASTIC, "nearest": lib.IE_ROUND_NEAREST}
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """The number format's ablation knobs (docs/fidelity.md); the defaults are the method's format.
+    rounding: 'stochastic' or 'nearest' (training without SR); grad_bits: width of the activation
+    gradients, 2..8; sgd_bits: width of the optimizer's integers (master weights, momentum), 16..32."""
+    rounding: str = "stochastic"
+    grad_bits: int = 8
+    sgd_bits: int = 32
+
+    def __post_init__(self):
+        if self.rounding not in ROUNDINGS:
+            raise IntedgeError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {self.rounding!r}")
+        if not 2 <= int(self.grad_bits) <= 8:
+            raise IntedgeError(f"grad_bits must lie in 2..8 (int8 gradients are the widest), got {self.grad_bits}")
+        if not 16 <= int(self.sgd_bits) <= 32:
+            raise IntedgeError(f"sgd_bits must lie in 16..32, got {self.sgd_bits}")
+
+    def apply(self, cfg):
+        """Sets the config fields; the defaults leave them 0, the runtime's default format."""
+        cfg.rounding = ROUNDINGS[self.rounding]
+        cfg.grad_bits = 0 if self.grad_bits == 8 else int(self.grad_bits)
+        cfg.sgd_bits = 0 if self.sgd_bits == 32 else int(self.sgd_bits)
 
 
 def _f32_bits(x):
@@ -69,9 +94,10 @@ class Model:
         return ffi.string(lib.ie_model_errmsg(self._h)).decode()
 
     def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
-                threads=1):
+                threads=1, number_format=None):
         """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent).
-        kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best."""
+        kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best.
+        number_format: a NumberFormat (None: the default format)."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         cfg = ffi.new("ie_session_config *")
@@ -95,6 +121,7 @@ class Model:
             cfg.input_offset_q8, cfg.input_scale_m = keep[-2], keep[-1]
             cfg.input_scale_e = exponent
         cfg.threads = max(int(threads or 1), 1)
+        (number_format or NumberFormat()).apply(cfg)
         kernels = kernels or os.environ.get("INTEDGE_KERNELS") or None
         if kernels:
             if kernels not in kernel_tiers():
@@ -128,13 +155,13 @@ class Session:
     """One training session: master weights, optimizer state and the planned arena."""
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
-                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1):
+                 loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1, number_format=None):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
         self.input_u8 = input_u8 is not None
         cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8,
-                                        kernels, threads)
+                                        kernels, threads, number_format)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")

@@ -17,7 +17,12 @@ from .errors import IntedgeError
 from .export import export_onnx
 from .images import augment
 from .onnx_import import ImportedModel, import_onnx
-from .runtime import Model, Session
+from .runtime import Model, NumberFormat, Session
+
+
+def number_format_options(config):
+    """The number-format options a trainer config records (older checkpoints: the defaults)."""
+    return {k: config.get(k, v) for k, v in (("rounding", "stochastic"), ("grad_bits", 8), ("sgd_bits", 32))}
 
 
 class Trainer:
@@ -29,11 +34,14 @@ class Trainer:
 
     uint8 samples ([N, C, H, W] images) enter the runtime as integers; `input_mapping` gives the
     per-channel normalization, folded into the runtime's input mapping. Float samples are
-    normalized in numpy."""
+    normalized in numpy.
+
+    rounding, grad_bits and sgd_bits change the number format for ablation studies
+    (docs/fidelity.md); their defaults are the method's format."""
 
     def __init__(self, model, *, batch_size=32, lr=0.1, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_format="f32", input_mapping=None, augment=(),
-                 class_names=None, kernels=None, threads=1):
+                 class_names=None, kernels=None, threads=1, rounding="stochastic", grad_bits=8, sgd_bits=32):
         if batch_size < 1:
             raise IntedgeError(f"batch size must be at least 1, got {batch_size}")
         if input_format not in ("f32", "u8"):
@@ -43,9 +51,11 @@ class Trainer:
         channels = self.model.input_shape[0] if len(self.model.input_shape) > 1 else 1
         self.input_mapping = input_mapping or InputMapping(channels, (0.0,) * channels, (1.0,) * channels)
         self.input_format = input_format
+        self.number_format = NumberFormat(rounding, grad_bits, sgd_bits)
         self.config = {"batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                        "seed": seed, "loss": loss, "trainable": list(trainable) if trainable is not None else None,
-                       "input_format": input_format, "augment": list(augment)}
+                       "input_format": input_format, "augment": list(augment), "rounding": rounding,
+                       "grad_bits": grad_bits, "sgd_bits": sgd_bits}
         self.batch_size = batch_size
         self.seed = seed
         self.loss = loss
@@ -57,7 +67,7 @@ class Trainer:
             u8 = (self.input_mapping.channels, offsets, scales, exp)
         self.session = Session(self.runtime_model, batch_size=batch_size, lr=lr, momentum=momentum,
                                weight_decay=weight_decay, seed=seed, loss=loss, trainable=trainable, input_u8=u8,
-                               kernels=kernels, threads=threads)
+                               kernels=kernels, threads=threads, number_format=self.number_format)
         # the position: completed epochs, next batch in the current epoch, partial-epoch sums
         self.epoch = 0
         self.batch = 0
@@ -221,7 +231,8 @@ class Trainer:
         t = cls(model, batch_size=c["batch_size"], lr=c["lr"], momentum=c["momentum"],
                 weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
                 input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
-                augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads)
+                augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads,
+                **number_format_options(c))
         t.config = c  # everything the run recorded, including how its data was loaded
         t.session.load_state(ck.state)
         t.epoch, t.batch = ck.meta["epoch"], ck.meta["batch"]
@@ -234,7 +245,8 @@ class Trainer:
         c = self.config
         t = Trainer(self.model, batch_size=self.batch_size, lr=c["lr"], momentum=c["momentum"],
                     weight_decay=c["weight_decay"], seed=self.seed, loss=self.loss, trainable=c["trainable"],
-                    input_format=fmt, input_mapping=self.input_mapping, class_names=self.class_names)
+                    input_format=fmt, input_mapping=self.input_mapping, class_names=self.class_names,
+                    **number_format_options(c))
         for p in self.session.model.params:
             t.session.set_param_fixed(p.index, *self.session.param_fixed(p.index))
         return t

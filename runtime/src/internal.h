@@ -182,11 +182,15 @@ enum {
     IE_STREAM_LOSS = 2,
     IE_STREAM_TARGET = 3,
     IE_STREAM_GRAD_SUM = 0x80000000u, /* + tensor */
+    IE_STREAM_GRAD_NARROW = 0x40000000u, /* + tensor: config grad_bits below 8 */
     IE_STREAM_NODE_BASE = 0x100,   /* + node * 16 + slot */
     IE_STREAM_PARAM_BASE = 0x1000000 /* + param * 16 + slot */
 };
 
 ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream);
+/* Bits each term of parameter pi's optimizer integers may take (config sgd_bits; running
+ * statistics keep IE_TERM_BITS). */
+int ie_session_term_bits(const ie_session *s, uint32_t pi);
 static inline uint32_t ie_node_stream(uint32_t node, uint32_t slot) { return IE_STREAM_NODE_BASE + node * 16 + slot; }
 static inline uint32_t ie_param_stream(uint32_t param, uint32_t slot) { return IE_STREAM_PARAM_BASE + param * 16 + slot; }
 

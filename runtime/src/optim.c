@@ -44,35 +44,35 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
     int32_t *g = p->opt_scratch;
     uint64_t wmax = cached_max(p, IE_KNOWN_W, p->w, &p->wmax), gmax, vmax;
     ie_rounder rg = ie_session_rounder(s, ie_param_stream(pi, R_GRAD));
-    int sh;
+    int bits = ie_session_term_bits(s, pi), sh;
 #if IE_FAST_PATHS
     if (p->grad32) { /* the same values as int32: the same shift and bytes */
         const int32_t *g32 = (const int32_t *)p->grad;
-        sh = ie_requant_shift(ie_absmax_s32_split(pool, g32, n), 29);
-        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, 29, rg, g);
+        sh = ie_requant_shift(ie_absmax_s32_split(pool, g32, n), bits);
+        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, bits, rg, g);
     } else
 #endif
     {
-        sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), 29);
-        gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, 29, rg, g);
+        sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), bits);
+        gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, bits, rg, g);
     }
     int32_t ge = p->grad_e + sh;
     if (c->weight_decay.m)
-        ge = ie_axpby_s32_split(pool, g, n, ONE, g, ge, gmax, c->weight_decay, p->w, p->we, wmax,
+        ge = ie_axpby_s32_split(pool, g, n, ONE, g, ge, gmax, c->weight_decay, p->w, p->we, wmax, bits,
                                 ie_session_rounder(s, ie_param_stream(pi, R_DECAY)), &gmax);
     const int32_t *v = g;
     int32_t ve = ge;
     vmax = gmax;
     if (c->momentum.m) {
         uint64_t mmax = cached_max(p, IE_KNOWN_MOM, p->mom, &p->mmax);
-        p->me = ie_axpby_s32_split(pool, p->mom, n, c->momentum, p->mom, p->me, mmax, ONE, g, ge, gmax,
+        p->me = ie_axpby_s32_split(pool, p->mom, n, c->momentum, p->mom, p->me, mmax, ONE, g, ge, gmax, bits,
                                    ie_session_rounder(s, ie_param_stream(pi, R_MOMENTUM)), &vmax);
         p->mmax = (uint32_t)vmax;
         v = p->mom;
         ve = p->me;
     }
     ie_dyadic neg_lr = {-c->lr.m, c->lr.e};
-    p->we = ie_axpby_s32_split(pool, p->w, n, ONE, p->w, p->we, wmax, neg_lr, v, ve, vmax,
+    p->we = ie_axpby_s32_split(pool, p->w, n, ONE, p->w, p->we, wmax, neg_lr, v, ve, vmax, bits,
                                ie_session_rounder(s, ie_param_stream(pi, R_UPDATE)), &wmax);
     p->wmax = (uint32_t)wmax;
     p->known = IE_KNOWN_W | (c->momentum.m ? IE_KNOWN_MOM : 0);
