@@ -226,8 +226,9 @@ const ie_op_def *ie_op_lookup(uint32_t op);
 /* Applies one SGD step to parameter p from p->grad (exponent p->grad_e). */
 void ie_optim_step(ie_session *s, uint32_t param);
 /* Writes the int8 SR view of the master into dst and sets e8. With transpose_rows = R > 0 the
- * master is read as [R, numel/R] and written transposed. */
-void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transpose_rows);
+ * master is read as [R, numel/R] and written transposed. nearest: round to nearest instead (a
+ * constant operand's view, the same at every step). */
+void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transpose_rows, int nearest);
 
 /* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,

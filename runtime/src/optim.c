@@ -21,10 +21,11 @@ static uint64_t cached_max(ie_param *p, uint8_t which, const int32_t *a, uint32_
     return *max;
 }
 
-void ie_param_quantize(ie_session *s, uint32_t pi, int8_t *dst, size_t transpose_rows) {
+void ie_param_quantize(ie_session *s, uint32_t pi, int8_t *dst, size_t transpose_rows, int nearest) {
     ie_param *p = &s->params[pi];
     int sh = ie_requant_shift(cached_max(p, IE_KNOWN_W, p->w, &p->wmax), 7);
     ie_rounder r = ie_session_rounder(s, ie_param_stream(pi, R_VIEW));
+    r.nearest |= (uint32_t)nearest;
     p->e8 = p->we + sh;
     if (!transpose_rows) { /* the common layout: one vectorizable pass */
         ie_shift_s32_s8_bits_split(s->ex.pool, p->w, p->numel, sh, 7, r, dst);

@@ -5,10 +5,14 @@
 #include "internal.h"
 #include "planner.h"
 
+/* Evaluation rounds like training: round to nearest repeats one error wherever a tensor repeats
+ * a value (an image's plain background), an offset per channel that eval-mode BatchNorm, with
+ * fixed statistics, cannot remove (docs/fidelity.md). Its draws are keyed by the step, so an
+ * evaluation of one state is reproducible. */
 ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream) {
     ie_rounder r;
     r.key = ie_stream_key(s->cfg.seed, stream, s->step);
-    r.nearest = s->mode == IE_MODE_EVAL || s->cfg.rounding == IE_ROUND_NEAREST;
+    r.nearest = s->cfg.rounding == IE_ROUND_NEAREST;
     return r;
 }
 

@@ -115,10 +115,7 @@ static operands load(ie_session *s, uint32_t node) {
     if (tb->kind == IE_KIND_PARAM) { /* the constant's int8 view, rounded to nearest */
         uint32_t pi = tb->param;
         int8_t *b8 = s->nodes[node].scratch[S_B8];
-        ie_mode mode = s->mode;
-        s->mode = IE_MODE_EVAL;
-        ie_param_quantize(s, pi, b8, 0);
-        s->mode = mode;
+        ie_param_quantize(s, pi, b8, 0, 1);
         o.b = b8;
         o.eb = s->params[pi].e8;
     }
