@@ -4,6 +4,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 import intedge
 from intedge._ffi import ffi, lib
@@ -307,3 +308,19 @@ def test_head_only_arena_is_much_smaller_and_frozen_stays_put():
     assert head < 0.6 * full
     with pytest.raises(intedge.IntedgeError, match="matches no parameter"):
         trainable_flags(imported, ["nothing*"])
+
+
+def test_batchnorm_evaluation_with_a_running_mean_far_beyond_the_input():
+    """A running mean 2^33 and more times the batch's largest |x| lies outside the exact centring's
+    int64 range; it joins the constant term (the shift used to overflow int64)."""
+    mean, var = np.array([1e8, -3e7], np.float32), np.array([1.0, 4.0], np.float32)
+    inits = [numpy_helper.from_array(v, n) for v, n in ((np.ones(2, np.float32), "g"), (np.zeros(2, np.float32), "b"),
+                                                        (mean, "m"), (var, "v"))]
+    g = helper.make_graph([helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"])], "bn",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 4, 4])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    x = (np.random.default_rng(0).standard_normal((4, 2, 4, 4)) * 1e-5).astype(np.float32)
+    ours = intedge.Trainer(model, batch_size=4).predict(x).reshape(x.shape)
+    ref = (x - mean.reshape(1, 2, 1, 1)) / np.sqrt(var.reshape(1, 2, 1, 1) + 1e-5)
+    assert np.abs(ours - ref).max() < 2 ** -6 * np.abs(ref).max()  # within one output ulp
