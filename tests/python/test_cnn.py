@@ -210,7 +210,7 @@ def test_lenet5_fidelity_on_mnist(capsys):
     x, y, xv, yv = mnist()
     t = intedge.Trainer(model, batch_size=32, lr=0.1, seed=0)
     ours = t.fit(x, y, xv, yv, epochs=3, progress=False)[-1]["val_acc"]
-    theirs = torch_fit(net, t, x, y, xv, yv, epochs=3, lr=0.1)
+    theirs = torch_fit(net, t, x, y, xv, yv, epochs=3, lr=0.1)[-1]["val_acc"]
     with capsys.disabled():
         print(f"\n[LeNet-5 mnist-5k, 3 epochs] integer val_acc {ours:.4f}, PyTorch fp32 val_acc {theirs:.4f}")
     assert ours >= 0.93
@@ -269,7 +269,7 @@ def test_resnet8_fidelity_on_mnist(capsys):
     for e in range(5):
         t.session.set_lr(lr_at(e))
         ours = t.fit(x, y, xv, yv, epochs=e + 1, progress=False)[-1]["val_acc"]
-    theirs = torch_fit(net, t, x, y, xv, yv, epochs=5, lr=0.02, momentum=0.9, lr_at=lr_at)
+    theirs = torch_fit(net, t, x, y, xv, yv, epochs=5, lr=0.02, momentum=0.9, lr_at=lr_at)[-1]["val_acc"]
     with capsys.disabled():
         print(f"\n[ResNet-8 mnist-5k, 5 epochs] integer val_acc {ours:.4f}, PyTorch fp32 val_acc {theirs:.4f}")
     assert ours >= 0.94

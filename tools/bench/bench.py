@@ -31,13 +31,10 @@ BATCH = 32
 def torch_model(name):
     import torch
     sys.path.insert(0, str(ROOT / "models"))
-    from torch_models import LeNet5, MobileNetV2Small, ResNet8
+    from torch_models import MLP, LeNet5, MobileNetV2Small, ResNet8
     torch.manual_seed(0)
-    if name == "mlp":
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                   torch.nn.Linear(256, 10))
-    return {"lenet": lambda: LeNet5(flatten_by_view=False), "resnet8": lambda: ResNet8(in_ch=3, width=16),
-            "mobilenetv2": lambda: MobileNetV2Small(in_ch=3)}[name]()
+    return {"mlp": lambda: MLP(784, 256), "lenet": lambda: LeNet5(flatten_by_view=False),
+            "resnet8": lambda: ResNet8(in_ch=3, width=16), "mobilenetv2": lambda: MobileNetV2Small(in_ch=3)}[name]()
 
 
 def median_ms(step, warmup=3, reps=15):

@@ -1,11 +1,20 @@
-"""Fidelity diagnostics: where integer training and evaluation depart from float32, measured on
-the same weights. Self-contained (numpy, torch, intedge), importable by the tests and by the
-study (tools/fidelity/study.py).
+"""Fidelity diagnostics: where integer training and evaluation depart from float32, measured at the
+same weights. Self-contained (numpy, torch, intedge), importable by the tests and by the study
+(tools/fidelity/study.py --diagnostics).
 
 - eval_agreement: intedge's evaluation against the float evaluation of the very same weights.
-"""
+- step_agreement: per parameter, the cosine between intedge's mean SGD step (over SR seeds) and
+  autograd's gradient, and the ratio of their norms.
+- along_training: step_agreement at chosen steps of a real training run, with each BatchNorm's
+  running statistics against a float shadow that saw the same batches at the same weights.
+- sr_zero_share: per layer, the share of nonzero values that stochastic rounding sends to 0.
+
+The torch net and the ONNX model must share parameter names (torch's exporters keep them)."""
 import numpy as np
 import torch
+import torch.nn as nn
+
+import intedge
 
 
 def load_into(net, state):
@@ -30,3 +39,103 @@ def eval_agreement(trainer, net, x, y):
     net.train(was_training)
     ours = trainer.predict(x).argmax(1)
     return {"acc_gap": float((ours == y).mean() - (ref == y).mean()), "agreement": float((ours == ref).mean())}
+
+
+def copy_state(src, dst):
+    """Every parameter's master (and running statistic) of trainer src into trainer dst, bit for bit."""
+    for p in src.session.model.params:
+        dst.session.set_param_fixed(p.index, *src.session.param_fixed(p.index))
+
+
+def step_agreement(trainer, net, x, y, seeds=12, lr=0.01, **number_format):
+    """At trainer's current weights and on batch (x, y): for every trained parameter, the cosine
+    between autograd's gradient and intedge's plain-SGD step averaged over `seeds` SR seeds
+    (the step is (w_before - w_after) / lr), and ||mean step|| / ||gradient||. Returns
+    {name: {'cos': .., 'norm_ratio': ..}}. BatchNorm runs on batch statistics on both sides."""
+    load_into(net, trainer.state_dict())
+    net.train()
+    net.zero_grad()
+    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    steps = {}
+    for seed in range(seeds):
+        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed, **number_format)
+        copy_state(trainer, t)
+        before = t.state_dict()
+        xp, _ = t.prepare(x, None, "diagnostic")
+        t.session.step(xp, labels=np.asarray(y, np.int32))
+        for k, v in t.state_dict().items():
+            steps.setdefault(k, []).append((before[k].astype(np.float64) - v) / lr)
+    out = {}
+    for name, param in net.named_parameters():
+        g, mean = param.grad.numpy().astype(np.float64).ravel(), np.mean(steps[name], axis=0).ravel()
+        ng, nm = np.linalg.norm(g), np.linalg.norm(mean)
+        out[name] = {"cos": float(g @ mean / (ng * nm)) if ng and nm else 0.0,
+                     "norm_ratio": float(nm / ng) if ng else float("nan")}
+    return out
+
+
+def along_training(trainer, net, x, y, at_steps, seeds=12):
+    """Trains `trainer` over (x, y) in its own batch order and, before each step in at_steps,
+    measures step_agreement on that step's batch. A float shadow of the net takes intedge's
+    weights before every step and runs the same batch in training mode, so its running
+    statistics are float32's along intedge's own trajectory; each BatchNorm's running mean and
+    variance are compared with it (the largest relative error of the layer). Returns
+    {step: {'params': step_agreement, 'sr_zero_share': sr_zero_share, 'running_stats': {name: rel error}}}."""
+    import copy
+    shadow = copy.deepcopy(net)
+    load_into(shadow, trainer.state_dict())
+    stats = [k for k in trainer.state_dict() if k.endswith(("running_mean", "running_var"))]
+    xp, yp = trainer.prepare(x, y, "training")
+    bs, out, step, epoch = trainer.batch_size, {}, 0, 0
+    while step <= max(at_steps):
+        order = trainer.batch_order(len(x), epoch)
+        for i in range(0, len(order), bs):
+            idx = order[i:i + bs]
+            if step in at_steps:
+                state = trainer.state_dict()
+                floats = shadow.state_dict()
+                out[step] = {"params": step_agreement(trainer, net, x[idx], y[idx], seeds),
+                             "sr_zero_share": sr_zero_share(net, x[idx], y[idx]),  # net holds intedge's weights
+                             "running_stats": {k: float(np.abs(state[k] - floats[k].numpy()).max() /
+                                                        max(np.abs(floats[k].numpy()).max(), 1e-12)) for k in stats}}
+            if step >= max(at_steps):
+                return out
+            weights = {k: v for k, v in trainer.state_dict().items() if k not in stats}
+            load_into(shadow, weights)
+            shadow.train()
+            with torch.no_grad():
+                shadow(torch.as_tensor(x[idx]))
+            trainer.session.step(xp[idx], labels=yp[idx].astype(np.int32))
+            step += 1
+        epoch += 1
+    return out
+
+
+def sr_zero_share(net, x, y, bits=8):
+    """Per Conv/Linear/BatchNorm layer of `net` (at its current weights, training mode): the
+    expected share of nonzero values that stochastic rounding to the format's per-tensor grid
+    (ulp = 2^(floor(log2 max|v|) + 1 - (bits - 1))) sends to 0, for the layer's output and for
+    the gradient that reaches it. Computed from the float tensors: P(0) = 1 - |v| / ulp below one
+    ulp. Returns {layer: {'output': share, 'grad': share}}."""
+    def share(t):
+        a = t.detach().abs().double().flatten()
+        a = a[a > 0]
+        if not len(a):
+            return 0.0
+        ulp = 2.0 ** (np.floor(np.log2(float(a.max()))) + 1 - (bits - 1))
+        return float(torch.clamp(1 - a / ulp, min=0).mean())
+
+    out, hooks = {}, []
+    for name, m in net.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+            def fwd(mod, inp, o, name=name):
+                out.setdefault(name, {})["output"] = share(o)
+                if o.requires_grad:
+                    o.register_hook(lambda g, name=name: out[name].__setitem__("grad", share(g)))
+            hooks.append(m.register_forward_hook(fwd))
+    net.train()
+    net.zero_grad()
+    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    for h in hooks:
+        h.remove()
+    return out
