@@ -72,10 +72,12 @@ def perturb(net, seed, scale=2.0 ** -10):
     return net
 
 
-def run_pair(name, data, seed, epochs, fmt, emulate, control, cache, lr_drop=False):
+def run_pair(name, data, seed, epochs, fmt, emulate, control, cache, lr_drop=False, eval_agreement=False):
     """Histories of one seed: 'float', 'integer' (intedge, or the emulation) and optionally
     'control'. Float histories come from `cache` when present. lr_drop: the last epoch runs at a
-    tenth of the learning rate (every model alike)."""
+    tenth of the learning rate (every model alike). eval_agreement: each intedge epoch also
+    records the float32 evaluation of its weights (float_eval_val_acc) and the share of val
+    samples whose argmax agrees with it (agreement)."""
     import torch
 
     import intedge
@@ -95,10 +97,15 @@ def run_pair(name, data, seed, epochs, fmt, emulate, control, cache, lr_drop=Fal
         from emulate import emulated_fit
         out["integer"] = emulated_fit(build(name, data, seed)[0], trainer, x, y, xv, yv, epochs, lr_at, emulate, **fmt)
     else:
+        out["integer"], twin = [], build(name, data, seed)[0]
         for e in range(epochs):
             trainer.session.set_lr(lr_at(e))
-            history = trainer.fit(x, y, xv, yv, epochs=e + 1, progress=False)
-        out["integer"] = [{k: m[k] for k in ("epoch",) + METRICS} for m in history]
+            m = trainer.fit(x, y, xv, yv, epochs=e + 1, progress=False)[-1]
+            out["integer"].append({k: m[k] for k in ("epoch",) + METRICS})
+            if eval_agreement:
+                from diagnostics import eval_agreement as agree
+                a = agree(trainer, twin, xv, yv)
+                out["integer"][-1].update(float_eval_val_acc=m["val_acc"] - a["acc_gap"], agreement=a["agreement"])
     fit = lambda n: torch_fit(n, trainer, x, y, xv, yv, epochs, RECIPE["lr"], RECIPE["momentum"], lr_at=lr_at)  # noqa: E731
     out["float"] = cache.get("float", {}).get(key) or fit(net)
     cache.setdefault("float", {})[key] = out["float"]
@@ -113,13 +120,14 @@ def summarize(runs, metric="val_acc"):
     kinds = runs[0].keys()
     s = {k: np.array([[e[metric] for e in r[k]] for r in runs]) for k in kinds}
     out = {k: {"mean": v.mean(0).tolist(), "min": v.min(0).tolist(), "max": v.max(0).tolist()} for k, v in s.items()}
-    gap = s["integer"].mean(0) - s["float"].mean(0)
-    out["gap"] = gap.tolist()
-    out["largest_gap_from_epoch_2"] = float(gap[1:][np.argmax(np.abs(gap[1:]))]) if len(gap) > 1 else float(gap[0])
-    out["last_gap"] = float(gap[-1])
-    if "control" in s:
-        cg = s["control"].mean(0) - s["float"].mean(0)
-        out["control_largest_gap_from_epoch_2"] = float(cg[1:][np.argmax(np.abs(cg[1:]))]) if len(cg) > 1 else float(cg[0])
+    for kind in ("integer", "control"):
+        if kind in s:
+            gap = s[kind].mean(0) - s["float"].mean(0)
+            later = gap[1:] if len(gap) > 1 else gap
+            prefix = "" if kind == "integer" else "control_"
+            out[prefix + "gap"] = gap.tolist()
+            out[prefix + "largest_gap_from_epoch_2"] = float(later[np.argmax(np.abs(later))])
+            out[prefix + "last_gap"] = float(gap[-1])
     return out
 
 
@@ -143,6 +151,7 @@ def plot(name, results, path, label):
             ax.set_title(f"{name}, {data}: {'loss' if what == 'loss' else 'accuracy'} (mean, min-max of "
                          f"{len(runs)} seeds)", fontsize=9)
             ax.set_xlabel("epoch")
+            ax.set_xticks(np.arange(1, len(runs[0]["float"]) + 1))
             ax.grid(alpha=0.3)
         row[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -183,6 +192,36 @@ def diagnose(names, data, seed, at_steps, seeds, out):
     (out / "diagnostics.json").write_text(json.dumps(report, indent=1))
 
 
+def print_eval_agreement(rows_runs):
+    """intedge's evaluation against the float32 evaluation of its own weights, over every epoch of
+    every seed: the gap in val accuracy and the argmax agreement."""
+    print("\nintedge's evaluation against the float32 evaluation of the same weights (every epoch, every seed)\n")
+    print("| model | data | per-epoch gaps, mean | mean \\|gap\\| | largest \\|gap\\| | agreement, mean | lowest |")
+    print("|---|---|---|---|---|---|---|")
+    for name, data, runs in rows_runs:
+        gap = np.array([e["val_acc"] - e["float_eval_val_acc"] for r in runs for e in r["integer"]])
+        agree = np.array([e["agreement"] for r in runs for e in r["integer"]])
+        print(f"| {name} | {data} | {100 * gap.mean():+.2f} pp | {100 * np.abs(gap).mean():.2f} pp | "
+              f"{100 * np.abs(gap).max():.1f} pp | {agree.mean():.3f} | {agree.min():.3f} |")
+
+
+def print_per_epoch(rows_runs):
+    """Per epoch: the mean over seeds of train and val accuracy for both sides (and the float32
+    evaluation of intedge's weights where recorded), and the spread (SD) of val accuracy."""
+    for name, data, runs in rows_runs:
+        n = len(runs[0]["integer"])
+        print(f"\n{name} on {data}, {len(runs)} seeds: mean per epoch (SD over seeds)\n")
+        print("| | " + " | ".join(f"epoch {e + 1}" for e in range(n)) + " |\n|---|" + "---|" * n)
+        series = [("train acc, intedge", "integer", "train_acc"), ("train acc, float32", "float", "train_acc"),
+                  ("val acc, intedge", "integer", "val_acc"), ("val acc, float32", "float", "val_acc")]
+        if "float_eval_val_acc" in runs[0]["integer"][0]:
+            series.append(("intedge's weights evaluated in float32", "integer", "float_eval_val_acc"))
+        for label, kind, metric in series:
+            v = np.array([[e[metric] for e in r[kind]] for r in runs])
+            print(f"| {label} | " + " | ".join(f"{m:.3f} ({sd:.3f})" for m, sd in zip(v.mean(0), v.std(0, ddof=1)))
+                  + " |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="mlp,lenet5,resnet8,mobilenetv2")
@@ -197,6 +236,11 @@ def main(argv=None):
                          "per-channel weight exponents (--grad-bits then reaches 16)")
     ap.add_argument("--control", action="store_true", help="also a float32 run from a perturbed start")
     ap.add_argument("--lr-drop", action="store_true", help="the last epoch at a tenth of the learning rate")
+    ap.add_argument("--eval-agreement", action="store_true",
+                    help="per epoch, also evaluate intedge's weights in float32 (a table of the evaluation's own gap)")
+    ap.add_argument("--per-epoch", action="store_true", help="also a per-epoch table of means and spreads per model")
+    ap.add_argument("--report", action="store_true",
+                    help="no training: the table and figures of the runs stored in OUT/results.json")
     ap.add_argument("--diagnostics", action="store_true",
                     help="instead of the curves: gradient cosines and step-norm ratios per parameter, BatchNorm "
                          "statistics and SR zero shares along one run per model (first data set, seed 0)")
@@ -218,22 +262,31 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     cache = json.loads(store.read_text()) if store.exists() else {}
-    rows = []
+    rows, rows_runs = [], []
     for name in args.models.split(","):
         results = {}
         for data in args.data.split(","):
             epochs = args.epochs or EPOCHS[data]
             t0 = time.time()
-            runs = [run_pair(name, data, s, epochs, fmt, args.emulate, args.control, cache, args.lr_drop)
-                    for s in range(args.seeds)]
+            key = f"{tag}/{name}/{data}/{args.seeds}x{epochs}"
+            if args.report:
+                if key not in cache.get("runs", {}):
+                    print(f"{name} on {data}: no stored runs under {key}", file=sys.stderr)
+                    continue
+                runs = cache["runs"][key]["runs"]
+            else:
+                runs = [run_pair(name, data, s, epochs, fmt, args.emulate, args.control, cache, args.lr_drop,
+                                 args.eval_agreement) for s in range(args.seeds)]
             if runs[0] is None:
                 print(f"{name} on {data}: skipped (the model does not take {data}'s images)", file=sys.stderr)
                 continue
             results[data] = runs
             summ = summarize(runs)
-            cache.setdefault("runs", {})[f"{tag}/{name}/{data}/{args.seeds}x{epochs}"] = {"runs": runs, "val_acc": summ}
-            store.write_text(json.dumps(cache, indent=1))
+            if not args.report:
+                cache.setdefault("runs", {})[key] = {"runs": runs, "val_acc": summ}
+                store.write_text(json.dumps(cache, indent=1))
             rows.append((name, data, epochs, summ, summarize(runs, "train_acc")))
+            rows_runs.append((name, data, runs))
             print(f"{name} on {data}: {time.time() - t0:.0f} s", file=sys.stderr)
         if results:
             folder = args.plots or args.out
@@ -242,17 +295,22 @@ def main(argv=None):
     print(f"\n{label} against float32 PyTorch, {args.seeds} seeds; val accuracy in points (integer - float)\n")
     head = "| model | data | epochs | float val acc (last) | integer val acc (last) | largest gap from epoch 2 | " \
            "gap at last epoch | train acc gap (largest) |"
-    if args.control:
-        head += " control: largest gap from epoch 2 |"
+    control = rows and all("control_last_gap" in r[3] for r in rows)
+    if control:
+        head += " control: largest gap from epoch 2 | control: gap at last epoch |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
     for name, data, epochs, s, tr in rows:
         line = (f"| {name} | {data} | {epochs} | {s['float']['mean'][-1]:.4f} | {s['integer']['mean'][-1]:.4f} | "
                 f"{100 * s['largest_gap_from_epoch_2']:+.2f} | {100 * s['last_gap']:+.2f} | "
                 f"{100 * max(tr['gap'], key=abs):+.2f} |")
-        if args.control:
-            line += f" {100 * s['control_largest_gap_from_epoch_2']:+.2f} |"
+        if control:
+            line += f" {100 * s['control_largest_gap_from_epoch_2']:+.2f} | {100 * s['control_last_gap']:+.2f} |"
         print(line)
+    if args.eval_agreement:
+        print_eval_agreement(rows_runs)
+    if args.per_epoch:
+        print_per_epoch(rows_runs)
 
 
 if __name__ == "__main__":
