@@ -69,7 +69,7 @@ typedef enum ie_input_format {
     IE_INPUT_U8 = 1        /* const uint8_t *: pixels/sensor bytes, mapped per channel (below) */
 } ie_input_format;
 
-/* How training rounds when it narrows an integer (evaluation always rounds to nearest). */
+/* How training and evaluation round when they narrow an integer. */
 typedef enum ie_rounding {
     IE_ROUND_STOCHASTIC = 0, /* unbiased stochastic rounding: the method, and the default */
     IE_ROUND_NEAREST = 1     /* round half up everywhere, for ablation studies (docs/fidelity.md) */
