@@ -43,9 +43,11 @@ def test_gradients_follow_autograd_along_training(arch):
     """Per parameter, intedge's mean SGD step (32 SR seeds) against autograd's gradient at the
     same weights and batch, at steps 0, 50 and 200 of issue 11's recipe on mnist-5k; and each
     BatchNorm's running statistics against a float shadow along the same run. Measured (seed 0):
-    LeNet-5 min cosine 0.967 / 0.986 / 0.889, norm ratios 0.83-1.01; ResNet-8 weights min 0.94,
+    LeNet-5 min cosine 0.967 / 0.986 / 0.889, norm ratios 0.83-1.00; ResNet-8 weights min 0.95,
     BatchNorm parameters min 0.78 (the first blocks' BatchNorms, whose ReLU masks come from
-    rounded outputs: docs/fidelity.md), norm ratios 0.66-1.04, running statistics within 0.9%."""
+    rounded outputs: docs/fidelity.md), norm ratios 0.66-1.03; running statistics per channel
+    within 2.1% (mean: of an SD; variance: relative), and no bias: their mean error over channels
+    within 0.53%."""
     torch.manual_seed(0)
     net = LeNet5(flatten_by_view=False) if arch == "lenet5" else ResNet8(in_ch=1, width=8)
     model = export_training(net, torch.randn(2, 1, 28, 28), dynamo=False, opset=13)
@@ -58,9 +60,12 @@ def test_gradients_follow_autograd_along_training(arch):
         weights = {k: c for k, c in cos.items() if k.rsplit(".", 1)[0] not in norms}
         print(f"\n[{arch} step {step}] cosine min {min(cos.values()):.3f} (weights and biases of conv/fc "
               f"{min(weights.values()):.3f}), mean {np.mean(list(cos.values())):.3f}; norm ratio "
-              f"{min(ratio.values()):.2f}-{max(ratio.values()):.2f}")
+              f"{min(ratio.values()):.2f}-{max(ratio.values()):.2f}" + (
+                  f"; running statistics {max(e['largest'] for e in r['running_stats'].values()):.4f}, bias "
+                  f"{max(abs(e['mean']) for e in r['running_stats'].values()):.4f}" if r["running_stats"] else ""))
         assert min(weights.values()) >= 0.85, (step, weights)
         assert min(cos.values()) >= 0.7, (step, cos)
         assert np.mean(list(cos.values())) >= 0.95, (step, cos)
         assert 0.55 <= min(ratio.values()) and max(ratio.values()) <= 1.15, (step, ratio)
-        assert all(e <= 0.02 for e in r["running_stats"].values()), (step, r["running_stats"])
+        assert all(e["largest"] <= 0.04 and abs(e["mean"]) <= 0.015 for e in r["running_stats"].values()), \
+            (step, r["running_stats"])

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 import intedge
+from intedge.trainer import number_format_options
 
 
 def load_into(net, state):
@@ -47,18 +48,20 @@ def copy_state(src, dst):
         dst.session.set_param_fixed(p.index, *src.session.param_fixed(p.index))
 
 
-def step_agreement(trainer, net, x, y, seeds=12, lr=0.01, **number_format):
+def step_agreement(trainer, net, x, y, seeds=12, lr=0.01):
     """At trainer's current weights and on batch (x, y): for every trained parameter, the cosine
-    between autograd's gradient and intedge's plain-SGD step averaged over `seeds` SR seeds
-    (the step is (w_before - w_after) / lr), and ||mean step|| / ||gradient||. Returns
-    {name: {'cos': .., 'norm_ratio': ..}}. BatchNorm runs on batch statistics on both sides."""
+    between autograd's gradient and intedge's plain-SGD step in trainer's number format, averaged
+    over `seeds` SR seeds (the step is (w_before - w_after) / lr), and ||mean step|| / ||gradient||.
+    Returns {name: {'cos': .., 'norm_ratio': .., 'grad_norm': ||gradient||, 'step_norm': ||mean step||}}.
+    BatchNorm runs on batch statistics on both sides."""
     load_into(net, trainer.state_dict())
     net.train()
     net.zero_grad()
     nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
     steps = {}
     for seed in range(seeds):
-        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed, **number_format)
+        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed,
+                            **number_format_options(trainer.config))
         copy_state(trainer, t)
         before = t.state_dict()
         xp, _ = t.prepare(x, None, "diagnostic")
@@ -70,7 +73,32 @@ def step_agreement(trainer, net, x, y, seeds=12, lr=0.01, **number_format):
         g, mean = param.grad.numpy().astype(np.float64).ravel(), np.mean(steps[name], axis=0).ravel()
         ng, nm = np.linalg.norm(g), np.linalg.norm(mean)
         out[name] = {"cos": float(g @ mean / (ng * nm)) if ng and nm else 0.0,
-                     "norm_ratio": float(nm / ng) if ng else float("nan")}
+                     "norm_ratio": float(nm / ng) if ng else float("nan"), "grad_norm": float(ng), "step_norm": float(nm)}
+    return out
+
+
+def structurally_zero(params, rel=1e-4):
+    """Parameters whose autograd gradient is float round-off (norm below rel times the largest
+    parameter's): a BatchNorm bias whose output reaches the loss only through a later BatchNorm
+    in training mode, which removes any per-channel shift (MobileNetV2's block outputs), or units
+    a diverged run has killed. Cosine and norm ratio mean nothing there; their steps are
+    compared by norm instead."""
+    top = max(v["grad_norm"] for v in params.values())
+    return {k for k, v in params.items() if v["grad_norm"] < rel * top}
+
+
+def running_stat_errors(ours, ref):
+    """Per running statistic in `ref` (float32's): its error per channel in the units eval-mode
+    BatchNorm feels, (mean - ref mean) / ref std for a running mean and (var - ref var) / ref var
+    for a running variance; {name: {'largest': largest |error|, 'mean': mean signed error}}. The
+    mean shows a bias (an unbiased variance taken for a biased one is +1/(n-1) on every channel)
+    that the channels' scatter hides. (A mean error relative to the mean itself says nothing
+    where channel means sit near 0, as in MobileNetV2's 1x1 convolutions.)"""
+    out = {}
+    for k, r in ref.items():
+        scale = np.sqrt(ref[k[:-len("mean")] + "var"]) if k.endswith("running_mean") else r
+        err = (ours[k] - r) / np.maximum(scale, 1e-12)
+        out[k] = {"largest": float(np.abs(err).max()), "mean": float(err.mean())}
     return out
 
 
@@ -79,8 +107,8 @@ def along_training(trainer, net, x, y, at_steps, seeds=12):
     measures step_agreement on that step's batch. A float shadow of the net takes intedge's
     weights before every step and runs the same batch in training mode, so its running
     statistics are float32's along intedge's own trajectory; each BatchNorm's running mean and
-    variance are compared with it (the largest relative error of the layer). Returns
-    {step: {'params': step_agreement, 'sr_zero_share': sr_zero_share, 'running_stats': {name: rel error}}}."""
+    variance are compared with it (running_stat_errors). Returns
+    {step: {'params': step_agreement, 'sr_zero_share': sr_zero_share, 'running_stats': {name: error}}}."""
     import copy
     shadow = copy.deepcopy(net)
     load_into(shadow, trainer.state_dict())
@@ -96,8 +124,7 @@ def along_training(trainer, net, x, y, at_steps, seeds=12):
                 floats = shadow.state_dict()
                 out[step] = {"params": step_agreement(trainer, net, x[idx], y[idx], seeds),
                              "sr_zero_share": sr_zero_share(net, x[idx], y[idx]),  # net holds intedge's weights
-                             "running_stats": {k: float(np.abs(state[k] - floats[k].numpy()).max() /
-                                                        max(np.abs(floats[k].numpy()).max(), 1e-12)) for k in stats}}
+                             "running_stats": running_stat_errors(state, {k: floats[k].numpy() for k in stats})}
             if step >= max(at_steps):
                 return out
             weights = {k: v for k, v in trainer.state_dict().items() if k not in stats}

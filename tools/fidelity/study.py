@@ -89,7 +89,6 @@ def run_pair(name, data, seed, epochs, fmt, emulate, control, cache, lr_drop=Fal
     net, model = built
     # the emulation takes only the batch order and the recipe from the trainer
     trainer = intedge.Trainer(model, seed=seed, **RECIPE, **({} if emulate else fmt))
-    torch.set_num_threads(1)
     key = f"{name}/{data}/{seed}/{epochs}" + ("/lr-drop" if lr_drop else "")
     lr_at = lambda e: RECIPE["lr"] / (10 if lr_drop and e == epochs - 1 else 1)  # noqa: E731
     out = {}
@@ -159,37 +158,58 @@ def plot(name, results, path, label):
     plt.close(fig)
 
 
-def diagnose(names, data, seed, at_steps, seeds, out):
-    """The diagnostics (tools/fidelity/diagnostics.py) along one run per model: per parameter, the
-    cosine and norm ratio of intedge's mean step (over `seeds` SR seeds) against autograd; each
-    BatchNorm's running statistics against a float shadow; per layer, the share of nonzero values
-    that SR rounds to 0 (outputs and gradients). Prints per-layer tables; writes OUT/diagnostics.json."""
+def diagnose(names, data, seed, at_steps, seeds, out, fmt, tag):
+    """The diagnostics (tools/fidelity/diagnostics.py) along one run per model in number format
+    `fmt`: per parameter, the cosine and norm ratio of intedge's mean step (over `seeds` SR seeds)
+    against autograd; each BatchNorm's running statistics against a float shadow; per layer, the
+    expected share of nonzero values that SR rounds to 0 (outputs and gradients). Prints per-layer
+    tables and a summary; writes OUT/diagnostics-TAG.json."""
     import intedge
-    from diagnostics import along_training
+    from diagnostics import along_training, structurally_zero
     x, y, _, _ = datasets()[data]()
     report = {}
     for name in names:
-        net, model = build(name, data, seed)
-        t = intedge.Trainer(model, seed=seed, **RECIPE)
+        built = build(name, data, seed)
+        if built is None:
+            print(f"{name} on {data}: skipped (the model does not take {data}'s images)", file=sys.stderr)
+            continue
+        net, model = built
+        t = intedge.Trainer(model, seed=seed, **RECIPE, **fmt)
         res = along_training(t, net, x, y, at_steps, seeds)
         report[name] = {str(k): v for k, v in res.items()}
-        print(f"\n{name} on {data}, seed {seed}: per parameter, cosine / norm ratio of the mean step ({seeds} SR "
+        print(f"\n{name} on {data}, seed {seed}, {tag}: per parameter, cosine / norm ratio of the mean step ({seeds} SR "
               f"seeds) against autograd at steps {', '.join(map(str, at_steps))}\n")
         print("| parameter | " + " | ".join(f"step {k}" for k in at_steps) + " |")
         print("|---|" + "---|" * len(at_steps))
         for p in res[at_steps[0]]["params"]:
             print(f"| {p} | " + " | ".join(f"{res[k]['params'][p]['cos']:.3f} / {res[k]['params'][p]['norm_ratio']:.2f}"
                                            for k in at_steps) + " |")
-        stats = res[at_steps[-1]]["running_stats"]
-        if stats:
-            print(f"\nlargest relative error of a BatchNorm running statistic against the float shadow: " +
-                  ", ".join(f"step {k}: {max(res[k]['running_stats'].values()):.4f}" for k in at_steps))
-        print("\nshare of nonzero values SR rounds to 0 (outputs / gradients), at each step on its batch:\n")
+        print("\nexpected share of nonzero values SR rounds to 0 (outputs / gradients), at each step on its batch:\n")
         print("| layer | " + " | ".join(f"step {k}" for k in at_steps) + " |\n|---|" + "---|" * len(at_steps))
         for layer in res[at_steps[0]]["sr_zero_share"]:
             print(f"| {layer} | " + " | ".join(f"{res[k]['sr_zero_share'][layer].get('output', 0):.2f} / "
                                                f"{res[k]['sr_zero_share'][layer].get('grad', 0):.2f}" for k in at_steps) + " |")
-    (out / "diagnostics.json").write_text(json.dumps(report, indent=1))
+    print(f"\nsummary, {data}, seed {seed}, {tag} ({seeds} SR seeds per step)\n")
+    print("| model | step | lowest cosine (parameter) | mean cosine | norm ratio, range | BatchNorm running "
+          "statistics, error (mean: in SDs, variance: relative), largest / largest mean over channels | SR zero share, outputs (mean of layers) | SR zero share, "
+          "gradients (mean of layers) | float gradient is round-off: parameters, their largest step / "
+          "median step of the others |\n|---|---|---|---|---|---|---|---|---|")
+    for name, res in report.items():
+        for k, r in res.items():
+            zero_grad = structurally_zero(r["params"])
+            rest = {p: v for p, v in r["params"].items() if p not in zero_grad}
+            cos = {p: v["cos"] for p, v in rest.items()}
+            ratio = [v["norm_ratio"] for v in rest.values()]
+            low = min(cos, key=cos.get)
+            stats = r["running_stats"].values()
+            bn = (f"{100 * max(e['largest'] for e in stats):.2f}% / {100 * max(abs(e['mean']) for e in stats):.2f}%"
+                  if stats else "-")
+            zero = {w: np.mean([v.get(w, 0.0) for v in r["sr_zero_share"].values()]) for w in ("output", "grad")}
+            stray = (f"{len(zero_grad)}, {max(r['params'][p]['step_norm'] for p in zero_grad) / np.median([v['step_norm'] for v in rest.values()]):.3f}"
+                     if zero_grad else "-")
+            print(f"| {name} | {k} | {cos[low]:.3f} ({low}) | {np.mean(list(cos.values())):.3f} | {min(ratio):.2f}-"
+                  f"{max(ratio):.2f} | {bn} | {zero['output']:.2f} | {zero['grad']:.2f} | {stray} |")
+    (out / f"diagnostics-{tag}.json").write_text(json.dumps(report, indent=1))
 
 
 def print_eval_agreement(rows_runs):
@@ -249,17 +269,21 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "fidelity")
     ap.add_argument("--plots", type=Path, default=None, help="folder of the figures (default: --out)")
     args = ap.parse_args(argv)
-    if args.diagnostics:
-        args.out.mkdir(parents=True, exist_ok=True)
-        return diagnose(args.models.split(","), args.data.split(",")[0], 0,
-                        tuple(int(s) for s in args.at_steps.split(",")), args.sr_seeds, args.out)
+    import torch
+    torch.set_num_threads(1)  # the study shares small machines; intedge runs one thread too
     fmt = {"rounding": args.rounding, "grad_bits": args.grad_bits, "sgd_bits": args.sgd_bits}
     changed = {k: v for k, v in fmt.items() if v != DEFAULT_FORMAT[k]}
-    tag = ("emulated-" + args.emulate if args.emulate else "intedge") + "".join(f"-{k}={v}" for k, v in changed.items()) \
-        + ("-lr-drop" if args.lr_drop else "")
+    fmt_tag = "".join(f"-{k}={v}" for k, v in changed.items())
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.diagnostics:
+        if args.emulate:
+            ap.error("--diagnostics measures the runtime, not the emulation")
+        return diagnose(args.models.split(","), args.data.split(",")[0], 0,
+                        tuple(int(s) for s in args.at_steps.split(",")), args.sr_seeds, args.out, fmt,
+                        "intedge" + fmt_tag)
+    tag = ("emulated-" + args.emulate if args.emulate else "intedge") + fmt_tag + ("-lr-drop" if args.lr_drop else "")
     label = (f"emulation ({args.emulate} weights)" if args.emulate else "intedge") + "".join(
         f", {k} {v}" for k, v in changed.items()) + (", lr/10 in the last epoch" if args.lr_drop else "")
-    args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     cache = json.loads(store.read_text()) if store.exists() else {}
     rows, rows_runs = [], []
