@@ -212,6 +212,43 @@ def diagnose(names, data, seed, at_steps, seeds, out, fmt, tag):
     (out / f"diagnostics-{tag}.json").write_text(json.dumps(report, indent=1))
 
 
+# The ablation rows of docs/fidelity.md: (label, option flags); the first is the reference.
+ABLATIONS = (("default: SR, 8-bit gradients, int32 SGD", []), ("rounding nearest", ["--rounding", "nearest"]),
+             ("grad_bits 6", ["--grad-bits", "6"]), ("grad_bits 4", ["--grad-bits", "4"]),
+             ("sgd_bits 16", ["--sgd-bits", "16"]), ("emulation: per-tensor weights", ["--emulate", "per-tensor"]),
+             ("emulation: per-channel weights", ["--emulate", "per-channel"]),
+             ("emulation: per-tensor, grad_bits 16", ["--emulate", "per-tensor", "--grad-bits", "16"]))
+
+
+def run_tag(emulate, changed, lr_drop):
+    """The key prefix of a configuration's runs in results.json."""
+    return (("emulated-" + emulate if emulate else "intedge") + "".join(f"-{k}={v}" for k, v in changed.items())
+            + ("-lr-drop" if lr_drop else ""))
+
+
+def print_ablations(parser, argv, cache, names, data, seeds, epochs):
+    """One table of the stored ablation runs (each row: its flags added to argv): per model, the
+    mean val accuracy at the last epoch (each seed's), the gap to float there and the largest gap
+    from epoch 2; '-' where a row was not run."""
+    print("\n| setting | " + " | ".join(f"{n}: val acc (seeds) | gap at last epoch | largest gap from epoch 2"
+                                        for n in names) + " |\n|---|" + "---|---|---|" * len(names))
+    for label, flags in ABLATIONS:
+        a = parser.parse_args(argv + flags)
+        fmt = {"rounding": a.rounding, "grad_bits": a.grad_bits, "sgd_bits": a.sgd_bits}
+        tag = run_tag(a.emulate, {k: v for k, v in fmt.items() if v != DEFAULT_FORMAT[k]}, a.lr_drop)
+        cells = []
+        for name in names:
+            stored = cache.get("runs", {}).get(f"{tag}/{name}/{data}/{seeds}x{epochs}")
+            if stored is None:
+                cells.append("- | - | -")
+                continue
+            last = [r["integer"][-1]["val_acc"] for r in stored["runs"]]
+            s = stored["val_acc"]
+            cells.append(f"{np.mean(last):.4f} ({', '.join(f'{v:.3f}' for v in last)}) | "
+                         f"{100 * s['last_gap']:+.2f} | {100 * s['largest_gap_from_epoch_2']:+.2f}")
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def print_eval_agreement(rows_runs):
     """intedge's evaluation against the float32 evaluation of its own weights, over every epoch of
     every seed: the gap in val accuracy and the argmax agreement."""
@@ -225,15 +262,15 @@ def print_eval_agreement(rows_runs):
               f"{100 * np.abs(gap).max():.1f} pp | {agree.mean():.3f} | {agree.min():.3f} |")
 
 
-def print_per_epoch(rows_runs):
+def print_per_epoch(rows_runs, side="intedge"):
     """Per epoch: the mean over seeds of train and val accuracy for both sides (and the float32
     evaluation of intedge's weights where recorded), and the spread (SD) of val accuracy."""
     for name, data, runs in rows_runs:
         n = len(runs[0]["integer"])
         print(f"\n{name} on {data}, {len(runs)} seeds: mean per epoch (SD over seeds)\n")
         print("| | " + " | ".join(f"epoch {e + 1}" for e in range(n)) + " |\n|---|" + "---|" * n)
-        series = [("train acc, intedge", "integer", "train_acc"), ("train acc, float32", "float", "train_acc"),
-                  ("val acc, intedge", "integer", "val_acc"), ("val acc, float32", "float", "val_acc")]
+        series = [(f"train acc, {side}", "integer", "train_acc"), ("train acc, float32", "float", "train_acc"),
+                  (f"val acc, {side}", "integer", "val_acc"), ("val acc, float32", "float", "val_acc")]
         if "float_eval_val_acc" in runs[0]["integer"][0]:
             series.append(("intedge's weights evaluated in float32", "integer", "float_eval_val_acc"))
         for label, kind, metric in series:
@@ -261,6 +298,8 @@ def main(argv=None):
     ap.add_argument("--per-epoch", action="store_true", help="also a per-epoch table of means and spreads per model")
     ap.add_argument("--report", action="store_true",
                     help="no training: the table and figures of the runs stored in OUT/results.json")
+    ap.add_argument("--ablations", action="store_true",
+                    help="no training: one table of the stored ablation runs (ABLATIONS) of --models on the first data set")
     ap.add_argument("--diagnostics", action="store_true",
                     help="instead of the curves: gradient cosines and step-norm ratios per parameter, BatchNorm "
                          "statistics and SR zero shares along one run per model (first data set, seed 0)")
@@ -273,15 +312,19 @@ def main(argv=None):
     torch.set_num_threads(1)  # the study shares small machines; intedge runs one thread too
     fmt = {"rounding": args.rounding, "grad_bits": args.grad_bits, "sgd_bits": args.sgd_bits}
     changed = {k: v for k, v in fmt.items() if v != DEFAULT_FORMAT[k]}
-    fmt_tag = "".join(f"-{k}={v}" for k, v in changed.items())
     args.out.mkdir(parents=True, exist_ok=True)
     if args.diagnostics:
         if args.emulate:
             ap.error("--diagnostics measures the runtime, not the emulation")
         return diagnose(args.models.split(","), args.data.split(",")[0], 0,
                         tuple(int(s) for s in args.at_steps.split(",")), args.sr_seeds, args.out, fmt,
-                        "intedge" + fmt_tag)
-    tag = ("emulated-" + args.emulate if args.emulate else "intedge") + fmt_tag + ("-lr-drop" if args.lr_drop else "")
+                        run_tag(None, changed, False))
+    if args.ablations:
+        data = args.data.split(",")[0]
+        return print_ablations(ap, [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--ablations"],
+                               json.loads((args.out / "results.json").read_text()), args.models.split(","), data,
+                               args.seeds, args.epochs or EPOCHS[data])
+    tag = run_tag(args.emulate, changed, args.lr_drop)
     label = (f"emulation ({args.emulate} weights)" if args.emulate else "intedge") + "".join(
         f", {k} {v}" for k, v in changed.items()) + (", lr/10 in the last epoch" if args.lr_drop else "")
     store = args.out / "results.json"
@@ -334,7 +377,7 @@ def main(argv=None):
     if args.eval_agreement:
         print_eval_agreement(rows_runs)
     if args.per_epoch:
-        print_per_epoch(rows_runs)
+        print_per_epoch(rows_runs, "emulation" if args.emulate else "intedge")
 
 
 if __name__ == "__main__":
