@@ -6,12 +6,14 @@ Per epoch it records train loss and accuracy (over the epoch's steps) and val lo
 (eval mode). Results go to OUT/results.json (float runs are cached there and reused by the
 ablations), one figure per model (OUT/fidelity-<model>.png), and a markdown table on stdout.
 
-    python tools/fidelity/study.py                                  # the study in docs/fidelity.md
+    python tools/fidelity/study.py --control [--lr-drop]         # the study in docs/fidelity.md
     python tools/fidelity/study.py --models resnet8 --data mnist-5k --seeds 1 --epochs 2 --out /tmp/f
-    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --rounding nearest   # ablations
-    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --grad-bits 5
-    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --sgd-bits 16
-    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --emulate per-channel
+    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --rounding nearest  # ablations
+    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --grad-bits 6
+    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --sgd-bits 16
+    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --emulate per-channel
+    python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --ablations  # their table
+    python tools/fidelity/study.py --diagnostics --data mnist-5k [--rounding nearest]   # gradients, statistics
 
 --control adds a second float32 run whose initial weights carry a relative perturbation of 2^-10
 (far below one int8 step): how far two float runs drift apart by chaos alone. --emulate runs a
