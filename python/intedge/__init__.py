@@ -7,9 +7,9 @@ from .data import Dataset, InputMapping, load_data
 from .errors import IntedgeError
 from .export import export_onnx
 from .onnx_import import ImportedModel, import_onnx
-from .runtime import Model, Session
+from .runtime import Model, NumberFormat, Session
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Checkpoint", "CheckpointError", "Dataset", "InputMapping", "ImportedModel", "IntedgeError", "Model", "Session", "Trainer", "export_onnx",
+__all__ = ["Checkpoint", "CheckpointError", "Dataset", "InputMapping", "ImportedModel", "IntedgeError", "Model", "NumberFormat", "Session", "Trainer", "export_onnx",
            "import_onnx", "load_data", "__version__"]

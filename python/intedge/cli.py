@@ -44,6 +44,15 @@ def _positive_int(text):
     return v
 
 
+def _int_in(lo, hi):
+    def parse(text):
+        v = _positive_int(text)
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} is outside {lo}..{hi}")
+        return v
+    return parse
+
+
 def _non_negative_float(text):
     try:
         v = float(text)
@@ -160,6 +169,13 @@ def build_parser():
     t.add_argument("--threads", type=_positive_int, default=1,
                    help="worker threads (results are bit-identical for every count; default 1)")
     t.add_argument("--quiet", action="store_true", help="no progress bar; one plain line per epoch")
+    f = t.add_argument_group("number format (ablations; the defaults are the method, see docs/fidelity.md)")
+    f.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic",
+                   help="how training rounds when it narrows an integer (default stochastic)")
+    f.add_argument("--grad-bits", type=_int_in(2, 8), default=8, metavar="2..8",
+                   help="width of the activation gradients (default 8: int8)")
+    f.add_argument("--sgd-bits", type=_int_in(16, 32), default=32, metavar="16..32",
+                   help="width of the master weights and momentum (default 32; 16: the paper's int16 SGD)")
 
     e = _sub(sub, "eval", "evaluate a model or checkpoint on a dataset",
              "Accuracy, per-class accuracy and the confusion matrix of MODEL (an .onnx, a checkpoint, or a run "
@@ -304,7 +320,8 @@ def cmd_train(args):
                           weight_decay=args.weight_decay, seed=args.seed, input_format=fmt, input_mapping=mapping,
                           augment=args.augment, class_names=ds.class_names, loss=args.loss, threads=args.threads,
                           trainable=trainable_flags(model, split_patterns(args.trainable)), optimizer=optimizer,
-                          betas=betas, eps=eps)
+                          betas=betas, eps=eps, rounding=args.rounding, grad_bits=args.grad_bits,
+                          sgd_bits=args.sgd_bits)
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image}
     out = _prepare_output(args.output_dir or _next_run_dir())

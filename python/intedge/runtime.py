@@ -12,6 +12,31 @@ from .errors import IntedgeError
 LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS}
 OPTIMIZERS = {"sgd": lib.IE_OPTIM_SGD, "adamw": lib.IE_OPTIM_ADAMW}
 ADAMW_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}  # PyTorch's
+ROUNDINGS = {"stochastic": lib.IE_ROUND_STOCHASTIC, "nearest": lib.IE_ROUND_NEAREST}
+
+
+@dataclass(frozen=True)
+class NumberFormat:
+    """The number format's ablation knobs (docs/fidelity.md); the defaults are the method's format.
+    rounding: 'stochastic' or 'nearest' (training without SR); grad_bits: width of the activation
+    gradients, 2..8; sgd_bits: width of the optimizer's integers (master weights, momentum), 16..32."""
+    rounding: str = "stochastic"
+    grad_bits: int = 8
+    sgd_bits: int = 32
+
+    def __post_init__(self):
+        if self.rounding not in ROUNDINGS:
+            raise IntedgeError(f"rounding must be one of {', '.join(ROUNDINGS)}, not {self.rounding!r}")
+        if not 2 <= int(self.grad_bits) <= 8:
+            raise IntedgeError(f"grad_bits must lie in 2..8 (int8 gradients are the widest), got {self.grad_bits}")
+        if not 16 <= int(self.sgd_bits) <= 32:
+            raise IntedgeError(f"sgd_bits must lie in 16..32, got {self.sgd_bits}")
+
+    def apply(self, cfg):
+        """Sets the config fields; the defaults leave them 0, the runtime's default format."""
+        cfg.rounding = ROUNDINGS[self.rounding]
+        cfg.grad_bits = 0 if self.grad_bits == 8 else int(self.grad_bits)
+        cfg.sgd_bits = 0 if self.sgd_bits == 32 else int(self.sgd_bits)
 
 
 def _f32_bits(x):
@@ -104,12 +129,13 @@ class Model:
 
     def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
                 threads=1, keep_tensors=False, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
-                eps=ADAMW_DEFAULTS["eps"], lean_scratch=False):
+                eps=ADAMW_DEFAULTS["eps"], lean_scratch=False, number_format=None):
         """input_u8: None for float32 input, or (channels, offsets_q8, scale mantissas, exponent).
         kernels: a tier name; default INTEDGE_KERNELS from the environment, else the best.
         keep_tensors: every activation and gradient stays readable after a step (tests).
         lean_scratch: plan the least scratch (convolutions one sample per GEMM), as firmware does.
-        optimizer: 'sgd' (lr, momentum, weight_decay) or 'adamw' (lr, betas, eps, weight_decay)."""
+        optimizer: 'sgd' (lr, momentum, weight_decay) or 'adamw' (lr, betas, eps, weight_decay).
+        number_format: a NumberFormat (None: the default format)."""
         if loss not in LOSSES:
             raise IntedgeError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
         if optimizer not in OPTIMIZERS:
@@ -142,6 +168,7 @@ class Model:
         cfg.threads = max(int(threads or 1), 1)
         cfg.keep_tensors = 1 if keep_tensors else 0
         cfg.lean_scratch = 1 if lean_scratch else 0
+        (number_format or NumberFormat()).apply(cfg)
         kernels = kernels or os.environ.get("INTEDGE_KERNELS") or None
         if kernels:
             if kernels not in kernel_tiers():
@@ -178,14 +205,16 @@ class Session:
 
     def __init__(self, model, *, batch_size, lr, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_u8=None, kernels=None, threads=1, keep_tensors=False,
-                 optimizer="sgd", betas=ADAMW_DEFAULTS["betas"], eps=ADAMW_DEFAULTS["eps"], lean_scratch=False):
+                 optimizer="sgd", betas=ADAMW_DEFAULTS["betas"], eps=ADAMW_DEFAULTS["eps"], lean_scratch=False,
+                 number_format=None):
         self.model = model
         self.batch_size = batch_size
         self.loss = loss
         self.optimizer = optimizer
         self.input_u8 = input_u8 is not None
         cfg, self._keep = model._config(batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8,
-                                        kernels, threads, keep_tensors, optimizer, betas, eps, lean_scratch)
+                                        kernels, threads, keep_tensors, optimizer, betas, eps, lean_scratch,
+                                        number_format)
         handle = ffi.new("ie_session **")
         if lib.ie_session_create(model._h, cfg, ffi.NULL, 0, handle) != lib.IE_OK:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")

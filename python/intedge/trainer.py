@@ -17,9 +17,14 @@ from .errors import IntedgeError
 from .export import export_onnx
 from .images import augment
 from .onnx_import import ImportedModel, import_onnx
-from .runtime import ADAMW_DEFAULTS, Model, Session
+from .runtime import ADAMW_DEFAULTS, Model, NumberFormat, Session
 
 DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
+
+
+def number_format_options(config):
+    """The number-format options a trainer config records (older checkpoints: the defaults)."""
+    return {k: config.get(k, v) for k, v in (("rounding", "stochastic"), ("grad_bits", 8), ("sgd_bits", 32))}
 
 
 class Trainer:
@@ -39,12 +44,15 @@ class Trainer:
 
     optimizer: 'sgd' (lr, momentum, weight_decay; PyTorch's SGD) or 'adamw' (lr, betas, eps,
     weight_decay; PyTorch's AdamW, whose own default weight_decay is 0.01). lr defaults to 0.1 for
-    SGD and 0.001 for AdamW."""
+    SGD and 0.001 for AdamW.
+
+    rounding, grad_bits and sgd_bits change the number format for ablation studies
+    (docs/fidelity.md); their defaults are the method's format."""
 
     def __init__(self, model, *, batch_size=32, lr=None, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_format="f32", input_mapping=None, augment=(),
                  class_names=None, kernels=None, threads=1, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
-                 eps=ADAMW_DEFAULTS["eps"]):
+                 eps=ADAMW_DEFAULTS["eps"], rounding="stochastic", grad_bits=8, sgd_bits=32):
         if batch_size < 1:
             raise IntedgeError(f"batch size must be at least 1, got {batch_size}")
         if input_format not in ("f32", "u8"):
@@ -58,10 +66,12 @@ class Trainer:
         channels = self.model.input_shape[0] if len(self.model.input_shape) > 1 else 1
         self.input_mapping = input_mapping or InputMapping(channels, (0.0,) * channels, (1.0,) * channels)
         self.input_format = input_format
+        self.number_format = NumberFormat(rounding, grad_bits, sgd_bits)
         self.config = {"batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                        "seed": seed, "loss": loss, "trainable": list(trainable) if trainable is not None else None,
                        "input_format": input_format, "augment": list(augment), "optimizer": optimizer,
-                       "betas": list(betas), "eps": eps}
+                       "betas": list(betas), "eps": eps, "rounding": rounding, "grad_bits": grad_bits,
+                       "sgd_bits": sgd_bits}
         self.batch_size = batch_size
         self.seed = seed
         self.loss = loss
@@ -73,7 +83,8 @@ class Trainer:
             u8 = (self.input_mapping.channels, offsets, scales, exp)
         self.session = Session(self.runtime_model, batch_size=batch_size, lr=lr, momentum=momentum,
                                weight_decay=weight_decay, seed=seed, loss=loss, trainable=trainable, input_u8=u8,
-                               kernels=kernels, threads=threads, optimizer=optimizer, betas=betas, eps=eps)
+                               kernels=kernels, threads=threads, optimizer=optimizer, betas=betas, eps=eps,
+                               number_format=self.number_format)
         # the position: completed epochs, next batch in the current epoch, partial-epoch sums
         self.epoch = 0
         self.batch = 0
@@ -254,7 +265,7 @@ class Trainer:
                 weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
                 input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
                 augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads,
-                **optimizer_args(c))
+                **optimizer_args(c), **number_format_options(c))
         t.config = c  # everything the run recorded, including how its data was loaded
         t.session.load_state(ck.state)
         t.epoch, t.batch = ck.meta["epoch"], ck.meta["batch"]
@@ -268,7 +279,7 @@ class Trainer:
         t = Trainer(self.model, batch_size=self.batch_size, lr=c["lr"], momentum=c["momentum"],
                     weight_decay=c["weight_decay"], seed=self.seed, loss=self.loss, trainable=c["trainable"],
                     input_format=fmt, input_mapping=self.input_mapping, class_names=self.class_names,
-                    **optimizer_args(c))
+                    **optimizer_args(c), **number_format_options(c))
         for p in self.session.model.params:
             t.session.set_param_fixed(p.index, *self.session.param_fixed(p.index))
         return t

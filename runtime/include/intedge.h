@@ -70,6 +70,12 @@ typedef enum ie_input_format {
     IE_INPUT_U8 = 1        /* const uint8_t *: pixels/sensor bytes, mapped per channel (below) */
 } ie_input_format;
 
+/* How training and evaluation round when they narrow an integer. */
+typedef enum ie_rounding {
+    IE_ROUND_STOCHASTIC = 0, /* unbiased stochastic rounding: the method, and the default */
+    IE_ROUND_NEAREST = 1     /* round half up everywhere, for ablation studies (docs/fidelity.md) */
+} ie_rounding;
+
 typedef struct ie_model ie_model;
 typedef struct ie_session ie_session;
 
@@ -140,6 +146,16 @@ typedef struct ie_session_config {
     ie_dyadic beta1;
     ie_dyadic beta2;
     ie_dyadic eps;
+    /* Number-format ablations (docs/fidelity.md). Zero keeps the default format, byte for byte;
+     * every setting is bit-exact across kernel tiers and thread counts. */
+    ie_rounding rounding;
+    /* Activation gradients as signed grad_bits-bit integers (|q| < 2^(grad_bits-1)), 2..8;
+     * 0 = 8, the int8 of the number format. Narrower ones are int8 tensors re-rounded. */
+    uint32_t grad_bits;
+    /* Width of the optimizer's integers (master weights, momentum, the gradient entering SGD),
+     * 16..32; 0 = 32. Their magnitudes stay below 2^(sgd_bits - 2): 16 is the int16 SGD of
+     * Ghaffari et al. with the same headroom as the default int32 masters. */
+    uint32_t sgd_bits;
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss

@@ -177,7 +177,7 @@ struct ie_session {
 #define IE_STRIDE_MODEL 384
 #define IE_STRIDE_TENSOR_DESC 72
 #define IE_STRIDE_NODE_DESC 120
-#define IE_STRIDE_SESSION 512
+#define IE_STRIDE_SESSION 576
 #define IE_STRIDE_VALUE 40
 #define IE_STRIDE_PARAM 88
 #define IE_STRIDE_NODE_RT 128
@@ -200,6 +200,7 @@ enum {
     IE_STREAM_LOSS = 2,
     IE_STREAM_TARGET = 3,
     IE_STREAM_GRAD_SUM = 0x80000000u, /* + tensor */
+    IE_STREAM_GRAD_NARROW = 0x40000000u, /* + tensor: config grad_bits below 8 */
     IE_STREAM_NODE_BASE = 0x100,   /* + node * 16 + slot */
     IE_STREAM_PARAM_BASE = 0x1000000 /* + param * 16 + slot */
 };
@@ -212,6 +213,9 @@ ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream);
  * the input mapped and the forward run in `mode`; then every backward, and the step counted. */
 ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs, ie_mode mode);
 void ie_session_backward(ie_session *s);
+/* Bits each term of parameter pi's optimizer integers may take (config sgd_bits; running
+ * statistics keep IE_TERM_BITS). */
+int ie_session_term_bits(const ie_session *s, uint32_t pi);
 static inline uint32_t ie_node_stream(uint32_t node, uint32_t slot) { return IE_STREAM_NODE_BASE + node * 16 + slot; }
 static inline uint32_t ie_param_stream(uint32_t param, uint32_t slot) { return IE_STREAM_PARAM_BASE + param * 16 + slot; }
 
@@ -262,8 +266,9 @@ void ie_optim_begin_step(ie_session *s);
 /* Applies one step of the session's optimizer to parameter p from p->grad (exponent p->grad_e). */
 void ie_optim_step(ie_session *s, uint32_t param);
 /* Writes the int8 SR view of the master into dst and sets e8. With transpose_rows = R > 0 the
- * master is read as [R, numel/R] and written transposed. */
-void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transpose_rows);
+ * master is read as [R, numel/R] and written transposed. nearest: round to nearest instead (a
+ * constant operand's view, the same at every step). */
+void ie_param_quantize(ie_session *s, uint32_t param, int8_t *dst, size_t transpose_rows, int nearest);
 
 /* Row-sparse parameters ([rows, row_len] tables read by row, an Embedding's): the int8 view of
  * rows ids[0..count) into dst (count x row_len) at the whole table's view exponent (e8); and one

@@ -319,15 +319,14 @@ IE_HOT static uint64_t axpby_part(const void *ctx, size_t b, size_t e) {
 }
 
 int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
-                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, ie_rounder r,
-                           uint64_t *out_max) {
-    return ie_axpby_s32_floor(pool, out, n, a, x, ex, xmax, b, y, ey, ymax, INT32_MIN, r, out_max);
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int term_bits,
+                           ie_rounder r, uint64_t *out_max) {
+    return ie_axpby_s32_floor(pool, out, n, a, x, ex, xmax, b, y, ey, ymax, term_bits, INT32_MIN, r, out_max);
 }
 
 int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
-                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int32_t eo_floor,
-                           ie_rounder r, uint64_t *out_max) {
-    enum { TERM_BITS = 29 };
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int term_bits,
+                           int32_t eo_floor, ie_rounder r, uint64_t *out_max) {
     int32_t ta = term_top(a, x ? xmax : 0, ex);
     int32_t tb = term_top(b, y ? ymax : 0, ey);
     if (ta == INT32_MIN && tb == INT32_MIN) {
@@ -335,7 +334,7 @@ int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, c
         if (out_max) *out_max = 0;
         return ex > eo_floor ? ex : eo_floor;
     }
-    int32_t eo = (ta > tb ? ta : tb) - TERM_BITS;
+    int32_t eo = (ta > tb ? ta : tb) - term_bits;
     if (eo < eo_floor) eo = eo_floor;
     /* A term far below the other rounds to (stochastic) noise; the shift clamp keeps it bounded. */
     axpby_job j = {out, x ? x : out, y ? y : out, ta == INT32_MIN ? 0 : a.m, tb == INT32_MIN ? 0 : b.m,
@@ -348,7 +347,7 @@ int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, c
 int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex, ie_dyadic b,
                      const int32_t *y, int32_t ey, ie_rounder r) {
     return ie_axpby_s32_split(NULL, out, n, a, x, ex, x ? ie_absmax_s32(x, n) : 0, b, y, ey,
-                              y ? ie_absmax_s32(y, n) : 0, r, NULL);
+                              y ? ie_absmax_s32(y, n) : 0, IE_TERM_BITS, r, NULL);
 }
 
 /* ---- scalar dyadics ------------------------------------------------------------------------ */

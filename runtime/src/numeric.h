@@ -212,8 +212,9 @@ static inline int64_t ie_mean_q16(int64_t s1, uint64_t count) {
 /* ---- dyadic arithmetic -------------------------------------------------------------------- */
 
 /* out = a*x + b*y elementwise (x, y int32 with exponents ex, ey; out may alias x or y). The
- * output exponent is chosen so each term stays within 29 bits and the sum fits in int32. A term
- * with a zero constant or zero data is skipped. Returns the output exponent. */
+ * output exponent is chosen so each term stays within IE_TERM_BITS bits and the sum fits in int32.
+ * A term with a zero constant or zero data is skipped. Returns the output exponent. */
+#define IE_TERM_BITS 29
 int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
                      ie_dyadic b, const int32_t *y, int32_t ey, ie_rounder r);
 
@@ -227,16 +228,18 @@ uint64_t ie_absmax_s32_split(ie_pool *pool, const int32_t *x, size_t n);
 uint64_t ie_shift_s32_s32_split(ie_pool *pool, const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
 #endif
 uint64_t ie_shift_s32_s8_bits_split(ie_pool *pool, const int32_t *x, size_t n, int s, int bits, ie_rounder r, int8_t *y);
-/* ie_axpby_s32 given xmax = max|x| and ymax = max|y|; *out_max (if not NULL) receives max|out|. */
+/* ie_axpby_s32 given xmax = max|x| and ymax = max|y|, with each term within term_bits (2..29)
+ * bits instead of IE_TERM_BITS (narrower optimizer integers); *out_max (if not NULL) receives
+ * max|out|. */
 int32_t ie_axpby_s32_split(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
-                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, ie_rounder r,
-                           uint64_t *out_max);
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int term_bits,
+                           ie_rounder r, uint64_t *out_max);
 
 /* ie_axpby_s32_split at an output exponent of at least eo_floor (the exponent a row-sparse
  * update shares with the rows it leaves alone). */
 int32_t ie_axpby_s32_floor(ie_pool *pool, int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int32_t ex,
-                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int32_t eo_floor,
-                           ie_rounder r, uint64_t *out_max);
+                           uint64_t xmax, ie_dyadic b, const int32_t *y, int32_t ey, uint64_t ymax, int term_bits,
+                           int32_t eo_floor, ie_rounder r, uint64_t *out_max);
 
 /* Runs fn over [0, n) in index ranges, one per part of pool (NULL: this thread), and returns in
  * max[0], max[1] the largest of the two maxima the parts report. */

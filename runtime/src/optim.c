@@ -49,11 +49,12 @@ static int cached_vbits(ie_param *p) {
     return p->vbits;
 }
 
-void ie_param_quantize(ie_session *s, uint32_t pi, int8_t *dst, size_t transpose_rows) {
+void ie_param_quantize(ie_session *s, uint32_t pi, int8_t *dst, size_t transpose_rows, int nearest) {
     ie_param *p = &s->params[pi];
     uint64_t t0 = ie_prof_start(s->ex.prof);
     int sh = ie_requant_shift(cached_max(p, IE_KNOWN_W, p->w, &p->wmax), 7);
     ie_rounder r = ie_session_rounder(s, ie_param_stream(pi, R_VIEW));
+    r.nearest |= (uint32_t)nearest;
     p->e8 = p->we + sh;
     if (!transpose_rows) { /* the common layout: one vectorizable pass */
         ie_shift_s32_s8_bits_split(s->ex.pool, p->w, p->numel, sh, 7, r, dst);
@@ -128,6 +129,7 @@ typedef struct opt_state {
     uint64_t gmax, wmax, mmax;
     int vbits;
     int32_t floor_w, floor_m, floor_v;
+    int bits; /* SGD's term bits (config sgd_bits; AdamW keeps IE_TERM_BITS) */
 } opt_state;
 
 static ie_rounder rounder(ie_session *s, uint32_t pi, uint32_t slot) {
@@ -139,20 +141,20 @@ static void sgd_core(ie_session *s, uint32_t pi, opt_state *st) {
     size_t n = st->n;
     if (c->weight_decay.m)
         st->ge = ie_axpby_s32_split(st->pool, st->g, n, ONE, st->g, st->ge, st->gmax, c->weight_decay, st->w, st->we,
-                                    st->wmax, rounder(s, pi, R_DECAY), &st->gmax);
+                                    st->wmax, st->bits, rounder(s, pi, R_DECAY), &st->gmax);
     const int32_t *dir = st->g;
     int32_t de = st->ge;
     uint64_t dmax = st->gmax;
     if (st->m) {
         st->me = ie_axpby_s32_floor(st->pool, st->m, n, c->momentum, st->m, st->me, st->mmax, ONE, st->g, st->ge,
-                                    st->gmax, st->floor_m, rounder(s, pi, R_MOMENTUM), &st->mmax);
+                                    st->gmax, st->bits, st->floor_m, rounder(s, pi, R_MOMENTUM), &st->mmax);
         dir = st->m;
         de = st->me;
         dmax = st->mmax;
     }
     ie_dyadic neg_lr = {-c->lr.m, c->lr.e};
-    st->we = ie_axpby_s32_floor(st->pool, st->w, n, ONE, st->w, st->we, st->wmax, neg_lr, dir, de, dmax, st->floor_w,
-                                rounder(s, pi, R_UPDATE), &st->wmax);
+    st->we = ie_axpby_s32_floor(st->pool, st->w, n, ONE, st->w, st->we, st->wmax, neg_lr, dir, de, dmax, st->bits,
+                                st->floor_w, rounder(s, pi, R_UPDATE), &st->wmax);
 }
 
 /* AdamW's fused pass: v = b2 v + (1 - b2) g^2 by ie_mulshift (a draw per term), then the step
@@ -196,7 +198,7 @@ static void adamw_core(ie_session *s, uint32_t pi, opt_state *st) {
     const ie_adamw *a = s->adamw;
     size_t n = st->n;
     st->me = ie_axpby_s32_floor(st->pool, st->m, n, a->b1, st->m, st->me, st->mmax, a->c1, st->g, st->ge, st->gmax,
-                                st->floor_m, rounder(s, pi, R_MOMENTUM), &st->mmax);
+                                IE_TERM_BITS, st->floor_m, rounder(s, pi, R_MOMENTUM), &st->mmax);
     /* v's exponent: each term below 2^61 (so v < 2^62), no term shifted left */
     int32_t tv = product_top(a->b2, st->ve, st->vbits), tg = product_top(a->c2, 2 * st->ge, ie_bitlen64(st->gmax * st->gmax));
     int32_t ve = (tv > tg ? tv : tg) - 61;
@@ -218,7 +220,7 @@ static void adamw_core(ie_session *s, uint32_t pi, opt_state *st) {
     st->ve = ve;
     st->vbits = ie_bitlen64(max[0]);
     st->we = ie_axpby_s32_floor(st->pool, st->w, n, a->decay, st->w, st->we, st->wmax, ie_dy_neg(a->step_size), st->g,
-                                a->eu, max[1], st->floor_w, rounder(s, pi, R_UPDATE), &st->wmax);
+                                a->eu, max[1], IE_TERM_BITS, st->floor_w, rounder(s, pi, R_UPDATE), &st->wmax);
 }
 
 static void step_core(ie_session *s, uint32_t pi, opt_state *st) {
@@ -235,22 +237,22 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
     size_t n = p->numel;
     int32_t *g = p->opt_scratch;
     ie_rounder rg = rounder(s, pi, R_GRAD);
-    int sh;
+    int bits = ie_session_term_bits(s, pi), sh;
     uint64_t gmax;
 #if IE_FAST_PATHS
     if (p->grad32) { /* the same values as int32: the same shift and bytes */
         const int32_t *g32 = (const int32_t *)p->grad;
-        sh = ie_requant_shift(ie_absmax_s32_split(pool, g32, n), 29);
-        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, 29, rg, g);
+        sh = ie_requant_shift(ie_absmax_s32_split(pool, g32, n), bits);
+        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, bits, rg, g);
     } else
 #endif
     {
-        sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), 29);
-        gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, 29, rg, g);
+        sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), bits);
+        gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, bits, rg, g);
     }
     opt_state st = {pool, n, g, p->w, p->mom, p->v, p->grad_e + sh, p->we, p->me, p->ve, gmax,
                     cached_max(p, IE_KNOWN_W, p->w, &p->wmax), p->mom ? cached_max(p, IE_KNOWN_MOM, p->mom, &p->mmax) : 0,
-                    p->v ? cached_vbits(p) : 0, INT32_MIN, INT32_MIN, INT32_MIN};
+                    p->v ? cached_vbits(p) : 0, INT32_MIN, INT32_MIN, INT32_MIN, bits};
     step_core(s, pi, &st);
     p->we = st.we;
     p->wmax = (uint32_t)st.wmax;
@@ -330,10 +332,10 @@ void ie_optim_step_rows(ie_session *s, uint32_t pi, const uint32_t *rows, size_t
     int64_t *v = p->v ? (int64_t *)scratch : NULL; /* first: 8-byte aligned */
     int32_t *g = (int32_t *)scratch + (p->v ? 2 * n : 0), *w = g + n, *m = p->mom ? w + n : NULL;
     gather_rows(p->w, rows, n_rows, 4 * row_len, w);
-    int sh = ie_requant_shift(ie_absmax_s64(grad, n), 29);
-    ie_shift_s64_s32(grad, n, sh, 29, rounder(s, pi, R_GRAD), g);
+    int bits = ie_session_term_bits(s, pi), sh = ie_requant_shift(ie_absmax_s64(grad, n), bits);
+    ie_shift_s64_s32(grad, n, sh, bits, rounder(s, pi, R_GRAD), g);
     opt_state st = {NULL, n, g, w, m, v, grad_e + sh, p->we, p->me, p->ve, ie_absmax_s32(g, n), ie_absmax_s32(w, n),
-                    0, 0, p->we, INT32_MIN, INT32_MIN};
+                    0, 0, p->we, INT32_MIN, INT32_MIN, bits};
     if (m) {
         gather_rows(p->mom, rows, n_rows, 4 * row_len, m);
         st.mmax = ie_absmax_s32(m, n);

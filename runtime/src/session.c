@@ -5,11 +5,20 @@
 #include "internal.h"
 #include "planner.h"
 
+/* Evaluation rounds like training: round to nearest repeats one error wherever a tensor repeats
+ * a value (an image's plain background), an offset per channel that eval-mode BatchNorm, with
+ * fixed statistics, cannot remove (docs/fidelity.md). Its draws are keyed by the step, so an
+ * evaluation of one state is reproducible. */
 ie_rounder ie_session_rounder(const ie_session *s, uint32_t stream) {
     ie_rounder r;
     r.key = ie_stream_key(s->cfg.seed, stream, s->step);
-    r.nearest = s->mode == IE_MODE_EVAL;
+    r.nearest = s->cfg.rounding == IE_ROUND_NEAREST;
     return r;
+}
+
+int ie_session_term_bits(const ie_session *s, uint32_t pi) {
+    if (s->model->tensors[s->model->param_tensor[pi]].state || !s->cfg.sgd_bits) return IE_TERM_BITS;
+    return IE_TERM_BITS - (32 - (int)s->cfg.sgd_bits);
 }
 
 static int trained(const ie_session_config *cfg, const ie_model *m, uint32_t pi) {
@@ -100,6 +109,22 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "unknown input format %d", (int)cfg->input_format);
         return IE_ERR_ARG;
     }
+    if (cfg->rounding != IE_ROUND_STOCHASTIC && cfg->rounding != IE_ROUND_NEAREST) {
+        ie_set_err(m->errmsg, "unknown rounding %d", (int)cfg->rounding);
+        return IE_ERR_ARG;
+    }
+    if (cfg->grad_bits && (cfg->grad_bits < 2 || cfg->grad_bits > 8)) {
+        ie_set_err(m->errmsg, "grad_bits %" PRIu32 " is outside 2..8 (0: 8)", cfg->grad_bits);
+        return IE_ERR_ARG;
+    }
+    if (cfg->sgd_bits && (cfg->sgd_bits < 16 || cfg->sgd_bits > 32)) {
+        ie_set_err(m->errmsg, "sgd_bits %" PRIu32 " is outside 16..32 (0: 32)", cfg->sgd_bits);
+        return IE_ERR_ARG;
+    }
+    if (cfg->sgd_bits && cfg->sgd_bits != 32 && cfg->optimizer == IE_OPTIM_ADAMW) {
+        ie_set_err(m->errmsg, "sgd_bits narrows SGD's integers; AdamW keeps 32 (leave sgd_bits 0)");
+        return IE_ERR_ARG;
+    }
     if (!ie_kernels_select(cfg->kernels)) {
         ie_set_err(m->errmsg, "kernel tier '%s' does not run on this CPU (or was not built); try scalar", cfg->kernels);
         return IE_ERR_UNSUPPORTED;
@@ -122,7 +147,8 @@ ie_status ie_session_arena_size(ie_model *m, const ie_session_config *cfg, size_
 }
 
 
-/* Master weights from the model's float32 bits, mapped with one exponent (29-bit mantissas). */
+/* Master weights from the model's float32 bits, mapped with one exponent (29-bit mantissas, or
+ * narrower for a narrower sgd_bits). */
 static ie_status init_param(ie_session *s, uint32_t pi) {
     ie_param *p = &s->params[pi];
     const ie_tensor_desc *t = &s->model->tensors[p->tensor];
@@ -135,9 +161,10 @@ static ie_status init_param(ie_session *s, uint32_t pi) {
         }
         if ((v & 0x7FFFFFFFU) > max_mag) max_mag = v & 0x7FFFFFFFU;
     }
-    ie_f32_common_exponent(&max_mag, 1, 29, &p->we);
+    int bits = ie_session_term_bits(s, pi);
+    ie_f32_common_exponent(&max_mag, 1, bits, &p->we);
     ie_rounder r = {ie_stream_key(s->cfg.seed, ie_param_stream(pi, 15), 0), 0};
-    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(ie_rd32(t->data + 4 * i), p->we, 29, ie_draw(r, i));
+    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(ie_rd32(t->data + 4 * i), p->we, bits, ie_draw(r, i));
     ie_param_written(p);
     return IE_OK;
 }
@@ -335,6 +362,23 @@ static ie_status check_targets(ie_session *s, const int32_t *labels, const uint3
     return IE_OK;
 }
 
+/* Config grad_bits below 8: re-rounds an int8 gradient of tensor t (in g, exponent *ge) to
+ * grad_bits-bit integers with its own max-based shift, as requantization does for int8. A
+ * scalar loop with counter-based draws: only for ablation studies, bit-exact everywhere. */
+static void narrow_grad(ie_session *s, uint32_t t, int8_t *g, int32_t *ge) {
+    uint32_t bits = s->cfg.grad_bits;
+    if (!bits || bits >= 8) return;
+    size_t n = (size_t)s->n * s->model->tensors[t].numel;
+    uint32_t max = 0;
+    for (size_t i = 0; i < n; i++) max = (uint32_t)ie_abs64(g[i]) > max ? (uint32_t)ie_abs64(g[i]) : max;
+    int sh = ie_requant_shift(max, (int)bits - 1);
+    if (sh <= 0) return; /* already within grad_bits */
+    ie_rounder r = ie_session_rounder(s, IE_STREAM_GRAD_NARROW + t);
+    int64_t lim = ((int64_t)1 << (bits - 1)) - 1;
+    for (size_t i = 0; i < n; i++) g[i] = (int8_t)ie_clamp64(ie_shift_round(g[i], sh, ie_draw(r, (uint32_t)i)), lim);
+    *ge += sh;
+}
+
 /* Sums the consumers' shares of tensor t's gradient into its own buffer. */
 static void sum_grad_slots(ie_session *s, uint32_t t) {
     const int8_t *parts[IE_MAX_FANOUT];
@@ -349,6 +393,7 @@ static void sum_grad_slots(ie_session *s, uint32_t t) {
     v->g = v->g_total;
     v->ge = ie_sum_s8(parts, exps, NULL, k, (size_t)s->n * s->model->tensors[t].numel,
                       ie_session_rounder(s, IE_STREAM_GRAD_SUM + t), v->g);
+    narrow_grad(s, t, v->g, &v->ge);
 }
 
 /* Runs node i's backward; inputs read by several nodes get this node's share in a slot. */
@@ -361,6 +406,8 @@ static void backward_node(ie_session *s, uint32_t i) {
     ie_op_lookup(nd->op)->backward(s, i);
     for (uint32_t k = 0; k < nd->n_in; k++) {
         uint32_t t = nd->in[k];
+        if (s->model->tensors[t].kind == IE_KIND_ACTIVATION && s->values[t].requires_grad)
+            narrow_grad(s, t, s->values[t].g, &s->values[t].ge);
         if (rt->grad_slot[k] == IE_NONE || !s->values[t].requires_grad) continue;
         s->slots[rt->grad_slot[k]].e = s->values[t].ge;
         if (s->model->tensors[t].first_consumer == i) sum_grad_slots(s, t);
@@ -399,7 +446,9 @@ ie_status ie_session_step(ie_session *s, uint32_t n, const void *x, const int32_
 
 void ie_session_backward(ie_session *s) {
     ie_optim_begin_step(s);
-    if (s->values[s->model->output].requires_grad)
+    ie_value *out = &s->values[s->model->output];
+    if (out->requires_grad) narrow_grad(s, s->model->output, out->g, &out->ge);
+    if (out->requires_grad)
         for (uint32_t i = s->model->n_nodes; i-- > 0;)
             if (s->values[s->model->nodes[i].out[0]].requires_grad) backward_node(s, i);
     ie_prof_leave(s->ex.prof);
@@ -491,10 +540,11 @@ ie_status ie_session_set_param_f32_bits(ie_session *s, uint32_t index, const uin
     ie_param *p = param_at(s, index);
     if (!p || !values) return bad(s, IE_ERR_ARG, "bad parameter index or NULL input");
     int32_t e;
-    if (ie_f32_common_exponent(values, p->numel, 29, &e) != IE_OK)
+    int bits = ie_session_term_bits(s, index);
+    if (ie_f32_common_exponent(values, p->numel, bits, &e) != IE_OK)
         return bad(s, IE_ERR_VALUE, "parameter values hold NaN or Inf");
     ie_rounder r = {0, 1};
-    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(values[i], e, 29, ie_draw(r, i));
+    for (uint32_t i = 0; i < p->numel; i++) p->w[i] = ie_f32_to_fixed(values[i], e, bits, ie_draw(r, i));
     p->we = e;
     ie_param_written(p);
     return IE_OK;

@@ -297,7 +297,7 @@ static void test_split_passes(void) {
         memcpy(out, x, sizeof out); /* in place, as the optimizer runs it */
         uint64_t m = 0;
         int32_t e = ie_axpby_s32_split(pool, out, N, cases[c].a, out, cases[c].ex, ie_absmax_s32(x, N), cases[c].b, y,
-                                       cases[c].ey, ie_absmax_s32(y, N), rc, &m);
+                                       cases[c].ey, ie_absmax_s32(y, N), IE_TERM_BITS, rc, &m);
         CHECK(e == ie_axpby_s32(want, N, cases[c].a, x, cases[c].ex, cases[c].b, y, cases[c].ey, rc));
         int ok = 1;
         for (int i = 0; i < N; i++) {

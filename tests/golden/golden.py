@@ -87,7 +87,7 @@ def _torch_model(build, batchnorm):
     training mode keeps BatchNormalization as a node)."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    sys.path.insert(0, str(ROOT / "models"))
     import torch_models
 
     torch.manual_seed(0)
@@ -108,7 +108,7 @@ def _mlp():
 def _dropout():
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    sys.path.insert(0, str(ROOT / "models"))
     import torch_models
 
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "models"))
 import intedge  # noqa: E402
 from intedge import iem  # noqa: E402
 from intedge.runtime import Model, Session, dyadic  # noqa: E402

@@ -60,17 +60,13 @@ def spec(name):
 
 def torch_model(name):
     import torch
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
     sys.path.insert(0, str(ROOT / "models"))
-    from torch_models import LeNet5, MobileNetV2Small, ResNet8
+    from torch_models import MLP, LeNet5, MobileNetV2Small, ResNet8
     import torchvision_nets as tv
     torch.manual_seed(0)
-    if name == "mlp":
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                   torch.nn.Linear(256, 10))
     arch = name.split("@")[0]
-    return {"lenet": lambda: LeNet5(flatten_by_view=False), "resnet8": lambda: ResNet8(in_ch=3, width=16),
-            "mobilenetv2": lambda: MobileNetV2Small(in_ch=3),
+    return {"mlp": lambda: MLP(784, 256), "lenet": lambda: LeNet5(flatten_by_view=False),
+            "resnet8": lambda: ResNet8(in_ch=3, width=16), "mobilenetv2": lambda: MobileNetV2Small(in_ch=3),
             "mbv2x0.35": lambda: tv.mobilenet_v2(CLASSES, 0.35), "mbv2x1.0": lambda: tv.mobilenet_v2(CLASSES, 1.0),
             "resnet18": lambda: tv.resnet18(CLASSES)}[arch]()
 
@@ -262,7 +258,7 @@ def worker_main(args):
 def export_models(names, folder):
     import onnx
     import torch
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
+    sys.path.insert(0, str(ROOT / "models"))
     from torch_models import export_training
     paths = {}
     for n in names:

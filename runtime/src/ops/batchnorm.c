@@ -108,6 +108,11 @@ static void update_running(ie_session *s, uint32_t node, const bn_shape *b, cons
     ie_param_written(pv);
 }
 
+/* Whether a running mean w (its master's mantissa) shifted by sh into the centring unit stays
+ * within 2^40 units, which the affine map's exact centring takes. A mean further out (2^33 times
+ * the batch's largest |x| and more) joins the constant term instead. */
+static int mean_fits(int32_t w, int32_t sh) { return sh >= 0 || ie_bitlen64(ie_abs64(w)) - sh <= 40; }
+
 static void bn_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     bn_shape b = shape_of(s->model, nd);
@@ -138,10 +143,9 @@ static void bn_forward(ie_session *s, uint32_t node) {
         }
         update_running(s, node, &b, mean, x->e - 16, var_unb);
     } else {
+        int32_t sh = (x->e - 16) - rm->we; /* the running mean in the centring unit 2^(ex - 16) */
         for (size_t c = 0; c < b.c; c++) {
-            int32_t sh = (x->e - 16) - rm->we; /* the running mean in the centring unit */
-            mean[c] = sh < -40 ? (rm->w[c] < 0 ? -((int64_t)1 << 40) : ((int64_t)1 << 40))
-                               : ie_shift_round(rm->w[c], sh, 0x80000000U);
+            mean[c] = mean_fits(rm->w[c], sh) ? ie_shift_round(rm->w[c], sh, 0x80000000U) : 0;
             ie_dyadic v = {rv->w[c] > 0 ? rv->w[c] : 0, rv->we};
             invstd[c] = ie_dy_rsqrt(ie_dy_add(v, eps));
         }
@@ -151,6 +155,10 @@ static void bn_forward(ie_session *s, uint32_t node) {
         a[c] = zero;
         bb[c] = ie_dy_mul(gamma, invstd[c]);
         k[c] = beta;
+        if (s->mode != IE_MODE_TRAIN && !mean_fits(rm->w[c], (x->e - 16) - rm->we)) {
+            ie_dyadic m = {rm->w[c], rm->we}; /* far beyond x: y = b x + (beta - b m) */
+            k[c] = ie_dy_add(beta, ie_dy_neg(ie_dy_mul(bb[c], m)));
+        }
     }
     uint64_t t0 = ie_prof_start(s->ex.prof);
     y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, NULL, x->q, x->e, mean, a, bb, k, sc[S_COEF],

@@ -124,10 +124,7 @@ static operands load(ie_session *s, uint32_t node) {
     if (tb->kind == IE_KIND_PARAM) { /* the int8 view: a constant's rounded to nearest, a weight's by SR */
         uint32_t pi = tb->param;
         int8_t *b8 = s->nodes[node].scratch[S_B8];
-        ie_mode mode = s->mode;
-        if (tb->state) s->mode = IE_MODE_EVAL;
-        ie_param_quantize(s, pi, b8, 0); /* the backward's call rebuilds the forward's bytes */
-        s->mode = mode;
+        ie_param_quantize(s, pi, b8, 0, tb->state); /* backward rebuilds the forward's bytes */
         o.b = b8;
         o.eb = s->params[pi].e8;
     }

@@ -794,7 +794,7 @@ static conv_node conv_open(ie_session *s, uint32_t node) {
 
 static void conv_forward(ie_session *s, uint32_t node) {
     conv_node c = conv_open(s, node);
-    ie_param_quantize(s, c.wi, c.pw->w8, 0);
+    ie_param_quantize(s, c.wi, c.pw->w8, 0, 0);
     ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
                        ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
                        ie_session_rounder(s, ie_node_stream(node, R_OUT))};

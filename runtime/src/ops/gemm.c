@@ -150,7 +150,7 @@ static void gemm_forward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[g.x], *y = &s->values[g.y];
     ie_param *pw = &s->params[m->tensors[g.w].param];
     const ie_param *pb = g.b != IE_NONE ? &s->params[m->tensors[g.b].param] : NULL;
-    ie_param_quantize(s, m->tensors[g.w].param, pw->w8, g.w_is_mk ? 0 : g.k);
+    ie_param_quantize(s, m->tensors[g.w].param, pw->w8, g.w_is_mk ? 0 : g.k, 0);
     ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
                        ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
                        ie_session_rounder(s, ie_node_stream(node, R_OUT))};

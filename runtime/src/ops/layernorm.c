@@ -16,7 +16,7 @@
  *   dgamma = sum over rows of dy xhat, dbeta = sum over rows of dy, exact in int64.
  * A row with zero variance and eps = 0 gives xhat = 0 (y = beta) and no gradient (PyTorch: NaN);
  * so does D = 1, exactly.
- * Evaluation mode: the same arithmetic rounded to nearest (LayerNorm has no running statistics).
+ * Evaluation mode: the same arithmetic (LayerNorm has no running statistics).
  * Saved for backward: X, and per row the mean, r and xhat's shift. */
 #include "../planner.h"
 #include "ops.h"

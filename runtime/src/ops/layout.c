@@ -329,7 +329,7 @@ static void param_broadcast_forward(ie_session *s, uint32_t node) {
     uint32_t pi = s->model->tensors[nd->in[0]].param;
     ie_value *y = &s->values[nd->out[0]];
     size_t numel = s->params[pi].numel;
-    ie_param_quantize(s, pi, y->q, 0);
+    ie_param_quantize(s, pi, y->q, 0, s->model->tensors[nd->in[0]].state); /* a constant: nearest */
     for (size_t b = 1; b < s->n; b++) memcpy(y->q + b * numel, y->q, numel);
     y->e = s->params[pi].e8;
 }

@@ -1,11 +1,18 @@
-"""Models the tests build and export with PyTorch, and a float32 PyTorch training reference that
-follows intedge's data order exactly."""
+"""PyTorch models that the tests, the benchmark (tools/bench) and the fidelity study (tools/fidelity)
+build and export, and a float32 PyTorch training reference that follows intedge's data order exactly."""
 import io
 
 import numpy as np
 import onnx
 import torch
 import torch.nn as nn
+
+
+class MLP(nn.Sequential):
+    """Flatten, then Linear-ReLU-Linear."""
+
+    def __init__(self, inputs=784, hidden=128, classes=10):
+        super().__init__(nn.Flatten(), nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, classes))
 
 
 class LeNet5(nn.Module):
@@ -62,31 +69,49 @@ def export(model, example, *, dynamo, opset):
 
 
 def torch_fit(model, trainer, x, y, x_val, y_val, epochs, lr, momentum=0.0, weight_decay=0.0, lr_at=None):
-    """Float32 PyTorch SGD over the same batches in the same order as `trainer`. Returns val acc.
-    lr_at(epoch) overrides the learning rate per epoch."""
+    """Float32 PyTorch SGD over the same batches in the same order as `trainer`. Returns the
+    metrics of every epoch as Trainer.fit does: train loss and accuracy over the epoch's steps (in
+    training mode), val loss and accuracy in eval mode. lr_at(epoch) overrides the learning rate."""
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     bs = trainer.batch_size
+    history = []
     for e in range(epochs):
         for group in opt.param_groups:
             group["lr"] = lr_at(e) if lr_at else lr
         order = trainer.batch_order(len(x), e)
+        loss_sum = correct = 0.0
         for i in range(0, len(x), bs):
             idx = order[i:i + bs]
             opt.zero_grad()
-            nn.functional.cross_entropy(model(torch.tensor(x[idx])), torch.tensor(y[idx], dtype=torch.long)).backward()
+            out = model(torch.tensor(x[idx]))
+            loss = nn.functional.cross_entropy(out, torch.tensor(y[idx], dtype=torch.long))
+            loss.backward()
             opt.step()
-    model.eval()
-    with torch.no_grad():
-        acc = float((model(torch.tensor(x_val)).argmax(1).numpy() == y_val).mean())
-    model.train()
-    return acc
+            loss_sum += loss.item() * len(idx)
+            correct += float((out.argmax(1).numpy() == y[idx]).sum())
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.tensor(x_val))
+            val_loss = float(nn.functional.cross_entropy(out, torch.tensor(y_val, dtype=torch.long)))
+        model.train()
+        history.append({"epoch": e + 1, "train_loss": loss_sum / len(x), "train_acc": correct / len(x),
+                        "val_loss": val_loss, "val_acc": float((out.argmax(1).numpy() == y_val).mean())})
+    return history
 
 
 def mnist(n_train=None):
+    """builtin:mnist-5k (4,000 / 1,000), normalized float32 [N, 1, 28, 28]."""
     import intedge
     ds = intedge.load_data("builtin:mnist-5k", seed=0)
     norm = lambda a: ((a / 255.0 - 0.1307) / 0.3081).astype(np.float32)  # noqa: E731
     return norm(ds.x_train[:n_train]), ds.y_train[:n_train], norm(ds.x_val), ds.y_val
+
+
+def digits():
+    """builtin:digits (1,438 / 359), pixels in [0, 1], float32 [N, 1, 8, 8]."""
+    import intedge
+    ds = intedge.load_data("builtin:digits", seed=0)
+    return ds.x_train, ds.y_train, ds.x_val, ds.y_val
 
 
 class BasicBlock(nn.Module):

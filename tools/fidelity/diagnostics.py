@@ -1,0 +1,168 @@
+"""Fidelity diagnostics: where integer training and evaluation depart from float32, measured at the
+same weights. Self-contained (numpy, torch, intedge), importable by the tests and by the study
+(tools/fidelity/study.py --diagnostics).
+
+- eval_agreement: intedge's evaluation against the float evaluation of the very same weights.
+- step_agreement: per parameter, the cosine between intedge's mean SGD step (over SR seeds) and
+  autograd's gradient, and the ratio of their norms.
+- along_training: step_agreement at chosen steps of a real training run, with each BatchNorm's
+  running statistics against a float shadow that saw the same batches at the same weights.
+- sr_zero_share: per layer, the share of nonzero values that stochastic rounding sends to 0.
+
+The torch net and the ONNX model must share parameter names (torch's exporters keep them)."""
+import numpy as np
+import torch
+import torch.nn as nn
+
+import intedge
+from intedge.trainer import number_format_options
+
+
+def load_into(net, state):
+    """Copies intedge's parameters and running statistics (a Trainer.state_dict()) into a torch
+    net with the same parameter names. Returns net."""
+    cur = net.state_dict()
+    for k, v in state.items():
+        cur[k] = torch.tensor(v).reshape(cur[k].shape)
+    net.load_state_dict(cur)
+    return net
+
+
+def eval_agreement(trainer, net, x, y):
+    """intedge's eval-mode predictions against the float32 eval-mode predictions of the same
+    weights and running statistics: {'acc_gap': intedge acc - float acc, 'agreement': share of
+    samples whose argmax agrees}."""
+    load_into(net, trainer.state_dict())
+    was_training = net.training
+    net.eval()
+    with torch.no_grad():
+        ref = net(torch.as_tensor(x)).argmax(1).numpy()
+    net.train(was_training)
+    ours = trainer.predict(x).argmax(1)
+    return {"acc_gap": float((ours == y).mean() - (ref == y).mean()), "agreement": float((ours == ref).mean())}
+
+
+def copy_state(src, dst):
+    """Every parameter's master (and running statistic) of trainer src into trainer dst, bit for bit."""
+    for p in src.session.model.params:
+        dst.session.set_param_fixed(p.index, *src.session.param_fixed(p.index))
+
+
+def step_agreement(trainer, net, x, y, seeds=12, lr=0.01):
+    """At trainer's current weights and on batch (x, y): for every trained parameter, the cosine
+    between autograd's gradient and intedge's plain-SGD step in trainer's number format, averaged
+    over `seeds` SR seeds (the step is (w_before - w_after) / lr), and ||mean step|| / ||gradient||.
+    Returns {name: {'cos': .., 'norm_ratio': .., 'grad_norm': ||gradient||, 'step_norm': ||mean step||}}.
+    BatchNorm runs on batch statistics on both sides."""
+    load_into(net, trainer.state_dict())
+    net.train()
+    net.zero_grad()
+    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    steps = {}
+    for seed in range(seeds):
+        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed,
+                            **number_format_options(trainer.config))
+        copy_state(trainer, t)
+        before = t.state_dict()
+        xp, _ = t.prepare(x, None, "diagnostic")
+        t.session.step(xp, labels=np.asarray(y, np.int32))
+        for k, v in t.state_dict().items():
+            steps.setdefault(k, []).append((before[k].astype(np.float64) - v) / lr)
+    out = {}
+    for name, param in net.named_parameters():
+        g, mean = param.grad.numpy().astype(np.float64).ravel(), np.mean(steps[name], axis=0).ravel()
+        ng, nm = np.linalg.norm(g), np.linalg.norm(mean)
+        out[name] = {"cos": float(g @ mean / (ng * nm)) if ng and nm else 0.0,
+                     "norm_ratio": float(nm / ng) if ng else float("nan"), "grad_norm": float(ng), "step_norm": float(nm)}
+    return out
+
+
+def structurally_zero(params, rel=1e-4):
+    """Parameters whose autograd gradient is float round-off (norm below rel times the largest
+    parameter's): a BatchNorm bias whose output reaches the loss only through a later BatchNorm
+    in training mode, which removes any per-channel shift (MobileNetV2's block outputs), or units
+    a diverged run has killed. Cosine and norm ratio mean nothing there; their steps are
+    compared by norm instead."""
+    top = max(v["grad_norm"] for v in params.values())
+    return {k for k, v in params.items() if v["grad_norm"] < rel * top}
+
+
+def running_stat_errors(ours, ref):
+    """Per running statistic in `ref` (float32's): its error per channel in the units eval-mode
+    BatchNorm feels, (mean - ref mean) / ref std for a running mean and (var - ref var) / ref var
+    for a running variance; {name: {'largest': largest |error|, 'mean': mean signed error}}. The
+    mean shows a bias (an unbiased variance taken for a biased one is +1/(n-1) on every channel)
+    that the channels' scatter hides. (A mean error relative to the mean itself says nothing
+    where channel means sit near 0, as in MobileNetV2's 1x1 convolutions.)"""
+    out = {}
+    for k, r in ref.items():
+        scale = np.sqrt(ref[k[:-len("mean")] + "var"]) if k.endswith("running_mean") else r
+        err = (ours[k] - r) / np.maximum(scale, 1e-12)
+        out[k] = {"largest": float(np.abs(err).max()), "mean": float(err.mean())}
+    return out
+
+
+def along_training(trainer, net, x, y, at_steps, seeds=12):
+    """Trains `trainer` over (x, y) in its own batch order and, before each step in at_steps,
+    measures step_agreement on that step's batch. A float shadow of the net takes intedge's
+    weights before every step and runs the same batch in training mode, so its running
+    statistics are float32's along intedge's own trajectory; each BatchNorm's running mean and
+    variance are compared with it (running_stat_errors). Returns
+    {step: {'params': step_agreement, 'sr_zero_share': sr_zero_share, 'running_stats': {name: error}}}."""
+    import copy
+    shadow = copy.deepcopy(net)
+    load_into(shadow, trainer.state_dict())
+    stats = [k for k in trainer.state_dict() if k.endswith(("running_mean", "running_var"))]
+    xp, yp = trainer.prepare(x, y, "training")
+    bs, out, step, epoch = trainer.batch_size, {}, 0, 0
+    while step <= max(at_steps):
+        order = trainer.batch_order(len(x), epoch)
+        for i in range(0, len(order), bs):
+            idx = order[i:i + bs]
+            if step in at_steps:
+                state = trainer.state_dict()
+                floats = shadow.state_dict()
+                out[step] = {"params": step_agreement(trainer, net, x[idx], y[idx], seeds),
+                             "sr_zero_share": sr_zero_share(net, x[idx], y[idx]),  # net holds intedge's weights
+                             "running_stats": running_stat_errors(state, {k: floats[k].numpy() for k in stats})}
+            if step >= max(at_steps):
+                return out
+            weights = {k: v for k, v in trainer.state_dict().items() if k not in stats}
+            load_into(shadow, weights)
+            shadow.train()
+            with torch.no_grad():
+                shadow(torch.as_tensor(x[idx]))
+            trainer.session.step(xp[idx], labels=yp[idx].astype(np.int32))
+            step += 1
+        epoch += 1
+    return out
+
+
+def sr_zero_share(net, x, y, bits=8):
+    """Per Conv/Linear/BatchNorm layer of `net` (at its current weights, training mode): the
+    expected share of nonzero values that stochastic rounding to the format's per-tensor grid
+    (ulp = 2^(floor(log2 max|v|) + 1 - (bits - 1))) sends to 0, for the layer's output and for
+    the gradient that reaches it. Computed from the float tensors: P(0) = 1 - |v| / ulp below one
+    ulp. Returns {layer: {'output': share, 'grad': share}}."""
+    def share(t):
+        a = t.detach().abs().double().flatten()
+        a = a[a > 0]
+        if not len(a):
+            return 0.0
+        ulp = 2.0 ** (np.floor(np.log2(float(a.max()))) + 1 - (bits - 1))
+        return float(torch.clamp(1 - a / ulp, min=0).mean())
+
+    out, hooks = {}, []
+    for name, m in net.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)):
+            def fwd(mod, inp, o, name=name):
+                out.setdefault(name, {})["output"] = share(o)
+                if o.requires_grad:
+                    o.register_hook(lambda g, name=name: out[name].__setitem__("grad", share(g)))
+            hooks.append(m.register_forward_hook(fwd))
+    net.train()
+    net.zero_grad()
+    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    for h in hooks:
+        h.remove()
+    return out
