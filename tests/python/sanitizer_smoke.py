@@ -49,6 +49,10 @@ def iem_cases(rng):
                          ((4, 17, 5), (17, 5), 0, 1)):
         g, t0, out = matmul_graph(rng, a, b, ta, tb)
         yield f"matmul-{a}x{b}", g, rng.standard_normal((12, t0, 5)), rng.integers(0, int(np.prod(out)), 12)
+    from test_slice import slice_graph
+
+    g, total = slice_graph(rng, [(0, 2, 1), (1, 1, 3), (2, 0, 4), (2, 3, 4)])  # overlapping windows: a fan-out sum
+    yield "slice", g, rng.standard_normal((12, 6)), rng.integers(0, total, 12)
     for kind in ("sub", "mul"):  # a trained parameter broadcast over the batch and an axis
         yield f"parameter-{kind}", binary_graph(rng, kind, (17, 1)), rng.standard_normal((12, 17, 5)), \
             rng.integers(0, 51, 12)
