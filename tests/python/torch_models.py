@@ -213,3 +213,44 @@ class DropoutNet(nn.Module):
 
     def forward(self, x):
         return self.f2(self.drop(torch.relu(self.f1(torch.flatten(x, 1)))))
+
+
+class ViT(nn.Module):
+    """A small vision transformer made as users make one: a Conv patch embedding, a class token
+    (Concat), a positional embedding added over the batch, torch.nn.TransformerEncoder (pre-norm,
+    GELU, batch first), a final LayerNorm and a Linear head on the class token."""
+
+    def __init__(self, image=28, patch=7, dim=32, depth=2, heads=4, mlp=64, classes=10, channels=1):
+        super().__init__()
+        self.patch = nn.Conv2d(channels, dim, patch, stride=patch)
+        tokens = (image // patch) ** 2
+        # unit normal, as vit-pytorch draws them: at timm's std 0.02 the class token's row sits
+        # below one int8 ulp of the patch tokens beside it (docs/transformers.md)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim))
+        self.pos = nn.Parameter(torch.randn(1, tokens + 1, dim))
+        layer = nn.TransformerEncoderLayer(dim, heads, mlp, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.encoder(x))[:, 0])
+
+
+def distinct_weights(model, seed=0):
+    """Gives every parameter tensor values of its own. Exporters store equal initializers once and
+    the importer refuses a weight read by two nodes (it cannot tell tying from that saving), while
+    a fresh model is full of equal tensors: TransformerEncoder deep-copies its first layer, and
+    every LayerNorm starts at ones and zeros, every bias of MultiheadAttention at zeros."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if m is not model and hasattr(m, "reset_parameters") and not isinstance(m, nn.LayerNorm):
+                m.reset_parameters()  # the encoder's layers drawn independently
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".norm" in name or name.startswith("norm"):
+                p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return model
