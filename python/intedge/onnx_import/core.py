@@ -337,6 +337,9 @@ class Walker:
         unknown = [n for n in g.node if n.op_type not in HANDLERS and n.op_type not in folding.FOLDABLE]
         for n in unknown:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
+        for n in g.node:  # constants first: fusions read the ones written after their first node
+            if n.op_type == "Constant":
+                folding.fold(self, n)
         if not unknown:
             for n in g.node:
                 if id(n) in self.absorbed or folding.fold(self, n):

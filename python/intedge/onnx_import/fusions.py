@@ -83,17 +83,33 @@ def gelu_erf_div(walker, n):
 
 
 @fuses("Mul")
-def gelu_erf_mul(walker, n):
-    return gelu(walker, n, gelu_erf_at(walker, n), iem.ACT_GELU)
+def gelu_mul(walker, n):
+    """x * (1/sqrt(2)) starting the Erf form, or x * x starting the tanh form's cube."""
+    erf = gelu_erf_at(walker, n)
+    return gelu(walker, n, erf, iem.ACT_GELU) if erf else gelu(walker, n, gelu_tanh_at(walker, n), iem.ACT_GELU_TANH)
+
+
+def cube_at(walker, n):
+    """x^3 as Pow(x, 3) or Mul(x, x) then Mul(x, .): (x, the node writing x^3, its nodes after n)."""
+    x = n.input[0]
+    if walker.onnx_dims(x) is None:
+        return None
+    if n.op_type == "Pow":
+        return (x, n, []) if scalar(walker, n.input[1], 3.0) else None
+    if list(n.input) != [x, x]:
+        return None
+    cube = only_reader(walker, n.output[0], ("Mul",))
+    return (x, cube, [cube]) if cube is not None and other_input(cube, n.output[0]) == x else None
 
 
 def gelu_tanh_at(walker, n):
-    """Pow(x, 3) -> * 0.044715 -> + x -> * sqrt(2/pi) -> Tanh -> + 1 -> * x -> * 0.5."""
-    x = n.input[0]
-    if walker.onnx_dims(x) is None or not scalar(walker, n.input[1], 3.0):
+    """x^3 -> * 0.044715 -> + x -> * sqrt(2/pi) -> Tanh -> + 1 -> * x -> * 0.5."""
+    found = cube_at(walker, n)
+    if found is None:
         return None
-    cube = only_reader(walker, n.output[0], ("Mul",))
-    if cube is None or not scaled_by(walker, cube, n.output[0], 0.044715):
+    x, cubed, first_nodes = found
+    cube = only_reader(walker, cubed.output[0], ("Mul",))
+    if cube is None or not scaled_by(walker, cube, cubed.output[0], 0.044715):
         return None
     inner = only_reader(walker, cube.output[0], ("Add",))
     if inner is None or other_input(inner, cube.output[0]) != x:
@@ -102,7 +118,7 @@ def gelu_tanh_at(walker, n):
     if scale is None or not scaled_by(walker, scale, inner.output[0], math.sqrt(2 / math.pi)):
         return None
     tail = gelu_tail(walker, scale, x, "Tanh")
-    return (x, [cube, inner, scale, *tail[1]]) if tail else None
+    return (x, [*first_nodes, cube, inner, scale, *tail[1]]) if tail else None
 
 
 def gelu_tail(walker, n, x, fn):

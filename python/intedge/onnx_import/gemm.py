@@ -49,7 +49,7 @@ def gemm(walker, n):
 
 def operand(walker, n, v):
     """A MatMul operand batch first in its ONNX order, or stored with its last two axes swapped
-    when that spares a runtime Transpose (the op reads it transposed). (tensor, groups, trans)."""
+    (the op reads it transposed). (tensor, groups, trans)."""
     view = walker.view(n, v)
     if view is None:
         return None
@@ -60,7 +60,11 @@ def operand(walker, n, v):
         return None
     swapped = (*groups[:-2], groups[-1], groups[-2])
     order, order_t = ([a for g in gs for a in g] for gs in (groups, swapped))
-    trans = int(order != sorted(order) and order_t == sorted(order_t))
+    # read it transposed when that spares the Transpose, or keeps the runtime's innermost axis
+    # innermost when a Transpose is due anyway (K of Q.K^T stays [.., T, d] like Q)
+    innermost = len(order)
+    trans = int(order != sorted(order) and (order_t == sorted(order_t) or (
+        order[-1] != innermost - 1 and order_t[-1] == innermost - 1)))
     out = walker.laid_out(n, tensor, swapped if trans else groups, lead=len(groups[0]))
     return None if out is None else (*out, trans)
 
