@@ -154,6 +154,21 @@ def test_reshape_views(in_dims, target, expect):
         assert result[0] == expect
 
 
+def test_a_fresh_vit_imports_unless_the_exporter_merged_its_equal_weights():
+    """A fresh ViT holds equal tensors (ones, zeros, the encoder's copied layers). TorchScript
+    writes an Identity per reader, and dynamo with optimize=False one initializer each: both import
+    (dynamo's CastLike of constants folds). Dynamo's optimizer stores them once: refused, naming
+    the weight and the way out."""
+    torch.manual_seed(0)
+    fresh = ViT()
+    example = torch.zeros(2, 1, 28, 28)
+    for kw in (dict(dynamo=False, opset=17), dict(dynamo=True, opset=18, optimize=False)):
+        walk(export(fresh, example, **kw))
+    with pytest.raises(intedge.IntedgeError, match=r"weight 'encoder.layers.0.norm1.weight' is shared with node .*"
+                                                   r"optimize=False"):
+        intedge.import_onnx(export(fresh, example, dynamo=True, opset=18))
+
+
 def test_an_unsupported_transformer_op_is_named(tmp_path, vit_onnx):
     """A graph the importer cannot take keeps the one-line-per-node refusal, naming the node."""
     model = vit_onnx["torchscript-17"]

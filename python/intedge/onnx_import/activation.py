@@ -17,7 +17,8 @@ def activation(walker, n, kind, p0=None, p1=None, flags=0, x=None):
     if view is None:
         return
     d0, d1 = dyadic(p0 or 0.0), dyadic(p1 or 0.0)
-    walker.emit_view(n, iem.OP_ACTIVATION, [view[0]], walker.shapes[view[0]], view[1], [kind, d0.m, d0.e, d1.m, d1.e, flags])
+    walker.emit_view(n, iem.OP_ACTIVATION, [view[0]], walker.shapes[view[0]], view[1],
+                     [kind, d0.m, d0.e, d1.m, d1.e, flags])
 
 
 @handles("Clip", note="ReLU6")

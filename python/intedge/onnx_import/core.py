@@ -257,7 +257,9 @@ class Walker:
             self.problem(node, f"input '{v}' must be an initializer (a weight stored in the model)")
             return None
         if v in self.param_use:
-            self.problem(node, f"weight '{v}' is shared with node '{self.param_use[v]}'; shared weights are not supported")
+            self.problem(node, f"weight '{v}' is shared with node '{self.param_use[v]}'; shared weights are not "
+                               "supported (exporters store equal weights once, as in a fresh model: export with "
+                               "torch.onnx.export(..., dynamo=True, optimize=False) or the TorchScript exporter)")
             return None
         self.param_use[v] = node.name
         # exporters store weights as initializers, or (folded ones) as Constant nodes

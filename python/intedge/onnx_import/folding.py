@@ -39,6 +39,9 @@ def fold(w, n):
         w.consts[n.output[0]] = full[a.get("start", 0):a.get("end", len(full))]
         return True
     inputs = [w.const_value(i) if i else None for i in n.input]
+    if n.op_type == "CastLike" and inputs[0] is not None and w.onnx_dims(n.input[1]) is not None:
+        w.consts[n.output[0]] = np.asarray(inputs[0], np.float32)  # like an activation: float
+        return True
     if n.op_type == "Expand" and inputs[1] is not None and (np.asarray(inputs[1]) <= BATCH).any():
         return False  # repeated over the batch: an activation (layout.py)
     if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):
