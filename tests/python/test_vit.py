@@ -81,7 +81,7 @@ def test_vit_trains_with_adamw(vit_onnx, data, capsys):
     with capsys.disabled():
         print(f"\nViT, AdamW lr 0.005, 1 epoch of 2,000 mnist-5k digits: val loss {before['loss']:.3f} -> "
               f"{after['val_loss']:.3f}, val accuracy {before['acc']:.3f} -> {after['val_acc']:.3f}")
-    # measured: 2.492 -> 0.910, accuracy 0.087 -> 0.741
+    # measured: 2.492 -> 0.976, accuracy 0.087 -> 0.686
     assert after["val_loss"] < 0.6 * before["loss"] and after["val_acc"] > 0.6
 
 
