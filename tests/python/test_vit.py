@@ -129,6 +129,36 @@ def test_decomposed_layernorm_gelu_and_split_are_one_op_each(export_name, kw):
     assert rel < 0.05 and cos > 0.995
 
 
+def test_gelu_erf_by_multiplication_and_softmax_off_the_last_axis():
+    """x * (1/sqrt(2)) -> Erf -> + 1 -> * x -> * 0.5 (the Mul form of the Erf GELU) is one
+    Activation; a Softmax along a middle axis reads the batch-first layout."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 15)).astype(np.float32)
+    consts = {"r2": 0.70710677, "one": 1.0, "half": 0.5}
+    nodes = [helper.make_node("Constant", [], [k], value=numpy_helper.from_array(np.float32(v), k))
+             for k, v in consts.items()] + [
+        helper.make_node("Mul", ["x", "r2"], ["s"], name="scale"), helper.make_node("Erf", ["s"], ["e"], name="erf"),
+        helper.make_node("Add", ["one", "e"], ["a"], name="plus1"), helper.make_node("Mul", ["a", "x"], ["m"], name="x"),
+        helper.make_node("Mul", ["m", "half"], ["g"], name="half"),
+        helper.make_node("Softmax", ["g"], ["p"], name="softmax", axis=1),
+        helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+        helper.make_node("Gemm", ["f", "w"], ["y"], name="head", transB=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                          [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    w_, imported, ops = walk(model)
+    assert ops == Counter({"ACTIVATION": 1, "SOFTMAX": 1, "RESHAPE": 1, "GEMM": 1})
+    assert [n.attrs[:1] for n in w_.graph.nodes if n.op in (iem.OP_ACTIVATION, iem.OP_SOFTMAX)] == \
+        [[iem.ACT_GELU], [0]]
+    x = (rng.standard_normal((16, 3, 5)) * 2).astype(np.float32)
+    got = Session(Model(imported.iem), batch_size=16, lr=0.0).forward(x)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    rel, cos, _ = agreement(got, ref)
+    assert rel < 0.05 and cos > 0.995
+
+
 @pytest.mark.parametrize("in_dims, target, expect", [
     ([BATCH * 17, 96], [17, -1, 3, 32], "split"),  # the batch merged: cannot hold [17, N, ...]
     ([17, BATCH, 96], [17, -1, 3, 32], ("split", 2, 3)),  # 96 -> 3 x 32, the batch inferred
