@@ -51,7 +51,7 @@ def flatten(walker, n):
         return
     tensor, groups = view
     axis = attrs(n).get("axis", 1) % (len(groups) + 1)
-    if axis == 0 or 0 not in groups[0] and axis == 1 or any(0 in g for g in groups[axis:]):
+    if axis == 0 or any(0 in g for g in groups[axis:]):
         walker.problem(n, f"axis={axis} would merge the batch with other axes; only flattening after it is supported")
         return
     settle(walker, n, tensor, (tuple(a for g in groups[:axis] for a in g), tuple(a for g in groups[axis:] for a in g)))
