@@ -55,12 +55,13 @@ class ResidualPools(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
-def export(model, example, *, dynamo, opset):
+def export(model, example, *, dynamo, opset, optimize=True):
+    """optimize (dynamo): False keeps the exporter from storing equal initializers once."""
     f = io.BytesIO()
     model.eval()
     if dynamo:
         torch.onnx.export(model, (example,), f, dynamo=True, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("N")},))
+                          output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("N")},), optimize=optimize)
     else:
         torch.onnx.export(model, (example,), f, dynamo=False, opset_version=opset, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
@@ -238,3 +239,45 @@ class DropoutNet(nn.Module):
 
     def forward(self, x):
         return self.f2(self.drop(torch.relu(self.f1(torch.flatten(x, 1)))))
+
+
+class ViT(nn.Module):
+    """A small vision transformer made as users make one: a Conv patch embedding, a class token
+    (Concat), a positional embedding added over the batch, torch.nn.TransformerEncoder (pre-norm,
+    GELU, batch first), a final LayerNorm and a Linear head on the class token."""
+
+    def __init__(self, image=28, patch=7, dim=32, depth=2, heads=4, mlp=64, classes=10, channels=1, token_std=1.0):
+        super().__init__()
+        self.patch = nn.Conv2d(channels, dim, patch, stride=patch)
+        tokens = (image // patch) ** 2
+        # unit normal, as vit-pytorch draws them: at timm's std 0.02 the class token's row sits
+        # within an int8 ulp or two of the patch tokens beside it (docs/transformers.md)
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * token_std)
+        self.pos = nn.Parameter(torch.randn(1, tokens + 1, dim) * token_std)
+        layer = nn.TransformerEncoderLayer(dim, heads, mlp, dropout=0.0, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.cls.expand(x.shape[0], -1, -1), x], 1) + self.pos
+        return self.head(self.norm(self.encoder(x))[:, 0])
+
+
+def distinct_weights(model, seed=0):
+    """Gives every parameter tensor values of its own. The dynamo exporter stores equal initializers
+    once (unless optimize=False) and the importer refuses a weight read by two nodes (it cannot tell
+    tying from that saving), while a fresh model is full of equal tensors: TransformerEncoder
+    deep-copies its first layer, every LayerNorm starts at ones and zeros, every bias of
+    MultiheadAttention at zeros."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if m is not model and hasattr(m, "reset_parameters") and not isinstance(m, nn.LayerNorm):
+                m.reset_parameters()  # the encoder's layers drawn independently
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or ".norm" in name or name.startswith("norm"):
+                p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return model

@@ -39,6 +39,17 @@ def split_patterns(text):
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
+def per_sample(walker, v):
+    """v's shape after the batch, or its whole shape with the batch as N where an exporter moved it
+    ([17, N, 96]); None if v is not an activation."""
+    from .onnx_import.folding import BATCH
+    from .onnx_import.views import shown
+    dims = walker.onnx_dims(v) if walker.name(v) in walker.shapes or walker.name(v) in walker.views else None
+    if dims is None:
+        return None
+    return list(dims[1:]) if dims[0] == BATCH else shown(dims)[1:-1].split(", ")
+
+
 def inspect(path, batch_size=32, trainable=None):
     """Rows for each ONNX node and the planner's arena sizes."""
     from .runtime import Model
@@ -58,7 +69,7 @@ def inspect(path, batch_size=32, trainable=None):
         params = [i for i in n.input if i in inits and np.issubdtype(numpy_helper.to_array(inits[i]).dtype, np.floating)
                   and (imported is None or i in imported.param_names)]
         count = int(sum(int(np.prod(inits[i].dims)) for i in params))
-        shape = walker.shapes.get(walker.name(n.output[0])) if n.output else None
+        shape = per_sample(walker, n.output[0]) if n.output else None
         trainable_state = "-" if not params else ("yes" if (not trains or any(trains.get(p) for p in params)) else "no")
         rows.append({"node": name, "op": n.op_type, "output": list(shape) if shape else None, "params": count,
                      "trainable": trainable_state, "supported": name not in walker.problem_nodes,

@@ -49,6 +49,21 @@ def iem_cases(rng):
                          ((4, 17, 5), (17, 5), 0, 1)):
         g, t0, out = matmul_graph(rng, a, b, ta, tb)
         yield f"matmul-{a}x{b}", g, rng.standard_normal((12, t0, 5)), rng.integers(0, int(np.prod(out)), 12)
+    from intedge.onnx_import import Walker
+    from torch_models import ViT, distinct_weights
+
+    # a small ViT through the importer: Slice, LayerNorm, Softmax, MatMul, GELU, ParamBroadcast,
+    # a trained positional embedding, the exporter's batch moves as runtime Transposes
+    vit = export(distinct_weights(ViT(image=14, patch=7, dim=16, heads=2, mlp=24)), torch.zeros(2, 1, 14, 14),
+                 dynamo=False, opset=17)
+    walker = Walker(vit, "vit")
+    walker.run()
+    yield "vit", walker.graph, rng.standard_normal((12, 1, 14, 14)), rng.integers(0, 10, 12)
+
+    from test_slice import slice_graph
+
+    g, total = slice_graph(rng, [(0, 2, 1), (1, 1, 3), (2, 0, 4), (2, 3, 4)])  # overlapping windows: a fan-out sum
+    yield "slice", g, rng.standard_normal((12, 6)), rng.integers(0, total, 12)
     for kind in ("sub", "mul"):  # a trained parameter broadcast over the batch and an axis
         yield f"parameter-{kind}", binary_graph(rng, kind, (17, 1)), rng.standard_normal((12, 17, 5)), \
             rng.integers(0, 51, 12)

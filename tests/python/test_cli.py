@@ -66,13 +66,13 @@ def test_non_onnx_file(tmp_path):
 def test_unsupported_ops_listed(tmp_path):
     nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
              helper.make_node("LpNormalization", ["f"], ["n"], name="norm"),
-             helper.make_node("Tanh", ["n"], ["y"], name="squash")]
+             helper.make_node("Softplus", ["n"], ["y"], name="squash")]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 64])])
     path = tmp_path / "u.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     res = run_cli("train", path, "builtin:digits")
-    assert_user_error(res, "node 'norm' (LpNormalization)", "node 'squash' (Tanh)", "2 node(s)")
+    assert_user_error(res, "node 'norm' (LpNormalization)", "node 'squash' (Softplus)", "2 node(s)")
 
 
 def test_labels_out_of_range(tmp_path):
@@ -118,12 +118,12 @@ def test_inspect_lists_layers_and_arena(tmp_path):
     res = run_cli("inspect", ROOT / "models" / "mlp_digits.onnx", "--json")
     info = json.loads(res.stdout)
     assert [r["op"] for r in info["rows"]] == ["Flatten", "Gemm", "Relu", "Gemm"] and info["arena"] > 0
-    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"), helper.make_node("Tanh", ["f"], ["y"], name="t")]
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"), helper.make_node("Softplus", ["f"], ["y"], name="t")]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "u.onnx"))
     res = run_cli("inspect", tmp_path / "u.onnx")
-    assert res.returncode == 2 and "NO: operator Tanh" in res.stdout
+    assert res.returncode == 2 and "NO: operator Softplus" in res.stdout
 
 
 def test_head_only_fine_tuning_from_the_cli(tmp_path):

@@ -1,20 +1,24 @@
-"""Clip, LeakyRelu, HardSigmoid, HardSwish and Sigmoid onto the runtime's Activation
-(runtime/src/ops/activation.c), their parameters as dyadic constants. A Clip that is a ReLU
+"""Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid, Gelu, Tanh, Erf, Sqrt, Reciprocal and Pow
+(a constant exponent) onto the runtime's Activation (runtime/src/ops/activation.c, the smooth
+kinds in smooth.c), their parameters as dyadic constants. GELU written out with Erf or Tanh is
+one Activation too: fusions.py. A Clip that is a ReLU
 becomes the runtime's Relu; one with no bounds is no op at all."""
 import numpy as np
 
 from .. import iem
 from ..runtime import dyadic
 from .elementwise import relu
-from .nodes import attrs, handles
+from .nodes import attrs, handles, text
 
 
-def activation(walker, n, kind, p0=None, p1=None, flags=0):
-    x = walker.activation(n, n.input[0])
-    if x is None:
+def activation(walker, n, kind, p0=None, p1=None, flags=0, x=None):
+    """The runtime's Activation of `kind` on n's input (or on x), elementwise on any layout."""
+    view = walker.view(n, x or n.input[0])
+    if view is None:
         return
     d0, d1 = dyadic(p0 or 0.0), dyadic(p1 or 0.0)
-    walker.emit(n, iem.OP_ACTIVATION, [x], walker.shapes[x], [kind, d0.m, d0.e, d1.m, d1.e, flags])
+    walker.emit_view(n, iem.OP_ACTIVATION, [view[0]], walker.shapes[view[0]], view[1],
+                     [kind, d0.m, d0.e, d1.m, d1.e, flags])
 
 
 @handles("Clip", note="ReLU6")
@@ -56,3 +60,23 @@ def hard_swish(walker, n):
 @handles("Sigmoid")
 def sigmoid(walker, n):
     activation(walker, n, iem.ACT_SIGMOID)
+
+
+@handles("Gelu")
+def gelu(walker, n):
+    approx = text(attrs(n), "approximate", "none")
+    activation(walker, n, iem.ACT_GELU_TANH if approx == "tanh" else iem.ACT_GELU)
+
+
+@handles("Tanh", "Erf", "Sqrt", "Reciprocal")
+def smooth(walker, n):
+    activation(walker, n, getattr(iem, f"ACT_{n.op_type.upper()}"))
+
+
+@handles("Pow", note="constant exponent")
+def power(walker, n):
+    p = walker.const_input(n, 1)
+    if p is None or np.asarray(p).size != 1:
+        walker.problem(n, "the exponent must be a scalar constant")
+        return
+    activation(walker, n, iem.ACT_POW, float(np.asarray(p).reshape(-1)[0]))

@@ -10,7 +10,7 @@ from onnx import numpy_helper
 
 from .. import iem
 from ..errors import IntedgeError
-from . import folding
+from . import folding, views
 from .registry import FUSIONS, HANDLERS, SUPPORTED
 
 
@@ -68,10 +68,13 @@ class Walker:
     """Builds the runtime graph from an ONNX graph. Handlers are called as handler(walker, node)
     and use what this class offers between its "for handlers" markers:
 
-    reading: shapes (value -> per-sample shape of each activation), inits (initializers by
-      name), name, const_value, const_input, consumers;
-    claiming a node's inputs: activation, param, upstream_failed;
-    writing: emit (the usual one runtime node per ONNX node), output, frozen_constant, same_as;
+    reading: shapes (runtime tensor -> its per-sample shape), inits (initializers by name), name,
+      const_value, const_input, consumers, onnx_dims;
+    claiming a node's inputs: activation (laid out batch first as ONNX shapes it), rows (any
+      arrangement with the ONNX last axis last: row-wise ops), view (as it is: views.py),
+      batch_led (batch first, possibly merged with the next axes), param, upstream_failed;
+    writing: emit (the usual one runtime node per ONNX node), emit_view (an output in a view),
+      set_view, output, frozen_constant, same_as, runtime_reshape;
     refusing: problem; for fusions: absorb.
 
     Problems do not stop the walk: a refused node's outputs are marked failed, and its consumers
@@ -93,7 +96,10 @@ class Walker:
         self.problem_nodes = {}  # node name -> reason, for inspect
         self.failed = set()  # outputs of nodes already reported: their consumers stay quiet
         self.graph = iem.Graph()
-        self.shapes = {}  # value name -> per-sample shape
+        self.shapes = {}  # runtime tensor name -> per-sample shape
+        self.views = {}  # ONNX value -> (runtime tensor, groups) when it is not the tensor itself (views.py)
+        self._made = 0  # runtime tensors the walker added for layouts
+        self._rows = {}  # ONNX value -> what rows() laid out for it, shared by its readers
         self.absorbed = set()  # ids of nodes a fusion already emitted
         self.param_use = {}
 
@@ -131,15 +137,116 @@ class Walker:
             return True
         return False
 
-    def activation(self, node, v):
-        """v as an activation input of node (its resolved name), or None when node cannot use it."""
+    def onnx_dims(self, v):
+        """v's ONNX shape (the batch as folding.BATCH, possibly times other sizes), None if v is not an
+        activation."""
+        v = self.name(v)
+        if v in self.views:
+            tensor, groups = self.views[v]
+            return views.dims(self.shapes[tensor], groups)
+        return [folding.BATCH, *self.shapes[v]] if v in self.shapes else None
+
+    def view(self, node, v):
+        """(runtime tensor, groups) of activation v as it stands, or None."""
         v = self.name(v)
         if self.upstream_failed(node, [v]):
             return None
+        if v in self.views:
+            return self.views[v]
         if v not in self.shapes:
             self.problem(node, f"input '{v}' is not produced by a supported node")
             return None
-        return v
+        return v, views.identity(len(self.shapes[v]))
+
+    def activation(self, node, v):
+        """v as a batch-first runtime tensor whose per-sample shape is v's ONNX shape after the batch
+        (one runtime Transpose and a Reshape when an exporter moved the batch), or None when node
+        cannot use it."""
+        view = self.view(node, v)
+        if view is None:
+            return None
+        tensor, groups = view
+        if views.is_identity(groups):
+            return tensor
+        out = self.laid_out(node, tensor, groups, lead=1)
+        if out is None:
+            return None
+        tensor, groups = out
+        self.views.pop(self.name(v))
+        self.alias[self.name(v)] = tensor
+        return tensor
+
+    def batch_led(self, node, v):
+        """v laid out in its ONNX order with the batch as the outermost part of ONNX axis 0: either
+        batch first (groups[0] == (0,)) or merged with the heads (groups[0] == (0, 1): [N * h, ...]
+        is runtime [N, h, ...]). Returns (tensor, groups) or None."""
+        view = self.view(node, v)
+        return None if view is None else self.laid_out(node, *view, lead=len(view[1][0]))
+
+    def rows(self, node, v):
+        """v as a runtime tensor whose last axis is v's last ONNX axis, the other axes in any
+        arrangement: what an op on rows reads (a Linear on tokens, LayerNorm, Softmax on the last
+        axis). Returns (tensor, groups), groups[-1] being that one runtime axis, or None."""
+        if self.name(v) in self._rows:
+            return self._rows[self.name(v)]
+        view = self.view(node, v)
+        if view is None:
+            return None
+        tensor, groups = view
+        last, rank = groups[-1], len(self.shapes[tensor])
+        if 0 in last or not last:
+            self.problem(node, f"input '{self.name(v)}' has {'the batch in' if last else 'no'} runtime axis in its "
+                               "last axis; this op works on the last axis")
+            return None
+        order = [a for g in groups for a in g]
+        if order[-len(last):] != list(range(rank - len(last) + 1, rank + 1)):
+            order = [0] + [a for a in order if a != 0]
+            tensor = self._transpose(tensor, order)
+            groups = views.laid_out(groups, order)
+        if len(last) > 1:
+            merged = (*self.shapes[tensor][:rank - len(last)], int(np.prod(self.shapes[tensor][rank - len(last):])))
+            tensor = self.runtime_reshape(tensor, merged)
+            groups = (*groups[:-1], (len(merged),))
+        self._rows[self.name(v)] = tensor, groups
+        return tensor, groups
+
+    def laid_out(self, node, tensor, groups, lead):
+        """The runtime tensor in the view's ONNX order, batch first, its first `lead` runtime axes
+        making ONNX axis 0 and every other ONNX axis one runtime axis."""
+        g0 = groups[0] if groups else ()
+        if not g0 or g0[0] != 0 or len(g0) != lead:
+            where = next((i for i, g in enumerate(groups) if 0 in g), None)
+            self.problem(node, f"the batch is {'merged into' if where == 0 else 'at'} axis {where} of an input "
+                               f"of ONNX shape {views.shown(views.dims(self.shapes[tensor], groups))}; this op "
+                               "needs it alone as axis 0")
+            return None
+        order = [a for g in groups for a in g]
+        if order != sorted(order):
+            tensor = self._transpose(tensor, order)
+            groups = views.laid_out(groups, order)
+        full = views.full_shape(self.shapes[tensor])
+        shape = [full[a] for a in groups[0][1:]] + [int(np.prod([full[a] for a in g])) for g in groups[1:]]
+        if tuple(shape) != self.shapes[tensor]:
+            tensor = self.runtime_reshape(tensor, shape or (1,))
+        return tensor, ((0, *range(1, lead)), *((a,) for a in range(lead, len(shape) + 1)))
+
+    def fresh(self, tensor, what):
+        """A new runtime tensor name derived from `tensor`."""
+        self._made += 1
+        return f"{tensor}/{what}{self._made}"
+
+    def _transpose(self, tensor, order):
+        """A runtime Transpose of `tensor` to the runtime axis order `order` (order[0] == 0)."""
+        perm = [a - 1 for a in order[1:]]
+        out = self.output(self.fresh(tensor, "transposed"), [self.shapes[tensor][p] for p in perm])
+        self.graph.add_node(out, iem.OP_TRANSPOSE, [tensor], [out], perm)
+        return out
+
+    def runtime_reshape(self, tensor, shape):
+        """A runtime Reshape of `tensor` to the per-sample `shape` (same size)."""
+        out = self.output(self.fresh(tensor, "reshaped"), shape)
+        self.graph.add_node(out, iem.OP_RESHAPE, [tensor], [out])
+        return out
 
     def param(self, node, v, shape=None, state=False):
         """Registers initializer v as a parameter (state: updated by its op, never trained)."""
@@ -150,7 +257,9 @@ class Walker:
             self.problem(node, f"input '{v}' must be an initializer (a weight stored in the model)")
             return None
         if v in self.param_use:
-            self.problem(node, f"weight '{v}' is shared with node '{self.param_use[v]}'; shared weights are not supported")
+            self.problem(node, f"weight '{v}' is shared with node '{self.param_use[v]}'; shared weights are not "
+                               "supported (exporters store equal weights once, as in a fresh model: export with "
+                               "torch.onnx.export(..., dynamo=True, optimize=False) or the TorchScript exporter)")
             return None
         self.param_use[v] = node.name
         # exporters store weights as initializers, or (folded ones) as Constant nodes
@@ -174,6 +283,24 @@ class Walker:
         for a piece of a node, under `name`) with the per-sample shape."""
         out = self.output(out or node.output[0], shape)
         self.graph.add_node(name or node.name or node.output[0], op, inputs, [out], attrs)
+        return out
+
+    def set_view(self, v, tensor, groups):
+        """ONNX value v is runtime tensor `tensor` seen through groups."""
+        if views.is_identity(groups):
+            if tensor != v:
+                self.alias[v] = tensor
+        else:
+            self.views[v] = (tensor, tuple(tuple(g) for g in groups))
+
+    def emit_view(self, node, op, inputs, shape, groups, attrs=()):
+        """Adds runtime op `op` for node writing a runtime tensor of per-sample `shape` that node's
+        first output sees through groups."""
+        v = node.output[0]
+        out = v if views.is_identity(groups) else self.fresh(v, "runtime")
+        self.output(out, shape)
+        self.graph.add_node(node.name or v, op, inputs, [out], attrs)
+        self.set_view(v, out, groups)
         return out
 
     def frozen_constant(self, v, array):
@@ -212,6 +339,9 @@ class Walker:
         unknown = [n for n in g.node if n.op_type not in HANDLERS and n.op_type not in folding.FOLDABLE]
         for n in unknown:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
+        for n in g.node:  # constants first: fusions read the ones written after their first node
+            if n.op_type == "Constant":
+                folding.fold(self, n)
         if not unknown:
             for n in g.node:
                 if id(n) in self.absorbed or folding.fold(self, n):
@@ -231,8 +361,12 @@ class Walker:
         if len(g.output) != 1:
             raise IntedgeError(f"{self.source}: the graph has {len(g.output)} outputs; intedge trains models with one")
         out = self.name(g.output[0].name)
-        if out not in self.shapes or out == inp.name:
+        if (out not in self.shapes and out not in self.views) or out == inp.name:
             raise IntedgeError(f"{self.source}: output '{g.output[0].name}' is not computed by the graph's nodes")
+        if out in self.views:  # the graph's output is read batch first
+            out = self.activation(next(n for n in g.node if g.output[0].name in n.output), out)
+        if out is None:
+            raise IntedgeError(f"{self.source}: " + self.problems[-1])
         self.graph.output = self.graph.index[out]
         params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
         return ImportedModel(self.model, iem.serialize(self.graph), inp.name, tuple(dims[1:]), out,

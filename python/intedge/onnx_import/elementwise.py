@@ -1,42 +1,86 @@
-"""Relu onto the runtime's Relu, and the views Flatten, Reshape, Squeeze and Unsqueeze onto its
-Reshape (runtime/src/ops/elementwise.c). Identity needs no runtime op: its output is another
-name for its input."""
+"""Relu onto the runtime's Relu, and the views Flatten, Reshape, Squeeze and Unsqueeze onto views of
+runtime tensors (views.py), with the runtime's Reshape (runtime/src/ops/elementwise.c) where an
+axis is split or the view settles batch first. Identity needs no runtime op: its output is
+another name for its input."""
 import numpy as np
 import onnx
 
 from .. import iem
-from .folding import BATCH
+from . import views
 from .nodes import attrs, handles
 
 
-def reshape_to(walker, n, x, shape):
-    walker.emit(n, iem.OP_RESHAPE, [x], shape)
+
+def settle(walker, n, tensor, groups, out=None):
+    """Node n's output `out` (its first by default) is the runtime tensor seen through groups. A view
+    that only merges or inserts axes of a batch-first tensor becomes a runtime Reshape under the
+    output's name, as before views; any other stays a view for its consumers to lay out."""
+    out = out or n.output[0]
+    order = [a for g in groups for a in g]
+    if views.is_identity(groups) or order != sorted(order) or not groups or groups[0] != (0,):
+        walker.set_view(out, tensor, groups)
+        return
+    d = views.dims(walker.shapes[tensor], groups)[1:]
+    walker.emit(n, iem.OP_RESHAPE, [tensor], d or (1,), out=out, name=out if out != n.output[0] else None)
+
+
+def drop_unit_axes(walker, tensor, groups, keep):
+    """The view of ONNX axes `keep` only (the others have size 1): runtime axes in the dropped groups
+    are removed with a runtime Reshape."""
+    dropped = sorted((a for i, g in enumerate(groups) if i not in keep for a in g), reverse=True)
+    groups = tuple(groups[i] for i in keep)
+    if dropped:
+        shape = [d for a, d in enumerate(walker.shapes[tensor], 1) if a not in dropped]
+        tensor = walker.runtime_reshape(tensor, shape or (1,))
+        for a in dropped:
+            groups = views.renumber_after_drop(groups, a)
+    return tensor, groups
 
 
 @handles("Relu")
 def relu(walker, n):
-    x = walker.activation(n, n.input[0])
-    if x is not None:
-        walker.emit(n, iem.OP_RELU, [x], walker.shapes[x])
+    view = walker.view(n, n.input[0])
+    if view is not None:
+        walker.emit_view(n, iem.OP_RELU, [view[0]], walker.shapes[view[0]], view[1])
 
 
 @handles("Flatten")
 def flatten(walker, n):
-    x = walker.activation(n, n.input[0])
-    axis = next((onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == "axis"), 1)
-    if x is None:
+    view = walker.view(n, n.input[0])
+    if view is None:
         return
-    if axis != 1:
-        walker.problem(n, f"axis={axis}; only axis=1 (keep the batch) is supported")
+    tensor, groups = view
+    axis = attrs(n).get("axis", 1) % (len(groups) + 1)
+    if axis == 0 or any(0 in g for g in groups[axis:]):
+        walker.problem(n, f"axis={axis} would merge the batch with other axes; only flattening after it is supported")
         return
-    reshape_to(walker, n, x, (int(np.prod(walker.shapes[x])),))
+    settle(walker, n, tensor, (tuple(a for g in groups[:axis] for a in g), tuple(a for g in groups[axis:] for a in g)))
+
+
+def reshape_view(walker, n, tensor, groups, parts):
+    """Reads ONNX shape parts (views.resolve_target) off the view, splitting runtime axes where a
+    target size cuts one (a Reshape of the runtime tensor: [.., 96] -> [.., 3, 32])."""
+    while True:
+        m = views.match_reshape(walker.shapes[tensor], groups, parts)
+        if m[0] == "groups":
+            settle(walker, n, tensor, m[1])
+            return
+        if m[0] == "no":
+            walker.problem(n, f"target shape {views.shown(k * BATCH if b else k for k, b in parts)} of an input of "
+                              f"shape {views.shown(views.dims(walker.shapes[tensor], groups))}: {m[1]}")
+            return
+        _, axis, outer = m
+        shape = list(walker.shapes[tensor])
+        shape[axis - 1:axis] = [outer, shape[axis - 1] // outer]
+        tensor = walker.runtime_reshape(tensor, shape)
+        groups = views.renumber_after_split(groups, axis)
 
 
 @handles("Reshape")
 def reshape(walker, n):
-    x = walker.activation(n, n.input[0])
+    view = walker.view(n, n.input[0])
     target = walker.const_value(n.input[1])
-    if x is None:
+    if view is None:
         return
     if target is None:
         walker.problem(n, "the target shape must be a constant")
@@ -45,61 +89,41 @@ def reshape(walker, n):
     if attrs(n).get("allowzero", 0) and 0 in target:
         walker.problem(n, "allowzero=1 with a 0 in the target shape")
         return
-    per_sample = walker.shapes[x]
-    numel = int(np.prod(per_sample))
-    # ONNX: 0 copies the input's dimension at that index, -1 is inferred (at most once)
-    rest = [per_sample[i] if d == 0 and i < len(per_sample) else d for i, d in enumerate(target[1:])]
-    if any(d < -1 for d in rest):
-        walker.problem(n, f"target shape {target} uses the batch size beyond the first dimension")
+    in_dims = walker.onnx_dims(n.input[0])
+    parts = views.resolve_target(in_dims, target)
+    if parts is None:
+        walker.problem(n, f"target shape {views.shown(target)} does not fit an input of shape {views.shown(in_dims)}")
         return
-    batch_ok = target and (target[0] in (0, BATCH) or (target[0] == -1 and -1 not in rest))
-    if not batch_ok or rest.count(-1) > 1:
-        walker.problem(n, f"target shape {target} does not keep the batch as its first dimension")
-        return
-    if -1 in rest:
-        known = int(np.prod([d for d in rest if d != -1]))
-        if known <= 0 or numel % known:
-            walker.problem(n, f"target shape {target} does not fit {numel} values per sample")
-            return
-        rest[rest.index(-1)] = numel // known
-    if int(np.prod(rest)) != numel or any(d <= 0 for d in rest):
-        walker.problem(n, f"target shape {target} does not fit {numel} values per sample")
-        return
-    reshape_to(walker, n, x, tuple(rest) or (1,))
+    reshape_view(walker, n, *view, parts)
 
 
 @handles("Squeeze", "Unsqueeze")
 def squeeze_like(walker, n):
-    """Squeeze/Unsqueeze of an activation: a view, its output shape from the axes."""
-    x = walker.activation(n, n.input[0])
-    if x is None:
+    """Squeeze/Unsqueeze: the view loses or gains axes of size 1."""
+    view = walker.view(n, n.input[0])
+    if view is None:
         return
+    tensor, groups = view
     a = attrs(n)
     axes = walker.const_input(n, 1, a.get("axes"))
-    full = [1, *walker.shapes[x]]  # the batch as 1 while counting axes
-    if axes is None:
-        out = [d for d in full if d != 1] if n.op_type == "Squeeze" else None
+    dims = views.dims(walker.shapes[tensor], groups)
+    if n.op_type == "Squeeze":
+        rank = len(groups)
+        drop = [i for i, d in enumerate(dims) if d == 1] if axes is None else \
+            [int(v) % rank for v in np.asarray(axes).reshape(-1)]
+        if any(dims[i] != 1 for i in drop):
+            walker.problem(n, "only axes of size 1 can be squeezed (never the batch)")
+            return
+        tensor, groups = drop_unit_axes(walker, tensor, groups, [i for i in range(rank) if i not in drop])
     else:
-        axes = [int(v) for v in np.asarray(axes).reshape(-1)]
-        if n.op_type == "Squeeze":
-            rank = len(full)
-            drop = {v % rank for v in axes}
-            if 0 in drop or any(full[v] != 1 for v in drop):
-                out = None
-            else:
-                out = [d for i, d in enumerate(full) if i not in drop]
-        else:
-            rank = len(full) + len(axes)
-            ins = sorted(v % rank for v in axes)
-            out = list(full)
-            for v in ins:
-                out.insert(v, 1)
-            if 0 in ins:
-                out = None
-    if out is None or len(out) < 2:
-        walker.problem(n, "only squeezing or unsqueezing non-batch axes is supported")
-        return
-    reshape_to(walker, n, x, tuple(out[1:]))
+        if axes is None:
+            walker.problem(n, "the axes must be a constant")
+            return
+        rank = len(groups) + np.asarray(axes).size
+        groups = list(groups)
+        for v in sorted(int(v) % rank for v in np.asarray(axes).reshape(-1)):
+            groups.insert(v, ())
+    settle(walker, n, tensor, tuple(groups))
 
 
 @handles("Identity")

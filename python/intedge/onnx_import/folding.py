@@ -12,7 +12,7 @@ BATCH = -(1 << 40)  # what a folded Shape reports for the batch dimension
 
 # op types that could only ever compute constants here (statically, before shapes are known)
 FOLDABLE = ("Constant", "Shape", "Gather", "Cast", "CastLike", "Slice", "Range", "ConstantOfShape", "Div", "Floor",
-            "Ceil", "Equal", "Where", "Expand")
+            "Ceil", "Equal", "Where", "Expand", "Mod")
 # how the refusal message's list of supported operators ends
 SUMMARY = "constant shape arithmetic (Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded"
 
@@ -30,14 +30,20 @@ def fold(w, n):
         w.consts[n.output[0]] = constant(n)
         return True
     if n.op_type == "Shape":
-        x = w.name(n.input[0])
-        if x not in w.shapes:
+        c = w.const_value(n.input[0])
+        full = w.onnx_dims(n.input[0]) if c is None else list(np.shape(c))
+        if full is None:
             return False
         a = attrs(n)
-        full = np.array([BATCH, *w.shapes[x]], np.int64)
+        full = np.array(full, np.int64)
         w.consts[n.output[0]] = full[a.get("start", 0):a.get("end", len(full))]
         return True
     inputs = [w.const_value(i) if i else None for i in n.input]
+    if n.op_type == "CastLike" and inputs[0] is not None and w.onnx_dims(n.input[1]) is not None:
+        w.consts[n.output[0]] = np.asarray(inputs[0], np.float32)  # like an activation: float
+        return True
+    if n.op_type == "Expand" and inputs[1] is not None and (np.asarray(inputs[1]) <= BATCH).any():
+        return False  # repeated over the batch: an activation (layout.py)
     if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):
         return False
     from onnx.reference import ReferenceEvaluator

@@ -1,10 +1,13 @@
 """Ops that move data, onto the runtime's ops of the same names (runtime/src/ops/layout.c):
-Concat, Transpose, Pad (zeros), Resize (nearest, integer scales) and Dropout. Axes are per
-sample: none of them may move or resize the batch."""
+Concat, Pad (zeros), Resize (nearest, integer scales), Dropout; Slice, Split and Gather of
+constant indices on activations onto its Slice; Expand of a weight over the batch onto its
+ParamBroadcast; Transpose as a view (views.py). None of them may resize the batch."""
 import numpy as np
 
 from .. import iem
 from ..runtime import dyadic
+from . import views
+from .elementwise import drop_unit_axes, settle
 from .nodes import attrs, handles, text
 
 
@@ -25,16 +28,147 @@ def concat(walker, n):
 
 @handles("Transpose")
 def transpose(walker, n):
-    x = walker.activation(n, n.input[0])
-    if x is None:
+    """A new view (runtime Transposes happen where an op needs a layout, at most one per input)."""
+    view = walker.view(n, n.input[0])
+    if view is None:
         return
-    rank = len(walker.shapes[x]) + 1
-    perm = list(attrs(n).get("perm", range(rank - 1, -1, -1)))
-    if perm[0] != 0:
-        walker.problem(n, f"perm {perm} moves the batch axis")
+    tensor, groups = view
+    perm = list(attrs(n).get("perm", range(len(groups) - 1, -1, -1)))
+    settle(walker, n, tensor, tuple(groups[p] for p in perm))
+
+
+def window(walker, n, tensor, groups, axis, start, length):
+    """A runtime Slice of ONNX axis `axis` (one runtime axis, not the batch). Returns the runtime
+    tensor, or None after a problem."""
+    g = groups[axis]
+    if len(g) != 1 or g[0] == 0:
+        walker.problem(n, f"axis {axis} of an input of shape {views.shown(views.dims(walker.shapes[tensor], groups))} "
+                          f"is {'the batch' if 0 in g else 'several axes merged'}; only a single non-batch axis can be "
+                          "sliced")
+        return None
+    shape = list(walker.shapes[tensor])
+    if start == 0 and length == shape[g[0] - 1]:
+        return tensor
+    shape[g[0] - 1] = length
+    out = walker.output(walker.fresh(n.output[0], "slice"), shape)
+    walker.graph.add_node(out, iem.OP_SLICE, [tensor], [out], [g[0] - 1, start])
+    return out
+
+
+@handles("Gather", note="constant indices on an activation")
+def gather(walker, n):
+    """Gather of constant consecutive indices along one axis (the class token: x[:, 0]; a third of
+    a fused qkv projection) is a Slice; a scalar index also drops the axis."""
+    view = walker.view(n, n.input[0])
+    idx = walker.const_input(n, 1)
+    if view is None:
         return
-    inner = [p - 1 for p in perm[1:]]
-    walker.emit(n, iem.OP_TRANSPOSE, [x], [walker.shapes[x][p] for p in inner], inner)
+    tensor, groups = view
+    axis = attrs(n).get("axis", 0) % len(groups)
+    size = views.dims(walker.shapes[tensor], groups)[axis]
+    idx = None if idx is None else np.asarray(idx)
+    flat = None if idx is None or idx.ndim > 1 or idx.size == 0 else np.asarray(idx).reshape(-1) % max(size, 1)
+    if flat is None or any(flat != np.arange(flat[0], flat[0] + flat.size)):
+        walker.problem(n, "only constant indices that are a run of consecutive values (a scalar or 1-D) are supported")
+        return
+    out = window(walker, n, tensor, groups, axis, int(flat[0]), int(flat.size))
+    if out is None:
+        return
+    if idx.ndim == 0:
+        out, groups = drop_unit_axes(walker, out, groups, [i for i in range(len(groups)) if i != axis])
+    settle(walker, n, out, groups)
+
+
+@handles("Slice", note="step 1, on an activation")
+def slice_(walker, n):
+    view = walker.view(n, n.input[0])
+    c = [walker.const_input(n, i) for i in range(1, 5)]
+    if view is None:
+        return
+    if any(v is None and len(n.input) > i + 1 and n.input[i + 1] for i, v in enumerate(c)) or c[0] is None:
+        walker.problem(n, "starts, ends, axes and steps must be constants")
+        return
+    tensor, groups = view
+    dims = views.dims(walker.shapes[tensor], groups)
+    starts, ends = (np.asarray(v).reshape(-1) for v in c[:2])
+    axes = np.arange(len(starts)) if c[2] is None else np.asarray(c[2]).reshape(-1) % len(dims)
+    steps = np.ones(len(starts), np.int64) if c[3] is None else np.asarray(c[3]).reshape(-1)
+    for axis, st, en, step in zip(axes, starts, ends, steps):
+        d = dims[axis]
+        if views.split_batch(d)[1]:
+            if st == 0 and en >= (1 << 62) and step == 1:  # the whole batch
+                continue
+            walker.problem(n, f"it slices axis {axis}, which holds the batch")
+            return
+        st, en = (int(min(max(v + d if v < 0 else v, 0), d)) for v in (st, en))
+        if step != 1 or en <= st:
+            walker.problem(n, f"only non-empty slices with step 1 are supported (axis {axis}: {st}:{en}:{step})")
+            return
+        tensor = window(walker, n, tensor, groups, int(axis), st, en - st)
+        if tensor is None:
+            return
+    settle(walker, n, tensor, groups)
+
+
+@handles("Split")
+def split(walker, n):
+    """Split along a single non-batch axis: one Slice per output (the fused qkv projection)."""
+    view = walker.view(n, n.input[0])
+    if view is None:
+        return
+    tensor, groups = view
+    a = attrs(n)
+    axis = a.get("axis", 0) % len(groups)
+    size = views.dims(walker.shapes[tensor], groups)[axis]
+    sizes = walker.const_input(n, 1, a.get("split"))
+    if sizes is None:
+        parts = a.get("num_outputs", len(n.output))
+        sizes = [-(-size // parts)] * (parts - 1)
+        sizes.append(size - sum(sizes))
+    sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+    if len(sizes) != len(n.output) or sum(sizes) != size or min(sizes) <= 0:
+        walker.problem(n, f"split sizes {sizes} do not cut axis {axis} of {size} into {len(n.output)} parts")
+        return
+    start = 0
+    for out, length in zip(n.output, sizes):
+        piece = window(walker, n, tensor, groups, axis, start, length)
+        if piece is None:
+            return
+        settle(walker, n, piece, groups, out=out)
+        start += length
+
+
+@handles("Expand", note="of a weight over the batch")
+def expand(walker, n):
+    """A weight repeated over the batch (the class token) is the runtime's ParamBroadcast; an
+    activation expanded to its own shape is itself."""
+    target = walker.const_input(n, 1)
+    if target is None:
+        walker.problem(n, "the shape must be a constant")
+        return
+    target = [int(t) for t in np.asarray(target).reshape(-1)]
+    data = walker.const_value(n.input[0])
+    if data is None:
+        dims = walker.onnx_dims(n.input[0])
+        if dims is not None and len(target) <= len(dims) and all(
+                t in (1, d) or views.split_batch(t) == views.split_batch(d) for t, d in zip(target[::-1], dims[::-1])):
+            walker.same_as(n.output[0], n.input[0])
+            return
+        walker.problem(n, "only a weight expanded over the batch, or an activation to its own shape, is supported")
+        return
+    per_sample = data.shape[1:] if data.ndim == len(target) and data.shape[:1] == (1,) else None
+    try:
+        fits = per_sample is not None and views.split_batch(target[0]) == (1, 1) and \
+            tuple(np.broadcast_shapes(per_sample, tuple(max(t, 1) for t in target[1:]))) == per_sample
+    except ValueError:
+        fits = False
+    if not fits:
+        walker.problem(n, f"it expands a weight of shape {list(data.shape)} to {views.shown(target)}; only repeating "
+                          "it over the batch is supported")
+        return
+    p = walker.param(n, n.input[0])
+    if p is not None:
+        walker.emit(n, iem.OP_PARAM_BROADCAST, [p], per_sample or (1,))
 
 
 @handles("Pad", note="zeros")

@@ -3,7 +3,6 @@
 import numpy as np
 
 from .. import iem
-from .elementwise import reshape_to
 from .nodes import attrs, handles
 from .window import out_hw, window
 
@@ -76,4 +75,4 @@ def reduce_mean(walker, n):
     # keepdims=0: pool to [C, 1, 1], then view it as [C]
     pooled = walker.emit(n, iem.OP_AVGPOOL, [x], (c, 1, 1), [h, w, 1, 1, 1, 1, 0, 0, 0, 0, 0],
                          name=(n.name or n.output[0]) + "/pool", out=n.output[0] + "/pooled")
-    reshape_to(walker, n, pooled, (c,))
+    walker.emit(n, iem.OP_RESHAPE, [pooled], (c,))

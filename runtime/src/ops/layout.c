@@ -1,5 +1,5 @@
-/* Ops that move data: Concat, Transpose, Pad (zeros), Resize (nearest, integer scales), Dropout
- * and ParamBroadcast. None multiplies, so most are exact: Concat rounds only when its inputs'
+/* Ops that move data: Concat, Slice, Transpose, Pad (zeros), Resize (nearest, integer scales),
+ * Dropout and ParamBroadcast. None multiplies, so most are exact: Concat rounds only when its inputs'
  * exponents differ, Resize's backward sums the copies of each input, Dropout scales by 1/(1-p),
  * ParamBroadcast's parameter gradient is the exact sum of dY over the batch.
  * Axes and shapes are per sample: the batch never moves. */
@@ -98,6 +98,47 @@ static void concat_backward(ie_session *s, uint32_t node) {
 }
 
 const ie_op_def ie_op_concat = {"Concat", 1, IE_MAX_INPUTS, 1, concat_check, nothing_to_plan, concat_forward, concat_backward};
+
+/* ---- Slice: Y = X[..., start : start + Y's length, ...] along per-sample axis attrs[0] from
+ * attrs[1], step 1 (ONNX Slice, Split, Gather of one index; the qkv projection's thirds). The
+ * backward writes dY into its window of dX and zeros elsewhere: exact. ---- */
+
+static ie_status slice_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
+    const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    uint32_t axis = (uint32_t)nd->attrs[0];
+    if (nd->attrs[0] < 0 || axis >= x->rank || x->rank != y->rank) { ie_set_err(err, "axis or rank out of range"); return IE_ERR_FORMAT; }
+    for (uint32_t d = 0; d < x->rank; d++)
+        if (d != axis && x->dims[d] != y->dims[d]) { ie_set_err(err, "output shape differs off the axis"); return IE_ERR_FORMAT; }
+    if (nd->attrs[1] < 0 || (uint64_t)(uint32_t)nd->attrs[1] + y->dims[axis] > x->dims[axis]) {
+        ie_set_err(err, "the window [%" PRId32 ", +%" PRIu32 ") leaves the axis of %" PRIu32, nd->attrs[1], y->dims[axis], x->dims[axis]);
+        return IE_ERR_FORMAT;
+    }
+    return IE_OK;
+}
+
+static void slice_run(ie_session *s, uint32_t node, int backward) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
+    ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
+    if (backward && !x->requires_grad) return;
+    uint32_t axis = (uint32_t)nd->attrs[0];
+    size_t outer = (size_t)s->n * prod(xt->dims, 0, axis), inner = prod(xt->dims, axis + 1, xt->rank);
+    size_t xlen = xt->dims[axis] * inner, ylen = yt->dims[axis] * inner, start = (size_t)nd->attrs[1] * inner;
+    if (backward) memset(x->g, 0, outer * xlen);
+    for (size_t o = 0; o < outer; o++) {
+        if (backward) memcpy(x->g + o * xlen + start, y->g + o * ylen, ylen);
+        else memcpy(y->q + o * ylen, x->q + o * xlen + start, ylen);
+    }
+    if (backward) x->ge = y->ge;
+    else y->e = x->e;
+}
+
+static void slice_forward(ie_session *s, uint32_t node) { slice_run(s, node, 0); }
+static void slice_backward(ie_session *s, uint32_t node) { slice_run(s, node, 1); }
+
+const ie_op_def ie_op_slice = {"Slice", 1, 1, 1, slice_check, nothing_to_plan, slice_forward, slice_backward};
 
 /* ---- Transpose: attrs[0..rank-1] = per-sample permutation ---- */
 
