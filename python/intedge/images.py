@@ -16,7 +16,8 @@ def _images(folder):
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _decode(path, channels, height, width):
+def decode_image(path, channels, height, width):
+    """uint8 [C, H, W] at the model's size (bilinear)."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -38,7 +39,7 @@ def _read_split(folder, classes, shape, on_bad_image, skipped):
                                "remove the folder")
         for f in files:
             try:
-                xs.append(_decode(f, *shape))
+                xs.append(decode_image(f, *shape))
                 ys.append(label)
             except Exception as exc:  # Pillow raises many types for damaged files
                 reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
