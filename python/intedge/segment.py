@@ -36,7 +36,9 @@ def _decode_mask(path, height, width):
 
 
 def _read_split(folder, shape, on_bad_image, skipped):
-    from .images import decode_image
+    from PIL import Image
+
+    from .images import decode_or_skip
 
     images = {p.stem: p for p in sorted((folder / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     masks = {p.stem: p for p in sorted((folder / "masks").iterdir()) if p.suffix.lower() == ".png"}
@@ -49,19 +51,11 @@ def _read_split(folder, shape, on_bad_image, skipped):
     c, h, w = shape
     xs, ys = [], []
     for stem, path in images.items():
-        try:
-            from PIL import Image
-
-            with Image.open(path) as img:
-                size = img.size
-            x = decode_image(path, c, h, w)
-        except Exception as exc:  # Pillow raises many types for damaged files
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-            if on_bad_image == "fail":
-                raise IntedgeError(f"cannot decode image {path} ({reason}); fix or delete it, or pass "
-                                   "--on-bad-image skip") from None
-            skipped.append((str(path), reason))
+        x = decode_or_skip(path, shape, on_bad_image, skipped)
+        if x is None:
             continue
+        with Image.open(path) as img:
+            size = img.size
         msize, y = _decode_mask(masks[stem], h, w)
         if msize != size:
             raise IntedgeError(f"mask {masks[stem]} is {msize[0]}x{msize[1]} but its image is {size[0]}x{size[1]}; "
