@@ -38,7 +38,7 @@ def reference(z, ez, labels):
     mean = nn.functional.cross_entropy(zt, lab, ignore_index=IGNORE_LABEL)
     mean.backward()
     counted = int((lab != IGNORE_LABEL).sum())
-    return float(mean) * counted, zt.grad.numpy(), counted
+    return mean.item() * counted, zt.grad.numpy(), counted
 
 
 @pytest.mark.parametrize("ez", [-6, -3, 0])
