@@ -127,6 +127,8 @@ def _data_options(p):
     p.add_argument("--label-column", default=None, help="the label column of a .csv")
     p.add_argument("--on-bad-image", choices=("skip", "fail"), default="skip",
                    help="a corrupt image is skipped with a warning (default) or stops the run")
+    p.add_argument("--task", choices=("classify", "segment"), default=None,
+                   help="default: from DATA's layout (images/ with masks/: segment; class folders: classify)")
 
 
 def build_parser():
@@ -154,8 +156,9 @@ def build_parser():
     t.add_argument("--trainable", metavar="PATTERN[,PATTERN]", default=None,
                    help="train only parameters whose initializer or node name matches a glob (default: all); "
                         "a frozen prefix keeps nothing for backward")
-    t.add_argument("--loss", choices=("cross_entropy", "mse", "bce"), default="cross_entropy",
-                   help="bce: binary cross-entropy with logits, for multi-label targets [N, outputs]")
+    t.add_argument("--loss", choices=("cross_entropy", "mse", "bce"), default=None,
+                   help="default cross_entropy; bce: binary cross-entropy with logits, for multi-label targets "
+                        "[N, outputs]. Segmentation data takes the per-pixel cross-entropy")
     t.add_argument("--augment", type=_augmentations, default=[], metavar="crop,flip",
                    help="seeded augmentation of image data: random crop with padding, horizontal flip")
     _data_options(t)
@@ -266,7 +269,18 @@ def _load_data_for(model, spec, args, seed):
     from .data import load_data
 
     return load_data(spec, seed=seed, input_shape=model.input_shape, val_split=args.val_split,
-                     label_column=args.label_column, on_bad_image=args.on_bad_image)
+                     label_column=args.label_column, on_bad_image=args.on_bad_image, task=args.task)
+
+
+def _loss_for(ds, loss):
+    from . import segment
+
+    if ds.task == "segment":
+        if loss not in (None, segment.LOSS):
+            raise IntedgeError(f"segmentation data trains with the per-pixel cross-entropy, not --loss {loss}; "
+                               "drop --loss")
+        return segment.LOSS
+    return loss or "cross_entropy"
 
 
 def _input_settings(model, ds, normalize):
@@ -306,6 +320,7 @@ def cmd_train(args):
         data_cfg = cfg["data"]
         for k in ("val_split", "label_column", "on_bad_image"):
             setattr(args, k, data_cfg[k])
+        args.task = data_cfg.get("task")
         ds = _load_data_for(trainer.model, args.data, args, cfg["seed"])
     else:
         optimizer, lr, betas, eps = optimizer_settings(args)
@@ -318,12 +333,14 @@ def cmd_train(args):
 
         trainer = Trainer(model, batch_size=args.batch_size, lr=lr, momentum=args.momentum,
                           weight_decay=args.weight_decay, seed=args.seed, input_format=fmt, input_mapping=mapping,
-                          augment=args.augment, class_names=ds.class_names, loss=args.loss, threads=args.threads,
+                          augment=args.augment, class_names=ds.class_names, loss=_loss_for(ds, args.loss),
+                          threads=args.threads,
                           trainable=trainable_flags(model, split_patterns(args.trainable)), optimizer=optimizer,
                           betas=betas, eps=eps, rounding=args.rounding, grad_bits=args.grad_bits,
                           sgd_bits=args.sgd_bits)
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
-                                  "label_column": args.label_column, "on_bad_image": args.on_bad_image}
+                                  "label_column": args.label_column, "on_bad_image": args.on_bad_image,
+                                  "task": ds.task}
     out = _prepare_output(args.output_dir or _next_run_dir())
     metrics_path = out / "metrics.jsonl"
     # on resume the file is rewritten from the checkpoint, so it never holds epochs that were undone
@@ -336,6 +353,7 @@ def cmd_train(args):
         except OSError as exc:
             raise IntedgeError(f"cannot append to {metrics_path}: {exc.strerror}") from None
         val = f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
+        val += f"  val_miou {m['val_miou']:.4f}" if m.get("val_miou") is not None else ""
         print(f"epoch {m['epoch']:>3}/{args.epochs}  train_loss {m['train_loss']:.4f}  "
               f"train_acc {m['train_acc']:.4f}{val}  {m['samples_per_s'] or 0:.0f} samples/s", flush=True)
 
@@ -351,7 +369,8 @@ def cmd_train(args):
         print("\n" + summary_table(history))
     drew = plot_curves(history, out / "curves.png")
     last = history[-1] if history else {}
-    print(f"\ndone: val_acc {last.get('val_acc') or 0:.4f}; wrote {model_path}, {metrics_path}"
+    miou = f", val_miou {last['val_miou']:.4f}" if last.get("val_miou") is not None else ""
+    print(f"\ndone: val_acc {last.get('val_acc') or 0:.4f}{miou}; wrote {model_path}, {metrics_path}"
           + (f", {out / 'curves.png'}" if drew else "") + f" and checkpoints in {out / 'checkpoints'}")
     return 0
 
@@ -381,12 +400,19 @@ def cmd_eval(args):
     if trainer is None:
         im = InputMapping.from_json(mapping) if mapping and not args.normalize else \
             _input_settings(model, ds, args.normalize)[1]
-        trainer = Trainer(model, batch_size=args.batch_size, input_format=fmt, input_mapping=im, class_names=names)
+        trainer = Trainer(model, batch_size=args.batch_size, input_format=fmt, input_mapping=im, class_names=names,
+                          loss=_loss_for(ds, None))
     elif trainer.input_format != fmt:
         trainer = trainer.with_input_format(fmt)
     x, y = {"val": (ds.x_val, ds.y_val), "train": (ds.x_train, ds.y_train),
             "all": (np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
     xp, yp = trainer.prepare(x, y, args.split)
+    if trainer.segment:
+        from . import segment
+        report = segment.report(trainer.evaluate_prepared(xp, yp), names or ds.class_names, len(xp))
+        report.update(model=str(args.model), data=str(args.data), split=args.split)
+        print(json.dumps(report, indent=2) if args.json else segment.format_report(report))
+        return 0
     report = evaluation_report(yp, trainer.predict_prepared(xp), names or ds.class_names,
                                trainer.evaluate_prepared(xp, yp)["loss"])
     report.update(model=str(args.model), data=str(args.data), split=args.split)

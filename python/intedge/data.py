@@ -27,6 +27,7 @@ class Dataset:
     class_names: list = None
     source: str = ""
     skipped: list = field(default_factory=list)  # (path, reason) of images that could not be read
+    task: str = "classify"  # or "segment": y holds masks [N, H, W]
 
     @property
     def is_uint8(self):
@@ -205,9 +206,24 @@ def load_csv(path, label_column, seed=0, val_fraction=0.2):
     return Dataset(*split(x, y, val_fraction, seed), class_names=names, source=str(path))
 
 
-def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=None, on_bad_image="skip"):
-    """DATA as the CLI takes it. input_shape (C, H, W) sizes images for the model."""
+TASKS = ("classify", "segment")
+
+
+def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=None, on_bad_image="skip", task=None):
+    """DATA as the CLI takes it. input_shape (C, H, W) sizes images for the model. The task comes
+    from the layout (a folder with images/ and masks/: segment) unless `task` names one."""
     spec = str(spec)
+    if task not in (None,) + TASKS:
+        raise IntedgeError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    ds = _load(spec, seed, input_shape, val_split, label_column, on_bad_image)
+    if task and ds.task != task:
+        found = "images/ and masks/" if ds.task == "segment" else "no masks/ folder"
+        raise IntedgeError(f"{spec}: --task {task}, but the data is laid out for {ds.task} ({found}); "
+                           f"segmentation data is DATA/{{train,val}}/images/* with DATA/{{train,val}}/masks/*.png")
+    return ds
+
+
+def _load(spec, seed, input_shape, val_split, label_column, on_bad_image):
     if spec == "builtin:digits":
         return load_digits_dataset(seed, val_split)
     if spec == "builtin:mnist-5k":
@@ -219,6 +235,9 @@ def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=Non
         raise IntedgeError(f"{spec}: no such file or folder; DATA is an image folder, a .npz, a .csv, or one of "
                            f"{', '.join(BUILTINS)}")
     if p.is_dir():
+        from . import segment
+        if segment.is_layout(p):
+            return segment.load_folder(p, input_shape, seed=seed, val_split=val_split, on_bad_image=on_bad_image)
         from .images import load_image_folder
         return load_image_folder(p, input_shape, seed=seed, val_split=val_split, on_bad_image=on_bad_image)
     if p.suffix.lower() == ".npz":

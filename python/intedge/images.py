@@ -16,7 +16,8 @@ def _images(folder):
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _decode(path, channels, height, width):
+def decode_image(path, channels, height, width):
+    """uint8 [C, H, W] at the model's size (bilinear)."""
     from PIL import Image
 
     with Image.open(path) as img:
@@ -28,6 +29,20 @@ def _decode(path, channels, height, width):
     return a[None] if channels == 1 else a.transpose(2, 0, 1)
 
 
+def decode_or_skip(path, shape, on_bad_image, skipped):
+    """decode_image, or None after noting a damaged file in `skipped` (on_bad_image 'skip'), or
+    one clear error ('fail')."""
+    try:
+        return decode_image(path, *shape)
+    except Exception as exc:  # Pillow raises many types for damaged files
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        if on_bad_image == "fail":
+            raise IntedgeError(f"cannot decode image {path} ({reason}); fix or delete it, or pass "
+                               "--on-bad-image skip") from None
+        skipped.append((str(path), reason))
+        return None
+
+
 def _read_split(folder, classes, shape, on_bad_image, skipped):
     xs, ys = [], []
     for label, cls in enumerate(classes):
@@ -37,15 +52,10 @@ def _read_split(folder, classes, shape, on_bad_image, skipped):
             raise IntedgeError(f"class folder {d} has no images ({', '.join(IMAGE_SUFFIXES)}); add images or "
                                "remove the folder")
         for f in files:
-            try:
-                xs.append(_decode(f, *shape))
+            x = decode_or_skip(f, shape, on_bad_image, skipped)
+            if x is not None:
+                xs.append(x)
                 ys.append(label)
-            except Exception as exc:  # Pillow raises many types for damaged files
-                reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
-                if on_bad_image == "fail":
-                    raise IntedgeError(f"cannot decode image {f} ({reason}); fix or delete it, or pass "
-                                       "--on-bad-image skip") from None
-                skipped.append((str(f), reason))
     if not xs:
         raise IntedgeError(f"{folder}: no readable images")
     return np.stack(xs), np.array(ys, np.int64)

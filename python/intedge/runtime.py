@@ -9,7 +9,9 @@ import numpy as np
 from ._ffi import ffi, lib
 from .errors import IntedgeError
 
-LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS}
+LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS,
+          "pixel_cross_entropy": lib.IE_LOSS_SOFTMAX_CE_PIXELS}
+IGNORE_LABEL = lib.IE_IGNORE_LABEL  # a pixel label the per-pixel cross-entropy does not count
 OPTIMIZERS = {"sgd": lib.IE_OPTIM_SGD, "adamw": lib.IE_OPTIM_ADAMW}
 ADAMW_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}  # PyTorch's
 ROUNDINGS = {"stochastic": lib.IE_ROUND_STOCHASTIC, "nearest": lib.IE_ROUND_NEAREST}
@@ -123,6 +125,8 @@ class Model:
                                          inp.numel, bool(inp.ids)))
         self.input_size = lib.ie_model_input_size(self._h)
         self.output_size = lib.ie_model_output_size(self._h)
+        lib.ie_model_output_info(self._h, inp)
+        self.output_shape = tuple(inp.dims[d] for d in range(inp.rank))  # per sample
 
     def errmsg(self):
         return ffi.string(lib.ie_model_errmsg(self._h)).decode()
@@ -272,6 +276,10 @@ class Session:
         keep = arrays + [ptrs]
         if labels is not None:
             labels = np.ascontiguousarray(labels, dtype=np.int32)
+            per_sample = self.model.output_size // self.model.output_shape[0] if self.loss == "pixel_cross_entropy" else 1
+            if labels.size != n * per_sample:
+                raise IntedgeError(f"the batch has {labels.size} labels; {n} samples take {n * per_sample} "
+                                   f"({per_sample} a sample)")
             keep.append(labels)
             lab = ffi.from_buffer("int32_t[]", labels)
         if targets is not None:

@@ -12,6 +12,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import faults
+from . import segment
 from .data import InputMapping, Inputs, check_labels, fit_inputs, fit_samples
 from .errors import IntedgeError
 from .export import export_onnx
@@ -75,6 +76,7 @@ class Trainer:
         self.batch_size = batch_size
         self.seed = seed
         self.loss = loss
+        self.segment = loss == segment.LOSS  # labels are masks; metrics add mIoU
         self.augment = tuple(augment)
         self.class_names = class_names
         u8 = None
@@ -88,7 +90,7 @@ class Trainer:
         # the position: completed epochs, next batch in the current epoch, partial-epoch sums
         self.epoch = 0
         self.batch = 0
-        self.partial = {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+        self.partial = {"loss": 0.0, "correct": 0, "count": 0, "samples": 0, "seconds": 0.0}
         self.history = []
 
     # ---- data ----------------------------------------------------------------------------------
@@ -121,7 +123,11 @@ class Trainer:
     def _check_targets(self, y, n, what):
         if n == 0:
             raise IntedgeError(f"{what} set is empty")
-        if y is not None and self.loss == "cross_entropy":
+        if y is not None and self.segment:
+            y = segment.masks_for(y, self.runtime_model.output_shape, f"{what} masks")
+            if len(y) != len(flat):
+                raise IntedgeError(f"{what}: {len(flat)} images but {len(y)} masks")
+        elif y is not None and self.loss == "cross_entropy":
             y = check_labels(y, self.model.output_size, f"{what} labels")
             if len(y) != n:
                 raise IntedgeError(f"{what}: {n} samples but {len(y)} labels")
@@ -134,19 +140,25 @@ class Trainer:
                 raise IntedgeError(f"{what}: BCE targets must lie in [0, 1]")
         return y
 
-    def _augment(self, xb, epoch, batch):
+    def _augment(self, xb, yb, epoch, batch):
         if not self.augment:
-            return xb
+            return xb, yb
         rng = np.random.default_rng([self.seed, epoch, batch, 7])
-        shaped = xb.reshape((len(xb),) + tuple(self.model.input_shape))
-        return augment(shaped, self.augment, rng).reshape(len(xb), -1)
+        shape = tuple(self.model.input_shape)
+        shaped = xb.reshape((len(xb),) + shape)
+        if not self.segment:
+            return augment(shaped, self.augment, rng).reshape(len(xb), -1), yb
+        if tuple(self.runtime_model.output_shape[1:]) != shape[1:]:
+            raise IntedgeError("augmenting segmentation data needs a model whose output has its input's H x W")
+        xa, ya = segment.augment_pair(shaped, yb.reshape((len(yb),) + shape[1:]), self.augment, rng)
+        return xa.reshape(len(xb), -1), ya.reshape(len(yb), -1)
 
     def _run(self, xb, yb, train):
         """(summed loss, correct, count) of one batch; for BCE, correct counts outputs, so it is
         scaled to samples' worth to keep accuracy = correct / count."""
         f = self.session.step if train else self.session.evaluate
         xb = xb.arrays if isinstance(xb, Inputs) else xb
-        if self.loss == "cross_entropy":
+        if self.loss in ("cross_entropy", segment.LOSS):
             return f(xb, labels=yb)
         loss, correct, count = f(xb, targets=yb)
         return loss, (correct / self.model.output_size if self.loss == "bce" else correct), count
@@ -157,12 +169,21 @@ class Trainer:
         return self.evaluate_prepared(*self.prepare(x, y, "evaluation"))
 
     def evaluate_prepared(self, x, y):
-        """evaluate() on samples already through prepare."""
+        """evaluate() on samples already through prepare. Segmentation adds mIoU, pixel accuracy
+        (= acc) and per-class IoU."""
         loss = correct = count = 0
+        classes = self.runtime_model.output_shape[0]
+        conf = np.zeros((classes, classes), np.int64) if self.segment else None
         for i in range(0, len(x), self.batch_size):
-            l, c, n = self._run(x[i:i + self.batch_size], y[i:i + self.batch_size], train=False)
+            xb, yb = x[i:i + self.batch_size], y[i:i + self.batch_size]
+            l, c, n = self._run(xb, yb, train=False)
             loss, correct, count = loss + l, correct + c, count + n
-        return {"loss": loss / count, "acc": correct / count}
+            if conf is not None:
+                conf += segment.confusion(self.session.forward(xb), yb, classes)
+        out = {"loss": loss / count if count else 0.0, "acc": correct / count if count else 0.0}
+        if conf is not None:
+            out.update(segment.metrics(conf), confusion=conf)
+        return out
 
     def predict_prepared(self, x):
         batch = (lambda b: b.arrays) if isinstance(x, Inputs) else (lambda b: b)  # noqa: E731
@@ -206,29 +227,33 @@ class Trainer:
         while self.batch < n_batches:
             start = time.perf_counter()
             idx = order[self.batch * self.batch_size:(self.batch + 1) * self.batch_size]
-            l, c, n = self._run(self._augment(x[idx], self.epoch, self.batch), y[idx], train=True)
+            l, c, n = self._run(*self._augment(x[idx], y[idx], self.epoch, self.batch), train=True)
             self.batch += 1
             faults.kill_if(faults.KILL_AT_STEP, self.session.step_count)
             p["loss"] += l
             p["correct"] += c
             p["count"] += n
+            p["samples"] = p.get("samples", 0) + len(idx)  # count is pixels when segmenting
             p["seconds"] += time.perf_counter() - start
             if bar:
-                bar.update(n)
-                bar.set_postfix(loss=f"{p['loss'] / p['count']:.4f}", acc=f"{p['correct'] / p['count']:.3f}")
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{p['loss'] / max(p['count'], 1):.4f}", acc=f"{p['correct'] / max(p['count'], 1):.3f}")
             if ckpt_dir and every and self.session.step_count % every == 0 and self.batch < n_batches:
                 self.save_checkpoint(ckpt_dir, keep)
         if bar:
             bar.close()
         self.epoch += 1
         self.batch = 0
-        m = {"epoch": self.epoch, "train_loss": p["loss"] / p["count"], "train_acc": p["correct"] / p["count"],
+        counted = max(p["count"], 1)
+        m = {"epoch": self.epoch, "train_loss": p["loss"] / counted, "train_acc": p["correct"] / counted,
              "val_loss": None, "val_acc": None, "seconds": round(p["seconds"], 4),
-             "samples_per_s": round(p["count"] / p["seconds"], 1) if p["seconds"] > 0 else None}
-        self.partial = {"loss": 0.0, "correct": 0, "count": 0, "seconds": 0.0}
+             "samples_per_s": round(p.get("samples", p["count"]) / p["seconds"], 1) if p["seconds"] > 0 else None}
+        self.partial = {"loss": 0.0, "correct": 0, "count": 0, "samples": 0, "seconds": 0.0}
         if x_val is not None:
             v = self.evaluate_prepared(x_val, y_val)
             m["val_loss"], m["val_acc"] = v["loss"], v["acc"]
+            if self.segment:
+                m.update(val_miou=v["miou"], val_pixel_acc=v["pixel_acc"], val_iou=v["iou"])
         return m
 
     # ---- checkpoints ---------------------------------------------------------------------------

@@ -60,9 +60,18 @@ typedef struct ie_dyadic {
 typedef enum ie_loss {
     IE_LOSS_SOFTMAX_CE = 0, /* logits [N, C], labels int32 in [0, C) */
     IE_LOSS_MSE = 1,        /* outputs [N, D], targets float32 bits [N, D]; mean over N*D */
-    IE_LOSS_BCE_LOGITS = 2  /* outputs [N, D] logits, targets in [0, 1] as float32 bits [N, D]; mean
+    IE_LOSS_BCE_LOGITS = 2, /* outputs [N, D] logits, targets in [0, 1] as float32 bits [N, D]; mean
                                over N*D; n_correct counts elements whose sign matches t >= 0.5 */
+    IE_LOSS_SOFTMAX_CE_PIXELS = 3 /* semantic segmentation: outputs [N, C, H, W] logits (the first
+                               per-sample axis is the classes, the others the pixels), labels int32
+                               [N, H, W] in [0, C) or IE_IGNORE_LABEL; softmax cross-entropy per
+                               pixel, mean over the counted pixels. ie_step_stats.count is their
+                               number and n_correct the pixels whose argmax is the label; a batch
+                               with no counted pixel has loss 0 and a zero gradient */
 } ie_loss;
+
+/* A pixel label that IE_LOSS_SOFTMAX_CE_PIXELS does not count (PASCAL VOC's border value). */
+#define IE_IGNORE_LABEL 255
 
 /* How ie_session_step/evaluate/forward read their input pointer `x`. */
 typedef enum ie_input_format {
@@ -159,7 +168,8 @@ typedef struct ie_session_config {
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss
- * (nats for cross-entropy). n_correct counts argmax hits (cross-entropy only). */
+ * (nats for cross-entropy). n_correct counts argmax hits (cross-entropy only). count is the
+ * samples, or the counted pixels of IE_LOSS_SOFTMAX_CE_PIXELS. */
 typedef struct ie_step_stats {
     int64_t loss_sum_q16;
     uint32_t count;
@@ -202,6 +212,9 @@ IE_API uint32_t ie_model_output_size(const ie_model *model);
  * calls take them. */
 IE_API uint32_t ie_model_input_count(const ie_model *model);
 IE_API ie_status ie_model_input_info(const ie_model *model, uint32_t index, ie_input_info *out);
+/* The output's name and per-sample shape, in the record an input's comes in (ids is 0): a
+ * segmentation net's [C, H, W] tells how many labels a sample has. */
+IE_API ie_status ie_model_output_info(const ie_model *model, ie_input_info *out);
 
 /* ---- sessions --------------------------------------------------------------------------- */
 
@@ -219,10 +232,11 @@ IE_API ie_status ie_session_create(ie_model *model, const ie_session_config *con
 IE_API void ie_session_free(ie_session *session);
 IE_API const char *ie_session_errmsg(const ie_session *session);
 
-/* One training step (forward, backward, the config's optimizer) on n <= batch_size samples. x holds n * ie_model_input_size values in the
- * config's input format (float32 bits by default).
- * labels (cross-entropy) or targets (MSE, n * output size float32 bits) per the loss; the
- * other may be NULL. stats may be NULL. */
+/* One training step (forward, backward, the config's optimizer) on n <= batch_size samples. x
+ * holds n * ie_model_input_size values in the config's input format (float32 bits by default).
+ * labels (cross-entropy: n; per-pixel cross-entropy: n * ie_model_output_size / C, one per pixel)
+ * or targets (MSE and BCE: n * output size float32 bits) per the loss; the other may be NULL.
+ * stats may be NULL. */
 IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const void *x,
                                  const int32_t *labels, const uint32_t *targets,
                                  ie_step_stats *stats);

@@ -346,14 +346,24 @@ uint32_t ie_model_input_tensor(const ie_model *m, uint32_t index) {
     return IE_NONE;
 }
 
-ie_status ie_model_input_info(const ie_model *m, uint32_t index, ie_input_info *out) {
-    if (!m || !m->tensors || !out || index >= m->n_inputs) return IE_ERR_ARG;
-    const ie_tensor_desc *t = &m->tensors[ie_model_input_tensor(m, index)];
+static void tensor_info(const ie_tensor_desc *t, ie_input_info *out) {
     out->name = t->name;
     out->rank = t->rank;
     for (int d = 0; d < IE_MAX_RANK; d++) out->dims[d] = t->dims[d];
     out->numel = t->numel;
     out->ids = t->ids;
+}
+
+ie_status ie_model_input_info(const ie_model *m, uint32_t index, ie_input_info *out) {
+    if (!m || !m->tensors || !out || index >= m->n_inputs) return IE_ERR_ARG;
+    tensor_info(&m->tensors[ie_model_input_tensor(m, index)], out);
     return IE_OK;
 }
+
+ie_status ie_model_output_info(const ie_model *m, ie_input_info *out) {
+    if (!m || !m->tensors || !out) return IE_ERR_ARG;
+    tensor_info(&m->tensors[m->output], out);
+    return IE_OK;
+}
+
 uint32_t ie_model_output_size(const ie_model *m) { return m && m->tensors ? m->tensors[m->output].numel : 0; }

@@ -73,8 +73,14 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "batch size %" PRIu32 " is outside 1..1048576", cfg->batch_size);
         return IE_ERR_ARG;
     }
-    if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE && cfg->loss != IE_LOSS_BCE_LOGITS) {
+    if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE && cfg->loss != IE_LOSS_BCE_LOGITS &&
+        cfg->loss != IE_LOSS_SOFTMAX_CE_PIXELS) {
         ie_set_err(m->errmsg, "unknown loss %d", (int)cfg->loss);
+        return IE_ERR_ARG;
+    }
+    if (cfg->loss == IE_LOSS_SOFTMAX_CE_PIXELS && m->tensors[m->output].rank < 2) {
+        ie_set_err(m->errmsg, "per-pixel cross-entropy needs an output of classes by pixels ([C, H, W] a sample); this one has rank %u",
+                   (unsigned)m->tensors[m->output].rank);
         return IE_ERR_ARG;
     }
     if (cfg->lr.m < 0 || cfg->momentum.m < 0 || cfg->weight_decay.m < 0) {
@@ -357,8 +363,9 @@ ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs,
 }
 
 static ie_status check_targets(ie_session *s, const int32_t *labels, const uint32_t *targets) {
-    if (s->cfg.loss == IE_LOSS_SOFTMAX_CE && !labels) return bad(s, IE_ERR_ARG, "cross-entropy needs labels");
-    if (s->cfg.loss != IE_LOSS_SOFTMAX_CE && !targets) return bad(s, IE_ERR_ARG, "MSE and BCE need targets");
+    int ce = s->cfg.loss == IE_LOSS_SOFTMAX_CE || s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS;
+    if (ce && !labels) return bad(s, IE_ERR_ARG, "cross-entropy needs labels");
+    if (!ce && !targets) return bad(s, IE_ERR_ARG, "MSE and BCE need targets");
     return IE_OK;
 }
 

@@ -1,5 +1,5 @@
 """Ops that move data, onto the runtime's ops of the same names (runtime/src/ops/layout.c):
-Concat, Pad (zeros), Resize (nearest, integer scales), Dropout; Slice, Split and Gather of
+Concat, Pad (zeros), Resize (nearest and bilinear, integer scales), Dropout; Slice, Split and Gather of
 constant indices on activations onto its Slice; Expand of a weight over the batch onto its
 ParamBroadcast; Transpose as a view (views.py). None of them may resize the batch."""
 import numpy as np
@@ -194,25 +194,37 @@ def pad(walker, n):
     walker.emit(n, iem.OP_PAD, [x], out, before + [0] * (6 - len(before)) + after)
 
 
-@handles("Resize", note="nearest")
+RESIZE_MODES = {"nearest": 0, "half_pixel": 1, "pytorch_half_pixel": 1, "align_corners": 2, "asymmetric": 3}
+
+
+@handles("Resize", note="nearest; bilinear (half_pixel, align_corners, asymmetric)")
 def resize(walker, n):
+    """Integer scales of [C, H, W]; nearest takes the floor of the asymmetric source (what torch
+    exports), linear one of the bilinear coordinate modes (pytorch_half_pixel is half_pixel at
+    integer scales, where no output axis has one element unless its input has)."""
     x = walker.activation(n, n.input[0])
     if x is None:
         return
     a = attrs(n)
     mode = text(a, "mode", "nearest")
+    coords = text(a, "coordinate_transformation_mode", "half_pixel")
     scales, sizes = walker.const_input(n, 2), walker.const_input(n, 3)
     shape = walker.shapes[x]
     if len(shape) == 3 and sizes is not None and np.asarray(sizes).size == 4:
         sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
         scales = [1, 1, sz[2] / shape[1], sz[3] / shape[2]]
-    ok = mode == "nearest" and len(shape) == 3 and scales is not None and np.asarray(scales).size == 4
+    ok = mode in ("nearest", "linear") and len(shape) == 3 and scales is not None and np.asarray(scales).size == 4
     sc = [float(v) for v in np.asarray(scales).reshape(-1)] if ok else []
     if not ok or sc[0] != 1 or sc[1] != 1 or any(v != int(v) or v < 1 for v in sc[2:]):
-        walker.problem(n, "only nearest resizing of [C, H, W] by integer factors is supported")
+        walker.problem(n, "only nearest or bilinear resizing of [C, H, W] by integer factors is supported")
+        return
+    if mode == "linear" and coords not in RESIZE_MODES:
+        walker.problem(n, f"bilinear resizing with coordinate_transformation_mode '{coords}' is not supported; "
+                          f"use half_pixel, pytorch_half_pixel, align_corners or asymmetric")
         return
     sh, sw = int(sc[2]), int(sc[3])
-    walker.emit(n, iem.OP_RESIZE, [x], (shape[0], shape[1] * sh, shape[2] * sw), [sh, sw])
+    walker.emit(n, iem.OP_RESIZE, [x], (shape[0], shape[1] * sh, shape[2] * sw),
+                [sh, sw, RESIZE_MODES["nearest" if mode == "nearest" else coords]])
 
 
 @handles("Dropout")

@@ -1,8 +1,8 @@
-/* Ops that move data: Concat, Slice, Transpose, Pad (zeros), Resize (nearest, integer scales),
- * Dropout and ParamBroadcast. None multiplies, so most are exact: Concat rounds only when its inputs'
- * exponents differ, Resize's backward sums the copies of each input, Dropout scales by 1/(1-p),
- * ParamBroadcast's parameter gradient is the exact sum of dY over the batch.
- * Axes and shapes are per sample: the batch never moves. */
+/* Ops that move data: Concat, Slice, Transpose, Pad (zeros), Resize (integer scales), Dropout
+ * and ParamBroadcast. Most are exact: Concat rounds only when its inputs' exponents differ,
+ * nearest Resize's backward sums the copies of each input, Dropout scales by 1/(1-p),
+ * ParamBroadcast's parameter gradient is the exact sum of dY over the batch; bilinear Resize
+ * rounds each way (below). Axes and shapes are per sample: the batch never moves. */
 #include <string.h>
 
 #include "../planner.h"
@@ -238,7 +238,43 @@ static void pad_backward(ie_session *s, uint32_t node) {
 
 const ie_op_def ie_op_pad = {"Pad", 1, 1, 1, pad_check, nothing_to_plan, pad_forward, pad_backward};
 
-/* ---- Resize, nearest, [C, H, W] with integer scales attrs[0] (H) and attrs[1] (W) ---- */
+/* ---- Resize, [C, H, W] by integer scales attrs[0] (H) and attrs[1] (W); attrs[2] the mode:
+ * nearest (floor of the asymmetric source, torch's "nearest"), or bilinear with ONNX's half_pixel
+ * (torch's align_corners=False), align_corners or asymmetric source coordinates. Bilinear taps
+ * have weights w / den (den = 2s, H_out - 1 and s by mode), so an output is an exact integer sum
+ * over den_h * den_w that one stochastic division brings to 8 fractional bits; the requantization
+ * then rounds once more. The backward scatters dY with the same taps. ---- */
+
+enum { RESIZE_NEAREST = 0, RESIZE_HALF_PIXEL = 1, RESIZE_ALIGN_CORNERS = 2, RESIZE_ASYMMETRIC = 3 };
+#define RESIZE_MAX_OUT 32768u /* den_h * den_w < 2^31 keeps the stochastic division in uint64 */
+#define RESIZE_FRAC 8
+
+typedef struct resize_tap {
+    uint32_t i0, i1, w; /* the source is (x[i0] * (den - w) + x[i1] * w) / den */
+} resize_tap;
+
+static uint32_t resize_den(int32_t mode, uint32_t n, uint32_t s) {
+    if (mode == RESIZE_HALF_PIXEL) return 2 * s;
+    if (mode == RESIZE_ALIGN_CORNERS) return n * s > 1 ? n * s - 1 : 1;
+    return s;
+}
+
+static resize_tap resize_at(int32_t mode, uint32_t i, uint32_t n, uint32_t s, uint32_t den) {
+    int64_t num = i; /* the source coordinate times den */
+    if (mode == RESIZE_HALF_PIXEL) num = 2 * (int64_t)i + 1 - s; /* (i + 1/2) / s - 1/2 */
+    if (mode == RESIZE_ALIGN_CORNERS) num = (int64_t)i * (n - 1);
+    if (num < 0) num = 0; /* before the first centre: the first pixel */
+    resize_tap t = {(uint32_t)(num / den), 0, (uint32_t)(num % den)};
+    t.i1 = t.i0 + 1 < n ? t.i0 + 1 : n - 1;
+    return t;
+}
+
+/* a / den rounded by the draw (den < 2^31): up when the remainder's fraction and the draw's reach 1 */
+static int32_t resize_div(int64_t a, uint32_t den, uint32_t draw) {
+    int64_t q = a / den, r = a % den;
+    if (r < 0) { q--; r += den; }
+    return (int32_t)(q + (((uint64_t)r << 32) + (uint64_t)draw * den >= ((uint64_t)den << 32)));
+}
 
 static ie_status resize_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
     (void)errlen;
@@ -246,8 +282,12 @@ static ie_status resize_check(const ie_model *m, const ie_node_desc *nd, char *e
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
     if (x->rank != 3 || y->rank != 3 || nd->attrs[0] < 1 || nd->attrs[1] < 1 || nd->attrs[0] > 64 || nd->attrs[1] > 64 ||
         y->dims[0] != x->dims[0] || y->dims[1] != x->dims[1] * (uint32_t)nd->attrs[0] ||
-        y->dims[2] != x->dims[2] * (uint32_t)nd->attrs[1]) {
-        ie_set_err(err, "[C, H, W] scaled by integer factors 1..64 is supported");
+        y->dims[2] != x->dims[2] * (uint32_t)nd->attrs[1] || y->dims[1] > RESIZE_MAX_OUT || y->dims[2] > RESIZE_MAX_OUT) {
+        ie_set_err(err, "[C, H, W] scaled by integer factors 1..64 to at most 32768 is supported");
+        return IE_ERR_FORMAT;
+    }
+    if (nd->attrs[2] < RESIZE_NEAREST || nd->attrs[2] > RESIZE_ASYMMETRIC) {
+        ie_set_err(err, "unknown resize mode %" PRId32, nd->attrs[2]);
         return IE_ERR_FORMAT;
     }
     return IE_OK;
@@ -256,22 +296,52 @@ static ie_status resize_check(const ie_model *m, const ie_node_desc *nd, char *e
 static void resize_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
-    uint32_t B = ie_pos_bwd(m, node);
-    if (ie_plan_requires_grad(p, nd->in[0]))
-        ie_plan_node_scratch(p, node, 0, (size_t)ie_plan_batch(p) * m->tensors[nd->in[0]].numel * sizeof(int32_t), B, B);
+    uint32_t B = ie_pos_bwd(m, node), F = ie_pos_fwd(m, node);
+    size_t n = ie_plan_batch(p), in = n * m->tensors[nd->in[0]].numel;
+    if (ie_plan_requires_grad(p, nd->in[0])) {
+        ie_plan_node_scratch(p, node, 0, in * sizeof(int32_t), B, B);
+        if (nd->attrs[2] != RESIZE_NEAREST) ie_plan_node_scratch(p, node, 1, in * sizeof(int64_t), B, B);
+    }
+    if (nd->attrs[2] != RESIZE_NEAREST)
+        ie_plan_node_scratch(p, node, 2, n * m->tensors[nd->out[0]].numel * sizeof(int32_t), F, F);
+}
+
+/* Output pixel (i, j) of a plane from its four taps, times den_h * den_w. */
+static int64_t bilinear_sum(const int8_t *x, uint32_t w, resize_tap th, resize_tap tw, uint32_t dh, uint32_t dw) {
+    int64_t top = (int64_t)(dw - tw.w) * x[th.i0 * w + tw.i0] + (int64_t)tw.w * x[th.i0 * w + tw.i1];
+    int64_t bottom = (int64_t)(dw - tw.w) * x[th.i1 * w + tw.i0] + (int64_t)tw.w * x[th.i1 * w + tw.i1];
+    return (dh - th.w) * top + th.w * bottom;
 }
 
 static void resize_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     const ie_tensor_desc *yt = &s->model->tensors[nd->out[0]];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
-    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1], h = yt->dims[1] / sh, w = yt->dims[2] / sw;
+    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1], H = yt->dims[1], W = yt->dims[2];
+    uint32_t h = H / sh, w = W / sw;
     size_t planes = (size_t)s->n * yt->dims[0];
+    int32_t mode = nd->attrs[2];
+    if (mode == RESIZE_NEAREST) {
+        for (size_t p = 0; p < planes; p++)
+            for (uint32_t i = 0; i < H; i++)
+                for (uint32_t j = 0; j < W; j++) y->q[(p * H + i) * W + j] = x->q[(p * h + i / sh) * w + j / sw];
+        y->e = x->e;
+        return;
+    }
+    uint32_t dh = resize_den(mode, h, sh), dw = resize_den(mode, w, sw);
+    int32_t *acc = s->nodes[node].scratch[2];
+    ie_rounder r = ie_session_rounder(s, ie_node_stream(node, 0));
     for (size_t p = 0; p < planes; p++)
-        for (uint32_t i = 0; i < yt->dims[1]; i++)
-            for (uint32_t j = 0; j < yt->dims[2]; j++)
-                y->q[(p * yt->dims[1] + i) * yt->dims[2] + j] = x->q[(p * h + i / sh) * w + j / sw];
-    y->e = x->e;
+        for (uint32_t i = 0; i < H; i++) {
+            resize_tap th = resize_at(mode, i, h, sh, dh);
+            for (uint32_t j = 0; j < W; j++) {
+                size_t at = (p * H + i) * W + j;
+                int64_t v = bilinear_sum(x->q + p * h * w, w, th, resize_at(mode, j, w, sw, dw), dh, dw);
+                acc[at] = resize_div(v * (1 << RESIZE_FRAC), dh * dw, ie_draw(r, (uint32_t)at));
+            }
+        }
+    y->e = x->e - RESIZE_FRAC +
+           ie_requant_acc(&s->ex, acc, planes * H * W, ie_session_rounder(s, ie_node_stream(node, 1)), y->q);
 }
 
 static void resize_backward(ie_session *s, uint32_t node) {
@@ -279,15 +349,38 @@ static void resize_backward(ie_session *s, uint32_t node) {
     const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
-    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1];
-    int32_t *acc = s->nodes[node].scratch[0];
-    size_t planes = (size_t)s->n * yt->dims[0];
-    memset(acc, 0, sizeof(int32_t) * s->n * xt->numel);
-    for (size_t p = 0; p < planes; p++)
-        for (uint32_t i = 0; i < yt->dims[1]; i++)
-            for (uint32_t j = 0; j < yt->dims[2]; j++)
-                acc[(p * xt->dims[1] + i / sh) * xt->dims[2] + j / sw] += y->g[(p * yt->dims[1] + i) * yt->dims[2] + j];
-    x->ge = y->ge + ie_requant_acc(&s->ex, acc, (size_t)s->n * xt->numel, ie_session_rounder(s, ie_node_stream(node, 2)), x->g);
+    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1], H = yt->dims[1], W = yt->dims[2];
+    uint32_t h = xt->dims[1], w = xt->dims[2];
+    int32_t *acc = s->nodes[node].scratch[0], mode = nd->attrs[2];
+    size_t planes = (size_t)s->n * yt->dims[0], total = (size_t)s->n * xt->numel;
+    int32_t frac = 0;
+    if (mode == RESIZE_NEAREST) {
+        memset(acc, 0, sizeof(int32_t) * total);
+        for (size_t p = 0; p < planes; p++)
+            for (uint32_t i = 0; i < H; i++)
+                for (uint32_t j = 0; j < W; j++) acc[(p * h + i / sh) * w + j / sw] += y->g[(p * H + i) * W + j];
+    } else {
+        uint32_t dh = resize_den(mode, h, sh), dw = resize_den(mode, w, sw);
+        int64_t *sum = s->nodes[node].scratch[1];
+        memset(sum, 0, sizeof(int64_t) * total);
+        for (size_t p = 0; p < planes; p++)
+            for (uint32_t i = 0; i < H; i++) {
+                resize_tap th = resize_at(mode, i, h, sh, dh);
+                for (uint32_t j = 0; j < W; j++) {
+                    resize_tap tw = resize_at(mode, j, w, sw, dw);
+                    int64_t g = y->g[(p * H + i) * W + j], *row0 = sum + (p * h + th.i0) * w, *row1 = sum + (p * h + th.i1) * w;
+                    int64_t g0 = g * (dh - th.w), g1 = g * th.w;
+                    row0[tw.i0] += g0 * (dw - tw.w);
+                    row0[tw.i1] += g0 * tw.w;
+                    row1[tw.i0] += g1 * (dw - tw.w);
+                    row1[tw.i1] += g1 * tw.w;
+                }
+            }
+        ie_rounder r = ie_session_rounder(s, ie_node_stream(node, 3));
+        for (size_t k = 0; k < total; k++) acc[k] = resize_div(sum[k] * (1 << RESIZE_FRAC), dh * dw, ie_draw(r, (uint32_t)k));
+        frac = RESIZE_FRAC;
+    }
+    x->ge = y->ge - frac + ie_requant_acc(&s->ex, acc, total, ie_session_rounder(s, ie_node_stream(node, 2)), x->g);
 }
 
 const ie_op_def ie_op_resize = {"Resize", 1, 1, 1, resize_check, resize_plan, resize_forward, resize_backward};

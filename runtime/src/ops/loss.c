@@ -1,10 +1,33 @@
-/* Losses: softmax cross-entropy and mean squared error, each computing the loss value (fixed
- * point, for display) and the gradient of the logits (int8, stochastically rounded). */
+/* Losses: softmax cross-entropy (per sample or per pixel), mean squared error and binary
+ * cross-entropy, each computing the loss value (fixed point, for display) and the gradient of
+ * the logits (int8, stochastically rounded). */
 #include "ops.h"
 
 #define Q30 (1LL << 30)
 
 static int64_t round_shift_nearest(int64_t x, int s) { return ie_shift_round(x, s, 0x80000000U); }
+
+/* One softmax cross-entropy over c logits spaced `stride` apart: adds the loss (Q16 nats) and
+ * the argmax hit to st; with grad != NULL writes (softmax - onehot) * recip, spaced alike. */
+static void ce_one(const int8_t *z, size_t stride, uint32_t c, int32_t ez, uint32_t y, int64_t recip, int64_t *grad,
+                   ie_step_stats *st) {
+    uint32_t arg = 0;
+    for (uint32_t j = 1; j < c; j++)
+        if (z[j * stride] > z[arg * stride]) arg = j;
+    int8_t top = z[arg * stride];
+    int64_t sum = 0;
+    for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(ie_gap_log2e_q16(top - z[j * stride], ez));
+    /* loss = ln2 * (log2(sum / 2^30) + t_y) */
+    int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + ie_gap_log2e_q16(top - z[y * stride], ez);
+    st->loss_sum_q16 += round_shift_nearest(l2 * IE_LN2_Q30, 30);
+    st->n_correct += arg == y;
+    if (!grad) return;
+    for (uint32_t j = 0; j < c; j++) {
+        int64_t e_j = ie_exp2_neg_q16(ie_gap_log2e_q16(top - z[j * stride], ez));
+        int64_t p = ((e_j << 30) + sum / 2) / sum; /* softmax in Q30 */
+        grad[j * stride] = (p - (j == y ? Q30 : 0)) * recip;
+    }
+}
 
 /* Cross-entropy rows: adds each row's loss (Q16 nats) and argmax hit to st; with grad != NULL
  * writes (softmax - onehot) / n as int64 with exponent IE_CE_GRAD_EXP. */
@@ -17,25 +40,40 @@ ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c
         }
     }
     int64_t recip = (((int64_t)1 << 32) / n + 1) >> 1; /* round(2^31 / n): the batch mean */
-    for (uint32_t i = 0; i < n; i++) {
-        const int8_t *row = z + (size_t)i * c;
-        uint32_t arg = 0;
-        for (uint32_t j = 1; j < c; j++)
-            if (row[j] > row[arg]) arg = j;
-        int64_t sum = 0;
-        for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(ie_gap_log2e_q16(row[arg] - row[j], ez));
-        uint32_t y = (uint32_t)labels[i];
-        /* loss = ln2 * (log2(sum / 2^30) + t_y) */
-        int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + ie_gap_log2e_q16(row[arg] - row[y], ez);
-        st->loss_sum_q16 += round_shift_nearest(l2 * IE_LN2_Q30, 30);
-        st->n_correct += arg == y;
-        if (!grad) continue;
-        for (uint32_t j = 0; j < c; j++) {
-            int64_t e_j = ie_exp2_neg_q16(ie_gap_log2e_q16(row[arg] - row[j], ez));
-            int64_t p = ((e_j << 30) + sum / 2) / sum; /* softmax in Q30 */
-            grad[(size_t)i * c + j] = (p - (j == y ? Q30 : 0)) * recip;
+    for (uint32_t i = 0; i < n; i++)
+        ce_one(z + (size_t)i * c, 1, c, ez, (uint32_t)labels[i], recip, grad ? grad + (size_t)i * c : NULL, st);
+    return IE_OK;
+}
+
+/* Per-pixel cross-entropy over the channel axis of [n, c, p] logits (p pixels a sample), labels
+ * [n, p] with IE_IGNORE_LABEL for pixels that do not count. Adds the counted pixels' losses and
+ * argmax hits to st and sets st->count to their number; with grad != NULL writes (softmax -
+ * onehot) / count (0 at ignored pixels) as int64 with exponent *grad_e. */
+ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
+                               int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err) {
+    size_t pixels = (size_t)n * p;
+    uint32_t count = 0;
+    for (size_t i = 0; i < pixels; i++) {
+        if (labels[i] == IE_IGNORE_LABEL) continue;
+        if (labels[i] < 0 || (uint32_t)labels[i] >= c) {
+            ie_set_err(err, "label %" PRId32 " at pixel %lu of sample %lu is outside [0, %" PRIu32 ") and is not %d (ignore)",
+                       labels[i], (unsigned long)(i % p), (unsigned long)(i / p), c, IE_IGNORE_LABEL);
+            return IE_ERR_VALUE;
         }
+        count++;
     }
+    /* round(2^(31+k) / count) with 2^k <= count < 2^(k+1): 32 significant bits at any count */
+    int k = count ? ie_bitlen64(count) - 1 : 0;
+    int64_t recip = count ? ((((int64_t)1 << (32 + k)) / count + 1) >> 1) : 0;
+    for (size_t i = 0; i < pixels; i++) {
+        size_t at = (i / p) * c * p + i % p; /* channel 0 of pixel i */
+        int64_t *g = grad ? grad + at : NULL;
+        if (labels[i] != IE_IGNORE_LABEL) ce_one(z + at, p, c, ez, (uint32_t)labels[i], recip, g, st);
+        else if (g)
+            for (uint32_t j = 0; j < c; j++) g[(size_t)j * p] = 0;
+    }
+    st->count = count;
+    *grad_e = IE_CE_GRAD_EXP - k;
     return IE_OK;
 }
 
@@ -46,6 +84,19 @@ static ie_status softmax_ce(ie_session *s, const int32_t *labels, int with_grad,
     ie_status status = ie_softmax_ce_rows(z->q, z->e, s->n, c, labels, with_grad ? s->loss_acc : NULL, st, s->errmsg);
     if (status == IE_OK && with_grad)
         z->ge = IE_CE_GRAD_EXP + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * c, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
+    return status;
+}
+
+/* The output's channels are its first per-sample axis; the rest are pixels. */
+static ie_status softmax_ce_pixels(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
+    const ie_model *m = s->model;
+    ie_value *z = &s->values[m->output];
+    uint32_t c = m->tensors[m->output].dims[0], p = m->tensors[m->output].numel / c;
+    int32_t grad_e = 0;
+    ie_status status = ie_softmax_ce_pixels(z->q, z->e, s->n, c, p, labels, with_grad ? s->loss_acc : NULL, &grad_e, st,
+                                            s->errmsg);
+    if (status == IE_OK && with_grad)
+        z->ge = grad_e + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * c * p, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
     return status;
 }
 
@@ -146,6 +197,7 @@ ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const u
     stats->n_correct = 0;
     stats->count = s->n;
     if (s->cfg.loss == IE_LOSS_SOFTMAX_CE) return softmax_ce(s, labels, with_grad, stats);
+    if (s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS) return softmax_ce_pixels(s, labels, with_grad, stats);
     if (s->cfg.loss == IE_LOSS_BCE_LOGITS) return bce_logits(s, targets, with_grad, stats);
     return mse(s, targets, with_grad, stats);
 }

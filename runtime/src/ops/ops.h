@@ -92,5 +92,7 @@ int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_
 #define IE_CE_GRAD_EXP (-30 - 31)
 ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, const int32_t *labels,
                              int64_t *grad, ie_step_stats *st, char *err);
+ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
+                               int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err);
 
 #endif

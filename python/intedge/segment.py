@@ -1,0 +1,170 @@
+"""Semantic segmentation: the data layout, the per-pixel targets, augmentation that moves image
+and mask together, and the metrics (mIoU, pixel accuracy, per-class IoU).
+
+Layout: DATA/{train,val}/images/* and DATA/{train,val}/masks/* as PNG with the same stem (or
+DATA/images + DATA/masks, split with the seed). A mask pixel is a class index; 255 is ignored.
+DATA/classes.txt (optional) names the classes, one a line. Images are resized bilinearly to the
+model input, masks by nearest neighbour. The loss is the runtime's per-pixel cross-entropy."""
+from pathlib import Path
+
+import numpy as np
+
+from .data import IMAGE_SUFFIXES, Dataset, split, warn
+from .errors import IntedgeError
+from .runtime import IGNORE_LABEL
+
+LOSS = "pixel_cross_entropy"
+
+
+def is_layout(root):
+    """A folder holding images/ and masks/, itself or under train/."""
+    root = Path(root)
+    base = root / "train" if (root / "train").is_dir() else root
+    return (base / "masks").is_dir() and (base / "images").is_dir()
+
+
+def _decode_mask(path, height, width):
+    from PIL import Image
+
+    with Image.open(path) as m:
+        m.load()
+        if m.mode not in ("L", "P", "I", "I;16"):  # palette PNGs keep their indices in mode P
+            raise IntedgeError(f"mask {path} is {m.mode}; a mask is a single-channel PNG of class indices")
+        size = m.size
+        a = np.asarray(m.resize((width, height), Image.NEAREST) if size != (width, height) else m)
+    return size, a.astype(np.int32)
+
+
+def _read_split(folder, shape, on_bad_image, skipped):
+    from PIL import Image
+
+    from .images import decode_or_skip
+
+    images = {p.stem: p for p in sorted((folder / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {p.stem: p for p in sorted((folder / "masks").iterdir()) if p.suffix.lower() == ".png"}
+    missing = sorted(set(images) - set(masks))
+    if missing:
+        raise IntedgeError(f"{folder / 'images'}: {len(missing)} image(s) without a mask, e.g. {missing[0]}; "
+                           f"add {folder / 'masks' / (missing[0] + '.png')} or remove the image")
+    if not images:
+        raise IntedgeError(f"{folder / 'images'} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    c, h, w = shape
+    xs, ys = [], []
+    for stem, path in images.items():
+        x = decode_or_skip(path, shape, on_bad_image, skipped)
+        if x is None:
+            continue
+        with Image.open(path) as img:
+            size = img.size
+        msize, y = _decode_mask(masks[stem], h, w)
+        if msize != size:
+            raise IntedgeError(f"mask {masks[stem]} is {msize[0]}x{msize[1]} but its image is {size[0]}x{size[1]}; "
+                               "a mask must have its image's size")
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise IntedgeError(f"{folder}: no readable images")
+    return np.stack(xs), np.stack(ys)
+
+
+def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"):
+    root = Path(root)
+    if input_shape is None or len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise IntedgeError(f"{root}: images need a model input of shape [C, H, W] with C = 1 or 3; this model takes "
+                           f"{list(input_shape or [])}")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    skipped = []
+    x, y = _read_split(train_dir, input_shape, on_bad_image, skipped)
+    if train_dir != root and (root / "val").is_dir() and is_layout(root / "val"):
+        xv, yv = _read_split(root / "val", input_shape, on_bad_image, skipped)
+    else:
+        x, y, xv, yv = split(x, y, val_split, seed)
+    names = None
+    if (root / "classes.txt").is_file():
+        names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    return Dataset(x, y, xv, yv, class_names=names, source=str(root), skipped=skipped, task="segment")
+
+
+def masks_for(y, output_shape, what):
+    """Masks [N, H, W] as the loss reads them: int32 [N, Ho * Wo] at the output's size (nearest),
+    every pixel a class index below the output's channel count or IGNORE_LABEL."""
+    y = np.asarray(y)
+    if y.ndim != 3:
+        raise IntedgeError(f"{what}: masks must be [N, H, W] class indices, got shape {list(y.shape)}")
+    classes, ho, wo = output_shape[0], output_shape[-2], output_shape[-1]
+    if y.shape[1:] != (ho, wo):
+        y = y[:, (np.arange(ho) * y.shape[1]) // ho][:, :, (np.arange(wo) * y.shape[2]) // wo]
+    bad = (y != IGNORE_LABEL) & ((y < 0) | (y >= classes))
+    if bad.any():
+        i = np.argwhere(bad)[0]
+        raise IntedgeError(f"{what}: mask {i[0]} has class {int(y[tuple(i)])} at pixel ({i[1]}, {i[2]}), outside "
+                           f"[0, {classes}) for a model with {classes} output channels (255 marks ignored pixels); "
+                           "relabel the masks or give the model more channels")
+    return np.ascontiguousarray(y.reshape(len(y), -1), dtype=np.int32)
+
+
+def augment_pair(x, y, kinds, rng):
+    """Random crop with zero padding (H/8 pixels; the mask pads with IGNORE_LABEL) and horizontal
+    flip, on uint8 images [n, C, H, W] and their masks [n, H, W], moving both the same way."""
+    if not kinds:
+        return x, y
+    x, y = x.copy(), y.copy()
+    n, _, h, w = x.shape
+    if "crop" in kinds:
+        pad = max(1, h // 8)
+        px = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        py = np.pad(y, ((0, 0), (pad, pad), (pad, pad)), constant_values=IGNORE_LABEL)
+        dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
+        for i in range(n):
+            x[i] = px[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+            y[i] = py[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    if "flip" in kinds:
+        flip = rng.random(n) < 0.5
+        x[flip] = x[flip, :, :, ::-1]
+        y[flip] = y[flip, :, ::-1]
+    return x, y
+
+
+def confusion(logits, labels, classes):
+    """[classes, classes] counts (row: label, column: predicted) over the labelled pixels;
+    logits [N, C * P] (channel-major), labels [N, P]."""
+    pred = np.asarray(logits).reshape(len(labels), classes, -1).argmax(axis=1).reshape(-1)
+    lab = np.asarray(labels).reshape(-1)
+    keep = lab != IGNORE_LABEL
+    return np.bincount(lab[keep] * classes + pred[keep], minlength=classes * classes).reshape(classes, classes)
+
+
+def metrics(conf):
+    """mIoU (over classes present in the labels or the predictions), pixel accuracy and per-class
+    IoU (None for a class absent from both)."""
+    conf = np.asarray(conf, np.float64)
+    tp = np.diag(conf)
+    union = conf.sum(0) + conf.sum(1) - tp
+    iou = [float(t / u) if u > 0 else None for t, u in zip(tp, union)]
+    present = [v for v in iou if v is not None]
+    total = conf.sum()
+    return {"miou": float(np.mean(present)) if present else 0.0, "pixel_acc": float(tp.sum() / total) if total else 0.0,
+            "iou": iou}
+
+
+def report(evaluation, class_names, images):
+    """`intedge eval`'s report from Trainer.evaluate_prepared's segmentation results."""
+    conf = evaluation["confusion"]
+    n = len(conf)
+    names = list(class_names or [])[:n]
+    names += [str(i) for i in range(len(names), n)]
+    return {"task": "segment", "images": int(images), "pixels": int(conf.sum()), "miou": evaluation["miou"],
+            "pixel_accuracy": evaluation["pixel_acc"], "loss": evaluation["loss"],
+            "per_class_iou": dict(zip(names, evaluation["iou"])), "classes": names, "confusion_matrix": conf.tolist()}
+
+
+def format_report(r):
+    width = max(5, max(len(s) for s in r["classes"]))
+    lines = [f"images {r['images']}   pixels {r['pixels']}   mIoU {r['miou']:.4f}   pixel accuracy "
+             f"{r['pixel_accuracy']:.4f}   loss {r['loss']:.4f}", "", f"{'class':<{width}}     IoU"]
+    for name in r["classes"]:
+        iou = r["per_class_iou"][name]
+        lines.append(f"{name:<{width}}  {'   -  ' if iou is None else f'{iou:6.4f}'}")
+    return "\n".join(lines)

@@ -1,0 +1,292 @@
+"""Semantic segmentation: the per-pixel cross-entropy in integers against float64, and sessions
+that train with it (bit-exact across kernel tiers and thread counts)."""
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import intedge
+from intedge._ffi import ffi, lib
+from intedge.runtime import IGNORE_LABEL, kernel_tiers
+from torch_models import export
+
+
+def p(a, t):
+    return ffi.from_buffer(t + "[]", a)
+
+
+def pixel_ce(z, ez, labels, seed=0, wide=None):
+    """The runtime's loss on int8 logits [n, c, ...]: (status, int8 gradient, its exponent, summed
+    loss, argmax hits, counted pixels); wide: an int64 array that receives the gradient before
+    rounding, whose exponent is returned last."""
+    n, c = z.shape[:2]
+    px = int(np.prod(z.shape[2:]))
+    z = np.ascontiguousarray(z, np.int8)
+    grad = np.empty(z.shape, np.int8)
+    lab = np.ascontiguousarray(labels, np.int32)
+    ge, we, loss, correct, count = (ffi.new(t) for t in ("int32_t *", "int32_t *", "int64_t *", "uint32_t *",
+                                                          "uint32_t *"))
+    st = lib.ie_test_softmax_ce_pixels(n, c, px, p(z, "int8_t"), ez, p(lab, "int32_t"), seed, p(grad, "int8_t"), ge,
+                                       ffi.NULL if wide is None else p(wide, "int64_t"), we, loss, correct, count)
+    return st, grad, ge[0], loss[0] / 65536.0, correct[0], count[0], we[0]
+
+
+def reference(z, ez, labels):
+    """float64 torch: summed loss over counted pixels, and d(mean loss)/dz."""
+    zt = torch.tensor(z * 2.0**ez, dtype=torch.float64, requires_grad=True)
+    lab = torch.tensor(labels, dtype=torch.long)
+    mean = nn.functional.cross_entropy(zt, lab, ignore_index=IGNORE_LABEL)
+    mean.backward()
+    counted = int((lab != IGNORE_LABEL).sum())
+    return mean.item() * counted, zt.grad.numpy(), counted
+
+
+@pytest.mark.parametrize("ez", [-6, -3, 0])
+def test_pixel_cross_entropy_against_float64(rng, ez):
+    """Odd shapes, a quarter of the pixels ignored: the loss within 1e-4 nats a pixel (the exp2 and
+    log2 of test_ops' classifier bound), the gradient within one int8 ulp plus 2e-6 / counted,
+    argmax hits exact."""
+    n, c, h, w = 3, 5, 7, 9
+    z = rng.integers(-127, 128, size=(n, c, h, w), dtype=np.int8)
+    y = rng.integers(0, c, size=(n, h, w))
+    y[rng.random((n, h, w)) < 0.25] = IGNORE_LABEL
+    loss_ref, g_ref, counted = reference(z, ez, y)
+    st, g, ge, loss, correct, count, _ = pixel_ce(z, ez, y, seed=5)
+    assert st == lib.IE_OK and count == counted
+    assert abs(loss - loss_ref) < 1e-4 * counted
+    keep = y != IGNORE_LABEL
+    assert correct == int((z.argmax(axis=1) == y)[keep].sum())
+    assert np.abs(g * 2.0**ge - g_ref).max() < 2.0**ge + 2e-6 / counted
+    assert not g.transpose(0, 2, 3, 1)[~keep].any()  # ignored pixels get no gradient
+
+
+def test_pixel_cross_entropy_mean_keeps_32_bits_at_large_counts(rng):
+    """2^20 + 1 counted pixels of two tied logits, where softmax is exactly 1/2: before rounding,
+    the gradient is +-1/2 times a reciprocal of the count with 32 significant bits, within 2^-31
+    relative (a Q31 reciprocal, 2048 for this count, would be 1e-6 off)."""
+    n, c, px = 1, 2, (1 << 20) + 4
+    z = np.zeros((n, c, px), np.int8)
+    y = rng.integers(0, c, size=(n, px))
+    y[0, :3] = IGNORE_LABEL
+    wide = np.empty(z.shape, np.int64)
+    st, g, ge, loss, _, count, we = pixel_ce(z, -5, y, wide=wide)
+    assert st == lib.IE_OK and count == px - 3
+    assert loss == pytest.approx(np.log(2) * count, rel=2.0**-16)  # ln 2 in Q16
+    ref = np.where(np.arange(c)[None, :, None] == y[:, None, :], -0.5, 0.5) / count
+    ref[:, :, :3] = 0
+    np.testing.assert_allclose(wide * 2.0**we, ref, rtol=2.0**-31, atol=0)
+
+
+def test_pixel_cross_entropy_with_nothing_counted(rng):
+    z = rng.integers(-127, 128, size=(2, 4, 3, 5), dtype=np.int8)
+    st, g, _, loss, correct, count, _ = pixel_ce(z, -4, np.full((2, 3, 5), IGNORE_LABEL))
+    assert st == lib.IE_OK and (loss, correct, count) == (0, 0, 0)
+    assert not g.any()
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 254, 256])
+def test_pixel_cross_entropy_rejects_labels_out_of_range(rng, bad):
+    y = np.zeros((1, 3, 3), np.int32)
+    y[0, 2, 1] = bad
+    st, *_ = pixel_ce(rng.integers(-127, 128, size=(1, 4, 3, 3), dtype=np.int8), 0, y)
+    assert st == lib.IE_ERR_VALUE
+
+
+class TinyFCN(nn.Module):
+    """Two convolutions (the second dilated), a 1x1 head: an [N, 3, H, W] output."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 6, 3, padding=1)
+        self.c2 = nn.Conv2d(6, 6, 3, padding=2, dilation=2)
+        self.head = nn.Conv2d(6, 3, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.c2(torch.relu(self.c1(x)))))
+
+
+def fcn_session(**kw):
+    torch.manual_seed(0)
+    model = intedge.Model(intedge.import_onnx(export(TinyFCN(), torch.randn(2, 2, 7, 5), dynamo=False, opset=13)).iem)
+    return model, intedge.Session(model, batch_size=4, lr=0.05, momentum=0.9, loss="pixel_cross_entropy", seed=3, **kw)
+
+
+def seg_batch(rng, n=3):
+    x = rng.standard_normal((n, 2, 7, 5)).astype(np.float32)
+    y = rng.integers(0, 3, size=(n, 7, 5))
+    y[:, 0, :] = IGNORE_LABEL
+    return x, y
+
+
+def test_session_trains_per_pixel_and_is_bit_exact_across_tiers_and_threads(rng):
+    """The session's loss counts the labelled pixels and agrees with the float64 loss of its own
+    float outputs; five steps end in the same digest on every kernel tier and thread count."""
+    x, y = seg_batch(rng)
+    model, s = fcn_session()
+    assert model.output_shape == (3, 7, 5)
+    z = s.forward(x).reshape(3, 3, 7, 5)
+    loss, correct, count = s.evaluate(x, labels=y)
+    ref, _, counted = reference(z.astype(np.float64), 0, y)
+    assert count == counted == 3 * 6 * 5
+    assert abs(loss - ref) < 1e-3 * counted
+    assert correct == int(((z.argmax(1) == y) & (y != IGNORE_LABEL)).sum())
+    digests = set()
+    for tier in kernel_tiers():
+        for threads in (1, 2):
+            _, s = fcn_session(kernels=tier, threads=threads)
+            losses = [s.step(x, labels=y)[0] / count for _ in range(5)]
+            digests.add(s.digest())
+    assert len(digests) == 1
+    assert losses[-1] < losses[0]
+
+
+def test_session_checks_the_label_count(rng):
+    x, y = seg_batch(rng)
+    _, s = fcn_session()
+    with pytest.raises(intedge.IntedgeError, match="the batch has 3 labels; 3 samples take 105"):
+        s.step(x, labels=y[:, 0, 0])
+
+
+# ---- data, metrics and `intedge train` on a dataset written here -------------------------------
+
+def shapes_scene(rng, size=24):
+    """An RGB image with a noisy background (class 0), a reddish disc (1) and a bluish square (2)
+    of random shades, sizes and places, and its mask; the outer ring of the mask is 255 (ignored)."""
+    img = rng.integers(0, 90, size=(size, size, 3)).astype(np.uint8)
+    mask = np.zeros((size, size), np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    r = rng.integers(3, 6)
+    cy, cx = rng.integers(r + 1, size - r - 1, 2)
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+    a = rng.integers(4, 9)
+    sy, sx = rng.integers(1, size - a - 1, 2)
+    square = (yy >= sy) & (yy < sy + a) & (xx >= sx) & (xx < sx + a)
+    img[square], mask[square] = [rng.integers(0, 120), rng.integers(0, 256), rng.integers(150, 256)], 2  # blue
+    img[disc], mask[disc] = [rng.integers(150, 256), rng.integers(0, 256), rng.integers(0, 120)], 1  # red
+    mask[[0, -1], :] = mask[:, [0, -1]] = IGNORE_LABEL
+    return img, mask
+
+
+def write_shapes(root, rng, n_train=96, n_val=32, size=24):
+    from PIL import Image
+    for split, n in (("train", n_train), ("val", n_val)):
+        (root / split / "images").mkdir(parents=True)
+        (root / split / "masks").mkdir(parents=True)
+        for i in range(n):
+            img, mask = shapes_scene(rng, size)
+            Image.fromarray(img).save(root / split / "images" / f"s{i:03d}.png")
+            Image.fromarray(mask).save(root / split / "masks" / f"s{i:03d}.png")
+    (root / "classes.txt").write_text("background\ndisc\nsquare\n")
+    return root
+
+
+class TinyUNet(nn.Module):
+    """Conv-ReLU, MaxPool, Conv-ReLU, bilinear upsampling, a Concat skip, Conv-ReLU, 1x1 head."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 16, 3, padding=2, dilation=2)
+        self.dec = nn.Conv2d(24, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, classes, 1)
+
+    def forward(self, x):
+        e = torch.relu(self.enc(x))
+        m = torch.relu(self.mid(nn.functional.max_pool2d(e, 2)))
+        u = nn.functional.interpolate(m, scale_factor=2, mode="bilinear", align_corners=False)
+        return self.head(torch.relu(self.dec(torch.cat([u, e], 1))))
+
+
+def test_metrics_from_confusion():
+    """mIoU over the classes seen, pixel accuracy, per-class IoU; ignored pixels do not count."""
+    from intedge.segment import confusion, metrics
+    labels = np.array([[0, 0, 1, 1, 2, IGNORE_LABEL]])
+    pred = np.array([0, 1, 1, 1, 0, 2])
+    logits = np.eye(4)[pred].T.reshape(1, -1)  # [1, C * P] channel-major, 4 classes, class 3 absent
+    m = metrics(confusion(logits, labels, 4))
+    assert m["iou"] == [pytest.approx(1 / 3), pytest.approx(2 / 3), 0.0, None]
+    assert m["miou"] == pytest.approx((1 / 3 + 2 / 3 + 0) / 3)
+    assert m["pixel_acc"] == pytest.approx(3 / 5)
+
+
+def test_augmentation_moves_image_and_mask_together(rng):
+    from intedge.segment import augment_pair
+    x = rng.integers(0, 255, size=(6, 3, 16, 16)).astype(np.uint8)
+    y = x[:, 0].astype(np.int32)  # the mask equals the first channel where it is not padding
+    xa, ya = augment_pair(x, y, ("crop", "flip"), np.random.default_rng(3))
+    assert not np.array_equal(xa, x)
+    keep = ya != IGNORE_LABEL
+    assert np.array_equal(xa[:, 0][keep], ya[keep])
+    assert (xa[:, 0][~keep] == 0).all()  # padding: zero pixels under ignored labels
+
+
+def test_segmentation_data_errors(tmp_path, rng):
+    from PIL import Image
+    from conftest import run_cli
+    root = write_shapes(tmp_path / "d", rng, n_train=3, n_val=2, size=16)
+    torch.manual_seed(0)
+    onnx_path = tmp_path / "unet.onnx"
+    import onnx
+    onnx.save(export(TinyUNet(), torch.randn(2, 3, 16, 16), dynamo=False, opset=13), onnx_path)
+    Image.fromarray(np.full((16, 16), 7, np.uint8)).save(root / "train" / "masks" / "s001.png")
+    r = run_cli("train", onnx_path, root, "--epochs", "1", "--output-dir", tmp_path / "run", "--quiet")
+    assert r.returncode == 2 and "has class 7 at pixel (0, 0), outside [0, 3)" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    Image.fromarray(np.zeros((15, 16), np.uint8)).save(root / "train" / "masks" / "s001.png")
+    r = run_cli("train", onnx_path, root, "--epochs", "1", "--output-dir", tmp_path / "run", "--quiet")
+    assert r.returncode == 2 and "is 16x15 but its image is 16x16" in r.stderr, r.stderr
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(root / "train" / "masks" / "s001.png")
+    r = run_cli("train", onnx_path, root, "--task", "classify", "--output-dir", tmp_path / "run", "--quiet")
+    assert r.returncode == 2 and "--task classify, but the data is laid out for segment" in r.stderr, r.stderr
+
+
+def torch_segment_fit(net, trainer, x, y, xv, yv, epochs, lr, momentum):
+    """float32 PyTorch SGD over intedge's batches in intedge's order; returns val mIoU."""
+    from intedge.segment import confusion, metrics
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    xt, yt = torch.tensor(x / 255.0, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
+    for e in range(epochs):
+        order = trainer.batch_order(len(x), e)
+        for i in range(0, len(x), trainer.batch_size):
+            idx = order[i:i + trainer.batch_size]
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xt[idx]), yt[idx], ignore_index=IGNORE_LABEL).backward()
+            opt.step()
+    with torch.no_grad():
+        logits = net(torch.tensor(xv / 255.0, dtype=torch.float32)).numpy()
+    return metrics(confusion(logits.reshape(len(xv), -1), yv.reshape(len(yv), -1), 3))["miou"]
+
+
+def test_train_segmentation_from_folder_matches_pytorch(tmp_path):
+    """`intedge train` on 96 synthetic 24x24 scenes (a U-Net-ish net exported by torch: bilinear
+    upsampling, a Concat skip, a dilated convolution), 12 epochs of SGD: val mIoU at least 0.90 and
+    within 0.05 of float32 PyTorch from the same initial weights, recipe and batch order.
+    `intedge eval` reports the same mIoU from the run's checkpoint at the same batch size."""
+    import json
+
+    import onnx
+    from conftest import run_cli
+    root = write_shapes(tmp_path / "shapes", np.random.default_rng(7))
+    torch.manual_seed(0)
+    net = TinyUNet()
+    onnx_path = tmp_path / "unet.onnx"
+    onnx.save(export(net, torch.randn(2, 3, 24, 24), dynamo=False, opset=13), onnx_path)
+    epochs, lr, momentum, bs = 12, 0.2, 0.9, 8
+    r = run_cli("train", onnx_path, root, "--epochs", epochs, "--lr", lr, "--momentum", momentum, "--batch-size", bs,
+                "--output-dir", tmp_path / "run", "--quiet")
+    assert r.returncode == 0, r.stderr
+    history = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = history[-1]
+    assert len(last["val_iou"]) == 3 and last["val_pixel_acc"] == last["val_acc"]
+    ds = intedge.load_data(root, input_shape=(3, 24, 24))
+    assert ds.task == "segment" and ds.class_names == ["background", "disc", "square"]
+    trainer = intedge.Trainer(intedge.import_onnx(onnx_path), batch_size=bs, loss="pixel_cross_entropy")
+    ref = torch_segment_fit(net, trainer, ds.x_train, ds.y_train, ds.x_val, ds.y_val, epochs, lr, momentum)
+    print(f"\nval mIoU: intedge {last['val_miou']:.4f}, PyTorch fp32 {ref:.4f}")
+    assert last["val_miou"] >= 0.90
+    assert abs(last["val_miou"] - ref) <= 0.05
+    r = run_cli("eval", tmp_path / "run", root, "--json", "--batch-size", bs)  # exponents are per batch
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["miou"] == pytest.approx(last["val_miou"])
+    assert report["per_class_iou"]["disc"] == pytest.approx(last["val_iou"][1])
