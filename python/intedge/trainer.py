@@ -125,8 +125,8 @@ class Trainer:
             raise IntedgeError(f"{what} set is empty")
         if y is not None and self.segment:
             y = segment.masks_for(y, self.runtime_model.output_shape, f"{what} masks")
-            if len(y) != len(flat):
-                raise IntedgeError(f"{what}: {len(flat)} images but {len(y)} masks")
+            if len(y) != n:
+                raise IntedgeError(f"{what}: {n} images but {len(y)} masks")
         elif y is not None and self.loss == "cross_entropy":
             y = check_labels(y, self.model.output_size, f"{what} labels")
             if len(y) != n:
