@@ -30,6 +30,9 @@ HEADER = struct.Struct("<4sHHQII")
 SECTION = struct.Struct("<4sQ")
 TAGS = (b"META", b"ONNX", b"IEM ", b"STAT")
 NAME = re.compile(r"^ckpt-(\d{8})\.iec$")
+# what every reader of META takes for granted (Trainer.checkpoint writes it)
+META_TYPES = {"epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "config": dict,
+              "input_mapping": dict}
 
 _writes = 0  # checkpoints this process has written, for fault injection
 
@@ -83,6 +86,9 @@ def decode(blob, path="checkpoint"):
         meta = json.loads(sections[b"META"])
     except ValueError:
         raise CheckpointError(f"{path}: its metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != "intedge-checkpoint" or \
+            not all(isinstance(meta.get(k), t) for k, t in META_TYPES.items()):
+        raise CheckpointError(f"{path}: its metadata lacks the position, history or configuration of the run")
     return Checkpoint(meta, sections[b"ONNX"], sections[b"IEM "], sections[b"STAT"], Path(path))
 
 
