@@ -16,11 +16,11 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 import intedge
-from intedge import IntedgeError, Model, Session
+from intedge import IntedgeError, Model, Session, iem
 from intedge import checkpoint as ckpt
 from intedge.onnx_import import import_onnx
-from build_cnn import build_cnn
 from conftest import run_cli
+from seed_models import seed_graphs, seed_onnx_models
 
 SPECIAL = (0, 1, 0x7F, 0x80, 0xFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
 
@@ -65,33 +65,9 @@ def only_intedge_errors(cases, run):
     return ok
 
 
-def rich_graph():
-    """Conv, BatchNormalization, Relu, Identity, MaxPool, AveragePool, Concat, Flatten and a
-    MatMul + Add (the fused nn.Linear): the ops whose attributes mutants break."""
-    rng = np.random.default_rng(0)
-    f = lambda *s: rng.uniform(-0.5, 0.5, s).astype(np.float32)  # noqa: E731
-    inits = [numpy_helper.from_array(a, n) for a, n in [
-        (f(4, 2, 3, 3), "conv.w"), (f(4), "conv.b"), (f(4) + 1, "bn.scale"), (f(4), "bn.bias"), (f(4), "bn.mean"),
-        (np.abs(f(4)) + 1, "bn.var"), (f(32, 10), "fc.w"), (f(10), "fc.b")]]
-    nodes = [helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
-             helper.make_node("BatchNormalization", ["c", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["bn"],
-                              name="bn"),
-             helper.make_node("Relu", ["bn"], ["r"], name="relu"),
-             helper.make_node("Identity", ["r"], ["r2"], name="id"),
-             helper.make_node("MaxPool", ["r2"], ["mp"], name="maxpool", kernel_shape=[3, 3], strides=[3, 3]),
-             helper.make_node("AveragePool", ["r2"], ["ap"], name="avgpool", kernel_shape=[3, 3], strides=[3, 3]),
-             helper.make_node("Concat", ["mp", "ap"], ["cat"], name="concat", axis=1),
-             helper.make_node("Flatten", ["cat"], ["flat"], name="flatten", axis=1),
-             helper.make_node("MatMul", ["flat", "fc.w"], ["mm"], name="fc"),
-             helper.make_node("Add", ["mm", "fc.b"], ["y"], name="fc_bias")]
-    graph = helper.make_graph(nodes, "rich", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-
-
 @pytest.fixture(scope="module")
-def models(mlp_digits):
-    return [import_onnx(m) for m in (mlp_digits, build_cnn(), rich_graph())]
+def models():
+    return [import_onnx(m) for m in seed_onnx_models()]
 
 
 def tables_end(iem_bytes):
@@ -103,13 +79,13 @@ def tables_end(iem_bytes):
 def test_mutated_models_are_refused_or_train(models):
     rng = np.random.default_rng(15)
     loaded = 0
-    for m in models:
+    for blob in [m.iem for m in models] + [iem.serialize(g) for g in seed_graphs()]:
         def load_and_step(blob):
             model = Model(blob)
             s = Session(model, batch_size=2, lr=0.01, momentum=0.9)
             xs = [np.zeros((2, i.numel), np.int32 if i.ids else np.float32) for i in model.inputs]
             s.step(xs, np.zeros(2, np.int32))
-        blobs = [with_crc(mutant(rng, m.iem, tables_end(m.iem)), 12, 16) for _ in range(2000)]
+        blobs = [with_crc(mutant(rng, blob, tables_end(blob)), 12, 16) for _ in range(1500)]
         loaded += only_intedge_errors(blobs, load_and_step)
     assert 0 < loaded < 6000  # some mutants load and train (names, weights), most are refused
     print(f"\n{loaded} of 6000 mutated models loaded and trained one step")
