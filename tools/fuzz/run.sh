@@ -34,5 +34,6 @@ for harness in model state; do
   fi
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
   cov=$(grep -E '^#[0-9]+.*(DONE|pulse|REDUCE|NEW)' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
-  echo "fuzz_$harness: $execs runs in $seconds s, $cov, corpus $(ls "$corpus" | wc -l) inputs, 0 crashes"
+  edges=$(grep -oE '\(([0-9]+) inline 8-bit counters\)' "$log" | grep -oE '[0-9]+' | head -1)
+  echo "fuzz_$harness: $execs runs in $seconds s, $cov (of $edges instrumented edges), corpus $(ls "$corpus" | wc -l) inputs, 0 crashes"
 done
