@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: C tests (plain, then ASan+UBSan), the no-floating-point build of the
 # runtime, the cross builds under emulation (aarch64 and Cortex-M: the C tests, and training
-# demos that must match this host bit for bit), and the Python tests against the installed
-# package. Run from anywhere, after `pip install .` (the demos are made by `intedge compile`).
+# demos that must match this host bit for bit), the Python tests against the installed
+# package, and a short libFuzzer run of the C loaders (tools/fuzz/). Run from anywhere, after
+# `pip install .` (the demos are made by `intedge compile`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -68,3 +69,6 @@ cmake -DNM=arm-none-eabi-nm -DSIZE=arm-none-eabi-size -DLIBRARY=build/cortex-m0/
 
 echo "== Python tests"
 python -m pytest tests/python
+
+echo "== coverage-guided fuzzing of the C loaders, one minute per harness (libFuzzer; skipped without clang)"
+bash tools/fuzz/run.sh 60

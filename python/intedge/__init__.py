@@ -11,5 +11,5 @@ from .runtime import Model, NumberFormat, Session
 from .trainer import Trainer
 
 __version__ = "0.1.0"
-__all__ = ["Checkpoint", "CheckpointError", "Dataset", "InputMapping", "ImportedModel", "IntedgeError", "Model", "NumberFormat", "Session", "Trainer", "export_onnx",
-           "import_onnx", "load_data", "__version__"]
+__all__ = ["Checkpoint", "CheckpointError", "Dataset", "InputMapping", "ImportedModel", "IntedgeError", "Model",
+           "NumberFormat", "Session", "Trainer", "export_onnx", "import_onnx", "load_data", "__version__"]

@@ -30,6 +30,9 @@ HEADER = struct.Struct("<4sHHQII")
 SECTION = struct.Struct("<4sQ")
 TAGS = (b"META", b"ONNX", b"IEM ", b"STAT")
 NAME = re.compile(r"^ckpt-(\d{8})\.iec$")
+# what every reader of META takes for granted (Trainer.checkpoint writes it)
+META_TYPES = {"epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "config": dict,
+              "input_mapping": dict}
 
 _writes = 0  # checkpoints this process has written, for fault injection
 
@@ -83,6 +86,9 @@ def decode(blob, path="checkpoint"):
         meta = json.loads(sections[b"META"])
     except ValueError:
         raise CheckpointError(f"{path}: its metadata is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != "intedge-checkpoint" or \
+            not all(isinstance(meta.get(k), t) for k, t in META_TYPES.items()):
+        raise CheckpointError(f"{path}: its metadata lacks the position, history or configuration of the run")
     return Checkpoint(meta, sections[b"ONNX"], sections[b"IEM "], sections[b"STAT"], Path(path))
 
 
@@ -108,9 +114,9 @@ def _write_all(f, data):
     f.write(data)
 
 
-def write_atomic(path, data):
+def write_atomic(path, data, advice="free space or write it elsewhere"):
     """Writes bytes to path atomically. Errors (a full disk, a read-only folder) leave the old
-    file, if any, untouched and raise IntedgeError naming the cause."""
+    file, if any, untouched and raise IntedgeError naming the cause, then `advice`."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -125,17 +131,23 @@ def write_atomic(path, data):
             tmp.unlink()
         except OSError:
             pass
-        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise IntedgeError(f"cannot write {path}: {why}; free space or pass --output-dir elsewhere "
-                           "(earlier checkpoints are intact)") from None
+        raise IntedgeError(f"cannot write {path}: {why_not_written(exc)}; {advice}") from None
     return path
+
+
+def why_not_written(exc):
+    """An OSError from a write, in words."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    return exc.strerror or str(exc)
 
 
 def save(folder, ck, keep=3):
     """Writes ckpt-<step>.iec into folder and keeps the newest `keep`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = write_atomic(folder / f"ckpt-{ck.meta['step']:08d}.iec", encode(ck))
+    path = write_atomic(folder / f"ckpt-{ck.meta['step']:08d}.iec", encode(ck),
+                        "free space or pass --output-dir elsewhere (earlier checkpoints are intact)")
     for old in list_checkpoints(folder)[:-keep] if keep > 0 else []:
         old.unlink(missing_ok=True)
     return path

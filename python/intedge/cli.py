@@ -254,15 +254,30 @@ def _next_run_dir(root=Path("runs")):
 
 
 def _prepare_output(path):
+    """The output folder, made and probed before any work: a read-only or full disk is refused at
+    the start, not at the first checkpoint."""
+    from .checkpoint import why_not_written
+
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
-        probe.write_bytes(b"")
+        probe.write_bytes(b"\0" * 4096)
         probe.unlink()
     except OSError as exc:
-        raise IntedgeError(f"cannot write to output dir {path}: {exc.strerror}; pass --output-dir with a "
+        raise IntedgeError(f"cannot write to output dir {path}: {why_not_written(exc)}; pass --output-dir with a "
                            "writable folder") from None
     return path
+
+
+def _write_metrics(path, rows, mode):
+    try:
+        with open(path, mode) as f:
+            f.write("".join(json.dumps(m) + "\n" for m in rows))
+    except OSError as exc:
+        from .checkpoint import why_not_written
+
+        raise IntedgeError(f"cannot write {path}: {why_not_written(exc)}; free space or pass --output-dir "
+                           "elsewhere (earlier checkpoints are intact)") from None
 
 
 def _load_data_for(model, spec, args, seed):
@@ -317,12 +332,14 @@ def cmd_train(args):
 
     if args.resume:
         trainer, cfg = _resume(args)
+        out = _prepare_output(args.output_dir)
         data_cfg = cfg["data"]
         for k in ("val_split", "label_column", "on_bad_image"):
             setattr(args, k, data_cfg[k])
         args.task = data_cfg.get("task")
         ds = _load_data_for(trainer.model, args.data, args, cfg["seed"])
     else:
+        out = _prepare_output(args.output_dir or _next_run_dir())
         optimizer, lr, betas, eps = optimizer_settings(args)
         model = import_onnx(args.model)
         ds = _load_data_for(model, args.data, args, args.seed)
@@ -341,17 +358,12 @@ def cmd_train(args):
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image,
                                   "task": ds.task}
-    out = _prepare_output(args.output_dir or _next_run_dir())
     metrics_path = out / "metrics.jsonl"
     # on resume the file is rewritten from the checkpoint, so it never holds epochs that were undone
-    metrics_path.write_text("".join(json.dumps(m) + "\n" for m in trainer.history))
+    _write_metrics(metrics_path, trainer.history, "w")
 
     def on_epoch(m):
-        try:
-            with open(metrics_path, "a") as f:
-                f.write(json.dumps(m) + "\n")
-        except OSError as exc:
-            raise IntedgeError(f"cannot append to {metrics_path}: {exc.strerror}") from None
+        _write_metrics(metrics_path, [m], "a")
         val = f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
         val += f"  val_miou {m['val_miou']:.4f}" if m.get("val_miou") is not None else ""
         print(f"epoch {m['epoch']:>3}/{args.epochs}  train_loss {m['train_loss']:.4f}  "

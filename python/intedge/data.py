@@ -7,6 +7,8 @@ import csv
 import gzip
 import importlib.util
 import sys
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +151,7 @@ def load_npz(path, seed=0, val_fraction=0.2):
                 raise IntedgeError(f"{path} lacks {', '.join(sorted(missing))}; a dataset .npz holds x_train, "
                                    "y_train and optionally x_val, y_val")
             arrays = {k: f[k] for k in ("x_train", "y_train", "x_val", "y_val") if k in keys}
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:  # what a damaged zip raises
         raise IntedgeError(f"{path} is not a readable .npz file ({exc})") from None
     if ("x_val" in arrays) != ("y_val" in arrays):
         raise IntedgeError(f"{path} has only one of x_val and y_val; give both or neither")
@@ -175,7 +177,7 @@ def load_csv(path, label_column, seed=0, val_fraction=0.2):
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise IntedgeError(f"{path}: cannot read the CSV ({exc})") from None
     if len(rows) < 2:
         raise IntedgeError(f"{path}: a CSV needs a header row and at least one data row")

@@ -1,6 +1,8 @@
 """What the CLI prints and draws: evaluation reports, the end-of-training summary, curves."""
 import numpy as np
 
+from .errors import IntedgeError
+
 
 def confusion(y_true, y_pred, n_classes):
     m = np.zeros((n_classes, n_classes), np.int64)
@@ -73,6 +75,13 @@ def plot_curves(history, path):
     a.legend()
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    except OSError as exc:
+        from .checkpoint import why_not_written
+
+        raise IntedgeError(f"cannot write {path}: {why_not_written(exc)}; free space or pass --output-dir "
+                           "elsewhere (the model and checkpoints are written)") from None
+    finally:
+        plt.close(fig)
     return True

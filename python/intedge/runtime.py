@@ -45,6 +45,21 @@ def _f32_bits(x):
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32)).view(np.uint32)
 
 
+def _text(chars):
+    """A C string from the runtime. Messages may quote names from a damaged file, so bytes that
+    are not UTF-8 are replaced rather than raised on."""
+    return ffi.string(chars).decode(errors="replace")
+
+
+def _name(chars, what):
+    """A name from a model's string table: it must be UTF-8, as the importer wrote it."""
+    try:
+        return ffi.string(chars).decode()
+    except UnicodeDecodeError:
+        raise IntedgeError(f"the model's {what} name {ffi.string(chars)!r} is not valid UTF-8; the file is damaged") \
+            from None
+
+
 def kernel_tiers():
     """Kernel tiers this CPU runs, best last (all give identical bytes)."""
     tiers, i = [], 0
@@ -57,7 +72,8 @@ def kernel_tiers():
 def dyadic(value):
     """A float hyper-parameter as the runtime's dyadic constant (mantissa, exponent)."""
     out = ffi.new("ie_dyadic *")
-    bits = int(np.float32(value).view(np.uint32))
+    with np.errstate(over="ignore"):  # a value past float32's range becomes inf, refused below
+        bits = int(np.float32(value).view(np.uint32))
     if lib.ie_dyadic_from_f32_bits(bits, out) != lib.IE_OK:
         raise IntedgeError(f"hyper-parameter {value!r} is not a finite number")
     return out[0]
@@ -107,7 +123,7 @@ class Model:
         status = lib.ie_model_load(self._buf, len(self._bytes), handle)
         self._h = handle[0]
         if status != lib.IE_OK:
-            msg = ffi.string(lib.ie_model_errmsg(self._h)).decode() if self._h != ffi.NULL else "out of memory"
+            msg = _text(lib.ie_model_errmsg(self._h)) if self._h != ffi.NULL else "out of memory"
             lib.ie_model_free(self._h)
             self._h = ffi.NULL
             raise IntedgeError(f"the runtime rejected the model: {msg}")
@@ -116,12 +132,12 @@ class Model:
         for i in range(lib.ie_model_param_count(self._h)):
             lib.ie_model_param_info(self._h, i, info)
             shape = tuple(info.dims[d] for d in range(info.rank))
-            self.params.append(ParamInfo(i, ffi.string(info.name).decode(), shape, info.numel))
+            self.params.append(ParamInfo(i, _name(info.name, "parameter"), shape, info.numel))
         self.inputs = []
         inp = ffi.new("ie_input_info *")
         for i in range(lib.ie_model_input_count(self._h)):
             lib.ie_model_input_info(self._h, i, inp)
-            self.inputs.append(InputInfo(i, ffi.string(inp.name).decode(), tuple(inp.dims[d] for d in range(inp.rank)),
+            self.inputs.append(InputInfo(i, _name(inp.name, "input"), tuple(inp.dims[d] for d in range(inp.rank)),
                                          inp.numel, bool(inp.ids)))
         self.input_size = lib.ie_model_input_size(self._h)
         self.output_size = lib.ie_model_output_size(self._h)
@@ -129,7 +145,7 @@ class Model:
         self.output_shape = tuple(inp.dims[d] for d in range(inp.rank))  # per sample
 
     def errmsg(self):
-        return ffi.string(lib.ie_model_errmsg(self._h)).decode()
+        return _text(lib.ie_model_errmsg(self._h))
 
     def _config(self, batch_size, lr, momentum, weight_decay, seed, loss, trainable, input_u8=None, kernels=None,
                 threads=1, keep_tensors=False, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
@@ -231,7 +247,7 @@ class Session:
 
     def _check(self, status):
         if status != lib.IE_OK:
-            raise IntedgeError(ffi.string(lib.ie_session_errmsg(self._h)).decode())
+            raise IntedgeError(_text(lib.ie_session_errmsg(self._h)))
 
     def _one_input(self, info, x, n):
         """One input's batch as the runtime reads it: uint8 pixels (the first input of a u8
@@ -295,7 +311,7 @@ class Session:
         """[(name, op type)] of the runtime's nodes, in execution order."""
         out, name, op = [], ffi.new("const char **"), ffi.new("const char **")
         while lib.ie_test_node(self._h, len(out), name, op) == lib.IE_OK:
-            out.append((ffi.string(name[0]).decode(), ffi.string(op[0]).decode()))
+            out.append((_text(name[0]), _text(op[0])))
         return out
 
     def profile_start(self):

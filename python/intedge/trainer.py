@@ -277,7 +277,11 @@ class Trainer:
         if not isinstance(ck, ckpt.Checkpoint):
             ck = ckpt.load(ck)
         try:
-            model = import_onnx(onnx.load_model_from_string(ck.onnx))
+            onnx_model = onnx.load_model_from_string(ck.onnx)
+        except Exception as exc:  # protobuf raises several types for garbage input
+            raise ckpt.CheckpointError(f"{ck.path}: its model is not valid ONNX ({type(exc).__name__})") from None
+        try:
+            model = import_onnx(onnx_model)
         except IntedgeError as exc:
             raise ckpt.CheckpointError(f"{ck.path}: its model cannot be imported: {exc}") from None
         if model.iem != ck.iem:
@@ -286,11 +290,14 @@ class Trainer:
         c = dict(ck.meta["config"])
         if batch_size:
             c["batch_size"] = batch_size
-        t = cls(model, batch_size=c["batch_size"], lr=c["lr"], momentum=c["momentum"],
-                weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
-                input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
-                augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads,
-                **optimizer_args(c), **number_format_options(c))
+        try:  # the configuration as the run recorded it; decode checked only its outline
+            t = cls(model, batch_size=c["batch_size"], lr=c["lr"], momentum=c["momentum"],
+                    weight_decay=c["weight_decay"], seed=c["seed"], loss=c["loss"], trainable=c["trainable"],
+                    input_format=c["input_format"], input_mapping=InputMapping.from_json(ck.meta["input_mapping"]),
+                    augment=c["augment"], class_names=ck.meta.get("class_names"), threads=threads,
+                    **optimizer_args(c), **number_format_options(c))
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ckpt.CheckpointError(f"{ck.path}: its recorded configuration is malformed ({exc!r})") from None
         t.config = c  # everything the run recorded, including how its data was loaded
         t.session.load_state(ck.state)
         t.epoch, t.batch = ck.meta["epoch"], ck.meta["batch"]

@@ -46,8 +46,12 @@ int64_t ie_gap_log2e_q16(int32_t gap, int32_t e) {
     if (gap == 0) return 0;
     int64_t v = (int64_t)gap * IE_LOG2E_Q30; /* exponent e - 30; want -16 */
     int sh = 30 - 16 - e;
-    int64_t lim = (int64_t)62 << 16; /* 2^-62: every term past it is 0, and a loss stays in range */
-    if (sh < -40) return lim;         /* logits so large that every gap dwarfs 2^31 */
+    /* 2^-65536: the softmax terms are 0 long before (ie_exp2_neg_q16), so the cap only bounds the
+     * loss (at 65536 ln 2 nats per sample), whose product with ln 2 in Q30 must fit 64 bits. Gaps
+     * reach past it from e = 8 on (255 * log2(e) * 2^8 > 2^16). */
+    int64_t lim = (int64_t)1 << 32;
+    if (sh < -40) return lim; /* logits so large that every gap dwarfs 2^31 */
     if (sh < 0) return v > (lim >> -sh) ? lim : v << -sh;
-    return round_shift_nearest(v, sh);
+    v = round_shift_nearest(v, sh);
+    return v > lim ? lim : v;
 }

@@ -208,13 +208,15 @@ static ie_status validate_graph(ie_model *m) {
 /* The header: magic, version, size, CRC of the whole buffer, table counts and bounds. */
 static ie_status parse_header(ie_model *m) {
     const uint8_t *d = m->data;
-    if (m->size < IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "buffer of %lu bytes is shorter than the .iem header", (unsigned long)m->size);
+    if (m->size < IEM_HEADER_SIZE)
+        return fail(m, IE_ERR_FORMAT, "buffer of %lu bytes is shorter than the .iem header", (unsigned long)m->size);
     if (memcmp(d, IEM_MAGIC, 4) != 0) return fail(m, IE_ERR_FORMAT, "not an .iem model (bad magic)");
     if (ie_rd16(d + 4) != IEM_VERSION)
         return fail(m, IE_ERR_UNSUPPORTED, ".iem version %u; this runtime reads version %u", ie_rd16(d + 4), IEM_VERSION);
     if (ie_rd16(d + 6) != IEM_HEADER_SIZE) return fail(m, IE_ERR_FORMAT, "bad .iem header size");
     if (ie_rd32(d + 8) != m->size)
-        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %" PRIu32 " bytes, buffer has %lu", ie_rd32(d + 8), (unsigned long)m->size);
+        return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %" PRIu32 " bytes, buffer has %lu",
+                    ie_rd32(d + 8), (unsigned long)m->size);
     if (ie_crc32(d + 16, m->size - 16) != ie_rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
     m->crc = ie_rd32(d + 12);
     m->n_tensors = ie_rd32(d + 16);

@@ -136,7 +136,8 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         return IE_ERR_UNSUPPORTED;
     }
     if ((uint64_t)cfg->batch_size * m->tensors[m->output].numel > (1u << 28)) {
-        ie_set_err(m->errmsg, "batch size %" PRIu32 " times %" PRIu32 " outputs is too large", cfg->batch_size, m->tensors[m->output].numel);
+        ie_set_err(m->errmsg, "batch size %" PRIu32 " times %" PRIu32 " outputs is too large", cfg->batch_size,
+                   m->tensors[m->output].numel);
         return IE_ERR_UNSUPPORTED;
     }
     return IE_OK;

@@ -28,7 +28,12 @@ void iemb_node_add(iem_builder *b, uint16_t op, const uint32_t *in, uint8_t n_in
     strncpy(n->name, name, sizeof n->name - 1);
 }
 
-static void w32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24); }
+static void w32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
 
 static uint32_t numel(const iemb_tensor *t) {
     uint32_t n = 1;

@@ -135,3 +135,56 @@ def test_resume_refuses_another_model(tmp_path, uninterrupted, mlp_digits):
     onnx.save(m, str(other))
     res = run_cli("train", other, "builtin:digits", "--resume", uninterrupted, "--output-dir", tmp_path / "o")
     assert res.returncode == 2 and "different model" in res.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size, read_only=False): a tmpfs of `size` bytes (root only; skipped where mounting
+    is not permitted), unmounted afterwards."""
+    import subprocess
+
+    mounts = []
+
+    def mount(size, read_only=False):
+        point = tmp_path / f"disk{len(mounts)}"
+        point.mkdir()
+        opts = f"size={size}" + (",ro" if read_only else "")
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)], capture_output=True, text=True)
+        if res.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or 'not root'})")
+        mounts.append(point)
+        return point
+
+    yield mount
+    for point in mounts:
+        subprocess.run(["umount", str(point)], check=True)
+
+
+def one_line_error(res, *words):
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1 and all(w in lines[0] for w in words), res.stderr
+
+
+def test_read_only_output_folder_is_refused_at_start(small_disk):
+    disk = small_disk(1 << 20, read_only=True)
+    # the data does not exist either: the output folder is checked first, before any work
+    res = run_cli("train", MODEL, disk / "no-such-data", "--output-dir", disk / "run")
+    one_line_error(res, "cannot write to output dir", "Read-only file system")
+
+
+def test_full_tmpfs_stops_the_run_and_keeps_the_previous_checkpoint(small_disk):
+    # a checkpoint of this model is about 157 KB: 400 KB hold two, and the third's temp file fills it
+    out = small_disk(400 << 10) / "run"
+    res = run_cli(*TRAIN, "--output-dir", out)
+    one_line_error(res, "ckpt-00000075.iec", "the disk is full", "earlier checkpoints are intact")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-00000025.iec", "ckpt-00000050.iec"]
+    t = intedge.Trainer.from_checkpoint(ckpt.load_latest(out))
+    assert t.session.step_count == 50
+
+
+def test_export_to_a_full_tmpfs_leaves_nothing(small_disk, uninterrupted):
+    disk = small_disk(64 << 10)
+    (disk / "filler").write_bytes(b"\0" * (40 << 10))  # the 39 KB model no longer fits
+    res = run_cli("export", uninterrupted, "-o", disk / "model.onnx")
+    one_line_error(res, "model.onnx", "the disk is full")
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]

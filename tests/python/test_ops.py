@@ -171,13 +171,16 @@ def test_softmax_gradient_unbiased(rng):
     assert_unbiased(np.mean([r[1] * 2.0**r[2] for r in runs], axis=0), ref, 2.0 ** runs[0][2], 400, slack=2e-6)
 
 
-def test_softmax_loss_saturates_on_huge_logits():
-    """Logits at exponent 60 put every nonzero gap past 2^-62: a wrong label costs 62 ln 2 nats
-    (the cap), a label tied with one other maximum ln 2, and nothing overflows."""
+@pytest.mark.parametrize("ez", [9, 10, 14, 20, 60])
+def test_softmax_loss_saturates_on_huge_logits(ez):
+    """Logits at exponent 9 and up put the gap of 103 past 2^-65536: the wrong label costs
+    65536 ln 2 nats (the cap), a label tied with one other maximum ln 2, and nothing overflows.
+    (Exponents 9..14 once escaped the cap: tools/fuzz/fuzz_model found the signed overflow.)"""
     z = np.array([[100, -3, 5], [7, 9, 9]], np.int8)
-    st, g, ge, loss, correct = softmax_ce(z, 60, [1, 1])
+    st, g, ge, loss, correct = softmax_ce(z, ez, [1, 1])
     assert st == lib.IE_OK and correct == 1
-    assert loss == pytest.approx(63 * np.log(2), abs=1e-4)
+    assert loss == pytest.approx(65537 * np.log(2), rel=1e-9)
+    assert np.array_equal(g, softmax_ce(z, 60, [1, 1])[1])  # the gradient never saw the cap
 
 
 def test_softmax_rejects_bad_label(rng):

@@ -193,7 +193,8 @@ def diagnose(names, data, seed, at_steps, seeds, out, fmt, tag):
                                                f"{res[k]['sr_zero_share'][layer].get('grad', 0):.2f}" for k in at_steps) + " |")
     print(f"\nsummary, {data}, seed {seed}, {tag} ({seeds} SR seeds per step)\n")
     print("| model | step | lowest cosine (parameter) | mean cosine | norm ratio, range | BatchNorm running "
-          "statistics, error (mean: in SDs, variance: relative), largest / largest mean over channels | SR zero share, outputs (mean of layers) | SR zero share, "
+          "statistics, error (mean: in SDs, variance: relative), largest / largest mean over channels "
+          "| SR zero share, outputs (mean of layers) | SR zero share, "
           "gradients (mean of layers) | float gradient is round-off: parameters, their largest step / "
           "median step of the others |\n|---|---|---|---|---|---|---|---|---|")
     for name, res in report.items():
@@ -207,8 +208,11 @@ def diagnose(names, data, seed, at_steps, seeds, out, fmt, tag):
             bn = (f"{100 * max(e['largest'] for e in stats):.2f}% / {100 * max(abs(e['mean']) for e in stats):.2f}%"
                   if stats else "-")
             zero = {w: np.mean([v.get(w, 0.0) for v in r["sr_zero_share"].values()]) for w in ("output", "grad")}
-            stray = (f"{len(zero_grad)}, {max(r['params'][p]['step_norm'] for p in zero_grad) / np.median([v['step_norm'] for v in rest.values()]):.3f}"
-                     if zero_grad else "-")
+            if zero_grad:
+                largest = max(r['params'][p]['step_norm'] for p in zero_grad)
+                stray = f"{len(zero_grad)}, {largest / np.median([v['step_norm'] for v in rest.values()]):.3f}"
+            else:
+                stray = "-"
             print(f"| {name} | {k} | {cos[low]:.3f} ({low}) | {np.mean(list(cos.values())):.3f} | {min(ratio):.2f}-"
                   f"{max(ratio):.2f} | {bn} | {zero['output']:.2f} | {zero['grad']:.2f} | {stray} |")
     (out / f"diagnostics-{tag}.json").write_text(json.dumps(report, indent=1))

@@ -21,7 +21,8 @@ if(forbidden)
 endif()
 execute_process(COMMAND ${SIZE} -t ${LIBRARY} OUTPUT_VARIABLE sizes)
 string(REGEX MATCH "([0-9]+)[ \t]+([0-9]+)[ \t]+([0-9]+)[ \t]+[0-9]+[ \t]+[0-9a-f]+[ \t]+\\(TOTALS\\)" row "${sizes}")
-message("runtime library: text+rodata ${CMAKE_MATCH_1} B, data ${CMAKE_MATCH_2} B, bss ${CMAKE_MATCH_3} B (every object; a firmware built with its intedge_ops.h links only its model's ops)")
+message("runtime library: text+rodata ${CMAKE_MATCH_1} B, data ${CMAKE_MATCH_2} B, bss ${CMAKE_MATCH_3} B "
+        "(every object; a firmware built with its intedge_ops.h links only its model's ops)")
 # Budgets in bytes: the sizes docs/mcu.md states (-Os, GCC 12.2) plus about 3.5%, so that growth
 # shows up here before it reaches the docs' figures; a change that grows the code past one
 # updates both.

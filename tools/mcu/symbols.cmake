@@ -12,4 +12,7 @@ function(nm_symbols out text)
   set(${out} ${names} PARENT_SCOPE)
 endfunction()
 
-set(FLOAT_HELPER_REGEX "^__aeabi_(f|d|[iu]?l?2[fd])|^__(add|sub|mul|div|neg|eq|ne|lt|le|gt|ge|unord|cmp)[sdt]f[23]$|^__fix(uns)?[sdt]f|^__float(un)?[sdt]i[sdt]f$|^__(extend|trunc)[sdt]f[sdt]f2$")
+string(CONCAT FLOAT_HELPER_REGEX
+  "^__aeabi_(f|d|[iu]?l?2[fd])"
+  "|^__(add|sub|mul|div|neg|eq|ne|lt|le|gt|ge|unord|cmp)[sdt]f[23]$"
+  "|^__fix(uns)?[sdt]f|^__float(un)?[sdt]i[sdt]f$|^__(extend|trunc)[sdt]f[sdt]f2$")

@@ -10,7 +10,8 @@ set(CMAKE_EXE_LINKER_FLAGS_INIT "--specs=nano.specs --specs=rdimon.specs -Wl,--g
 # ctest runs every test executable on the emulated board; the program's exit status comes back
 # through semihosting.
 if(INTEDGE_QEMU_MACHINE)
-  set(CMAKE_CROSSCOMPILING_EMULATOR qemu-system-arm;-M;${INTEDGE_QEMU_MACHINE};-nographic;-monitor;none;-serial;none;-semihosting-config;enable=on,target=native;-kernel)
+  set(CMAKE_CROSSCOMPILING_EMULATOR qemu-system-arm -M ${INTEDGE_QEMU_MACHINE} -nographic -monitor none -serial none
+      -semihosting-config enable=on,target=native -kernel)
 endif()
 set(INTEDGE_BOARD mps2 CACHE STRING "tools/mcu/board/<name>: startup code and linker scripts")
 if(NOT INTEDGE_BOARD_MEMORY)

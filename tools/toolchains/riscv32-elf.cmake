@@ -11,5 +11,6 @@ set(CMAKE_C_FLAGS_INIT "-march=rv32imac -mabi=ilp32 --specs=picolibc.specs -ffun
 set(CMAKE_EXE_LINKER_FLAGS_INIT "--oslib=semihost --crt0=semihost -Wl,--gc-sections \
 -Wl,--defsym=__flash=0x80000000 -Wl,--defsym=__flash_size=0x400000 \
 -Wl,--defsym=__ram=0x80400000 -Wl,--defsym=__ram_size=0x400000 -Wl,--defsym=__stack_size=0x10000")
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-system-riscv32;-M;virt;-nographic;-monitor;none;-serial;none;-bios;none;-semihosting-config;enable=on,target=native;-kernel)
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-system-riscv32 -M virt -nographic -monitor none -serial none -bios none
+    -semihosting-config enable=on,target=native -kernel)
 set(INTEDGE_BOARD "" CACHE STRING "none: picolibc's start-up and linker script")

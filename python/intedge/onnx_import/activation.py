@@ -33,7 +33,7 @@ def clip(walker, n):
         bounds.append(None if v is None else float(np.asarray(v).reshape(-1)[0]))
     lo, hi = bounds
     if lo is None and hi is None:
-        walker.same_as(n.output[0], n.input[0])
+        walker.same_as(n, n.output[0], n.input[0])
         return
     if lo == 0.0 and hi is None:
         relu(walker, n)

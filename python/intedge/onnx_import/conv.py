@@ -23,7 +23,7 @@ def conv(walker, n):
     except ValueError as exc:
         walker.problem(n, str(exc))
         return
-    if weight.shape[1] * group != cin or weight.shape[0] % group:
+    if group < 1 or weight.shape[1] * group != cin or weight.shape[0] % group:
         walker.problem(n, f"weight {list(weight.shape)} with group {group} does not fit {cin} input channels")
         return
     ho, wo = out_hw((h, wd), kernel, strides, dil, pads)

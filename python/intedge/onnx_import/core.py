@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
+from onnx import checker, numpy_helper
 
 from .. import iem
 from ..errors import IntedgeError
@@ -59,6 +59,25 @@ def import_onnx(model_or_path):
     return Walker(model, source).run()
 
 
+def _check_text(model, source):
+    """Every name the importer reads is text: protobuf hands over the bytes of a string field that
+    is not valid UTF-8, which would otherwise surface deep in the walk."""
+    g = model.graph
+    names = [o.domain for o in model.opset_import] + [v.name for v in (*g.input, *g.output, *g.initializer)]
+    for n in g.node:
+        names += [n.name, n.op_type, n.domain, *n.input, *n.output, *(a.name for a in n.attribute)]
+    if any(isinstance(v, bytes) for v in names):
+        raise IntedgeError(f"{source}: a name in the graph is not valid UTF-8 text; the file is damaged")
+
+
+def _to_array(tensor):
+    """An initializer's values; a tensor whose stored bytes do not fit its shape is damaged."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError) as exc:  # KeyError: an unknown data type
+        raise IntedgeError(f"initializer '{tensor.name}' is malformed ({exc!r}); the file is damaged") from None
+
+
 def _dims(value_info):
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") else None for d in shape.dim]
@@ -82,6 +101,7 @@ class Walker:
     problems and problem_nodes after run()."""
 
     def __init__(self, model, source):
+        _check_text(model, source)
         self.model = model
         self.source = source
         g = model.graph
@@ -115,7 +135,7 @@ class Walker:
         if v in self.consts:
             return self.consts[v]
         if v in self.inits:
-            return numpy_helper.to_array(self.inits[v])
+            return _to_array(self.inits[v])
         return None
 
     def const_input(self, n, i, default=None):
@@ -263,7 +283,7 @@ class Walker:
             return None
         self.param_use[v] = node.name
         # exporters store weights as initializers, or (folded ones) as Constant nodes
-        arr = numpy_helper.to_array(self.inits[src]) if src in self.inits else np.asarray(self.consts[src])
+        arr = _to_array(self.inits[src]) if src in self.inits else np.asarray(self.consts[src])
         if not np.issubdtype(arr.dtype, np.floating):
             self.problem(node, f"weight '{v}' has dtype {arr.dtype}; only float weights train")
             return None
@@ -308,14 +328,30 @@ class Walker:
         self.graph.add_tensor(v, iem.KIND_PARAM, array.shape, array, state=True)
         return v
 
-    def same_as(self, v, other):
-        """v is another name for other: no runtime node (Identity, a Dropout that drops nothing)."""
+    def same_as(self, node, v, other):
+        """v is another name for other: no runtime node (Identity, a Dropout that drops nothing).
+        A value that would stand for itself (Identity nodes in a cycle) is refused."""
+        if self.name(other) == v:
+            self.problem(node, f"'{v}' is computed from itself (the graph has a cycle)")
+            return
         self.alias[v] = self.name(other)
 
     # ---- for handlers: refusing ----------------------------------------------------------------
+    def malformed(self, node):
+        """The reason node breaks its ONNX schema (a required attribute missing, an attribute of
+        the wrong type, too few inputs...), or None. Handlers only ever see well-formed nodes."""
+        ctx = checker.C.CheckerContext()
+        ctx.ir_version = self.model.ir_version
+        ctx.opset_imports = {o.domain: o.version for o in self.model.opset_import}
+        try:
+            checker.check_node(node, ctx)
+        except checker.ValidationError as exc:
+            return str(exc).splitlines()[0]
+        return None
+
     def problem(self, node, reason):
         self.problems.append(f"node '{node.name or '(unnamed)'}' ({node.op_type}): {reason}")
-        self.problem_nodes[node.name or node.output[0]] = reason
+        self.problem_nodes[node.name or next(iter(node.output), node.op_type)] = reason
         self.failed.update(node.output)
 
     def absorb(self, node):
@@ -344,7 +380,12 @@ class Walker:
                 folding.fold(self, n)
         if not unknown:
             for n in g.node:
-                if id(n) in self.absorbed or folding.fold(self, n):
+                if id(n) in self.absorbed:
+                    continue
+                if (reason := self.malformed(n)) is not None:
+                    self.problem(n, f"malformed node: {reason}")
+                    continue
+                if folding.fold(self, n):
                     continue
                 if any(fusion(self, n) for fusion in FUSIONS.get(n.op_type, ())):
                     continue

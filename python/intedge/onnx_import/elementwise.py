@@ -128,4 +128,4 @@ def squeeze_like(walker, n):
 
 @handles("Identity")
 def identity(walker, n):
-    walker.same_as(n.output[0], n.input[0])
+    walker.same_as(n, n.output[0], n.input[0])

@@ -242,7 +242,7 @@ def dropout(walker, n):
     if x is None:
         return
     if ratio <= 0:
-        walker.same_as(n.output[0], x)
+        walker.same_as(n, n.output[0], x)
         return
     if ratio >= 1:
         walker.problem(n, f"ratio {ratio} drops everything")

@@ -27,6 +27,7 @@ def attrs(node):
 
 
 def text(a, name, default):
-    """A string attribute (ONNX stores them as bytes)."""
+    """A string attribute (ONNX stores them as bytes; bytes that are not UTF-8 become U+FFFD, a
+    value no handler accepts)."""
     v = a.get(name, default)
-    return v.decode() if isinstance(v, bytes) else v
+    return v.decode(errors="replace") if isinstance(v, bytes) else v

@@ -5,13 +5,17 @@ from .nodes import text
 
 def window(a, in_hw, kernel, ceil_ok):
     """(strides, dilations, pads [top, left, bottom, right]) of a 2-D Conv or pool node, with
-    auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError."""
+    auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError for a window
+    that is not 2-D or does not fit the input."""
     strides = list(a.get("strides", [1, 1]))
     dil = list(a.get("dilations", [1, 1]))
     pads = list(a.get("pads", [0, 0, 0, 0]))
     auto = text(a, "auto_pad", "NOTSET")
-    if len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
+    if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
         raise ValueError("only 2-D windows are supported")
+    if min(*kernel, *strides, *dil) < 1 or min(pads) < 0:
+        raise ValueError(f"kernel {kernel}, strides {strides} and dilations {dil} must be positive, pads {pads} not "
+                         "negative")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0, 0, 0, 0]
         for ax in range(2):
@@ -35,6 +39,8 @@ def window(a, in_hw, kernel, ceil_ok):
                 if not ceil_ok:
                     raise ValueError("ceil_mode with count_include_pad")
                 pads[ax + 2] += extra
+    if min(out_hw(in_hw, kernel, strides, dil, pads)) < 1:
+        raise ValueError(f"the {kernel[0]}x{kernel[1]} window does not fit the {in_hw[0]}x{in_hw[1]} input")
     return strides, dil, pads
 
 

@@ -32,11 +32,6 @@ static inline void pack4(const int8_t *const r[4], __mmask64 cols, __m512i out[4
     out[3] = _mm512_shuffle_i32x4(t2, t3, 0xDD);
 }
 
-/* a's bytes 4g..4g+3, broadcast and biased by +128. */
-static inline __m512i a_word(const int8_t *row, size_t g, size_t kb) {
-    return _mm512_xor_si512(_mm512_set1_epi32((int32_t)ie_a_word(row, g, kb)), _mm512_set1_epi8((char)0x80));
-}
-
 /* ROWS rows of a (stride lda) against one packed column block; c gets (or adds) the results. */
 static inline __attribute__((always_inline)) void rows_block(const int8_t *a, size_t lda, size_t kb, size_t groups,
                                                              const __m512i (*pack)[4], const __m512i comp[4],

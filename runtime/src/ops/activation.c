@@ -146,7 +146,10 @@ static ie_status act_check(const ie_model *m, const ie_node_desc *nd, char *err,
     (void)errlen;
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
     if (x->kind == IE_KIND_PARAM || x->numel != y->numel) { ie_set_err(err, "input and output must match"); return IE_ERR_FORMAT; }
-    if (nd->attrs[0] < 0 || nd->attrs[0] >= ACT_COUNT) { ie_set_err(err, "unknown activation %" PRId32, nd->attrs[0]); return IE_ERR_FORMAT; }
+    if (nd->attrs[0] < 0 || nd->attrs[0] >= ACT_COUNT) {
+        ie_set_err(err, "unknown activation %" PRId32, nd->attrs[0]);
+        return IE_ERR_FORMAT;
+    }
     if (nd->attrs[2] < -100 || nd->attrs[2] > 100 || nd->attrs[4] < -100 || nd->attrs[4] > 100) {
         ie_set_err(err, "parameter exponent out of range");
         return IE_ERR_FORMAT;

@@ -35,7 +35,17 @@ static void inside(int64_t off, uint32_t stride, uint32_t in, uint32_t out, size
 /* Walks the kernel taps (c, i, j) = row r of col: the rows [oh0, oh1) and columns [ow0, ow1) of
  * the output whose input pixel lies inside, and the input offset of output (0, 0) (which may lie
  * in the padding: only in-range outputs add it). */
-#define FOR_TAPS(g, BODY)                                                                                  for (uint32_t c_ = 0, r = 0; c_ < (g)->cin_g; c_++)                                                         for (uint32_t i_ = 0; i_ < (g)->kh; i_++)                                                                   for (uint32_t j_ = 0; j_ < (g)->kw; j_++, r++) {                                                            int64_t offh_ = (int64_t)i_ * (g)->dh - (g)->pt, offw_ = (int64_t)j_ * (g)->dw - (g)->pl;                 size_t oh0, oh1, ow0, ow1;                                                                              inside(offh_, (g)->sh, (g)->h, (g)->ho, &oh0, &oh1);                                                    inside(offw_, (g)->sw, (g)->w, (g)->wo, &ow0, &ow1);                                                    int64_t base = ((int64_t)c_ * (g)->h + offh_) * (g)->w + offw_;                                         BODY                                                                                                }
+#define FOR_TAPS(g, BODY)                                                                                              \
+    for (uint32_t c_ = 0, r = 0; c_ < (g)->cin_g; c_++)                                                                \
+        for (uint32_t i_ = 0; i_ < (g)->kh; i_++)                                                                      \
+            for (uint32_t j_ = 0; j_ < (g)->kw; j_++, r++) {                                                           \
+                int64_t offh_ = (int64_t)i_ * (g)->dh - (g)->pt, offw_ = (int64_t)j_ * (g)->dw - (g)->pl;              \
+                size_t oh0, oh1, ow0, ow1;                                                                             \
+                inside(offh_, (g)->sh, (g)->h, (g)->ho, &oh0, &oh1);                                                   \
+                inside(offw_, (g)->sw, (g)->w, (g)->wo, &ow0, &ow1);                                                   \
+                int64_t base = ((int64_t)c_ * (g)->h + offh_) * (g)->w + offw_;                                        \
+                BODY                                                                                                   \
+            }
 
 /* Input pixel of output (oh, ow) for the tap whose (0, 0) offset is base. */
 #define TAP_AT(g, base, oh, ow) ((size_t)((base) + (int64_t)((oh) * (g)->sh) * (g)->w + (int64_t)((ow) * (g)->sw)))
@@ -699,7 +709,8 @@ ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint
     }
     uint32_t eh = out_size(h, kh, sh, dh, pt, pb), ew = out_size(w, kw, sw, dw, pl, pr);
     if (eh != ho || ew != wo) {
-        ie_set_err(err, "a %" PRIu32 "x%" PRIu32 " input gives %" PRIu32 "x%" PRIu32 " outputs, not %" PRIu32 "x%" PRIu32, h, w, eh, ew, ho, wo);
+        ie_set_err(err, "a %" PRIu32 "x%" PRIu32 " input gives %" PRIu32 "x%" PRIu32 " outputs, not %" PRIu32
+                        "x%" PRIu32, h, w, eh, ew, ho, wo);
         return IE_ERR_FORMAT;
     }
     return IE_OK;
@@ -723,8 +734,10 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
         return IE_ERR_FORMAT;
     }
     if (w->dims[0] != g.cout || w->dims[1] != g.cin_g || w->dims[2] != g.kh || w->dims[3] != g.kw) {
-        ie_set_err(err, "weight [%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 "] does not fit %" PRIu32 "->%" PRIu32 " channels, group %" PRIu32 ", kernel %" PRIu32 "x%" PRIu32, w->dims[0],
-                   w->dims[1], w->dims[2], w->dims[3], g.cin, g.cout, g.group, g.kh, g.kw);
+        ie_set_err(err,
+                   "weight [%" PRIu32 ",%" PRIu32 ",%" PRIu32 ",%" PRIu32 "] does not fit %" PRIu32 "->%" PRIu32
+                   " channels, group %" PRIu32 ", kernel %" PRIu32 "x%" PRIu32,
+                   w->dims[0], w->dims[1], w->dims[2], w->dims[3], g.cin, g.cout, g.group, g.kh, g.kw);
         return IE_ERR_FORMAT;
     }
     if ((uint64_t)g.cin_g * g.kh * g.kw > IE_MAX_REDUCTION || (uint64_t)(g.cout / g.group) * g.kh * g.kw > IE_MAX_REDUCTION) {
@@ -733,7 +746,10 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
     }
     if (nd->n_in > 2) {
         const ie_tensor_desc *b = &m->tensors[nd->in[2]];
-        if (b->kind != IE_KIND_PARAM || b->numel != g.cout) { ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", g.cout); return IE_ERR_FORMAT; }
+        if (b->kind != IE_KIND_PARAM || b->numel != g.cout) {
+            ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", g.cout);
+            return IE_ERR_FORMAT;
+        }
     }
     return ie_window_check(g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.ho, g.wo, err);
 }
@@ -805,7 +821,8 @@ static void conv_forward(ie_session *s, uint32_t node) {
 static void conv_backward(ie_session *s, uint32_t node) {
     conv_node c = conv_open(s, node);
     if (c.x->requires_grad)
-        c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL], c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
+        c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL],
+                                 c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
     if (c.pw->trainable) {
         ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART], c.pw->grad);

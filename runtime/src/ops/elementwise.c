@@ -9,7 +9,10 @@ static ie_status same_numel_check(const ie_model *m, const ie_node_desc *nd, cha
     (void)errlen;
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
     if (x->kind == IE_KIND_PARAM) { ie_set_err(err, "the input must not be a parameter"); return IE_ERR_FORMAT; }
-    if (x->numel != y->numel) { ie_set_err(err, "%" PRIu32 " input elements but %" PRIu32 " output elements", x->numel, y->numel); return IE_ERR_FORMAT; }
+    if (x->numel != y->numel) {
+        ie_set_err(err, "%" PRIu32 " input elements but %" PRIu32 " output elements", x->numel, y->numel);
+        return IE_ERR_FORMAT;
+    }
     return IE_OK;
 }
 

@@ -44,18 +44,23 @@ static ie_status gemm_check(const ie_model *m, const ie_node_desc *nd, char *err
     }
     uint32_t k = x->numel / rows, mo = y->numel / rows;
     if (rows > 1 && (x->dims[x->rank - 1] != k || y->dims[y->rank - 1] != mo)) {
-        ie_set_err(err, "with %" PRIu32 " rows per sample the last axes must hold the %" PRIu32 " inputs and %" PRIu32 " outputs", rows, k, mo);
+        ie_set_err(err, "with %" PRIu32 " rows per sample the last axes must hold the %" PRIu32 " inputs and %"
+                        PRIu32 " outputs", rows, k, mo);
         return IE_ERR_FORMAT;
     }
     uint32_t wm = nd->attrs[0] ? w->dims[0] : w->dims[1], wk = nd->attrs[0] ? w->dims[1] : w->dims[0];
     if (wk != k || wm != mo) {
-        ie_set_err(err, "weight [%" PRIu32 ",%" PRIu32 "] does not map %" PRIu32 " inputs to %" PRIu32 " outputs", w->dims[0], w->dims[1], k, mo);
+        ie_set_err(err, "weight [%" PRIu32 ",%" PRIu32 "] does not map %" PRIu32 " inputs to %" PRIu32 " outputs",
+                   w->dims[0], w->dims[1], k, mo);
         return IE_ERR_FORMAT;
     }
     if (k > IE_MAX_REDUCTION || mo > IE_MAX_REDUCTION) { ie_set_err(err, "more than 2^17 features"); return IE_ERR_UNSUPPORTED; }
     if (nd->n_in > 2) {
         const ie_tensor_desc *b = &m->tensors[nd->in[2]];
-        if (b->kind != IE_KIND_PARAM || b->numel != mo) { ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", mo); return IE_ERR_FORMAT; }
+        if (b->kind != IE_KIND_PARAM || b->numel != mo) {
+            ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", mo);
+            return IE_ERR_FORMAT;
+        }
     }
     return IE_OK;
 }

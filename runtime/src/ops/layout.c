@@ -37,7 +37,10 @@ static ie_status concat_check(const ie_model *m, const ie_node_desc *nd, char *e
         const ie_tensor_desc *x = &m->tensors[nd->in[k]];
         if (x->rank != y->rank) { ie_set_err(err, "inputs must have the output's rank"); return IE_ERR_FORMAT; }
         for (uint32_t d = 0; d < y->rank; d++)
-            if (d != axis && x->dims[d] != y->dims[d]) { ie_set_err(err, "input %" PRIu32 "'s shape does not fit", k); return IE_ERR_FORMAT; }
+            if (d != axis && x->dims[d] != y->dims[d]) {
+                ie_set_err(err, "input %" PRIu32 "'s shape does not fit", k);
+                return IE_ERR_FORMAT;
+            }
         total += x->dims[axis];
     }
     if (total != y->dims[axis]) { ie_set_err(err, "inputs do not add up to the output along the axis"); return IE_ERR_FORMAT; }

@@ -75,8 +75,14 @@ static size_t operand_matrix(const mm_shape *g, int x, size_t j) {
 static ie_status matmul_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
     (void)errlen;
     const ie_tensor_desc *a = &m->tensors[nd->in[0]], *b = &m->tensors[nd->in[1]], *y = &m->tensors[nd->out[0]];
-    if (a->kind == IE_KIND_PARAM || b->kind == IE_KIND_PARAM) { ie_set_err(err, "both inputs must be activations (a weight is a Gemm)"); return IE_ERR_FORMAT; }
-    if ((nd->attrs[0] != 0 && nd->attrs[0] != 1) || (nd->attrs[1] != 0 && nd->attrs[1] != 1)) { ie_set_err(err, "attributes trans_a and trans_b must be 0 or 1"); return IE_ERR_FORMAT; }
+    if (a->kind == IE_KIND_PARAM || b->kind == IE_KIND_PARAM) {
+        ie_set_err(err, "both inputs must be activations (a weight is a Gemm)");
+        return IE_ERR_FORMAT;
+    }
+    if ((nd->attrs[0] != 0 && nd->attrs[0] != 1) || (nd->attrs[1] != 0 && nd->attrs[1] != 1)) {
+        ie_set_err(err, "attributes trans_a and trans_b must be 0 or 1");
+        return IE_ERR_FORMAT;
+    }
     if (a->rank < 2 || b->rank < 2 || y->rank != (a->rank > b->rank ? a->rank : b->rank)) {
         ie_set_err(err, "the inputs must be matrices (rank >= 2) and the output of the larger rank");
         return IE_ERR_FORMAT;
@@ -98,7 +104,10 @@ static ie_status matmul_check(const ie_model *m, const ie_node_desc *nd, char *e
         uint32_t want = 1;
         for (int x = 0; x < 2; x++) {
             uint32_t off = y->rank - in[x]->rank, xd = d >= off ? in[x]->dims[d - off] : 1;
-            if (xd != 1 && xd != y->dims[d] && y->dims[d] != 1) { ie_set_err(err, "input %d does not broadcast to the output", x); return IE_ERR_FORMAT; }
+            if (xd != 1 && xd != y->dims[d] && y->dims[d] != 1) {
+                ie_set_err(err, "input %d does not broadcast to the output", x);
+                return IE_ERR_FORMAT;
+            }
             want = xd > want ? xd : want;
         }
         if (want != y->dims[d]) { ie_set_err(err, "the output's leading axes are not the inputs' broadcast shape"); return IE_ERR_FORMAT; }

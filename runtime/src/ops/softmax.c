@@ -62,7 +62,8 @@ static ie_status sm_check(const ie_model *m, const ie_node_desc *nd, char *err, 
     const ie_tensor_desc *mk = &m->tensors[nd->in[1]];
     if (mk->kind == IE_KIND_PARAM && !mk->state) { ie_set_err(err, "a constant mask must be marked as state"); return IE_ERR_FORMAT; }
     if (nd->attrs[1] < 0 || (uint32_t)nd->attrs[1] + mk->rank > x->rank) {
-        ie_set_err(err, "the mask's %u axes do not fit from axis %" PRId32 " of the input's %u", (unsigned)mk->rank, nd->attrs[1], (unsigned)x->rank);
+        ie_set_err(err, "the mask's %u axes do not fit from axis %" PRId32 " of the input's %u", (unsigned)mk->rank,
+                   nd->attrs[1], (unsigned)x->rank);
         return IE_ERR_FORMAT;
     }
     for (uint32_t j = 0; j < mk->rank; j++)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of the C loaders: builds the libFuzzer harnesses (clang, ASan, UBSan),
+# makes the seed corpus from the tests' models, and runs each harness for SECONDS (default 60).
+# Any crash, sanitizer report, leak or hang fails the run and leaves its input in build/fuzz/
+# (crash-*, timeout-*, leak-*, oom-*): turn it into a regression test (a case in tests/c/test_model.c or tests/c/test_state.c).
+# Usage: tools/fuzz/run.sh [SECONDS] [extra libFuzzer options]   (needs the installed package)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-60}
+shift || true
+build=build/fuzz
+
+if ! command -v clang >/dev/null; then
+  echo "skipped: libFuzzer needs clang (apt-get install clang)"
+  exit 0
+fi
+CC=clang cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINTEDGE_FUZZ=ON \
+  -DINTEDGE_BUILD_TESTS=OFF >/dev/null
+cmake --build "$build" -j 2 --target fuzz_model fuzz_state >/dev/null
+python tools/fuzz/make_seeds.py "$build/seeds"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export INTEDGE_FUZZ_MODEL="$PWD/$build/seeds/state_model.iem"
+for harness in model state; do
+  corpus="$build/corpus/$harness"
+  mkdir -p "$corpus"
+  log="$build/fuzz_$harness.log"
+  # -timeout: one input may take 10 s (a large valid model trains a step); -rss_limit_mb bounds memory
+  if ! (cd "$build" && "./fuzz_$harness" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 "$@" "corpus/$harness" "seeds/$harness") >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz_$harness FAILED: see $log and the crash-* file in $build/" >&2
+    exit 1
+  fi
+  execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
+  cov=$(grep -E '^#[0-9]+.*(DONE|pulse|REDUCE|NEW)' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
+  edges=$(grep -oE '\(([0-9]+) inline 8-bit counters\)' "$log" | grep -oE '[0-9]+' | head -1)
+  echo "fuzz_$harness: $execs runs in $seconds s, $cov (of $edges instrumented edges), corpus $(ls "$corpus" | wc -l) inputs, 0 crashes"
+done
