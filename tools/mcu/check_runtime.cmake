@@ -26,12 +26,12 @@ message("runtime library: text+rodata ${CMAKE_MATCH_1} B, data ${CMAKE_MATCH_2} 
 # Budgets in bytes: the sizes docs/mcu.md states (-Os, GCC 12.2) plus about 3.5%, so that growth
 # shows up here before it reaches the docs' figures; a change that grows the code past one
 # updates both.
-set(code_budget_cortex-m0 79800)   # 77.1 KB
-set(code_budget_cortex-m3 79700)   # 77.0 KB
-set(code_budget_cortex-m4 81300)   # 78.5 KB
-set(code_budget_cortex-m7 81300)   # 78.5 KB
-set(code_budget_cortex-m33 81100)  # 78.4 KB
-set(code_budget_riscv32 95100)     # 91.9 KB
+set(code_budget_cortex-m0 83800)   # 80.9 KB
+set(code_budget_cortex-m3 83500)   # 80.6 KB
+set(code_budget_cortex-m4 85100)   # 82.2 KB
+set(code_budget_cortex-m7 85100)   # 82.2 KB
+set(code_budget_cortex-m33 84900)  # 82.0 KB
+set(code_budget_riscv32 99500)     # 96.1 KB
 if(NOT DEFINED code_budget_${TARGET})
   message(FATAL_ERROR "no code budget for target '${TARGET}' (pass -DTARGET=<one of tools/mcu/check_runtime.cmake's>)")
 endif()
