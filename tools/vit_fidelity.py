@@ -1,4 +1,4 @@
-"""Issue 12's ViT fidelity study: the ViT of tests/python/torch_models.py trained on builtin:mnist-5k
+"""Issue 12's ViT fidelity study: the ViT of models/torch_models.py trained on builtin:mnist-5k
 with AdamW, in integers through the importer and in float32 PyTorch, from the same initial weights,
 on the same batches in the same order, printing each epoch's training loss and validation
 accuracy side by side (the target: within 1.5 points of val accuracy at 5 epochs).
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "python"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
 import intedge  # noqa: E402
 from torch_models import ViT, distinct_weights, export, mnist  # noqa: E402
 
