@@ -11,13 +11,13 @@ from intedge.runtime import Model, Session
 
 
 class Harness:
-    def __init__(self, graph, batch, *, lr=0.0, seed=0, kernels=None, threads=1, trainable=None):
+    def __init__(self, graph, batch, *, lr=0.0, seed=0, kernels=None, threads=1, trainable=None, number_format=None):
         self.graph = graph
         self.batch = batch
         self.n = 0  # samples of the last step
         self.model = Model(iem.serialize(graph))
         self.session = Session(self.model, batch_size=batch, lr=lr, seed=seed, kernels=kernels, threads=threads,
-                               trainable=trainable, keep_tensors=True)
+                               trainable=trainable, keep_tensors=True, number_format=number_format)
 
     def step(self, x, dy_q, dy_e):
         """A training step (forward, backward from output gradient dy_q * 2^dy_e, optimizer). x is

@@ -64,7 +64,7 @@ def matmul_add_bias(walker, n):
     walker.absorb(add)
     linear(walker, n, n.input[0], n.input[1], bias, 0)
     if walker.onnx_dims(n.output[0]) is not None:  # later nodes read the Add's output
-        walker.same_as(add.output[0], n.output[0])
+        walker.same_as(add, add.output[0], n.output[0])
     else:  # the MatMul's problem covers the Add: its readers stay quiet
         walker.failed.update(add.output)
     return True

@@ -152,7 +152,7 @@ def expand(walker, n):
         dims = walker.onnx_dims(n.input[0])
         if dims is not None and len(target) <= len(dims) and all(
                 t in (1, d) or views.split_batch(t) == views.split_batch(d) for t, d in zip(target[::-1], dims[::-1])):
-            walker.same_as(n.output[0], n.input[0])
+            walker.same_as(n, n.output[0], n.input[0])
             return
         walker.problem(n, "only a weight expanded over the batch, or an activation to its own shape, is supported")
         return
