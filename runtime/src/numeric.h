@@ -394,7 +394,7 @@ IE_INLINE int32_t ie_adam_quotient(const ie_adam_dir *c, uint64_t d, int64_t dex
     int64_t rsh = sh > 32 ? (sh > 62 ? 30 : sh - 32) : 0, lsh = sh < 32 ? (sh < 0 ? 32 : 32 - sh) : 0;
     int64_t s32 = sh > 32 ? 32 : (sh < 0 ? 0 : sh);
     uint64_t q = ((ie_mul32(am, r) >> rsh) + ((uint64_t)draw >> lsh)) >> s32;
-    q = saturate & (am != 0) ? c->clamp : (q > c->clamp ? c->clamp : q);
+    q = (saturate & (am != 0)) ? c->clamp : (q > c->clamp ? c->clamp : q);
     return m < 0 ? -(int32_t)q : (int32_t)q;
 }
 
