@@ -88,8 +88,8 @@ typedef enum ie_rounding {
 typedef struct ie_model ie_model;
 typedef struct ie_session ie_session;
 
-/* A graph input. Float inputs take the config's input format (the first input) or float32 bits;
- * integer inputs (ids != 0: token ids, attention masks) take int32 values. */
+/* A graph input. Data inputs take the config's input format (the first input) or IEEE-754
+ * binary32 bit patterns (uint32); integer inputs (ids != 0: token ids, attention masks) take int32 values. */
 typedef struct ie_input_info {
     const char *name; /* borrowed from the model buffer; NUL-terminated */
     uint32_t rank;
@@ -242,8 +242,8 @@ IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const void *x,
                                  ie_step_stats *stats);
 
 /* The same for models with several graph inputs: inputs[i] holds n samples of graph input i
- * (ie_model_input_info): float data in the config's input format for input 0 and as float32
- * bits for the others, int32 values for integer inputs. The single-input calls equal these with
+ * (ie_model_input_info): data in the config's input format for input 0 and as binary32 bit
+ * patterns (uint32) for the others, int32 values for integer inputs. The single-input calls equal these with
  * inputs = &x. An integer outside what its Embedding table holds is IE_ERR_VALUE. */
 IE_API ie_status ie_session_step_inputs(ie_session *session, uint32_t n, const void *const *inputs,
                                         const int32_t *labels, const uint32_t *targets, ie_step_stats *stats);

@@ -59,7 +59,7 @@ typedef struct ie_tensor_desc {
     uint8_t kind;
     uint8_t rank;
     uint8_t state;       /* a parameter its op updates (running statistics); never trained */
-    uint8_t ids;         /* an input of int32 integers (token ids, masks), not float data */
+    uint8_t ids;         /* an input of int32 integers (token ids, masks), not IEEE-754 bits */
     uint32_t dims[IE_MAX_RANK]; /* per-sample for inputs and activations; full for parameters */
     uint32_t numel;
     const char *name;

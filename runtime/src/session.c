@@ -290,7 +290,7 @@ static void load_input_u8(ie_session *s, uint32_t n, const uint8_t *x) {
     in->e = s->cfg.input_scale_e - 8 + sh;
 }
 
-/* Maps a float input batch (float32 bits) to int8 with one exponent. */
+/* Maps an input batch of binary32 bit patterns to int8 with one exponent. */
 static ie_status load_input_f32(ie_session *s, uint32_t t, uint32_t stream, uint32_t n, const uint32_t *x) {
     ie_value *in = &s->values[t];
     uint32_t numel = s->model->tensors[t].numel;
