@@ -301,19 +301,16 @@ def fit_inputs(x, infos, what="x"):
         raise IntedgeError(f"{what}: the model takes inputs {', '.join(names)}; "
                            + (f"missing {', '.join(missing)}" if missing else "")
                            + ("; " if missing and extra else "") + (f"unknown {', '.join(extra)}" if extra else ""))
+    from .runtime import input_rows
+
     arrays = {}
     for info in infos:
         a = np.asarray(x[info.name])
-        if info.ids:
-            if a.dtype.kind not in "iub":
-                raise IntedgeError(f"{what}: input {info.name!r} takes integers (token ids or a mask), got {a.dtype}")
-            per = int(np.prod(a.shape[1:])) if a.ndim > 1 else 1
-            if per != info.numel:
-                raise IntedgeError(f"{what}: each sample of input {info.name!r} has {per} values {list(a.shape[1:])}; "
-                                   f"the model takes {list(info.shape)} = {info.numel}")
-            arrays[info.name] = np.ascontiguousarray(a.reshape(len(a), info.numel).astype(np.int64))
-        else:
-            arrays[info.name] = fit_samples(a.astype(np.float32), info.shape, f"{what} input {info.name!r}")
+        try:  # integer inputs once here in the runtime's int32 rows, so batches need no conversion
+            arrays[info.name] = (input_rows(info, a) if info.ids
+                                 else fit_samples(a.astype(np.float32), info.shape, f"input {info.name!r}"))
+        except IntedgeError as exc:
+            raise IntedgeError(f"{what}: {exc}") from None
     return Inputs(arrays)
 
 

@@ -45,6 +45,28 @@ def _f32_bits(x):
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32)).view(np.uint32)
 
 
+def input_rows(info, x, u8=False):
+    """Samples of graph input `info` as the runtime reads them, one row each: int32 integers for an
+    integer input (values int32 cannot hold are refused, not wrapped), uint8 pixels for a u8
+    first input, else float32 bits. Each row must hold the input's size."""
+    name = f" '{info.name}'"
+    if info.ids:
+        a = np.asarray(x)
+        if a.dtype.kind not in "iub":
+            raise IntedgeError(f"input{name} takes integers (token ids or a mask), not {a.dtype}")
+        if a.size and (a.min() < -2**31 or a.max() >= 2**31):
+            raise IntedgeError(f"input{name} holds {a.max() if a.max() >= 2**31 else a.min()}, beyond int32")
+        a = np.ascontiguousarray(a, dtype=np.int32).reshape(len(a), -1)
+    elif u8:
+        a = np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), -1)
+    else:
+        a = _f32_bits(x).reshape(len(x), -1)
+    if a.shape[1] != info.numel:
+        raise IntedgeError(f"each sample has {a.shape[1]} values; the model input{name} takes {list(info.shape)} "
+                           f"= {info.numel}")
+    return a
+
+
 def _text(chars):
     """A C string from the runtime. Messages may quote names from a damaged file, so bytes that
     are not UTF-8 are replaced rather than raised on."""
@@ -252,18 +274,8 @@ class Session:
     def _one_input(self, info, x, n):
         """One input's batch as the runtime reads it: uint8 pixels (the first input of a u8
         session), int32 integers, or float32 bits."""
-        if info.ids:
-            a = np.asarray(x)
-            if not np.issubdtype(a.dtype, np.integer):
-                raise IntedgeError(f"input '{info.name}' takes integers (token ids or a mask), not {a.dtype}")
-            a = np.ascontiguousarray(a, dtype=np.int32).reshape(len(a), -1)
-        elif info.index == 0 and self.input_u8:
-            a = np.ascontiguousarray(x, dtype=np.uint8).reshape(len(x), -1)
-        else:
-            a = _f32_bits(x).reshape(len(x), -1)
-        name = "" if len(self.model.inputs) == 1 else f" '{info.name}'"
-        if a.shape[1] != info.numel:
-            raise IntedgeError(f"each sample has {a.shape[1]} values; the model input{name} takes {info.numel}")
+        a = input_rows(info, x, info.index == 0 and self.input_u8)
+        name = f" '{info.name}'"
         if len(a) != n:
             raise IntedgeError(f"the model input{name} has {len(a)} samples; the first input has {n}")
         return a

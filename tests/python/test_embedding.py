@@ -216,5 +216,7 @@ def test_trainer_takes_several_integer_inputs_by_name(rng):
         tr.evaluate({"input_ids": xv["input_ids"]}, yv)
     with pytest.raises(IntedgeError, match="'input_ids' takes integers"):
         tr.evaluate({**xv, "input_ids": xv["input_ids"].astype(np.float32)}, yv)
+    with pytest.raises(IntedgeError, match=r"input_ids. holds 858993\d{4}, beyond int32"):  # not wrapped
+        tr.evaluate({**xv, "input_ids": xv["input_ids"] + 2**33 * (np.arange(t) == 0)}, yv)
     with pytest.raises(IntedgeError, match="different numbers of samples"):
         tr.evaluate({**xv, "attention_mask": xv["attention_mask"][:5]}, yv)
