@@ -15,12 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import median_ms as _median_ms_spread  # tools/bench/bench.py, beside this file
-
-
-def median_ms(step, reps):
-    """The median step time in ms (bench.py's median_ms also gives the min and max)."""
-    return _median_ms_spread(step, reps=reps)[0]
+from bench import median_ms  # tools/bench/bench.py, beside this file: (median, min, max) in ms
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,9 +59,9 @@ def bench_intedge(batch, heads, tokens, dim, threads):
     def run(backward, which=nodes):
         for i in which:
             assert lib.ie_test_run_node(h.session._h, i, backward) == lib.IE_OK
-    per_node = {f"{g.nodes[i].name} {part}": median_ms(lambda: run(b, [i]), reps=21)
+    per_node = {f"{g.nodes[i].name} {part}": median_ms(lambda: run(b, [i]), reps=21)[0]
                 for i in nodes for b, part in ((0, "forward"), (1, "backward"))}
-    return {"forward_ms": median_ms(lambda: run(0), reps=21), "backward_ms": median_ms(lambda: run(1), reps=21),
+    return {"forward_ms": median_ms(lambda: run(0), reps=21)[0], "backward_ms": median_ms(lambda: run(1), reps=21)[0],
             "kernels": h.session.kernels, "per_node_ms": per_node}
 
 
@@ -81,8 +76,8 @@ def bench_torch(batch, heads, tokens, dim, threads):
 
     def step():
         forward().backward(grad)
-    fwd = median_ms(forward, reps=21)  # recording the graph for backward, as in training
-    full = median_ms(step, reps=21)
+    fwd = median_ms(forward, reps=21)[0]  # recording the graph for backward, as in training
+    full = median_ms(step, reps=21)[0]
     return {"forward_ms": fwd, "backward_ms": full - fwd}
 
 
