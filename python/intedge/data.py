@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import IntedgeError
 
-BUILTINS = ("builtin:digits", "builtin:mnist-5k")
+BUILTINS = ("builtin:digits", "builtin:mnist-5k", "builtin:mnist-seg")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -230,6 +230,10 @@ def _load(spec, seed, input_shape, val_split, label_column, on_bad_image):
         return load_digits_dataset(seed, val_split)
     if spec == "builtin:mnist-5k":
         return load_mnist_5k(seed)
+    if spec == "builtin:mnist-seg":
+        from .scenes import load_mnist_seg
+
+        return load_mnist_seg(input_shape, seed)
     if spec.startswith("builtin:"):
         raise IntedgeError(f"unknown dataset {spec}; builtins are: {', '.join(BUILTINS)}")
     p = Path(spec)
