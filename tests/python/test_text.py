@@ -316,3 +316,16 @@ def test_cli_text_errors(corpus, tmp_path, case, needle):
     assert_user_error(res, needle)
     if case == "rows":
         assert "embedding table has 50 rows; use a tokenizer with at most 50 tokens" in res.stderr
+
+
+def test_a_step_touches_exactly_the_rows_of_the_ids_at_the_ends_of_a_bitmap_word(tmp_path):
+    """Ids 63 and 127 sit at bit 63 of the backward's row bitmap; the scan once shifted by 64 there
+    (undefined) and wrote past its scratch: a segfault at the first step of any real vocabulary."""
+    from intedge.runtime import Model, Session
+    model = intedge.import_onnx(export_text_model(tmp_path / "m.onnx", 130, seq_len=4))
+    s = Session(Model(model.iem), batch_size=2, lr=0.5)
+    before = s.state_dict()
+    s.step(np.array([[63, 127, 1, 2], [63, 64, 0, 129]]), labels=np.array([0, 1], np.int32))
+    name = next(k for k, v in before.items() if v.shape == (130, 16))
+    moved = np.flatnonzero(np.abs(s.state_dict()[name] - before[name]).max(1) > 0)
+    assert moved.tolist() == [0, 1, 2, 63, 64, 127, 129]
