@@ -14,6 +14,7 @@ TRAIN_EXAMPLES = """examples:
   intedge train lenet.onnx photos/ --normalize auto --augment crop,flip --checkpoint-every 100
   intedge train lenet.onnx photos/ --resume runs/train-3          # continue after a power cut
   intedge train vit.onnx builtin:mnist-5k --optimizer adamw --lr 1e-3 --weight-decay 0.01
+  intedge train encoder.onnx reviews.csv --text-column text --label-column label --tokenizer tokenizer.json
 """
 EVAL_EXAMPLES = """examples:
   intedge eval runs/train-1/model.onnx builtin:digits
@@ -125,6 +126,11 @@ def _data_options(p):
     p.add_argument("--val-split", type=_fraction, default=0.2,
                    help="fraction of train used for validation when DATA has none (default 0.2)")
     p.add_argument("--label-column", default=None, help="the label column of a .csv")
+    p.add_argument("--text-column", default=None,
+                   help="a .csv column of text, tokenized with --tokenizer for a text model's integer inputs")
+    p.add_argument("--tokenizer", default=None, metavar="tokenizer.json",
+                   help="a Hugging Face tokenizers file; text is padded or truncated to the model's sequence length "
+                        "(needs: pip install 'intedge[text]')")
     p.add_argument("--on-bad-image", choices=("skip", "fail"), default="skip",
                    help="a corrupt image is skipped with a warning (default) or stops the run")
     p.add_argument("--task", choices=("classify", "segment"), default=None,
@@ -144,7 +150,8 @@ def build_parser():
     t.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to train")
     t.add_argument("data", metavar="DATA",
                    help="an image folder (train/<class>/*.png, optional val/), a .npz (x_train, y_train[, x_val, "
-                        "y_val]), a .csv, or builtin:digits, builtin:mnist-5k, builtin:mnist-seg (MNIST digit scenes)")
+                        "y_val]; or input_ids, labels for a text model), a .csv, or builtin:digits, builtin:mnist-5k, "
+                        "builtin:mnist-seg (MNIST digit scenes)")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=_non_negative_float, default=None,
@@ -284,7 +291,18 @@ def _load_data_for(model, spec, args, seed):
     from .data import load_data
 
     return load_data(spec, seed=seed, input_shape=model.input_shape, val_split=args.val_split,
-                     label_column=args.label_column, on_bad_image=args.on_bad_image, task=args.task)
+                     label_column=args.label_column, on_bad_image=args.on_bad_image, task=args.task,
+                     text_column=args.text_column, tokenizer=args.tokenizer, model=model)
+
+
+def _import_for(args):
+    """The model, refused early when text data is given and its ids have no fixed length."""
+    from .onnx_import import import_onnx, load_onnx
+    from .text import check_sequence_length
+
+    if args.text_column or args.tokenizer or str(args.data).lower().endswith(".npz"):
+        check_sequence_length(load_onnx(args.model), args.model)
+    return import_onnx(args.model)
 
 
 def _loss_for(ds, loss):
@@ -326,7 +344,6 @@ def _resume(args):
 
 
 def cmd_train(args):
-    from .onnx_import import import_onnx
     from .report import plot_curves, summary_table
     from .trainer import Trainer
 
@@ -334,14 +351,14 @@ def cmd_train(args):
         trainer, cfg = _resume(args)
         out = _prepare_output(args.output_dir)
         data_cfg = cfg["data"]
-        for k in ("val_split", "label_column", "on_bad_image"):
-            setattr(args, k, data_cfg[k])
+        for k in ("val_split", "label_column", "on_bad_image", "text_column", "tokenizer"):
+            setattr(args, k, data_cfg.get(k))
         args.task = data_cfg.get("task")
         ds = _load_data_for(trainer.model, args.data, args, cfg["seed"])
     else:
         out = _prepare_output(args.output_dir or _next_run_dir())
         optimizer, lr, betas, eps = optimizer_settings(args)
-        model = import_onnx(args.model)
+        model = _import_for(args)
         ds = _load_data_for(model, args.data, args, args.seed)
         fmt, mapping = _input_settings(model, ds, args.normalize)
         if args.augment and (len(model.input_shape) != 3 or not ds.is_uint8):
@@ -357,7 +374,7 @@ def cmd_train(args):
                           sgd_bits=args.sgd_bits)
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image,
-                                  "task": ds.task}
+                                  "task": ds.task, "text_column": args.text_column, "tokenizer": args.tokenizer}
     metrics_path = out / "metrics.jsonl"
     # on resume the file is rewritten from the checkpoint, so it never holds epochs that were undone
     _write_metrics(metrics_path, trainer.history, "w")
@@ -391,9 +408,8 @@ def cmd_eval(args):
     import numpy as np
 
     from . import checkpoint as ckpt
-    from .data import InputMapping
+    from .data import InputMapping, concat
     from .export import read_metadata
-    from .onnx_import import import_onnx
     from .report import evaluation_report, format_report
     from .trainer import Trainer
 
@@ -404,7 +420,7 @@ def cmd_eval(args):
         trainer = Trainer.from_checkpoint(ck, batch_size=args.batch_size)
         model, names, seed = trainer.model, trainer.class_names, ck.meta["config"]["seed"]
     else:
-        model = import_onnx(args.model)
+        model = _import_for(args)
         names, mapping = read_metadata(model.onnx_model)
         seed = 0
     ds = _load_data_for(model, args.data, args, args.seed if args.seed is not None else seed)
@@ -417,7 +433,7 @@ def cmd_eval(args):
     elif trainer.input_format != fmt:
         trainer = trainer.with_input_format(fmt)
     x, y = {"val": (ds.x_val, ds.y_val), "train": (ds.x_train, ds.y_train),
-            "all": (np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
+            "all": (concat(ds.x_train, ds.x_val), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
     xp, yp = trainer.prepare(x, y, args.split)
     if trainer.segment:
         from . import segment

@@ -33,7 +33,7 @@ class Dataset:
 
     @property
     def is_uint8(self):
-        return self.x_train.dtype == np.uint8
+        return getattr(self.x_train, "dtype", None) == np.uint8
 
 
 @dataclass
@@ -142,10 +142,16 @@ def load_mnist_5k(seed=0):
 
 # ---- files ---------------------------------------------------------------------------------------
 
-def load_npz(path, seed=0, val_fraction=0.2):
+def load_npz(path, seed=0, val_fraction=0.2, model=None):
+    """x_train, y_train[, x_val, y_val]; or token ids for a text model (text.load_text_npz)."""
+    from . import text
+
     try:
         with np.load(path, allow_pickle=False) as f:
             keys = set(f.files)
+            if "input_ids" in keys:
+                arrays = {k: f[k] for k in text.NPZ_KEYS if k in keys}
+                return text.load_text_npz(arrays, text.model_text_inputs(model), path, seed, val_fraction)
             missing = {"x_train", "y_train"} - keys
             if missing:
                 raise IntedgeError(f"{path} lacks {', '.join(sorted(missing))}; a dataset .npz holds x_train, "
@@ -172,8 +178,8 @@ def load_npz(path, seed=0, val_fraction=0.2):
     return Dataset(cast(x), y, cast(xv), yv, source=str(path))
 
 
-def load_csv(path, label_column, seed=0, val_fraction=0.2):
-    """A header row; the label column named by --label-column; every other column a feature."""
+def read_csv(path):
+    """(header, data rows) of a CSV with a header row; each row has the header's width."""
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -182,28 +188,49 @@ def load_csv(path, label_column, seed=0, val_fraction=0.2):
     if len(rows) < 2:
         raise IntedgeError(f"{path}: a CSV needs a header row and at least one data row")
     header = [h.strip() for h in rows[0]]
-    if label_column is None:
-        raise IntedgeError(f"{path}: name the label column with --label-column (columns: {', '.join(header)})")
-    if label_column not in header:
-        raise IntedgeError(f"{path}: no column named {label_column!r}; columns are: {', '.join(header)}")
-    li = header.index(label_column)
-    feats, labels = [], []
+    data = []
     for n, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         if len(row) != len(header):
             raise IntedgeError(f"{path}:{n}: {len(row)} fields, the header has {len(header)}")
+        data.append((n, row))
+    return header, data
+
+
+def csv_column(path, header, name, option):
+    """The index of the column `name` that `option` names, or an error listing the columns."""
+    if name is None:
+        raise IntedgeError(f"{path}: name the {option[2:].replace('-', ' ')} with {option} "
+                           f"(columns: {', '.join(header)})")
+    if name not in header:
+        raise IntedgeError(f"{path}: no column named {name!r} ({option}); columns are: {', '.join(header)}")
+    return header.index(name)
+
+
+def label_indices(labels):
+    """(y, class names): integer labels as they are (names None), any other labels as classes in
+    sorted order, as ImageFolder does."""
+    labels = [v.strip() for v in labels]
+    try:
+        return np.array([int(v) for v in labels], np.int64), None
+    except ValueError:
+        names = sorted(set(labels))
+        index = {v: i for i, v in enumerate(names)}
+        return np.array([index[v] for v in labels], np.int64), names
+
+
+def load_csv(path, label_column, seed=0, val_fraction=0.2):
+    """A header row; the label column named by --label-column; every other column a feature."""
+    header, rows = read_csv(path)
+    li = csv_column(path, header, label_column, "--label-column")
+    feats = []
+    for n, row in rows:
         try:
             feats.append([float(v) for i, v in enumerate(row) if i != li])
         except ValueError:
             raise IntedgeError(f"{path}:{n}: a feature is not a number") from None
-        labels.append(row[li].strip())
-    try:
-        y = np.array([int(v) for v in labels], np.int64)
-        names = None
-    except ValueError:  # string labels: classes in sorted order, as ImageFolder does
-        names = sorted(set(labels))
-        y = np.array([names.index(v) for v in labels], np.int64)
+    y, names = label_indices([row[li] for _, row in rows])
     x = np.array(feats, np.float32)
     return Dataset(*split(x, y, val_fraction, seed), class_names=names, source=str(path))
 
@@ -211,13 +238,16 @@ def load_csv(path, label_column, seed=0, val_fraction=0.2):
 TASKS = ("classify", "segment")
 
 
-def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=None, on_bad_image="skip", task=None):
+def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=None, on_bad_image="skip", task=None,
+              text_column=None, tokenizer=None, model=None):
     """DATA as the CLI takes it. input_shape (C, H, W) sizes images for the model. The task comes
-    from the layout (a folder with images/ and masks/: segment) unless `task` names one."""
+    from the layout (a folder with images/ and masks/: segment) unless `task` names one. Text (a
+    .csv's text_column through a tokenizer.json, or a .npz of input_ids) is fitted to `model`'s
+    inputs (an ImportedModel): its samples are Inputs."""
     spec = str(spec)
     if task not in (None,) + TASKS:
         raise IntedgeError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-    ds = _load(spec, seed, input_shape, val_split, label_column, on_bad_image)
+    ds = _load(spec, seed, input_shape, val_split, label_column, on_bad_image, text_column, tokenizer, model)
     if task and ds.task != task:
         found = "images/ and masks/" if ds.task == "segment" else "no masks/ folder"
         raise IntedgeError(f"{spec}: --task {task}, but the data is laid out for {ds.task} ({found}); "
@@ -225,7 +255,10 @@ def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=Non
     return ds
 
 
-def _load(spec, seed, input_shape, val_split, label_column, on_bad_image):
+def _load(spec, seed, input_shape, val_split, label_column, on_bad_image, text_column, tokenizer, model):
+    if (text_column or tokenizer) and not spec.lower().endswith(".csv"):
+        raise IntedgeError(f"{spec}: --text-column and --tokenizer read a .csv of text; token ids come in a .npz "
+                           "(input_ids, labels) without them")
     if spec == "builtin:digits":
         return load_digits_dataset(seed, val_split)
     if spec == "builtin:mnist-5k":
@@ -247,7 +280,11 @@ def _load(spec, seed, input_shape, val_split, label_column, on_bad_image):
         from .images import load_image_folder
         return load_image_folder(p, input_shape, seed=seed, val_split=val_split, on_bad_image=on_bad_image)
     if p.suffix.lower() == ".npz":
-        return load_npz(p, seed, val_split)
+        return load_npz(p, seed, val_split, model)
+    if p.suffix.lower() == ".csv" and (text_column or tokenizer):
+        from . import text
+        return text.load_text_csv(p, text_column, label_column, tokenizer, text.model_text_inputs(model), seed,
+                                  val_split)
     if p.suffix.lower() == ".csv":
         return load_csv(p, label_column, seed, val_split)
     raise IntedgeError(f"{spec}: unsupported data format; use an image folder (train/<class>/...), a .npz "
@@ -291,9 +328,18 @@ class Inputs:
         return Inputs({k: a[idx] for k, a in self.arrays.items()})
 
 
+def concat(a, b):
+    """Samples of a then b: arrays, or Inputs."""
+    if isinstance(a, Inputs):
+        return Inputs({k: np.concatenate([v, b.arrays[k]]) for k, v in a.arrays.items()})
+    return np.concatenate([a, b])
+
+
 def fit_inputs(x, infos, what="x"):
     """x (a dict by input name, or one array for a one-input model) as Inputs, checked against the
     runtime's input infos: integer inputs must hold integers, every sample the input's size."""
+    if isinstance(x, Inputs):
+        x = x.arrays
     if not isinstance(x, dict):
         if len(infos) != 1:
             raise IntedgeError(f"{what}: the model takes inputs {', '.join(i.name for i in infos)}; pass a dict of "

@@ -60,6 +60,16 @@ def iem_cases(rng):
     walker.run()
     yield "vit", walker.graph, rng.standard_normal((12, 1, 14, 14)), rng.integers(0, 10, 12)
 
+    # token ids through the importer, over a vocabulary past one 64-row word of the backward's row
+    # bitmap (ids 63 and 127 are each word's last bit)
+    text = export(torch.nn.Sequential(torch.nn.Embedding(130, 8), torch.nn.Flatten(), torch.nn.Linear(48, 10)),
+                  torch.zeros(2, 6, dtype=torch.long), dynamo=False, opset=17)
+    walker = Walker(text, "text")
+    walker.run()
+    ids = rng.integers(0, 130, (12, 6))
+    ids[0, :2] = 63, 127
+    yield "token-ids", walker.graph, ids, rng.integers(0, 10, 12)
+
     from test_slice import slice_graph
 
     g, total = slice_graph(rng, [(0, 2, 1), (1, 1, 3), (2, 0, 4), (2, 3, 4)])  # overlapping windows: a fan-out sum

@@ -57,3 +57,18 @@ def test_attention_matmul_bench_runs(tmp_path):
     data = json.loads(out.read_text())
     assert data["intedge"]["forward_ms"] > 0 and data["intedge"]["backward_ms"] > 0 and data["torch"]["forward_ms"] > 0
     assert "intedge / torch" in res.stdout
+
+
+def test_bench_runs_the_vit_with_adamw_in_both_frameworks(tmp_path):
+    """Issue 12's ViT: imports from the opset-14 export ORT can differentiate, and trains with
+    AdamW on both sides (PyTorch's optimizer state is two moments per parameter, not SGD's one)."""
+    out = tmp_path / "b.json"
+    res = subprocess.run([sys.executable, str(BENCH), "--models", "vit", "--threads", "1", "--frameworks",
+                          "intedge,torch", "--no-gemm", "--reps", "2", "--json", str(out)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = json.loads(out.read_text())["models"]["vit/t1"]
+    ie, to = row["intedge"], row["torch"]
+    assert "error" not in ie and ie["ms"] > 0 and ie["arena_mb"] > 0, ie
+    assert to["params_mb"] == pytest.approx(19658 * 4 / 2**20)
+    assert to["optimizer_mb"] == pytest.approx(2 * to["params_mb"], rel=0.01)

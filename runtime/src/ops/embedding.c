@@ -123,7 +123,7 @@ static void emb_backward(ie_session *s, uint32_t node) {
     }
     size_t used = 0; /* the bitmap, read in order, lists the rows ascending */
     for (size_t w = 0; w < (e.rows + 63) / 64; w++)
-        for (uint32_t b = 0; mark[w] >> b; b++)
+        for (uint32_t b = 0; b < 64 && mark[w] >> b; b++) /* b < 64 first: a shift by 64 is undefined */
             if (mark[w] >> b & 1) rows[used++] = (uint32_t)(w * 64 + b);
     memset(grad, 0, used * e.d * sizeof(int64_t));
     for (size_t i = 0; i < s->n; i++) {
