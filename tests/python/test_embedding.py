@@ -220,3 +220,40 @@ def test_trainer_takes_several_integer_inputs_by_name(rng):
         tr.evaluate({**xv, "input_ids": xv["input_ids"] + 2**33 * (np.arange(t) == 0)}, yv)
     with pytest.raises(IntedgeError, match="different numbers of samples"):
         tr.evaluate({**xv, "attention_mask": xv["attention_mask"][:5]}, yv)
+
+
+class TokenClassifier(torch.nn.Module):
+    """Token and position embeddings (position ids a constant [1, T], as BERT writes them), a
+    token-type embedding read by zeros repeated over the batch, and a Linear head."""
+
+    def __init__(self):
+        super().__init__()
+        self.tok, self.pos, self.typ = torch.nn.Embedding(V, D), torch.nn.Embedding(T + 2, D), torch.nn.Embedding(2, D)
+        self.fc = torch.nn.Linear(T * D, C)
+
+    def forward(self, ids):
+        zeros = torch.zeros(1, T, dtype=torch.long).expand(ids.shape[0], T)
+        x = self.tok(ids) + self.pos(torch.arange(T).unsqueeze(0)) + self.typ(zeros)
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("dynamic", [True, False], ids=["dynamic_batch", "fixed_batch"])
+def test_gather_on_a_weight_table_imports_as_embedding(tmp_path, dynamic):
+    """ONNX Gather on an initializer by an int64 input (token ids) or by constant ids (positions,
+    token types repeated over the batch) imports as Embedding and agrees with onnxruntime."""
+    import onnx
+    import onnxruntime as ort
+
+    from intedge.onnx_import import Walker
+    torch.manual_seed(0)
+    path = tmp_path / "emb.onnx"
+    torch.onnx.export(TokenClassifier(), (torch.zeros(3, T, dtype=torch.long),), str(path), opset_version=17,
+                      dynamo=False, input_names=["ids"], dynamic_axes={"ids": {0: "N"}} if dynamic else None)
+    w = Walker(onnx.load(str(path)), "emb")
+    g = Model(w.run().iem)
+    assert [i.ids for i in g.inputs] == [True]
+    assert sum(n.op == iem.OP_EMBEDDING for n in w.graph.nodes) == 3
+    ids = np.random.default_rng(1).integers(0, V, (3, T))
+    got = Session(g, batch_size=3, lr=0.0).forward(ids)
+    ref = ort.InferenceSession(onnx.load(str(path)).SerializeToString()).run(None, {"ids": ids})[0]
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()

@@ -70,6 +70,9 @@ def _check_text(model, source):
         raise IntedgeError(f"{source}: a name in the graph is not valid UTF-8 text; the file is damaged")
 
 
+INTEGER_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)  # inputs of token ids or masks
+
+
 def _to_array(tensor):
     """An initializer's values; a tensor whose stored bytes do not fit its shape is damaged."""
     try:
@@ -122,6 +125,8 @@ class Walker:
         self._rows = {}  # ONNX value -> what rows() laid out for it, shared by its readers
         self.absorbed = set()  # ids of nodes a fusion already emitted
         self.param_use = {}
+        self.id_inputs = set()  # graph inputs of integers (token ids, attention masks): flagged ids
+        self.batch_consts = {}  # value -> a per-sample integer constant repeated over the batch (layout.expand)
 
     # ---- for handlers: reading ------------------------------------------------------------------
     def name(self, v):
@@ -370,7 +375,10 @@ class Walker:
         if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
             raise IntedgeError(f"{self.source}: input '{inp.name}' has shape {dims}; it must be [batch, ...] with "
                                "every other dimension fixed")
-        self.graph.input = self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:])
+        ids = inp.type.tensor_type.elem_type in INTEGER_TYPES
+        self.graph.input = self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:], ids=ids)
+        if ids:
+            self.id_inputs.add(inp.name)
         self.shapes[inp.name] = tuple(dims[1:])
         unknown = [n for n in g.node if n.op_type not in HANDLERS and n.op_type not in folding.FOLDABLE]
         for n in unknown:

@@ -1,13 +1,15 @@
 """Ops that move data, onto the runtime's ops of the same names (runtime/src/ops/layout.c):
-Concat, Pad (zeros), Resize (nearest and bilinear, integer scales), Dropout; Slice, Split and Gather of
-constant indices on activations onto its Slice; Expand of a weight over the batch onto its
-ParamBroadcast; Transpose as a view (views.py). None of them may resize the batch."""
+Concat, Pad (zeros), Resize (nearest and bilinear, integer scales), Dropout; Slice, Split and
+Gather of constant indices on activations onto its Slice (Gather on a weight table: embedding.py);
+Expand of a weight over the batch onto its ParamBroadcast (of integer ids: a constant for
+embedding.py); Transpose as a view (views.py). None of them may resize the batch."""
 import numpy as np
 
 from .. import iem
 from ..runtime import dyadic
 from . import views
 from .elementwise import drop_unit_axes, settle
+from .embedding import embedding
 from .nodes import attrs, handles, text
 
 
@@ -55,10 +57,14 @@ def window(walker, n, tensor, groups, axis, start, length):
     return out
 
 
-@handles("Gather", note="constant indices on an activation")
+@handles("Gather", note="constant indices on an activation; integer ids on a weight table")
 def gather(walker, n):
     """Gather of constant consecutive indices along one axis (the class token: x[:, 0]; a third of
-    a fused qkv projection) is a Slice; a scalar index also drops the axis."""
+    a fused qkv projection) is a Slice; a scalar index also drops the axis. On a weight table it is
+    an embedding (embedding.py)."""
+    if walker.const_value(n.input[0]) is not None:
+        embedding(walker, n)
+        return
     view = walker.view(n, n.input[0])
     idx = walker.const_input(n, 1)
     if view is None:
@@ -155,6 +161,9 @@ def expand(walker, n):
             walker.same_as(n, n.output[0], n.input[0])
             return
         walker.problem(n, "only a weight expanded over the batch, or an activation to its own shape, is supported")
+        return
+    if np.issubdtype(data.dtype, np.integer) and views.split_batch(target[0]) == (1, 1):  # ids: embedding.py
+        walker.batch_consts[n.output[0]] = np.broadcast_to(data, [max(t, 1) for t in target])[0]
         return
     per_sample = data.shape[1:] if data.ndim == len(target) and data.shape[:1] == (1,) else None
     try:
