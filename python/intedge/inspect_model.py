@@ -101,8 +101,8 @@ def format_inspect(info, batch_size):
             lines.append(f"cannot be trained: {info['refusal']}; no memory plan.")
         return "\n".join(lines)
     if info["export_batch"] is not None:
-        lines.append(f"exported with a fixed batch of {info['export_batch']}: the importer re-batched its Reshape "
-                     "and Expand shapes, so it trains at any batch size")
+        lines.append(f"exported with a fixed batch of {info['export_batch']}: the importer reads the batch baked "
+                     "into its Reshape targets and constant ids as any batch, so it trains at any batch size")
     lines.append(f"parameters: {info['params']:,} ({info['trainable_params']:,} trainable)")
     kb = lambda b: f"{b / 1024:,.1f} KB"  # noqa: E731
     if info["arena"] != info["arena_full"]:

@@ -416,6 +416,8 @@ class Walker:
                     continue
                 if all(o in self.mask_values for o in n.output):
                     continue  # evaluated where a fusion reads it (masks.py)
+                if self.upstream_failed(n, [self.name(i) for i in n.input if i]):
+                    continue  # its cause is reported once, at the node that was refused
                 if folding.fold(self, n):
                     continue
                 if any(fusion(self, n) for fusion in FUSIONS.get(n.op_type, ())):

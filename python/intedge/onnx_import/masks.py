@@ -64,7 +64,7 @@ def evaluate(walker, v, seed=0):
         n = producer.get(x)
         if n is None:
             return None
-        if n.op_type == "Shape" and walker.name(n.input[0]) not in walker.mask_values:
+        if n.op_type == "Shape" and walker.onnx_dims(n.input[0]) is not None:  # of an activation or an input
             if x not in walker.consts:
                 return None
             feeds[x] = np.array([_batch(d, walker.export_batch or 3) for d in np.asarray(walker.consts[x])], np.int64)
