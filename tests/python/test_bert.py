@@ -2,8 +2,8 @@
 with a small config, masked mean pooling and a Linear head, exported with input_ids and
 attention_mask by TorchScript (opset 17, dynamic batch), dynamo (opset 18, dynamic batch) and
 TorchScript with the export batch baked in. The data are scikit-learn's digits read as token
-sequences: each 8x8 image is 64 tokens (intensity 0..16, shifted by one so that 0 pads), trailing
-blank pixels trimmed, so the sequences have different lengths and attention_mask pads them."""
+sequences: each 8x8 image is the sequence of its inked pixels (intensity above 8), each token the
+pixel's position 1..64 (0 pads), 10 to 27 tokens a digit, padded to 32 with attention_mask 0."""
 from collections import Counter
 
 import numpy as np
@@ -21,7 +21,7 @@ from intedge.runtime import Model, Session
 
 transformers = pytest.importorskip("transformers")
 
-T, V, CLASSES, EXPORT_BATCH = 64, 18, 10, 3
+T, V, CLASSES, EXPORT_BATCH = 32, 65, 10, 3
 TRAINED = ("*layer.1*", "*head*")  # the head and the last encoder layer; the embeddings and layer 0 are frozen
 
 
@@ -41,14 +41,15 @@ class BertClassifier(torch.nn.Module):
 
 
 def digit_tokens():
-    """(input_ids [n, 64], attention_mask [n, 64], labels): pixels as tokens 1..17 up to the last
-    non-blank pixel, then padding (id 0, mask 0)."""
+    """(input_ids [n, T], attention_mask [n, T], labels): the positions 1..64 of the pixels above 8 in
+    reading order, then padding (id 0, mask 0)."""
     from sklearn.datasets import load_digits
     d = load_digits()
-    x = d.data.astype(np.int64)
-    length = 64 - np.argmax(x[:, ::-1] != 0, axis=1)
-    mask = (np.arange(T)[None, :] < length[:, None]).astype(np.int64)
-    return (x + 1) * mask, mask, d.target.astype(np.int64)
+    ids, mask = np.zeros((len(d.target), T), np.int64), np.zeros((len(d.target), T), np.int64)
+    for i, image in enumerate(d.data):
+        inked = np.flatnonzero(image > 8)[:T] + 1
+        ids[i, :len(inked)], mask[i, :len(inked)] = inked, 1
+    return ids, mask, d.target.astype(np.int64)
 
 
 def fresh_model(seed=0):
@@ -60,6 +61,9 @@ def fresh_model(seed=0):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.02)
+        # tokens drawn at std 1 (BERT's 0.02, and its padding row of zeros, leave the untrained
+        # attention nearly uniform: attending to padding would barely show in the logits)
+        model.bert.embeddings.word_embeddings.weight.normal_(0, 1, generator=g)
     return model
 
 
@@ -102,7 +106,7 @@ def walk(path):
 def test_bert_forward_agrees_with_onnxruntime(bert, tokens, kind, capsys):
     """Every export imports to the same runtime ops (the attention mask is the Softmax's mask input,
     the masked mean a Softmax of the mask and a MatMul) and its forward agrees with onnxruntime on
-    96 digits of lengths 10..64, at a batch other than the export's."""
+    96 digits of 10 to 27 tokens, at a batch other than the export's."""
     _, paths = bert
     w, imported, ops = walk(paths[kind])
     # dynamo folds the position embedding's Gather of 0..T-1 into an initializer [1, T, D]: a trained Add
@@ -111,8 +115,13 @@ def test_bert_forward_agrees_with_onnxruntime(bert, tokens, kind, capsys):
     assert imported.export_batch == (EXPORT_BATCH if kind.endswith("fixed-batch") else None)
     ids, mask, _ = tokens
     ids, mask = ids[:96], mask[:96]
+    # every Softmax reads the mask: the two attentions' and the pooling's
+    assert sum(n.op == iem.OP_SOFTMAX and len(n.inputs) == 2 for n in w.graph.nodes) == 3
     feeds = {"input_ids": ids, "attention_mask": mask}
-    got = Session(Model(imported.iem), batch_size=len(ids), lr=0.0).forward(feeds)
+    # tokens under mask 0 must not matter: ours reads random ones there, onnxruntime zeros
+    noise = np.random.default_rng(1).integers(1, V, ids.shape)
+    got = Session(Model(imported.iem), batch_size=len(ids), lr=0.0).forward(
+        {"input_ids": np.where(mask == 1, ids, noise), "attention_mask": mask})
     sess = ort.InferenceSession(str(paths[kind]))
     step = EXPORT_BATCH if imported.export_batch else len(ids)
     ref = np.concatenate([sess.run(None, {k: v[i:i + step] for k, v in feeds.items()})[0]
@@ -122,8 +131,8 @@ def test_bert_forward_agrees_with_onnxruntime(bert, tokens, kind, capsys):
     err = float(np.abs(got - ref).max() / np.abs(ref).max())
     with capsys.disabled():
         print(f"\n{kind}: max error / max |logit| {err:.3f}, lowest cosine {cos.min():.4f}, top-1 agreement {top1:.3f}")
-    # an untrained model's logits lie close together: top-1 flips on small errors (measured 0.77)
-    assert cos.min() >= 0.99 and err < 0.1 and top1 >= 0.6
+    # an untrained model's logits lie close together: top-1 flips on small errors
+    assert cos.min() >= 0.99 and err < 0.07 and top1 >= 0.85
 
 
 def torch_losses(model, batches, lr):
@@ -166,8 +175,8 @@ def test_bert_fine_tuning_follows_autograd(bert, tokens, capsys):
         print(f"\nloss over the first / last 5 steps: intedge {first:.3f} -> {last:.3f}, "
               f"autograd {first_ref:.3f} -> {last_ref:.3f}; worst gap per step "
               f"{max(abs(a - b) for a, b in zip(ours, ref)):.3f}")
-    # measured: 2.358 -> 2.086 against 2.358 -> 2.091, worst gap 0.040
-    assert last < 0.92 * first and last_ref < 0.92 * first_ref
+    # measured: 2.356 -> 1.650 against 2.358 -> 1.641, worst gap 0.047
+    assert last < 0.8 * first and last_ref < 0.8 * first_ref
     assert abs(last - last_ref) < 0.05 + 0.05 * last_ref
     assert all(abs(a - b) < 0.1 for a, b in zip(ours, ref))
 
@@ -181,6 +190,21 @@ def test_inspect_reports_a_multi_input_bert(bert):
     assert "NO:" not in r.stdout and "training arena at batch 32" in r.stdout and "fixed batch" not in r.stdout
     r = run_cli("inspect", paths["torchscript-17-fixed-batch"])
     assert r.returncode == 0 and f"exported with a fixed batch of {EXPORT_BATCH}" in r.stdout
+
+
+def test_inspect_gives_the_whole_graph_refusal_train_gives(bert, tmp_path):
+    """A refusal of the graph rather than of a node (here a second output) is printed with its reason,
+    as train gives it, not as '0 node(s) cannot be trained'."""
+    _, paths = bert
+    model = onnx.load(str(paths["torchscript-17"]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info("/Div_output_0", onnx.TensorProto.FLOAT, None))
+    path = tmp_path / "two_outputs.onnx"
+    onnx.save(model, str(path))
+    train = run_cli("train", path, "builtin:digits")
+    r = run_cli("inspect", path)
+    assert train.returncode == 2 and "the graph has 2 outputs; intedge trains models with one" in train.stderr
+    assert "cannot be trained: " in r.stdout and "the graph has 2 outputs; intedge trains models with one" in r.stdout
+    assert "0 node(s)" not in r.stdout
 
 
 def test_an_unsupported_mask_is_refused_naming_the_node(bert, tmp_path):
