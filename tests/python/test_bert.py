@@ -225,4 +225,4 @@ def test_an_unsupported_mask_is_refused_naming_the_node(bert, tmp_path):
     r = run_cli("train", path, "builtin:digits")
     assert r.returncode == 2 and adds[0].name in r.stderr and "Traceback" not in r.stderr
     r = run_cli("inspect", path)
-    assert f"NO: it multiplies an activation by" in r.stdout and "1 node(s) cannot be trained" in r.stdout
+    assert "NO: it multiplies an activation by" in r.stdout and "1 node(s) cannot be trained" in r.stdout
