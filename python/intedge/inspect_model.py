@@ -57,9 +57,9 @@ def inspect(path, batch_size=32, trainable=None):
     model = load_onnx(path)
     walker = Walker(model, str(path))
     try:
-        imported = walker.run()
-    except IntedgeError:
-        imported = None
+        imported, refusal = walker.run(), None
+    except IntedgeError as exc:  # what `train` would say; the per-node reasons are also in the rows
+        imported, refusal = None, str(exc)
     inits = {t.name: t for t in model.graph.initializer}
     flags = trainable_flags(imported, trainable) if imported is not None else None
     trains = dict(zip(imported.param_names, flags)) if imported is not None and flags else {}
@@ -74,7 +74,8 @@ def inspect(path, batch_size=32, trainable=None):
         rows.append({"node": name, "op": n.op_type, "output": list(shape) if shape else None, "params": count,
                      "trainable": trainable_state, "supported": name not in walker.problem_nodes,
                      "why": walker.problem_nodes.get(name, "")})
-    info = {"rows": rows, "problems": walker.problems, "arena": None, "arena_full": None}
+    info = {"rows": rows, "problems": walker.problems, "refusal": refusal, "arena": None, "arena_full": None,
+            "export_batch": getattr(imported, "export_batch", None)}
     if imported is not None:
         m = Model(imported.iem)
         info["arena_full"] = m.arena_size(batch_size)
@@ -94,8 +95,14 @@ def format_inspect(info, batch_size):
         lines.append(f"{r['node']:<{w}}  {r['op']:<18} {out:<20} {r['params']:>9}  {r['trainable']:<6}  {sup}")
     lines.append("")
     if info["arena"] is None:
-        lines.append(f"{len(info['problems'])} node(s) cannot be trained; no memory plan.")
+        if info["problems"]:
+            lines.append(f"{len(info['problems'])} node(s) cannot be trained; no memory plan.")
+        else:  # a refusal of the whole graph (its inputs or outputs), as `train` gives it
+            lines.append(f"cannot be trained: {info['refusal']}; no memory plan.")
         return "\n".join(lines)
+    if info["export_batch"] is not None:
+        lines.append(f"exported with a fixed batch of {info['export_batch']}: the importer reads the batch baked "
+                     "into its Reshape targets and constant ids as any batch, so it trains at any batch size")
     lines.append(f"parameters: {info['params']:,} ({info['trainable_params']:,} trainable)")
     kb = lambda b: f"{b / 1024:,.1f} KB"  # noqa: E731
     if info["arena"] != info["arena_full"]:

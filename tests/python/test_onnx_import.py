@@ -45,5 +45,5 @@ def test_an_op_claimed_twice_is_refused_at_build():
 
     with pytest.raises(ValueError, match="Relu is handled by both a.handler and b.handler"):
         registry.build([family("a"), family("b")])
-    handlers, supported, _ = registry.build([family("a")])
+    handlers, supported, _, _ = registry.build([family("a")])
     assert list(handlers) == ["Relu"] and supported == ["Relu"]

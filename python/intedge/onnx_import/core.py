@@ -10,8 +10,8 @@ from onnx import checker, numpy_helper
 
 from .. import iem
 from ..errors import IntedgeError
-from . import folding, views
-from .registry import FUSIONS, HANDLERS, SUPPORTED
+from . import folding, masks, views
+from .registry import COVERED, FUSIONS, HANDLERS, SUPPORTED
 
 
 @dataclass
@@ -25,6 +25,8 @@ class ImportedModel:
     output_size: int
     param_names: list = field(default_factory=list)
     source: str = "<memory>"
+    input_names: list = field(default_factory=list)  # every graph input, input_name first
+    export_batch: int = None  # the batch fixed at export, re-batched by the importer (None: dynamic)
 
     @property
     def input_size(self):
@@ -71,6 +73,8 @@ def _check_text(model, source):
 
 
 INTEGER_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)  # inputs of token ids or masks
+INTEGER_USES = ("integer inputs are read as token ids (Gather on a weight table), as an attention mask added to "
+                "the scores before a Softmax, or as the weights of a masked mean pooling")
 
 
 def _to_array(tensor):
@@ -126,6 +130,8 @@ class Walker:
         self.absorbed = set()  # ids of nodes a fusion already emitted
         self.param_use = {}
         self.id_inputs = set()  # graph inputs of integers (token ids, attention masks): flagged ids
+        self.export_batch = None  # the batch an input was exported with, when it is fixed
+        self.mask_values = set()  # values computed from integer inputs (masks.py)
         self.batch_consts = {}  # value -> a per-sample integer constant repeated over the batch (layout.expand)
 
     # ---- for handlers: reading ------------------------------------------------------------------
@@ -178,6 +184,9 @@ class Walker:
             return None
         if v in self.views:
             return self.views[v]
+        if v in self.id_inputs:
+            self.problem(node, f"it reads the integer input '{v}'; {INTEGER_USES}")
+            return None
         if v not in self.shapes:
             self.problem(node, f"input '{v}' is not produced by a supported node")
             return None
@@ -364,23 +373,35 @@ class Walker:
         self.absorbed.add(id(node))
 
     # ---- the whole graph -----------------------------------------------------------------------
-    def run(self):
-        g = self.model.graph
-        data_inputs = [i for i in g.input if i.name not in self.inits]
-        if len(data_inputs) != 1:
-            raise IntedgeError(f"{self.source}: the graph has {len(data_inputs)} data inputs; intedge trains "
-                               "models with exactly one")
-        inp = data_inputs[0]
+    def add_input(self, inp):
+        """A graph input as a runtime input: float data, or integers (token ids, an attention mask)
+        flagged ids. A batch fixed at export (no dynamic axis) is re-batched: export_batch."""
         dims = _dims(inp)
         if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
             raise IntedgeError(f"{self.source}: input '{inp.name}' has shape {dims}; it must be [batch, ...] with "
                                "every other dimension fixed")
+        if dims[0] is not None:
+            self.export_batch = dims[0]
         ids = inp.type.tensor_type.elem_type in INTEGER_TYPES
-        self.graph.input = self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:], ids=ids)
+        self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:], ids=ids)
+        self.shapes[inp.name] = tuple(dims[1:])
         if ids:
             self.id_inputs.add(inp.name)
-        self.shapes[inp.name] = tuple(dims[1:])
-        unknown = [n for n in g.node if n.op_type not in HANDLERS and n.op_type not in folding.FOLDABLE]
+
+    def run(self):
+        g = self.model.graph
+        data_inputs = [i for i in g.input if i.name not in self.inits]
+        if not data_inputs:
+            raise IntedgeError(f"{self.source}: the graph has no data input")
+        for inp in data_inputs:
+            self.add_input(inp)
+        inp, dims = data_inputs[0], _dims(data_inputs[0])
+        self.graph.input = self.graph.index[inp.name]
+        self.mask_values, static = masks.integer_derived(g, self.id_inputs, self.inits)
+        evaluated = self.mask_values | static  # by folding.py or masks.py, whatever their op types
+        unknown = [n for n in g.node if n.op_type not in HANDLERS and n.op_type not in folding.FOLDABLE
+                   and n.op_type not in FUSIONS and n.op_type not in COVERED
+                   and not all(o in evaluated for o in n.output)]
         for n in unknown:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
         for n in g.node:  # constants first: fusions read the ones written after their first node
@@ -393,12 +414,22 @@ class Walker:
                 if (reason := self.malformed(n)) is not None:
                     self.problem(n, f"malformed node: {reason}")
                     continue
+                if all(o in self.mask_values for o in n.output):
+                    continue  # evaluated where a fusion reads it (masks.py)
+                if self.upstream_failed(n, [self.name(i) for i in n.input if i]):
+                    continue  # its cause is reported once, at the node that was refused
                 if folding.fold(self, n):
                     continue
                 if any(fusion(self, n) for fusion in FUSIONS.get(n.op_type, ())):
                     continue
+                if reads := [i for i in n.input if self.name(i) in self.mask_values]:
+                    self.problem(n, f"it reads '{reads[0]}', computed from an integer input; {INTEGER_USES}")
+                    continue
                 handler = HANDLERS.get(n.op_type)
-                if handler is None:  # a foldable op on non-constant data
+                if handler is None and n.op_type in COVERED:
+                    self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is supported only as part of: "
+                                    + "; ".join(f.__doc__.split(":")[0].strip() for f in COVERED[n.op_type]))
+                elif handler is None:  # a foldable op on non-constant data
                     self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) on non-constant inputs is not "
                                     "supported")
                 else:
@@ -419,7 +450,8 @@ class Walker:
         self.graph.output = self.graph.index[out]
         params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
         return ImportedModel(self.model, iem.serialize(self.graph), inp.name, tuple(dims[1:]), out,
-                             int(np.prod(self.shapes[out])), params, self.source)
+                             int(np.prod(self.shapes[out])), params, self.source,
+                             [i.name for i in data_inputs], self.export_batch)
 
     def opset(self, n):
         domain = n.domain or ""

@@ -7,6 +7,7 @@ import onnx
 
 from .. import iem
 from . import views
+from .folding import BATCH
 from .nodes import attrs, handles
 
 
@@ -76,6 +77,18 @@ def reshape_view(walker, n, tensor, groups, parts):
         groups = views.renumber_after_split(groups, axis)
 
 
+def rebatched(walker, in_dims, target):
+    """A target with the export batch baked in (a model exported without a dynamic batch axis): the
+    first size that is a multiple of it, read as that multiple of the batch, when that fits."""
+    b = walker.export_batch
+    for i, t in enumerate(target if b else ()):
+        if t > 0 and t % b == 0:
+            parts = views.resolve_target(in_dims, [*target[:i], t // b * BATCH, *target[i + 1:]])
+            if parts is not None:
+                return parts
+    return None
+
+
 @handles("Reshape")
 def reshape(walker, n):
     view = walker.view(n, n.input[0])
@@ -90,7 +103,7 @@ def reshape(walker, n):
         walker.problem(n, "allowzero=1 with a 0 in the target shape")
         return
     in_dims = walker.onnx_dims(n.input[0])
-    parts = views.resolve_target(in_dims, target)
+    parts = views.resolve_target(in_dims, target) or rebatched(walker, in_dims, target)
     if parts is None:
         walker.problem(n, f"target shape {views.shown(target)} does not fit an input of shape {views.shown(in_dims)}")
         return

@@ -17,6 +17,20 @@ FOLDABLE = ("Constant", "Shape", "Gather", "Cast", "CastLike", "Slice", "Range",
 SUMMARY = "constant shape arithmetic (Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded"
 
 
+def evaluator(model):
+    """onnx's reference evaluator for model, with GatherElements as numpy's take_along_axis (onnx
+    1.2x's reshapes the result wrongly when the indices are narrower than the data)."""
+    from onnx.reference import ReferenceEvaluator
+    from onnx.reference.op_run import OpRun
+
+    class GatherElements(OpRun):
+        def _run(self, data, indices, axis=None):
+            axis = (axis or 0) % data.ndim
+            return (np.take_along_axis(data, np.where(indices < 0, indices + data.shape[axis], indices), axis),)
+
+    return ReferenceEvaluator(model, new_ops=[GatherElements])
+
+
 def constant(n):
     """The value of a Constant node."""
     a = n.attribute[0]
@@ -48,15 +62,13 @@ def fold(w, n):
         return False  # rows of a weight table (position embeddings): trained, embedding.py
     if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):
         return False
-    from onnx.reference import ReferenceEvaluator
-
     graph = onnx.helper.make_graph(
         [n], "fold", [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                       for i, v in zip(n.input, inputs) if i],
         [onnx.helper.make_value_info(o, onnx.TypeProto()) for o in n.output])
     model = onnx.helper.make_model(graph, opset_imports=w.model.opset_import)
     try:
-        outs = ReferenceEvaluator(model).run(None, {i: v for i, v in zip(n.input, inputs) if i})
+        outs = evaluator(model).run(None, {i: v for i, v in zip(n.input, inputs) if i})
     except Exception as exc:
         w.problem(n, f"constant folding failed ({type(exc).__name__})")
         return True

@@ -8,6 +8,8 @@ import numpy as np
 
 from .. import iem
 from .activation import activation
+from .folding import BATCH
+from . import masks
 from .gemm import linear
 from .layernorm import layer_norm
 from .nodes import attrs, fuses
@@ -207,3 +209,107 @@ def last_axis_mean(walker, n, rank):
     axes = walker.const_input(n, 1, a.get("axes"))
     return a.get("keepdims", 1) == 1 and axes is not None and \
         [int(v) % rank for v in np.asarray(axes).reshape(-1)] == [rank - 1]
+
+
+def mask_operand(walker, n):
+    """(activation, mask value) when node n combines an activation with a value computed from an
+    integer input (masks.py), else None."""
+    a, b = n.input[0], n.input[1]
+    if walker.name(b) in walker.mask_values and walker.onnx_dims(a) is not None:
+        return a, b
+    if walker.name(a) in walker.mask_values and walker.onnx_dims(b) is not None:
+        return b, a
+    return None
+
+
+@fuses("Add")
+def attention_mask(walker, n):
+    """scores + M -> Softmax on the last axis, M computed from an integer attention_mask [N, T]:
+    whatever nodes build M (Where(mask4d, 0, -3.4e38), (1 - m) * -10000, ...), when it is 0 on the
+    kept keys and at most -10^4 on the others for every head and query (masks.py checks it on probe
+    masks), it is the runtime Softmax's mask input: the Cast mask, keeping its nonzero keys."""
+    pair = mask_operand(walker, n)
+    softmax = only_reader(walker, n.output[0], ("Softmax",))
+    if pair is None:
+        return False
+    scores, m = pair
+    if softmax is None or attrs(softmax).get("axis", -1) not in (-1, len(walker.onnx_dims(scores)) - 1):
+        walker.problem(n, f"it adds '{walker.name(m)}', computed from an integer input, to an activation not "
+                          "read by one Softmax on its last axis; only an attention mask on the scores is supported")
+        return True
+    dims = masks.batch_dims(walker, scores)
+    mask = masks.recognized(walker, n, m, "a padding mask (0 on kept keys, at most -1e4 on masked ones, the same "
+                            "for every head and query)", lambda v, p: masks.is_additive_padding_mask(v, p, dims))
+    if mask is None:
+        return True
+    view = walker.rows(n, scores)
+    if view is None:
+        return True
+    x, groups = view
+    walker.absorb(softmax)
+    rank = len(walker.shapes[x])
+    walker.emit_view(softmax, iem.OP_SOFTMAX, [x, masks.cast(walker, mask)], walker.shapes[x], groups,
+                     [rank - 1, rank - 1, iem.SOFTMAX_MASK_KEEPS_NONZERO])
+    walker.failed.add(n.output[0])  # read by the Softmax only, which took it
+    return True
+
+
+@fuses("IsNaN")
+def softmax_nan_guard(walker, n):
+    """Where(IsNaN(p), 0, p) after a Softmax zeroes rows with every key masked (NaN in float); the
+    runtime's masked Softmax already gives zeros there, so the pair is p itself."""
+    where = only_reader(walker, n.output[0], ("Where",))
+    if where is None or where.input[0] != n.output[0] or where.input[2] != n.input[0] or \
+            not scalar(walker, where.input[1], 0.0) or walker.onnx_dims(n.input[0]) is None:
+        return False
+    walker.absorb(where)
+    walker.same_as(where, where.output[0], n.input[0])
+    return True
+
+
+@fuses("Mul", covers=("ReduceSum",))
+def masked_mean(walker, n):
+    """a masked mean pooling: sum(h * m, tokens) / clip(sum(m, tokens)) over h [N, T, D] and the mask m [N, T] (Unsqueeze,
+    Cast, Mul, ReduceSum, Clip, Div: sentence-transformers' mean pooling): the weights m / sum(m) are
+    the runtime Softmax of the Cast mask with itself as its mask (equal logits on the kept tokens), and
+    the mean is the MatMul of those weights by h."""
+    pair = mask_operand(walker, n)
+    if pair is None:
+        return False
+    h, m = pair
+    total = only_reader(walker, n.output[0], ("ReduceSum",))
+    dims = walker.onnx_dims(h)
+    axes = None if total is None else (walker.const_input(total, 1) if walker.opset(total) >= 13
+                                       else attrs(total).get("axes"))
+    div = None if total is None else only_reader(walker, total.output[0], ("Div",))
+    if div is None or len(dims) != 3 or dims[0] != BATCH or axes is None or \
+            [int(a) % 3 for a in np.asarray(axes).reshape(-1)] != [1] or div.input[0] != total.output[0] or \
+            walker.name(div.input[1]) not in walker.mask_values:
+        walker.problem(n, f"it multiplies an activation by '{walker.name(m)}', computed from an integer input; only "
+                          "a masked mean over the tokens (h * m summed over axis 1, divided by the sum of m) is "
+                          "supported")
+        return True
+    b = masks.batch_dims(walker, h)
+    mask = masks.recognized(walker, n, m, "the mask over the tokens",
+                            lambda v, p: np.array_equal(np.broadcast_to(v, b), np.broadcast_to(p[:, :, None], b)))
+    count = mask and masks.recognized(walker, n, div.input[1], "the count of kept tokens", lambda v, p: np.allclose(
+        np.asarray(v, np.float64).reshape(b[0], -1), p.sum(1, keepdims=True), rtol=1e-6))
+    if count not in (None, mask):
+        walker.problem(n, f"the mean is weighted by input '{mask}' and divided by a count of input '{count}'")
+    if count is None or count != mask:
+        return True
+    x = walker.activation(n, h)
+    if x is None:
+        return True
+    for node in (total, div):
+        walker.absorb(node)
+    t, d = walker.shapes[x]
+    cm = masks.cast(walker, mask)
+    logits = walker.runtime_reshape(cm, (1, t))
+    weights = walker.output(walker.fresh(n.output[0], "weights"), (1, t))
+    walker.graph.add_node(weights, iem.OP_SOFTMAX, [logits, cm], [weights], [1, 1, iem.SOFTMAX_MASK_KEEPS_NONZERO])
+    mean = walker.output(walker.fresh(n.output[0], "mean"), (1, d))
+    walker.graph.add_node(n.name or mean, iem.OP_MATMUL, [weights, x], [mean], [0, 0])
+    keep = attrs(total).get("keepdims", 1)
+    walker.emit(div, iem.OP_RESHAPE, [mean], (1, d) if keep else (d,))
+    return True

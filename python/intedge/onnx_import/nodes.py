@@ -12,12 +12,14 @@ def handles(*op_types, note=None):
     return tag
 
 
-def fuses(op_type):
+def fuses(op_type, covers=()):
     """Tags fn(walker, node) -> bool as a pattern that starts at an op_type node. The walker tries
     it before that op's handler; it returns True when it matched and took the node, claiming the
-    pattern's other nodes with walker.absorb."""
+    pattern's other nodes with walker.absorb. `covers`: op types the runtime has no op for that
+    the pattern absorbs (ReduceSum in a masked mean): supported there only."""
     def tag(fn):
         fn.fuses = op_type
+        fn.covers = covers
         return fn
     return tag
 

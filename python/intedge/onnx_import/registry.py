@@ -1,9 +1,10 @@
 """Every ONNX op type the importer handles, collected from the @handles and @fuses tags of the op
 family modules: one module per runtime/src/ops/ file, under the same name, plus the pattern
 fusions. Adding an op: a tagged handler in its family module. Adding a family: one entry here."""
-from . import activation, batchnorm, binary, conv, elementwise, fusions, gemm, layernorm, layout, pool, softmax
+from . import activation, batchnorm, binary, conv, elementwise, embedding, fusions, gemm, layernorm, layout, pool, softmax
 
-FAMILIES = (activation, batchnorm, binary, conv, elementwise, gemm, layernorm, layout, pool, softmax, fusions)
+FAMILIES = (activation, batchnorm, binary, conv, elementwise, embedding, gemm, layernorm, layout, pool, softmax,
+            fusions)
 
 
 def _tagged(family, tag):
@@ -14,9 +15,10 @@ def _tagged(family, tag):
 
 def build(families):
     """(handlers: op type -> handler, supported: the qualified names the refusal message lists,
-    fusions: op type -> the patterns that may start at such a node, in the order they are tried).
+    fusions: op type -> the patterns that may start at such a node, in the order they are tried,
+    covered: op type without a handler -> the patterns that absorb it).
     An op type claimed by two handlers is a ValueError."""
-    handlers, supported, fusions = {}, [], {}
+    handlers, supported, fusions, covered = {}, [], {}, {}
     for family in families:
         for fn, ops in _tagged(family, "onnx_ops"):
             for op_type, shown in ops:
@@ -27,7 +29,9 @@ def build(families):
                 supported.append(shown)
         for fn, op_type in _tagged(family, "fuses"):
             fusions.setdefault(op_type, []).append(fn)
-    return handlers, supported, fusions
+            for other in fn.covers:
+                covered.setdefault(other, []).append(fn)
+    return handlers, supported, fusions, covered
 
 
-HANDLERS, SUPPORTED, FUSIONS = build(FAMILIES)
+HANDLERS, SUPPORTED, FUSIONS, COVERED = build(FAMILIES)
