@@ -266,6 +266,27 @@ class ViT(nn.Module):
         return self.head(self.norm(self.encoder(x))[:, 0])
 
 
+class BertClassifier(nn.Module):
+    """transformers' BertModel with a small config (hidden 32, 2 layers, 4 heads, MLP 64, eager
+    attention, no dropout), masked mean pooling over the tokens and a Linear head: what users export
+    to fine-tune a sentence classifier. Its inputs are input_ids and attention_mask [N, seq_len]."""
+
+    def __init__(self, vocab, seq_len, classes):
+        import transformers  # only these tests need it
+
+        super().__init__()
+        cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                      intermediate_size=64, max_position_embeddings=seq_len, attn_implementation="eager",
+                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        self.bert = transformers.BertModel(cfg, add_pooling_layer=False)
+        self.head = nn.Linear(32, classes)
+
+    def forward(self, input_ids, attention_mask):
+        h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return self.head((h * m).sum(1) / m.sum(1).clamp(min=1e-9))
+
+
 def distinct_weights(model, seed=0):
     """Gives every parameter tensor values of its own. The dynamo exporter stores equal initializers
     once (unless optimize=False) and the importer refuses a weight read by two nodes (it cannot tell

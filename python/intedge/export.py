@@ -13,7 +13,7 @@ from .errors import IntedgeError
 def _with_weights(imported, state_dict):
     model = onnx.ModelProto()
     model.CopyFrom(imported.onnx_model)
-    replaced = set()
+    replaced = set(imported.constants)  # the importer's own constants: nothing to write back
     for init in model.graph.initializer:
         if init.name in state_dict:
             arr = np.asarray(state_dict[init.name]).astype(numpy_helper.to_array(init).dtype)

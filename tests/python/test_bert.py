@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from torch_models import BertClassifier
 from intedge import iem
 from intedge.errors import IntedgeError
 from intedge.inspect_model import trainable_flags
@@ -23,21 +24,6 @@ transformers = pytest.importorskip("transformers")
 
 T, V, CLASSES, EXPORT_BATCH = 32, 65, 10, 3
 TRAINED = ("*layer.1*", "*head*")  # the head and the last encoder layer; the embeddings and layer 0 are frozen
-
-
-class BertClassifier(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        cfg = transformers.BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                      intermediate_size=64, max_position_embeddings=T, attn_implementation="eager",
-                                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        self.bert = transformers.BertModel(cfg, add_pooling_layer=False)
-        self.head = torch.nn.Linear(32, CLASSES)
-
-    def forward(self, input_ids, attention_mask):
-        h = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        m = attention_mask.unsqueeze(-1).to(h.dtype)
-        return self.head((h * m).sum(1) / m.sum(1).clamp(min=1e-9))
 
 
 def digit_tokens():
@@ -56,7 +42,7 @@ def fresh_model(seed=0):
     """Every weight drawn apart (the dynamo exporter stores equal initializers once, which the
     importer cannot tell from tying: docs/transformers.md)."""
     torch.manual_seed(seed)
-    model = BertClassifier().eval()
+    model = BertClassifier(V, T, CLASSES).eval()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.parameters():

@@ -329,3 +329,41 @@ def test_a_step_touches_exactly_the_rows_of_the_ids_at_the_ends_of_a_bitmap_word
     name = next(k for k, v in before.items() if v.shape == (130, 16))
     moved = np.flatnonzero(np.abs(s.state_dict()[name] - before[name]).max(1) > 0)
     assert moved.tolist() == [0, 1, 2, 63, 64, 127, 129]
+
+
+def test_cli_fine_tunes_a_bert_encoder_on_text_with_its_attention_mask(corpus, tmp_path):
+    """The whole user route: transformers' BertModel (masked mean pooling, a Linear head) exported
+    with input_ids and attention_mask, trained from the docstring CSV through the tokenizer. The
+    CLI feeds the tokenizer's mask to the model's second input; eval and the exported ONNX in
+    onnxruntime (fed the same ids and mask) agree with the run."""
+    import json
+
+    import onnxruntime as ort
+    import torch
+    from torch_models import BertClassifier
+
+    root, rows, tok = corpus
+    torch.manual_seed(0)
+    names = ["input_ids", "attention_mask"]
+    ids = torch.zeros(2, 32, dtype=torch.long)
+    torch.onnx.export(BertClassifier(tok.get_vocab_size(), 32, len(MODULES)).eval(), (ids, torch.ones_like(ids)),
+                      str(tmp_path / "bert.onnx"), dynamo=False, opset_version=17, input_names=names,
+                      output_names=["logits"], dynamic_axes={v: {0: "N"} for v in names + ["logits"]})
+    text_args = ["--text-column", "text", "--label-column", "label", "--tokenizer", root / "tokenizer.json"]
+    res = run_cli("train", tmp_path / "bert.onnx", root / "docs.csv", *text_args, "--epochs", "6", "--optimizer",
+                  "adamw", "--lr", "0.003", "--batch-size", "16", "--output-dir", tmp_path / "run", "--quiet")
+    assert res.returncode == 0, res.stderr
+    hist = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ds = text.load_text_csv(root / "docs.csv", "text", "label", root / "tokenizer.json",
+                            text.TextInputs(*infos(32, *names)), seed=0)
+    assert (ds.x_val.arrays["attention_mask"] == 0).any()  # short docstrings are padded
+    majority = np.bincount(ds.y_val).max() / len(ds.y_val)
+    print("bert on docstrings:", [(round(h["train_loss"], 3), round(h["val_acc"], 3)) for h in hist], majority)
+    assert hist[-1]["train_loss"] < 0.7 * hist[0]["train_loss"]
+    assert hist[-1]["val_acc"] > majority + 0.2, (hist[-1], majority)
+    res = run_cli("eval", tmp_path / "run" / "model.onnx", root / "docs.csv", *text_args, "--json")
+    assert res.returncode == 0, res.stderr
+    assert abs(json.loads(res.stdout)["accuracy"] - hist[-1]["val_acc"]) < 1e-9
+    sess = ort.InferenceSession(str(tmp_path / "run" / "model.onnx"), providers=["CPUExecutionProvider"])
+    pred = sess.run(None, {n: ds.x_val.arrays[n] for n in names})[0].argmax(1)
+    assert abs((pred == ds.y_val).mean() - hist[-1]["val_acc"]) < 0.1

@@ -27,6 +27,7 @@ class ImportedModel:
     source: str = "<memory>"
     input_names: list = field(default_factory=list)  # every graph input, input_name first
     export_batch: int = None  # the batch fixed at export, re-batched by the importer (None: dynamic)
+    constants: frozenset = frozenset()  # parameters made of the graph's constants: not in the file, not exported
 
     @property
     def input_size(self):
@@ -132,6 +133,7 @@ class Walker:
         self.id_inputs = set()  # graph inputs of integers (token ids, attention masks): flagged ids
         self.export_batch = None  # the batch an input was exported with, when it is fixed
         self.mask_values = set()  # values computed from integer inputs (masks.py)
+        self.constants = set()  # parameters frozen_constant made
         self.batch_consts = {}  # value -> a per-sample integer constant repeated over the batch (layout.expand)
 
     # ---- for handlers: reading ------------------------------------------------------------------
@@ -340,6 +342,7 @@ class Walker:
     def frozen_constant(self, v, array):
         """A constant operand as a parameter its op never trains."""
         self.graph.add_tensor(v, iem.KIND_PARAM, array.shape, array, state=True)
+        self.constants.add(v)
         return v
 
     def same_as(self, node, v, other):
@@ -451,7 +454,7 @@ class Walker:
         params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
         return ImportedModel(self.model, iem.serialize(self.graph), inp.name, tuple(dims[1:]), out,
                              int(np.prod(self.shapes[out])), params, self.source,
-                             [i.name for i in data_inputs], self.export_batch)
+                             [i.name for i in data_inputs], self.export_batch, frozenset(self.constants))
 
     def opset(self, n):
         domain = n.domain or ""
