@@ -2,8 +2,10 @@
 # Coverage-guided fuzzing of the C loaders: builds the libFuzzer harnesses (clang, ASan, UBSan),
 # makes the seed corpus from the tests' models, and runs each harness for SECONDS (default 60).
 # Any crash, sanitizer report, leak or hang fails the run and leaves its input in build/fuzz/
-# (crash-*, timeout-*, leak-*, oom-*): turn it into a regression test (a case in tests/c/test_model.c or tests/c/test_state.c).
+# (crash-*, timeout-*, leak-*, oom-*): turn it into a regression test (the input into
+# tools/fuzz/regressions/HARNESS/, which every run replays first, and a case in tests/c/).
 # Usage: tools/fuzz/run.sh [SECONDS] [extra libFuzzer options]   (needs the installed package)
+# The long runs of docs/reliability.md: tools/fuzz/run.sh 0 -runs=10000000 (0: no time limit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
@@ -25,9 +27,11 @@ for harness in model state; do
   corpus="$build/corpus/$harness"
   mkdir -p "$corpus"
   log="$build/fuzz_$harness.log"
+  regressions=()
+  [ -d "tools/fuzz/regressions/$harness" ] && regressions=("../../tools/fuzz/regressions/$harness")
   # -timeout: one input may take 10 s (a large valid model trains a step); -rss_limit_mb bounds memory
   if ! (cd "$build" && "./fuzz_$harness" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-        -print_final_stats=1 "$@" "corpus/$harness" "seeds/$harness") >"$log" 2>&1; then
+        -print_final_stats=1 "$@" "corpus/$harness" "seeds/$harness" "${regressions[@]}") >"$log" 2>&1; then
     tail -40 "$log"
     echo "fuzz_$harness FAILED: see $log and the crash-* file in $build/" >&2
     exit 1
@@ -35,5 +39,6 @@ for harness in model state; do
   execs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
   cov=$(grep -E '^#[0-9]+.*(DONE|pulse|REDUCE|NEW)' "$log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
   edges=$(grep -oE '\(([0-9]+) inline 8-bit counters\)' "$log" | grep -oE '[0-9]+' | head -1)
-  echo "fuzz_$harness: $execs runs in $seconds s, $cov (of $edges instrumented edges), corpus $(ls "$corpus" | wc -l) inputs, 0 crashes"
+  took=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE '[0-9]+ second' | grep -oE '[0-9]+')
+  echo "fuzz_$harness: $execs runs in $took s, $cov (of $edges instrumented edges), corpus $(ls "$corpus" | wc -l) inputs, 0 crashes"
 done
