@@ -70,5 +70,5 @@ cmake -DNM=arm-none-eabi-nm -DSIZE=arm-none-eabi-size -DLIBRARY=build/cortex-m0/
 echo "== Python tests"
 python -m pytest tests/python
 
-echo "== coverage-guided fuzzing of the C loaders, one minute per harness (libFuzzer; skipped without clang)"
+echo "== coverage-guided fuzzing of the loaders, one minute per harness (libFuzzer without clang and atheris: skipped)"
 bash tools/fuzz/run.sh 60

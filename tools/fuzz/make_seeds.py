@@ -1,9 +1,9 @@
-"""Seed corpus of the libFuzzer harnesses, from the models the tests build
-(tests/python/seed_models.py): each model's .iem for fuzz_model, and for fuzz_state the states of
+"""Seed corpus of the fuzz harnesses, from the models the tests build (tests/python/seed_models.py):
+each model's .iem for fuzz_model, the ONNX ones for fuzz_onnx.py, and for fuzz_state the states of
 a small MLP's sessions (SGD, SGD with momentum and AdamW, before and after a few steps) plus that
 model as state_model.iem (small, so that each run is cheap; the state parser's paths are the same
-at any size). Usage: python tools/fuzz/make_seeds.py OUT_DIR (needs the installed
-package; run from anywhere)."""
+at any size). Usage: python tools/fuzz/make_seeds.py OUT_DIR (needs the installed package; run
+from anywhere)."""
 import sys
 from pathlib import Path
 
@@ -20,9 +20,12 @@ from seed_models import seed_graphs, seed_onnx_models  # noqa: E402
 
 def main(out):
     out = Path(out)
-    (out / "model").mkdir(parents=True, exist_ok=True)
-    (out / "state").mkdir(parents=True, exist_ok=True)
-    blobs = [import_onnx(m).iem for m in seed_onnx_models()] + [iem.serialize(g) for g in seed_graphs()]
+    for harness in ("model", "state", "onnx"):
+        (out / harness).mkdir(parents=True, exist_ok=True)
+    onnx_models = seed_onnx_models()
+    for k, m in enumerate(onnx_models):
+        (out / "onnx" / f"seed-{k}.onnx").write_bytes(m.SerializeToString())
+    blobs = [import_onnx(m).iem for m in onnx_models] + [iem.serialize(g) for g in seed_graphs()]
     for k, blob in enumerate(blobs):
         (out / "model" / f"seed-{k}.iem").write_bytes(blob)
     state_model = import_onnx(build_mlp([6, 5, 4], input_shape=(1, 2, 3))).iem
@@ -37,7 +40,7 @@ def main(out):
             for _ in range(steps):
                 s.step(rng.standard_normal((2, model.input_size)).astype(np.float32), rng.integers(0, 4, 2))
             (out / "state" / f"seed-{name}-s{s.step_count}.ies").write_bytes(s.save_state())
-    print(f"seeds: {len(blobs)} models, {2 * len(optimizers)} states in {out}")
+    print(f"seeds: {len(blobs)} models ({len(onnx_models)} ONNX), {2 * len(optimizers)} states in {out}")
 
 
 if __name__ == "__main__":

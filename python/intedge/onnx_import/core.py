@@ -347,6 +347,8 @@ class Walker:
             checker.check_node(node, ctx)
         except checker.ValidationError as exc:
             return str(exc).splitlines()[0]
+        if node.op_type == "Constant" and len(node.attribute) != 1:  # the checker lets this pass
+            return f"a Constant holds exactly one value attribute, not {len(node.attribute)}"
         return None
 
     def problem(self, node, reason):
@@ -376,7 +378,7 @@ class Walker:
         for n in unknown:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
         for n in g.node:  # constants first: fusions read the ones written after their first node
-            if n.op_type == "Constant":
+            if n.op_type == "Constant" and self.malformed(n) is None:  # the walk below names a malformed one
                 folding.fold(self, n)
         if not unknown:
             for n in g.node:
