@@ -19,6 +19,10 @@
 #define IE_MAX_FANOUT 64 /* nodes that may read one tensor */
 #define IE_ERRMSG_LEN 256
 #define IE_ALIGN 64
+/* The largest arena a session may plan: 1 TiB, or half the address space of a 32-bit target.
+ * Planning adds sizes in 64 bits and refuses past it, so that no size wraps (a batch times a
+ * 2^28-element tensor passes 2^32 at once on a microcontroller). */
+#define IE_MAX_ARENA_BYTES ((uint64_t)SIZE_MAX / 2 < ((uint64_t)1 << 40) ? (uint64_t)SIZE_MAX / 2 : ((uint64_t)1 << 40))
 /* Largest int8 dot product that int32 holds exactly: 127^2 * 2^17 < 2^31. */
 #define IE_MAX_REDUCTION (1u << 17)
 
