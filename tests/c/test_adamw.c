@@ -13,17 +13,7 @@ enum { K = 64, H = 32, C = 4, N = 16, BIG_H = 640 }; /* K x BIG_H = 40,960 weigh
 
 static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/* class = which quarter of the features is raised */
-static void batch(uint32_t seed, uint32_t *x, int32_t *y) {
-    uint32_t r = seed * 2654435761u + 7;
-    for (int i = 0; i < N; i++) {
-        y[i] = (int32_t)((seed + (uint32_t)i) % C);
-        for (int j = 0; j < K; j++) {
-            r = r * 1103515245u + 12345u;
-            x[i * K + j] = f2b((float)(r >> 16 & 0xff) / 255.0f + (j / (K / C) == y[i] ? 0.5f : 0.0f));
-        }
-    }
-}
+static void batch(uint32_t seed, uint32_t *x, int32_t *y) { iemb_class_batch(seed, N, K, C, x, y); }
 
 static ie_session_config adamw_config(void) {
     ie_session_config c;

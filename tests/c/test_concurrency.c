@@ -17,17 +17,7 @@ enum { K = 64, H = 32, C = 4, N = 8, STEPS = 12 };
 
 static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/* class = which quarter of the features is raised; each session gets its own stream */
-static void batch(uint32_t seed, uint32_t *x, int32_t *y) {
-    uint32_t r = seed * 2654435761u + 7;
-    for (int i = 0; i < N; i++) {
-        y[i] = (int32_t)((seed + (uint32_t)i) % C);
-        for (int j = 0; j < K; j++) {
-            r = r * 1103515245u + 12345u;
-            x[i * K + j] = f2b((float)(r >> 16 & 0xff) / 255.0f + (j / (K / C) == y[i] ? 0.5f : 0.0f));
-        }
-    }
-}
+static void batch(uint32_t seed, uint32_t *x, int32_t *y) { iemb_class_batch(seed, N, K, C, x, y); }
 
 /* Two different trainings: SGD with momentum on one thread, AdamW on a pool of two. */
 static ie_session_config config(int which) {

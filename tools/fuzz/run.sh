@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 shift || true
-build=build/fuzz
+build=${FUZZ_BUILD_DIR:-build/fuzz}  # another folder lets a long run go on beside the suite's
 harnesses=${FUZZ_HARNESSES:-model state onnx}
 
 mkdir -p "$build"
@@ -41,8 +41,8 @@ for harness in $harnesses; do
   mkdir -p "$corpus"
   log="$build/fuzz_$harness.log"
   regressions=()
-  [ -d "tools/fuzz/regressions/$harness" ] && regressions=("../../tools/fuzz/regressions/$harness")
-  if [ "$harness" = onnx ]; then command=(python ../../tools/fuzz/fuzz_onnx.py); else command=("./fuzz_$harness"); fi
+  [ -d "tools/fuzz/regressions/$harness" ] && regressions=("$PWD/tools/fuzz/regressions/$harness")
+  if [ "$harness" = onnx ]; then command=(python "$PWD/tools/fuzz/fuzz_onnx.py"); else command=("./fuzz_$harness"); fi
   # -timeout: one input may take 10 s (a large valid model trains a step); -rss_limit_mb bounds memory
   if ! (cd "$build" && "${command[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "$@" "corpus/$harness" "seeds/$harness" "${regressions[@]}") >"$log" 2>&1; then
