@@ -242,6 +242,18 @@ def test_a_constant_without_value_is_malformed():
         import_onnx(m)
 
 
+@pytest.mark.parametrize("field", ["ir_version", "opset"])
+def test_versions_past_32_bits_are_refused(field):
+    """The ONNX checker takes 32-bit versions: a larger one was a TypeError (fuzz_onnx.py)."""
+    m = one_node_graph(helper.make_node("Relu", ["x"], ["y"], name="relu"), output=("y", [1, 4, 4]))
+    if field == "ir_version":
+        m.ir_version = 2**40
+    else:
+        m.opset_import[0].version = 2**40
+    with pytest.raises(IntedgeError, match="version .*out of range"):
+        import_onnx(m)
+
+
 def test_damaged_files_through_the_cli(models, tmp_path):
     """One line on stderr, exit code 2: an ONNX name that is not UTF-8, a file that is not a
     protobuf, a damaged checkpoint."""

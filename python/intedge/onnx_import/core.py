@@ -341,8 +341,12 @@ class Walker:
         """The reason node breaks its ONNX schema (a required attribute missing, an attribute of
         the wrong type, too few inputs...), or None. Handlers only ever see well-formed nodes."""
         ctx = checker.C.CheckerContext()
-        ctx.ir_version = self.model.ir_version
-        ctx.opset_imports = {o.domain: o.version for o in self.model.opset_import}
+        try:
+            ctx.ir_version = self.model.ir_version
+            ctx.opset_imports = {o.domain: o.version for o in self.model.opset_import}
+        except TypeError:  # the checker takes 32-bit versions (fuzz_onnx.py found one past them)
+            raise IntedgeError(f"{self.source}: IR version {self.model.ir_version} or an opset version is out "
+                               "of range; the file is damaged") from None
         try:
             checker.check_node(node, ctx)
         except checker.ValidationError as exc:
