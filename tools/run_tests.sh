@@ -2,7 +2,8 @@
 # The whole test suite: C tests (plain, then ASan+UBSan), the no-floating-point build of the
 # runtime, the cross builds under emulation (aarch64 and Cortex-M: the C tests, and training
 # demos that must match this host bit for bit), the Python tests against the installed
-# package, and a short libFuzzer run of the C loaders (tools/fuzz/). Run from anywhere, after
+# package, Valgrind memcheck over the C tests, a ThreadSanitizer build of the concurrency test, and
+# a short run of the fuzz harnesses (tools/fuzz/: the C loaders, the ONNX importer). Run from anywhere, after
 # `pip install .` (the demos are made by `intedge compile`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,24 @@ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DINTEDGE_SANITIZE=ON
 cmake --build build/asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --test-dir build/asan --output-on-failure
+
+echo "== C tests under Valgrind memcheck (the plain build; Valgrind's CPU has no AVX-512, so the scalar and AVX2 tiers)"
+if command -v valgrind >/dev/null; then
+  # one test per core; a test's log is printed when it fails (errors, or definite and indirect leaks)
+  find build/test -maxdepth 1 -name 'test_*' -type f -executable | sort | xargs -P "$jobs" -I{} sh -c \
+    'valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect {} >{}.memcheck 2>&1 ||
+     { cat {}.memcheck; echo "{}: Valgrind memcheck FAILED"; exit 255; }'
+  echo "memcheck: $(find build/test -maxdepth 1 -name 'test_*.memcheck' | wc -l) C tests clean"
+else
+  echo "skipped: Valgrind is not installed (apt-get install valgrind)"
+fi
+
+echo "== two sessions training in two threads under ThreadSanitizer (tests/c/test_concurrency.c)"
+# IE_NO_CLONES: TSan cannot run the ifunc resolvers of target_clones, which run before it starts
+cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_C_FLAGS=-fsanitize=thread -DIE_NO_CLONES" \
+  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null
+cmake --build build/tsan -j "$jobs" --target test_concurrency
+TSAN_OPTIONS=halt_on_error=1 build/tsan/test_concurrency
 
 echo "== every operator under the sanitizers, driven from Python (needs the installed package)"
 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -70,5 +89,5 @@ cmake -DNM=arm-none-eabi-nm -DSIZE=arm-none-eabi-size -DLIBRARY=build/cortex-m0/
 echo "== Python tests"
 python -m pytest tests/python
 
-echo "== coverage-guided fuzzing of the C loaders, one minute per harness (libFuzzer; skipped without clang)"
+echo "== coverage-guided fuzzing of the loaders, one minute per harness (tools/fuzz/run.sh; each skipped without clang or atheris)"
 bash tools/fuzz/run.sh 60

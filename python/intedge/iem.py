@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import IntedgeError
+
 MAGIC = b"IEM1"
 VERSION = 1
 HEADER_SIZE = 40
@@ -101,6 +103,8 @@ def serialize(g):
         if t.kind == KIND_PARAM:
             raw = np.ascontiguousarray(t.data, dtype="<f4").tobytes()
             data_off, data_len = put(raw, 4), len(raw)
+        if not all(0 <= d < 2**32 for d in t.shape):
+            raise IntedgeError(f"tensor '{t.name}': shape {list(t.shape)} does not fit the runtime's 32-bit dims")
         dims = list(t.shape) + [0] * (MAX_RANK - len(t.shape))
         flags = int(t.state) | int(t.ids) << 1
         trecs += struct.pack("<BBH6IIIIII", t.kind, len(t.shape), flags, *dims, name_off, name_len, data_off, data_len, 0)
@@ -109,6 +113,8 @@ def serialize(g):
         name_off, name_len = put_name(n.name)
         ins = n.inputs + [0] * (MAX_INPUTS - len(n.inputs))
         outs = n.outputs + [0] * (2 - len(n.outputs))
+        if not all(-(2**31) <= a < 2**31 for a in n.attrs):  # a stride or an axis from a damaged file
+            raise IntedgeError(f"node '{n.name}': an attribute in {n.attrs} does not fit the runtime's 32 bits")
         attrs = n.attrs + [0] * (MAX_ATTRS - len(n.attrs))
         nrecs += struct.pack("<HBB8I2I16iIII", n.op, len(n.inputs), len(n.outputs), *ins, *outs, *attrs,
                              name_off, name_len, 0)

@@ -158,7 +158,7 @@ ie_status ie_session_load_state(ie_session *s, const void *buffer, size_t size) 
     if ((b[4] != V1.version && b[4] != V2.version) || b[5] || b[6] || b[7]) return refuse(s, "unknown version");
     const state_format *f = b[4] == V1.version ? &V1 : &V2;
     if (size < f->header || ie_rd32(b + 8) != size) return refuse(s, "truncated or padded");
-    if (ie_crc32(b + 16, size - 16) != ie_rd32(b + 12)) return refuse(s, "CRC mismatch (corrupt)");
+    if (!ie_crc_ok(b + 16, size - 16, ie_rd32(b + 12))) return refuse(s, "CRC mismatch (corrupt)");
     if (ie_rd32(b + 16) != s->model->crc) return refuse(s, "it was saved from a different model");
     if (ie_rd32(b + 20) != s->model->n_params) return refuse(s, "parameter count differs");
     uint32_t optimizer = f == &V1 ? IE_OPTIM_SGD : ie_rd32(b + 32);

@@ -19,6 +19,10 @@
 #define IE_MAX_FANOUT 64 /* nodes that may read one tensor */
 #define IE_ERRMSG_LEN 256
 #define IE_ALIGN 64
+/* The largest arena a session may plan: 1 TiB, or half the address space of a 32-bit target.
+ * Planning adds sizes in 64 bits and refuses past it, so that no size wraps (a batch times a
+ * 2^28-element tensor passes 2^32 at once on a microcontroller). */
+#define IE_MAX_ARENA_BYTES ((uint64_t)SIZE_MAX / 2 < ((uint64_t)1 << 40) ? (uint64_t)SIZE_MAX / 2 : ((uint64_t)1 << 40))
 /* Largest int8 dot product that int32 holds exactly: 127^2 * 2^17 < 2^31. */
 #define IE_MAX_REDUCTION (1u << 17)
 
@@ -289,6 +293,17 @@ ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const u
 uint32_t ie_crc32(const uint8_t *p, size_t n);
 /* CRC-32 (zlib's) continued over more bytes: ie_crc32(a+b) == update(ie_crc32(a), b). */
 uint32_t ie_crc32_update(uint32_t crc, const uint8_t *p, size_t n);
+/* A loader's CRC check: the stored CRC-32 of p[0, n) is `want`. Fuzz builds (tools/fuzz) pass
+ * every buffer, so that mutations reach the parsers instead of stopping at the checksum (the
+ * harness computing a CRC for the runtime to check again took a third of each run). */
+static inline int ie_crc_ok(const uint8_t *p, size_t n, uint32_t want) {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    (void)p, (void)n, (void)want;
+    return 1;
+#else
+    return ie_crc32(p, n) == want;
+#endif
+}
 
 /* Formats into a fixed buffer (vsnprintf-free for bare metal would come later). */
 void ie_set_err(char *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

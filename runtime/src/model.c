@@ -217,7 +217,7 @@ static ie_status parse_header(ie_model *m) {
     if (ie_rd32(d + 8) != m->size)
         return fail(m, IE_ERR_FORMAT, "truncated or padded: header says %" PRIu32 " bytes, buffer has %lu",
                     ie_rd32(d + 8), (unsigned long)m->size);
-    if (ie_crc32(d + 16, m->size - 16) != ie_rd32(d + 12)) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
+    if (!ie_crc_ok(d + 16, m->size - 16, ie_rd32(d + 12))) return fail(m, IE_ERR_FORMAT, "CRC mismatch: the model is corrupt");
     m->crc = ie_rd32(d + 12);
     m->n_tensors = ie_rd32(d + 16);
     m->n_nodes = ie_rd32(d + 20);

@@ -201,11 +201,15 @@ static void adamw_core(ie_session *s, uint32_t pi, opt_state *st) {
                                 IE_TERM_BITS, st->floor_m, rounder(s, pi, R_MOMENTUM), &st->mmax);
     /* v's exponent: each term below 2^61 (so v < 2^62), no term shifted left */
     int32_t tv = product_top(a->b2, st->ve, st->vbits), tg = product_top(a->c2, 2 * st->ge, ie_bitlen64(st->gmax * st->gmax));
-    int32_t ve = (tv > tg ? tv : tg) - 61;
-    if (tv != INT32_MIN && ve < a->b2.e + st->ve) ve = a->b2.e + st->ve;
-    if (tg != INT32_MIN && ve < a->c2.e + 2 * st->ge) ve = a->c2.e + 2 * st->ge;
-    if (ve < st->floor_v) ve = st->floor_v;
-    if (tv == INT32_MIN && tg == INT32_MIN) ve = st->floor_v > st->ve ? st->floor_v : st->ve; /* v stays 0 */
+    int32_t ve;
+    if (tv == INT32_MIN && tg == INT32_MIN) { /* v stays 0 (no INT32_MIN - 61: libFuzzer found it) */
+        ve = st->floor_v > st->ve ? st->floor_v : st->ve;
+    } else {
+        ve = (tv > tg ? tv : tg) - 61;
+        if (tv != INT32_MIN && ve < a->b2.e + st->ve) ve = a->b2.e + st->ve;
+        if (tg != INT32_MIN && ve < a->c2.e + 2 * st->ge) ve = a->c2.e + 2 * st->ge;
+        if (ve < st->floor_v) ve = st->floor_v;
+    }
     int32_t odd = ve & 1, h = (ve - odd) / 2;
     adamw_job j = {st->g, st->m, st->v, st->g,
                    tv == INT32_MIN ? 0 : (uint32_t)a->b2.m, tg == INT32_MIN ? 0 : (uint32_t)a->c2.m,

@@ -14,6 +14,7 @@ struct ie_planner {
     uint32_t n, cap;
     ie_value_life *life;
     int overflow;
+    uint64_t total; /* every buffer's bytes, a bound on the arena (saturates past IE_MAX_ARENA_BYTES) */
     const char *refusal;
     uint32_t refused_node;
 };
@@ -41,9 +42,12 @@ size_t ie_planner_scratch_bytes(uint32_t capacity, uint32_t n_tensors) {
     return capacity * (size_t)IE_STRIDE_PLAN_BUFFER + n_tensors * (size_t)IE_STRIDE_VALUE_LIFE;
 }
 
-static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, size_t bytes, uint32_t first,
+static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, uint64_t bytes, uint32_t first,
                 uint32_t last) {
     if (bytes == 0) return;
+    /* the sum of every buffer bounds each offset place() computes: past the limit, refuse */
+    p->total += bytes > IE_MAX_ARENA_BYTES ? IE_MAX_ARENA_BYTES + 1 : bytes;
+    if (p->total > IE_MAX_ARENA_BYTES) return;
     if (p->n == p->cap) {
         p->overflow = 1;
         return;
@@ -54,7 +58,7 @@ static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, 
     b->index = index;
     b->first = first;
     b->last = last;
-    b->bytes = ie_align_up(bytes);
+    b->bytes = ie_align_up((size_t)bytes);
     b->offset = 0;
 }
 
@@ -204,11 +208,11 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
     lifetimes(&p);
     for (uint32_t i = 0; i < m->n_nodes; i++) ie_op_lookup(m->nodes[i].op)->plan(&p, i);
     merge_aliases(&p);
-    size_t batch = cfg->batch_size;
+    uint64_t batch = cfg->batch_size; /* 64-bit products: a 32-bit size_t would wrap */
     for (uint32_t t = 0; t < m->n_tensors; t++) {
         const ie_value_life *l = &p.life[t];
         if (m->tensors[t].kind == IE_KIND_PARAM || l->alias_of != IE_NONE) continue;
-        size_t elem = m->tensors[t].ids ? sizeof(int32_t) : 1; /* integer inputs stay int32 */
+        uint64_t elem = m->tensors[t].ids ? sizeof(int32_t) : 1; /* integer inputs stay int32 */
         add(&p, IE_BUF_VALUE_Q, t, 0, batch * m->tensors[t].numel * elem, l->q_first, l->q_last);
         if (l->requires_grad) add(&p, IE_BUF_VALUE_G, t, 0, batch * m->tensors[t].numel, l->g_first, l->g_last);
     }
@@ -228,13 +232,18 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
                     ie_pos_bwd(m, m->tensors[t].first_consumer));
             slot++;
         }
-    size_t outputs = batch * m->tensors[m->output].numel;
+    uint64_t outputs = batch * m->tensors[m->output].numel;
     add(&p, IE_BUF_LOSS_ACC, 0, 0, outputs * sizeof(int64_t), ie_pos_loss(m), ie_pos_loss(m));
     if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_SOFTMAX_CE_PIXELS) /* both read labels */
         add(&p, IE_BUF_TARGETS, 0, 0, outputs * sizeof(int32_t), ie_pos_loss(m), ie_pos_loss(m));
     if (p.refusal) {
         ie_set_err(m->errmsg, "node '%s': %s", m->nodes[p.refused_node].name, p.refusal);
         return IE_ERR_UNSUPPORTED;
+    }
+    if (p.total > IE_MAX_ARENA_BYTES) {
+        ie_set_err(m->errmsg, "at batch size %" PRIu32 " this model needs an arena of more than %lu MiB; lower the "
+                   "batch size or the model's sizes", cfg->batch_size, (unsigned long)(IE_MAX_ARENA_BYTES >> 20));
+        return IE_ERR_NOMEM;
     }
     if (p.overflow) {
         ie_set_err(m->errmsg, "internal: planner capacity %" PRIu32 " exceeded", p.cap);

@@ -42,7 +42,7 @@ typedef struct layout {
 } layout;
 
 static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layout *L) {
-    size_t off = 0;
+    uint64_t off = 0; /* 64 bits, checked against IE_MAX_ARENA_BYTES below: no sum wraps */
     L->session = off; off += ie_align_up(IE_STRIDE_SESSION);
     L->flags = off; off += ie_align_up(m->n_params);
     L->input_map = off;
@@ -59,10 +59,15 @@ static ie_status compute_layout(ie_model *m, const ie_session_config *cfg, layou
         off += ie_align_up(sizeof(int32_t) * numel) * (has_first_moment(cfg, m, i) ? 2 : 1);
         if (has_second_moment(cfg, m, i)) off += ie_align_up(sizeof(int64_t) * numel);
     }
-    L->region = off;
+    L->region = (size_t)off;
     size_t region = 0;
     ie_status st = ie_plan_region(m, cfg, NULL, NULL, &region);
-    L->total = off + region;
+    if (st == IE_OK && off + region > IE_MAX_ARENA_BYTES) {
+        ie_set_err(m->errmsg, "this model's parameters and optimizer state need more than %lu MiB",
+                   (unsigned long)(IE_MAX_ARENA_BYTES >> 20));
+        return IE_ERR_NOMEM;
+    }
+    L->total = (size_t)(off + region);
     return st;
 }
 

@@ -108,3 +108,15 @@ uint8_t *iemb_mlp(uint32_t k, uint32_t h, uint32_t c, size_t *size) {
     free(w1); free(b1); free(w2); free(b2);
     return buf;
 }
+
+void iemb_class_batch(uint32_t seed, uint32_t n, uint32_t k, uint32_t c, uint32_t *x, int32_t *y) {
+    uint32_t r = seed * 2654435761u + 7;
+    for (uint32_t i = 0; i < n; i++) {
+        y[i] = (int32_t)((seed + i) % c);
+        for (uint32_t j = 0; j < k; j++) {
+            r = r * 1103515245u + 12345u;
+            float v = (float)(r >> 16 & 0xff) / 255.0f + (j / (k / c) == (uint32_t)y[i] ? 0.5f : 0.0f);
+            memcpy(&x[i * k + j], &v, 4);
+        }
+    }
+}

@@ -19,4 +19,8 @@ void iemb_fix_crc(uint8_t *buf, size_t size);
 /* The test MLP: in -> Gemm(k->h) -> Relu -> Gemm(h->c), W as [M,K] (PyTorch Linear). Weights
  * are deterministic pseudo-random. *size receives the length. */
 uint8_t *iemb_mlp(uint32_t k, uint32_t h, uint32_t c, size_t *size);
+
+/* A batch of n samples of k features (float32 bits) in c classes, the class raising its share of
+ * the features: a task an MLP learns in a few steps. Deterministic in seed. */
+void iemb_class_batch(uint32_t seed, uint32_t n, uint32_t k, uint32_t c, uint32_t *x, int32_t *y);
 #endif

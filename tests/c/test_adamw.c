@@ -13,17 +13,7 @@ enum { K = 64, H = 32, C = 4, N = 16, BIG_H = 640 }; /* K x BIG_H = 40,960 weigh
 
 static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/* class = which quarter of the features is raised */
-static void batch(uint32_t seed, uint32_t *x, int32_t *y) {
-    uint32_t r = seed * 2654435761u + 7;
-    for (int i = 0; i < N; i++) {
-        y[i] = (int32_t)((seed + (uint32_t)i) % C);
-        for (int j = 0; j < K; j++) {
-            r = r * 1103515245u + 12345u;
-            x[i * K + j] = f2b((float)(r >> 16 & 0xff) / 255.0f + (j / (K / C) == y[i] ? 0.5f : 0.0f));
-        }
-    }
-}
+static void batch(uint32_t seed, uint32_t *x, int32_t *y) { iemb_class_batch(seed, N, K, C, x, y); }
 
 static ie_session_config adamw_config(void) {
     ie_session_config c;
@@ -142,6 +132,24 @@ static void test_bad_configs(ie_model *m) {
     ie_session_free(s);
 }
 
+/* A first step whose gradient is zero for a parameter (all-zero inputs: the first layer's weights
+ * get none) while v is still 0: both terms of v are absent, and choosing v's exponent subtracted
+ * from INT32_MIN (signed overflow; libFuzzer's fuzz_state found it, UBSan reports it). */
+static void test_zero_gradient_first_step(ie_model *m) {
+    ie_session *s = NULL;
+    ie_session_config c = adamw_config();
+    CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_OK);
+    if (!s) return;
+    static uint32_t x[N * K]; /* +0.0f */
+    int32_t y[N] = {0};
+    uint32_t before = 0, after = 0;
+    CHECK(ie_session_digest(s, &before) == IE_OK);
+    CHECK(ie_session_step(s, N, x, y, NULL, NULL) == IE_OK);
+    CHECK(ie_session_step(s, N, x, y, NULL, NULL) == IE_OK);
+    CHECK(ie_session_digest(s, &after) == IE_OK && after != before);
+    ie_session_free(s);
+}
+
 int main(void) {
     size_t size;
     uint8_t *buf = iemb_mlp(K, H, C, &size);
@@ -150,6 +158,7 @@ int main(void) {
     test_learns_and_is_reproducible(m);
     test_arena(m);
     test_bad_configs(m);
+    test_zero_gradient_first_step(m);
     ie_model_free(m);
     free(buf);
     if (IE_TEST_HAVE_THREADS) { /* the optimizer's passes split over the pool */

@@ -204,6 +204,56 @@ def test_a_failed_fusion_is_reported_once():
     assert "'fc'" in str(err.value) and "relu" not in str(err.value)
 
 
+@pytest.mark.parametrize("add_inputs", [["mm"], ["mm", "b", "b"]])
+def test_a_malformed_add_after_a_matmul(add_inputs):
+    """The MatMul + Add fusion reads the Add before the Add's own schema check (fuzz_onnx.py found
+    an IndexError there): the Add is refused, by name."""
+    w = numpy_helper.from_array(np.ones((16, 2), np.float32), "w")
+    b = numpy_helper.from_array(np.ones(2, np.float32), "b")
+    m = one_node_graph(helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+                       helper.make_node("MatMul", ["f", "w"], ["mm"], name="fc"),
+                       helper.make_node("Add", add_inputs, ["y"], name="fc_bias"), output=("y", [2]), inits=[w, b])
+    with pytest.raises(IntedgeError, match="fc_bias"):
+        import_onnx(m)
+
+
+def test_attributes_past_32_bits_are_refused():
+    """A stride of 2^63 - 1 reached the .iem writer as a struct.error (fuzz_onnx.py)."""
+    node = helper.make_node("AveragePool", ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2**63 - 1])
+    with pytest.raises(IntedgeError, match="node 'pool'.*32 bits"):
+        import_onnx(one_node_graph(node, output=("y", [1, 2, 1])))
+
+
+@pytest.mark.parametrize("op", ["Reshape", "Expand"])
+def test_a_float_shape_is_refused(op):
+    """A shape input holding floats (NaN here) reached int() as a ValueError (fuzz_onnx.py)."""
+    shape = numpy_helper.from_array(np.array([np.nan, 16], np.float32), "shape")
+    with pytest.raises(IntedgeError, match=f"node 'n' \\({op}\\): its .*shape must be integers"):
+        import_onnx(one_node_graph(helper.make_node(op, ["x", "shape"], ["y"], name="n"), output=("y", [16]),
+                                   inits=[shape]))
+
+
+def test_a_constant_without_value_is_malformed():
+    """Constants are folded before the walk checks nodes: one with no attribute was an IndexError
+    (fuzz_onnx.py)."""
+    m = one_node_graph(helper.make_node("Constant", [], ["c"], name="const"),
+                       helper.make_node("Relu", ["x"], ["y"], name="relu"), output=("y", [1, 4, 4]))
+    with pytest.raises(IntedgeError, match="node 'const' \\(Constant\\): malformed"):
+        import_onnx(m)
+
+
+@pytest.mark.parametrize("field", ["ir_version", "opset"])
+def test_versions_past_32_bits_are_refused(field):
+    """The ONNX checker takes 32-bit versions: a larger one was a TypeError (fuzz_onnx.py)."""
+    m = one_node_graph(helper.make_node("Relu", ["x"], ["y"], name="relu"), output=("y", [1, 4, 4]))
+    if field == "ir_version":
+        m.ir_version = 2**40
+    else:
+        m.opset_import[0].version = 2**40
+    with pytest.raises(IntedgeError, match="version .*out of range"):
+        import_onnx(m)
+
+
 def test_damaged_files_through_the_cli(models, tmp_path):
     """One line on stderr, exit code 2: an ONNX name that is not UTF-8, a file that is not a
     protobuf, a damaged checkpoint."""

@@ -8,7 +8,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *b = fuzz_fixed_copy(data, size);
     ie_model *m = NULL;
     if (ie_model_load(b, size, &m) == IE_OK) {
-        ie_session *s = fuzz_session(m, 1);
+        ie_session *s = fuzz_session(m, FUZZ_MOMENTUM);
         if (s) fuzz_one_step(s, m);
         ie_session_free(s);
     }

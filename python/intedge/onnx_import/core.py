@@ -358,12 +358,18 @@ class Walker:
         """The reason node breaks its ONNX schema (a required attribute missing, an attribute of
         the wrong type, too few inputs...), or None. Handlers only ever see well-formed nodes."""
         ctx = checker.C.CheckerContext()
-        ctx.ir_version = self.model.ir_version
-        ctx.opset_imports = {o.domain: o.version for o in self.model.opset_import}
+        try:
+            ctx.ir_version = self.model.ir_version
+            ctx.opset_imports = {o.domain: o.version for o in self.model.opset_import}
+        except TypeError:  # the checker takes 32-bit versions (fuzz_onnx.py found one past them)
+            raise IntedgeError(f"{self.source}: IR version {self.model.ir_version} or an opset version is out "
+                               "of range; the file is damaged") from None
         try:
             checker.check_node(node, ctx)
         except checker.ValidationError as exc:
             return str(exc).splitlines()[0]
+        if node.op_type == "Constant" and len(node.attribute) != 1:  # the checker lets this pass
+            return f"a Constant holds exactly one value attribute, not {len(node.attribute)}"
         return None
 
     def problem(self, node, reason):
@@ -408,7 +414,7 @@ class Walker:
         for n in unknown:
             self.problem(n, f"operator {n.op_type} (opset {self.opset(n)}) is not supported")
         for n in g.node:  # constants first: fusions read the ones written after their first node
-            if n.op_type == "Constant":
+            if n.op_type == "Constant" and self.malformed(n) is None:  # the walk below names a malformed one
                 folding.fold(self, n)
         if not unknown:
             for n in g.node:

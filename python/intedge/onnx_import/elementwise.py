@@ -8,7 +8,7 @@ import onnx
 from .. import iem
 from . import views
 from .folding import BATCH
-from .nodes import attrs, handles
+from .nodes import attrs, handles, int_values
 
 
 
@@ -98,7 +98,7 @@ def reshape(walker, n):
     if target is None:
         walker.problem(n, "the target shape must be a constant")
         return
-    target = [int(t) for t in np.asarray(target).reshape(-1)]
+    target = int_values(n, target, "target shape")
     if attrs(n).get("allowzero", 0) and 0 in target:
         walker.problem(n, "allowzero=1 with a 0 in the target shape")
         return

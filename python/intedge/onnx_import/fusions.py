@@ -22,7 +22,12 @@ def only_reader(walker, v, op_types):
 
 
 def other_input(n, v):
-    return n.input[1] if n.input[0] == v else n.input[0] if n.input[1] == v else None
+    """The operand of the binary node n beside v; None if n does not read v or is malformed (a
+    fusion looks at nodes before their own schema check)."""
+    if len(n.input) != 2:
+        return None
+    a, b = n.input
+    return b if a == v else a if b == v else None
 
 
 def scalar(walker, v, value):
@@ -61,7 +66,7 @@ def matmul_add_bias(walker, n):
     if add is None or walker.const_value(n.input[1]) is None:
         return False
     bias = other_input(add, n.output[0])
-    if walker.name(bias) not in walker.inits:
+    if bias is None or walker.name(bias) not in walker.inits:
         return False
     walker.absorb(add)
     linear(walker, n, n.input[0], n.input[1], bias, 0)

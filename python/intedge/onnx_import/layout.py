@@ -10,7 +10,7 @@ from ..runtime import dyadic
 from . import views
 from .elementwise import drop_unit_axes, settle
 from .embedding import embedding
-from .nodes import attrs, handles, text
+from .nodes import attrs, handles, int_values, text
 
 
 @handles("Concat")
@@ -131,7 +131,7 @@ def split(walker, n):
         parts = a.get("num_outputs", len(n.output))
         sizes = [-(-size // parts)] * (parts - 1)
         sizes.append(size - sum(sizes))
-    sizes = [int(v) for v in np.asarray(sizes).reshape(-1)]
+    sizes = int_values(n, sizes, "split sizes")
     if len(sizes) != len(n.output) or sum(sizes) != size or min(sizes) <= 0:
         walker.problem(n, f"split sizes {sizes} do not cut axis {axis} of {size} into {len(n.output)} parts")
         return
@@ -152,7 +152,7 @@ def expand(walker, n):
     if target is None:
         walker.problem(n, "the shape must be a constant")
         return
-    target = [int(t) for t in np.asarray(target).reshape(-1)]
+    target = int_values(n, target, "shape")
     data = walker.const_value(n.input[0])
     if data is None:
         dims = walker.onnx_dims(n.input[0])
@@ -194,7 +194,7 @@ def pad(walker, n):
     if pads is None or mode != "constant" or value != 0.0 or (len(n.input) > 3 and n.input[3]):
         walker.problem(n, "only constant zero padding with constant pads over all axes is supported")
         return
-    pads = [int(v) for v in np.asarray(pads).reshape(-1)]
+    pads = int_values(n, pads, "pads")
     if len(pads) != 2 * rank or pads[0] or pads[rank] or min(pads) < 0:
         walker.problem(n, f"pads {pads} must leave the batch alone and not crop")
         return
@@ -220,7 +220,7 @@ def resize(walker, n):
     scales, sizes = walker.const_input(n, 2), walker.const_input(n, 3)
     shape = walker.shapes[x]
     if len(shape) == 3 and sizes is not None and np.asarray(sizes).size == 4:
-        sz = [int(v) for v in np.asarray(sizes).reshape(-1)]
+        sz = int_values(n, sizes, "sizes")
         scales = [1, 1, sz[2] / shape[1], sz[3] / shape[2]]
     ok = mode in ("nearest", "linear") and len(shape) == 3 and scales is not None and np.asarray(scales).size == 4
     sc = [float(v) for v in np.asarray(scales).reshape(-1)] if ok else []

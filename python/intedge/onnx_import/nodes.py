@@ -1,6 +1,9 @@
 """What every op module shares: the tags the registry collects from its handlers, and reading a
 node's attributes. Kept apart from the walker so that op modules never import it."""
+import numpy as np
 import onnx
+
+from ..errors import IntedgeError
 
 
 def handles(*op_types, note=None):
@@ -33,3 +36,13 @@ def text(a, name, default):
     value no handler accepts)."""
     v = a.get(name, default)
     return v.decode(errors="replace") if isinstance(v, bytes) else v
+
+
+def int_values(n, value, what):
+    """A constant the schema types as integers (a shape, sizes, pads) as a list of ints; a float
+    one, NaN or not, is a damaged file (fuzz_onnx.py found int(nan) raising ValueError)."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "iub":
+        raise IntedgeError(f"node '{n.name}' ({n.op_type}): its {what} must be integers, not {a.dtype}; "
+                           "the file is damaged")
+    return [int(v) for v in a.reshape(-1)]
