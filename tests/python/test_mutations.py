@@ -242,6 +242,22 @@ def test_a_constant_without_value_is_malformed():
         import_onnx(m)
 
 
+@pytest.mark.parametrize("node, needle", [
+    (helper.make_node("AveragePool", ["w"], ["y"], name="n", kernel_shape=[3, -2**31]), "malformed.*positive"),
+    (helper.make_node("ConstantOfShape", ["shape"], ["y"], name="n"), "would hold 1099511627776 elements"),
+])
+def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
+    """fuzz_onnx.py: an AveragePool with a kernel of -2^31 on a weight made the reference evaluator
+    allocate gigabytes (tools/fuzz/regressions/onnx/averagepool-negative-kernel-on-a-weight.onnx).
+    Shape inference sizes a constant's output before folding evaluates it."""
+    w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
+    shape = numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "shape")
+    m = one_node_graph(node, helper.make_node("Relu", ["x"], ["r"], name="relu"), output=("r", [1, 4, 4]),
+                       inits=[w, shape])
+    with pytest.raises(IntedgeError, match=f"node 'n' .*constant folding refused: .*{needle}"):
+        import_onnx(m)
+
+
 @pytest.mark.parametrize("field", ["ir_version", "opset"])
 def test_versions_past_32_bits_are_refused(field):
     """The ONNX checker takes 32-bit versions: a larger one was a TypeError (fuzz_onnx.py)."""

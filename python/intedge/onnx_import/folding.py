@@ -13,6 +13,8 @@ BATCH = -(1 << 40)  # what a folded Shape reports for the batch dimension
 # op types that could only ever compute constants here (statically, before shapes are known)
 FOLDABLE = ("Constant", "Shape", "Gather", "Cast", "CastLike", "Slice", "Range", "ConstantOfShape", "Div", "Floor",
             "Ceil", "Equal", "Where", "Expand", "Mod")
+# the largest constant folding makes (elements): shape arithmetic is tiny, weights are stored
+MAX_FOLDED = 1 << 26
 # how the refusal message's list of supported operators ends
 SUMMARY = "constant shape arithmetic (Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded"
 
@@ -35,6 +37,26 @@ def constant(n):
     """The value of a Constant node."""
     a = n.attribute[0]
     return numpy_helper.to_array(a.t) if a.name == "value" else np.asarray(onnx.helper.get_attribute_value(a))
+
+
+def _malformed_or_huge(model, inputs):
+    """Why the reference evaluator must not run the one-node model (a fuzzed pooling's kernel of
+    -2^31 made it allocate gigabytes), or None: onnx's shape inference checks the attributes and
+    sizes the outputs before anything is allocated. Small inputs go in as initializers, so sizes
+    that come from values (ConstantOfShape, Range, Expand) are known too."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    probe.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), i) for i, v in inputs.items()
+                                   if np.size(v) <= 64)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        return f"the node is malformed ({str(exc).splitlines()[-1].strip()[:200]})"
+    for o in inferred.graph.output:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
+        if all(d is not None for d in dims) and np.prod(dims, dtype=object) > MAX_FOLDED:
+            return f"its output '{o.name}' would hold {np.prod(dims, dtype=object)} elements"
+    return None
 
 
 def fold(w, n):
@@ -67,6 +89,10 @@ def fold(w, n):
                       for i, v in zip(n.input, inputs) if i],
         [onnx.helper.make_value_info(o, onnx.TypeProto()) for o in n.output])
     model = onnx.helper.make_model(graph, opset_imports=w.model.opset_import)
+    too_big = _malformed_or_huge(model, {i: v for i, v in zip(n.input, inputs) if i})
+    if too_big:
+        w.problem(n, f"constant folding refused: {too_big}")
+        return True
     try:
         outs = evaluator(model).run(None, {i: v for i, v in zip(n.input, inputs) if i})
     except Exception as exc:
