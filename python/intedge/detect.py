@@ -441,3 +441,50 @@ def load_mnist_detect(input_shape, seed=0):
     x, xv = (np.repeat(sc[k][0][:, None], c, axis=1) for k in ("train", "val"))
     y, yv = (_objects([b.astype(np.float64) for b in sc[k][2]]) for k in ("train", "val"))
     return Dataset(x, y, xv, yv, class_names=[str(d) for d in range(10)], source="builtin:mnist-detect", task="detect")
+
+
+# ---- predictions -----------------------------------------------------------------------------------
+
+def _colour(cls):
+    """A distinct, stable colour per class (golden-angle hues)."""
+    import colorsys
+
+    r, g, b = colorsys.hsv_to_rgb((cls * 0.618034) % 1.0, 0.85, 1.0)
+    return int(255 * r), int(255 * g), int(255 * b)
+
+
+def write_predictions(out_dir, paths, images, outputs, class_names):
+    """For `intedge predict`: each image (uint8 [N, C, H, W], the model inputs; paths name them) with
+    its detections above DRAW_THRESHOLD drawn as boxes labelled "class score", as
+    out_dir/<stem>.png; and out_dir/detections.json in COCO results format ([{image_id,
+    category_id, bbox, score}], image_id i + 1 for paths[i], category_id class + 1, bbox x, y, w, h
+    in the images' pixels) with every decoded detection (score > SCORE_THRESHOLD, top TOP_K).
+    outputs: float [N, C + 4, h, w]. Returns the paths written."""
+    from PIL import Image, ImageDraw
+
+    images, outputs = np.asarray(images), np.asarray(outputs, np.float64)
+    if images.ndim != 4 or outputs.ndim != 4 or len(images) != len(outputs) or len(paths) != len(images):
+        raise IntedgeError(f"write_predictions takes {len(paths)} paths, images [N, C, H, W] and outputs "
+                           f"[N, C + 4, h, w] of one N; got {list(images.shape)} and {list(outputs.shape)}")
+    classes, stride = head(images.shape[1:], outputs.shape[1:])
+    names = list(class_names or [])
+    names += [str(i) for i in range(len(names), classes)]
+    dets = decode(outputs, stride, classes)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path, img, d in zip(paths, images, dets):
+        rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
+        pic = Image.fromarray(np.ascontiguousarray(rgb.transpose(1, 2, 0)), "RGB")
+        draw = ImageDraw.Draw(pic)
+        for (x, y, w, h), score, cls in zip(d["boxes"], d["scores"], d["classes"]):
+            if score < DRAW_THRESHOLD:
+                continue
+            draw.rectangle([x, y, x + w - 1, y + h - 1], outline=_colour(int(cls)))
+            draw.text((x + 1, max(y - 10, 0)), f"{names[int(cls)]} {score:.2f}", fill=_colour(int(cls)))
+        target = out_dir / (Path(path).stem + ".png")
+        pic.save(target)
+        written.append(target)
+    results = out_dir / "detections.json"
+    results.write_text(json.dumps(results_json(dets)))
+    return written + [results]

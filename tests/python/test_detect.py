@@ -1,6 +1,9 @@
 """Object detection: CenterNet's loss in integers against float64 torch, sessions that train with
 it (bit-exact across kernel tiers and thread counts)."""
+import json
+
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -135,3 +138,185 @@ def test_session_trains_centernet_and_is_bit_exact_across_tiers_and_threads(rng)
             digests.add(s.digest())
     assert len(digests) == 1
     assert losses[-1] < losses[0]
+
+
+# ---- targets, decoding, mAP ------------------------------------------------------------------------
+
+def oracle_outputs(dense, classes, out_hw):
+    """The outputs a perfect model would give for dense targets: heat logits of the targets,
+    the box targets at the centres."""
+    d = dense.reshape((len(dense), classes + 4) + tuple(out_hw)).astype(np.float64)
+    heat = np.clip(d[:, :classes] / HEAT_ONE, 1e-9, 1 - 1e-9)
+    return np.concatenate([np.log(heat / (1 - heat)), np.where(d[:, classes:] >= 0, d[:, classes:] / 65536, 0)], 1)
+
+
+def test_gaussian_radius_is_centernets_rule():
+    """CenterNet's code for min overlap 0.7, the smallest of its three roots; for a 10 x 10 box the
+    third, (b3 + sqrt(b3^2 - 4 a3 c3)) / 2 with a3 = 2.8, b3 = -28, c3 = -30: (sqrt(1120) - 28) / 2
+    (CenterNet halves where the quadratic formula divides by 2 a3; kept, so targets are CenterNet's)."""
+    from intedge.detect import gaussian_radius
+
+    assert gaussian_radius(10, 10) == pytest.approx((np.sqrt(1120) - 28) / 2)
+    assert gaussian_radius(20, 40) > gaussian_radius(10, 20) > 0
+
+
+def test_targets_decode_back_to_their_boxes_at_full_map():
+    """Targets of the MNIST scenes, decoded as if a model had output them exactly, give back every
+    box (COCO mAP@[.5:.95] = 1); the heat is 1 only at the centres, as many as the boxes."""
+    from intedge import detect
+    from intedge.scenes import render
+    from intedge.data import load_mnist_5k
+
+    ds = load_mnist_5k(0)
+    _, _, boxes = render(ds.x_train[:200, 0], ds.y_train[:200], 60, 48, 64, seed=1)
+    t = detect.Targets(boxes, 10, (12, 16), 4)
+    dense = t.dense.reshape(60, 14, 12, 16)
+    assert int((dense[:, :10] == HEAT_ONE).sum()) == sum(len(b) for b in boxes)
+    assert (dense[:, 10:] != NO_BOX).sum() // 4 <= sum(len(b) for b in boxes)
+    m = detect.metrics(oracle_outputs(t.dense, 10, (12, 16)), boxes, (1, 48, 64))
+    assert m["map"] == pytest.approx(1.0) and m["map50"] == pytest.approx(1.0)
+    shifted = [b + np.array([0, 6, 0, 0, 0]) for b in boxes]  # 6 px to the right: a worse mAP
+    assert detect.metrics(oracle_outputs(t.dense, 10, (12, 16)), shifted, (1, 48, 64))["map"] < 0.5
+
+
+def test_decode_takes_3x3_peaks_top_k_above_threshold():
+    from intedge.detect import decode
+
+    out = np.full((1, 6, 5, 5), -9.0)
+    out[0, 0, 2, 2], out[0, 0, 2, 3] = 3.0, 2.0  # a peak and its weaker neighbour
+    out[0, 1, 0, 4] = 1.0
+    out[0, 2:, 2, 2] = [2.0, 3.0, 0.5, 0.25]  # w, h in cells; offset
+    d = decode(out, 4)[0]
+    assert list(d["classes"]) == [0, 1]
+    np.testing.assert_allclose(d["boxes"][0], [(2.5 * 4) - 4, (2.25 * 4) - 6, 8, 12])
+    assert len(decode(out, 4, k=1)[0]["scores"]) == 1
+    assert len(decode(out, 4, threshold=0.9)[0]["scores"]) == 1
+
+
+# ---- data formats and the CLI ----------------------------------------------------------------------
+
+def scenes(n, seed, size=(48, 64)):
+    """n real MNIST scenes: uint8 images [n, H, W] and boxes [k, 5] (class, x, y, w, h)."""
+    from intedge.data import load_mnist_5k
+    from intedge.scenes import render
+
+    ds = load_mnist_5k(0)
+    images, _, boxes = render(ds.x_train[:300, 0], ds.y_train[:300], n, *size, seed=seed)
+    return images, boxes
+
+
+def write_coco(folder, images, boxes, names=None):
+    """folder/images/*.png and folder/annotations.json (COCO: bbox x, y, w, h; category ids 1..10)."""
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    imgs, anns = [], []
+    for i, (im, bs) in enumerate(zip(images, boxes)):
+        Image.fromarray(im).save(folder / "images" / f"s{i:03d}.png")
+        imgs.append({"id": i + 7, "file_name": f"s{i:03d}.png", "width": im.shape[1], "height": im.shape[0]})
+        anns += [{"id": len(anns) + 1, "image_id": i + 7, "category_id": int(b[0]) + 1,
+                  "bbox": [int(v) for v in b[1:]], "area": int(b[3] * b[4]), "iscrowd": 0} for b in bs]
+    cats = [{"id": c + 1, "name": (names or [str(d) for d in range(10)])[c]} for c in range(10)]
+    (folder / "annotations.json").write_text(json.dumps({"images": imgs, "annotations": anns, "categories": cats}))
+
+
+def write_yolo(folder, images, boxes):
+    from PIL import Image
+
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    for i, (im, bs) in enumerate(zip(images, boxes)):
+        Image.fromarray(im).save(folder / "images" / f"s{i:03d}.png")
+        h, w = im.shape
+        lines = [f"{int(b[0])} {(b[1] + b[3] / 2) / w:.6f} {(b[2] + b[4] / 2) / h:.6f} {b[3] / w:.6f} {b[4] / h:.6f}"
+                 for b in bs]
+        (folder / "labels" / f"s{i:03d}.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_instances(root, split, images, boxes):
+    """COCO's own layout: root/annotations/instances_{split}.json with the images in root/{split}/."""
+    write_coco(root / "tmp", images, boxes)
+    (root / "annotations").mkdir(exist_ok=True)
+    (root / "tmp" / "annotations.json").rename(root / "annotations" / f"instances_{split}.json")
+    (root / "tmp" / "images").rename(root / split)
+    (root / "tmp").rmdir()
+
+
+@pytest.mark.parametrize("fmt", ["coco", "coco-instances", "yolo"])
+def test_each_format_reads_the_boxes_it_was_written_with(tmp_path, fmt):
+    import intedge
+
+    (tr, btr), (va, bva) = scenes(12, 1), scenes(6, 2)
+    for split, (ims, bs) in (("train", (tr, btr)), ("val", (va, bva))):
+        if fmt == "coco":
+            write_coco(tmp_path / split, ims, bs)
+        elif fmt == "yolo":
+            write_yolo(tmp_path / split, ims, bs)
+        else:
+            write_instances(tmp_path, split + "2017", ims, bs)
+    ds = intedge.load_data(tmp_path, input_shape=(1, 24, 32))  # half size: boxes scale with the images
+    assert ds.task == "detect" and ds.x_train.shape == (12, 1, 24, 32) and len(ds.x_val) == 6
+    for got, want in zip(list(ds.y_train) + list(ds.y_val), btr + bva):
+        np.testing.assert_allclose(got, want * [1, 0.5, 0.5, 0.5, 0.5], atol=1e-4)
+    if fmt != "yolo":
+        assert ds.class_names == [str(d) for d in range(10)]
+
+
+def test_bad_detection_data_is_skipped_with_a_count_or_refused(tmp_path, capsys):
+    import intedge
+    from intedge.errors import IntedgeError
+
+    ims, bs = scenes(6, 3)
+    write_yolo(tmp_path / "y", ims, bs)
+    (tmp_path / "y" / "labels" / "s000.txt").unlink()  # an image with no label file
+    with open(tmp_path / "y" / "labels" / "s001.txt", "a") as f:
+        f.write("3 0.99 0.5 0.2 0.2\n3 0.5 0.5 0 0.1\n")  # a box past the right edge, one of zero width
+    ds = intedge.load_data(tmp_path / "y", input_shape=(1, 48, 64), val_split=0.5)
+    err = capsys.readouterr().err
+    assert "skipped 1 image(s) without a label file" in err
+    assert "skipped 1 box(es) outside their image" in err and "skipped 1 box(es) of zero size" in err
+    assert len(ds.x_train) + len(ds.x_val) == 5
+    (tmp_path / "y" / "labels" / "s002.txt").write_text("3 0.5 0.5 0.2\n")
+    with pytest.raises(IntedgeError, match=r"s002.txt:1: expected 'class cx cy w h'"):
+        intedge.load_data(tmp_path / "y", input_shape=(1, 48, 64))
+    write_coco(tmp_path / "c" / "train", ims, bs)
+    (tmp_path / "c" / "train" / "annotations.json").write_text('{"images": [')
+    with pytest.raises(IntedgeError, match="is not valid JSON"):
+        intedge.load_data(tmp_path / "c", input_shape=(1, 48, 64))
+    d = {"images": [{"id": 1, "file_name": "s000.png", "width": 64, "height": 48}], "categories": [{"id": 1}],
+         "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [1, 1, 5, 5]}]}
+    (tmp_path / "c" / "train" / "annotations.json").write_text(json.dumps(d))
+    with pytest.raises(IntedgeError, match="category_id 5, which is not among the categories"):
+        intedge.load_data(tmp_path / "c", input_shape=(1, 48, 64))
+
+
+def test_cli_trains_evaluates_and_inspects_detection(tmp_path):
+    """A YOLO folder with classes beyond the head is one line and exit 2; a COCO folder trains
+    (metrics.jsonl gets val_map and val_map50 per epoch) and `intedge eval --json` reports them."""
+    from conftest import run_cli
+    from torch_models import CenterNetTiny, export
+
+    torch.manual_seed(0)
+    onnx_path = tmp_path / "cn.onnx"
+    onnx.save(export(CenterNetTiny(classes=10, width=4), torch.zeros(2, 1, 48, 64), dynamo=False, opset=13), onnx_path)
+    r = run_cli("inspect", onnx_path)
+    assert "C = 10 classes" in r.stdout and "stride R = 4" in r.stdout
+    ims, bs = scenes(24, 4)
+    write_coco(tmp_path / "coco" / "train", ims[:16], bs[:16])
+    write_coco(tmp_path / "coco" / "val", ims[16:], bs[16:])
+    r = run_cli("train", onnx_path, tmp_path / "coco", "--epochs", 2, "--batch-size", 8, "--lr", 0.05, "--quiet",
+                "--output-dir", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(0 <= m["val_map"] <= m["val_map50"] <= 1 for m in rows)
+    r = run_cli("eval", tmp_path / "run", tmp_path / "coco", "--json", "--batch-size", 8)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["task"] == "detect" and rep["images"] == 8 and rep["objects"] == sum(len(b) for b in bs[16:])
+    assert rep["map50"] == pytest.approx(rows[-1]["val_map50"])
+    r = run_cli("train", onnx_path, tmp_path / "coco", "--task", "segment", "--epochs", 1)
+    assert r.returncode == 2 and "laid out for detect" in r.stderr
+    write_yolo(tmp_path / "yolo", ims, bs)
+    (tmp_path / "yolo" / "labels" / "s003.txt").write_text("12 0.5 0.5 0.2 0.2\n")
+    r = run_cli("train", onnx_path, tmp_path / "yolo", "--epochs", 1, "--output-dir", tmp_path / "run2")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "class 12, outside [0, 10)" in r.stderr
