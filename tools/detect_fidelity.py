@@ -38,7 +38,8 @@ def torch_outputs(net, x, batch=256):
 
 
 def run(epochs, lr, momentum, batch_size, width, seed, input_size=64, n_train=None, log=print):
-    """Both runs; a list of per-epoch rows {epoch, intedge/torch train loss, map, map50}."""
+    """Both runs: (per-epoch rows {epoch, intedge/torch train loss, map, map50, seconds}, the
+    intedge Trainer, the validation images, their prepared samples and targets)."""
     torch.set_num_threads(1)  # both runs on one core, as intedge's trainer runs by default
     torch.manual_seed(seed)
     net = CenterNetTiny(classes=10, in_channels=1, width=width)
@@ -72,7 +73,7 @@ def run(epochs, lr, momentum, batch_size, width, seed, input_size=64, n_train=No
                "torch_map50": tm["map50"], "intedge_seconds": round(t_int, 1), "torch_seconds": round(t_torch, 1)}
         rows.append(row)
         log(json.dumps(row))
-    return rows
+    return rows, trainer, ds.x_val, xv, yv
 
 
 def table(rows):
@@ -115,7 +116,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write-docs", action="store_true")
     a = ap.parse_args()
-    rows = run(a.epochs, a.lr, a.momentum, a.batch_size, a.width, a.seed)
+    rows = run(a.epochs, a.lr, a.momentum, a.batch_size, a.width, a.seed)[0]
     print(table(rows))
     last = rows[-1]
     print(f"final mAP@.5: intedge {last['intedge_map50']:.4f}, PyTorch {last['torch_map50']:.4f} "

@@ -145,8 +145,8 @@ def build_parser():
     t.add_argument("model", metavar="MODEL.onnx", help="the ONNX model to train")
     t.add_argument("data", metavar="DATA",
                    help="an image folder (train/<class>/*.png, optional val/), a .npz (x_train, y_train[, x_val, "
-                        "y_val]), a .csv, or builtin:digits, builtin:mnist-5k, builtin:mnist-seg, builtin:mnist-detect (MNIST digit scenes); "
-                        "detection: COCO JSON or YOLO txt folders")
+                        "y_val]), a .csv, or builtin:digits, builtin:mnist-5k, builtin:mnist-seg, builtin:mnist-detect "
+                        "(MNIST digit scenes); detection: COCO JSON or YOLO txt folders")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=_non_negative_float, default=None,

@@ -137,15 +137,22 @@ def targets_for(y, input_shape, output_shape, what):
 
 def decode(outputs, stride, classes=None, k=TOP_K, threshold=SCORE_THRESHOLD):
     """Detections from outputs [N, C + 4, h, w] (float): peaks of sigmoid(heatmap) that equal
-    their 3x3 max, the top k by score, those above the threshold. Per image a dict of boxes [m, 4]
-    (x, y, w, h in input pixels), scores [m] and classes [m]."""
+    their 3x3 max (CenterNet's max-pool NMS; ties to the first in raster order), the top k by
+    score, those above the threshold. Per image a dict of boxes [m, 4] (x, y, w, h in input
+    pixels), scores [m] and classes [m]."""
     out = np.asarray(outputs, np.float64)
     n, ch, h, w = out.shape
     classes = ch - 4 if classes is None else classes
     heat = 1 / (1 + np.exp(-out[:, :classes]))
     padded = np.pad(heat, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-1)
-    pooled = np.max([padded[:, :, dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
-    peaks = np.where(heat == pooled, heat, 0).reshape(n, -1)
+    # a peak is the 3x3 max; of equal neighbours (int8 outputs tie often) only the first in raster
+    # order, so a plateau gives one detection, not several
+    peak = np.ones(heat.shape, bool)
+    for dy in range(3):
+        for dx in range(3):
+            other = padded[:, :, dy:dy + h, dx:dx + w]
+            peak &= heat > other if (dy, dx) < (1, 1) else heat >= other
+    peaks = np.where(peak, heat, 0).reshape(n, -1)
     results = []
     for i in range(n):
         top = np.argsort(-peaks[i], kind="stable")[:k]
@@ -190,7 +197,10 @@ def coco_map(detections, boxes, classes, image_hw):
     import contextlib
     import io
 
-    from pycocotools.cocoeval import COCOeval
+    try:
+        from pycocotools.cocoeval import COCOeval
+    except ImportError:
+        raise IntedgeError("COCO mAP needs pycocotools: pip install 'intedge[detect]' (or pycocotools)") from None
 
     rows = results_json(detections)
     if not rows or not any(len(np.asarray(b).reshape(-1, 5)) for b in boxes):
@@ -431,14 +441,9 @@ def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"
 def load_mnist_detect(input_shape, seed=0):
     """builtin:mnist-detect: the MNIST scenes (scenes.py) at the model's input size, the digits'
     tight boxes as the objects (10 classes)."""
-    from .scenes import mnist_scenes
+    from .scenes import scenes_at
 
-    if input_shape is None or len(input_shape) != 3 or input_shape[0] not in (1, 3) or min(input_shape[1:]) < 16:
-        raise IntedgeError(f"builtin:mnist-detect needs a model input of shape [C, H, W] with C = 1 or 3 and H, W >= 16;"
-                           f" this model takes {list(input_shape or [])}")
-    c, h, w = input_shape
-    sc = mnist_scenes(h, w, seed)
-    x, xv = (np.repeat(sc[k][0][:, None], c, axis=1) for k in ("train", "val"))
+    x, xv, sc = scenes_at(input_shape, "builtin:mnist-detect", seed)
     y, yv = (_objects([b.astype(np.float64) for b in sc[k][2]]) for k in ("train", "val"))
     return Dataset(x, y, xv, yv, class_names=[str(d) for d in range(10)], source="builtin:mnist-detect", task="detect")
 
