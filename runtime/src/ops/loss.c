@@ -81,7 +81,7 @@ ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t
 static int64_t logit_q16(int8_t q, int32_t e) {
     const int64_t cap = (int64_t)1 << 24;
     int s = e + 16;
-    int64_t v = s < 0 ? round_shift_nearest(q, -s) : (s > 24 ? (int64_t)q * cap : (int64_t)q << s);
+    int64_t v = s < 0 ? round_shift_nearest(q, -s) : (s > 24 ? (int64_t)q * cap : (int64_t)q * ((int64_t)1 << s));
     return v > cap ? cap : (v < -cap ? -cap : v);
 }
 
@@ -89,7 +89,7 @@ static int64_t logit_q16(int8_t q, int32_t e) {
 static int sign_vs_q16(int8_t q, int32_t e, int32_t t) {
     int s = e + 16;
     int64_t d;
-    if (s >= 0) d = s > 24 ? (q ? q : -t) : ((int64_t)q << s) - t; /* |q| 2^25 > t */
+    if (s >= 0) d = s > 24 ? (q ? q : -t) : (int64_t)q * ((int64_t)1 << s) - t; /* |q| 2^25 > t */
     else d = -s >= 8 ? (t ? -t : q) : q - ((int64_t)t << -s); /* t 2^8 > |q| */
     return (d > 0) - (d < 0);
 }
