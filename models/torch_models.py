@@ -302,3 +302,47 @@ def distinct_weights(model, seed=0):
             if name.endswith("bias") or ".norm" in name or name.startswith("norm"):
                 p.add_(torch.randn(p.shape, generator=g) * 0.02)
     return model
+
+
+class CenterNetTiny(nn.Module):
+    """A CenterNet-style detector at stride 4: a small conv backbone (two 2x2 max-pools) and one
+    1x1 head of C + 4 channels (heatmap logits, box w, h in output cells, centre offset x, y).
+    The heatmap bias starts at -2.19 (sigmoid 0.1), as CenterNet's does."""
+
+    def __init__(self, classes, in_channels=1, width=16):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=2, dilation=2), nn.ReLU())
+        self.head = nn.Conv2d(2 * width, classes + 4, 1)
+        with torch.no_grad():
+            self.head.bias[:classes] = -2.19
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+CENTERNET_L1_WEIGHTS = (0.1, 0.1, 1.0, 1.0)  # w, h, offset x, offset y
+
+
+def centernet_loss(out, labels, classes):
+    """CenterNet's loss in float (the runtime's IE_LOSS_CENTERNET): the penalty-reduced focal loss
+    (alpha 2, beta 4) on sigmoid(heatmaps) against the Gaussian targets, L1 on w, h (x 0.1) and
+    the offsets (x 1) at the centres, divided by the objects (1 if none). out: [n, C + 4, h, w];
+    labels: int64 in the runtime's encoding (heat in Q30, boxes in Q16, -1: no box). Returns
+    (loss, objects)."""
+    from intedge._ffi import lib
+
+    y = labels[:, :classes].to(out.dtype) / lib.IE_HEAT_ONE
+    heat = out[:, :classes]
+    pos = y == 1
+    prob = torch.sigmoid(heat)
+    focal = torch.where(pos, -(1 - prob) ** 2 * nn.functional.logsigmoid(heat),
+                        -(1 - y) ** 4 * prob ** 2 * nn.functional.logsigmoid(-heat)).sum()
+    boxes = labels[:, classes:] != lib.IE_NO_BOX
+    w = torch.tensor(CENTERNET_L1_WEIGHTS, dtype=out.dtype).view(1, 4, 1, 1)
+    l1 = (w * (out[:, classes:] - labels[:, classes:].to(out.dtype) / 65536).abs() * boxes).sum()
+    objects = int(pos.sum())
+    return (focal + l1) / max(objects, 1), objects

@@ -133,8 +133,9 @@ def _data_options(p):
                         "(needs: pip install 'intedge[text]')")
     p.add_argument("--on-bad-image", choices=("skip", "fail"), default="skip",
                    help="a corrupt image is skipped with a warning (default) or stops the run")
-    p.add_argument("--task", choices=("classify", "segment"), default=None,
-                   help="default: from DATA's layout (images/ with masks/: segment; class folders: classify)")
+    p.add_argument("--task", choices=("classify", "segment", "detect"), default=None,
+                   help="default: from DATA's layout (images/ with masks/: segment; annotations.json, COCO's "
+                        "annotations/instances_*.json or YOLO labels/: detect; class folders: classify)")
 
 
 def build_parser():
@@ -151,7 +152,8 @@ def build_parser():
     t.add_argument("data", metavar="DATA",
                    help="an image folder (train/<class>/*.png, optional val/), a .npz (x_train, y_train[, x_val, "
                         "y_val]; or input_ids, labels for a text model), a .csv, or builtin:digits, builtin:mnist-5k, "
-                        "builtin:mnist-seg (MNIST digit scenes)")
+                        "builtin:mnist-seg, builtin:mnist-detect (MNIST digit scenes); detection: COCO JSON or YOLO txt "
+                        "folders")
     t.add_argument("--epochs", type=_positive_int, default=10)
     t.add_argument("--batch-size", type=_positive_int, default=32)
     t.add_argument("--lr", type=_non_negative_float, default=None,
@@ -306,13 +308,14 @@ def _import_for(args):
 
 
 def _loss_for(ds, loss):
-    from . import segment
+    from . import detect, segment
 
-    if ds.task == "segment":
-        if loss not in (None, segment.LOSS):
-            raise IntedgeError(f"segmentation data trains with the per-pixel cross-entropy, not --loss {loss}; "
-                               "drop --loss")
-        return segment.LOSS
+    task_loss = {"segment": (segment.LOSS, "segmentation data trains with the per-pixel cross-entropy"),
+                 "detect": (detect.LOSS, "detection data trains with CenterNet's loss")}.get(ds.task)
+    if task_loss:
+        if loss not in (None, task_loss[0]):
+            raise IntedgeError(f"{task_loss[1]}, not --loss {loss}; drop --loss")
+        return task_loss[0]
     return loss or "cross_entropy"
 
 
@@ -383,6 +386,7 @@ def cmd_train(args):
         _write_metrics(metrics_path, [m], "a")
         val = f"  val_loss {m['val_loss']:.4f}  val_acc {m['val_acc']:.4f}" if m["val_acc"] is not None else ""
         val += f"  val_miou {m['val_miou']:.4f}" if m.get("val_miou") is not None else ""
+        val += f"  val_map {m['val_map']:.4f}  val_map50 {m['val_map50']:.4f}" if m.get("val_map") is not None else ""
         print(f"epoch {m['epoch']:>3}/{args.epochs}  train_loss {m['train_loss']:.4f}  "
               f"train_acc {m['train_acc']:.4f}{val}  {m['samples_per_s'] or 0:.0f} samples/s", flush=True)
 
@@ -399,6 +403,7 @@ def cmd_train(args):
     drew = plot_curves(history, out / "curves.png")
     last = history[-1] if history else {}
     miou = f", val_miou {last['val_miou']:.4f}" if last.get("val_miou") is not None else ""
+    miou += f", val_map {last['val_map']:.4f}, val_map50 {last['val_map50']:.4f}" if last.get("val_map") is not None else ""
     print(f"\ndone: val_acc {last.get('val_acc') or 0:.4f}{miou}; wrote {model_path}, {metrics_path}"
           + (f", {out / 'curves.png'}" if drew else "") + f" and checkpoints in {out / 'checkpoints'}")
     return 0
@@ -435,6 +440,12 @@ def cmd_eval(args):
     x, y = {"val": (ds.x_val, ds.y_val), "train": (ds.x_train, ds.y_train),
             "all": (concat(ds.x_train, ds.x_val), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
     xp, yp = trainer.prepare(x, y, args.split)
+    if trainer.detect:
+        from . import detect
+        report = detect.report(trainer.evaluate_prepared(xp, yp), names or ds.class_names, len(xp))
+        report.update(model=str(args.model), data=str(args.data), split=args.split)
+        print(json.dumps(report, indent=2) if args.json else detect.format_report(report))
+        return 0
     if trainer.segment:
         from . import segment
         report = segment.report(trainer.evaluate_prepared(xp, yp), names or ds.class_names, len(xp))

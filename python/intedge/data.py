@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import IntedgeError
 
-BUILTINS = ("builtin:digits", "builtin:mnist-5k", "builtin:mnist-seg")
+BUILTINS = ("builtin:digits", "builtin:mnist-5k", "builtin:mnist-seg", "builtin:mnist-detect")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -29,7 +29,7 @@ class Dataset:
     class_names: list = None
     source: str = ""
     skipped: list = field(default_factory=list)  # (path, reason) of images that could not be read
-    task: str = "classify"  # or "segment": y holds masks [N, H, W]
+    task: str = "classify"  # "segment": y holds masks [N, H, W]; "detect": y holds per-image boxes [k, 5]
 
     @property
     def is_uint8(self):
@@ -235,7 +235,8 @@ def load_csv(path, label_column, seed=0, val_fraction=0.2):
     return Dataset(*split(x, y, val_fraction, seed), class_names=names, source=str(path))
 
 
-TASKS = ("classify", "segment")
+TASKS = ("classify", "segment", "detect")
+LAYOUTS = {"segment": "images/ and masks/", "detect": "COCO JSON or YOLO labels/", "classify": "class folders"}
 
 
 def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=None, on_bad_image="skip", task=None,
@@ -249,9 +250,8 @@ def load_data(spec, *, seed=0, input_shape=None, val_split=0.2, label_column=Non
         raise IntedgeError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     ds = _load(spec, seed, input_shape, val_split, label_column, on_bad_image, text_column, tokenizer, model)
     if task and ds.task != task:
-        found = "images/ and masks/" if ds.task == "segment" else "no masks/ folder"
-        raise IntedgeError(f"{spec}: --task {task}, but the data is laid out for {ds.task} ({found}); "
-                           f"segmentation data is DATA/{{train,val}}/images/* with DATA/{{train,val}}/masks/*.png")
+        raise IntedgeError(f"{spec}: --task {task}, but the data is laid out for {ds.task} ({LAYOUTS[ds.task]}); "
+                           f"{task} data has {LAYOUTS[task]} (docs/segmentation.md, docs/detection.md)")
     return ds
 
 
@@ -267,6 +267,10 @@ def _load(spec, seed, input_shape, val_split, label_column, on_bad_image, text_c
         from .scenes import load_mnist_seg
 
         return load_mnist_seg(input_shape, seed)
+    if spec == "builtin:mnist-detect":
+        from .detect import load_mnist_detect
+
+        return load_mnist_detect(input_shape, seed)
     if spec.startswith("builtin:"):
         raise IntedgeError(f"unknown dataset {spec}; builtins are: {', '.join(BUILTINS)}")
     p = Path(spec)
@@ -274,7 +278,9 @@ def _load(spec, seed, input_shape, val_split, label_column, on_bad_image, text_c
         raise IntedgeError(f"{spec}: no such file or folder; DATA is an image folder, a .npz, a .csv, or one of "
                            f"{', '.join(BUILTINS)}")
     if p.is_dir():
-        from . import segment
+        from . import detect, segment
+        if detect.layout(p):
+            return detect.load_folder(p, input_shape, seed=seed, val_split=val_split, on_bad_image=on_bad_image)
         if segment.is_layout(p):
             return segment.load_folder(p, input_shape, seed=seed, val_split=val_split, on_bad_image=on_bad_image)
         from .images import load_image_folder

@@ -82,6 +82,10 @@ def inspect(path, batch_size=32, trainable=None):
         info["arena"] = m.arena_size(batch_size, trainable=flags) if flags else info["arena_full"]
         info["params"] = sum(p.numel for p in m.params)
         info["trainable_params"] = sum(p.numel for p, f in zip(m.params, flags or [True] * len(m.params)) if f)
+        from .detect import describe_head
+
+        info["output"] = list(m.output_shape)
+        info["detection_head"] = describe_head(tuple(imported.input_shape or ()), m.output_shape)
     return info
 
 
@@ -104,6 +108,9 @@ def format_inspect(info, batch_size):
         lines.append(f"exported with a fixed batch of {info['export_batch']}: the importer reads the batch baked "
                      "into its Reshape targets and constant ids as any batch, so it trains at any batch size")
     lines.append(f"parameters: {info['params']:,} ({info['trainable_params']:,} trainable)")
+    if info.get("detection_head"):
+        out = "x".join(str(d) for d in info["output"])
+        lines.append(f"output {out} reads, with detection data, {info['detection_head']}")
     kb = lambda b: f"{b / 1024:,.1f} KB"  # noqa: E731
     if info["arena"] != info["arena_full"]:
         lines.append(f"training arena at batch {batch_size}: {kb(info['arena'])} with this trainable set "

@@ -10,7 +10,7 @@ from ._ffi import ffi, lib
 from .errors import IntedgeError
 
 LOSSES = {"cross_entropy": lib.IE_LOSS_SOFTMAX_CE, "mse": lib.IE_LOSS_MSE, "bce": lib.IE_LOSS_BCE_LOGITS,
-          "pixel_cross_entropy": lib.IE_LOSS_SOFTMAX_CE_PIXELS}
+          "pixel_cross_entropy": lib.IE_LOSS_SOFTMAX_CE_PIXELS, "centernet": lib.IE_LOSS_CENTERNET}
 IGNORE_LABEL = lib.IE_IGNORE_LABEL  # a pixel label the per-pixel cross-entropy does not count
 OPTIMIZERS = {"sgd": lib.IE_OPTIM_SGD, "adamw": lib.IE_OPTIM_ADAMW}
 ADAMW_DEFAULTS = {"betas": (0.9, 0.999), "eps": 1e-8}  # PyTorch's
@@ -304,7 +304,8 @@ class Session:
         keep = arrays + [ptrs]
         if labels is not None:
             labels = np.ascontiguousarray(labels, dtype=np.int32)
-            per_sample = self.model.output_size // self.model.output_shape[0] if self.loss == "pixel_cross_entropy" else 1
+            per_sample = {"pixel_cross_entropy": self.model.output_size // self.model.output_shape[0],
+                          "centernet": self.model.output_size}.get(self.loss, 1)
             if labels.size != n * per_sample:
                 raise IntedgeError(f"the batch has {labels.size} labels; {n} samples take {n * per_sample} "
                                    f"({per_sample} a sample)")

@@ -75,17 +75,25 @@ def mnist_scenes(height=64, width=64, seed=0):
             "val": render(ds.x_val[:, 0], ds.y_val, SCENES["val"], height, width, seed + 1)}
 
 
+def scenes_at(input_shape, builtin, seed=0):
+    """The scenes at a model's input size for `builtin` (its name, for errors): (train images,
+    val images) as uint8 [N, C, H, W] with the gray repeated over C, and mnist_scenes' result."""
+    from .errors import IntedgeError
+
+    if input_shape is None or len(input_shape) != 3 or input_shape[0] not in (1, 3) or min(input_shape[1:]) < 16:
+        raise IntedgeError(f"{builtin} needs a model input of shape [C, H, W] with C = 1 or 3 and H, W >= 16; "
+                           f"this model takes {list(input_shape or [])}")
+    c, h, w = input_shape
+    sc = mnist_scenes(h, w, seed)
+    x, xv = (np.repeat(sc[k][0][:, None], c, axis=1) for k in ("train", "val"))
+    return x, xv, sc
+
+
 def load_mnist_seg(input_shape, seed=0):
     """builtin:mnist-seg: the scenes at the model's input size as a segmentation Dataset (uint8
     images [N, C, H, W], gray repeated over C; masks [N, H, W])."""
     from .data import Dataset
-    from .errors import IntedgeError
 
-    if input_shape is None or len(input_shape) != 3 or input_shape[0] not in (1, 3) or min(input_shape[1:]) < 16:
-        raise IntedgeError(f"builtin:mnist-seg needs a model input of shape [C, H, W] with C = 1 or 3 and H, W >= 16; "
-                           f"this model takes {list(input_shape or [])}")
-    c, h, w = input_shape
-    sc = mnist_scenes(h, w, seed)
-    x, y = (np.repeat(sc[k][0][:, None], c, axis=1) for k in ("train", "val"))
+    x, y, sc = scenes_at(input_shape, "builtin:mnist-seg", seed)
     return Dataset(x, sc["train"][1].astype(np.int32), y, sc["val"][1].astype(np.int32), class_names=CLASS_NAMES,
                    source="builtin:mnist-seg", task="segment")

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import faults
-from . import segment
+from . import detect, segment
 from .data import InputMapping, Inputs, check_labels, fit_inputs, fit_samples
 from .errors import IntedgeError
 from .export import export_onnx
@@ -77,7 +77,10 @@ class Trainer:
         self.seed = seed
         self.loss = loss
         self.segment = loss == segment.LOSS  # labels are masks; metrics add mIoU
+        self.detect = loss == detect.LOSS  # labels are boxes; metrics add mAP
         self.augment = tuple(augment)
+        if self.detect and self.augment:
+            raise IntedgeError("augmentation does not move boxes yet; drop --augment for detection data")
         self.class_names = class_names
         u8 = None
         if input_format == "u8":
@@ -123,7 +126,11 @@ class Trainer:
     def _check_targets(self, y, n, what):
         if n == 0:
             raise IntedgeError(f"{what} set is empty")
-        if y is not None and self.segment:
+        if y is not None and self.detect:
+            y = detect.targets_for(y, tuple(self.model.input_shape), self.runtime_model.output_shape, f"{what} boxes")
+            if len(y) != n:
+                raise IntedgeError(f"{what}: {n} images but {len(y)} box lists")
+        elif y is not None and self.segment:
             y = segment.masks_for(y, self.runtime_model.output_shape, f"{what} masks")
             if len(y) != n:
                 raise IntedgeError(f"{what}: {n} images but {len(y)} masks")
@@ -158,7 +165,7 @@ class Trainer:
         scaled to samples' worth to keep accuracy = correct / count."""
         f = self.session.step if train else self.session.evaluate
         xb = xb.arrays if isinstance(xb, Inputs) else xb
-        if self.loss in ("cross_entropy", segment.LOSS):
+        if self.loss in ("cross_entropy", segment.LOSS, detect.LOSS):
             return f(xb, labels=yb)
         loss, correct, count = f(xb, targets=yb)
         return loss, (correct / self.model.output_size if self.loss == "bce" else correct), count
@@ -170,19 +177,26 @@ class Trainer:
 
     def evaluate_prepared(self, x, y):
         """evaluate() on samples already through prepare. Segmentation adds mIoU, pixel accuracy
-        (= acc) and per-class IoU."""
+        (= acc) and per-class IoU; detection mAP@[.5:.95] (map), mAP@.5 (map50) and the objects."""
         loss = correct = count = 0
         classes = self.runtime_model.output_shape[0]
         conf = np.zeros((classes, classes), np.int64) if self.segment else None
+        outputs = [] if self.detect else None
         for i in range(0, len(x), self.batch_size):
             xb, yb = x[i:i + self.batch_size], y[i:i + self.batch_size]
             l, c, n = self._run(xb, yb, train=False)
             loss, correct, count = loss + l, correct + c, count + n
             if conf is not None:
                 conf += segment.confusion(self.session.forward(xb), yb, classes)
+            if outputs is not None:
+                outputs.append(self.session.forward(xb))
         out = {"loss": loss / count if count else 0.0, "acc": correct / count if count else 0.0}
         if conf is not None:
             out.update(segment.metrics(conf), confusion=conf)
+        if outputs is not None:
+            shape = (len(x),) + tuple(self.runtime_model.output_shape)
+            out.update(detect.metrics(np.concatenate(outputs).reshape(shape), y.boxes, self.model.input_shape),
+                       objects=count)
         return out
 
     def predict_prepared(self, x):
@@ -252,6 +266,8 @@ class Trainer:
         if x_val is not None:
             v = self.evaluate_prepared(x_val, y_val)
             m["val_loss"], m["val_acc"] = v["loss"], v["acc"]
+            if self.detect:
+                m.update(val_map=v["map"], val_map50=v["map50"])
             if self.segment:
                 m.update(val_miou=v["miou"], val_pixel_acc=v["pixel_acc"], val_iou=v["iou"])
         return m

@@ -62,13 +62,34 @@ typedef enum ie_loss {
     IE_LOSS_MSE = 1,        /* outputs [N, D], targets float32 bits [N, D]; mean over N*D */
     IE_LOSS_BCE_LOGITS = 2, /* outputs [N, D] logits, targets in [0, 1] as float32 bits [N, D]; mean
                                over N*D; n_correct counts elements whose sign matches t >= 0.5 */
-    IE_LOSS_SOFTMAX_CE_PIXELS = 3 /* semantic segmentation: outputs [N, C, H, W] logits (the first
+    IE_LOSS_SOFTMAX_CE_PIXELS = 3, /* semantic segmentation: outputs [N, C, H, W] logits (the first
                                per-sample axis is the classes, the others the pixels), labels int32
                                [N, H, W] in [0, C) or IE_IGNORE_LABEL; softmax cross-entropy per
                                pixel, mean over the counted pixels. ie_step_stats.count is their
                                number and n_correct the pixels whose argmax is the label; a batch
                                with no counted pixel has loss 0 and a zero gradient */
+    IE_LOSS_CENTERNET = 4   /* object detection, CenterNet-style (Zhou et al., "Objects as Points"):
+                               outputs [N, C + 4, h, w]; channels 0..C-1 are heatmap logits,
+                               C, C+1 the box width and height in output cells, C+2, C+3 the
+                               centre's sub-cell offset (x, y). The labels are int32 in the
+                               output's layout, C + 4 planes of h * w a sample:
+                                 planes 0..C-1: the Gaussian heat target in Q30, 0..IE_HEAT_ONE;
+                                   a cell at IE_HEAT_ONE is an object's centre;
+                                 planes C..C+3: at a centre cell, the w, h, offset x, offset y
+                                   targets in Q16 (value * 65536, within 0..IE_BOX_TARGET_MAX);
+                                   IE_NO_BOX in all four at every other cell.
+                               Loss: the penalty-reduced focal loss (alpha 2, beta 4) on
+                               sigmoid(heatmap) plus L1 on w, h (weight 0.1) and on the offsets
+                               (weight 1) at the cells with box targets, the sum divided by the
+                               number of centre cells in the batch (1 if none). ie_step_stats.count
+                               is that number of objects; n_correct the centres whose logit is > 0 */
 } ie_loss;
+
+/* IE_LOSS_CENTERNET's label encoding: heat 1.0 in Q30, no box target at a cell, the largest box
+ * target (256 output cells in Q16). */
+#define IE_HEAT_ONE 1073741824
+#define IE_NO_BOX -1
+#define IE_BOX_TARGET_MAX 16777216
 
 /* A pixel label that IE_LOSS_SOFTMAX_CE_PIXELS does not count (PASCAL VOC's border value). */
 #define IE_IGNORE_LABEL 255
@@ -169,7 +190,7 @@ typedef struct ie_session_config {
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss
  * (nats for cross-entropy). n_correct counts argmax hits (cross-entropy only). count is the
- * samples, or the counted pixels of IE_LOSS_SOFTMAX_CE_PIXELS. */
+ * samples, the counted pixels of IE_LOSS_SOFTMAX_CE_PIXELS, or the objects of IE_LOSS_CENTERNET. */
 typedef struct ie_step_stats {
     int64_t loss_sum_q16;
     uint32_t count;
@@ -234,7 +255,8 @@ IE_API const char *ie_session_errmsg(const ie_session *session);
 
 /* One training step (forward, backward, the config's optimizer) on n <= batch_size samples. x
  * holds n * ie_model_input_size values in the config's input format (float32 bits by default).
- * labels (cross-entropy: n; per-pixel cross-entropy: n * ie_model_output_size / C, one per pixel)
+ * labels (cross-entropy: n; per-pixel cross-entropy: n * ie_model_output_size / C, one per pixel;
+ * CenterNet: n * ie_model_output_size)
  * or targets (MSE and BCE: n * output size float32 bits) per the loss; the other may be NULL.
  * stats may be NULL. */
 IE_API ie_status ie_session_step(ie_session *session, uint32_t n, const void *x,

@@ -49,6 +49,12 @@ IE_API ie_status ie_test_softmax_ce_pixels(uint32_t n, uint32_t c, uint32_t p, c
                                            const int32_t *labels, uint64_t seed, int8_t *grad, int32_t *grad_e,
                                            int64_t *wide, int32_t *wide_e, int64_t *loss_q16, uint32_t *correct,
                                            uint32_t *count);
+/* CenterNet's loss (IE_LOSS_CENTERNET) over [n, c + 4, p] logits and labels of that layout: the
+ * summed loss (Q16), the centres whose logit is > 0, the object count and the int8 gradient;
+ * wide (NULL or n * (c + 4) * p): the gradient before its rounding to int8, at exponent *wide_e. */
+IE_API ie_status ie_test_centernet(uint32_t n, uint32_t c, uint32_t p, const int8_t *z, int32_t ez,
+                                   const int32_t *labels, uint64_t seed, int8_t *grad, int32_t *grad_e,
+                                   int64_t *wide, int32_t *wide_e, int64_t *loss_q16, uint32_t *correct, uint32_t *count);
 IE_API int64_t ie_test_exp2_neg_q16(int64_t t);
 IE_API int64_t ie_test_log2_q16(uint64_t x);
 /* A dyadic elementary function by name (ops/smooth.c, numeric.c): "exp2", "exp", "expm1", "erf",

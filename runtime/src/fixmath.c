@@ -42,6 +42,13 @@ int64_t ie_log2_q16(uint64_t x) {
     return r;
 }
 
+int64_t ie_softplus_q16(int64_t x) {
+    int64_t ax = x < 0 ? -x : x;
+    int64_t u = ie_exp2_neg_q16(round_shift_nearest(ax * IE_LOG2E_Q30, 30)); /* e^-|x|, Q30 */
+    int64_t tail = round_shift_nearest((ie_log2_q16((uint64_t)(Q30 + u)) - ((int64_t)30 << 16)) * IE_LN2_Q30, 30);
+    return (x > 0 ? x : 0) + tail;
+}
+
 int64_t ie_gap_log2e_q16(int32_t gap, int32_t e) {
     if (gap == 0) return 0;
     int64_t v = (int64_t)gap * IE_LOG2E_Q30; /* exponent e - 30; want -16 */

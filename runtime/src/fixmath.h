@@ -19,6 +19,8 @@ int64_t ie_exp2_neg_q16(int64_t t);
 int64_t ie_log2_q16(uint64_t x);
 /* sigmoid(q 2^e) in Q30. */
 int64_t ie_sigmoid_q30(int64_t q, int32_t e);
+/* log(1 + e^x) in Q16 nats for x in Q16, |x| < 2^31 (log(1 + e^-|x|) from exp2 and log2). */
+int64_t ie_softplus_q16(int64_t x);
 /* gap 2^e log2(e) in Q16, for a gap >= 0 between int8 logits (saturates far beyond exp2's range):
  * ie_exp2_neg_q16 of it is e^-(gap 2^e) in Q30. */
 int64_t ie_gap_log2e_q16(int32_t gap, int32_t e);

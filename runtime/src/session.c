@@ -79,13 +79,18 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         return IE_ERR_ARG;
     }
     if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE && cfg->loss != IE_LOSS_BCE_LOGITS &&
-        cfg->loss != IE_LOSS_SOFTMAX_CE_PIXELS) {
+        cfg->loss != IE_LOSS_SOFTMAX_CE_PIXELS && cfg->loss != IE_LOSS_CENTERNET) {
         ie_set_err(m->errmsg, "unknown loss %d", (int)cfg->loss);
         return IE_ERR_ARG;
     }
     if (cfg->loss == IE_LOSS_SOFTMAX_CE_PIXELS && m->tensors[m->output].rank < 2) {
         ie_set_err(m->errmsg, "per-pixel cross-entropy needs an output of classes by pixels ([C, H, W] a sample); this one has rank %u",
                    (unsigned)m->tensors[m->output].rank);
+        return IE_ERR_ARG;
+    }
+    if (cfg->loss == IE_LOSS_CENTERNET && (m->tensors[m->output].rank < 2 || m->tensors[m->output].dims[0] < 5)) {
+        ie_set_err(m->errmsg, "the CenterNet loss needs an output of C + 4 >= 5 channels by cells ([C + 4, h, w] a "
+                              "sample: heatmaps, then box w, h and offset x, y)");
         return IE_ERR_ARG;
     }
     if (cfg->lr.m < 0 || cfg->momentum.m < 0 || cfg->weight_decay.m < 0) {
@@ -369,8 +374,8 @@ ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs,
 }
 
 static ie_status check_targets(ie_session *s, const int32_t *labels, const uint32_t *targets) {
-    int ce = s->cfg.loss == IE_LOSS_SOFTMAX_CE || s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS;
-    if (ce && !labels) return bad(s, IE_ERR_ARG, "cross-entropy needs labels");
+    int ce = s->cfg.loss == IE_LOSS_SOFTMAX_CE || s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS || s->cfg.loss == IE_LOSS_CENTERNET;
+    if (ce && !labels) return bad(s, IE_ERR_ARG, "cross-entropy and CenterNet need labels");
     if (!ce && !targets) return bad(s, IE_ERR_ARG, "MSE and BCE need targets");
     return IE_OK;
 }

@@ -141,6 +141,26 @@ def transformer_ops(rng):
         print(f"ok transformer-ops activation {kind}", flush=True)
 
 
+def centernet_steps(rng):
+    """The CenterNet loss on targets from boxes, with ordinary and huge logits (inputs x 1e4)."""
+    from intedge import detect
+    from torch_models import CenterNetTiny, export
+
+    model = intedge.Model(intedge.import_onnx(export(CenterNetTiny(2, width=4), torch.randn(2, 1, 12, 20),
+                                                     dynamo=False, opset=13)).iem)
+    boxes = [np.array([[i % 2, 2 + i, 1, 6, 5], [1 - i % 2, 11, 4, 7, 7]], np.float64) for i in range(6)]
+    labels = detect.Targets(boxes, 2, (3, 5), 4).dense
+    labels[5] = detect.targets(np.zeros((0, 5)), 2, (3, 5), 4).reshape(-1)  # an image without objects
+    for scale in (1.0, 1e4):
+        x = (rng.standard_normal((6, 1, 12, 20)) * scale).astype(np.float32)
+        for threads in (1, 2):
+            s = Session(model, batch_size=4, lr=0.05, momentum=0.9, loss="centernet", threads=threads)
+            for part in (slice(0, 4), slice(4, 6)):
+                s.step(x[part], labels=labels[part])
+            s.evaluate(x[:4], labels=labels[:4])
+    print("ok centernet loss", flush=True)
+
+
 OPTIMIZERS = [dict(lr=0.05, momentum=0.9, weight_decay=1e-4), dict(lr=1e-3, optimizer="adamw", weight_decay=0.01)]
 
 
@@ -158,6 +178,7 @@ def main():
             t.session.load_state(state)
             t.evaluate(x, y)
         print(f"ok {name}", flush=True)
+    centernet_steps(rng)
     for name, graph, x, y in iem_cases(rng):
         model = intedge.Model(iem.serialize(graph))
         for threads, opt in itertools.product((1, 2), OPTIMIZERS):

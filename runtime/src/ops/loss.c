@@ -1,5 +1,5 @@
-/* Losses: softmax cross-entropy (per sample or per pixel), mean squared error and binary
- * cross-entropy, each computing the loss value (fixed point, for display) and the gradient of
+/* Losses: softmax cross-entropy (per sample or per pixel), mean squared error, binary
+ * cross-entropy and CenterNet's detection loss, each computing the loss value (fixed point, for display) and the gradient of
  * the logits (int8, stochastically rounded). */
 #include "ops.h"
 
@@ -77,6 +77,99 @@ ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t
     return IE_OK;
 }
 
+/* A logit q 2^e in Q16, saturated at +-256 (the focal terms are flat long before). */
+static int64_t logit_q16(int8_t q, int32_t e) {
+    const int64_t cap = (int64_t)1 << 24;
+    int s = e + 16;
+    int64_t v = s < 0 ? round_shift_nearest(q, -s) : (s > 24 ? (int64_t)q * cap : (int64_t)q * ((int64_t)1 << s));
+    return v > cap ? cap : (v < -cap ? -cap : v);
+}
+
+/* sign(q 2^e - t 2^-16), exactly, for 0 <= t <= 2^24. */
+static int sign_vs_q16(int8_t q, int32_t e, int32_t t) {
+    int s = e + 16;
+    int64_t d;
+    if (s >= 0) d = s > 24 ? (q ? q : -t) : (int64_t)q * ((int64_t)1 << s) - t; /* |q| 2^25 > t */
+    else d = -s >= 8 ? (t ? -t : q) : q - ((int64_t)t << -s); /* t 2^8 > |q| */
+    return (d > 0) - (d < 0);
+}
+
+static const int64_t centernet_weight_q30[4] = {107374182, 107374182, Q30, Q30}; /* 0.1 w, h; 1 offsets */
+
+static int bad_box_target(const int32_t *r, uint32_t p) {
+    int none = r[0] == IE_NO_BOX;
+    for (uint32_t j = 0; j < 4; j++)
+        if (none ? r[(size_t)j * p] != IE_NO_BOX : (r[(size_t)j * p] < 0 || r[(size_t)j * p] > IE_BOX_TARGET_MAX)) return 1;
+    return 0;
+}
+
+/* One heatmap cell's penalty-reduced focal loss (alpha 2, beta 4): adds the loss (Q16 nats) to
+ * st and returns d/dz in Q30. y is the Gaussian target in Q30, IE_HEAT_ONE at a centre. */
+static int64_t focal_one(int8_t q, int32_t e, int64_t y, ie_step_stats *st) {
+    int64_t z = logit_q16(q, e), p = ie_sigmoid_q30(q, e), m = Q30 - p;
+    if (y == IE_HEAT_ONE) { /* -(1-p)^2 log p;  d/dz = (1-p)^2 (2 p log p - (1-p)) */
+        int64_t m2 = round_shift_nearest(m * m, 30), nlogp = ie_softplus_q16(-z);
+        st->loss_sum_q16 += round_shift_nearest(m2 * nlogp, 30);
+        st->n_correct += q > 0;
+        return round_shift_nearest(m2 * (-round_shift_nearest(2 * p * nlogp, 16) - m), 30);
+    }
+    /* -(1-y)^4 p^2 log(1-p);  d/dz = (1-y)^4 p^2 (p - 2 (1-p) log(1-p)) */
+    int64_t om = Q30 - y, om2 = round_shift_nearest(om * om, 30), om4 = round_shift_nearest(om2 * om2, 30);
+    int64_t w = round_shift_nearest(om4 * round_shift_nearest(p * p, 30), 30), nlog1mp = ie_softplus_q16(z);
+    st->loss_sum_q16 += round_shift_nearest(w * nlog1mp, 30);
+    return round_shift_nearest(w * (p + round_shift_nearest(2 * m * nlog1mp, 16)), 30);
+}
+
+ie_status ie_centernet_loss(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
+                            int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err) {
+    size_t per = (size_t)(c + 4) * p;
+    uint32_t objects = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        const int32_t *lab = labels + i * per;
+        for (size_t k = 0; k < (size_t)c * p; k++) {
+            if (lab[k] < 0 || lab[k] > IE_HEAT_ONE) {
+                ie_set_err(err, "heatmap target %" PRId32 " of sample %" PRIu32 " is outside [0, 2^30]", lab[k], i);
+                return IE_ERR_VALUE;
+            }
+            objects += lab[k] == IE_HEAT_ONE;
+        }
+        for (uint32_t k = 0; k < p; k++)
+            if (bad_box_target(lab + (size_t)c * p + k, p)) {
+                ie_set_err(err, "box target at cell %" PRIu32 " of sample %" PRIu32 " is neither four IE_NO_BOX nor four "
+                                "values in [0, 2^24]", k, i);
+                return IE_ERR_VALUE;
+            }
+    }
+    /* the CenterNet mean: over the objects (heat cells at 1), or 1 in a batch without any */
+    uint32_t norm = objects ? objects : 1;
+    int k = ie_bitlen64(norm) - 1;
+    int64_t recip = (((int64_t)1 << (31 + k)) / norm + 1) >> 1; /* round(2^(30+k) / norm) */
+    for (uint32_t i = 0; i < n; i++) {
+        const int8_t *zi = z + i * per;
+        const int32_t *lab = labels + i * per;
+        int64_t *g = grad ? grad + i * per : NULL;
+        for (size_t j = 0; j < (size_t)c * p; j++) {
+            int64_t d = focal_one(zi[j], ez, lab[j], st);
+            if (g) g[j] = d * recip;
+        }
+        for (uint32_t cell = 0; cell < p; cell++)
+            for (uint32_t r = 0; r < 4; r++) {
+                size_t at = (size_t)(c + r) * p + cell;
+                int32_t t = lab[at];
+                int64_t d = 0;
+                if (t != IE_NO_BOX) { /* weight * |z - t| */
+                    int64_t diff = logit_q16(zi[at], ez) - t;
+                    st->loss_sum_q16 += round_shift_nearest((diff < 0 ? -diff : diff) * centernet_weight_q30[r], 30);
+                    d = sign_vs_q16(zi[at], ez, t) * centernet_weight_q30[r];
+                }
+                if (g) g[at] = d * recip;
+            }
+    }
+    st->count = objects;
+    *grad_e = -30 - 30 - k;
+    return IE_OK;
+}
+
 static ie_status softmax_ce(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
     const ie_model *m = s->model;
     ie_value *z = &s->values[m->output];
@@ -97,6 +190,19 @@ static ie_status softmax_ce_pixels(ie_session *s, const int32_t *labels, int wit
                                             s->errmsg);
     if (status == IE_OK && with_grad)
         z->ge = grad_e + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * c * p, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
+    return status;
+}
+
+/* Detection: the output's first per-sample axis is C + 4 channels, the rest are cells. */
+static ie_status centernet(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
+    const ie_model *m = s->model;
+    ie_value *z = &s->values[m->output];
+    uint32_t ch = m->tensors[m->output].dims[0], p = m->tensors[m->output].numel / ch;
+    int32_t grad_e = 0;
+    ie_status status = ie_centernet_loss(z->q, z->e, s->n, ch - 4, p, labels, with_grad ? s->loss_acc : NULL, &grad_e,
+                                         st, s->errmsg);
+    if (status == IE_OK && with_grad)
+        z->ge = grad_e + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * ch * p, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
     return status;
 }
 
@@ -178,10 +284,7 @@ static ie_status bce_logits(ie_session *s, const uint32_t *targets, int with_gra
         /* t in Q30 (targets are within [0, 1]) */
         int64_t t = ie_shift_round(s->targets[i], -30 - e_t, 0x80000000U);
         int64_t zq16 = e_z16 >= 0 ? ((int64_t)z->q[i] << (e_z16 > 40 ? 40 : e_z16)) : round_shift_nearest(z->q[i], -e_z16);
-        int64_t az = zq16 < 0 ? -zq16 : zq16;
-        int64_t u = ie_exp2_neg_q16(round_shift_nearest(az * IE_LOG2E_Q30, 30)); /* e^-|z|, Q30 */
-        int64_t softplus = round_shift_nearest((ie_log2_q16((uint64_t)(Q30 + u)) - ((int64_t)30 << 16)) * IE_LN2_Q30, 30);
-        int64_t loss = (zq16 > 0 ? zq16 : 0) - round_shift_nearest(zq16 * t, 30) + softplus;
+        int64_t loss = ie_softplus_q16(zq16) - round_shift_nearest(zq16 * t, 30);
         st->loss_sum_q16 += loss / (int64_t)d;
         st->n_correct += (z->q[i] > 0) == (t >= Q30 / 2);
         if (with_grad) s->loss_acc[i] = (ie_sigmoid_q30(z->q[i], z->e) - t) * recip;
@@ -198,6 +301,7 @@ ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const u
     stats->count = s->n;
     if (s->cfg.loss == IE_LOSS_SOFTMAX_CE) return softmax_ce(s, labels, with_grad, stats);
     if (s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS) return softmax_ce_pixels(s, labels, with_grad, stats);
+    if (s->cfg.loss == IE_LOSS_CENTERNET) return centernet(s, labels, with_grad, stats);
     if (s->cfg.loss == IE_LOSS_BCE_LOGITS) return bce_logits(s, targets, with_grad, stats);
     return mse(s, targets, with_grad, stats);
 }

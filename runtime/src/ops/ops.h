@@ -94,5 +94,9 @@ ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c
                              int64_t *grad, ie_step_stats *st, char *err);
 ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
                                int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err);
+/* CenterNet's loss over [n, c + 4, p] outputs and labels of the same layout (intedge.h,
+ * IE_LOSS_CENTERNET); the gradient as int64 at exponent *grad_e; st->count is the objects. */
+ie_status ie_centernet_loss(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
+                            int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err);
 
 #endif
