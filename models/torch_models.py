@@ -338,13 +338,15 @@ class SegDeepLab(nn.Module):
         return nn.functional.interpolate(self.head(a), scale_factor=4, mode="bilinear", align_corners=False)
 
 
-def torch_segment_fit(model, trainer, x, y, x_val, y_val, epochs, lr, momentum=0.0, classes=None):
+def torch_segment_fit(model, trainer, x, y, x_val, y_val, epochs, lr, momentum=0.0, classes=None, optimizer="sgd"):
     """torch_fit for segmentation: per-pixel cross-entropy (255 ignored) over `trainer`'s batches
-    in its order. Per epoch: train loss and pixel accuracy over the epoch's steps, val loss, mIoU
-    and pixel accuracy in eval mode (the metrics of intedge.segment)."""
+    in its order, by SGD or AdamW (weight decay 0, as intedge's default). Per epoch: train loss
+    and pixel accuracy over the epoch's steps, val loss, mIoU and pixel accuracy in eval mode (the
+    metrics of intedge.segment)."""
     from intedge.runtime import IGNORE_LABEL
     from intedge.segment import confusion, metrics
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum) if optimizer == "sgd" else \
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     xt, yt = torch.tensor(np.asarray(x, np.float32)), torch.tensor(np.asarray(y), dtype=torch.long)
     bs = trainer.batch_size
     history = []

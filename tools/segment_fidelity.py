@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "models"))
 
-RECIPE = {"side": 32, "batch_size": 16, "lr": 0.1, "momentum": 0.9, "epochs": 10}
+RECIPE = {"side": 32, "batch_size": 16, "optimizer": "adamw", "lr": 0.003, "epochs": 8}
 MODELS = ("unet", "deeplab")
 
 
@@ -45,7 +45,7 @@ def build(name, side, seed=0, **kw):
         return net, export(net, torch.randn(2, 1, side, side), dynamo=False, opset=13)
 
 
-def run_pair(name, data, *, side, batch_size, lr, momentum, epochs, seed=0, log=print):
+def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log=print):
     """Trains `name` by intedge and by float32 PyTorch; {"intedge": [...], "float": [...]} per
     epoch (train_loss, train_acc, val_miou, val_pixel_acc, val_iou, seconds)."""
     import torch
@@ -54,15 +54,16 @@ def run_pair(name, data, *, side, batch_size, lr, momentum, epochs, seed=0, log=
     from torch_models import torch_segment_fit
     x, y, xv, yv = data
     net, onnx_model = build(name, side, seed)
-    trainer = intedge.Trainer(onnx_model, batch_size=batch_size, lr=lr, momentum=momentum, seed=seed,
-                              loss="pixel_cross_entropy")
+    momentum = 0.9 if optimizer == "sgd" else 0.0
+    trainer = intedge.Trainer(onnx_model, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+                              seed=seed, loss="pixel_cross_entropy")
     keep = ("epoch", "train_loss", "train_acc", "val_miou", "val_pixel_acc", "val_iou", "seconds")
     ours = [{k: m[k] for k in keep} for m in trainer.fit(
         x, y, xv, yv, epochs=epochs, progress=False,
         on_epoch=lambda m: log(f"  {name} intedge epoch {m['epoch']}: val mIoU {m['val_miou']:.4f}"))]
     torch.set_num_threads(1)
     start = time.perf_counter()
-    ref = torch_segment_fit(net, trainer, x, y, xv, yv, epochs, lr, momentum)
+    ref = torch_segment_fit(net, trainer, x, y, xv, yv, epochs, lr, momentum, optimizer=optimizer)
     for m in ref:
         log(f"  {name} PyTorch epoch {m['epoch']}: val mIoU {m['val_miou']:.4f}")
     ref[-1]["seconds_total"] = time.perf_counter() - start
@@ -110,6 +111,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    ap.add_argument("--optimizer", default=RECIPE["optimizer"], choices=("sgd", "adamw"))
     ap.add_argument("--lr", type=float, default=RECIPE["lr"])
     ap.add_argument("--train", type=int, default=None, help="use the first N train scenes (default all 2,000)")
     ap.add_argument("--side", type=int, default=RECIPE["side"])
@@ -124,11 +126,12 @@ def main(argv=None):
         data = scenes(args.side, args.train)
         results = {}
         for name in args.models.split(","):
-            r = run_pair(name, data, side=args.side, batch_size=args.batch_size, lr=args.lr,
-                         momentum=RECIPE["momentum"], epochs=args.epochs)
+            r = run_pair(name, data, side=args.side, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         epochs=args.epochs)
             results[name] = {"intedge": r["intedge"], "float": r["float"]}
         args.out.mkdir(parents=True, exist_ok=True)
-        recipe = dict(RECIPE, side=args.side, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
+        recipe = dict(RECIPE, side=args.side, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      epochs=args.epochs,
                       train=args.train or len(data[0]), val=len(data[2]))
         store.write_text(json.dumps({"recipe": recipe, "results": results}, indent=1))
     plot(results, args.out / "fidelity-segment.png")
