@@ -34,15 +34,16 @@ def scenes(side, n_train=None):
 
 
 def build(name, side, seed=0, **kw):
-    """(torch net seeded by `seed`, its ONNX export)."""
+    """(torch net seeded by `seed`, its ONNX export with BatchNormalization kept as nodes: an
+    eval-mode export would fold it into the convolutions, and intedge would train another net)."""
     import torch
 
-    from torch_models import SegDeepLab, SegUNet, export
+    from torch_models import SegDeepLab, SegUNet, export_training
     torch.manual_seed(seed)
     net = {"unet": SegUNet, "deeplab": SegDeepLab, "unet-transpose": lambda: SegUNet(up="transpose")}[name](**kw)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return net, export(net, torch.randn(2, 1, side, side), dynamo=False, opset=13)
+        return net, export_training(net, torch.randn(2, 1, side, side), dynamo=False, opset=13)
 
 
 def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log=print):
