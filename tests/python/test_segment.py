@@ -295,8 +295,9 @@ def test_train_segmentation_from_folder_matches_pytorch(tmp_path):
 
 
 def test_exported_onnx_masks_agree_with_intedge_eval(tmp_path):
-    """`intedge train` on builtin:mnist-seg (a U-Net: bilinear upsampling, Concat skips,
-    BatchNorm; 3 epochs of AdamW), then the run's model.onnx in onnxruntime: its masks agree with intedge's evaluation of the
+    """`intedge train` on builtin:mnist-seg (a U-Net: bilinear upsampling, Concat skips; its
+    BatchNorm folded into the convolutions by the eval-mode export; 3 epochs of AdamW), then the
+    run's model.onnx in onnxruntime: its masks agree with intedge's evaluation of the
     run's checkpoint on >= 99% of val pixels, and the mIoU of its masks is within 0.01 of
     `intedge eval`'s."""
     import json
@@ -307,10 +308,10 @@ def test_exported_onnx_masks_agree_with_intedge_eval(tmp_path):
     from intedge.data import InputMapping
     from intedge.export import read_metadata
     from intedge.segment import confusion, metrics
-    from torch_models import SegUNet, export_training
+    from torch_models import SegUNet
     torch.manual_seed(0)
     onnx_path = tmp_path / "unet.onnx"
-    onnx.save(export_training(SegUNet(width=8), torch.randn(2, 1, 32, 32), dynamo=False, opset=13), onnx_path)
+    onnx.save(export(SegUNet(width=8), torch.randn(2, 1, 32, 32), dynamo=False, opset=13), onnx_path)
     run = tmp_path / "run"
     r = run_cli("train", onnx_path, "builtin:mnist-seg", "--epochs", 3, "--optimizer", "adamw", "--lr", 0.01,
                 "--batch-size", 16, "--output-dir", run, "--quiet")
