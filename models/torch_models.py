@@ -346,3 +346,100 @@ def centernet_loss(out, labels, classes):
     l1 = (w * (out[:, classes:] - labels[:, classes:].to(out.dtype) / 65536).abs() * boxes).sum()
     objects = int(pos.sum())
     return (focal + l1) / max(objects, 1), objects
+
+
+def conv_bn_relu(cin, cout, k=3, **kw):
+    """Conv (padding k // 2 unless given), BatchNorm, ReLU."""
+    kw.setdefault("padding", k // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, bias=False, **kw), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class SegUNet(nn.Module):
+    """A two-level U-Net: Conv-BN-ReLU encoders with MaxPool, bilinear x2 upsampling (or a
+    stride-2 ConvTranspose with up="transpose"), Concat skips, a 1x1 head; output at the input's
+    H x W."""
+
+    def __init__(self, in_ch=1, classes=11, width=16, up="bilinear"):
+        super().__init__()
+        w = width
+        self.enc1, self.enc2, self.mid = conv_bn_relu(in_ch, w), conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, 2 * w)
+        self.dec2, self.dec1 = conv_bn_relu(4 * w, 2 * w), conv_bn_relu(3 * w, w)
+        self.head = nn.Conv2d(w, classes, 1)
+        self.ups = nn.ModuleList([nn.ConvTranspose2d(2 * w, 2 * w, 2, stride=2) for _ in range(2)]) \
+            if up == "transpose" else None
+
+    def _up(self, x, i):
+        if self.ups is not None:
+            return self.ups[i](x)
+        return nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+    def forward(self, x):
+        e1 = self.enc1(x)
+        e2 = self.enc2(nn.functional.max_pool2d(e1, 2))
+        m = self.mid(nn.functional.max_pool2d(e2, 2))
+        d2 = self.dec2(torch.cat([self._up(m, 0), e2], 1))
+        d1 = self.dec1(torch.cat([self._up(d2, 1), e1], 1))
+        return self.head(d1)
+
+
+class SegDeepLab(nn.Module):
+    """DeepLab-style: a strided then dilated backbone (output stride 4), a small ASPP (1x1 and
+    dilation 2 and 4 branches, concatenated, projected by a 1x1), a 1x1 head, and bilinear x4
+    upsampling back to the input's H x W. Conv-BN-ReLU throughout."""
+
+    def __init__(self, in_ch=1, classes=11, width=16):
+        super().__init__()
+        w = width
+        self.backbone = nn.Sequential(conv_bn_relu(in_ch, w, stride=2), conv_bn_relu(w, 2 * w, stride=2),
+                                      conv_bn_relu(2 * w, 2 * w, padding=2, dilation=2))
+        self.aspp = nn.ModuleList([conv_bn_relu(2 * w, w, 1), conv_bn_relu(2 * w, w, padding=2, dilation=2),
+                                   conv_bn_relu(2 * w, w, padding=4, dilation=4)])
+        self.project = conv_bn_relu(3 * w, 2 * w, 1)
+        self.head = nn.Conv2d(2 * w, classes, 1)
+
+    def forward(self, x):
+        f = self.backbone(x)
+        a = self.project(torch.cat([b(f) for b in self.aspp], 1))
+        return nn.functional.interpolate(self.head(a), scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def torch_segment_fit(model, trainer, x, y, x_val, y_val, epochs, lr, momentum=0.0, classes=None, optimizer="sgd"):
+    """torch_fit for segmentation: per-pixel cross-entropy (255 ignored) over `trainer`'s batches
+    in its order, by SGD or AdamW (weight decay 0, as intedge's default). Per epoch: train loss
+    and pixel accuracy over the epoch's steps, val loss, mIoU and pixel accuracy in eval mode (the
+    metrics of intedge.segment)."""
+    from intedge.runtime import IGNORE_LABEL
+    from intedge.segment import confusion, metrics
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum) if optimizer == "sgd" else \
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    xt, yt = torch.tensor(np.asarray(x, np.float32)), torch.tensor(np.asarray(y), dtype=torch.long)
+    bs = trainer.batch_size
+    history = []
+    for e in range(epochs):
+        order = trainer.batch_order(len(x), e)
+        loss_sum = correct = counted = 0.0
+        for i in range(0, len(x), bs):
+            idx = order[i:i + bs]
+            opt.zero_grad()
+            out = model(xt[idx])
+            loss = nn.functional.cross_entropy(out, yt[idx], ignore_index=IGNORE_LABEL)
+            loss.backward()
+            opt.step()
+            keep = yt[idx] != IGNORE_LABEL
+            n = int(keep.sum())
+            loss_sum += loss.item() * n
+            counted += n
+            correct += float(((out.argmax(1) == yt[idx]) & keep).sum())
+        model.eval()
+        with torch.no_grad():
+            out = torch.cat([model(torch.tensor(np.asarray(x_val[i:i + bs], np.float32)))
+                             for i in range(0, len(x_val), bs)])
+            val_loss = float(nn.functional.cross_entropy(out, torch.tensor(np.asarray(y_val), dtype=torch.long),
+                                                         ignore_index=IGNORE_LABEL))
+        model.train()
+        c = out.shape[1] if classes is None else classes
+        m = metrics(confusion(out.numpy().reshape(len(out), -1), np.asarray(y_val).reshape(len(out), -1), c))
+        history.append({"epoch": e + 1, "train_loss": loss_sum / max(counted, 1), "train_acc": correct / max(counted, 1),
+                        "val_loss": val_loss, "val_miou": m["miou"], "val_pixel_acc": m["pixel_acc"],
+                        "val_iou": m["iou"]})
+    return history

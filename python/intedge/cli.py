@@ -20,6 +20,10 @@ EVAL_EXAMPLES = """examples:
   intedge eval runs/train-1/model.onnx builtin:digits
   intedge eval runs/train-1 photos/ --json > report.json            # newest checkpoint of a run
 """
+PREDICT_EXAMPLES = """examples:
+  intedge predict runs/train-1 photos/ -o predictions/       # masks and overlays of a segmentation run
+  intedge predict model.onnx a.png b.png -o out/
+"""
 INSPECT_EXAMPLES = """examples:
   intedge inspect models/mlp_digits.onnx
   intedge inspect resnet8.onnx --batch-size 16 --trainable 'fc.*'   # the arena for head-only training
@@ -199,6 +203,15 @@ def build_parser():
     e.add_argument("--seed", type=int, default=None, help="the split seed (default: the checkpoint's, else 0)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     _data_options(e)
+
+    r = _sub(sub, "predict", "run a trained model on images and write its predictions as pictures",
+             "Runs RUN's newest checkpoint (or a checkpoint, or an exported .onnx) on IMAGES (a folder, or "
+             "files) and writes what its task draws into OUT: for segmentation a colour-palette mask PNG and an "
+             "overlay per image.", PREDICT_EXAMPLES)
+    r.add_argument("model", metavar="RUN|CKPT|MODEL.onnx")
+    r.add_argument("images", metavar="IMAGES", nargs="+")
+    r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    r.add_argument("--batch-size", type=_positive_int, default=16)
 
     i = _sub(sub, "inspect", "show a model's layers, what trains, and the training memory",
              "Each node with its op, output shape and parameters, whether it trains and whether intedge "
@@ -459,6 +472,68 @@ def cmd_eval(args):
     return 0
 
 
+def _image_paths(specs):
+    from .data import IMAGE_SUFFIXES
+
+    paths = []
+    for spec in map(Path, specs):
+        if spec.is_dir():
+            paths += sorted(p for p in spec.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif spec.is_file():
+            paths.append(spec)
+        else:
+            raise IntedgeError(f"{spec} is neither an image nor a folder; pass image files or a folder of them")
+    if not paths:
+        raise IntedgeError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, specs))}")
+    return paths
+
+
+def cmd_predict(args):
+    import numpy as np
+
+    from . import checkpoint as ckpt
+    from . import segment
+    from .data import InputMapping
+    from .export import read_metadata
+    from .images import decode_or_skip
+    from .onnx_import import import_onnx
+    from .trainer import Trainer
+
+    writers = {"segment": segment}  # the task's module draws its predictions
+    p = Path(args.model)
+    if p.is_dir() or p.suffix == ".iec":
+        trainer = Trainer.from_checkpoint(ckpt.load_latest(p, warn=warn), batch_size=args.batch_size)
+        names = trainer.class_names
+    else:
+        model = import_onnx(args.model)
+        names, mapping = read_metadata(model.onnx_model)
+        trainer = Trainer(model, batch_size=args.batch_size, class_names=names,
+                          input_mapping=InputMapping.from_json(mapping) if mapping else None)
+    task = "segment" if trainer.segment or len(trainer.runtime_model.output_shape) == 3 else "classify"
+    if task not in writers:
+        raise IntedgeError(f"{args.model} is a {task} model; predict draws {', '.join(writers)} models")
+    shape = tuple(trainer.model.input_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3):
+        raise IntedgeError(f"predict takes images: a model input of [C, H, W] with C = 1 or 3, not {list(shape)}")
+    skipped, paths, images = [], [], []
+    for path in _image_paths(args.images):
+        x = decode_or_skip(path, shape, "skip", skipped)
+        if x is not None:
+            paths.append(path)
+            images.append(x)
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    if not images:
+        raise IntedgeError("no readable images")
+    images = np.stack(images)
+    if trainer.input_format != "u8":
+        trainer = trainer.with_input_format("u8")
+    outputs = trainer.predict(images).reshape((len(images),) + tuple(trainer.runtime_model.output_shape))
+    written = writers[task].write_predictions(args.output, paths, images, outputs, names)
+    print(f"wrote {len(written)} files for {len(images)} images to {args.output}")
+    return 0
+
+
 def cmd_inspect(args):
     from .inspect_model import format_inspect, inspect, split_patterns
 
@@ -530,7 +605,8 @@ def main(argv=None):
         return 1
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "export": cmd_export, "inspect": cmd_inspect, "compile": cmd_compile}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "export": cmd_export, "inspect": cmd_inspect,
+            "compile": cmd_compile}
 
 if __name__ == "__main__":
     sys.exit(main())

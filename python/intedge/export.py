@@ -129,11 +129,29 @@ def quantize_qdq(model, imported, calibration):
     return model
 
 
+def _inference_batchnorm(model):
+    """A model exported in training mode (torch's TrainingMode.PRESERVE) has BatchNormalization
+    nodes with the running statistics' outputs (and at opset 14+ training_mode=1), which an ONNX
+    runtime executes with the batch's statistics. The trained model is for inference: keep the
+    first output (and any other that a node or the graph still reads) and drop training_mode."""
+    read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type != "BatchNormalization" or len(node.output) == 1:
+            continue
+        if any(o and o in read for o in node.output[1:]):
+            continue
+        del node.output[1:]
+        keep = [a for a in node.attribute if a.name != "training_mode"]
+        del node.attribute[:]
+        node.attribute.extend(keep)
+    return model
+
+
 def export_onnx(imported, state_dict, path, class_names=None, input_mapping=None, int8=False, calibration=None):
     """Copies the original graph, replaces each trained initializer by name, checks the result
     and writes it atomically. int8=True writes a QDQ model calibrated on `calibration` samples
     (float, already normalized)."""
-    model = _with_weights(imported, state_dict)
+    model = _inference_batchnorm(_with_weights(imported, state_dict))
     if int8:
         if calibration is None or len(calibration) == 0:
             raise IntedgeError("--int8 export needs calibration samples (the validation set)")

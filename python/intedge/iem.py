@@ -26,13 +26,14 @@ OP_SOFTMAX = 16  # X, [mask]; attrs: per-sample axis, mask offset, mask flags (o
 SOFTMAX_MASK_KEEPS_NONZERO = 1  # mask flag: its nonzero elements attend (else they are masked)
 OP_MATMUL, OP_PARAM_BROADCAST, OP_EMBEDDING, OP_CAST = 17, 18, 19, 20
 OP_SLICE = 21  # X; attrs: per-sample axis, start (the output's length along the axis)
+OP_CONV_TRANSPOSE = 22  # X, W [Cin, Cout/group, kh, kw], [B]; attrs as OP_CONV's
 # the op enum's names (IE_OP_<NAME>), for firmware that registers only its model's ops
 OP_NAMES = {OP_GEMM: "GEMM", OP_RELU: "RELU", OP_RESHAPE: "RESHAPE", OP_CONV: "CONV", OP_MAXPOOL: "MAXPOOL",
             OP_AVGPOOL: "AVGPOOL", OP_BINARY: "BINARY", OP_CONCAT: "CONCAT", OP_BATCHNORM: "BATCHNORM",
             OP_ACTIVATION: "ACTIVATION", OP_TRANSPOSE: "TRANSPOSE", OP_PAD: "PAD", OP_RESIZE: "RESIZE",
             OP_DROPOUT: "DROPOUT", OP_LAYERNORM: "LAYERNORM", OP_SOFTMAX: "SOFTMAX", OP_MATMUL: "MATMUL",
             OP_PARAM_BROADCAST: "PARAM_BROADCAST", OP_EMBEDDING: "EMBEDDING", OP_CAST: "CAST",
-            OP_SLICE: "SLICE"}
+            OP_SLICE: "SLICE", OP_CONV_TRANSPOSE: "CONV_TRANSPOSE"}
 BINARY_ADD, BINARY_SUB, BINARY_MUL = range(3)
 # OP_ACTIVATION kinds, as runtime/src/ops/ops.h numbers them (Pow: p0 = the exponent)
 (ACT_CLIP, ACT_LEAKY_RELU, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_SIGMOID, ACT_GELU, ACT_GELU_TANH, ACT_TANH, ACT_ERF,

@@ -168,3 +168,46 @@ def format_report(r):
         iou = r["per_class_iou"][name]
         lines.append(f"{name:<{width}}  {'   -  ' if iou is None else f'{iou:6.4f}'}")
     return "\n".join(lines)
+
+
+def palette(classes):
+    """A colour per class index, Pascal VOC's bit-interleaved palette (class 0 black), as uint8
+    [max(classes, 256), 3]: the same colours as VOC's own SegmentationClass PNGs."""
+    pal = np.zeros((max(classes, 256), 3), np.uint8)
+    for i in range(len(pal)):
+        c, r, g, b = i, 0, 0, 0
+        for bit in range(8):
+            r |= ((c >> 0) & 1) << (7 - bit)
+            g |= ((c >> 1) & 1) << (7 - bit)
+            b |= ((c >> 2) & 1) << (7 - bit)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def write_predictions(out_dir, paths, images, outputs, class_names):
+    """`intedge predict` for segmentation: for each image, OUT/<stem>_mask.png (a palette PNG of
+    class indices, the argmax of the output, at the output's size) and OUT/<stem>_overlay.png (the
+    image with the mask's colours blended in where the class is not 0, at the image's size).
+    images: uint8 [N, C, H, W]; outputs: float [N, classes, h, w]. Returns the files written."""
+    from PIL import Image
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    outputs = np.asarray(outputs)
+    pal = palette(outputs.shape[1])
+    written = []
+    for path, img, out in zip(paths, images, outputs):
+        mask = out.argmax(0).astype(np.uint8)
+        m = Image.fromarray(mask, mode="P")
+        m.putpalette(pal.reshape(-1).tolist())
+        stem = Path(path).stem
+        m.save(out_dir / f"{stem}_mask.png")
+        rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img[:3]
+        rgb = rgb.transpose(1, 2, 0).astype(np.float32)
+        big = np.asarray(Image.fromarray(mask).resize(rgb.shape[1::-1], Image.NEAREST))
+        colour = pal[big].astype(np.float32)
+        blend = np.where((big > 0)[..., None], 0.5 * rgb + 0.5 * colour, rgb)
+        Image.fromarray(blend.round().astype(np.uint8)).save(out_dir / f"{stem}_overlay.png")
+        written += [out_dir / f"{stem}_mask.png", out_dir / f"{stem}_overlay.png"]
+    return written

@@ -51,6 +51,7 @@ typedef enum ie_op {
     IE_OP_EMBEDDING = 19,  /* Y[..., D] = table[ids[...]]: table [V, D], ids an integer input or constant */
     IE_OP_CAST = 20,       /* Y = an integer input as int8 values (attention masks) */
     IE_OP_SLICE = 21,      /* Y = X[start : start + len] along one per-sample axis: ops/layout.c */
+    IE_OP_CONV_TRANSPOSE = 22, /* Y = conv_transpose(X, W) (+ B); attrs as Conv's (ops/conv_transpose.c) */
     IE_OP_COUNT
 } ie_op;
 

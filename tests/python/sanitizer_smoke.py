@@ -70,6 +70,10 @@ def iem_cases(rng):
     ids[0, :2] = 63, 127
     yield "token-ids", walker.graph, ids, rng.integers(0, 10, 12)
 
+    from test_conv_transpose import GEOMETRIES, convt_graph
+    for i in (1, 2, 3):  # output padding; groups with dilation and stride 3; depthwise
+        g, k, *_, out = convt_graph(GEOMETRIES[i], rng)
+        yield f"conv-transpose-{i}", g, rng.standard_normal((12, k)), rng.integers(0, int(np.prod(out)), 12)
     from test_slice import slice_graph
 
     g, total = slice_graph(rng, [(0, 2, 1), (1, 1, 3), (2, 0, 4), (2, 3, 4)])  # overlapping windows: a fan-out sum

@@ -100,3 +100,30 @@ def test_eval_export_errors(tmp_path):
     for sub in ("train", "eval", "export"):
         h = run_cli(sub, "--help")
         assert h.returncode == 0 and "examples:" in h.stdout
+
+
+def test_export_of_a_training_mode_graph_runs_batchnorm_on_running_statistics():
+    """A graph exported with BatchNormalization in training mode (its running-statistics outputs)
+    comes out of intedge's export as an inference graph: one output a BatchNormalization node, and
+    onnxruntime's outputs are the eval-mode float outputs of the same weights."""
+    import tempfile
+
+    import onnx
+    import torch
+
+    import intedge
+    from torch_models import ResNet8, export_training
+    torch.manual_seed(0)
+    net = ResNet8(in_ch=1, width=8)
+    model = export_training(net, torch.randn(2, 1, 12, 12), dynamo=False, opset=13)
+    assert max(len(n.output) for n in model.graph.node if n.op_type == "BatchNormalization") == 5
+    t = intedge.Trainer(model, batch_size=4)
+    with tempfile.TemporaryDirectory() as d:
+        out = onnx.load(t.export_onnx(f"{d}/m.onnx"))
+    assert {len(n.output) for n in out.graph.node if n.op_type == "BatchNormalization"} == {1}
+    x = np.random.default_rng(0).standard_normal((3, 1, 12, 12)).astype(np.float32) * 3 + 1
+    s = ort.InferenceSession(out.SerializeToString(), providers=["CPUExecutionProvider"])
+    net.eval()
+    with torch.no_grad():
+        ref = net(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(s.run(None, {s.get_inputs()[0].name: x})[0], ref, rtol=1e-3, atol=1e-3)

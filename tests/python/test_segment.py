@@ -1,5 +1,7 @@
 """Semantic segmentation: the per-pixel cross-entropy in integers against float64, and sessions
 that train with it (bit-exact across kernel tiers and thread counts)."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -290,3 +292,94 @@ def test_train_segmentation_from_folder_matches_pytorch(tmp_path):
     report = json.loads(r.stdout)
     assert report["miou"] == pytest.approx(last["val_miou"])
     assert report["per_class_iou"]["disc"] == pytest.approx(last["val_iou"][1])
+
+
+def test_exported_onnx_masks_agree_with_intedge_eval(tmp_path):
+    """`intedge train` on builtin:mnist-seg (a U-Net: bilinear upsampling, Concat skips; its
+    BatchNorm folded into the convolutions by the eval-mode export; 3 epochs of AdamW), then the
+    run's model.onnx in onnxruntime: its masks agree with intedge's evaluation of the
+    run's checkpoint on >= 99% of val pixels, and the mIoU of its masks is within 0.01 of
+    `intedge eval`'s."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+    from conftest import run_cli
+    from intedge.data import InputMapping
+    from intedge.export import read_metadata
+    from intedge.segment import confusion, metrics
+    from torch_models import SegUNet
+    torch.manual_seed(0)
+    onnx_path = tmp_path / "unet.onnx"
+    onnx.save(export(SegUNet(width=8), torch.randn(2, 1, 32, 32), dynamo=False, opset=13), onnx_path)
+    run = tmp_path / "run"
+    r = run_cli("train", onnx_path, "builtin:mnist-seg", "--epochs", 3, "--optimizer", "adamw", "--lr", 0.01,
+                "--batch-size", 16, "--output-dir", run, "--quiet")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("eval", run, "builtin:mnist-seg", "--json", "--batch-size", 16)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    from intedge.checkpoint import load_latest
+    trainer = intedge.Trainer.from_checkpoint(load_latest(run), batch_size=16)
+    ds = intedge.load_data("builtin:mnist-seg", input_shape=(1, 32, 32))
+    ours = trainer.predict_prepared(trainer.prepare(ds.x_val, None, "val")[0]).reshape(len(ds.x_val), 11, 32, 32)
+    model = onnx.load(run / "model.onnx")
+    _, mapping = read_metadata(model)
+    x = InputMapping.from_json(mapping).apply_float((ds.x_val / 255.0).astype(np.float32))
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    theirs = s.run(None, {s.get_inputs()[0].name: x})[0]
+    agree = (ours.argmax(1) == theirs.argmax(1)).mean()
+    miou = metrics(confusion(theirs.reshape(len(x), -1), ds.y_val.reshape(len(x), -1), 11))["miou"]
+    print(f"\nmask pixels agreeing {agree:.4f}; mIoU intedge eval {report['miou']:.4f}, onnxruntime {miou:.4f}")
+    assert (theirs.argmax(1) > 0).mean() > 0.02  # the masks hold digits, not background alone
+    assert agree >= 0.99
+    assert abs(miou - report["miou"]) <= 0.01
+
+
+def test_segment_fidelity_short():
+    """tools/segment_fidelity.py's study, short: the U-Net on the first 600 builtin:mnist-seg scenes
+    (32 x 32), 3 epochs of AdamW from the same initial weights and batch order: intedge's train
+    loss within 5% of float32 PyTorch's at every epoch, and its val mIoU within 2 points."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    import segment_fidelity as study
+    r = study.run_pair("unet", study.scenes(32, 600), side=32, batch_size=16, optimizer="adamw", lr=0.003, epochs=3,
+                       log=lambda s: None)
+    ours, ref = r["intedge"], r["float"]
+    print("\n" + study.table({"unet": {"intedge": ours, "float": ref}}))
+    for a, b in zip(ours, ref):
+        assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * b["train_loss"], (a["epoch"], a["train_loss"],
+                                                                                   b["train_loss"])
+    assert abs(ours[-1]["val_miou"] - ref[-1]["val_miou"]) <= 0.02
+
+
+def test_predict_writes_palette_masks_and_overlays(tmp_path):
+    """`intedge predict RUN IMAGES -o OUT` after a segmentation run: a palette mask PNG (the argmax
+    of intedge's own outputs) and an RGB overlay per image; a missing path is one line, exit 2."""
+    from PIL import Image
+    from conftest import run_cli
+    rng = np.random.default_rng(3)
+    root = write_shapes(tmp_path / "d", rng, n_train=16, n_val=4, size=16)
+    torch.manual_seed(0)
+    import onnx
+    onnx.save(export(TinyUNet(), torch.randn(2, 3, 16, 16), dynamo=False, opset=13), tmp_path / "unet.onnx")
+    r = run_cli("train", tmp_path / "unet.onnx", root, "--epochs", 1, "--output-dir", tmp_path / "run", "--quiet")
+    assert r.returncode == 0, r.stderr
+    images = root / "val" / "images"
+    r = run_cli("predict", tmp_path / "run", images, "-o", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    stems = sorted(p.stem for p in images.iterdir())
+    from intedge.checkpoint import load_latest
+    from intedge.images import decode_image
+    trainer = intedge.Trainer.from_checkpoint(load_latest(tmp_path / "run"), batch_size=16)
+    x = np.stack([decode_image(images / f"{s}.png", 3, 16, 16) for s in stems])
+    expected = trainer.predict(x).reshape(len(x), 3, 16, 16).argmax(1)
+    for stem, want in zip(stems, expected):
+        with Image.open(tmp_path / "out" / f"{stem}_mask.png") as m:
+            assert m.mode == "P" and m.getpalette()[3:6] == [128, 0, 0]  # VOC's colour of class 1
+            assert np.array_equal(np.asarray(m), want)
+        with Image.open(tmp_path / "out" / f"{stem}_overlay.png") as o:
+            assert o.mode == "RGB" and o.size == (16, 16)
+    r = run_cli("predict", tmp_path / "run", tmp_path / "nothing", "-o", tmp_path / "out")
+    assert r.returncode == 2 and "is neither an image nor a folder" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

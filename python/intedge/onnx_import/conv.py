@@ -5,19 +5,36 @@ from .nodes import attrs, handles
 from .window import out_hw, window
 
 
-@handles("Conv")
-def conv(walker, n):
+def data_and_weight(walker, n, what):
+    """(the [C, H, W] activation, the rank-4 initializer weight, the attributes, group, kernel)
+    of a Conv-like node, or None after reporting the problem."""
     x = walker.activation(n, n.input[0])
     weight = walker.const_value(n.input[1])
     if x is None:
-        return
+        return None
     if len(walker.shapes[x]) != 3 or weight is None or weight.ndim != 4:
-        walker.problem(n, "only 2-D convolutions of [C, H, W] inputs with an initializer weight are supported")
-        return
+        walker.problem(n, f"only 2-D {what} of [C, H, W] inputs with an initializer weight are supported")
+        return None
     a = attrs(n)
+    return x, weight, a, int(a.get("group", 1)), [int(v) for v in a.get("kernel_shape", weight.shape[2:])]
+
+
+def params(walker, n, x):
+    """The node's inputs as the runtime takes them: X, W and the bias if there is one (None
+    after a problem)."""
+    ins = [x, walker.param(n, n.input[1])]
+    if len(n.input) > 2 and n.input[2]:
+        ins.append(walker.param(n, n.input[2]))
+    return None if None in ins else ins
+
+
+@handles("Conv")
+def conv(walker, n):
+    found = data_and_weight(walker, n, "convolutions")
+    if found is None:
+        return
+    x, weight, a, group, kernel = found
     cin, h, wd = walker.shapes[x]
-    group = int(a.get("group", 1))
-    kernel = list(a.get("kernel_shape", weight.shape[2:]))
     try:
         strides, dil, pads = window(a, (h, wd), kernel, True)
     except ValueError as exc:
@@ -27,9 +44,7 @@ def conv(walker, n):
         walker.problem(n, f"weight {list(weight.shape)} with group {group} does not fit {cin} input channels")
         return
     ho, wo = out_hw((h, wd), kernel, strides, dil, pads)
-    ins = [x, walker.param(n, n.input[1])]
-    if len(n.input) > 2 and n.input[2]:
-        ins.append(walker.param(n, n.input[2]))
-    if None in ins:
+    ins = params(walker, n, x)
+    if ins is None:
         return
     walker.emit(n, iem.OP_CONV, ins, (weight.shape[0], ho, wo), [group, *kernel, *strides, *dil, *pads])

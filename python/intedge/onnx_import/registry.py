@@ -1,10 +1,11 @@
 """Every ONNX op type the importer handles, collected from the @handles and @fuses tags of the op
 family modules: one module per runtime/src/ops/ file, under the same name, plus the pattern
 fusions. Adding an op: a tagged handler in its family module. Adding a family: one entry here."""
-from . import activation, batchnorm, binary, conv, elementwise, embedding, fusions, gemm, layernorm, layout, pool, softmax
+from . import (activation, batchnorm, binary, conv, conv_transpose, elementwise, embedding, fusions, gemm, layernorm,
+               layout, pool, softmax)
 
-FAMILIES = (activation, batchnorm, binary, conv, elementwise, embedding, gemm, layernorm, layout, pool, softmax,
-            fusions)
+FAMILIES = (activation, batchnorm, binary, conv, conv_transpose, elementwise, embedding, gemm, layernorm, layout, pool,
+            softmax, fusions)
 
 
 def _tagged(family, tag):

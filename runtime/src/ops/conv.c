@@ -14,7 +14,6 @@
 #include "ops.h"
 
 enum { S_ACC, S_BIAS, S_COL, S_COL_B, S_WT, S_DCOL, S_DX_ACC, S_DW_PART };
-enum { R_ACC = 1, R_BIAS, R_OUT, R_DX };
 
 /* The outputs [lo, hi) of one axis whose input position o * stride + off lies in [0, in). */
 static void inside(int64_t off, uint32_t stride, uint32_t in, uint32_t out, size_t *lo, size_t *hi) {
@@ -591,18 +590,19 @@ static void dx_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, 
     }
 }
 
-/* wt holds W^T for every group ([group][K][Cout_g]), or dx_by_conv's Wf (the same size); scratch
- * ie_conv_scratch(g, n, IE_PROF_DX) bytes per thread. */
-int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
-                       ie_rounder r, int8_t *dx) {
-    size_t hw = (size_t)g->h * g->w, k = (size_t)g->cin_g * g->kh * g->kw;
+/* acc = the int32 sums of dX (col2im of W^T . dY, or dx_by_conv's convolution of dY), exponent
+ * edy + ew; wt receives W^T for every group ([group][K][Cout_g]) or dx_by_conv's Wf (the same
+ * size); scratch ie_conv_scratch(g, n, IE_PROF_DX) bytes per thread. ConvTranspose's forward is
+ * this sum (ops/conv_transpose.c). */
+void ie_conv_dx_acc(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, const int8_t *w8,
+                    int8_t *wt, int8_t *scratch, int32_t *acc) {
+    size_t k = (size_t)g->cin_g * g->kh * g->kw;
     uint32_t cout_g = g->cout / g->group;
     ie_conv_geom t;
     int by_conv = dx_by_conv(g, &t);
     if (depthwise(g)) {
         dw_run(rt, IE_PROF_DX, g, n, NULL, w8, dy, scratch, acc, NULL);
-        return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
+        return;
     }
     uint64_t t0 = ie_prof_start(rt->prof);
     if (by_conv) flip_weights(g, w8, wt);
@@ -613,7 +613,13 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     conv_job j = {rt, g, by_conv ? &t : NULL, n, ie_conv_chunk(g, n), NULL, wt, dy, scratch,
                   scratch_of(g, n, IE_PROF_DX), acc, NULL, 0, dx_chunk};
     run_chunks(&j);
-    return edy + ew + ie_requant_acc(rt, acc, n * g->cin * hw, r, dx);
+}
+
+int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
+                       const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
+                       ie_rounder r, int8_t *dx) {
+    ie_conv_dx_acc(rt, g, n, dy, w8, wt, scratch, acc);
+    return edy + ew + ie_requant_acc(rt, acc, n * g->cin * g->h * g->w, r, dx);
 }
 
 static void dw_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
@@ -653,23 +659,27 @@ int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     return edy + ex;
 }
 
-int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db) {
-    size_t howo = (size_t)g->ho * g->wo;
-    for (uint32_t c = 0; c < g->cout; c++) db[c] = 0;
+void ie_channel_sums(size_t n, size_t channels, size_t plane, const int8_t *x, int64_t *sums) {
+    for (size_t c = 0; c < channels; c++) sums[c] = 0;
     for (size_t s = 0; s < n; s++)
-        for (uint32_t c = 0; c < g->cout; c++) {
-            const int8_t *d = dy + (s * g->cout + c) * howo;
-            int64_t sum = 0; /* a local: adds into db[c] itself stayed scalar (a char may alias it) */
-            for (size_t p = 0; p < howo; p++) sum += d[p];
-            db[c] += sum;
+        for (size_t c = 0; c < channels; c++) {
+            const int8_t *d = x + (s * channels + c) * plane;
+            int64_t sum = 0; /* a local: adds into sums[c] itself stayed scalar (a char may alias it) */
+            for (size_t p = 0; p < plane; p++) sum += d[p];
+            sums[c] += sum;
         }
-    return edy;
 }
 
 /* ---- the op ------------------------------------------------------------------------------------ */
 
-ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd, const ie_session_config *cfg) {
+ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd, const ie_session_config *cfg,
+                              int transposed) {
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
+    if (transposed) { /* the convolution maps Y's shape to X's */
+        const ie_tensor_desc *t = x;
+        x = y;
+        y = t;
+    }
     ie_conv_geom g;
     g.group = (uint32_t)nd->attrs[0];
     g.kh = (uint32_t)nd->attrs[1];
@@ -716,8 +726,10 @@ ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint
     return IE_OK;
 }
 
-static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
-    (void)errlen;
+/* Checks node nd whose convolution geometry is g (Conv's own, or ConvTranspose's as the
+ * convolution it transposes) and whose bias has bias_channels values. */
+ie_status ie_conv_check_geom(const ie_model *m, const ie_node_desc *nd, const ie_conv_geom *gp, uint32_t bias_channels,
+                             char *err) {
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *w = &m->tensors[nd->in[1]], *y = &m->tensors[nd->out[0]];
     if (x->kind == IE_KIND_PARAM || x->rank != 3 || y->rank != 3) {
         ie_set_err(err, "the data input and output must be [C, H, W] activations");
@@ -728,7 +740,7 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
         if (nd->attrs[i]) { ie_set_err(err, "unused attributes must be 0"); return IE_ERR_FORMAT; }
     for (int i = 0; i < 11; i++)
         if (nd->attrs[i] < 0) { ie_set_err(err, "attributes must not be negative"); return IE_ERR_FORMAT; }
-    ie_conv_geom g = ie_conv_geometry(m, nd, NULL);
+    ie_conv_geom g = *gp;
     if (!g.group || g.cin % g.group || g.cout % g.group) {
         ie_set_err(err, "group %" PRIu32 " does not divide %" PRIu32 " input and %" PRIu32 " output channels", g.group, g.cin, g.cout);
         return IE_ERR_FORMAT;
@@ -746,93 +758,111 @@ static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err
     }
     if (nd->n_in > 2) {
         const ie_tensor_desc *b = &m->tensors[nd->in[2]];
-        if (b->kind != IE_KIND_PARAM || b->numel != g.cout) {
-            ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", g.cout);
+        if (b->kind != IE_KIND_PARAM || b->numel != bias_channels) {
+            ie_set_err(err, "the bias must be a parameter of %" PRIu32 " values", bias_channels);
             return IE_ERR_FORMAT;
         }
     }
     return ie_window_check(g.h, g.w, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.ho, g.wo, err);
 }
 
-static void conv_plan(ie_planner *p, uint32_t node) {
+static ie_status conv_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
+    (void)errlen;
+    ie_conv_geom g = ie_conv_geometry(m, nd, NULL, 0);
+    return ie_conv_check_geom(m, nd, &g, g.cout, err);
+}
+
+int ie_conv_plan_params(ie_planner *p, uint32_t node, size_t weight_numel, size_t bias_channels) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
-    ie_conv_geom g = ie_conv_geometry(m, nd, ie_plan_config(p));
-    size_t n = ie_plan_batch(p), howo = (size_t)g.ho * g.wo, k = (size_t)g.cin_g * g.kh * g.kw;
-    size_t cout_g = g.cout / g.group, t = ie_plan_threads(p); /* per-thread scratch, t copies */
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node), x = nd->in[0], w = nd->in[1], y = nd->out[0];
     uint32_t b = nd->n_in > 2 ? nd->in[2] : IE_NONE;
     int bwd = ie_plan_requires_grad(p, y);
     int need_dx = bwd && ie_plan_requires_grad(p, x);
     int need_dw = bwd && ie_plan_param_trainable(p, w);
-    ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, g.cout * k, F, need_dx ? B : F);
+    ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, weight_numel, F, need_dx ? B : F);
+    if (need_dw) {
+        ie_plan_keep(p, x, B);
+        ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, weight_numel * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, weight_numel * sizeof(int32_t), B, B);
+    }
+    if (bwd && b != IE_NONE && ie_plan_param_trainable(p, b)) {
+        ie_plan_param_buffer(p, b, IE_BUF_PARAM_GRAD, bias_channels * sizeof(int64_t), B, B);
+        ie_plan_param_buffer(p, b, IE_BUF_PARAM_OPT, bias_channels * sizeof(int32_t), B, B);
+    }
+    return need_dx | need_dw << 1;
+}
+
+static void conv_plan(ie_planner *p, uint32_t node) {
+    const ie_model *m = ie_plan_model(p);
+    const ie_node_desc *nd = &m->nodes[node];
+    ie_conv_geom g = ie_conv_geometry(m, nd, ie_plan_config(p), 0);
+    size_t n = ie_plan_batch(p), howo = (size_t)g.ho * g.wo, k = (size_t)g.cin_g * g.kh * g.kw;
+    size_t cout_g = g.cout / g.group, t = ie_plan_threads(p); /* per-thread scratch, t copies */
+    uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
+    int needs = ie_conv_plan_params(p, node, g.cout * k, g.cout);
     ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
     size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
     int direct = depthwise(&g); /* no weight transposes or partial sums */
     ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
-    if (b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
-    if (need_dx) {
+    if (nd->n_in > 2) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
+    if (needs & IE_CONV_NEEDS_DX) {
         if (!direct) ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
         ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
         ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
     }
-    if (need_dw) {
-        ie_plan_keep(p, x, B);
+    if (needs & IE_CONV_NEEDS_DW) {
         ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
         if (!direct && t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, g.cout * k * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, g.cout * k * sizeof(int32_t), B, B);
-    }
-    if (bwd && b != IE_NONE && ie_plan_param_trainable(p, b)) {
-        ie_plan_param_buffer(p, b, IE_BUF_PARAM_GRAD, g.cout * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, b, IE_BUF_PARAM_OPT, g.cout * sizeof(int32_t), B, B);
     }
 }
 
-/* What forward and backward both look up for a node. */
-typedef struct conv_node {
-    ie_conv_geom g;
-    void **sc;
-    ie_value *x, *y;
-    uint32_t wi;
-    ie_param *pw, *pb;
-} conv_node;
-
-static conv_node conv_open(ie_session *s, uint32_t node) {
+ie_conv_node ie_conv_open(ie_session *s, uint32_t node, ie_conv_geom g) {
     const ie_model *m = s->model;
     const ie_node_desc *nd = &m->nodes[node];
-    conv_node c = {ie_conv_geometry(m, nd, &s->cfg), s->nodes[node].scratch, &s->values[nd->in[0]], &s->values[nd->out[0]],
-                   m->tensors[nd->in[1]].param, NULL, NULL};
+    ie_conv_node c = {g, s->nodes[node].scratch, &s->values[nd->in[0]], &s->values[nd->out[0]],
+                      m->tensors[nd->in[1]].param, NULL, NULL};
     c.pw = &s->params[c.wi];
     c.pb = nd->n_in > 2 ? &s->params[m->tensors[nd->in[2]].param] : NULL;
     return c;
 }
 
+static ie_conv_node conv_open(ie_session *s, uint32_t node) {
+    return ie_conv_open(s, node, ie_conv_geometry(s->model, &s->model->nodes[node], &s->cfg, 0));
+}
+
+void ie_conv_fwd_start(ie_session *s, uint32_t node, const ie_conv_node *c, ie_rounder r[3]) {
+    ie_param_quantize(s, c->wi, c->pw->w8, 0, 0);
+    for (uint32_t i = 0; i < 3; i++) r[i] = ie_session_rounder(s, ie_node_stream(node, IE_CONV_R_ACC + i));
+}
+
+void ie_conv_bias_update(ie_session *s, uint32_t node, const ie_conv_node *c, size_t channels, size_t plane) {
+    if (!c->pb || !c->pb->trainable) return;
+    ie_prof_switch(s->ex.prof, IE_PROF_DW);
+    ie_channel_sums(s->n, channels, plane, c->y->g, c->pb->grad);
+    c->pb->grad_e = c->y->ge;
+    ie_optim_step(s, s->model->tensors[s->model->nodes[node].in[2]].param);
+}
+
 static void conv_forward(ie_session *s, uint32_t node) {
-    conv_node c = conv_open(s, node);
-    ie_param_quantize(s, c.wi, c.pw->w8, 0, 0);
-    ie_rounder r[3] = {ie_session_rounder(s, ie_node_stream(node, R_ACC)),
-                       ie_session_rounder(s, ie_node_stream(node, R_BIAS)),
-                       ie_session_rounder(s, ie_node_stream(node, R_OUT))};
+    ie_conv_node c = conv_open(s, node);
+    ie_rounder r[3];
+    ie_conv_fwd_start(s, node, &c, r);
     c.y->e = ie_conv_fwd(&s->ex, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
                          c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r, c.y->q);
 }
 
 static void conv_backward(ie_session *s, uint32_t node) {
-    conv_node c = conv_open(s, node);
+    ie_conv_node c = conv_open(s, node);
     if (c.x->requires_grad)
         c.x->ge = ie_conv_bwd_dx(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, c.sc[S_WT], c.sc[S_DCOL],
-                                 c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, R_DX)), c.x->g);
+                                 c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, IE_CONV_R_DX)), c.x->g);
     if (c.pw->trainable) {
         ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART], c.pw->grad);
         ie_optim_step(s, c.wi);
     }
-    if (c.pb && c.pb->trainable) {
-        ie_prof_switch(s->ex.prof, IE_PROF_DW);
-        c.pb->grad_e = ie_conv_bwd_db(&c.g, s->n, c.y->g, c.y->ge, c.pb->grad);
-        ie_optim_step(s, s->model->tensors[s->model->nodes[node].in[2]].param);
-    }
+    ie_conv_bias_update(s, node, &c, c.g.cout, (size_t)c.g.ho * c.g.wo);
 }
 
 const ie_op_def ie_op_conv = {"Conv", 2, 3, 1, conv_check, conv_plan, conv_forward, conv_backward};

@@ -68,8 +68,9 @@ typedef struct ie_conv_geom {
 #define IE_CONV_CHUNK_COLS 1024
 } ie_conv_geom;
 /* A node's geometry; chunks of samples unless the build (-Os) or the session (lean_scratch) says
- * otherwise. */
-ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd, const ie_session_config *cfg);
+ * otherwise. transposed: a ConvTranspose node's, as the convolution from Y's shape to X's. */
+ie_conv_geom ie_conv_geometry(const ie_model *m, const ie_node_desc *nd, const ie_session_config *cfg,
+                              int transposed);
 /* Checks a sliding window's parameters and that they give ho x wo outputs. */
 ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t dh,
                           uint32_t dw, uint32_t pt, uint32_t pl, uint32_t pb, uint32_t pr, uint32_t ho, uint32_t wo,
@@ -86,7 +87,37 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        ie_rounder r, int8_t *dx);
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw);
-int32_t ie_conv_bwd_db(const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy, int64_t *db);
+/* What a Conv-like node (Conv, ConvTranspose) plans alike: its weight's int8 view (kept for the
+ * backward when dX needs it), X kept for dW, the gradient and optimizer buffers of the weight
+ * (weight_numel values) and the bias (bias_channels). Returns IE_CONV_NEEDS_DX | _DW as planned. */
+enum { IE_CONV_NEEDS_DX = 1, IE_CONV_NEEDS_DW = 2 };
+int ie_conv_plan_params(ie_planner *p, uint32_t node, size_t weight_numel, size_t bias_channels);
+/* What forward and backward both look up for a Conv-like node of geometry g. */
+typedef struct ie_conv_node {
+    ie_conv_geom g;
+    void **sc;
+    ie_value *x, *y;
+    uint32_t wi;
+    ie_param *pw, *pb;
+} ie_conv_node;
+ie_conv_node ie_conv_open(ie_session *s, uint32_t node, ie_conv_geom g);
+/* Rounding streams of a Conv-like node: the forward's accumulator, bias and output (three in a
+ * row from IE_CONV_R_ACC), the input gradient. */
+enum { IE_CONV_R_ACC = 1, IE_CONV_R_DX = 4 };
+/* The forward's start: the weight's int8 view, and its three rounders. */
+void ie_conv_fwd_start(ie_session *s, uint32_t node, const ie_conv_node *c, ie_rounder r[3]);
+/* The bias's gradient (channel sums of dY: channels planes of plane values a sample) and its
+ * optimizer step, if the node has a trainable bias. */
+void ie_conv_bias_update(ie_session *s, uint32_t node, const ie_conv_node *c, size_t channels, size_t plane);
+/* dX's int32 sums before rounding (exponent edy + ew): ie_conv_bwd_dx without its requantization. */
+void ie_conv_dx_acc(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, const int8_t *w8,
+                    int8_t *wt, int8_t *scratch, int32_t *acc);
+/* sums[c] = the sum of channel c's planes over n samples of [channels, plane] int8 (bias gradients). */
+void ie_channel_sums(size_t n, size_t channels, size_t plane, const int8_t *x, int64_t *sums);
+/* The checks of a Conv-like node whose convolution geometry is g and whose bias has bias_channels
+ * values (Conv; ConvTranspose with the geometry of the convolution it transposes). */
+ie_status ie_conv_check_geom(const ie_model *m, const ie_node_desc *nd, const ie_conv_geom *g, uint32_t bias_channels,
+                             char *err);
 
 /* Softmax cross-entropy gradient exponent: Q30 probabilities times a Q31 reciprocal of n. */
 #define IE_CE_GRAD_EXP (-30 - 31)

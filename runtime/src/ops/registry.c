@@ -16,7 +16,7 @@
 extern const ie_op_def ie_op_gemm, ie_op_relu, ie_op_reshape, ie_op_conv, ie_op_maxpool, ie_op_avgpool, ie_op_binary,
     ie_op_concat, ie_op_batchnorm, ie_op_activation, ie_op_transpose, ie_op_pad, ie_op_resize, ie_op_dropout,
     ie_op_layernorm, ie_op_softmax, ie_op_matmul, ie_op_param_broadcast, ie_op_embedding, ie_op_cast,
-    ie_op_slice;
+    ie_op_slice, ie_op_conv_transpose;
 
 
 static const ie_op_def *const registry[IE_OP_COUNT] = {
@@ -41,6 +41,7 @@ static const ie_op_def *const registry[IE_OP_COUNT] = {
     [IE_OP_EMBEDDING] = IE_USE(EMBEDDING) ? &ie_op_embedding : NULL,
     [IE_OP_CAST] = IE_USE(CAST) ? &ie_op_cast : NULL,
     [IE_OP_SLICE] = IE_USE(SLICE) ? &ie_op_slice : NULL,
+    [IE_OP_CONV_TRANSPOSE] = IE_USE(CONV_TRANSPOSE) ? &ie_op_conv_transpose : NULL,
 };
 
 const ie_op_def *ie_op_lookup(uint32_t op) { return op < IE_OP_COUNT ? registry[op] : NULL; }

@@ -1,0 +1,143 @@
+"""Segmentation fidelity (issue 14's acceptance): a U-Net-style and a DeepLab-style net, exported
+by torch, trained on builtin:mnist-seg twice from the same initial weights, in the same batch
+order, with the same recipe: by intedge (integers only) and by float32 PyTorch. Per epoch it
+records train loss and pixel accuracy and val mIoU and pixel accuracy (eval mode), writes
+OUT/segment-results.json and OUT/fidelity-segment.png (the curves) and prints a markdown table.
+
+    python tools/segment_fidelity.py                                   # the study in docs/fidelity.md
+    python tools/segment_fidelity.py --models unet --epochs 2 --train 400 --out /tmp/seg   # a quick look
+    python tools/segment_fidelity.py --report                          # redraw from the stored results
+
+The models are models/torch_models.py's SegUNet and SegDeepLab; inputs are the scenes' pixels / 255."""
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "models"))
+
+RECIPE = {"side": 32, "batch_size": 16, "optimizer": "adamw", "lr": 0.003, "epochs": 8}
+MODELS = ("unet", "deeplab")
+
+
+def scenes(side, n_train=None):
+    """builtin:mnist-seg at side x side, one gray channel, pixels / 255 as float32."""
+    import intedge
+    ds = intedge.load_data("builtin:mnist-seg", input_shape=(1, side, side), seed=0)
+    f = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731
+    return f(ds.x_train[:n_train]), ds.y_train[:n_train], f(ds.x_val), ds.y_val
+
+
+def build(name, side, seed=0, **kw):
+    """(torch net seeded by `seed`, its ONNX export with BatchNormalization kept as nodes: an
+    eval-mode export would fold it into the convolutions, and intedge would train another net)."""
+    import torch
+
+    from torch_models import SegDeepLab, SegUNet, export_training
+    torch.manual_seed(seed)
+    net = {"unet": SegUNet, "deeplab": SegDeepLab, "unet-transpose": lambda: SegUNet(up="transpose")}[name](**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return net, export_training(net, torch.randn(2, 1, side, side), dynamo=False, opset=13)
+
+
+def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log=print):
+    """Trains `name` by intedge and by float32 PyTorch; {"intedge": [...], "float": [...]} per
+    epoch (train_loss, train_acc, val_miou, val_pixel_acc, val_iou, seconds)."""
+    import torch
+
+    import intedge
+    from torch_models import torch_segment_fit
+    x, y, xv, yv = data
+    net, onnx_model = build(name, side, seed)
+    momentum = 0.9 if optimizer == "sgd" else 0.0
+    trainer = intedge.Trainer(onnx_model, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
+                              seed=seed, loss="pixel_cross_entropy")
+    keep = ("epoch", "train_loss", "train_acc", "val_miou", "val_pixel_acc", "val_iou", "seconds")
+    ours = [{k: m[k] for k in keep} for m in trainer.fit(
+        x, y, xv, yv, epochs=epochs, progress=False,
+        on_epoch=lambda m: log(f"  {name} intedge epoch {m['epoch']}: val mIoU {m['val_miou']:.4f}"))]
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    ref = torch_segment_fit(net, trainer, x, y, xv, yv, epochs, lr, momentum, optimizer=optimizer)
+    for m in ref:
+        log(f"  {name} PyTorch epoch {m['epoch']}: val mIoU {m['val_miou']:.4f}")
+    ref[-1]["seconds_total"] = time.perf_counter() - start
+    return {"intedge": ours, "float": ref, "trainer": trainer, "net": net}
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(len(results), 2, figsize=(11, 3.4 * len(results)), squeeze=False)
+    colors = {"float": "tab:blue", "intedge": "tab:orange"}
+    labels = {"float": "float32 PyTorch", "intedge": "intedge (integers)"}
+    for row, (name, runs) in zip(axes, results.items()):
+        for kind, hist in runs.items():
+            ep = [m["epoch"] for m in hist]
+            row[0].plot(ep, [m["train_loss"] for m in hist], color=colors[kind], label=f"{labels[kind]} train")
+            row[1].plot(ep, [m["val_miou"] for m in hist], color=colors[kind], label=f"{labels[kind]} val mIoU")
+            row[1].plot(ep, [m["val_pixel_acc"] for m in hist], "--", color=colors[kind],
+                        label=f"{labels[kind]} val pixel acc")
+        row[0].set_title(f"{name}: train loss (nats a pixel)", fontsize=9)
+        row[1].set_title(f"{name}: val mIoU and pixel accuracy", fontsize=9)
+        for ax in row:
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        row[0].legend(fontsize=7)
+        row[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def table(results):
+    lines = ["| model | epoch | val mIoU intedge | val mIoU PyTorch | gap (points) | pixel acc intedge | pixel acc PyTorch |",
+             "|---|---|---|---|---|---|---|"]
+    for name, runs in results.items():
+        for a, b in zip(runs["intedge"], runs["float"]):
+            lines.append(f"| {name} | {a['epoch']} | {a['val_miou']:.4f} | {b['val_miou']:.4f} | "
+                         f"{100 * (a['val_miou'] - b['val_miou']):+.2f} | {a['val_pixel_acc']:.4f} | "
+                         f"{b['val_pixel_acc']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    ap.add_argument("--optimizer", default=RECIPE["optimizer"], choices=("sgd", "adamw"))
+    ap.add_argument("--lr", type=float, default=RECIPE["lr"])
+    ap.add_argument("--train", type=int, default=None, help="use the first N train scenes (default all 2,000)")
+    ap.add_argument("--side", type=int, default=RECIPE["side"])
+    ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "fidelity")
+    ap.add_argument("--report", action="store_true", help="redraw the figure and table from OUT's results")
+    args = ap.parse_args(argv)
+    store = args.out / "segment-results.json"
+    if args.report:
+        results = json.loads(store.read_text())["results"]
+    else:
+        data = scenes(args.side, args.train)
+        results = {}
+        for name in args.models.split(","):
+            r = run_pair(name, data, side=args.side, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                         epochs=args.epochs)
+            results[name] = {"intedge": r["intedge"], "float": r["float"]}
+        args.out.mkdir(parents=True, exist_ok=True)
+        recipe = dict(RECIPE, side=args.side, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+                      epochs=args.epochs,
+                      train=args.train or len(data[0]), val=len(data[2]))
+        store.write_text(json.dumps({"recipe": recipe, "results": results}, indent=1))
+    plot(results, args.out / "fidelity-segment.png")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
