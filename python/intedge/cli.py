@@ -23,6 +23,7 @@ EVAL_EXAMPLES = """examples:
 PREDICT_EXAMPLES = """examples:
   intedge predict runs/train-1 photos/ -o predictions/       # masks and overlays of a segmentation run
   intedge predict model.onnx a.png b.png -o out/
+  intedge predict detector.onnx photos/ -o out/ --task detect     # boxes drawn, detections.json (COCO results)
 """
 INSPECT_EXAMPLES = """examples:
   intedge inspect models/mlp_digits.onnx
@@ -207,11 +208,14 @@ def build_parser():
     r = _sub(sub, "predict", "run a trained model on images and write its predictions as pictures",
              "Runs RUN's newest checkpoint (or a checkpoint, or an exported .onnx) on IMAGES (a folder, or "
              "files) and writes what its task draws into OUT: for segmentation a colour-palette mask PNG and an "
-             "overlay per image.", PREDICT_EXAMPLES)
+             "overlay per image; for detection the image with its boxes and labels drawn, and detections.json in COCO "
+             "results format.", PREDICT_EXAMPLES)
     r.add_argument("model", metavar="RUN|CKPT|MODEL.onnx")
     r.add_argument("images", metavar="IMAGES", nargs="+")
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     r.add_argument("--batch-size", type=_positive_int, default=16)
+    r.add_argument("--task", choices=("segment", "detect"), default=None,
+                   help="what an exported .onnx predicts (a run or checkpoint knows its task; default: segment)")
 
     i = _sub(sub, "inspect", "show a model's layers, what trains, and the training memory",
              "Each node with its op, output shape and parameters, whether it trains and whether intedge "
@@ -492,14 +496,14 @@ def cmd_predict(args):
     import numpy as np
 
     from . import checkpoint as ckpt
-    from . import segment
+    from . import detect, segment
     from .data import InputMapping
     from .export import read_metadata
     from .images import decode_or_skip
     from .onnx_import import import_onnx
     from .trainer import Trainer
 
-    writers = {"segment": segment}  # the task's module draws its predictions
+    writers = {"segment": segment, "detect": detect}  # the task's module draws its predictions
     p = Path(args.model)
     if p.is_dir() or p.suffix == ".iec":
         trainer = Trainer.from_checkpoint(ckpt.load_latest(p, warn=warn), batch_size=args.batch_size)
@@ -509,7 +513,12 @@ def cmd_predict(args):
         names, mapping = read_metadata(model.onnx_model)
         trainer = Trainer(model, batch_size=args.batch_size, class_names=names,
                           input_mapping=InputMapping.from_json(mapping) if mapping else None)
-    task = "segment" if trainer.segment or len(trainer.runtime_model.output_shape) == 3 else "classify"
+    if trainer.detect or trainer.segment:
+        task = "detect" if trainer.detect else "segment"
+        if args.task and args.task != task:
+            raise IntedgeError(f"{args.model} was trained for {task}, not --task {args.task}")
+    else:
+        task = args.task or ("segment" if len(trainer.runtime_model.output_shape) == 3 else "classify")
     if task not in writers:
         raise IntedgeError(f"{args.model} is a {task} model; predict draws {', '.join(writers)} models")
     shape = tuple(trainer.model.input_shape)
