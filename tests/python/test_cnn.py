@@ -104,6 +104,39 @@ def test_residual_and_pooling_gradients_match_torch():
         assert a.cosine > 0.9, (name, a)
 
 
+class Means(torch.nn.Module):
+    """Means over consecutive axes as exporters write them (ReduceMean): over the channels, over H
+    and W kept, over the last axis, and over the tokens of [T, D] (a text model's x.mean(1))."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4 * 5 + 6 + 6 * 5 + 4, 10)
+
+    def forward(self, x):
+        tokens = x.flatten(1, 2)  # [N, 30, 4]
+        parts = [x.mean(1), x.mean((2, 3), keepdim=True), x.mean(-1), tokens.mean(1)]
+        return self.fc(torch.cat([p.flatten(1) for p in parts], 1))
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (False, 17), (True, 18)])
+def test_means_over_consecutive_axes_match_torch(dynamo, opset):
+    torch.manual_seed(2)
+    net = Means()
+    model = export(net, torch.randn(2, 6, 5, 4), dynamo=dynamo, opset=opset)
+    assert sum(n.op_type == "ReduceMean" for n in model.graph.node) == 4
+    x, y = torch.randn(16, 6, 5, 4), torch.randint(0, 10, (16,))
+    t0 = intedge.Trainer(model, batch_size=16, rounding="nearest")
+    assert np.abs(t0.predict(x.numpy()) - ort_logits(model, x.numpy())).max() < 0.05
+    for name, a in step_agreement(t0, net, x.numpy(), y.numpy()).items():
+        assert a.cosine > 0.9, (name, a)
+    m = helper.make_model(helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[1, 3], keepdims=0)], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])]), opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(intedge.IntedgeError, match=r"node 'mean'.*consecutive axes .*not axes \[1, 3\]"):
+        intedge.Trainer(m)
+
+
 def test_tiling_maxpool_fast_path_equals_general_walk():
     """2 x 2 / stride 2 pooling takes a vectorized route; the same pooling with a bottom/right pad
     that no window reaches takes the general walk. Inputs of few levels make many ties (the first

@@ -1,4 +1,4 @@
-"""MaxPool, AveragePool, GlobalAveragePool and a ReduceMean over H, W onto the runtime's pools
+"""MaxPool, AveragePool, GlobalAveragePool and a ReduceMean over consecutive axes onto the runtime's pools
 (runtime/src/ops/pool.c): the global forms are an AveragePool whose window is the whole plane."""
 import numpy as np
 
@@ -56,23 +56,35 @@ def global_avgpool(walker, n):
         walker.problem(n, "only [C, H, W] inputs are supported")
 
 
-@handles("ReduceMean", note="over H, W")
+@handles("ReduceMean", note="over consecutive per-sample axes")
 def reduce_mean(walker, n):
-    """A mean over H and W with kept dims (what exporters make of adaptive_avg_pool2d(x, 1))."""
+    """A mean over consecutive per-sample axes: H and W (adaptive_avg_pool2d(x, 1)), the tokens of
+    [T, D] (x.mean(1)), or any other run. The input is seen as [A, R, B] (the axes before, the
+    reduced ones, the ones after: a view, no copy) and pooled by an R x 1 window to [A, 1, B]."""
     x = walker.activation(n, n.input[0])
     if x is None:
         return
     a = attrs(n)
+    shape = walker.shapes[x]
+    rank = len(shape) + 1  # with the batch
     axes = walker.const_input(n, 1, a.get("axes"))
-    axes = sorted(int(v) % 4 for v in np.asarray(axes).reshape(-1)) if axes is not None else None
-    if len(walker.shapes[x]) != 3 or axes != [2, 3]:
-        walker.problem(n, "only a mean over the H and W axes of [C, H, W] is supported")
+    axes = sorted({int(v) % rank for v in np.asarray(axes).reshape(-1)}) if axes is not None else None
+    if not axes or axes[0] == 0 or axes != list(range(axes[0], axes[-1] + 1)):
+        walker.problem(n, f"only a mean over consecutive axes other than the batch is supported, not axes {axes} of "
+                          f"[N, {', '.join(map(str, shape))}]")
         return
-    c, h, w = walker.shapes[x]
-    if a.get("keepdims", 1):
-        pool(walker, n, iem.OP_AVGPOOL, [h, w], {})
+    first, last = axes[0] - 1, axes[-1]  # per-sample axes [first, last)
+    before, reduced, after = (int(np.prod(shape[:first])), int(np.prod(shape[first:last])),
+                              int(np.prod(shape[last:])))
+    kept = shape[:first] + ((1,) * (last - first) if a.get("keepdims", 1) else ()) + shape[last:]
+    if len(shape) == 3 and (first, last) == (1, 3):  # over H, W: the pool reads the tensor as it is
+        pooled_in, window = x, list(shape[1:])
+    else:
+        pooled_in, window = walker.runtime_reshape(x, (before, reduced, after)), [reduced, 1]
+    pool_attrs = window + [1, 1, 1, 1, 0, 0, 0, 0, 0]  # strides, dilations, pads, count_include_pad
+    if kept == (before, 1, after):
+        walker.emit(n, iem.OP_AVGPOOL, [pooled_in], kept, pool_attrs)
         return
-    # keepdims=0: pool to [C, 1, 1], then view it as [C]
-    pooled = walker.emit(n, iem.OP_AVGPOOL, [x], (c, 1, 1), [h, w, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+    pooled = walker.emit(n, iem.OP_AVGPOOL, [pooled_in], (before, 1, after), pool_attrs,
                          name=(n.name or n.output[0]) + "/pool", out=n.output[0] + "/pooled")
-    walker.emit(n, iem.OP_RESHAPE, [pooled], (c,))
+    walker.emit(n, iem.OP_RESHAPE, [pooled], kept)
