@@ -2,7 +2,8 @@
 and mask together, and the metrics (mIoU, pixel accuracy, per-class IoU).
 
 Layout: DATA/{train,val}/images/* and DATA/{train,val}/masks/* as PNG with the same stem (or
-DATA/images + DATA/masks, split with the seed). A mask pixel is a class index; 255 is ignored.
+DATA/images + DATA/masks, split with the seed), or Pascal VOC's (JPEGImages/, SegmentationClass/
+palette PNGs, ImageSets/Segmentation/{train,val}.txt). A mask pixel is a class index; 255 is ignored.
 DATA/classes.txt (optional) names the classes, one a line. Images are resized bilinearly to the
 model input, masks by nearest neighbour. The loss is the runtime's per-pixel cross-entropy."""
 from pathlib import Path
@@ -16,11 +17,21 @@ from .runtime import IGNORE_LABEL
 LOSS = "pixel_cross_entropy"
 
 
+VOC_CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]
+
+
+def is_voc(root):
+    """Pascal VOC's layout: JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/."""
+    root = Path(root)
+    return all((root / d).is_dir() for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"))
+
+
 def is_layout(root):
-    """A folder holding images/ and masks/, itself or under train/."""
+    """A folder holding images/ and masks/, itself or under train/; or Pascal VOC's layout."""
     root = Path(root)
     base = root / "train" if (root / "train").is_dir() else root
-    return (base / "masks").is_dir() and (base / "images").is_dir()
+    return ((base / "masks").is_dir() and (base / "images").is_dir()) or is_voc(root)
 
 
 def _decode_mask(path, height, width):
@@ -35,11 +46,8 @@ def _decode_mask(path, height, width):
     return size, a.astype(np.int32)
 
 
-def _read_split(folder, shape, on_bad_image, skipped):
-    from PIL import Image
-
-    from .images import decode_or_skip
-
+def _folder_pairs(folder):
+    """{stem: (image, mask)} of DATA/<split>/images and masks."""
     images = {p.stem: p for p in sorted((folder / "images").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     masks = {p.stem: p for p in sorted((folder / "masks").iterdir()) if p.suffix.lower() == ".png"}
     missing = sorted(set(images) - set(masks))
@@ -48,22 +56,48 @@ def _read_split(folder, shape, on_bad_image, skipped):
                            f"add {folder / 'masks' / (missing[0] + '.png')} or remove the image")
     if not images:
         raise IntedgeError(f"{folder / 'images'} has no images ({', '.join(IMAGE_SUFFIXES)})")
+    return {stem: (path, masks[stem]) for stem, path in images.items()}
+
+
+def _voc_pairs(root, split_name):
+    """{stem: (image, mask)} of the stems listed in ImageSets/Segmentation/<split>.txt."""
+    listing = root / "ImageSets" / "Segmentation" / f"{split_name}.txt"
+    stems = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
+    if not stems:
+        raise IntedgeError(f"{listing} lists no images; one image stem a line, as in Pascal VOC")
+    pairs = {}
+    for stem in stems:
+        image = next((p for p in sorted((root / "JPEGImages").glob(stem + ".*")) if p.suffix.lower() in IMAGE_SUFFIXES),
+                     None)
+        mask = root / "SegmentationClass" / f"{stem}.png"
+        if image is None or not mask.is_file():
+            what = mask if image is not None else root / "JPEGImages" / f"{stem}.jpg"
+            raise IntedgeError(f"{listing} lists {stem}, but {what} is missing; add it or remove {stem} from the list")
+        pairs[stem] = (image, mask)
+    return pairs
+
+
+def _read_split(pairs, shape, on_bad_image, skipped, where):
+    from PIL import Image
+
+    from .images import decode_or_skip
+
     c, h, w = shape
     xs, ys = [], []
-    for stem, path in images.items():
+    for path, mask in pairs.values():
         x = decode_or_skip(path, shape, on_bad_image, skipped)
         if x is None:
             continue
         with Image.open(path) as img:
             size = img.size
-        msize, y = _decode_mask(masks[stem], h, w)
+        msize, y = _decode_mask(mask, h, w)
         if msize != size:
-            raise IntedgeError(f"mask {masks[stem]} is {msize[0]}x{msize[1]} but its image is {size[0]}x{size[1]}; "
+            raise IntedgeError(f"mask {mask} is {msize[0]}x{msize[1]} but its image is {size[0]}x{size[1]}; "
                                "a mask must have its image's size")
         xs.append(x)
         ys.append(y)
     if not xs:
-        raise IntedgeError(f"{folder}: no readable images")
+        raise IntedgeError(f"{where}: no readable images")
     return np.stack(xs), np.stack(ys)
 
 
@@ -72,14 +106,24 @@ def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"
     if input_shape is None or len(input_shape) != 3 or input_shape[0] not in (1, 3):
         raise IntedgeError(f"{root}: images need a model input of shape [C, H, W] with C = 1 or 3; this model takes "
                            f"{list(input_shape or [])}")
-    train_dir = root / "train" if (root / "train").is_dir() else root
     skipped = []
-    x, y = _read_split(train_dir, input_shape, on_bad_image, skipped)
-    if train_dir != root and (root / "val").is_dir() and is_layout(root / "val"):
-        xv, yv = _read_split(root / "val", input_shape, on_bad_image, skipped)
+    if is_voc(root):
+        sets = root / "ImageSets" / "Segmentation"
+        if not (sets / "train.txt").is_file():
+            raise IntedgeError(f"{sets} has no train.txt; list the training image stems there, one a line")
+        x, y = _read_split(_voc_pairs(root, "train"), input_shape, on_bad_image, skipped, sets / "train.txt")
+        val = (sets / "val.txt").is_file()
+        if val:
+            xv, yv = _read_split(_voc_pairs(root, "val"), input_shape, on_bad_image, skipped, sets / "val.txt")
     else:
+        train_dir = root / "train" if (root / "train").is_dir() else root
+        x, y = _read_split(_folder_pairs(train_dir), input_shape, on_bad_image, skipped, train_dir)
+        val = train_dir != root and (root / "val").is_dir() and is_layout(root / "val")
+        if val:
+            xv, yv = _read_split(_folder_pairs(root / "val"), input_shape, on_bad_image, skipped, root / "val")
+    if not val:
         x, y, xv, yv = split(x, y, val_split, seed)
-    names = None
+    names = VOC_CLASSES if is_voc(root) else None
     if (root / "classes.txt").is_file():
         names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
     if skipped:

@@ -383,3 +383,52 @@ def test_predict_writes_palette_masks_and_overlays(tmp_path):
     r = run_cli("predict", tmp_path / "run", tmp_path / "nothing", "-o", tmp_path / "out")
     assert r.returncode == 2 and "is neither an image nor a folder" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def write_voc(root, rng, n=24, size=20):
+    """A Pascal VOC tree: JPEG images, palette PNG masks in VOC's colours, train/val lists (and
+    one image no list names)."""
+    from PIL import Image
+
+    from intedge.segment import palette
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True)
+    masks = {}
+    for i in range(n + 1):
+        img, mask = shapes_scene(rng, size)
+        Image.fromarray(img).save(root / "JPEGImages" / f"2007_{i:06d}.jpg", quality=95)
+        m = Image.fromarray(mask, mode="P")
+        m.putpalette(palette(256).reshape(-1).tolist())
+        m.save(root / "SegmentationClass" / f"2007_{i:06d}.png")
+        masks[f"2007_{i:06d}"] = mask
+    stems = sorted(masks)[:n]
+    (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(stems[: n * 3 // 4]) + "\n")
+    (root / "ImageSets/Segmentation/val.txt").write_text("\n".join(stems[n * 3 // 4:]) + "\n")
+    return masks, stems
+
+
+def test_pascal_voc_layout_reads_the_listed_pairs_and_trains(tmp_path):
+    """The VOC layout is found from its folders; train.txt and val.txt pick the pairs; palette
+    masks are read as their indices (255 stays ignored); VOC's class names; a listed stem without
+    its mask is one line naming it; `intedge train` runs on it."""
+    from conftest import run_cli
+
+    from intedge.data import load_data
+    from intedge.segment import VOC_CLASSES
+    masks, stems = write_voc(tmp_path / "voc", np.random.default_rng(5))
+    ds = load_data(str(tmp_path / "voc"), input_shape=(3, 20, 20))
+    assert ds.task == "segment" and ds.class_names == VOC_CLASSES
+    assert len(ds.x_train) == 18 and len(ds.x_val) == 6
+    assert np.array_equal(ds.y_train, np.stack([masks[s] for s in stems[:18]]))
+    assert np.array_equal(ds.y_val, np.stack([masks[s] for s in stems[18:]]))
+    assert (ds.y_train == 255).any() and ds.x_train.dtype == np.uint8
+    torch.manual_seed(0)
+    import onnx
+    onnx.save(export(TinyUNet(), torch.randn(2, 3, 20, 20), dynamo=False, opset=13), tmp_path / "unet.onnx")
+    r = run_cli("train", tmp_path / "unet.onnx", tmp_path / "voc", "--epochs", 1, "--batch-size", 6, "--output-dir",
+                tmp_path / "run", "--quiet")
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "voc" / "SegmentationClass" / f"{stems[3]}.png").unlink()
+    r = run_cli("train", tmp_path / "unet.onnx", tmp_path / "voc", "--epochs", 1, "--output-dir", tmp_path / "run2")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert f"lists {stems[3]}, but" in r.stderr and "SegmentationClass" in r.stderr
