@@ -120,6 +120,36 @@ def test_torch_upsampling_imports_and_matches(rng, mode, align_corners):
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
 
 
+class SkipUpsampler(nn.Module):
+    """U-Net's decoder step: the coarse map resized to its skip's size, `interpolate(size=
+    skip.shape[-2:])`, which exporters write as Shape, Slice and Concat into Resize's sizes."""
+
+    def __init__(self, mode):
+        super().__init__()
+        self.mode = mode
+        self.enc, self.down = nn.Conv2d(2, 3, 3, padding=1), nn.Conv2d(3, 3, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        skip = self.enc(x)
+        kw = {} if self.mode == "nearest" else {"align_corners": False}
+        return skip + nn.functional.interpolate(self.down(skip), size=skip.shape[-2:], mode=self.mode, **kw)
+
+
+@pytest.mark.parametrize("dynamo,opset", [(False, 13), (True, 18)])
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_resize_sized_to_another_tensor_imports_and_matches(rng, mode, dynamo, opset):
+    torch.manual_seed(0)
+    net = SkipUpsampler(mode)
+    model = export(net, torch.randn(2, 2, 6, 8), dynamo=dynamo, opset=opset)
+    assert any(n.op_type == "Shape" for n in model.graph.node)  # the sizes come from the skip, not constants
+    s = intedge.Session(intedge.Model(intedge.import_onnx(model).iem), batch_size=3, lr=0.0)
+    x = rng.standard_normal((3, 2, 6, 8)).astype(np.float32)
+    got = s.forward(x).reshape(3, 3, 6, 8)
+    with torch.no_grad():
+        ref = net(torch.tensor(x)).numpy()
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
 def onnx_resize(mode, coords, scales=(2, 3), shape=(2, 3, 4)):
     """An ONNX graph: a 1x1 Conv (something to train), then Resize with these attributes."""
     from onnx import TensorProto, helper
