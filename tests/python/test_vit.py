@@ -75,6 +75,35 @@ def test_vit_imports_and_agrees_with_onnxruntime(vit_onnx, data, export_name, ca
     assert rel < 0.08 and cos > 0.995 and top1 >= 0.95
 
 
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_a_fixed_batch_export_trains_at_any_batch(vit_onnx, data, dynamo, capsys):
+    """Exported without dynamic axes (batch 3 baked into the Reshape targets and the class token's
+    Expand), the ViT imports as the dynamic export does and runs at batch 64 and trains at 8."""
+    import io
+
+    import onnx
+    torch.manual_seed(0)
+    net = distinct_weights(ViT(), seed=0).eval()
+    f = io.BytesIO()
+    torch.onnx.export(net, (torch.zeros(3, 1, 28, 28),), f, dynamo=dynamo, opset_version=18 if dynamo else 17,
+                      input_names=["input"], output_names=["logits"], **({"optimize": False} if dynamo else {}))
+    model = onnx.load_from_string(f.getvalue())
+    w, imported, ops = walk(model)
+    assert imported.export_batch == 3 and ops["PARAM_BROADCAST"] == 1 and ops["LAYERNORM"] == 5
+    x, y = data[2][:64], data[3][:64]
+    got = Session(Model(imported.iem), batch_size=len(x), lr=0.0).forward(x)
+    ref = ort.InferenceSession(vit_onnx["torchscript-17"].SerializeToString()).run(None, {"input": x})[0]
+    rel, cos, top1 = agreement(got, ref)
+    with capsys.disabled():
+        print(f"\nfixed batch ({'dynamo' if dynamo else 'torchscript'}): max error {rel:.3f}, cosine {cos:.4f}, "
+              f"top-1 {top1:.3f}")
+    assert rel < 0.08 and cos > 0.995 and top1 >= 0.95
+    t = intedge.Trainer(model, batch_size=8, optimizer="adamw", lr=0.005, seed=0)
+    before = t.evaluate(x, y)["loss"]
+    t.fit(x, y, epochs=2, progress=False)
+    assert t.evaluate(x, y)["loss"] < before
+
+
 def test_vit_trains_with_adamw(vit_onnx, data, capsys):
     x, y, x_val, y_val = data
     t = intedge.Trainer(vit_onnx["torchscript-17"], batch_size=32, optimizer="adamw", lr=0.005, seed=0)

@@ -80,6 +80,8 @@ def fold(w, n):
         return True
     if n.op_type == "Expand" and inputs[1] is not None and (np.asarray(inputs[1]) <= BATCH).any():
         return False  # repeated over the batch: an activation (layout.py)
+    if n.op_type == "Expand" and w.name(n.input[0]) in w.inits and inputs[0].dtype.kind == "f":
+        return False  # a weight (the class token) repeated over a batch a fixed-batch export baked in: layout.py
     if n.op_type == "Gather" and w.name(n.input[0]) in w.inits and inputs[0].dtype.kind == "f":
         return False  # rows of a weight table (position embeddings): trained, embedding.py
     if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):

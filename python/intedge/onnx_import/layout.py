@@ -162,12 +162,15 @@ def expand(walker, n):
             return
         walker.problem(n, "only a weight expanded over the batch, or an activation to its own shape, is supported")
         return
-    if np.issubdtype(data.dtype, np.integer) and views.split_batch(target[0]) == (1, 1):  # ids: embedding.py
-        walker.batch_consts[n.output[0]] = np.broadcast_to(data, [max(t, 1) for t in target])[0]
+    # the batch: a folded Shape's, or the batch a fixed-batch export baked in (re-batched, as Reshape)
+    over_batch = views.split_batch(target[0]) == (1, 1) or (walker.export_batch is not None and
+                                                             target[0] == walker.export_batch)
+    if np.issubdtype(data.dtype, np.integer) and over_batch:  # ids: embedding.py
+        walker.batch_consts[n.output[0]] = np.broadcast_to(data, [1] + [max(t, 1) for t in target[1:]])[0]
         return
     per_sample = data.shape[1:] if data.ndim == len(target) and data.shape[:1] == (1,) else None
     try:
-        fits = per_sample is not None and views.split_batch(target[0]) == (1, 1) and \
+        fits = per_sample is not None and over_batch and \
             tuple(np.broadcast_shapes(per_sample, tuple(max(t, 1) for t in target[1:]))) == per_sample
     except ValueError:
         fits = False
