@@ -90,4 +90,6 @@ echo "== Python tests"
 python -m pytest tests/python
 
 echo "== coverage-guided fuzzing of the loaders, one minute per harness (tools/fuzz/run.sh; each skipped without clang or atheris)"
-bash tools/fuzz/run.sh 60
+# a fixed seed: the short run explores the same inputs on every machine, so new findings come from
+# the long runs of docs/reliability.md, not from a coin toss in CI
+bash tools/fuzz/run.sh 60 -seed=1

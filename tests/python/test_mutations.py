@@ -8,6 +8,7 @@ import signal
 import struct
 import zlib
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -256,6 +257,21 @@ def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
                        inits=[w, shape])
     with pytest.raises(IntedgeError, match=f"node 'n' .*constant folding refused: .*{needle}"):
         import_onnx(m)
+
+
+@pytest.mark.parametrize("writes", ["r", "x"])
+def test_a_value_written_twice_is_refused(writes):
+    """fuzz_onnx.py: a Flatten writing a value a Transpose wrote (or the graph's input) sent the walker
+    an IndexError (tools/fuzz/regressions/onnx/view-axes-beyond-shape.onnx)."""
+    m = one_node_graph(helper.make_node("Transpose", ["x"], ["r"], name="t", perm=[0, 2, 1]),
+                       helper.make_node("Flatten", ["x"], [writes], name="f"),
+                       helper.make_node("Relu", ["r"], ["y"], name="relu"), output=("y", [4, 4]))
+    first = "the graph's inputs" if writes == "x" else "node 't'"
+    with pytest.raises(IntedgeError, match=f"value '{writes}' is written by node 'f' and by {first}"):
+        import_onnx(m)
+    with pytest.raises(IntedgeError, match="assigns each value once"):
+        import_onnx(onnx.load(str(Path(__file__).resolve().parents[2] / "tools" / "fuzz" / "regressions" / "onnx" /
+                                  "view-axes-beyond-shape.onnx")))
 
 
 @pytest.mark.parametrize("field", ["ir_version", "opset"])

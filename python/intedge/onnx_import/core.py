@@ -397,11 +397,24 @@ class Walker:
         if ids:
             self.id_inputs.add(inp.name)
 
+    def check_single_assignment(self):
+        """ONNX graphs assign each value once; a value written twice (fuzz_onnx.py wrote an input
+        over) would leave the walker's shapes and views describing the wrong tensor."""
+        g = self.model.graph
+        writer = {i.name: "the graph's inputs" for i in g.input} | {i: "the initializers" for i in self.inits}
+        for n in g.node:
+            for o in n.output:
+                if o and o in writer:
+                    raise IntedgeError(f"{self.source}: value '{o}' is written by node '{n.name or n.op_type}' and by "
+                                       f"{writer[o]}; an ONNX graph assigns each value once (re-export the model)")
+                writer[o] = f"node '{n.name or n.op_type}'"
+
     def run(self):
         g = self.model.graph
         data_inputs = [i for i in g.input if i.name not in self.inits]
         if not data_inputs:
             raise IntedgeError(f"{self.source}: the graph has no data input")
+        self.check_single_assignment()
         for inp in data_inputs:
             self.add_input(inp)
         inp, dims = data_inputs[0], _dims(data_inputs[0])

@@ -30,7 +30,10 @@ typedef struct act {
 } act;
 
 static int64_t sat_shift(int64_t m, int s) { /* m * 2^-s, saturating the (rare) huge left shifts */
-    if (s < -40) return m == 0 ? 0 : (m > 0 ? ((int64_t)1 << 50) : -((int64_t)1 << 50));
+    /* a saturated bound or coefficient (2^50 at a unit within 24 bits of x's) is beyond any int8 x;
+     * a shift by up to 40 of a large mantissa would overflow 2^63 (fuzz_model found one) */
+    if (s < -40 || (s < 0 && (m >= (int64_t)1 << (62 + s) || m <= -((int64_t)1 << (62 + s)))))
+        return m == 0 ? 0 : (m > 0 ? ((int64_t)1 << 50) : -((int64_t)1 << 50));
     return ie_shift_round(m, s, 0x80000000U);
 }
 
