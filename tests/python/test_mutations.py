@@ -167,6 +167,9 @@ def deadline(seconds):
         signal.signal(signal.SIGALRM, old)
 
 
+REGRESSIONS = Path(__file__).resolve().parents[2] / "tools" / "fuzz" / "regressions" / "onnx"
+
+
 def one_node_graph(*nodes, inputs=(("x", [1, 4, 4]),), output=("y", [1, 2, 2]), inits=()):
     g = helper.make_graph(list(nodes), "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", *s])
                                              for n, s in inputs],
@@ -270,8 +273,13 @@ def test_a_value_written_twice_is_refused(writes):
     with pytest.raises(IntedgeError, match=f"value '{writes}' is written by node 'f' and by {first}"):
         import_onnx(m)
     with pytest.raises(IntedgeError, match="assigns each value once"):
-        import_onnx(onnx.load(str(Path(__file__).resolve().parents[2] / "tools" / "fuzz" / "regressions" / "onnx" /
-                                  "view-axes-beyond-shape.onnx")))
+        import_onnx(onnx.load(str(REGRESSIONS / "view-axes-beyond-shape.onnx")))
+
+
+def test_a_node_the_checker_cannot_reread_is_malformed():
+    """fuzz_onnx.py: a node whose bytes onnx's checker cannot parse again raised a ValueError."""
+    with pytest.raises(IntedgeError, match="node 'concat'.*fields are damaged"):
+        import_onnx(onnx.load(str(REGRESSIONS / "node-that-does-not-reparse.onnx")))
 
 
 @pytest.mark.parametrize("field", ["ir_version", "opset"])

@@ -368,6 +368,8 @@ class Walker:
             checker.check_node(node, ctx)
         except checker.ValidationError as exc:
             return str(exc).splitlines()[0]
+        except ValueError:  # the checker re-reads the node's bytes; a damaged field fails there (fuzz_onnx.py)
+            return "the node's fields are damaged (the ONNX checker cannot read it)"
         if node.op_type == "Constant" and len(node.attribute) != 1:  # the checker lets this pass
             return f"a Constant holds exactly one value attribute, not {len(node.attribute)}"
         return None
