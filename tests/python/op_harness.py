@@ -81,16 +81,34 @@ def within_ulps(got, ref, e, ulps=1.0, slack=0.0):
     return err / 2.0**e
 
 
-def digests_over_tiers_and_threads(graph, x, labels, steps=3):
+def digests_over_tiers_and_threads(graph, x, labels, steps=3, **session):
     """{(tier, threads): (training digest, evaluation outputs' bytes)} for a few SGD steps with
-    momentum on every kernel tier of this CPU with 1 and 2 threads: one value when bit-exact."""
+    momentum on every kernel tier of this CPU with 1 and 2 threads: one value when bit-exact.
+    graph: an iem.Graph or a Model; session: Session options over the defaults (loss=...)."""
     from intedge.runtime import kernel_tiers
-    model = Model(iem.serialize(graph))
+    model = graph if isinstance(graph, Model) else Model(iem.serialize(graph))
+    options = dict(batch_size=len(x), lr=0.05, momentum=0.9, seed=5) | session
     out = {}
     for tier in kernel_tiers():
         for threads in (1, 2):
-            s = Session(model, batch_size=len(x), lr=0.05, momentum=0.9, seed=5, kernels=tier, threads=threads)
+            s = Session(model, kernels=tier, threads=threads, **options)
             for _ in range(steps):
                 s.step(x, labels=labels)
             out[(tier, threads)] = (s.digest(), s.forward(x).tobytes())
     return out
+
+
+def dense_loss(hook, z, ez, labels, channels, seed=0, wide=None):
+    """A dense loss's test hook (intedge_testing.h: ie_test_softmax_ce_pixels, ie_test_centernet)
+    on int8 outputs z [n, ..., cells] at exponent ez, `channels` read per cell: (status, int8
+    gradient, its exponent, summed loss in nats, correct count, counted pixels or objects, the
+    exponent of `wide`); wide: an int64 array that receives the gradient before its rounding."""
+    z = np.ascontiguousarray(z, np.int8)
+    lab = np.ascontiguousarray(labels, np.int32)
+    grad = np.empty(z.shape, np.int8)
+    ge, we, loss, correct, count = (ffi.new(t) for t in ("int32_t *", "int32_t *", "int64_t *", "uint32_t *",
+                                                          "uint32_t *"))
+    buf = ffi.from_buffer
+    st = hook(len(z), channels, int(np.prod(z.shape[2:])), buf("int8_t[]", z), ez, buf("int32_t[]", lab), seed,
+              buf("int8_t[]", grad), ge, ffi.NULL if wide is None else buf("int64_t[]", wide), we, loss, correct, count)
+    return st, grad, ge[0], loss[0] / 65536.0, correct[0], count[0], we[0]

@@ -8,29 +8,16 @@ import torch
 import torch.nn as nn
 
 import intedge
-from intedge._ffi import ffi, lib
-from intedge.runtime import IGNORE_LABEL, kernel_tiers
+from intedge._ffi import lib
+from intedge.runtime import IGNORE_LABEL
+from op_harness import dense_loss, digests_over_tiers_and_threads
 from torch_models import export
 
 
-def p(a, t):
-    return ffi.from_buffer(t + "[]", a)
-
-
 def pixel_ce(z, ez, labels, seed=0, wide=None):
-    """The runtime's loss on int8 logits [n, c, ...]: (status, int8 gradient, its exponent, summed
-    loss, argmax hits, counted pixels); wide: an int64 array that receives the gradient before
-    rounding, whose exponent is returned last."""
-    n, c = z.shape[:2]
-    px = int(np.prod(z.shape[2:]))
-    z = np.ascontiguousarray(z, np.int8)
-    grad = np.empty(z.shape, np.int8)
-    lab = np.ascontiguousarray(labels, np.int32)
-    ge, we, loss, correct, count = (ffi.new(t) for t in ("int32_t *", "int32_t *", "int64_t *", "uint32_t *",
-                                                          "uint32_t *"))
-    st = lib.ie_test_softmax_ce_pixels(n, c, px, p(z, "int8_t"), ez, p(lab, "int32_t"), seed, p(grad, "int8_t"), ge,
-                                       ffi.NULL if wide is None else p(wide, "int64_t"), we, loss, correct, count)
-    return st, grad, ge[0], loss[0] / 65536.0, correct[0], count[0], we[0]
+    """The runtime's loss on int8 logits [n, c, ...] (op_harness.dense_loss: argmax hits, counted
+    pixels)."""
+    return dense_loss(lib.ie_test_softmax_ce_pixels, z, ez, labels, z.shape[1], seed, wide)
 
 
 def reference(z, ez, labels):
@@ -132,14 +119,10 @@ def test_session_trains_per_pixel_and_is_bit_exact_across_tiers_and_threads(rng)
     assert count == counted == 3 * 6 * 5
     assert abs(loss - ref) < 1e-3 * counted
     assert correct == int(((z.argmax(1) == y) & (y != IGNORE_LABEL)).sum())
-    digests = set()
-    for tier in kernel_tiers():
-        for threads in (1, 2):
-            _, s = fcn_session(kernels=tier, threads=threads)
-            losses = [s.step(x, labels=y)[0] / count for _ in range(5)]
-            digests.add(s.digest())
-    assert len(digests) == 1
+    losses = [s.step(x, labels=y)[0] / count for _ in range(5)]
     assert losses[-1] < losses[0]
+    runs = digests_over_tiers_and_threads(model, x, y, steps=5, batch_size=4, seed=3, loss="pixel_cross_entropy")
+    assert len(set(runs.values())) == 1
 
 
 def test_session_checks_the_label_count(rng):
