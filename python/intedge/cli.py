@@ -23,7 +23,7 @@ EVAL_EXAMPLES = """examples:
 PREDICT_EXAMPLES = """examples:
   intedge predict runs/train-1 photos/ -o predictions/       # masks and overlays of a segmentation run
   intedge predict model.onnx a.png b.png -o out/
-  intedge predict detector.onnx photos/ -o out/ --task detect     # boxes drawn, detections.json (COCO results)
+  intedge predict detector.onnx photos/ -o out/    # boxes drawn, detections.json (COCO results format)
 """
 INSPECT_EXAMPLES = """examples:
   intedge inspect models/mlp_digits.onnx
@@ -215,7 +215,8 @@ def build_parser():
     r.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
     r.add_argument("--batch-size", type=_positive_int, default=16)
     r.add_argument("--task", choices=("segment", "detect"), default=None,
-                   help="what an exported .onnx predicts (a run or checkpoint knows its task; default: segment)")
+                   help="what a model exported by another tool predicts (intedge's runs, checkpoints and exports know "
+                        "their task; default: segment)")
 
     i = _sub(sub, "inspect", "show a model's layers, what trains, and the training memory",
              "Each node with its op, output shape and parameters, whether it trains and whether intedge "
@@ -443,7 +444,7 @@ def cmd_eval(args):
         model, names, seed = trainer.model, trainer.class_names, ck.meta["config"]["seed"]
     else:
         model = _import_for(args)
-        names, mapping = read_metadata(model.onnx_model)
+        names, mapping, _ = read_metadata(model.onnx_model)  # the loss comes from DATA's layout
         seed = 0
     ds = _load_data_for(model, args.data, args, args.seed if args.seed is not None else seed)
     fmt = "u8" if ds.is_uint8 else "f32"
@@ -457,23 +458,24 @@ def cmd_eval(args):
     x, y = {"val": (ds.x_val, ds.y_val), "train": (ds.x_train, ds.y_train),
             "all": (concat(ds.x_train, ds.x_val), np.concatenate([ds.y_train, ds.y_val]))}[args.split]
     xp, yp = trainer.prepare(x, y, args.split)
-    if trainer.detect:
-        from . import detect
-        report = detect.report(trainer.evaluate_prepared(xp, yp), names or ds.class_names, len(xp))
+    if trainer.task != "classify":  # the task's module reports (mIoU, mAP)
+        task = _task_module(trainer.task)
+        report = task.report(trainer.evaluate_prepared(xp, yp), names or ds.class_names, len(xp))
         report.update(model=str(args.model), data=str(args.data), split=args.split)
-        print(json.dumps(report, indent=2) if args.json else detect.format_report(report))
-        return 0
-    if trainer.segment:
-        from . import segment
-        report = segment.report(trainer.evaluate_prepared(xp, yp), names or ds.class_names, len(xp))
-        report.update(model=str(args.model), data=str(args.data), split=args.split)
-        print(json.dumps(report, indent=2) if args.json else segment.format_report(report))
+        print(json.dumps(report, indent=2) if args.json else task.format_report(report))
         return 0
     report = evaluation_report(yp, trainer.predict_prepared(xp), names or ds.class_names,
                                trainer.evaluate_prepared(xp, yp)["loss"])
     report.update(model=str(args.model), data=str(args.data), split=args.split)
     print(json.dumps(report, indent=2) if args.json else format_report(report))
     return 0
+
+
+def _task_module(task):
+    """The module that reports and draws a dense task (segment.py, detect.py)."""
+    from . import detect, segment
+
+    return {"segment": segment, "detect": detect}[task]
 
 
 def _image_paths(specs):
@@ -496,31 +498,28 @@ def cmd_predict(args):
     import numpy as np
 
     from . import checkpoint as ckpt
-    from . import detect, segment
     from .data import InputMapping
     from .export import read_metadata
     from .images import decode_or_skip
     from .onnx_import import import_onnx
     from .trainer import Trainer
 
-    writers = {"segment": segment, "detect": detect}  # the task's module draws its predictions
     p = Path(args.model)
     if p.is_dir() or p.suffix == ".iec":
         trainer = Trainer.from_checkpoint(ckpt.load_latest(p, warn=warn), batch_size=args.batch_size)
         names = trainer.class_names
     else:
         model = import_onnx(args.model)
-        names, mapping = read_metadata(model.onnx_model)
-        trainer = Trainer(model, batch_size=args.batch_size, class_names=names,
+        names, mapping, loss = read_metadata(model.onnx_model)
+        trainer = Trainer(model, batch_size=args.batch_size, class_names=names, loss=loss,
                           input_mapping=InputMapping.from_json(mapping) if mapping else None)
-    if trainer.detect or trainer.segment:
-        task = "detect" if trainer.detect else "segment"
-        if args.task and args.task != task:
-            raise IntedgeError(f"{args.model} was trained for {task}, not --task {args.task}")
-    else:
+    task = trainer.task
+    if args.task and task != "classify" and args.task != task:
+        raise IntedgeError(f"{args.model} was trained for {task}, not --task {args.task}")
+    if task == "classify":  # a model exported by another tool says nothing: --task, or masks by its shape
         task = args.task or ("segment" if len(trainer.runtime_model.output_shape) == 3 else "classify")
-    if task not in writers:
-        raise IntedgeError(f"{args.model} is a {task} model; predict draws {', '.join(writers)} models")
+    if task == "classify":
+        raise IntedgeError(f"{args.model} is a classifier; predict draws segmentation and detection models")
     shape = tuple(trainer.model.input_shape)
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise IntedgeError(f"predict takes images: a model input of [C, H, W] with C = 1 or 3, not {list(shape)}")
@@ -538,7 +537,7 @@ def cmd_predict(args):
     if trainer.input_format != "u8":
         trainer = trainer.with_input_format("u8")
     outputs = trainer.predict(images).reshape((len(images),) + tuple(trainer.runtime_model.output_shape))
-    written = writers[task].write_predictions(args.output, paths, images, outputs, names)
+    written = _task_module(task).write_predictions(args.output, paths, images, outputs, names)
     print(f"wrote {len(written)} files for {len(images)} images to {args.output}")
     return 0
 
@@ -575,7 +574,7 @@ def cmd_export(args):
                        on_bad_image="skip")
         calibration = t.float_inputs(ds.x_val)
     path = export_onnx(t.model, t.state_dict(), args.output, class_names=t.class_names,
-                       input_mapping=t.input_mapping, int8=args.int8, calibration=calibration)
+                       input_mapping=t.input_mapping, int8=args.int8, calibration=calibration, loss=t.loss)
     print(f"wrote {path} ({'int8 QDQ' if args.int8 else 'float32'}) from {ck.path}")
     return 0
 

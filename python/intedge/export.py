@@ -37,8 +37,10 @@ def _with_weights(imported, state_dict):
     return model
 
 
-def _set_metadata(model, class_names, input_mapping):
+def _set_metadata(model, class_names, input_mapping, loss):
     props = {p.key: p.value for p in model.metadata_props}
+    if loss:  # the task: `intedge predict` draws masks or boxes by it
+        props["intedge.loss"] = loss
     if class_names:
         props["intedge.class_names"] = json.dumps(list(class_names))
     if input_mapping is not None:
@@ -49,11 +51,11 @@ def _set_metadata(model, class_names, input_mapping):
 
 
 def read_metadata(model):
-    """(class names or None, input mapping dict or None) stored by export."""
+    """(class names or None, input mapping dict or None, training loss or None) stored by export."""
     props = {p.key: p.value for p in model.metadata_props}
     names = json.loads(props["intedge.class_names"]) if "intedge.class_names" in props else None
     mapping = json.loads(props["intedge.input_mapping"]) if "intedge.input_mapping" in props else None
-    return names, mapping
+    return names, mapping, props.get("intedge.loss")
 
 
 def pow2_scale(max_abs):
@@ -147,7 +149,8 @@ def _inference_batchnorm(model):
     return model
 
 
-def export_onnx(imported, state_dict, path, class_names=None, input_mapping=None, int8=False, calibration=None):
+def export_onnx(imported, state_dict, path, class_names=None, input_mapping=None, int8=False, calibration=None,
+                loss=None):
     """Copies the original graph, replaces each trained initializer by name, checks the result
     and writes it atomically. int8=True writes a QDQ model calibrated on `calibration` samples
     (float, already normalized)."""
@@ -156,6 +159,6 @@ def export_onnx(imported, state_dict, path, class_names=None, input_mapping=None
         if calibration is None or len(calibration) == 0:
             raise IntedgeError("--int8 export needs calibration samples (the validation set)")
         model = quantize_qdq(model, imported, calibration)
-    _set_metadata(model, class_names, input_mapping)
+    _set_metadata(model, class_names, input_mapping, loss)
     onnx.checker.check_model(model)
     return write_atomic(path, model.SerializeToString())

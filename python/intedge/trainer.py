@@ -76,10 +76,10 @@ class Trainer:
         self.batch_size = batch_size
         self.seed = seed
         self.loss = loss
-        self.segment = loss == segment.LOSS  # labels are masks; metrics add mIoU
-        self.detect = loss == detect.LOSS  # labels are boxes; metrics add mAP
+        # what the labels are: classes, masks (metrics add mIoU) or boxes (metrics add mAP)
+        self.task = {segment.LOSS: "segment", detect.LOSS: "detect"}.get(loss, "classify")
         self.augment = tuple(augment)
-        if self.detect and self.augment:
+        if self.task == "detect" and self.augment:
             raise IntedgeError("augmentation does not move boxes yet; drop --augment for detection data")
         self.class_names = class_names
         u8 = None
@@ -126,11 +126,11 @@ class Trainer:
     def _check_targets(self, y, n, what):
         if n == 0:
             raise IntedgeError(f"{what} set is empty")
-        if y is not None and self.detect:
+        if y is not None and self.task == "detect":
             y = detect.targets_for(y, tuple(self.model.input_shape), self.runtime_model.output_shape, f"{what} boxes")
             if len(y) != n:
                 raise IntedgeError(f"{what}: {n} images but {len(y)} box lists")
-        elif y is not None and self.segment:
+        elif y is not None and self.task == "segment":
             y = segment.masks_for(y, self.runtime_model.output_shape, f"{what} masks")
             if len(y) != n:
                 raise IntedgeError(f"{what}: {n} images but {len(y)} masks")
@@ -153,7 +153,7 @@ class Trainer:
         rng = np.random.default_rng([self.seed, epoch, batch, 7])
         shape = tuple(self.model.input_shape)
         shaped = xb.reshape((len(xb),) + shape)
-        if not self.segment:
+        if self.task != "segment":
             return augment(shaped, self.augment, rng).reshape(len(xb), -1), yb
         if tuple(self.runtime_model.output_shape[1:]) != shape[1:]:
             raise IntedgeError("augmenting segmentation data needs a model whose output has its input's H x W")
@@ -180,8 +180,8 @@ class Trainer:
         (= acc) and per-class IoU; detection mAP@[.5:.95] (map), mAP@.5 (map50) and the objects."""
         loss = correct = count = 0
         classes = self.runtime_model.output_shape[0]
-        conf = np.zeros((classes, classes), np.int64) if self.segment else None
-        outputs = [] if self.detect else None
+        conf = np.zeros((classes, classes), np.int64) if self.task == "segment" else None
+        outputs = [] if self.task == "detect" else None
         for i in range(0, len(x), self.batch_size):
             xb, yb = x[i:i + self.batch_size], y[i:i + self.batch_size]
             l, c, n = self._run(xb, yb, train=False)
@@ -266,9 +266,9 @@ class Trainer:
         if x_val is not None:
             v = self.evaluate_prepared(x_val, y_val)
             m["val_loss"], m["val_acc"] = v["loss"], v["acc"]
-            if self.detect:
+            if self.task == "detect":
                 m.update(val_map=v["map"], val_map50=v["map50"])
-            if self.segment:
+            if self.task == "segment":
                 m.update(val_miou=v["miou"], val_pixel_acc=v["pixel_acc"], val_iou=v["iou"])
         return m
 
@@ -344,9 +344,10 @@ class Trainer:
         return self.session.state_dict()
 
     def export_onnx(self, path):
-        """Writes the original graph with the trained float32 initializers (and class names)."""
+        """Writes the original graph with the trained float32 initializers (and the class names,
+        input mapping and loss, which tell `intedge eval` and `intedge predict` how to read it)."""
         return export_onnx(self.model, self.state_dict(), path, class_names=self.class_names,
-                           input_mapping=self.input_mapping)
+                           input_mapping=self.input_mapping, loss=self.loss)
 
 
 def optimizer_args(config):
