@@ -65,10 +65,10 @@ def _voc_pairs(root, split_name):
     stems = [line.split()[0] for line in listing.read_text().splitlines() if line.strip()]
     if not stems:
         raise IntedgeError(f"{listing} lists no images; one image stem a line, as in Pascal VOC")
+    images = {p.stem: p for p in sorted((root / "JPEGImages").iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
     pairs = {}
     for stem in stems:
-        image = next((p for p in sorted((root / "JPEGImages").glob(stem + ".*")) if p.suffix.lower() in IMAGE_SUFFIXES),
-                     None)
+        image = images.get(stem)
         mask = root / "SegmentationClass" / f"{stem}.png"
         if image is None or not mask.is_file():
             what = mask if image is not None else root / "JPEGImages" / f"{stem}.jpg"

@@ -11,7 +11,7 @@ import intedge
 from intedge._ffi import lib
 from intedge.runtime import IGNORE_LABEL
 from op_harness import dense_loss, digests_over_tiers_and_threads
-from torch_models import export
+from torch_models import export, torch_segment_fit
 
 
 def pixel_ce(z, ez, labels, seed=0, wide=None):
@@ -225,23 +225,6 @@ def test_segmentation_data_errors(tmp_path, rng):
     assert r.returncode == 2 and "--task classify, but the data is laid out for segment" in r.stderr, r.stderr
 
 
-def torch_segment_fit(net, trainer, x, y, xv, yv, epochs, lr, momentum):
-    """float32 PyTorch SGD over intedge's batches in intedge's order; returns val mIoU."""
-    from intedge.segment import confusion, metrics
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
-    xt, yt = torch.tensor(x / 255.0, dtype=torch.float32), torch.tensor(y, dtype=torch.long)
-    for e in range(epochs):
-        order = trainer.batch_order(len(x), e)
-        for i in range(0, len(x), trainer.batch_size):
-            idx = order[i:i + trainer.batch_size]
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx], ignore_index=IGNORE_LABEL).backward()
-            opt.step()
-    with torch.no_grad():
-        logits = net(torch.tensor(xv / 255.0, dtype=torch.float32)).numpy()
-    return metrics(confusion(logits.reshape(len(xv), -1), yv.reshape(len(yv), -1), 3))["miou"]
-
-
 def test_train_segmentation_from_folder_matches_pytorch(tmp_path):
     """`intedge train` on 96 synthetic 24x24 scenes (a U-Net-ish net exported by torch: bilinear
     upsampling, a Concat skip, a dilated convolution), 12 epochs of SGD: val mIoU at least 0.90 and
@@ -266,7 +249,8 @@ def test_train_segmentation_from_folder_matches_pytorch(tmp_path):
     ds = intedge.load_data(root, input_shape=(3, 24, 24))
     assert ds.task == "segment" and ds.class_names == ["background", "disc", "square"]
     trainer = intedge.Trainer(intedge.import_onnx(onnx_path), batch_size=bs, loss="pixel_cross_entropy")
-    ref = torch_segment_fit(net, trainer, ds.x_train, ds.y_train, ds.x_val, ds.y_val, epochs, lr, momentum)
+    ref = torch_segment_fit(net, trainer, ds.x_train / 255.0, ds.y_train, ds.x_val / 255.0, ds.y_val, epochs, lr,
+                            momentum, classes=3)[-1]["val_miou"]
     print(f"\nval mIoU: intedge {last['val_miou']:.4f}, PyTorch fp32 {ref:.4f}")
     assert last["val_miou"] >= 0.90
     assert abs(last["val_miou"] - ref) <= 0.05
@@ -307,7 +291,7 @@ def test_exported_onnx_masks_agree_with_intedge_eval(tmp_path):
     ds = intedge.load_data("builtin:mnist-seg", input_shape=(1, 32, 32))
     ours = trainer.predict_prepared(trainer.prepare(ds.x_val, None, "val")[0]).reshape(len(ds.x_val), 11, 32, 32)
     model = onnx.load(run / "model.onnx")
-    _, mapping = read_metadata(model)
+    _, mapping, _ = read_metadata(model)
     x = InputMapping.from_json(mapping).apply_float((ds.x_val / 255.0).astype(np.float32))
     s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     theirs = s.run(None, {s.get_inputs()[0].name: x})[0]
