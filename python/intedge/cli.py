@@ -315,16 +315,6 @@ def _load_data_for(model, spec, args, seed):
                      text_column=args.text_column, tokenizer=args.tokenizer, model=model)
 
 
-def _import_for(args):
-    """The model, refused early when text data is given and its ids have no fixed length."""
-    from .onnx_import import import_onnx, load_onnx
-    from .text import check_sequence_length
-
-    if args.text_column or args.tokenizer or str(args.data).lower().endswith(".npz"):
-        check_sequence_length(load_onnx(args.model), args.model)
-    return import_onnx(args.model)
-
-
 def _loss_for(ds, loss):
     from . import detect, segment
 
@@ -365,6 +355,7 @@ def _resume(args):
 
 
 def cmd_train(args):
+    from .onnx_import import import_onnx
     from .report import plot_curves, summary_table
     from .trainer import Trainer
 
@@ -379,7 +370,7 @@ def cmd_train(args):
     else:
         out = _prepare_output(args.output_dir or _next_run_dir())
         optimizer, lr, betas, eps = optimizer_settings(args)
-        model = _import_for(args)
+        model = import_onnx(args.model)
         ds = _load_data_for(model, args.data, args, args.seed)
         fmt, mapping = _input_settings(model, ds, args.normalize)
         if args.augment and (len(model.input_shape) != 3 or not ds.is_uint8):
@@ -433,6 +424,7 @@ def cmd_eval(args):
     from . import checkpoint as ckpt
     from .data import InputMapping, concat
     from .export import read_metadata
+    from .onnx_import import import_onnx
     from .report import evaluation_report, format_report
     from .trainer import Trainer
 
@@ -443,7 +435,7 @@ def cmd_eval(args):
         trainer = Trainer.from_checkpoint(ck, batch_size=args.batch_size)
         model, names, seed = trainer.model, trainer.class_names, ck.meta["config"]["seed"]
     else:
-        model = _import_for(args)
+        model = import_onnx(args.model)
         names, mapping, _ = read_metadata(model.onnx_model)  # the loss comes from DATA's layout
         seed = 0
     ds = _load_data_for(model, args.data, args, args.seed if args.seed is not None else seed)

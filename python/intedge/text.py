@@ -70,19 +70,6 @@ def model_text_inputs(model):
     return text_inputs(Model(model.iem).inputs, model.onnx_model)
 
 
-def check_sequence_length(onnx_model, source):
-    """Refuses an integer graph input without a fixed length per sample: text is padded to it."""
-    for inp in onnx_model.graph.input:
-        t = inp.type.tensor_type
-        if t.elem_type not in (6, 7):  # INT32, INT64
-            continue
-        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
-                for d in t.shape.dim]
-        if len(dims) < 2 or any(not isinstance(d, int) for d in dims[1:]):
-            raise IntedgeError(f"{source}: input '{inp.name}' has shape {dims}, so its sequence length is unknown; "
-                               "export the model with a fixed sequence length (a dynamic batch axis only)")
-
-
 def embedding_rows(onnx_model, name):
     """Rows of the table that Gather reads with the graph input `name` (through casts and
     reshapes), or None when no Gather on an initializer reads it."""

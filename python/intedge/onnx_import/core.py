@@ -388,12 +388,17 @@ class Walker:
         """A graph input as a runtime input: float data, or integers (token ids, an attention mask)
         flagged ids. A batch fixed at export (no dynamic axis) is re-batched: export_batch."""
         dims = _dims(inp)
+        ids = inp.type.tensor_type.elem_type in INTEGER_TYPES
         if len(dims) < 2 or any(d is None or d <= 0 for d in dims[1:]):
-            raise IntedgeError(f"{self.source}: input '{inp.name}' has shape {dims}; it must be [batch, ...] with "
+            shown = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+                     for d in inp.type.tensor_type.shape.dim]
+            if ids:  # token ids: text is padded to the length the model fixes
+                raise IntedgeError(f"{self.source}: input '{inp.name}' has shape {shown}, so its sequence length is "
+                                   "unknown; export the model with a fixed sequence length (a dynamic batch axis only)")
+            raise IntedgeError(f"{self.source}: input '{inp.name}' has shape {shown}; it must be [batch, ...] with "
                                "every other dimension fixed")
         if dims[0] is not None:
             self.export_batch = dims[0]
-        ids = inp.type.tensor_type.elem_type in INTEGER_TYPES
         self.graph.add_tensor(inp.name, iem.KIND_INPUT, dims[1:], ids=ids)
         self.shapes[inp.name] = tuple(dims[1:])
         if ids:
