@@ -115,7 +115,7 @@ class Targets:
         return self.dense[idx]
 
 
-def check_boxes(boxes, classes, image_hw, what):
+def check_boxes(boxes, classes, what):
     """Each image's boxes as float64 [k, 5]; a class id outside the model's C is an error."""
     out = []
     for i, b in enumerate(boxes):
@@ -130,7 +130,7 @@ def check_boxes(boxes, classes, image_hw, what):
 
 def targets_for(y, input_shape, output_shape, what):
     classes, stride = head(input_shape, output_shape)
-    return Targets(check_boxes(y, classes, input_shape[1:], what), classes, output_shape[1:], stride)
+    return Targets(check_boxes(y, classes, what), classes, output_shape[1:], stride)
 
 
 # ---- decoding and metrics --------------------------------------------------------------------------
@@ -284,7 +284,7 @@ class _Problems:
             warn(f"skipped {n} {reason}, e.g. {self.example[reason]}")
 
 
-def _keep_box(cls, x, y, w, h, size, where, problems):
+def _keep_box(x, y, w, h, size, where, problems):
     """True for a box of positive size inside the image (half a pixel of slack for rounding)."""
     width, height = size
     if not (w > 0 and h > 0):
@@ -307,12 +307,13 @@ def _read_json(path):
 
 
 def _coco_records(ann_path, image_dir, problems):
-    """[(image path, [[class, x, y, w, h] in its pixels])] and the class names of a COCO file."""
+    """[(image path, [[class, x, y, w, h] in its pixels])] and the categories ([(id, name)], in class
+    order) of a COCO file."""
     d = _read_json(ann_path)
     try:
         cats = sorted(d["categories"], key=lambda c: c["id"])
+        categories = [(c["id"], str(c.get("name", c["id"]))) for c in cats]
         index = {c["id"]: i for i, c in enumerate(cats)}
-        names = [str(c.get("name", c["id"])) for c in cats]
         images = {im["id"]: im for im in d["images"]}
         boxes = {i: [] for i in images}
         for a in d["annotations"]:
@@ -326,14 +327,14 @@ def _coco_records(ann_path, image_dir, problems):
                 continue
             im = images[a["image_id"]]
             x, y, w, h = (float(v) for v in a["bbox"])
-            if _keep_box(0, x, y, w, h, (im["width"], im["height"]), where, problems):
+            if _keep_box(x, y, w, h, (im["width"], im["height"]), where, problems):
                 boxes[a["image_id"]].append([index[a["category_id"]], x, y, w, h])
         records = [(Path(image_dir) / images[i]["file_name"], boxes[i]) for i in sorted(images)]
     except (KeyError, TypeError, ValueError) as exc:
         raise IntedgeError(f"{ann_path} is not a COCO detection file ({type(exc).__name__}: {exc}); it needs "
                            "images (id, file_name, width, height), annotations (image_id, category_id, bbox) and "
                            "categories (id, name)") from None
-    return records, names
+    return records, categories
 
 
 def _yolo_records(folder, problems):
@@ -379,7 +380,7 @@ def _decode(records, shape, normalized, on_bad_image, skipped, problems):
         for i, (cls, a, b, w, h) in enumerate(rows):
             if normalized:  # YOLO: centre and size as fractions of the image
                 a, b, w, h = (a - w / 2) * size[0], (b - h / 2) * size[1], w * size[0], h * size[1]
-            if _keep_box(cls, a, b, w, h, size, f"{path} box {i}", problems):
+            if _keep_box(a, b, w, h, size, f"{path} box {i}", problems):
                 a, w = max(a, 0) * width / size[0], min(w, size[0] - max(a, 0)) * width / size[0]
                 b, h = max(b, 0) * height / size[1], min(h, size[1] - max(b, 0)) * height / size[1]
                 kept.append([cls, a, b, w, h])
@@ -422,10 +423,15 @@ def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"
         else:
             inst = _instances(root)
             files = [inst[k] for k in ("train", "val") if k in inst]
-        parts = []
+        parts, categories = [], None
         for ann, images in files:
-            records, names = _coco_records(ann, images, problems)
+            records, cats = _coco_records(ann, images, problems)
+            if categories is not None and cats != categories:  # class indices come from the categories' order
+                raise IntedgeError(f"{ann} has categories {cats}, but {files[0][0]} has {categories}; train and val "
+                                   "need the same categories")
+            categories = cats
             parts.append((records, False))
+        names = [name for _, name in categories]
     decoded = [_decode(r, tuple(input_shape), normalized, on_bad_image, skipped, problems) for r, normalized in parts]
     problems.warn()
     if skipped:

@@ -274,6 +274,10 @@ def test_bad_detection_data_is_skipped_with_a_count_or_refused(tmp_path, capsys)
     (tmp_path / "c" / "train" / "annotations.json").write_text(json.dumps(d))
     with pytest.raises(IntedgeError, match="category_id 5, which is not among the categories"):
         intedge.load_data(tmp_path / "c", input_shape=(1, 48, 64))
+    write_coco(tmp_path / "v" / "train", ims[:3], bs[:3])
+    write_coco(tmp_path / "v" / "val", ims[3:], bs[3:], names=[f"digit {d}" for d in range(10)])
+    with pytest.raises(IntedgeError, match="train and val need the same categories"):
+        intedge.load_data(tmp_path / "v", input_shape=(1, 48, 64))
 
 
 def test_cli_trains_evaluates_and_inspects_detection(tmp_path):
