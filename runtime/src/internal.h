@@ -134,6 +134,9 @@ typedef struct ie_param {
 
 enum { IE_KNOWN_W = 1, IE_KNOWN_MOM = 2, IE_KNOWN_V = 4 };
 /* Whatever writes w, mom or v outside the optimizer calls this: a stale max would change results. */
+/* Losses that read int32 labels (classes, masks, CenterNet targets); MSE and BCE read float targets. */
+static inline int ie_loss_reads_labels(ie_loss loss) { return loss != IE_LOSS_MSE && loss != IE_LOSS_BCE_LOGITS; }
+
 static inline void ie_param_written(ie_param *p) { p->known = 0; }
 
 #define IE_NODE_SCRATCH 12

@@ -234,7 +234,7 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
         }
     uint64_t outputs = batch * m->tensors[m->output].numel;
     add(&p, IE_BUF_LOSS_ACC, 0, 0, outputs * sizeof(int64_t), ie_pos_loss(m), ie_pos_loss(m));
-    if (cfg->loss == IE_LOSS_MSE || cfg->loss == IE_LOSS_BCE_LOGITS) /* the others read labels */
+    if (!ie_loss_reads_labels(cfg->loss))
         add(&p, IE_BUF_TARGETS, 0, 0, outputs * sizeof(int32_t), ie_pos_loss(m), ie_pos_loss(m));
     if (p.refusal) {
         ie_set_err(m->errmsg, "node '%s': %s", m->nodes[p.refused_node].name, p.refusal);

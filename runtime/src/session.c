@@ -78,8 +78,7 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "batch size %" PRIu32 " is outside 1..1048576", cfg->batch_size);
         return IE_ERR_ARG;
     }
-    if (cfg->loss != IE_LOSS_SOFTMAX_CE && cfg->loss != IE_LOSS_MSE && cfg->loss != IE_LOSS_BCE_LOGITS &&
-        cfg->loss != IE_LOSS_SOFTMAX_CE_PIXELS && cfg->loss != IE_LOSS_CENTERNET) {
+    if ((int)cfg->loss < (int)IE_LOSS_SOFTMAX_CE || (int)cfg->loss > (int)IE_LOSS_CENTERNET) { /* the enum's range */
         ie_set_err(m->errmsg, "unknown loss %d", (int)cfg->loss);
         return IE_ERR_ARG;
     }
@@ -374,9 +373,9 @@ ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs,
 }
 
 static ie_status check_targets(ie_session *s, const int32_t *labels, const uint32_t *targets) {
-    int ce = s->cfg.loss == IE_LOSS_SOFTMAX_CE || s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS || s->cfg.loss == IE_LOSS_CENTERNET;
-    if (ce && !labels) return bad(s, IE_ERR_ARG, "cross-entropy and CenterNet need labels");
-    if (!ce && !targets) return bad(s, IE_ERR_ARG, "MSE and BCE need targets");
+    int reads_labels = ie_loss_reads_labels(s->cfg.loss);
+    if (reads_labels && !labels) return bad(s, IE_ERR_ARG, "cross-entropy and CenterNet need labels");
+    if (!reads_labels && !targets) return bad(s, IE_ERR_ARG, "MSE and BCE need targets");
     return IE_OK;
 }
 

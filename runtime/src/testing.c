@@ -128,35 +128,17 @@ ie_status ie_test_softmax_ce(uint32_t n, uint32_t c, const int8_t *z, int32_t ez
     return status;
 }
 
-ie_status ie_test_softmax_ce_pixels(uint32_t n, uint32_t c, uint32_t p, const int8_t *z, int32_t ez, const int32_t *labels,
-                                    uint64_t seed, int8_t *grad, int32_t *grad_e, int64_t *wide, int32_t *wide_e,
-                                    int64_t *loss_q16, uint32_t *correct, uint32_t *count) {
-    int64_t *acc = malloc(sizeof(int64_t) * n * c * p);
-    ie_step_stats st = {0, 0, 0};
-    char err[IE_ERRMSG_LEN];
-    int32_t e = 0;
-    ie_status status = ie_softmax_ce_pixels(z, ez, n, c, p, labels, acc, &e, &st, err);
-    if (status == IE_OK && wide) {
-        memcpy(wide, acc, sizeof(int64_t) * n * c * p);
-        *wide_e = e;
-    }
-    if (status == IE_OK) *grad_e = e + ie_requant_s64_s8(acc, (size_t)n * c * p, rounder(seed, 0), grad);
-    *loss_q16 = st.loss_sum_q16;
-    *correct = st.n_correct;
-    *count = st.count;
-    free(acc);
-    return status;
-}
-
-ie_status ie_test_centernet(uint32_t n, uint32_t c, uint32_t p, const int8_t *z, int32_t ez, const int32_t *labels,
-                            uint64_t seed, int8_t *grad, int32_t *grad_e, int64_t *wide, int32_t *wide_e,
-                            int64_t *loss_q16, uint32_t *correct, uint32_t *count) {
-    size_t total = (size_t)n * (c + 4) * p;
+/* A dense loss on [n, c, p] outputs, its gradient rounded to int8 as a session would. */
+static ie_status test_dense(ie_dense_loss loss, uint32_t n, uint32_t c, uint32_t p, const int8_t *z, int32_t ez,
+                            const int32_t *labels, uint64_t seed, int8_t *grad, int32_t *grad_e, int64_t *wide,
+                            int32_t *wide_e, int64_t *loss_q16, uint32_t *correct, uint32_t *count) {
+    size_t total = (size_t)n * c * p;
     int64_t *acc = malloc(sizeof(int64_t) * total);
+    if (!acc) return IE_ERR_NOMEM;
     ie_step_stats st = {0, 0, 0};
     char err[IE_ERRMSG_LEN];
     int32_t e = 0;
-    ie_status status = ie_centernet_loss(z, ez, n, c, p, labels, acc, &e, &st, err);
+    ie_status status = loss(z, ez, n, c, p, labels, acc, &e, &st, err);
     if (status == IE_OK && wide) {
         memcpy(wide, acc, sizeof(int64_t) * total);
         *wide_e = e;
@@ -167,6 +149,20 @@ ie_status ie_test_centernet(uint32_t n, uint32_t c, uint32_t p, const int8_t *z,
     *count = st.count;
     free(acc);
     return status;
+}
+
+ie_status ie_test_softmax_ce_pixels(uint32_t n, uint32_t c, uint32_t p, const int8_t *z, int32_t ez, const int32_t *labels,
+                                    uint64_t seed, int8_t *grad, int32_t *grad_e, int64_t *wide, int32_t *wide_e,
+                                    int64_t *loss_q16, uint32_t *correct, uint32_t *count) {
+    return test_dense(ie_softmax_ce_pixels, n, c, p, z, ez, labels, seed, grad, grad_e, wide, wide_e, loss_q16, correct,
+                      count);
+}
+
+ie_status ie_test_centernet(uint32_t n, uint32_t c, uint32_t p, const int8_t *z, int32_t ez, const int32_t *labels,
+                            uint64_t seed, int8_t *grad, int32_t *grad_e, int64_t *wide, int32_t *wide_e,
+                            int64_t *loss_q16, uint32_t *correct, uint32_t *count) {
+    return test_dense(ie_centernet_loss, n, c + 4, p, z, ez, labels, seed, grad, grad_e, wide, wide_e, loss_q16, correct,
+                      count);
 }
 
 int64_t ie_test_exp2_neg_q16(int64_t t) { return ie_exp2_neg_q16(t); }

@@ -659,7 +659,8 @@ int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
     return edy + ex;
 }
 
-void ie_channel_sums(size_t n, size_t channels, size_t plane, const int8_t *x, int64_t *sums) {
+/* sums[c] = the sum of channel c's planes over n samples of [channels, plane] int8 (bias gradients). */
+static void ie_channel_sums(size_t n, size_t channels, size_t plane, const int8_t *x, int64_t *sums) {
     for (size_t c = 0; c < channels; c++) sums[c] = 0;
     for (size_t s = 0; s < n; s++)
         for (size_t c = 0; c < channels; c++) {

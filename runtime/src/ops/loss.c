@@ -120,9 +120,10 @@ static int64_t focal_one(int8_t q, int32_t e, int64_t y, ie_step_stats *st) {
     return round_shift_nearest(w * (p + round_shift_nearest(2 * m * nlog1mp, 16)), 30);
 }
 
-ie_status ie_centernet_loss(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
+ie_status ie_centernet_loss(const int8_t *z, int32_t ez, uint32_t n, uint32_t ch, uint32_t p, const int32_t *labels,
                             int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err) {
-    size_t per = (size_t)(c + 4) * p;
+    uint32_t c = ch - 4; /* heatmap classes; the session refused an output of fewer than 5 channels */
+    size_t per = (size_t)ch * p;
     uint32_t objects = 0;
     for (uint32_t i = 0; i < n; i++) {
         const int32_t *lab = labels + i * per;
@@ -180,29 +181,16 @@ static ie_status softmax_ce(ie_session *s, const int32_t *labels, int with_grad,
     return status;
 }
 
-/* The output's channels are its first per-sample axis; the rest are pixels. */
-static ie_status softmax_ce_pixels(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
+/* A dense loss (per-pixel cross-entropy, CenterNet): the output's channels are its first
+ * per-sample axis, the rest are pixels or cells. */
+static ie_status dense(ie_session *s, ie_dense_loss loss, const int32_t *labels, int with_grad, ie_step_stats *st) {
     const ie_model *m = s->model;
     ie_value *z = &s->values[m->output];
     uint32_t c = m->tensors[m->output].dims[0], p = m->tensors[m->output].numel / c;
     int32_t grad_e = 0;
-    ie_status status = ie_softmax_ce_pixels(z->q, z->e, s->n, c, p, labels, with_grad ? s->loss_acc : NULL, &grad_e, st,
-                                            s->errmsg);
+    ie_status status = loss(z->q, z->e, s->n, c, p, labels, with_grad ? s->loss_acc : NULL, &grad_e, st, s->errmsg);
     if (status == IE_OK && with_grad)
         z->ge = grad_e + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * c * p, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
-    return status;
-}
-
-/* Detection: the output's first per-sample axis is C + 4 channels, the rest are cells. */
-static ie_status centernet(ie_session *s, const int32_t *labels, int with_grad, ie_step_stats *st) {
-    const ie_model *m = s->model;
-    ie_value *z = &s->values[m->output];
-    uint32_t ch = m->tensors[m->output].dims[0], p = m->tensors[m->output].numel / ch;
-    int32_t grad_e = 0;
-    ie_status status = ie_centernet_loss(z->q, z->e, s->n, ch - 4, p, labels, with_grad ? s->loss_acc : NULL, &grad_e,
-                                         st, s->errmsg);
-    if (status == IE_OK && with_grad)
-        z->ge = grad_e + ie_requant_s64_s8(s->loss_acc, (size_t)s->n * ch * p, ie_session_rounder(s, IE_STREAM_LOSS), z->g);
     return status;
 }
 
@@ -300,8 +288,8 @@ ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const u
     stats->n_correct = 0;
     stats->count = s->n;
     if (s->cfg.loss == IE_LOSS_SOFTMAX_CE) return softmax_ce(s, labels, with_grad, stats);
-    if (s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS) return softmax_ce_pixels(s, labels, with_grad, stats);
-    if (s->cfg.loss == IE_LOSS_CENTERNET) return centernet(s, labels, with_grad, stats);
+    if (s->cfg.loss == IE_LOSS_SOFTMAX_CE_PIXELS) return dense(s, ie_softmax_ce_pixels, labels, with_grad, stats);
+    if (s->cfg.loss == IE_LOSS_CENTERNET) return dense(s, ie_centernet_loss, labels, with_grad, stats);
     if (s->cfg.loss == IE_LOSS_BCE_LOGITS) return bce_logits(s, targets, with_grad, stats);
     return mse(s, targets, with_grad, stats);
 }

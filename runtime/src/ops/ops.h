@@ -112,8 +112,6 @@ void ie_conv_bias_update(ie_session *s, uint32_t node, const ie_conv_node *c, si
 /* dX's int32 sums before rounding (exponent edy + ew): ie_conv_bwd_dx without its requantization. */
 void ie_conv_dx_acc(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, const int8_t *w8,
                     int8_t *wt, int8_t *scratch, int32_t *acc);
-/* sums[c] = the sum of channel c's planes over n samples of [channels, plane] int8 (bias gradients). */
-void ie_channel_sums(size_t n, size_t channels, size_t plane, const int8_t *x, int64_t *sums);
 /* The checks of a Conv-like node whose convolution geometry is g and whose bias has bias_channels
  * values (Conv; ConvTranspose with the geometry of the convolution it transposes). */
 ie_status ie_conv_check_geom(const ie_model *m, const ie_node_desc *nd, const ie_conv_geom *g, uint32_t bias_channels,
@@ -123,10 +121,15 @@ ie_status ie_conv_check_geom(const ie_model *m, const ie_node_desc *nd, const ie
 #define IE_CE_GRAD_EXP (-30 - 31)
 ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, const int32_t *labels,
                              int64_t *grad, ie_step_stats *st, char *err);
+/* A dense loss over [n, c, p] int8 outputs (a channel's p values contiguous) and labels: the
+ * gradient as int64 at exponent *grad_e (grad may be NULL: the loss alone). */
+typedef ie_status (*ie_dense_loss)(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p,
+                                   const int32_t *labels, int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err);
+/* Per-pixel cross-entropy: labels [n, p], IE_IGNORE_LABEL not counted. */
 ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
                                int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err);
-/* CenterNet's loss over [n, c + 4, p] outputs and labels of the same layout (intedge.h,
- * IE_LOSS_CENTERNET); the gradient as int64 at exponent *grad_e; st->count is the objects. */
+/* CenterNet's loss over [n, c = classes + 4, p] outputs and labels of the same layout (intedge.h,
+ * IE_LOSS_CENTERNET); st->count is the objects. */
 ie_status ie_centernet_loss(const int8_t *z, int32_t ez, uint32_t n, uint32_t c, uint32_t p, const int32_t *labels,
                             int64_t *grad, int32_t *grad_e, ie_step_stats *st, char *err);
 
