@@ -267,11 +267,10 @@ static ie_status bce_logits(ie_session *s, const uint32_t *targets, int with_gra
             return IE_ERR_VALUE;
         }
     int64_t recip = (((int64_t)1 << 32) / (int64_t)total + 1) >> 1; /* round(2^31 / (n d)) */
-    int32_t e_z16 = z->e + 16;
     for (size_t i = 0; i < total; i++) {
         /* t in Q30 (targets are within [0, 1]) */
         int64_t t = ie_shift_round(s->targets[i], -30 - e_t, 0x80000000U);
-        int64_t zq16 = e_z16 >= 0 ? ((int64_t)z->q[i] << (e_z16 > 40 ? 40 : e_z16)) : round_shift_nearest(z->q[i], -e_z16);
+        int64_t zq16 = logit_q16(z->q[i], z->e); /* +-256 at most: a term past 256 nats is capped (it overflowed) */
         int64_t loss = ie_softplus_q16(zq16) - round_shift_nearest(zq16 * t, 30);
         st->loss_sum_q16 += loss / (int64_t)d;
         st->n_correct += (z->q[i] > 0) == (t >= Q30 / 2);
