@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from .compile import TARGETS
-from .data import warn
+from .data import warn, warn_skipped
 from .errors import IntedgeError
 
 TRAIN_EXAMPLES = """examples:
@@ -521,8 +521,7 @@ def cmd_predict(args):
         if x is not None:
             paths.append(path)
             images.append(x)
-    if skipped:
-        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    warn_skipped(skipped)
     if not images:
         raise IntedgeError("no readable images")
     images = np.stack(images)

@@ -386,3 +386,18 @@ def check_labels(y, num_classes, what="y"):
 
 def warn(msg):
     print(f"intedge: warning: {msg}", file=sys.stderr)
+
+
+def warn_skipped(skipped):
+    """One warning for the unreadable images a loader skipped ((path, reason) pairs): how many,
+    and the first."""
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+
+
+def class_names_file(root, default=None):
+    """DATA/classes.txt's class names, one a line in class-index order, or default without it."""
+    path = Path(root) / "classes.txt"
+    if not path.is_file():
+        return default
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IMAGE_SUFFIXES, Dataset, split, warn
+from .data import IMAGE_SUFFIXES, Dataset, class_names_file, split, warn, warn_skipped
 from .errors import IntedgeError
 from .runtime import lib
 
@@ -398,12 +398,6 @@ def _objects(items):
     return out
 
 
-def _class_names(root, names=None):
-    if names is None and (Path(root) / "classes.txt").is_file():
-        names = [s.strip() for s in (Path(root) / "classes.txt").read_text().splitlines() if s.strip()]
-    return names
-
-
 def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"):
     """A detection dataset in COCO JSON (either layout) or YOLO txt, at the model's input size."""
     root = Path(root)
@@ -415,7 +409,7 @@ def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"
     if kind == "yolo":
         train_dir, val_dir = _split_dirs(root)
         parts = [(_yolo_records(d, problems), True) for d in (train_dir, val_dir) if d is not None]
-        names = _class_names(root)
+        names = class_names_file(root)
     else:
         if kind == "coco":
             train_dir, val_dir = _split_dirs(root)
@@ -434,8 +428,7 @@ def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"
         names = [name for _, name in categories]
     decoded = [_decode(r, tuple(input_shape), normalized, on_bad_image, skipped, problems) for r, normalized in parts]
     problems.warn()
-    if skipped:
-        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    warn_skipped(skipped)
     (x, y), rest = decoded[0], decoded[1:]
     if rest:
         xv, yv = rest[0]

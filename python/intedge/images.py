@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IMAGE_SUFFIXES, Dataset, split, warn
+from .data import IMAGE_SUFFIXES, Dataset, split, warn_skipped
 from .errors import IntedgeError
 
 
@@ -85,8 +85,7 @@ def load_image_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image=
         yv = np.array([classes.index(present[i]) for i in yv_local], np.int64)
     else:
         x, y, xv, yv = split(x, y, val_split, seed)
-    if skipped:
-        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    warn_skipped(skipped)
     return Dataset(x, y, xv, yv, class_names=classes, source=str(root), skipped=skipped)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import IMAGE_SUFFIXES, Dataset, split, warn
+from .data import IMAGE_SUFFIXES, Dataset, class_names_file, split, warn_skipped
 from .errors import IntedgeError
 from .runtime import IGNORE_LABEL
 
@@ -123,11 +123,8 @@ def load_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image="skip"
             xv, yv = _read_split(_folder_pairs(root / "val"), input_shape, on_bad_image, skipped, root / "val")
     if not val:
         x, y, xv, yv = split(x, y, val_split, seed)
-    names = VOC_CLASSES if is_voc(root) else None
-    if (root / "classes.txt").is_file():
-        names = [line.strip() for line in (root / "classes.txt").read_text().splitlines() if line.strip()]
-    if skipped:
-        warn(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0][0]} ({skipped[0][1]})")
+    names = class_names_file(root, VOC_CLASSES if is_voc(root) else None)
+    warn_skipped(skipped)
     return Dataset(x, y, xv, yv, class_names=names, source=str(root), skipped=skipped, task="segment")
 
 
