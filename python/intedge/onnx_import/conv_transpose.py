@@ -3,6 +3,7 @@ with explicit pads, dilation and output padding (below the stride)."""
 from .. import iem
 from .conv import data_and_weight, params
 from .nodes import handles, text
+from .window import window_attrs
 
 
 @handles("ConvTranspose")
@@ -12,19 +13,17 @@ def conv_transpose(walker, n):
         return
     x, weight, a, group, kernel = found
     cin, h, wd = walker.shapes[x]
-    strides = [int(v) for v in a.get("strides", [1, 1])]
-    dil = [int(v) for v in a.get("dilations", [1, 1])]
-    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
-    extra = [int(v) for v in a.get("output_padding", [0, 0])]
     if text(a, "auto_pad", "NOTSET") != "NOTSET" or "output_shape" in a:
         walker.problem(n, "auto_pad and output_shape are not supported; export with explicit pads and output_padding")
         return
-    if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2 or len(pads) != 4 or len(extra) != 2:
-        walker.problem(n, "only 2-D transposed convolutions are supported")
+    try:
+        strides, dil, pads = window_attrs(a, kernel)
+    except ValueError as exc:
+        walker.problem(n, str(exc))
         return
-    if min(*kernel, *strides, *dil) < 1 or min(pads) < 0 or min(extra) < 0:
-        walker.problem(n, f"kernel {kernel}, strides {strides} and dilations {dil} must be positive, pads {pads} and "
-                          f"output_padding {extra} not negative")
+    extra = [int(v) for v in a.get("output_padding", [0, 0])]
+    if len(extra) != 2 or min(extra) < 0:
+        walker.problem(n, f"output_padding {extra} must be two values, not negative")
         return
     if any(e >= s for e, s in zip(extra, strides)):
         walker.problem(n, f"output_padding {extra} must be below the strides {strides}")

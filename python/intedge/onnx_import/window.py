@@ -3,19 +3,26 @@ the explicit pads the runtime takes (runtime/src/ops/ops.h: ie_window_check)."""
 from .nodes import text
 
 
-def window(a, in_hw, kernel, ceil_ok):
-    """(strides, dilations, pads [top, left, bottom, right]) of a 2-D Conv or pool node, with
-    auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError for a window
-    that is not 2-D or does not fit the input."""
-    strides = list(a.get("strides", [1, 1]))
-    dil = list(a.get("dilations", [1, 1]))
-    pads = list(a.get("pads", [0, 0, 0, 0]))
-    auto = text(a, "auto_pad", "NOTSET")
+def window_attrs(a, kernel):
+    """(strides, dilations, pads [top, left, bottom, right]) as the node states them, checked:
+    2-D, positive, pads not negative (ValueError otherwise). ConvTranspose reads its own so."""
+    strides = [int(v) for v in a.get("strides", [1, 1])]
+    dil = [int(v) for v in a.get("dilations", [1, 1])]
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
     if len(kernel) != 2 or len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
         raise ValueError("only 2-D windows are supported")
     if min(*kernel, *strides, *dil) < 1 or min(pads) < 0:
         raise ValueError(f"kernel {kernel}, strides {strides} and dilations {dil} must be positive, pads {pads} not "
                          "negative")
+    return strides, dil, pads
+
+
+def window(a, in_hw, kernel, ceil_ok):
+    """(strides, dilations, pads [top, left, bottom, right]) of a 2-D Conv or pool node, with
+    auto_pad resolved and ceil_mode turned into extra end padding. Raises ValueError for a window
+    that is not 2-D or does not fit the input."""
+    strides, dil, pads = window_attrs(a, kernel)
+    auto = text(a, "auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0, 0, 0, 0]
         for ax in range(2):
