@@ -33,8 +33,6 @@ def embedding(walker, n):
     if attrs(n).get("axis", 0) != 0 or t is None or np.ndim(t) != 2:
         walker.problem(n, "Gather on a weight is supported on a [rows, width] table along axis 0 only")
         return
-    if walker.upstream_failed(n, [ids]):
-        return
     if ids in walker.id_inputs:
         shape = walker.shapes[ids]
         index = ids
