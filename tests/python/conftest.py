@@ -29,6 +29,16 @@ def run_cli(*args, cwd=None):
                           text=True, cwd=cwd, timeout=600)
 
 
+def assert_user_error(res, *needles, lines=1):
+    """A user error as the CLI must give it: exit code 2, "intedge: error: ..." on one line (or
+    `lines`: a refusal has a line per node), no traceback, naming each of needles."""
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == lines, res.stderr
+    assert res.stderr.startswith("intedge: error:"), res.stderr
+    for n in needles:
+        assert n in res.stderr, res.stderr
+
+
 @pytest.fixture(scope="session", autouse=True)
 def worst_op_errors():
     """Prints (pytest -s) the worst error of each op check that recorded one (transformer_graphs)."""

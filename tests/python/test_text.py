@@ -18,7 +18,7 @@ from intedge import text
 from intedge.onnx_import import Walker
 from intedge.runtime import InputInfo
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 
 tokenizers = pytest.importorskip("tokenizers")
 
@@ -215,13 +215,6 @@ def test_csv_column_errors(corpus):
         text.load_text_csv(root / "docs.csv", "text", None, root / "tokenizer.json", inputs)
     with pytest.raises(intedge.IntedgeError, match="needs --tokenizer"):
         text.load_text_csv(root / "docs.csv", "text", "label", None, inputs)
-
-
-def assert_user_error(res, *needles):
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
-    for n in needles:
-        assert n in res.stderr, res.stderr
 
 
 def test_cli_refuses_text_for_a_model_without_token_ids(corpus):
