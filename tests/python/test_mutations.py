@@ -276,6 +276,17 @@ def test_a_value_written_twice_is_refused(writes):
         import_onnx(onnx.load(str(REGRESSIONS / "view-axes-beyond-shape.onnx")))
 
 
+def test_node_input_counts_and_old_opsets_are_refused():
+    """fuzz_onnx.py: an opset-4 Reshape (its shape an attribute, one input) reached the handler,
+    which reads the shape input, as an IndexError. Opsets before 7 are refused; at a newer opset
+    the same node is malformed by its schema."""
+    with pytest.raises(IntedgeError, match="uses ONNX opset 4; intedge reads opset 7 and later"):
+        import_onnx(onnx.load(str(REGRESSIONS / "reshape-of-opset-4.onnx")))
+    m = one_node_graph(helper.make_node("Reshape", ["x"], ["y"], name="r"), output=("y", [16]))
+    with pytest.raises(IntedgeError, match="node 'r' \\(Reshape\\): malformed node: .*input size 1 not in range"):
+        import_onnx(m)
+
+
 def test_a_node_the_checker_cannot_reread_is_malformed():
     """fuzz_onnx.py: a node whose bytes onnx's checker cannot parse again raised a ValueError."""
     with pytest.raises(IntedgeError, match="node 'concat'.*fields are damaged"):

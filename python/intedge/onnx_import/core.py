@@ -73,6 +73,7 @@ def _check_text(model, source):
         raise IntedgeError(f"{source}: a name in the graph is not valid UTF-8 text; the file is damaged")
 
 
+MIN_OPSET = 7  # the oldest default-domain opset whose schemas the handlers read
 INTEGER_TYPES = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)  # inputs of token ids or masks
 INTEGER_USES = ("integer inputs are read as token ids (Gather on a weight table), as an attention mask added to "
                 "the scores before a Softmax, or as the weights of a masked mean pooling")
@@ -422,6 +423,10 @@ class Walker:
         if not data_inputs:
             raise IntedgeError(f"{self.source}: the graph has no data input")
         self.check_single_assignment()
+        opset = next((o.version for o in self.model.opset_import if (o.domain or "") in ("", "ai.onnx")), None)
+        if opset is not None and opset < MIN_OPSET:  # older schemas differ (Reshape's shape attribute, broadcast flags)
+            raise IntedgeError(f"{self.source}: the model uses ONNX opset {opset}; intedge reads opset {MIN_OPSET} and "
+                               "later: re-export it (torch.onnx.export(..., opset_version=17))")
         for inp in data_inputs:
             self.add_input(inp)
         inp, dims = data_inputs[0], _dims(data_inputs[0])
