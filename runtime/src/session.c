@@ -78,7 +78,10 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "batch size %" PRIu32 " is outside 1..1048576", cfg->batch_size);
         return IE_ERR_ARG;
     }
-    if ((int)cfg->loss < (int)IE_LOSS_SOFTMAX_CE || (int)cfg->loss > (int)IE_LOSS_CENTERNET) { /* the enum's range */
+    switch (cfg->loss) { /* a switch, not a range test: with short enums (arm-none-eabi) a range test is always true */
+    case IE_LOSS_SOFTMAX_CE: case IE_LOSS_MSE: case IE_LOSS_BCE_LOGITS: case IE_LOSS_SOFTMAX_CE_PIXELS: case IE_LOSS_CENTERNET:
+        break;
+    default:
         ie_set_err(m->errmsg, "unknown loss %d", (int)cfg->loss);
         return IE_ERR_ARG;
     }
