@@ -226,10 +226,12 @@ class Model:
             raise IntedgeError(self.errmsg())
         return out[0]
 
-    def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd", lean_scratch=False):
+    def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd", lean_scratch=False,
+                   momentum=0.0):
         """Bytes one training session needs at this batch size, computed by the C planner
-        (lean_scratch: as a firmware plans it, convolutions one sample per GEMM)."""
-        cfg, _keep = self._config(batch_size, 0.0, 0.0, 0.0, 0, loss, trainable, optimizer=optimizer,
+        (lean_scratch: as a firmware plans it, convolutions one sample per GEMM; SGD's momentum
+        adds an int32 buffer per trained parameter)."""
+        cfg, _keep = self._config(batch_size, 0.0, momentum, 0.0, 0, loss, trainable, optimizer=optimizer,
                                   lean_scratch=lean_scratch)
         out = ffi.new("size_t *")
         if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:

@@ -159,7 +159,9 @@ def work_intedge(model_path, name, threads, last, reps, profile):
     xb = t.prepare(x, y, "x")[0]
     step = lambda: t.session.step(xb, labels=y)  # noqa: E731
     res = timed(step, reps)
-    arena, model = t.runtime_model.arena_size(batch, trainable=flags), t.runtime_model.memory_size()
+    arena = t.runtime_model.arena_size(batch, trainable=flags, optimizer=t.config["optimizer"],
+                                       momentum=t.config["momentum"])  # the session's own (momentum's buffers)
+    model = t.runtime_model.memory_size()
     # the .iem the model borrows (float weights and tables; it may sit in flash) is reported apart
     res.update(kernels=t.session.kernels, arena_mb=arena / 2**20, model_mb=model / 2**20,
                iem_mb=len(t.model.iem) / 2**20, train_mb=(arena + model) / 2**20)

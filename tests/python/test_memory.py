@@ -1,0 +1,73 @@
+"""What the Python side holds while a model trains (docs/benchmarks.md, issue 13's peak RSS): a
+model imported from a file keeps no ONNX graph, the import holds the weights at most twice at
+its peak, and the graph comes back from the file when export or a checkpoint needs it."""
+import json
+import subprocess
+import sys
+
+import onnx
+import pytest
+from build_mlp import build_mlp
+
+import intedge
+
+# run in a fresh process: its peak (VmHWM) and its live protobuf objects are the import's alone
+PROBE = """
+import gc, json, sys
+from pathlib import Path
+import onnx
+import intedge
+from intedge.onnx_import import import_onnx
+
+def status(key):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+
+base = status("VmRSS")
+imported = import_onnx(sys.argv[1])
+gc.collect()
+protos = sum(isinstance(o, (onnx.ModelProto, onnx.GraphProto, onnx.NodeProto, onnx.TensorProto))
+             for o in gc.get_objects())
+print(json.dumps({"held": imported.onnx_proto is not None, "protos": protos, "iem": len(imported.iem),
+                  "peak": status("VmHWM") - base, "after": status("VmRSS") - base}))
+"""
+
+
+@pytest.fixture(scope="module")
+def big_model(tmp_path_factory):
+    """An MLP with 32 MB of weights (one 2048 x 4096 layer), as a file."""
+    path = tmp_path_factory.mktemp("memory") / "big.onnx"
+    onnx.save(build_mlp([2048, 4096, 10], seed=0), str(path))
+    return path
+
+
+def test_import_from_a_file_holds_no_graph_and_the_weights_at_most_twice(big_model):
+    res = subprocess.run([sys.executable, "-c", PROBE, str(big_model)], capture_output=True, text=True, check=True)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    weights = 4 * (2048 * 4096 + 4096 + 4096 * 10 + 10)
+    assert not got["held"] and got["protos"] == 0, got  # no ModelProto, nor a node or tensor keeping it alive
+    assert got["iem"] > weights
+    # the file's bytes and its parse, then the parse and the weights' arrays, then the arrays and the
+    # .iem: two copies at a time (before: the graph, the arrays and three copies of the .iem)
+    assert got["peak"] < 2.5 * weights, got
+    assert got["after"] < 1.4 * weights, got  # the .iem alone
+
+
+def test_the_graph_comes_back_from_the_file_and_a_changed_file_is_refused(tmp_path):
+    path = tmp_path / "m.onnx"
+    model = build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=0)
+    onnx.save(model, str(path))
+    imported = intedge.import_onnx(str(path))
+    assert imported.onnx_proto is None
+    assert imported.onnx_model.SerializeToString() == model.SerializeToString()
+    t = intedge.Trainer(imported, batch_size=4, lr=0.1)
+    t.export_onnx(str(tmp_path / "trained.onnx"))
+    assert len(onnx.load(str(tmp_path / "trained.onnx")).graph.initializer) == 4
+    onnx.save(build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=1), str(path))
+    with pytest.raises(intedge.IntedgeError, match="changed since it was imported"):
+        t.export_onnx(str(tmp_path / "again.onnx"))
+
+
+def test_a_model_given_in_memory_is_kept():
+    model = build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=0)
+    assert intedge.import_onnx(model).onnx_model is model
