@@ -153,18 +153,41 @@ void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y)
                 (y)[i] = (int8_t)ie_clamp64(ie_shift_round((VALUE), (shift), ie_draw((r), (uint32_t)((base) + i))), 127); \
     } while (0)
 
+/* True when a shift by s rounds none of the values whose bits OR to `bits`: s <= 0 (an exact left
+ * shift), or all of them multiples of 2^s (0 <= s < 64). Every rounding mode then gives v 2^-s. */
+static inline int ie_shift_is_exact(uint64_t bits, int s) { return s <= 0 || !(bits & (((uint64_t)1 << s) - 1)); }
+
+/* y[i] = VALUE 2^-shift for values ie_shift_is_exact found exact: the bytes of any rounding, with
+ * no draws (ReLU6's forward and backward of int8 values never round). */
+#define IE_EXACT_EACH(n, i, VALUE, y, shift, T)                                                              \
+    do {                                                                                                    \
+        if ((shift) <= 0)                                                                                   \
+            for (size_t i = 0; i < (n); i++) {                                                              \
+                T v_ = (VALUE) * ((T)1 << -(shift));                                                        \
+                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
+            }                                                                                               \
+        else                                                                                                \
+            for (size_t i = 0; i < (n); i++) {                                                              \
+                T v_ = (T)(VALUE) >> (shift); /* GCC/Clang: >> is arithmetic */                             \
+                (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \
+            }                                                                                               \
+    } while (0)
+
 /* Requantizes n values given by an expression in the index i: one pass for max |VALUE|, one to
  * round it to int8 at the shift that brings that max to 7 bits (stored in `shift`). VALUE is
  * evaluated twice per element, so it must not change state (counter-based draws do not). */
 #define IE_REQUANT_EACH(n, i, VALUE, r, y, shift)                                                           \
     do {                                                                                                    \
-        uint64_t max_ = 0;                                                                                  \
+        uint64_t max_ = 0, bits_ = 0;                                                                       \
         for (size_t i = 0; i < (n); i++) {                                                                  \
-            uint64_t a_ = ie_abs64(VALUE);                                                                  \
+            int64_t v_ = (VALUE);                                                                           \
+            uint64_t a_ = ie_abs64(v_);                                                                     \
             max_ = a_ > max_ ? a_ : max_;                                                                   \
+            bits_ |= (uint64_t)v_;                                                                          \
         }                                                                                                   \
         (shift) = ie_requant_shift(max_, 7);                                                                \
-        IE_ROUND_EACH(n, i, VALUE, r, y, shift, 0);                                                         \
+        if (IE_FAST_PATHS && ie_shift_is_exact(bits_, shift)) IE_EXACT_EACH(n, i, (int64_t)(VALUE), y, shift, int64_t); \
+        else IE_ROUND_EACH(n, i, VALUE, r, y, shift, 0);                                                    \
     } while (0)
 
 /* IE_REQUANT_EACH for a VALUE that fits int32 (|VALUE| <= INT32_MAX): both passes run in 32-bit
@@ -172,14 +195,16 @@ void ie_shift_s32_s8(const int32_t *x, size_t n, int s, ie_rounder r, int8_t *y)
  * the same bytes. */
 #define IE_REQUANT_EACH32(n, i, VALUE, r, y, shift)                                                         \
     do {                                                                                                    \
-        uint32_t max_ = 0;                                                                                  \
+        uint32_t max_ = 0, bits_ = 0;                                                                       \
         for (size_t i = 0; i < (n); i++) {                                                                  \
             int32_t v_ = (VALUE);                                                                           \
             uint32_t a_ = v_ < 0 ? 0u - (uint32_t)v_ : (uint32_t)v_;                                        \
             max_ = a_ > max_ ? a_ : max_;                                                                   \
+            bits_ |= (uint32_t)v_;                                                                          \
         }                                                                                                   \
         (shift) = ie_requant_shift(max_, 7);                                                                \
-        if (!(r).nearest && (shift) >= 1 && (shift) <= 31)                                                  \
+        if (IE_FAST_PATHS && ie_shift_is_exact(bits_, shift)) IE_EXACT_EACH(n, i, (int32_t)(VALUE), y, shift, int32_t); \
+        else if (!(r).nearest && (shift) >= 1 && (shift) <= 31)                                             \
             for (size_t i = 0; i < (n); i++) {                                                              \
                 int32_t v_ = ie_srshift32((VALUE), (shift), ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ (r).key)); \
                 (y)[i] = (int8_t)(v_ > 127 ? 127 : (v_ < -127 ? -127 : v_));                                 \

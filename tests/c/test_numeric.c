@@ -210,6 +210,40 @@ static void test_sum2_matches_definition(void) {
                 }
 }
 
+/* IE_REQUANT_EACH and IE_REQUANT_EACH32 round nothing when every value is a multiple of 2^shift
+ * (ReLU6's int8 values): that path must give the definition's bytes. Values q 2^k (|q| <= top),
+ * plain, with one value off the multiples (odd), or with one large value that puts the shift
+ * above k (big), so the shift lands below, at and above k; both rounding modes, both lane widths. */
+static int64_t exact_case(const int8_t *q, int i, int k, int top, int var) {
+    if (var == 2 && i == 0) return (int64_t)1 << (k + 9);
+    return (int64_t)(q[i] % (top + 1)) * ((int64_t)1 << k) + (var == 1 && i == 150);
+}
+
+static void test_exact_shifts_match_definition(void) {
+    enum { N = 301 };
+    static int8_t q[N], y[N], y32[N];
+    uint32_t v = 11;
+    for (int i = 0; i < N; i++) {
+        v = v * 1103515245u + 12345u;
+        q[i] = (int8_t)(v >> 24);
+        q[i] = q[i] == -128 ? -127 : q[i];
+    }
+    for (int nearest = 0; nearest < 2; nearest++)
+        for (int k = 0; k <= 20; k += 5)
+            for (int top = 1; top <= 127; top = top * 3 + 1) /* the largest |q|: 1, 4, 13, 40, 121 */
+                for (int var = 0; var < 3; var++) {
+                    ie_rounder r = {ie_stream_key(5, (uint32_t)k, (uint64_t)(top * 3 + var)), (uint32_t)nearest};
+                    int sh, sh32;
+                    IE_REQUANT_EACH(N, i, exact_case(q, (int)i, k, top, var), r, y, sh);
+                    IE_REQUANT_EACH32(N, i, (int32_t)exact_case(q, (int)i, k, top, var), r, y32, sh32);
+                    CHECK(sh == sh32);
+                    for (int i = 0; i < N; i++) {
+                        int64_t want = ie_clamp64(ie_shift_round(exact_case(q, i, k, top, var), sh, ie_draw(r, (uint32_t)i)), 127);
+                        CHECK(y[i] == want && y32[i] == want);
+                    }
+                }
+}
+
 /* The BatchNorm backward's affine map (u and x) picks its shift from a 32-bit approximation of
  * max |v|, and the exact pass where that max lies near a power of two. With a = b = 1 and
  * k = m 2^kx at these exponents, v = 2^53 (u + x) + m 2^kx exactly, so the definition is written
@@ -464,6 +498,7 @@ int main(void) {
     test_affine_max_near_powers_of_two();
     test_f32_to_s8_matches_definition();
     test_sum2_matches_definition();
+    test_exact_shifts_match_definition();
     test_srshift_equals_shift_round();
     test_fast_paths_match_general();
     test_split_passes();

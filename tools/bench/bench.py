@@ -138,8 +138,9 @@ def profile_of(trainer, step, steps=3):
     wall, cpu = (time.perf_counter() - t0) / steps * 1e3, (time.process_time() - c0) / steps * 1e3
     ns = s.profile() / steps / 1e6
     rows = {}
+    graph = trainer.model.onnx_model  # read once: a model imported from a file is read again for it
     for (name, op), cells in zip(nodes, ns):
-        key = op_class(trainer.model.onnx_model, name, op) if name else op
+        key = op_class(graph, name, op) if name else op
         rows[key] = (np.array(rows[key]) + cells).tolist() if key in rows else cells.tolist()
     return {"phases": list(s.PROFILE_PHASES), "kinds": list(s.PROFILE_KINDS), "ms": rows, "step_wall_ms": wall,
             "step_cpu_ms": cpu}
@@ -189,7 +190,7 @@ def torch_training_memory(net, opt, x, y):
     loss.backward()
     opt.step()
     mb = lambda tensors: sum(t.nbytes for t in tensors) / 2**20  # noqa: E731
-    out = {"params_mb": mb([*net.parameters(), *net.buffers()]), "grads_mb": mb(p.grad for p in net.parameters()),
+    out = {"params_mb": mb([*net.parameters(), *net.buffers()]), "grads_mb": mb(p.grad for p in net.parameters() if p.grad is not None),
            "optimizer_mb": mb(v for st in opt.state.values() for v in st.values() if torch.is_tensor(v)),
            "saved_mb": sum(saved.values()) / 2**20}
     out["train_mb"] = sum(out.values())

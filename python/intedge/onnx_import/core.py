@@ -1,6 +1,7 @@
 """The graph walker: reads an ONNX graph once, in node order, hands each node to the handler its
 op family registered, and collects every problem before refusing, so that a user sees all the
 nodes the runtime cannot train at once."""
+import ctypes
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,19 @@ def import_onnx(model_or_path):
     model, digest = _read_onnx(model_or_path)
     walker = Walker(model, str(model_or_path))
     del model
-    return walker.run(release=digest)
+    imported = walker.run(release=digest)
+    del walker
+    _return_freed_heap()
+    return imported
+
+
+def _return_freed_heap():
+    """glibc keeps the heap the import freed (the parsed graph's small blocks: 8 MB of MobileNetV2's
+    peak while it trains) unless asked to give it back; elsewhere nothing to do."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _check_text(model, source):
