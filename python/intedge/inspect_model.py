@@ -8,21 +8,12 @@ from .errors import IntedgeError
 from .onnx_import import Walker, load_onnx
 
 
-def parameter_owners(onnx_model):
-    """{initializer name: name of the node that reads it}."""
-    owners = {}
-    for n in onnx_model.graph.node:
-        for i in n.input:
-            owners.setdefault(i, n.name or n.output[0])
-    return owners
-
-
 def trainable_flags(imported, patterns):
     """One flag per runtime parameter: True if its initializer name, or the name of the node
     reading it, matches a glob. None patterns: everything trains."""
     if not patterns:
         return None
-    owners = parameter_owners(imported.onnx_model)
+    owners = imported.param_owners  # recorded by the import: the ONNX graph is not read again
     flags, used = [], set()
     for name in imported.param_names:
         hit = [p for p in patterns if fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(owners.get(name, ""), p)]

@@ -10,6 +10,7 @@ import pytest
 from build_mlp import build_mlp
 
 import intedge
+from intedge.inspect_model import trainable_flags
 
 # run in a fresh process: its peak (VmHWM) and its live protobuf objects are the import's alone
 PROBE = """
@@ -17,6 +18,7 @@ import gc, json, sys
 from pathlib import Path
 import onnx
 import intedge
+from intedge.inspect_model import trainable_flags
 from intedge.onnx_import import import_onnx
 
 def status(key):
@@ -71,3 +73,11 @@ def test_the_graph_comes_back_from_the_file_and_a_changed_file_is_refused(tmp_pa
 def test_a_model_given_in_memory_is_kept():
     model = build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=0)
     assert intedge.import_onnx(model).onnx_model is model
+
+
+def test_trainable_patterns_match_node_names_without_reading_the_file_again(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=0), str(path))
+    imported = intedge.import_onnx(str(path))
+    path.unlink()  # the owners of the parameters were recorded by the import
+    assert trainable_flags(imported, ["fc2"]) == [False, False, True, True]
