@@ -248,7 +248,7 @@ def test_a_constant_without_value_is_malformed():
 
 @pytest.mark.parametrize("node, needle", [
     (helper.make_node("AveragePool", ["w"], ["y"], name="n", kernel_shape=[3, -2**31]), "malformed.*positive"),
-    (helper.make_node("ConstantOfShape", ["shape"], ["y"], name="n"), "would hold 1099511627776 elements"),
+    (helper.make_node("ConstantOfShape", ["shape"], ["y"], name="n"), "more than 67108864 elements to compute"),
 ])
 def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
     """fuzz_onnx.py: an AveragePool with a kernel of -2^31 on a weight made the reference evaluator
@@ -260,6 +260,13 @@ def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
                        inits=[w, shape])
     with pytest.raises(IntedgeError, match=f"node 'n' .*constant folding refused: .*{needle}"):
         import_onnx(m)
+
+
+def test_folding_counts_an_empty_output_by_its_other_dims():
+    """fuzz_onnx.py's long run: a Conv on a weight, padded by 2^31 - 1 to an output of width 0,
+    passed the size check (0 elements) and the reference evaluator padded its input past 2 GB."""
+    with deadline(10), pytest.raises(IntedgeError, match=r"node .*\(Conv\).*refused: .* dims \[16, 16, 2147483648, 0\]"):
+        import_onnx(onnx.load(str(REGRESSIONS / "conv-padded-to-an-empty-width-on-a-weight.onnx")))
 
 
 @pytest.mark.parametrize("writes", ["r", "x"])
