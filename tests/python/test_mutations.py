@@ -247,13 +247,16 @@ def test_a_constant_without_value_is_malformed():
 
 
 @pytest.mark.parametrize("node, needle", [
-    (helper.make_node("AveragePool", ["w"], ["y"], name="n", kernel_shape=[3, -2**31]), "malformed.*positive"),
-    (helper.make_node("ConstantOfShape", ["shape"], ["y"], name="n"), "more than 67108864 elements to compute"),
+    (helper.make_node("AveragePool", ["w"], ["y"], name="n", kernel_shape=[3, -2**31]), "AveragePool is not folded"),
+    (helper.make_node("Conv", ["w", "w"], ["y"], name="n", pads=[0, 0, 2**16, 0]), "Conv is not folded"),
+    (helper.make_node("Gather", ["shape", "shape"], ["y"], name="n", axis=3), "malformed"),
+    (helper.make_node("ConstantOfShape", ["shape"], ["y"], name="n"), "would hold 1099511627776 elements"),
 ])
 def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
     """fuzz_onnx.py: an AveragePool with a kernel of -2^31 on a weight made the reference evaluator
-    allocate gigabytes (tools/fuzz/regressions/onnx/averagepool-negative-kernel-on-a-weight.onnx).
-    Shape inference sizes a constant's output before folding evaluates it."""
+    allocate gigabytes (tools/fuzz/regressions/onnx/averagepool-negative-kernel-on-a-weight.onnx), and
+    in its long run a Conv of a weight padded by 2^16 (conv-of-a-weight-padded-by-65536.onnx): windows
+    and products are not folded, and shape inference sizes a constant's output before folding evaluates it."""
     w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
     shape = numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "shape")
     m = one_node_graph(node, helper.make_node("Relu", ["x"], ["r"], name="relu"), output=("r", [1, 4, 4]),
@@ -262,11 +265,12 @@ def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
         import_onnx(m)
 
 
-def test_folding_counts_an_empty_output_by_its_other_dims():
-    """fuzz_onnx.py's long run: a Conv on a weight, padded by 2^31 - 1 to an output of width 0,
-    passed the size check (0 elements) and the reference evaluator padded its input past 2 GB."""
-    with deadline(10), pytest.raises(IntedgeError, match=r"node .*\(Conv\).*refused: .* dims \[16, 16, 2147483648, 0\]"):
-        import_onnx(onnx.load(str(REGRESSIONS / "conv-padded-to-an-empty-width-on-a-weight.onnx")))
+@pytest.mark.parametrize("name", ["conv-of-a-weight-padded-by-65536", "conv-of-a-pooled-weight-padded-to-an-empty-width"])
+def test_windows_of_constants_are_not_folded(name):
+    """fuzz_onnx.py's long run: a Conv of a weight padded by 2^16, and a Conv of a max-pooled weight
+    padded by 2^31 - 1 to an empty output, made onnx's reference evaluator allocate past 2 GB."""
+    with deadline(10), pytest.raises(IntedgeError, match=r"\((Conv|MaxPool)\): constant folding refused: .* not folded"):
+        import_onnx(onnx.load(str(REGRESSIONS / f"{name}.onnx")))
 
 
 @pytest.mark.parametrize("writes", ["r", "x"])

@@ -15,6 +15,12 @@ FOLDABLE = ("Constant", "Shape", "Gather", "Cast", "CastLike", "Slice", "Range",
             "Ceil", "Equal", "Where", "Expand", "Mod")
 # the largest constant folding makes (elements): shape arithmetic is tiny, weights are stored
 MAX_FOLDED = 1 << 26
+# ops whose reference evaluation costs more than their output (a window or a product per element):
+# not folded, since exporters fold these themselves (fuzz_onnx.py's long run: a Conv of a weight padded
+# by 2^16 had a 50-million-element output, another by 2^31 - 1 an empty one, and onnx's evaluator
+# allocated past 2 GB for either)
+CONTRACTIONS = ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MatMul", "MatMulInteger", "QLinearMatMul",
+                "Gemm", "Einsum", "MaxPool", "AveragePool", "LpPool")
 # how the refusal message's list of supported operators ends
 SUMMARY = "constant shape arithmetic (Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded"
 
@@ -42,8 +48,8 @@ def constant(n):
 def _malformed_or_huge(model, inputs):
     """Why the reference evaluator must not run the one-node model (a fuzzed pooling's kernel of
     -2^31 made it allocate gigabytes), or None: onnx's shape inference checks the attributes and
-    sizes the outputs before anything is allocated (an empty dim counted as 1). Small inputs go in
-    as initializers, so sizes that come from values (ConstantOfShape, Range, Expand) are known too."""
+    sizes the outputs before anything is allocated. Small inputs go in as initializers, so sizes
+    that come from values (ConstantOfShape, Range, Expand) are known too."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), i) for i, v in inputs.items()
@@ -54,10 +60,8 @@ def _malformed_or_huge(model, inputs):
         return f"the node is malformed ({str(exc).splitlines()[-1].strip()[:200]})"
     for o in inferred.graph.output:
         dims = [d.dim_value if d.HasField("dim_value") else None for d in o.type.tensor_type.shape.dim]
-        # an empty output still costs its other dims: a Conv padded by 2^31 - 1 to a width of 0 padded gigabytes
-        work = np.prod([max(d, 1) for d in dims], dtype=object) if all(d is not None for d in dims) else 0
-        if work > MAX_FOLDED:
-            return f"its output '{o.name}' has dims {dims}, more than {MAX_FOLDED} elements to compute"
+        if all(d is not None for d in dims) and np.prod(dims, dtype=object) > MAX_FOLDED:
+            return f"its output '{o.name}' would hold {np.prod(dims, dtype=object)} elements"
     return None
 
 
@@ -88,6 +92,10 @@ def fold(w, n):
         return False  # rows of a weight table (position embeddings): trained, embedding.py
     if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):
         return False
+    if n.op_type in CONTRACTIONS:
+        w.problem(n, f"constant folding refused: {n.op_type} is not folded, it costs more than its output; fold it "
+                     "when exporting (torch.onnx.export(..., do_constant_folding=True))")
+        return True
     graph = onnx.helper.make_graph(
         [n], "fold", [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                       for i, v in zip(n.input, inputs) if i],
