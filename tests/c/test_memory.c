@@ -1,5 +1,5 @@
 /* Memory limits: an arena too small for the plan, and models whose sizes pass 32 bits (huge dims,
- * element counts, tensor and node counts, a batch times a tensor) are refused at load or planning
+ * element counts, tensor and node counts, a batch times a tensor, an op's scratch) are refused at load or planning
  * time with a message, never wrapped into a small size. The cross builds run it on 32-bit
  * targets, where a wrapped size_t would plan a tiny arena. */
 #include <stdlib.h>
@@ -146,10 +146,57 @@ static void test_batch_times_tensor(void) {
     free(buf);
 }
 
+/* An op's scratch past 32 bits while the tensors stay within a 32-bit target's arena: input
+ * [1, 2^14, 2^14] -> Conv with a kh x kw kernel ("same" pads) -> [1, 2^14, 2^14] -> MaxPool
+ * 128 x 128 -> [1, 128, 128], the weight frozen. The im2col columns take kh kw x 2^28 bytes; the
+ * tensors and the conv's int32 sums 1.5 GiB. A 4 x 8 kernel (2^33 bytes of columns) plans on a
+ * 64-bit host and is refused on a 32-bit target; a 64 x 128 one (2^41 bytes) is refused
+ * everywhere. Computed in a 32-bit size_t, both wrap to 0 and plan 1.5 GiB. */
+static void test_op_scratch_past_32_bits(void) {
+    static const float weights[64 * 128]; /* zeros: the test plans, it never trains */
+    static const uint32_t kernels[2][2] = {{4, 8}, {64, 128}}, plane[3] = {1, 1u << 14, 1u << 14}, out[3] = {1, 128, 128};
+    static const int32_t pool[6] = {128, 128, 128, 128, 1, 1}; /* kh kw sh sw dh dw */
+    static const uint8_t frozen = 0;
+    for (int k = 0; k < 2; k++) {
+        uint32_t kh = kernels[k][0], kw = kernels[k][1];
+        iem_builder b;
+        memset(&b, 0, sizeof b);
+        const uint32_t wdims[4] = {1, 1, kh, kw};
+        uint32_t in[2] = {iemb_tensor_add(&b, 0, 3, plane, "x", NULL), iemb_tensor_add(&b, 1, 4, wdims, "w", weights)};
+        uint32_t y = iemb_tensor_add(&b, 2, 3, plane, "y", NULL), z = iemb_tensor_add(&b, 2, 3, out, "z", NULL);
+        iemb_node_add(&b, 4, in, 2, y, 1, "conv");
+        /* group kh kw sh sw dh dw, pads top left bottom right */
+        const int32_t attrs[11] = {1, (int32_t)kh, (int32_t)kw, 1, 1, 1, 1,
+                                   (int32_t)(kh - 1) / 2, (int32_t)(kw - 1) / 2, (int32_t)kh / 2, (int32_t)kw / 2};
+        memcpy(b.n[0].attrs, attrs, sizeof attrs);
+        iemb_node_add(&b, 5, &y, 1, z, 128, "pool");
+        memcpy(b.n[1].attrs, pool, sizeof pool);
+        size_t size, need = 0;
+        uint8_t *buf = iemb_finish(&b, in[0], z, &size);
+        ie_model *m = NULL;
+        CHECK(ie_model_load(buf, size, &m) == IE_OK);
+        ie_session_config c = config(1);
+        c.trainable = &frozen;
+        ie_status st = ie_session_arena_size(m, &c, &need);
+        if (k == 0 && sizeof(size_t) == 8) {
+            uint64_t cols = (uint64_t)kh * kw << 28, got = need;
+            CHECK(st == IE_OK && got > cols);
+        } else {
+            CHECK(st == IE_ERR_NOMEM);
+            CHECK(says(ie_model_errmsg(m), "at batch size 1 this model needs an arena of more than"));
+            ie_session *s = NULL;
+            CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_ERR_NOMEM && s == NULL);
+        }
+        ie_model_free(m);
+        free(buf);
+    }
+}
+
 int main(void) {
     test_arena_too_small();
     test_huge_dims();
     test_huge_counts();
     test_batch_times_tensor();
+    test_op_scratch_past_32_bits();
     return CHECK_DONE();
 }
