@@ -273,6 +273,20 @@ def test_windows_of_constants_are_not_folded(name):
         import_onnx(onnx.load(str(REGRESSIONS / f"{name}.onnx")))
 
 
+def test_fusions_skip_malformed_readers():
+    """fuzz_onnx.py's long run: the GELU fusion read the output of a Mul without outputs (x * x's
+    reader) as an IndexError (tools/fuzz/regressions/onnx/gelu-cube-read-from-a-node-without-outputs.onnx).
+    Fusions now only follow readers that keep their schema; the LayerNorm one reads d's square."""
+    with pytest.raises(IntedgeError, match=r"node 'fc' \(Mul\): malformed"):
+        import_onnx(onnx.load(str(REGRESSIONS / "gelu-cube-read-from-a-node-without-outputs.onnx")))
+    mean = helper.make_node("ReduceMean", ["x"], ["m"], name="mean", axes=[-1])
+    m = one_node_graph(mean, helper.make_node("Sub", ["x", "m"], ["d"], name="sub"),
+                       helper.make_node("Mul", ["d", "d"], [], name="square"),
+                       helper.make_node("Relu", ["d"], ["y"], name="relu"), output=("y", [1, 4, 4]))
+    with pytest.raises(IntedgeError, match=r"node 'square' \(Mul\): malformed"):
+        import_onnx(m)
+
+
 @pytest.mark.parametrize("writes", ["r", "x"])
 def test_a_value_written_twice_is_refused(writes):
     """fuzz_onnx.py: a Flatten writing a value a Transpose wrote (or the graph's input) sent the walker
