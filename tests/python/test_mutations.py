@@ -287,6 +287,13 @@ def test_fusions_skip_malformed_readers():
         import_onnx(m)
 
 
+def test_an_add_of_an_integer_input_is_refused():
+    """fuzz_onnx.py's long run: an Add of an integer (token id) input and an activation reached
+    the handler's shape comparison as a TypeError."""
+    with pytest.raises(IntedgeError, match=r"node 'id' \(Add\): it reads the integer input 'x'"):
+        import_onnx(onnx.load(str(REGRESSIONS / "add-of-an-integer-input-and-an-activation.onnx")))
+
+
 @pytest.mark.parametrize("writes", ["r", "x"])
 def test_a_value_written_twice_is_refused(writes):
     """fuzz_onnx.py: a Flatten writing a value a Transpose wrote (or the graph's input) sent the walker
