@@ -294,6 +294,18 @@ def test_an_add_of_an_integer_input_is_refused():
         import_onnx(onnx.load(str(REGRESSIONS / "add-of-an-integer-input-and-an-activation.onnx")))
 
 
+def test_float_gather_indices_are_refused():
+    """fuzz_onnx.py's long run: a Gather whose constant indices are floats (NaN among them) reached
+    np.arange as a ValueError (tools/fuzz/regressions/onnx/gather-with-float-indices.onnx)."""
+    idx = numpy_helper.from_array(np.array([0.0, 1.0], np.float32), "idx")
+    m = one_node_graph(helper.make_node("Gather", ["x", "idx"], ["y"], name="g", axis=1), output=("y", [2, 4]),
+                       inits=[idx])
+    with pytest.raises(IntedgeError, match=r"node 'g' \(Gather\): its indices must be integers"):
+        import_onnx(m)
+    with pytest.raises(IntedgeError, match=r"node 'fc' \(Gather\): its indices must be integers"):
+        import_onnx(onnx.load(str(REGRESSIONS / "gather-with-float-indices.onnx")))
+
+
 @pytest.mark.parametrize("writes", ["r", "x"])
 def test_a_value_written_twice_is_refused(writes):
     """fuzz_onnx.py: a Flatten writing a value a Transpose wrote (or the graph's input) sent the walker
