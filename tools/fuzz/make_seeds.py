@@ -2,8 +2,8 @@
 each model's .iem for fuzz_model, the ONNX ones for fuzz_onnx.py, and for fuzz_state the states of
 a small MLP's sessions (SGD, SGD with momentum and AdamW, before and after a few steps) plus that
 model as state_model.iem (small, so that each run is cheap; the state parser's paths are the same
-at any size), and for fuzz_checkpoint.py the checkpoints of that MLP's trainers. Usage: python tools/fuzz/make_seeds.py OUT_DIR (needs the installed package; run
-from anywhere)."""
+at any size), and for fuzz_checkpoint.py the checkpoints of that MLP's trainers. Usage: python
+tools/fuzz/make_seeds.py OUT_DIR (needs the installed package; run from anywhere)."""
 import sys
 from pathlib import Path
 
