@@ -23,6 +23,12 @@
  * Planning adds sizes in 64 bits and refuses past it, so that no size wraps (a batch times a
  * 2^28-element tensor passes 2^32 at once on a microcontroller). */
 #define IE_MAX_ARENA_BYTES ((uint64_t)SIZE_MAX / 2 < ((uint64_t)1 << 40) ? (uint64_t)SIZE_MAX / 2 : ((uint64_t)1 << 40))
+/* The product of its arguments (counts, bytes) in 64 bits, saturated just past IE_MAX_ARENA_BYTES, which
+ * planning refuses. Every size planned goes through it: a product in size_t wraps on a 32-bit target
+ * (an im2col of 2^41 bytes would plan as 0). */
+#define IE_SIZE(...) \
+    ie_size_product((const uint64_t[]){__VA_ARGS__}, sizeof((const uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t))
+uint64_t ie_size_product(const uint64_t *factors, size_t n);
 /* Largest int8 dot product that int32 holds exactly: 127^2 * 2^17 < 2^31. */
 #define IE_MAX_REDUCTION (1u << 17)
 
@@ -288,7 +294,7 @@ void ie_param_quantize_rows(ie_session *s, uint32_t param, const int32_t *ids, s
                             int8_t *dst);
 void ie_optim_step_rows(ie_session *s, uint32_t param, const uint32_t *rows, size_t n_rows, size_t row_len,
                         const int64_t *grad, int32_t grad_e, void *scratch);
-size_t ie_optim_rows_scratch(const ie_session_config *cfg, size_t n);
+uint64_t ie_optim_rows_scratch(const ie_session_config *cfg, uint64_t n);
 
 /* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,

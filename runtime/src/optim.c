@@ -325,8 +325,8 @@ static void rescale_v(ie_session *s, uint32_t pi, int64_t *v, size_t n, int32_t 
     *e = e_new;
 }
 
-size_t ie_optim_rows_scratch(const ie_session_config *cfg, size_t n) {
-    return n * (3 * sizeof(int32_t) + (cfg->optimizer == IE_OPTIM_ADAMW ? sizeof(int64_t) : 0));
+uint64_t ie_optim_rows_scratch(const ie_session_config *cfg, uint64_t n) {
+    return IE_SIZE(n, 3 * sizeof(int32_t) + (cfg->optimizer == IE_OPTIM_ADAMW ? sizeof(int64_t) : 0));
 }
 
 void ie_optim_step_rows(ie_session *s, uint32_t pi, const uint32_t *rows, size_t n_rows, size_t row_len,

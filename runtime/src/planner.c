@@ -2,6 +2,8 @@
 
 #include <string.h>
 
+#include "numeric.h"
+
 typedef struct ie_value_life {
     uint32_t q_first, q_last, g_first, g_last, alias_of;
     uint8_t requires_grad;
@@ -42,6 +44,17 @@ size_t ie_planner_scratch_bytes(uint32_t capacity, uint32_t n_tensors) {
     return capacity * (size_t)IE_STRIDE_PLAN_BUFFER + n_tensors * (size_t)IE_STRIDE_VALUE_LIFE;
 }
 
+uint64_t ie_size_product(const uint64_t *factors, size_t n) {
+    uint64_t p = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (factors[i] == 0) return 0;
+        /* under 64 bits of length the product cannot wrap; over, it is at least 2^62: past the limit */
+        p = ie_bitlen64(p) + ie_bitlen64(factors[i]) <= 64 ? p * factors[i] : UINT64_MAX;
+        if (p > IE_MAX_ARENA_BYTES) p = IE_MAX_ARENA_BYTES + 1;
+    }
+    return p;
+}
+
 static void add(ie_planner *p, ie_buf_kind kind, uint32_t index, uint32_t slot, uint64_t bytes, uint32_t first,
                 uint32_t last) {
     if (bytes == 0) return;
@@ -70,14 +83,14 @@ int ie_plan_requires_grad(const ie_planner *p, uint32_t t) { return p->life[t].r
 int ie_plan_param_trainable(const ie_planner *p, uint32_t t) {
     return p->m->tensors[t].kind == IE_KIND_PARAM && p->life[t].requires_grad;
 }
-void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, size_t bytes, uint32_t first, uint32_t last) {
+void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, uint64_t bytes, uint32_t first, uint32_t last) {
     if (slot >= IE_NODE_SCRATCH) { /* an op asking for more slots than a node has: refuse, never overrun */
         p->overflow = 1;
         return;
     }
     add(p, IE_BUF_NODE, node, slot, bytes, first, last);
 }
-void ie_plan_param_buffer(ie_planner *p, uint32_t t, ie_buf_kind kind, size_t bytes, uint32_t first, uint32_t last) {
+void ie_plan_param_buffer(ie_planner *p, uint32_t t, ie_buf_kind kind, uint64_t bytes, uint32_t first, uint32_t last) {
     add(p, kind, p->m->tensors[t].param, 0, bytes, first, last);
 }
 void ie_plan_keep(ie_planner *p, uint32_t t, uint32_t until) {
@@ -208,13 +221,13 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
     lifetimes(&p);
     for (uint32_t i = 0; i < m->n_nodes; i++) ie_op_lookup(m->nodes[i].op)->plan(&p, i);
     merge_aliases(&p);
-    uint64_t batch = cfg->batch_size; /* 64-bit products: a 32-bit size_t would wrap */
+    uint64_t batch = cfg->batch_size;
     for (uint32_t t = 0; t < m->n_tensors; t++) {
         const ie_value_life *l = &p.life[t];
         if (m->tensors[t].kind == IE_KIND_PARAM || l->alias_of != IE_NONE) continue;
         uint64_t elem = m->tensors[t].ids ? sizeof(int32_t) : 1; /* integer inputs stay int32 */
-        add(&p, IE_BUF_VALUE_Q, t, 0, batch * m->tensors[t].numel * elem, l->q_first, l->q_last);
-        if (l->requires_grad) add(&p, IE_BUF_VALUE_G, t, 0, batch * m->tensors[t].numel, l->g_first, l->g_last);
+        add(&p, IE_BUF_VALUE_Q, t, 0, IE_SIZE(batch, m->tensors[t].numel, elem), l->q_first, l->q_last);
+        if (l->requires_grad) add(&p, IE_BUF_VALUE_G, t, 0, IE_SIZE(batch, m->tensors[t].numel), l->g_first, l->g_last);
     }
     /* one gradient slot per (consumer, input) of a tensor read by several nodes */
     uint32_t slot = 0;
@@ -228,14 +241,14 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
                 s->slots[slot].tensor = t;
             }
             if (p.life[t].requires_grad)
-                add(&p, IE_BUF_GRAD_SLOT, slot, 0, batch * m->tensors[t].numel, ie_pos_bwd(m, i),
+                add(&p, IE_BUF_GRAD_SLOT, slot, 0, IE_SIZE(batch, m->tensors[t].numel), ie_pos_bwd(m, i),
                     ie_pos_bwd(m, m->tensors[t].first_consumer));
             slot++;
         }
-    uint64_t outputs = batch * m->tensors[m->output].numel;
-    add(&p, IE_BUF_LOSS_ACC, 0, 0, outputs * sizeof(int64_t), ie_pos_loss(m), ie_pos_loss(m));
+    uint64_t outputs = IE_SIZE(batch, m->tensors[m->output].numel);
+    add(&p, IE_BUF_LOSS_ACC, 0, 0, IE_SIZE(outputs, sizeof(int64_t)), ie_pos_loss(m), ie_pos_loss(m));
     if (!ie_loss_reads_labels(cfg->loss))
-        add(&p, IE_BUF_TARGETS, 0, 0, outputs * sizeof(int32_t), ie_pos_loss(m), ie_pos_loss(m));
+        add(&p, IE_BUF_TARGETS, 0, 0, IE_SIZE(outputs, sizeof(int32_t)), ie_pos_loss(m), ie_pos_loss(m));
     if (p.refusal) {
         ie_set_err(m->errmsg, "node '%s': %s", m->nodes[p.refused_node].name, p.refusal);
         return IE_ERR_UNSUPPORTED;

@@ -42,8 +42,9 @@ const ie_session_config *ie_plan_config(const ie_planner *p);
 uint32_t ie_plan_threads(const ie_planner *p);
 int ie_plan_requires_grad(const ie_planner *p, uint32_t tensor);
 int ie_plan_param_trainable(const ie_planner *p, uint32_t tensor);
-void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, size_t bytes, uint32_t first, uint32_t last);
-void ie_plan_param_buffer(ie_planner *p, uint32_t tensor, ie_buf_kind kind, size_t bytes, uint32_t first,
+/* bytes: IE_SIZE(...) of the op's sizes, so that nothing wraps before the planner refuses it */
+void ie_plan_node_scratch(ie_planner *p, uint32_t node, uint32_t slot, uint64_t bytes, uint32_t first, uint32_t last);
+void ie_plan_param_buffer(ie_planner *p, uint32_t tensor, ie_buf_kind kind, uint64_t bytes, uint32_t first,
                           uint32_t last);
 void ie_plan_keep(ie_planner *p, uint32_t tensor, uint32_t until);
 void ie_plan_alias(ie_planner *p, uint32_t view, uint32_t base);

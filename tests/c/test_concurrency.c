@@ -12,8 +12,9 @@
 
 #if IE_TEST_HAVE_THREADS
 #include <pthread.h>
+#include <stdatomic.h>
 
-enum { K = 64, H = 32, C = 4, N = 8, STEPS = 12 };
+enum { K = 64, H = 32, C = 4, N = 8, STEPS = 200 };
 
 static uint32_t f2b(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
@@ -44,7 +45,8 @@ typedef struct job {
     ie_model *model;
     ie_session *session; /* created beforehand, or NULL to create it in the thread */
     int which;
-    uint32_t digest; /* 0: something failed */
+    uint32_t digest;            /* 0: something failed */
+    atomic_int *ready;          /* threads at the start line: both step from the same moment (NULL: in turn) */
 } job;
 
 static void *train(void *arg) {
@@ -60,6 +62,10 @@ static void *train(void *arg) {
     if (own) m = own;
     if (!s && ie_session_create(m, &c, NULL, 0, &s) != IE_OK) s = NULL;
     int ok = s != NULL;
+    if (j->ready) { /* else the first thread's steps could end before the second thread starts */
+        atomic_fetch_add(j->ready, 1);
+        while (atomic_load(j->ready) < 2) continue;
+    }
     for (uint32_t i = 0; ok && i < STEPS; i++) {
         batch(1000 * (uint32_t)j->which + i, x, y);
         ok = ie_session_step(s, N, x, y, NULL, NULL) == IE_OK;
@@ -74,11 +80,15 @@ static void *train(void *arg) {
 static void check_case(job a, job b) {
     job par[2] = {a, b}, seq[2] = {a, b};
     pthread_t t[2];
+    atomic_int ready = 0;
+    par[0].ready = par[1].ready = &ready;
     int started[2];
     for (int k = 0; k < 2; k++) started[k] = pthread_create(&t[k], NULL, train, &par[k]) == 0;
-    for (int k = 0; k < 2; k++)
-        if (started[k]) pthread_join(t[k], NULL);
-    CHECK(started[0] && started[1]);
+    if (!started[0] || !started[1]) { /* a thread alone would wait at the start line for ever */
+        fprintf(stderr, "concurrency: cannot start two threads\n");
+        exit(1);
+    }
+    for (int k = 0; k < 2; k++) pthread_join(t[k], NULL);
     for (int k = 0; k < 2; k++) {
         if (seq[k].session) { /* train the shared model's sessions again from their start */
             ie_session_config c = config(seq[k].which);
@@ -99,7 +109,7 @@ int main(void) {
     size_t size;
     uint8_t *iem = iemb_mlp(K, H, C, &size);
     /* each thread loads its own model from the same buffer and creates its session */
-    check_case((job){iem, size, NULL, NULL, 0, 0}, (job){iem, size, NULL, NULL, 1, 0});
+    check_case((job){iem, size, NULL, NULL, 0, 0, NULL}, (job){iem, size, NULL, NULL, 1, 0, NULL});
     /* one model, two sessions made beforehand, stepped at the same time */
     ie_model *m = NULL;
     CHECK(ie_model_load(iem, size, &m) == IE_OK);
@@ -108,7 +118,7 @@ int main(void) {
         ie_session_config c = config(k);
         CHECK(ie_session_create(m, &c, NULL, 0, &s[k]) == IE_OK);
     }
-    check_case((job){NULL, 0, m, s[0], 0, 0}, (job){NULL, 0, m, s[1], 1, 0});
+    check_case((job){NULL, 0, m, s[0], 0, 0, NULL}, (job){NULL, 0, m, s[1], 1, 0, NULL});
     ie_model_free(m);
     free(iem);
     return CHECK_DONE();

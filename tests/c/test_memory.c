@@ -1,5 +1,5 @@
 /* Memory limits: an arena too small for the plan, and models whose sizes pass 32 bits (huge dims,
- * element counts, tensor and node counts, a batch times a tensor) are refused at load or planning
+ * element counts, tensor and node counts, a batch times a tensor, an op's scratch) are refused at load or planning
  * time with a message, never wrapped into a small size. The cross builds run it on 32-bit
  * targets, where a wrapped size_t would plan a tiny arena. */
 #include <stdlib.h>
@@ -110,6 +110,26 @@ static void test_huge_counts(void) {
     free(good);
 }
 
+/* Planning c is refused with IE_ERR_NOMEM and a message, and so is creating its session. */
+static void check_refused(ie_model *m, const ie_session_config *c) {
+    size_t need = 0;
+    CHECK(ie_session_arena_size(m, c, &need) == IE_ERR_NOMEM);
+    CHECK(says(ie_model_errmsg(m), "this model needs an arena of more than"));
+    ie_session *s = NULL;
+    CHECK(ie_session_create(m, c, NULL, 0, &s) == IE_ERR_NOMEM && s == NULL);
+}
+
+/* c needs more than `bytes` (past 2^32, within a 64-bit host's limit): planned on a 64-bit host,
+ * refused on a 32-bit target. */
+static void check_past_32_bits(ie_model *m, const ie_session_config *c, uint64_t bytes) {
+    size_t need = 0;
+    if (sizeof(size_t) == 4) {
+        check_refused(m, c);
+        return;
+    }
+    CHECK(ie_session_arena_size(m, c, &need) == IE_OK && (uint64_t)need > bytes);
+}
+
 /* Input [1, 2^14, 2^14] (2^28 elements) -> MaxPool 128x128, stride 128 -> [1, 128, 128]. At
  * batch 1 the plan takes a little over 2^28 bytes (planned, never allocated); at batch 2^14 the
  * input alone takes 2^42 bytes, past IE_MAX_ARENA_BYTES (and 0 once wrapped to 32 bits). */
@@ -128,22 +148,52 @@ static void test_batch_times_tensor(void) {
     CHECK(ie_model_load(buf, size, &m) == IE_OK);
     ie_session_config c = config(1);
     CHECK(ie_session_arena_size(m, &c, &need) == IE_OK && need > (1u << 28));
-    for (uint32_t batch = 16; batch <= (1u << 14); batch *= 1024) {
-        /* 2^32 bytes at batch 16: past what a 32-bit target may plan, fine on a 64-bit host */
-        c = config(batch);
-        ie_status st = ie_session_arena_size(m, &c, &need);
-        if (batch == 16 && sizeof(size_t) == 8) {
-            uint64_t four_gib = (uint64_t)65536 * 65536, got = need;
-            CHECK(st == IE_OK && got > four_gib);
-            continue;
-        }
-        CHECK(st == IE_ERR_NOMEM);
-        CHECK(says(ie_model_errmsg(m), "this model needs an arena of more than"));
-        ie_session *s = NULL;
-        CHECK(ie_session_create(m, &c, NULL, 0, &s) == IE_ERR_NOMEM && s == NULL);
-    }
+    c = config(16); /* 2^32 bytes: past what a 32-bit target may plan, fine on a 64-bit host */
+    check_past_32_bits(m, &c, (uint64_t)1 << 32);
+    c = config(1u << 14);
+    check_refused(m, &c);
     ie_model_free(m);
     free(buf);
+}
+
+/* An op's scratch past 32 bits while the tensors stay within a 32-bit target's arena: input
+ * [1, 2^14, 2^14] -> Conv with a kh x kw kernel ("same" pads) -> [1, 2^14, 2^14] -> MaxPool
+ * 128 x 128 -> [1, 128, 128], the weight frozen. The im2col columns take kh kw x 2^28 bytes; the
+ * tensors and the conv's int32 sums 1.5 GiB. A 4 x 8 kernel (2^33 bytes of columns) plans on a
+ * 64-bit host and is refused on a 32-bit target; a 64 x 128 one (2^41 bytes) is refused
+ * everywhere. Computed in a 32-bit size_t, both wrap to 0 and plan 1.5 GiB. */
+static void test_op_scratch_past_32_bits(void) {
+    static const float weights[64 * 128]; /* zeros: the test plans, it never trains */
+    static const uint32_t kernels[2][2] = {{4, 8}, {64, 128}}, plane[3] = {1, 1u << 14, 1u << 14}, out[3] = {1, 128, 128};
+    static const int32_t pool[6] = {128, 128, 128, 128, 1, 1}; /* kh kw sh sw dh dw */
+    static const uint8_t frozen = 0;
+    for (int k = 0; k < 2; k++) {
+        uint32_t kh = kernels[k][0], kw = kernels[k][1];
+        iem_builder b;
+        memset(&b, 0, sizeof b);
+        const uint32_t wdims[4] = {1, 1, kh, kw};
+        uint32_t in[2] = {iemb_tensor_add(&b, 0, 3, plane, "x", NULL), iemb_tensor_add(&b, 1, 4, wdims, "w", weights)};
+        uint32_t y = iemb_tensor_add(&b, 2, 3, plane, "y", NULL), z = iemb_tensor_add(&b, 2, 3, out, "z", NULL);
+        iemb_node_add(&b, 4, in, 2, y, 1, "conv");
+        /* group kh kw sh sw dh dw, pads top left bottom right */
+        const int32_t attrs[11] = {1, (int32_t)kh, (int32_t)kw, 1, 1, 1, 1,
+                                   (int32_t)(kh - 1) / 2, (int32_t)(kw - 1) / 2, (int32_t)kh / 2, (int32_t)kw / 2};
+        memcpy(b.n[0].attrs, attrs, sizeof attrs);
+        iemb_node_add(&b, 5, &y, 1, z, 128, "pool");
+        memcpy(b.n[1].attrs, pool, sizeof pool);
+        size_t size;
+        uint8_t *buf = iemb_finish(&b, in[0], z, &size);
+        ie_model *m = NULL;
+        CHECK(ie_model_load(buf, size, &m) == IE_OK);
+        ie_session_config c = config(1);
+        c.trainable = &frozen;
+        if (k == 0)
+            check_past_32_bits(m, &c, (uint64_t)kh * kw << 28);
+        else
+            check_refused(m, &c);
+        ie_model_free(m);
+        free(buf);
+    }
 }
 
 int main(void) {
@@ -151,5 +201,6 @@ int main(void) {
     test_huge_dims();
     test_huge_counts();
     test_batch_times_tensor();
+    test_op_scratch_past_32_bits();
     return CHECK_DONE();
 }

@@ -247,19 +247,63 @@ def test_a_constant_without_value_is_malformed():
 
 
 @pytest.mark.parametrize("node, needle", [
-    (helper.make_node("AveragePool", ["w"], ["y"], name="n", kernel_shape=[3, -2**31]), "malformed.*positive"),
+    (helper.make_node("AveragePool", ["w"], ["y"], name="n", kernel_shape=[3, -2**31]), "AveragePool is not folded"),
+    (helper.make_node("Conv", ["w", "w"], ["y"], name="n", pads=[0, 0, 2**16, 0]), "Conv is not folded"),
+    (helper.make_node("Gather", ["shape", "shape"], ["y"], name="n", axis=3), "malformed"),
     (helper.make_node("ConstantOfShape", ["shape"], ["y"], name="n"), "would hold 1099511627776 elements"),
 ])
 def test_folding_checks_a_constant_node_before_it_allocates(node, needle):
     """fuzz_onnx.py: an AveragePool with a kernel of -2^31 on a weight made the reference evaluator
-    allocate gigabytes (tools/fuzz/regressions/onnx/averagepool-negative-kernel-on-a-weight.onnx).
-    Shape inference sizes a constant's output before folding evaluates it."""
+    allocate gigabytes (tools/fuzz/regressions/onnx/averagepool-negative-kernel-on-a-weight.onnx), and
+    in its long run a Conv of a weight padded by 2^16 (conv-of-a-weight-padded-by-65536.onnx): windows
+    and products are not folded, and shape inference sizes a constant's output before folding evaluates it."""
     w = numpy_helper.from_array(np.ones((4, 2, 3, 3), np.float32), "w")
     shape = numpy_helper.from_array(np.array([1 << 20, 1 << 20], np.int64), "shape")
     m = one_node_graph(node, helper.make_node("Relu", ["x"], ["r"], name="relu"), output=("r", [1, 4, 4]),
                        inits=[w, shape])
     with pytest.raises(IntedgeError, match=f"node 'n' .*constant folding refused: .*{needle}"):
         import_onnx(m)
+
+
+@pytest.mark.parametrize("name", ["conv-of-a-weight-padded-by-65536", "conv-of-a-pooled-weight-padded-to-an-empty-width"])
+def test_windows_of_constants_are_not_folded(name):
+    """fuzz_onnx.py's long run: a Conv of a weight padded by 2^16, and a Conv of a max-pooled weight
+    padded by 2^31 - 1 to an empty output, made onnx's reference evaluator allocate past 2 GB."""
+    with deadline(10), pytest.raises(IntedgeError, match=r"\((Conv|MaxPool)\): constant folding refused: .* not folded"):
+        import_onnx(onnx.load(str(REGRESSIONS / f"{name}.onnx")))
+
+
+def test_fusions_skip_malformed_readers():
+    """fuzz_onnx.py's long run: the GELU fusion read the output of a Mul without outputs (x * x's
+    reader) as an IndexError (tools/fuzz/regressions/onnx/gelu-cube-read-from-a-node-without-outputs.onnx).
+    Fusions now only follow readers that keep their schema; the LayerNorm one reads d's square."""
+    with pytest.raises(IntedgeError, match=r"node 'fc' \(Mul\): malformed"):
+        import_onnx(onnx.load(str(REGRESSIONS / "gelu-cube-read-from-a-node-without-outputs.onnx")))
+    mean = helper.make_node("ReduceMean", ["x"], ["m"], name="mean", axes=[-1])
+    m = one_node_graph(mean, helper.make_node("Sub", ["x", "m"], ["d"], name="sub"),
+                       helper.make_node("Mul", ["d", "d"], [], name="square"),
+                       helper.make_node("Relu", ["d"], ["y"], name="relu"), output=("y", [1, 4, 4]))
+    with pytest.raises(IntedgeError, match=r"node 'square' \(Mul\): malformed"):
+        import_onnx(m)
+
+
+def test_an_add_of_an_integer_input_is_refused():
+    """fuzz_onnx.py's long run: an Add of an integer (token id) input and an activation reached
+    the handler's shape comparison as a TypeError."""
+    with pytest.raises(IntedgeError, match=r"node 'id' \(Add\): it reads the integer input 'x'"):
+        import_onnx(onnx.load(str(REGRESSIONS / "add-of-an-integer-input-and-an-activation.onnx")))
+
+
+def test_float_gather_indices_are_refused():
+    """fuzz_onnx.py's long run: a Gather whose constant indices are floats (NaN among them) reached
+    np.arange as a ValueError (tools/fuzz/regressions/onnx/gather-with-float-indices.onnx)."""
+    idx = numpy_helper.from_array(np.array([0.0, 1.0], np.float32), "idx")
+    m = one_node_graph(helper.make_node("Gather", ["x", "idx"], ["y"], name="g", axis=1), output=("y", [2, 4]),
+                       inits=[idx])
+    with pytest.raises(IntedgeError, match=r"node 'g' \(Gather\): its indices must be integers"):
+        import_onnx(m)
+    with pytest.raises(IntedgeError, match=r"node 'fc' \(Gather\): its indices must be integers"):
+        import_onnx(onnx.load(str(REGRESSIONS / "gather-with-float-indices.onnx")))
 
 
 @pytest.mark.parametrize("writes", ["r", "x"])

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of the loaders: builds the libFuzzer harnesses of the C runtime (clang,
 # ASan, UBSan), makes the seed corpus from the tests' models, and runs each harness for SECONDS
-# (default 60): fuzz_model and fuzz_state (C), then fuzz_onnx.py (the ONNX importer, atheris).
+# (default 60): fuzz_model and fuzz_state (C), then fuzz_onnx.py (the ONNX importer) and
+# fuzz_checkpoint.py (the .iec container), both atheris.
 # Any crash, sanitizer report, leak, hang or (in the importer) exception other than IntedgeError
 # fails the run and leaves its input in build/fuzz/ (crash-*, timeout-*, leak-*, oom-*): turn it
 # into a regression test (the input into tools/fuzz/regressions/HARNESS/, which every run replays
 # first, and a test in tests/c/ or tests/python/).
 # Usage: tools/fuzz/run.sh [SECONDS] [extra libFuzzer options]   (needs the installed package)
 # The long runs of docs/reliability.md: FUZZ_HARNESSES=state tools/fuzz/run.sh 0 -runs=10000000
-# (FUZZ_HARNESSES: which of "model state onnx" to run; 0 seconds: no time limit).
+# (FUZZ_HARNESSES: which of "model state onnx checkpoint" to run; 0 seconds: no time limit).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 shift || true
 build=${FUZZ_BUILD_DIR:-build/fuzz}  # another folder lets a long run go on beside the suite's
-harnesses=${FUZZ_HARNESSES:-model state onnx}
+harnesses=${FUZZ_HARNESSES:-model state onnx checkpoint}
 
 mkdir -p "$build"
 python tools/fuzz/make_seeds.py "$build/seeds"
@@ -29,9 +30,10 @@ if [[ " $harnesses " =~ " model "|" state " ]]; then
     harnesses=${harnesses//state/}
   fi
 fi
-if [[ " $harnesses " =~ " onnx " ]] && ! python -c "import atheris" 2>/dev/null; then
-  echo "skipped fuzz_onnx.py: it needs atheris (pip install '.[test]')"
+if [[ " $harnesses " =~ " onnx "|" checkpoint " ]] && ! python -c "import atheris" 2>/dev/null; then
+  echo "skipped fuzz_onnx.py and fuzz_checkpoint.py: they need atheris (pip install '.[test]')"
   harnesses=${harnesses//onnx/}
+  harnesses=${harnesses//checkpoint/}
 fi
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -42,7 +44,8 @@ for harness in $harnesses; do
   log="$build/fuzz_$harness.log"
   regressions=()
   [ -d "tools/fuzz/regressions/$harness" ] && regressions=("$PWD/tools/fuzz/regressions/$harness")
-  if [ "$harness" = onnx ]; then command=(python "$PWD/tools/fuzz/fuzz_onnx.py"); else command=("./fuzz_$harness"); fi
+  command=("./fuzz_$harness")
+  [ -f "tools/fuzz/fuzz_$harness.py" ] && command=(python "$PWD/tools/fuzz/fuzz_$harness.py")
   # -timeout: one input may take 10 s (a large valid model trains a step); -rss_limit_mb bounds memory
   if ! (cd "$build" && "${command[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 "$@" "corpus/$harness" "seeds/$harness" "${regressions[@]}") >"$log" 2>&1; then

@@ -42,6 +42,8 @@ def binary(walker, n):
             walker.problem(n, "an activation divided by an activation is not supported")
             return
         va, vb = walker.view(n, a), walker.view(n, b)
+        if va is None or vb is None:  # view reported why (an integer input: fuzz_onnx.py)
+            return
         if va[1] == vb[1] and walker.shapes[va[0]] == walker.shapes[vb[0]]:
             walker.emit_view(n, iem.OP_BINARY, [va[0], vb[0]], walker.shapes[va[0]], va[1], [kind])
             return

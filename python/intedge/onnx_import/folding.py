@@ -15,6 +15,12 @@ FOLDABLE = ("Constant", "Shape", "Gather", "Cast", "CastLike", "Slice", "Range",
             "Ceil", "Equal", "Where", "Expand", "Mod")
 # the largest constant folding makes (elements): shape arithmetic is tiny, weights are stored
 MAX_FOLDED = 1 << 26
+# ops whose reference evaluation costs more than their output (a window or a product per element):
+# not folded, since exporters fold these themselves (fuzz_onnx.py's long run: a Conv of a weight padded
+# by 2^16 had a 50-million-element output, another by 2^31 - 1 an empty one, and onnx's evaluator
+# allocated past 2 GB for either)
+CONTRACTIONS = ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "MatMul", "MatMulInteger", "QLinearMatMul",
+                "Gemm", "Einsum", "MaxPool", "AveragePool", "LpPool")
 # how the refusal message's list of supported operators ends
 SUMMARY = "constant shape arithmetic (Shape, Gather, Concat, Unsqueeze, Constant, ...), which is folded"
 
@@ -86,6 +92,10 @@ def fold(w, n):
         return False  # rows of a weight table (position embeddings): trained, embedding.py
     if n.op_type in ("Identity", "Dropout") or not n.input or any(v is None for v, i in zip(inputs, n.input) if i):
         return False
+    if n.op_type in CONTRACTIONS:
+        w.problem(n, f"constant folding refused: {n.op_type} is not folded, it costs more than its output; fold it "
+                     "when exporting (torch.onnx.export(..., do_constant_folding=True))")
+        return True
     graph = onnx.helper.make_graph(
         [n], "fold", [onnx.helper.make_tensor_value_info(i, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
                       for i, v in zip(n.input, inputs) if i],

@@ -16,9 +16,10 @@ from .nodes import attrs, fuses
 
 
 def only_reader(walker, v, op_types):
-    """The one node reading v, if it has one of op_types."""
+    """The one node reading v, if it has one of op_types and keeps its schema (a fusion looks at
+    nodes before the walk checks them: fuzz_onnx.py found a reader without outputs)."""
     users = walker.consumers(v)
-    return users[0] if len(users) == 1 and users[0].op_type in op_types else None
+    return users[0] if len(users) == 1 and users[0].op_type in op_types and walker.malformed(users[0]) is None else None
 
 
 def other_input(n, v):
@@ -171,8 +172,9 @@ def layer_norm_decomposed(walker, n):
         return False
     d = sub.output[0]
     readers = walker.consumers(d)
-    square = next((r for r in readers if (r.op_type == "Pow" and r.input[0] == d and scalar(walker, r.input[1], 2.0))
-                   or (r.op_type == "Mul" and list(r.input) == [d, d])), None)
+    square = next((r for r in readers if walker.malformed(r) is None and (
+                   (r.op_type == "Pow" and r.input[0] == d and scalar(walker, r.input[1], 2.0))
+                   or (r.op_type == "Mul" and list(r.input) == [d, d]))), None)
     var = square and only_reader(walker, square.output[0], ("ReduceMean",))
     if var is None or not last_axis_mean(walker, var, len(dims)):
         return False

@@ -73,6 +73,9 @@ def gather(walker, n):
     axis = attrs(n).get("axis", 0) % len(groups)
     size = views.dims(walker.shapes[tensor], groups)[axis]
     idx = None if idx is None else np.asarray(idx)
+    if idx is not None and idx.dtype.kind not in "iu":  # NaN reached np.arange (fuzz_onnx.py)
+        walker.problem(n, f"its indices must be integers (int32 or int64), not {idx.dtype}")
+        return
     flat = None if idx is None or idx.ndim > 1 or idx.size == 0 else np.asarray(idx).reshape(-1) % max(size, 1)
     if flat is None or any(flat != np.arange(flat[0], flat[0] + flat.size)):
         walker.problem(n, "only constant indices that are a run of consecutive values (a scalar or 1-D) are supported")

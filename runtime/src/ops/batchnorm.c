@@ -68,23 +68,23 @@ static void bn_plan(ie_planner *p, uint32_t node) {
         ie_plan_refuse(p, node, "batch x height x width above 2^24: the statistics would overflow int64; use a "
                                 "smaller batch");
     uint32_t last = bwd ? B : F;
-    ie_plan_node_scratch(p, node, S_MEAN, b.c * sizeof(int64_t), F, last);
-    ie_plan_node_scratch(p, node, S_INVSTD, b.c * sizeof(ie_dyadic), F, last);
-    ie_plan_node_scratch(p, node, S_A, b.c * sizeof(ie_dyadic), F, last);
-    ie_plan_node_scratch(p, node, S_B, b.c * sizeof(ie_dyadic), F, last);
-    ie_plan_node_scratch(p, node, S_K, b.c * sizeof(ie_dyadic), F, last);
-    ie_plan_node_scratch(p, node, S_COEF, 3 * b.c * sizeof(int64_t), F, last);
-    ie_plan_node_scratch(p, node, S_TMP32, b.c * sizeof(int32_t), F, last);
-    ie_plan_node_scratch(p, node, S_STATS, 2 * b.c * sizeof(int64_t), F, last);
+    ie_plan_node_scratch(p, node, S_MEAN, IE_SIZE(b.c, sizeof(int64_t)), F, last);
+    ie_plan_node_scratch(p, node, S_INVSTD, IE_SIZE(b.c, sizeof(ie_dyadic)), F, last);
+    ie_plan_node_scratch(p, node, S_A, IE_SIZE(b.c, sizeof(ie_dyadic)), F, last);
+    ie_plan_node_scratch(p, node, S_B, IE_SIZE(b.c, sizeof(ie_dyadic)), F, last);
+    ie_plan_node_scratch(p, node, S_K, IE_SIZE(b.c, sizeof(ie_dyadic)), F, last);
+    ie_plan_node_scratch(p, node, S_COEF, 3 * IE_SIZE(b.c, sizeof(int64_t)), F, last);
+    ie_plan_node_scratch(p, node, S_TMP32, IE_SIZE(b.c, sizeof(int32_t)), F, last);
+    ie_plan_node_scratch(p, node, S_STATS, 2 * IE_SIZE(b.c, sizeof(int64_t)), F, last);
     if (!bwd) return;
     ie_plan_keep(p, b.x, B);
     if (ie_plan_param_trainable(p, b.gamma)) {
-        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_GRAD, b.c * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_OPT, b.c * sizeof(int32_t), B, B);
+        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_GRAD, IE_SIZE(b.c, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_OPT, IE_SIZE(b.c, sizeof(int32_t)), B, B);
     }
     if (ie_plan_param_trainable(p, b.beta)) {
-        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_GRAD, b.c * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_OPT, b.c * sizeof(int32_t), B, B);
+        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_GRAD, IE_SIZE(b.c, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_OPT, IE_SIZE(b.c, sizeof(int32_t)), B, B);
     }
 }
 

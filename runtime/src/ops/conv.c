@@ -217,7 +217,7 @@ IE_HOT static void col2im_add(int32_t *dcol, size_t ld, const ie_conv_geom *g, i
  * with the tap's weights as a vector, and the int32 sums are transposed back. The sums are the
  * same integers as the GEMMs' (at most kh kw terms a position; dW at most HoWo <= 2^17 a sample,
  * then int64 over samples). */
-static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+static uint64_t up64(uint64_t b) { return (b + 63) & ~(uint64_t)63; }
 
 static int depthwise(const ie_conv_geom *g) {
     return IE_FAST_PATHS && g->cin_g == 1 && g->group > 1 && g->cout == g->cin &&
@@ -228,20 +228,20 @@ static int depthwise(const ie_conv_geom *g) {
  * [kk][Wo C] int32 (each tap's channel vector repeated along an output row). Per thread: x and
  * dY channels-last (int8), int32 sums [pixels][C], and for dW the sample's int32 sums per tap
  * along a row [kk][Wo C] and the thread's int64 total [kk][C]. */
-typedef struct dw_layout {
-    size_t xt, dyt, sums, rows, total, size, shared;
+typedef struct dw_layout { /* 64 bits, by IE_SIZE: planning refuses what size_t could not hold */
+    uint64_t xt, dyt, sums, rows, total, size, shared;
 } dw_layout;
 
 static dw_layout dw_layout_of(const ie_conv_geom *g) {
-    size_t c = g->cin, hw = (size_t)g->h * g->w, howo = (size_t)g->ho * g->wo, kk = (size_t)g->kh * g->kw;
+    uint64_t c = g->cin, hw = IE_SIZE(g->h, g->w), howo = IE_SIZE(g->ho, g->wo), kk = IE_SIZE(g->kh, g->kw);
     dw_layout l;
-    l.shared = up64(sizeof(int32_t) * kk * g->wo * c);
+    l.shared = up64(IE_SIZE(sizeof(int32_t), kk, g->wo, c));
     l.xt = 0;
-    l.dyt = up64(hw * c);
-    l.sums = l.dyt + up64(howo * c);
-    l.rows = l.sums + up64(sizeof(int32_t) * (hw > howo ? hw : howo) * c);
-    l.total = l.rows + up64(sizeof(int32_t) * kk * g->wo * c);
-    l.size = l.total + up64(sizeof(int64_t) * kk * c);
+    l.dyt = up64(IE_SIZE(hw, c));
+    l.sums = l.dyt + up64(IE_SIZE(howo, c));
+    l.rows = l.sums + up64(IE_SIZE(sizeof(int32_t), hw > howo ? hw : howo, c));
+    l.total = l.rows + up64(IE_SIZE(sizeof(int32_t), kk, g->wo, c));
+    l.size = l.total + up64(IE_SIZE(sizeof(int64_t), kk, c));
     return l;
 }
 
@@ -384,33 +384,33 @@ size_t ie_conv_chunk(const ie_conv_geom *g, size_t n) {
 
 /* One thread's scratch for a phase, in byte offsets: columns (int8), rows of dY (int8) and an
  * int32 block (a chunk's outputs, or dX's dcol). */
-typedef struct conv_scratch {
-    size_t rows, tmp, total;
+typedef struct conv_scratch { /* 64 bits, by IE_SIZE: planning refuses what size_t could not hold */
+    uint64_t rows, tmp, total;
 } conv_scratch;
 
 static conv_scratch scratch_of(const ie_conv_geom *g, size_t n, int phase) {
     ie_conv_geom t;
-    size_t c = ie_conv_chunk(g, n), howo = (size_t)g->ho * g->wo, l = c * howo, cout_g = g->cout / g->group;
-    size_t k = (size_t)g->cin_g * g->kh * g->kw, col = 0, rows = 0, tmp = 0;
+    uint64_t c = ie_conv_chunk(g, n), l = IE_SIZE(c, g->ho, g->wo), cout_g = g->cout / g->group;
+    uint64_t k = IE_SIZE(g->cin_g, g->kh, g->kw), col = 0, rows = 0, tmp = 0;
     if (phase == IE_PROF_FWD) {
-        col = c == 1 && col_is_input(g) ? 0 : k * l;
-        tmp = c > 1 ? sizeof(int32_t) * cout_g * l : 0;
+        col = c == 1 && col_is_input(g) ? 0 : IE_SIZE(k, l);
+        tmp = c > 1 ? IE_SIZE(sizeof(int32_t), cout_g, l) : 0;
     } else if (phase == IE_PROF_DX && dx_by_conv(g, &t)) {
-        col = c == 1 && col_is_input(&t) ? 0 : cout_g * g->kh * g->kw * l;
-        tmp = c > 1 ? sizeof(int32_t) * g->cin_g * l : 0;
+        col = c == 1 && col_is_input(&t) ? 0 : IE_SIZE(cout_g, g->kh, g->kw, l);
+        tmp = c > 1 ? IE_SIZE(sizeof(int32_t), g->cin_g, l) : 0;
     } else if (phase == IE_PROF_DX) {
-        rows = c > 1 ? cout_g * l : 0;
-        tmp = sizeof(int32_t) * k * l;
+        rows = c > 1 ? IE_SIZE(cout_g, l) : 0;
+        tmp = IE_SIZE(sizeof(int32_t), k, l);
     } else {
-        col = k * l;
-        rows = c > 1 ? cout_g * l : 0;
+        col = IE_SIZE(k, l);
+        rows = c > 1 ? IE_SIZE(cout_g, l) : 0;
     }
     conv_scratch s = {up64(col), up64(col) + up64(rows), 0};
     s.total = s.tmp + up64(tmp) > 64 ? s.tmp + up64(tmp) : 64; /* never empty: every piece has an address */
     return s;
 }
 
-size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) {
+uint64_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase) {
     if (depthwise(g)) /* the shared weights counted with every thread's piece: simple, and small */
         return dw_layout_of(g).size + dw_layout_of(g).shared;
     return scratch_of(g, n, phase).total;
@@ -784,12 +784,12 @@ int ie_conv_plan_params(ie_planner *p, uint32_t node, size_t weight_numel, size_
     ie_plan_param_buffer(p, w, IE_BUF_PARAM_W8, weight_numel, F, need_dx ? B : F);
     if (need_dw) {
         ie_plan_keep(p, x, B);
-        ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, weight_numel * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, weight_numel * sizeof(int32_t), B, B);
+        ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, IE_SIZE(weight_numel, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, IE_SIZE(weight_numel, sizeof(int32_t)), B, B);
     }
     if (bwd && b != IE_NONE && ie_plan_param_trainable(p, b)) {
-        ie_plan_param_buffer(p, b, IE_BUF_PARAM_GRAD, bias_channels * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, b, IE_BUF_PARAM_OPT, bias_channels * sizeof(int32_t), B, B);
+        ie_plan_param_buffer(p, b, IE_BUF_PARAM_GRAD, IE_SIZE(bias_channels, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, b, IE_BUF_PARAM_OPT, IE_SIZE(bias_channels, sizeof(int32_t)), B, B);
     }
     return need_dx | need_dw << 1;
 }
@@ -802,19 +802,19 @@ static void conv_plan(ie_planner *p, uint32_t node) {
     size_t cout_g = g.cout / g.group, t = ie_plan_threads(p); /* per-thread scratch, t copies */
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int needs = ie_conv_plan_params(p, node, g.cout * k, g.cout);
-    ie_plan_node_scratch(p, node, S_ACC, n * g.cout * howo * sizeof(int32_t), F, F);
+    ie_plan_node_scratch(p, node, S_ACC, IE_SIZE(n, g.cout, howo, sizeof(int32_t)), F, F);
     size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
     int direct = depthwise(&g); /* no weight transposes or partial sums */
-    ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_FWD), F, F);
-    if (nd->n_in > 2) ie_plan_node_scratch(p, node, S_BIAS, g.cout * sizeof(int64_t), F, F);
+    ie_plan_node_scratch(p, node, S_COL, IE_SIZE(t, ie_conv_scratch(&g, n, IE_PROF_FWD)), F, F);
+    if (nd->n_in > 2) ie_plan_node_scratch(p, node, S_BIAS, IE_SIZE(g.cout, sizeof(int64_t)), F, F);
     if (needs & IE_CONV_NEEDS_DX) {
-        if (!direct) ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, B, B);
-        ie_plan_node_scratch(p, node, S_DCOL, t * ie_conv_scratch(&g, n, IE_PROF_DX), B, B);
-        ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cin * g.h * g.w * sizeof(int32_t), B, B);
+        if (!direct) ie_plan_node_scratch(p, node, S_WT, IE_SIZE(g.group, k, cout_g), B, B);
+        ie_plan_node_scratch(p, node, S_DCOL, IE_SIZE(t, ie_conv_scratch(&g, n, IE_PROF_DX)), B, B);
+        ie_plan_node_scratch(p, node, S_DX_ACC, IE_SIZE(n, g.cin, g.h, g.w, sizeof(int32_t)), B, B);
     }
     if (needs & IE_CONV_NEEDS_DW) {
-        ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
-        if (!direct && t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_COL_B, IE_SIZE(t, ie_conv_scratch(&g, n, IE_PROF_DW)), B, B);
+        if (!direct && t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, IE_SIZE(t, g.cout, k, sizeof(int64_t)), B, B);
     }
 }
 

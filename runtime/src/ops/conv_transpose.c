@@ -39,18 +39,18 @@ static void convt_plan(ie_planner *p, uint32_t node) {
     size_t k = (size_t)g.cin_g * g.kh * g.kw, cout_g = g.cout / g.group, t = ie_plan_threads(p);
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int needs = ie_conv_plan_params(p, node, g.cout * k, g.cin);
-    ie_plan_node_scratch(p, node, S_ACC, n * g.cin * hw * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_WT, g.group * k * cout_g, F, F);
-    ie_plan_node_scratch(p, node, S_COL, t * ie_conv_scratch(&g, n, IE_PROF_DX), F, F);
-    if (m->nodes[node].n_in > 2) ie_plan_node_scratch(p, node, S_BIAS, g.cin * sizeof(int64_t), F, F);
+    ie_plan_node_scratch(p, node, S_ACC, IE_SIZE(n, g.cin, hw, sizeof(int32_t)), F, F);
+    ie_plan_node_scratch(p, node, S_WT, IE_SIZE(g.group, k, cout_g), F, F);
+    ie_plan_node_scratch(p, node, S_COL, IE_SIZE(t, ie_conv_scratch(&g, n, IE_PROF_DX)), F, F);
+    if (m->nodes[node].n_in > 2) ie_plan_node_scratch(p, node, S_BIAS, IE_SIZE(g.cin, sizeof(int64_t)), F, F);
     if (needs & IE_CONV_NEEDS_DX) {
-        ie_plan_node_scratch(p, node, S_COL_DX, t * ie_conv_scratch(&g, n, IE_PROF_FWD), B, B);
-        ie_plan_node_scratch(p, node, S_DX_ACC, n * g.cout * howo * sizeof(int32_t), B, B);
+        ie_plan_node_scratch(p, node, S_COL_DX, IE_SIZE(t, ie_conv_scratch(&g, n, IE_PROF_FWD)), B, B);
+        ie_plan_node_scratch(p, node, S_DX_ACC, IE_SIZE(n, g.cout, howo, sizeof(int32_t)), B, B);
     }
     if (needs & IE_CONV_NEEDS_DW) {
         size_t chunks = (n + ie_conv_chunk(&g, n) - 1) / ie_conv_chunk(&g, n);
-        ie_plan_node_scratch(p, node, S_COL_B, t * ie_conv_scratch(&g, n, IE_PROF_DW), B, B);
-        if (t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, t * g.cout * k * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_COL_B, IE_SIZE(t, ie_conv_scratch(&g, n, IE_PROF_DW)), B, B);
+        if (t > 1 && chunks >= t) ie_plan_node_scratch(p, node, S_DW_PART, IE_SIZE(t, g.cout, k, sizeof(int64_t)), B, B);
     }
 }
 

@@ -53,26 +53,26 @@ static ie_status emb_check(const ie_model *m, const ie_node_desc *nd, char *err,
 }
 
 /* Distinct rows a batch can touch: never more than the ids it holds, nor the table's rows. */
-static size_t max_touched(const emb_shape *e, size_t batch) {
-    size_t n = e->count * batch;
+static uint64_t max_touched(const emb_shape *e, uint32_t batch) {
+    uint64_t n = IE_SIZE(e->count, batch);
     return n < e->rows ? n : e->rows;
 }
 
 static void emb_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     emb_shape e = shape_of(m, &m->nodes[node]);
-    size_t batch = ie_plan_batch(p), touched = max_touched(&e, batch);
+    uint64_t touched = max_touched(&e, ie_plan_batch(p));
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int train = ie_plan_requires_grad(p, e.y) && ie_plan_param_trainable(p, e.table);
     if (const_ids(m, e.ids)) /* the constant ids, decoded (whole numbers, checked at load) */
-        ie_plan_node_scratch(p, node, S_IDS, e.count * sizeof(int32_t), F, train ? B : F);
+        ie_plan_node_scratch(p, node, S_IDS, IE_SIZE(e.count, sizeof(int32_t)), F, train ? B : F);
     else if (train)
         ie_plan_keep(p, e.ids, B);
     if (!train) return;
-    ie_plan_node_scratch(p, node, S_MARK, (e.rows + 63) / 64 * sizeof(uint64_t), B, B);
-    ie_plan_node_scratch(p, node, S_ROWS, touched * sizeof(uint32_t), B, B);
-    ie_plan_node_scratch(p, node, S_GRAD, touched * e.d * sizeof(int64_t), B, B);
-    ie_plan_node_scratch(p, node, S_OPT, ie_optim_rows_scratch(ie_plan_config(p), touched * e.d), B, B);
+    ie_plan_node_scratch(p, node, S_MARK, IE_SIZE((e.rows + 63) / 64, sizeof(uint64_t)), B, B);
+    ie_plan_node_scratch(p, node, S_ROWS, IE_SIZE(touched, sizeof(uint32_t)), B, B);
+    ie_plan_node_scratch(p, node, S_GRAD, IE_SIZE(touched, e.d, sizeof(int64_t)), B, B);
+    ie_plan_node_scratch(p, node, S_OPT, ie_optim_rows_scratch(ie_plan_config(p), IE_SIZE(touched, e.d)), B, B);
 }
 
 /* The ids of sample i (a constant's are the same for every sample). */

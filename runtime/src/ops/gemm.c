@@ -68,26 +68,26 @@ static ie_status gemm_check(const ie_model *m, const ie_node_desc *nd, char *err
 static void gemm_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     gemm_shape g = shape_of(m, &m->nodes[node]);
-    size_t n = ie_plan_batch(p) * g.rows;
+    uint64_t n = IE_SIZE(ie_plan_batch(p), g.rows);
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int bwd = ie_plan_requires_grad(p, g.y);
     int need_dx = bwd && ie_plan_requires_grad(p, g.x);
     int need_dw = bwd && ie_plan_param_trainable(p, g.w);
     int need_db = bwd && g.b != IE_NONE && ie_plan_param_trainable(p, g.b);
-    ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_W8, g.m * g.k, F, need_dx ? B : F);
-    ie_plan_node_scratch(p, node, S_ACC, n * g.m * sizeof(int32_t), F, F);
-    if (g.b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, g.m * sizeof(int64_t), F, F);
-    if (need_dx) ie_plan_node_scratch(p, node, S_DX_ACC, n * g.k * sizeof(int32_t), B, B);
+    ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_W8, IE_SIZE(g.m, g.k), F, need_dx ? B : F);
+    ie_plan_node_scratch(p, node, S_ACC, IE_SIZE(n, g.m, sizeof(int32_t)), F, F);
+    if (g.b != IE_NONE) ie_plan_node_scratch(p, node, S_BIAS, IE_SIZE(g.m, sizeof(int64_t)), F, F);
+    if (need_dx) ie_plan_node_scratch(p, node, S_DX_ACC, IE_SIZE(n, g.k, sizeof(int32_t)), B, B);
     if (need_dw) {
         ie_plan_keep(p, g.x, B);
-        ie_plan_node_scratch(p, node, S_DYT, g.m * n, B, B);
-        ie_plan_node_scratch(p, node, S_XT, g.k * n, B, B);
-        ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_GRAD, g.m * g.k * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_OPT, g.m * g.k * sizeof(int32_t), B, B);
+        ie_plan_node_scratch(p, node, S_DYT, IE_SIZE(g.m, n), B, B);
+        ie_plan_node_scratch(p, node, S_XT, IE_SIZE(g.k, n), B, B);
+        ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_GRAD, IE_SIZE(g.m, g.k, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_OPT, IE_SIZE(g.m, g.k, sizeof(int32_t)), B, B);
     }
     if (need_db) {
-        ie_plan_param_buffer(p, g.b, IE_BUF_PARAM_GRAD, g.m * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, g.b, IE_BUF_PARAM_OPT, g.m * sizeof(int32_t), B, B);
+        ie_plan_param_buffer(p, g.b, IE_BUF_PARAM_GRAD, IE_SIZE(g.m, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, g.b, IE_BUF_PARAM_OPT, IE_SIZE(g.m, sizeof(int32_t)), B, B);
     }
 }
 

@@ -65,31 +65,31 @@ static void ln_plan(ie_planner *p, uint32_t node) {
     ln_shape l = shape_of(m, &m->nodes[node]);
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int bwd = ie_plan_requires_grad(p, l.y), need_dx = bwd && ie_plan_requires_grad(p, l.x);
-    size_t rows = ie_plan_batch(p) * l.rows;
+    uint64_t rows = IE_SIZE(ie_plan_batch(p), l.rows);
     if (rows > MAX_ROWS) ie_plan_refuse(p, node, "batch x rows above 2^24: the scale's gradient would overflow int64; "
                                                  "use a smaller batch");
     uint32_t last = bwd ? B : F;
-    ie_plan_node_scratch(p, node, S_MEAN, rows * sizeof(int64_t), F, last);
-    ie_plan_node_scratch(p, node, S_RSTD, rows * sizeof(ie_dyadic), F, last);
-    ie_plan_node_scratch(p, node, S_SHIFT, rows * sizeof(int32_t), F, last);
+    ie_plan_node_scratch(p, node, S_MEAN, IE_SIZE(rows, sizeof(int64_t)), F, last);
+    ie_plan_node_scratch(p, node, S_RSTD, IE_SIZE(rows, sizeof(ie_dyadic)), F, last);
+    ie_plan_node_scratch(p, node, S_SHIFT, IE_SIZE(rows, sizeof(int32_t)), F, last);
     ie_plan_node_scratch(p, node, S_XHAT_E, sizeof(int32_t), F, last);
-    ie_plan_node_scratch(p, node, S_ROW, l.d * sizeof(int32_t), F, last);
-    ie_plan_node_scratch(p, node, S_A, l.d * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_K, l.d * sizeof(int64_t), F, F);
+    ie_plan_node_scratch(p, node, S_ROW, IE_SIZE(l.d, sizeof(int32_t)), F, last);
+    ie_plan_node_scratch(p, node, S_A, IE_SIZE(l.d, sizeof(int32_t)), F, F);
+    ie_plan_node_scratch(p, node, S_K, IE_SIZE(l.d, sizeof(int64_t)), F, F);
     if (!bwd) return;
     ie_plan_keep(p, l.x, B);
     if (need_dx) {
-        ie_plan_node_scratch(p, node, S_GAMMA, l.d * sizeof(int32_t), B, B);
-        ie_plan_node_scratch(p, node, S_P, rows * sizeof(ie_dyadic), B, B);
-        ie_plan_node_scratch(p, node, S_Q, rows * sizeof(ie_dyadic), B, B);
-        ie_plan_node_scratch(p, node, S_R, rows * sizeof(ie_dyadic), B, B);
-        ie_plan_node_scratch(p, node, S_COEF, 3 * rows * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_GAMMA, IE_SIZE(l.d, sizeof(int32_t)), B, B);
+        ie_plan_node_scratch(p, node, S_P, IE_SIZE(rows, sizeof(ie_dyadic)), B, B);
+        ie_plan_node_scratch(p, node, S_Q, IE_SIZE(rows, sizeof(ie_dyadic)), B, B);
+        ie_plan_node_scratch(p, node, S_R, IE_SIZE(rows, sizeof(ie_dyadic)), B, B);
+        ie_plan_node_scratch(p, node, S_COEF, 3 * IE_SIZE(rows, sizeof(int64_t)), B, B);
     }
     for (uint32_t k = 1; k < m->nodes[node].n_in; k++) {
         uint32_t t = m->nodes[node].in[k];
         if (!ie_plan_param_trainable(p, t)) continue;
-        ie_plan_param_buffer(p, t, IE_BUF_PARAM_GRAD, l.d * sizeof(int64_t), B, B);
-        ie_plan_param_buffer(p, t, IE_BUF_PARAM_OPT, l.d * sizeof(int32_t), B, B);
+        ie_plan_param_buffer(p, t, IE_BUF_PARAM_GRAD, IE_SIZE(l.d, sizeof(int64_t)), B, B);
+        ie_plan_param_buffer(p, t, IE_BUF_PARAM_OPT, IE_SIZE(l.d, sizeof(int32_t)), B, B);
     }
 }
 

@@ -300,13 +300,13 @@ static void resize_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
     uint32_t B = ie_pos_bwd(m, node), F = ie_pos_fwd(m, node);
-    size_t n = ie_plan_batch(p), in = n * m->tensors[nd->in[0]].numel;
+    uint64_t n = ie_plan_batch(p), in = IE_SIZE(n, m->tensors[nd->in[0]].numel);
     if (ie_plan_requires_grad(p, nd->in[0])) {
-        ie_plan_node_scratch(p, node, 0, in * sizeof(int32_t), B, B);
-        if (nd->attrs[2] != RESIZE_NEAREST) ie_plan_node_scratch(p, node, 1, in * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, 0, IE_SIZE(in, sizeof(int32_t)), B, B);
+        if (nd->attrs[2] != RESIZE_NEAREST) ie_plan_node_scratch(p, node, 1, IE_SIZE(in, sizeof(int64_t)), B, B);
     }
     if (nd->attrs[2] != RESIZE_NEAREST)
-        ie_plan_node_scratch(p, node, 2, n * m->tensors[nd->out[0]].numel * sizeof(int32_t), F, F);
+        ie_plan_node_scratch(p, node, 2, IE_SIZE(n, m->tensors[nd->out[0]].numel, sizeof(int32_t)), F, F);
 }
 
 /* Output pixel (i, j) of a plane from its four taps, times den_h * den_w. */
@@ -457,8 +457,8 @@ static void param_broadcast_plan(ie_planner *p, uint32_t node) {
     const ie_node_desc *nd = &m->nodes[node];
     uint32_t B = ie_pos_bwd(m, node), numel = m->tensors[nd->in[0]].numel;
     if (!ie_plan_param_trainable(p, nd->in[0])) return; /* frozen: a copy, nothing for backward */
-    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_GRAD, numel * sizeof(int64_t), B, B);
-    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_OPT, numel * sizeof(int32_t), B, B);
+    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_GRAD, IE_SIZE(numel, sizeof(int64_t)), B, B);
+    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_OPT, IE_SIZE(numel, sizeof(int32_t)), B, B);
 }
 
 static void param_broadcast_forward(ie_session *s, uint32_t node) {

@@ -226,6 +226,7 @@ static mm_pass pass_of(const mm_shape *g, int which) {
     }
     size_t per = dest_count(&j);
     j.wide = (uint64_t)(g->count[2] / per) * j.red > IE_MAX_REDUCTION; /* terms summed per element */
+    /* each product is one operand or result matrix (at most 2^28 elements): their sum fits size_t */
     j.tmp_offset = ie_align_up(j.trans[0] ? j.r * j.red : 0);
     j.work_bytes = j.tmp_offset + ie_align_up(per != g->count[2] ? j.r * j.c * sizeof(int32_t) : 0);
     return j;
@@ -238,21 +239,21 @@ static void matmul_plan(ie_planner *p, uint32_t node) {
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
     int bwd = ie_plan_requires_grad(p, g.y);
     mm_pass fwd = pass_of(&g, 0), da = pass_of(&g, 1), db = pass_of(&g, 2);
-    ie_plan_node_scratch(p, node, S_ACC, n * m->tensors[g.y].numel * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_WORK_F, t * fwd.work_bytes, F, F);
+    ie_plan_node_scratch(p, node, S_ACC, IE_SIZE(n, m->tensors[g.y].numel, sizeof(int32_t)), F, F);
+    ie_plan_node_scratch(p, node, S_WORK_F, IE_SIZE(t, fwd.work_bytes), F, F);
     if (!bwd) return;
     size_t work_b = 0;
     if (ie_plan_requires_grad(p, g.a)) {
         ie_plan_keep(p, g.b, B);
-        ie_plan_node_scratch(p, node, S_DA_ACC, n * m->tensors[g.a].numel * (da.wide ? 8 : 4), B, B);
+        ie_plan_node_scratch(p, node, S_DA_ACC, IE_SIZE(n, m->tensors[g.a].numel, da.wide ? 8 : 4), B, B);
         work_b = da.work_bytes;
     }
     if (ie_plan_requires_grad(p, g.b)) {
         ie_plan_keep(p, g.a, B);
-        ie_plan_node_scratch(p, node, S_DB_ACC, n * m->tensors[g.b].numel * (db.wide ? 8 : 4), B, B);
+        ie_plan_node_scratch(p, node, S_DB_ACC, IE_SIZE(n, m->tensors[g.b].numel, db.wide ? 8 : 4), B, B);
         work_b = db.work_bytes > work_b ? db.work_bytes : work_b;
     }
-    ie_plan_node_scratch(p, node, S_WORK_B, t * work_b, B, B);
+    ie_plan_node_scratch(p, node, S_WORK_B, IE_SIZE(t, work_b), B, B);
 }
 
 static mm_pass bind(const ie_session *s, const mm_shape *g, int which, void *acc, int8_t *work) {

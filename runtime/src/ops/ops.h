@@ -78,7 +78,7 @@ ie_status ie_window_check(uint32_t h, uint32_t w, uint32_t kh, uint32_t kw, uint
 /* Samples per GEMM for a batch of n (conv.c: chunks), and the bytes of one thread's scratch for
  * n samples in phase IE_PROF_FWD, IE_PROF_DX or IE_PROF_DW. */
 size_t ie_conv_chunk(const ie_conv_geom *g, size_t n);
-size_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase);
+uint64_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase);
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y);

@@ -99,7 +99,7 @@ static void maxpool_plan(ie_planner *p, uint32_t node) {
     uint32_t B = ie_pos_bwd(m, node);
     if (!ie_plan_requires_grad(p, nd->in[0])) return;
     ie_plan_keep(p, nd->in[0], B);
-    ie_plan_node_scratch(p, node, S_GRAD_ACC, (size_t)ie_plan_batch(p) * g.c * g.h * g.w * sizeof(int32_t), B, B);
+    ie_plan_node_scratch(p, node, S_GRAD_ACC, IE_SIZE(ie_plan_batch(p), g.c, g.h, g.w, sizeof(int32_t)), B, B);
 }
 
 /* The first largest input of output (oh, ow)'s window in FOR_WINDOW's order: its index, or -1
@@ -245,11 +245,10 @@ static void avgpool_plan(ie_planner *p, uint32_t node) {
     const ie_model *m = ie_plan_model(p);
     const ie_node_desc *nd = &m->nodes[node];
     pool_geom g = geometry(m, nd);
-    size_t n = ie_plan_batch(p);
-    uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
-    ie_plan_node_scratch(p, node, S_ACC, n * g.c * g.ho * g.wo * sizeof(int64_t), F, F);
+    uint32_t n = ie_plan_batch(p), F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
+    ie_plan_node_scratch(p, node, S_ACC, IE_SIZE(n, g.c, g.ho, g.wo, sizeof(int64_t)), F, F);
     if (ie_plan_requires_grad(p, nd->in[0]))
-        ie_plan_node_scratch(p, node, S_GRAD_ACC, n * g.c * g.h * g.w * sizeof(int64_t), B, B);
+        ie_plan_node_scratch(p, node, S_GRAD_ACC, IE_SIZE(n, g.c, g.h, g.w, sizeof(int64_t)), B, B);
 }
 
 static void avgpool_forward(ie_session *s, uint32_t node) {

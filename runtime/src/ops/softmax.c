@@ -80,14 +80,14 @@ static void sm_plan(ie_planner *p, uint32_t node) {
     const ie_node_desc *nd = &m->nodes[node];
     sm_shape sh = shape_of(m, nd);
     uint32_t F = ie_pos_fwd(m, node), B = ie_pos_bwd(m, node);
-    size_t rows = ie_plan_batch(p) * sh.outer * sh.inner;
+    uint64_t rows = IE_SIZE(ie_plan_batch(p), sh.outer, sh.inner);
     int bwd = ie_plan_requires_grad(p, nd->out[0]);
-    ie_plan_node_scratch(p, node, S_ROWMAX, rows * sizeof(int32_t), F, F);
-    ie_plan_node_scratch(p, node, S_RECIP, rows * sizeof(ie_dyadic), F, F);
+    ie_plan_node_scratch(p, node, S_ROWMAX, IE_SIZE(rows, sizeof(int32_t)), F, F);
+    ie_plan_node_scratch(p, node, S_RECIP, IE_SIZE(rows, sizeof(ie_dyadic)), F, F);
     for (uint32_t k = S_Z; k <= S_KEEP; k++) ie_plan_node_scratch(p, node, k, sh.len, F, bwd ? B : F);
     if (!bwd) return;
     ie_plan_keep(p, nd->out[0], B);
-    ie_plan_node_scratch(p, node, S_DOT, rows * sizeof(int64_t), B, B);
+    ie_plan_node_scratch(p, node, S_DOT, IE_SIZE(rows, sizeof(int64_t)), B, B);
 }
 
 /* Where row `row` (over the batch) starts in X and in the mask, and the mask's step along it. */
