@@ -181,6 +181,30 @@ def test_decode_takes_3x3_peaks_top_k_above_threshold():
 
 # ---- data formats and the CLI ----------------------------------------------------------------------
 
+def same_detections(ours, host):
+    """The integer decoder's detections are the host's: the same classes and scores in the same
+    order (both from the same logits), boxes within the 1/512 pixel of rounding to 1/256."""
+    for a, b in zip(ours, host, strict=True):
+        assert np.array_equal(a["classes"], b["classes"]) and np.array_equal(a["scores"], b["scores"])
+        assert a["boxes"].shape == b["boxes"].shape and np.abs(a["boxes"] - b["boxes"]).max(initial=0) <= 2.0**-9 + 1e-9
+
+
+@pytest.mark.parametrize("e,threshold,k", [(-1, 0.3, 7), (-3, 0.01, 100), (2, 0.5, 3), (-6, 0.45, 40), (-11, 0.49, 40)])
+def test_integer_decoder_gives_the_host_decoders_detections(rng, e, threshold, k):
+    """ie_centernet_decode (firmware) against detect.decode on odd shapes with plateaus (few
+    distinct logits, so ties everywhere), negative sizes and offsets, top-k cutting, thresholds.
+    Logits stay within +-34: beyond about 36.7 float64's sigmoid is 1.0 and the host ties them."""
+    from intedge import detect
+
+    step = min(17, int(34 / 4 / 2.0**e))
+    q = np.concatenate([rng.integers(-4, 5, size=(3, 3, 7, 9)) * step, rng.integers(-127, 128, size=(3, 4, 7, 9))], 1)
+    q = q.astype(np.int8)
+    ours = detect.decode_fixed(q, e, 4, k=k, threshold=threshold)
+    host = detect.decode(q * 2.0**e, 4, k=k, threshold=threshold)
+    assert sum(len(d["classes"]) for d in host) > 3
+    same_detections(ours, host)
+
+
 def scenes(n, seed, size=(48, 64)):
     """n real MNIST scenes: uint8 images [n, H, W] and boxes [k, 5] (class, x, y, w, h)."""
     from intedge.data import load_mnist_5k
@@ -410,3 +434,20 @@ def test_write_predictions_draws_boxes_and_writes_coco_results(trained_detector,
     assert strong.any() and drawn.any()
     x, y, w, h = np.clip(np.round(dets[0]["boxes"][strong][0]), 0, 31).astype(int)
     assert drawn[y, x:x + w].any() or drawn[y:y + h, x].any()  # the strongest box's outline
+
+
+def test_integer_decoder_decodes_a_trained_detector_as_the_host(trained_detector):
+    """The firmware's decoder on the trained detector's int8 eval outputs: the host's detections."""
+    from intedge import detect
+
+    _, t, _, xv, _ = trained_detector
+    shape = (-1,) + t.runtime_model.output_shape
+    total = 0
+    for i in range(0, 96, t.batch_size):
+        q, e = t.session.forward_fixed(xv[i:i + t.batch_size])
+        q = q.reshape(shape)
+        ours, host = detect.decode_fixed(q, e, 4), detect.decode(q * 2.0**e, 4)
+        same_detections(ours, host)
+        total += sum(len(d["classes"]) for d in ours)
+    print(f"integer decoder: {total} detections on 96 val images, each the host's")
+    assert total > 96
