@@ -15,6 +15,7 @@ import numpy as np
 
 from .data import IMAGE_SUFFIXES, Dataset, class_names_file, split, warn, warn_skipped
 from .errors import IntedgeError
+from .images import apply_plan, augment_plan
 from .runtime import ffi, lib
 
 LOSS = "centernet"
@@ -106,13 +107,37 @@ class Targets:
 
     def __init__(self, boxes, classes, out_hw, stride):
         self.boxes = list(boxes)
-        self.dense = np.stack([targets(b, classes, out_hw, stride).reshape(-1) for b in self.boxes])
+        self.classes, self.out_hw, self.stride = classes, out_hw, stride
+        self.dense = self.rows(self.boxes)
+
+    def rows(self, boxes):
+        """The label rows of other boxes (an augmented batch's) at these targets' geometry."""
+        return np.stack([targets(b, self.classes, self.out_hw, self.stride).reshape(-1) for b in boxes])
 
     def __len__(self):
         return len(self.dense)
 
     def __getitem__(self, idx):
         return self.dense[idx]
+
+
+def augment(x, boxes, kinds, rng):
+    """images.augment's crop and flip on uint8 images [n, C, H, W] (the same draws), moving their
+    boxes ([k, 5] class, x, y, w, h in pixels) with them: a box is clipped to the crop, and left
+    out when less than a pixel of its width or height remains."""
+    plan = augment_plan(len(x), x.shape[2], kinds, rng)
+    pad, dy, dx, flip = plan
+    h, w = x.shape[2:]
+    moved = []
+    for i, b in enumerate(boxes):
+        b = np.asarray(b, np.float64).reshape(-1, 5)
+        x0, y0 = np.clip(b[:, 1] + pad - dx[i], 0, w), np.clip(b[:, 2] + pad - dy[i], 0, h)
+        x1, y1 = np.clip(b[:, 1] + b[:, 3] + pad - dx[i], 0, w), np.clip(b[:, 2] + b[:, 4] + pad - dy[i], 0, h)
+        if flip[i]:
+            x0, x1 = w - x1, w - x0
+        keep = (x1 - x0 >= 1) & (y1 - y0 >= 1)
+        moved.append(np.stack([b[:, 0], x0, y0, x1 - x0, y1 - y0], 1)[keep])
+    return apply_plan(x, plan), moved
 
 
 def check_boxes(boxes, classes, what):
