@@ -87,7 +87,8 @@ def iem_cases(rng):
     for (shape, geometry), kind in zip(RESIZES[1:], [("linear", "half_pixel", None), ("nearest", "half_pixel", "round_prefer_ceil"),
                                                      ("linear", "align_corners", None), ("nearest", "asymmetric", "floor")]):
         g, k, out = rational_resize_graph(shape, geometry, *kind, rng)  # rational scales, down and up
-        yield f"resize-{kind[0]}-{kind[1]}-to-{out[0]}x{out[1]}", g, rng.standard_normal((12, k)), rng.integers(0, shape[0] * out[0] * out[1], 12)
+        yield (f"resize-{kind[0]}-{kind[1]}-to-{out[0]}x{out[1]}", g, rng.standard_normal((12, k)),
+               rng.integers(0, shape[0] * out[0] * out[1], 12))
 
 
 def transformer_ops_graph(kind, p0, rng):
