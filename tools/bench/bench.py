@@ -182,7 +182,7 @@ def work_intedge(model_path, name, threads, last, reps, profile):
     t = intedge.Trainer(imported, batch_size=batch, threads=threads, trainable=flags,
                         loss=DENSE.get(name, "cross_entropy"), **recipe)
     x, y = batch_of(name)
-    y = y.astype(np.int32).reshape(batch, -1)
+    y = y.astype(np.int32).reshape(batch, -1) if name in DENSE else y.astype(np.int32)
     xb = t.prepare(x, None if name in DENSE else y, "x")[0]
     step = lambda: t.session.step(xb, labels=y)  # noqa: E731
     res = timed(step, reps)
