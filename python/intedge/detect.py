@@ -15,7 +15,8 @@ import numpy as np
 
 from .data import IMAGE_SUFFIXES, Dataset, class_names_file, split, warn, warn_skipped
 from .errors import IntedgeError
-from .runtime import lib
+from .images import apply_plan, augment_plan
+from .runtime import ffi, lib
 
 LOSS = "centernet"
 HEAT_ONE, NO_BOX, BOX_TARGET_MAX = lib.IE_HEAT_ONE, lib.IE_NO_BOX, lib.IE_BOX_TARGET_MAX
@@ -106,13 +107,37 @@ class Targets:
 
     def __init__(self, boxes, classes, out_hw, stride):
         self.boxes = list(boxes)
-        self.dense = np.stack([targets(b, classes, out_hw, stride).reshape(-1) for b in self.boxes])
+        self.classes, self.out_hw, self.stride = classes, out_hw, stride
+        self.dense = self.rows(self.boxes)
+
+    def rows(self, boxes):
+        """The label rows of other boxes (an augmented batch's) at these targets' geometry."""
+        return np.stack([targets(b, self.classes, self.out_hw, self.stride).reshape(-1) for b in boxes])
 
     def __len__(self):
         return len(self.dense)
 
     def __getitem__(self, idx):
         return self.dense[idx]
+
+
+def augment(x, boxes, kinds, rng):
+    """images.augment's crop and flip on uint8 images [n, C, H, W] (the same draws), moving their
+    boxes ([k, 5] class, x, y, w, h in pixels) with them: a box is clipped to the crop, and left
+    out when less than a pixel of its width or height remains."""
+    plan = augment_plan(len(x), x.shape[2], kinds, rng)
+    pad, dy, dx, flip = plan
+    h, w = x.shape[2:]
+    moved = []
+    for i, b in enumerate(boxes):
+        b = np.asarray(b, np.float64).reshape(-1, 5)
+        x0, y0 = np.clip(b[:, 1] + pad - dx[i], 0, w), np.clip(b[:, 2] + pad - dy[i], 0, h)
+        x1, y1 = np.clip(b[:, 1] + b[:, 3] + pad - dx[i], 0, w), np.clip(b[:, 2] + b[:, 4] + pad - dy[i], 0, h)
+        if flip[i]:
+            x0, x1 = w - x1, w - x0
+        keep = (x1 - x0 >= 1) & (y1 - y0 >= 1)
+        moved.append(np.stack([b[:, 0], x0, y0, x1 - x0, y1 - y0], 1)[keep])
+    return apply_plan(x, plan), moved
 
 
 def check_boxes(boxes, classes, what):
@@ -163,6 +188,33 @@ def decode(outputs, stride, classes=None, k=TOP_K, threshold=SCORE_THRESHOLD):
         bw, bh = reg[0] * stride, reg[1] * stride
         x, y = (cx + reg[2]) * stride - bw / 2, (cy + reg[3]) * stride - bh / 2
         results.append({"boxes": np.stack([x, y, bw, bh], 1), "scores": peaks[i, top], "classes": cls})
+    return results
+
+
+def logit_q16(p):
+    """A score threshold p as the logit threshold ie_centernet_decode takes: floor(2^16 ln(p/(1-p))),
+    exact for logits on a 2^-16 grid (int8 outputs at exponents >= -16): z > it iff sigmoid(z) > p."""
+    return math.floor(65536 * math.log(p / (1 - p)))
+
+
+def decode_fixed(q, e, stride, classes=None, k=TOP_K, threshold=SCORE_THRESHOLD):
+    """decode's detections from the runtime's integer decoder (intedge.h: ie_centernet_decode, the
+    firmware's) on int8 outputs q [N, C + 4, h, w] at exponent e: boxes in 1/256 pixel, scores the
+    sigmoid of the peak's logit."""
+    q = np.ascontiguousarray(q, np.int8)
+    n, ch, h, w = q.shape
+    classes = ch - 4 if classes is None else classes
+    dets, count = ffi.new("ie_detection[]", k), ffi.new("uint32_t *")
+    results = []
+    for image in q:
+        status = lib.ie_centernet_decode(ffi.from_buffer("int8_t[]", image), e, classes, h, w, stride,
+                                         logit_q16(threshold), k, dets, count)
+        if status != lib.IE_OK:
+            raise IntedgeError(f"ie_centernet_decode: {ffi.string(lib.ie_status_str(status)).decode()}")
+        got = [dets[i] for i in range(count[0])]
+        results.append({"boxes": np.array([[d.x_q8, d.y_q8, d.w_q8, d.h_q8] for d in got], np.float64).reshape(-1, 4) / 256,
+                        "scores": 1 / (1 + np.exp(-np.array([d.logit_q for d in got], np.float64) * 2.0**e)),
+                        "classes": np.array([d.class_id for d in got], np.int64)})
     return results
 
 

@@ -92,10 +92,31 @@ def load_image_folder(root, input_shape, *, seed=0, val_split=0.2, on_bad_image=
 AUGMENTATIONS = ("crop", "flip")
 
 
+def augment_plan(n, h, kinds, rng):
+    """The seeded draws of augment for n images of height h: (pad, per image the crop's offsets dy,
+    dx into the image padded by pad = H/8, whether it flips). No crop: pad and offsets 0."""
+    pad = max(1, h // 8) if "crop" in kinds else 0
+    dy, dx = (rng.integers(0, 2 * pad + 1, n) for _ in range(2)) if pad else (np.zeros(n, int), np.zeros(n, int))
+    flip = rng.random(n) < 0.5 if "flip" in kinds else np.zeros(n, bool)
+    return pad, dy, dx, flip
+
+
+def apply_plan(x, plan):
+    """augment_plan's crop (zero padding) and flip on images [n, C, H, W]."""
+    pad, dy, dx, flip = plan
+    x = x.copy()
+    h, w = x.shape[2:]
+    if pad:
+        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        for i in range(len(x)):
+            x[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+    x[flip] = x[flip, :, :, ::-1]
+    return x
+
+
 def augment(x, kinds, rng):
     """Random crop with zero padding (H/8 pixels) and horizontal flip, on uint8 [n, C, H, W]."""
-    if not kinds:
-        return x
+    return apply_plan(x, augment_plan(len(x), x.shape[2], kinds, rng)) if kinds else x
     x = x.copy()
     n, _, h, w = x.shape
     if "crop" in kinds:

@@ -79,8 +79,6 @@ class Trainer:
         # what the labels are: classes, masks (metrics add mIoU) or boxes (metrics add mAP)
         self.task = {segment.LOSS: "segment", detect.LOSS: "detect"}.get(loss, "classify")
         self.augment = tuple(augment)
-        if self.task == "detect" and self.augment:
-            raise IntedgeError("augmentation does not move boxes yet; drop --augment for detection data")
         self.class_names = class_names
         u8 = None
         if input_format == "u8":
@@ -147,12 +145,18 @@ class Trainer:
                 raise IntedgeError(f"{what}: BCE targets must lie in [0, 1]")
         return y
 
-    def _augment(self, xb, yb, epoch, batch):
+    def _augment(self, xb, y, idx, epoch, batch):
+        """The batch (samples, labels) of rows idx, augmented; y: every label (detection: Targets,
+        whose boxes move with the images and give the batch's label rows again)."""
+        yb = y[idx]
         if not self.augment:
             return xb, yb
         rng = np.random.default_rng([self.seed, epoch, batch, 7])
         shape = tuple(self.model.input_shape)
         shaped = xb.reshape((len(xb),) + shape)
+        if self.task == "detect":
+            xa, boxes = detect.augment(shaped, [y.boxes[i] for i in idx], self.augment, rng)
+            return xa.reshape(len(xb), -1), y.rows(boxes)
         if self.task != "segment":
             return augment(shaped, self.augment, rng).reshape(len(xb), -1), yb
         if tuple(self.runtime_model.output_shape[1:]) != shape[1:]:
@@ -241,7 +245,7 @@ class Trainer:
         while self.batch < n_batches:
             start = time.perf_counter()
             idx = order[self.batch * self.batch_size:(self.batch + 1) * self.batch_size]
-            l, c, n = self._run(*self._augment(x[idx], y[idx], self.epoch, self.batch), train=True)
+            l, c, n = self._run(*self._augment(x[idx], y, idx, self.epoch, self.batch), train=True)
             self.batch += 1
             faults.kill_if(faults.KILL_AT_STEP, self.session.step_count)
             p["loss"] += l

@@ -325,6 +325,32 @@ IE_API ie_status ie_session_digest(const ie_session *session, uint32_t *crc32);
 IE_API ie_status ie_session_read_state(const ie_session *session, size_t offset, void *buffer,
                                        size_t length);
 
+/* ---- CenterNet decoding, for firmware ------------------------------------------------ */
+
+/* A detection: the box in input pixels times 256 (top-left corner, width, height), its class,
+ * the peak's output cell, and the class's heatmap logit there as the int8 mantissa at the
+ * output's exponent (sigmoid of it is the score; it ranks the detections). */
+typedef struct ie_detection {
+    int32_t x_q8, y_q8, w_q8, h_q8;
+    int32_t logit_q;
+    uint32_t class_id;
+    uint32_t cx, cy;
+} ie_detection;
+
+/* Decodes one image's IE_LOSS_CENTERNET output (out_q: [classes + 4, h, w] int8 at exponent
+ * out_e, as ie_session_forward writes it for that image) in integers, as CenterNet does:
+ * heatmap cells that are their 3x3 neighbourhood's max (of equal neighbours only the first in
+ * raster order), whose logit is above min_logit_q16 / 65536 (a score threshold p is the logit
+ * ln(p / (1 - p)), computed once on the host), the k highest logits (ties: class, then raster
+ * order), best first, into dets[0 .. *n_dets). Box: w, h = size * stride; x, y = (cell + offset)
+ * * stride - size * stride / 2, exact and rounded once to 1/256 pixel (halves up; saturated at
+ * +-2^31 - 1). This is python/intedge/detect.py's decode on the same output. Needs no arena and
+ * allocates nothing. IE_ERR_ARG for NULL pointers, k = 0, stride outside 1..1024, h or w
+ * outside 1..32768, an output past 2^31 elements, or out_e outside [-30, 7]. */
+IE_API ie_status ie_centernet_decode(const int8_t *out_q, int16_t out_e, uint32_t classes, uint32_t h,
+                                     uint32_t w, uint32_t stride, int32_t min_logit_q16, uint32_t k,
+                                     ie_detection *dets, uint32_t *n_dets);
+
 /* IE_CDEF_END */
 
 #ifdef __cplusplus

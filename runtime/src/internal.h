@@ -47,7 +47,7 @@ typedef enum ie_op {
     IE_OP_ACTIVATION = 10, /* Clip, LeakyRelu, HardSigmoid, HardSwish, Sigmoid; attrs in ops/activation.c */
     IE_OP_TRANSPOSE = 11,  /* the batch stays first; attrs: per-sample permutation */
     IE_OP_PAD = 12,        /* zeros; attrs: per-sample pads before (0..5), after (6..11) */
-    IE_OP_RESIZE = 13,     /* [C, H, W], integer scales attrs[0], attrs[1]; attrs[2] nearest or bilinear (ops/layout.c) */
+    IE_OP_RESIZE = 13,     /* [C, H, W] by rational scales, nearest or bilinear; attrs in ops/layout.c */
     IE_OP_DROPOUT = 14,    /* training mask; attrs in ops/layout.c */
     IE_OP_LAYERNORM = 15,  /* X, scale, [bias] over the trailing per-sample axes; attrs in ops/layernorm.c */
     IE_OP_SOFTMAX = 16,    /* X, [mask] along one per-sample axis; attrs in ops/softmax.c */

@@ -181,6 +181,30 @@ def test_decode_takes_3x3_peaks_top_k_above_threshold():
 
 # ---- data formats and the CLI ----------------------------------------------------------------------
 
+def same_detections(ours, host):
+    """The integer decoder's detections are the host's: the same classes and scores in the same
+    order (both from the same logits), boxes within the 1/512 pixel of rounding to 1/256."""
+    for a, b in zip(ours, host, strict=True):
+        assert np.array_equal(a["classes"], b["classes"]) and np.array_equal(a["scores"], b["scores"])
+        assert a["boxes"].shape == b["boxes"].shape and np.abs(a["boxes"] - b["boxes"]).max(initial=0) <= 2.0**-9 + 1e-9
+
+
+@pytest.mark.parametrize("e,threshold,k", [(-1, 0.3, 7), (-3, 0.01, 100), (2, 0.5, 3), (-6, 0.45, 40), (-11, 0.49, 40)])
+def test_integer_decoder_gives_the_host_decoders_detections(rng, e, threshold, k):
+    """ie_centernet_decode (firmware) against detect.decode on odd shapes with plateaus (few
+    distinct logits, so ties everywhere), negative sizes and offsets, top-k cutting, thresholds.
+    Logits stay within +-34: beyond about 36.7 float64's sigmoid is 1.0 and the host ties them."""
+    from intedge import detect
+
+    step = min(17, int(34 / 4 / 2.0**e))
+    q = np.concatenate([rng.integers(-4, 5, size=(3, 3, 7, 9)) * step, rng.integers(-127, 128, size=(3, 4, 7, 9))], 1)
+    q = q.astype(np.int8)
+    ours = detect.decode_fixed(q, e, 4, k=k, threshold=threshold)
+    host = detect.decode(q * 2.0**e, 4, k=k, threshold=threshold)
+    assert sum(len(d["classes"]) for d in host) > 3
+    same_detections(ours, host)
+
+
 def scenes(n, seed, size=(48, 64)):
     """n real MNIST scenes: uint8 images [n, H, W] and boxes [k, 5] (class, x, y, w, h)."""
     from intedge.data import load_mnist_5k
@@ -278,6 +302,69 @@ def test_bad_detection_data_is_skipped_with_a_count_or_refused(tmp_path, capsys)
     write_coco(tmp_path / "v" / "val", ims[3:], bs[3:], names=[f"digit {d}" for d in range(10)])
     with pytest.raises(IntedgeError, match="train and val need the same categories"):
         intedge.load_data(tmp_path / "v", input_shape=(1, 48, 64))
+
+
+def rectangles(rng, n, h, w):
+    """n uint8 images [n, 1, h, w], each with up to three filled rectangles of distinct values near
+    the edges (so crops cut them), and their boxes [k, 5] (class, x, y, w, h) in pixels."""
+    x, boxes = np.zeros((n, 1, h, w), np.uint8), []
+    for i in range(n):
+        b = []
+        for v in range(rng.integers(1, 4)):
+            bw, bh = rng.integers(2, w // 2), rng.integers(2, h // 2)
+            x0, y0 = rng.integers(0, w - bw + 1), rng.integers(0, h - bh + 1)
+            x[i, 0, y0:y0 + bh, x0:x0 + bw] = 60 * (v + 1)  # later ones cover earlier ones
+            b.append([v, x0, y0, bw, bh])
+        boxes.append(np.array(b, np.float64))
+    return x, boxes
+
+
+def test_augment_moves_the_boxes_with_the_image(rng):
+    """Flip: the targets are those of the boxes flipped by hand (x -> W - x - w). Crop and flip: each
+    moved box is its rectangle's extent in the augmented pixels (the last-drawn rectangle, which
+    nothing covers); a rectangle cropped away has no box."""
+    from intedge import detect
+
+    x, boxes = rectangles(rng, 40, 24, 32)
+    xa, moved = detect.augment(x, boxes, ("flip",), np.random.default_rng(3))
+    flipped = [i for i in range(len(x)) if not np.array_equal(xa[i], x[i])]
+    assert 10 < len(flipped) < 30
+    assert all(np.array_equal(xa[i], x[i, :, :, ::-1]) for i in flipped)
+    by_hand = [b.copy() for b in boxes]
+    for i in flipped:
+        by_hand[i][:, 1] = 32 - boxes[i][:, 1] - boxes[i][:, 3]
+    t = detect.Targets(boxes, 3, (6, 8), 4)
+    assert np.array_equal(t.rows(moved), detect.Targets(by_hand, 3, (6, 8), 4).dense)
+    assert not np.array_equal(t.rows(moved), t.dense)
+
+    xa, moved = detect.augment(x, boxes, ("crop", "flip"), np.random.default_rng(4))
+    assert sum(not np.array_equal(xa[i], x[i]) for i in range(len(x))) > 30
+    for img, b, orig in zip(xa, moved, boxes):
+        top = int(orig[-1, 0])
+        ys, xs = np.nonzero(img[0] == 60 * (top + 1))
+        mine = b[b[:, 0] == top]
+        if len(ys) == 0:
+            assert len(mine) == 0
+            continue
+        assert np.array_equal(mine, [[top, xs.min(), ys.min(), xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()]])
+
+
+def test_training_with_augment_runs_on_yolo_data(tmp_path):
+    """`--augment crop,flip` trains a detector from a YOLO folder (it was refused before boxes moved)."""
+    from conftest import run_cli
+    from torch_models import CenterNetTiny, export
+
+    torch.manual_seed(0)
+    onnx_path = tmp_path / "cn.onnx"
+    onnx.save(export(CenterNetTiny(classes=10, width=4), torch.zeros(2, 1, 48, 64), dynamo=False, opset=13), onnx_path)
+    ims, bs = scenes(24, 5)
+    write_yolo(tmp_path / "yolo" / "train", ims[:16], bs[:16])
+    write_yolo(tmp_path / "yolo" / "val", ims[16:], bs[16:])
+    r = run_cli("train", onnx_path, tmp_path / "yolo", "--epochs", 2, "--batch-size", 8, "--lr", 0.05, "--quiet",
+                "--augment", "crop,flip", "--output-dir", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(np.isfinite(m["train_loss"]) and 0 <= m["val_map50"] <= 1 for m in rows)
 
 
 def test_cli_trains_evaluates_and_inspects_detection(tmp_path):
@@ -410,3 +497,20 @@ def test_write_predictions_draws_boxes_and_writes_coco_results(trained_detector,
     assert strong.any() and drawn.any()
     x, y, w, h = np.clip(np.round(dets[0]["boxes"][strong][0]), 0, 31).astype(int)
     assert drawn[y, x:x + w].any() or drawn[y:y + h, x].any()  # the strongest box's outline
+
+
+def test_integer_decoder_decodes_a_trained_detector_as_the_host(trained_detector):
+    """The firmware's decoder on the trained detector's int8 eval outputs: the host's detections."""
+    from intedge import detect
+
+    _, t, _, xv, _ = trained_detector
+    shape = (-1,) + t.runtime_model.output_shape
+    total = 0
+    for i in range(0, 96, t.batch_size):
+        q, e = t.session.forward_fixed(xv[i:i + t.batch_size])
+        q = q.reshape(shape)
+        ours, host = detect.decode_fixed(q, e, 4), detect.decode(q * 2.0**e, 4)
+        same_detections(ours, host)
+        total += sum(len(d["classes"]) for d in ours)
+    print(f"integer decoder: {total} detections on 96 val images, each the host's")
+    assert total > 96

@@ -4,11 +4,15 @@ run on one machine. Each framework runs in its own process (so peak RSS is its o
     python tools/bench/bench.py                      # the toy models, 1 and 2 threads
     python tools/bench/bench.py --models lenet --threads 1 --json out.json
     python tools/bench/bench.py --models real --modes full,last --profile   # the real-size models
+    python tools/bench/bench.py --models dense --threads 1   # issue 14's segmenters and detector
 
 Models: the toys (batch 32: mlp, lenet, resnet8, mobilenetv2, and vit, issue 12's ViT trained with
 AdamW in all three frameworks) and the real-size ones (batch 16:
 torchvision's MobileNetV2 x0.35 and x1.0 and ResNet-18, written out in models/torchvision_nets.py,
-at 96 and 128 px: mbv2x0.35@96 ... resnet18@128; `real` names all six). --modes: `full` trains
+at 96 and 128 px: mbv2x0.35@96 ... resnet18@128; `real` names all six) and the dense ones (batch
+16, 64 x 64 grey images: models/torch_models.py's SegUNet and SegDeepLab with 11 classes and
+per-pixel cross-entropy, CenterNetTiny with 10 classes and CenterNet's loss; `dense` names all
+three; ORT's artifacts have no CenterNet loss). --modes: `full` trains
 everything, `last` the last blocks and the classifier only (the model's LAST patterns, as
 `intedge train --trainable` takes them; the frozen prefix gets no gradient in every framework).
 --profile prints where intedge's single-threaded step goes: per op class and phase (forward, dX,
@@ -50,6 +54,9 @@ REAL = {"mbv2x0.35": ["features.17.*", "features.18.*", "classifier.*"],
         "resnet18": ["layer4.*", "fc.*"]}
 SIZES = (96, 128)
 REAL_NAMES = [f"{a}@{px}" for a in REAL for px in SIZES]
+# the dense-task models (issue 14): per-pixel cross-entropy or CenterNet's loss, 64 x 64 grey images
+DENSE = {"unet": "pixel_cross_entropy", "deeplab": "pixel_cross_entropy", "centernet": "centernet"}
+DENSE_CLASSES = {"unet": 11, "deeplab": 11, "centernet": 10}
 CLASSES = 10
 NO_ORT = "no ORT venv (see --ort-python)"
 
@@ -58,6 +65,8 @@ def spec(name):
     """(input shape, batch, last-blocks patterns or None) of a model name."""
     if name in TOYS:
         return TOYS[name], 32, None
+    if name in DENSE:
+        return (1, 64, 64), 16, None
     arch, px = name.split("@")
     return (3, int(px), int(px)), 16, REAL[arch]
 
@@ -65,7 +74,7 @@ def spec(name):
 def torch_model(name):
     import torch
     sys.path.insert(0, str(ROOT / "models"))
-    from torch_models import MLP, LeNet5, MobileNetV2Small, ResNet8, ViT, distinct_weights
+    from torch_models import MLP, CenterNetTiny, LeNet5, MobileNetV2Small, ResNet8, SegDeepLab, SegUNet, ViT, distinct_weights
     import torchvision_nets as tv
     torch.manual_seed(0)
     arch = name.split("@")[0]
@@ -73,7 +82,8 @@ def torch_model(name):
             "resnet8": lambda: ResNet8(in_ch=3, width=16), "mobilenetv2": lambda: MobileNetV2Small(in_ch=3),
             "vit": lambda: distinct_weights(ViT()),  # distinct: the exporters store equal tensors once
             "mbv2x0.35": lambda: tv.mobilenet_v2(CLASSES, 0.35), "mbv2x1.0": lambda: tv.mobilenet_v2(CLASSES, 1.0),
-            "resnet18": lambda: tv.resnet18(CLASSES)}[arch]()
+            "resnet18": lambda: tv.resnet18(CLASSES), "unet": lambda: SegUNet(classes=11),
+            "deeplab": lambda: SegDeepLab(classes=11), "centernet": lambda: CenterNetTiny(classes=10)}[arch]()
 
 
 def frozen(param_name, patterns):
@@ -105,10 +115,26 @@ def timed(step, reps):
 
 
 def batch_of(name, seed_labels=1):
+    """A batch and its labels: classes; a class a pixel (segmenters); CenterNet's dense targets of
+    one to four random boxes an image, in the runtime's encoding (the detector)."""
     shape, batch, _ = spec(name)
     x = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
-    y = np.random.default_rng(seed_labels).integers(0, CLASSES, batch)
-    return x, y
+    rng = np.random.default_rng(seed_labels)
+    if DENSE.get(name) == "centernet":
+        from intedge import detect
+        boxes = [[[rng.integers(10), *rng.uniform(0, 40, 2), *rng.uniform(6, 24, 2)] for _ in range(rng.integers(1, 5))]
+                 for _ in range(batch)]
+        return x, detect.Targets(boxes, DENSE_CLASSES[name], (16, 16), 4).dense.reshape(batch, -1, 16, 16)
+    return x, rng.integers(0, DENSE_CLASSES.get(name, CLASSES), (batch, *shape[1:]) if name in DENSE else batch)
+
+
+def torch_loss(name):
+    """loss(outputs, labels) of a model's task, as PyTorch trains it."""
+    import torch
+    if DENSE.get(name) == "centernet":
+        from torch_models import centernet_loss
+        return lambda out, y: centernet_loss(out, y, DENSE_CLASSES[name])[0]
+    return lambda out, y: torch.nn.functional.cross_entropy(out, y, ignore_index=255)
 
 
 # ---- workers: each prints one JSON line ------------------------------------------------------------
@@ -154,10 +180,11 @@ def work_intedge(model_path, name, threads, last, reps, profile):
     imported = import_onnx(str(model_path))
     flags = trainable_flags(imported, patterns) if last else None
     recipe = {"optimizer": "adamw", "lr": 0.001} if name in ADAMW else {"lr": 0.01, "momentum": 0.9}
-    t = intedge.Trainer(imported, batch_size=batch, threads=threads, trainable=flags, **recipe)
+    t = intedge.Trainer(imported, batch_size=batch, threads=threads, trainable=flags,
+                        loss=DENSE.get(name, "cross_entropy"), **recipe)
     x, y = batch_of(name)
-    y = y.astype(np.int32)
-    xb = t.prepare(x, y, "x")[0]
+    y = y.astype(np.int32).reshape(batch, -1) if name in DENSE else y.astype(np.int32)
+    xb = t.prepare(x, None if name in DENSE else y, "x")[0]
     step = lambda: t.session.step(xb, labels=y)  # noqa: E731
     res = timed(step, reps)
     arena = t.runtime_model.arena_size(batch, trainable=flags, optimizer=t.config["optimizer"],
@@ -171,7 +198,7 @@ def work_intedge(model_path, name, threads, last, reps, profile):
     return res
 
 
-def torch_training_memory(net, opt, x, y):
+def torch_training_memory(net, opt, x, y, loss_fn):
     """What PyTorch holds for a training step, in MB: parameters and buffers, gradients, optimizer
     state, and the activations autograd saves for backward (the unique storages its
     saved-tensor hooks see, less the parameters'). Backward's temporaries are not counted."""
@@ -186,7 +213,7 @@ def torch_training_memory(net, opt, x, y):
         return t
     opt.zero_grad()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss = loss_fn(net(x), y)
     loss.backward()
     opt.step()
     mb = lambda tensors: sum(t.nbytes for t in tensors) / 2**20  # noqa: E731
@@ -207,12 +234,14 @@ def work_torch(name, threads, last, reps):
     trained = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trained, lr=0.001) if name in ADAMW else torch.optim.SGD(trained, lr=0.01, momentum=0.9)
     x, y = (torch.from_numpy(a) for a in batch_of(name))
+    y = y.long()
+    loss_fn = torch_loss(name)
 
     def step():
         opt.zero_grad()
-        torch.nn.functional.cross_entropy(net(x), y).backward()
+        loss_fn(net(x), y).backward()
         opt.step()
-    return {**timed(step, reps), **torch_training_memory(net, opt, x, y)}
+    return {**timed(step, reps), **torch_training_memory(net, opt, x, y, loss_fn)}
 
 
 def work_ort(model_path, name, threads, last, reps):
@@ -345,7 +374,7 @@ def print_profile(key, prof):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", default=",".join(TOYS), help="names, `toys` or `real`")
+    ap.add_argument("--models", default=",".join(TOYS), help="names, `toys`, `real` or `dense`")
     ap.add_argument("--modes", default="full", help="full and/or last (the last blocks and the classifier)")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=0, help="timed steps (default 15 for toys, 7 for real models)")
@@ -364,10 +393,10 @@ def main():
         return worker_main(args)
     names = []
     for n in args.models.split(","):
-        names += {"toys": list(TOYS), "real": REAL_NAMES}.get(n, [n])
-    bad = [n for n in names if n not in TOYS and n not in REAL_NAMES]
+        names += {"toys": list(TOYS), "real": REAL_NAMES, "dense": list(DENSE)}.get(n, [n])
+    bad = [n for n in names if n not in TOYS and n not in REAL_NAMES and n not in DENSE]
     if bad:
-        sys.exit(f"unknown model(s) {', '.join(bad)}; pick from {', '.join(list(TOYS) + REAL_NAMES)}, toys, real")
+        sys.exit(f"unknown model(s) {', '.join(bad)}; pick from {', '.join(list(TOYS) + REAL_NAMES + list(DENSE))}, toys, real, dense")
     modes = args.modes.split(",")
     threads = [int(t) for t in args.threads.split(",")]
     frameworks = args.frameworks.split(",")
@@ -377,7 +406,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         paths = export_models(names, d)
         for n in names:
-            reps = args.reps or (15 if n in TOYS else 7)
+            reps = args.reps or (15 if n in TOYS or n in DENSE else 7)
             for mode in modes:
                 last = mode == "last"
                 if last and n in TOYS:
@@ -388,7 +417,8 @@ def main():
                     row = {"batch": spec(n)[1],
                            "intedge": run("intedge", sys.executable, paths[n]) if "intedge" in frameworks else {},
                            "torch": run("torch", sys.executable, paths[n]) if "torch" in frameworks else {},
-                           "ort": (run("ort", args.ort_python, paths[n]) if ort_ok else {"error": NO_ORT})
+                           "ort": {"error": "ORT's artifacts have no CenterNet loss"} if DENSE.get(n) == "centernet" else
+                           (run("ort", args.ort_python, paths[n]) if ort_ok else {"error": NO_ORT})
                            if "ort" in frameworks else {}}
                     results["models"][f"{n}{'/last' if last else ''}/t{t}"] = row
     if not args.no_gemm:

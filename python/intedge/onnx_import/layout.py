@@ -1,8 +1,10 @@
 """Ops that move data, onto the runtime's ops of the same names (runtime/src/ops/layout.c):
-Concat, Pad (zeros), Resize (nearest and bilinear, integer scales), Dropout; Slice, Split and
+Concat, Pad (zeros), Resize and Upsample (nearest and bilinear, rational scales), Dropout; Slice, Split and
 Gather of constant indices on activations onto its Slice (Gather on a weight table: embedding.py);
 Expand of a weight over the batch onto its ParamBroadcast (of integer ids: a constant for
 embedding.py); Transpose as a view (views.py). None of them may resize the batch."""
+from fractions import Fraction
+
 import numpy as np
 
 from .. import iem
@@ -209,37 +211,83 @@ def pad(walker, n):
     walker.emit(n, iem.OP_PAD, [x], out, before + [0] * (6 - len(before)) + after)
 
 
-RESIZE_MODES = {"nearest": 0, "half_pixel": 1, "pytorch_half_pixel": 1, "align_corners": 2, "asymmetric": 3}
+RESIZE_COORDS = {"half_pixel": 1, "align_corners": 2, "asymmetric": 3, "pytorch_half_pixel": 4, "tf_half_pixel_for_nn": 5}
+NEAREST_ROUNDING = {"floor": 0, "ceil": 1, "round_prefer_floor": 2, "round_prefer_ceil": 3}
+MAX_SCALE_TERM = 16384  # the runtime's bound on a scale's numerator and denominator (ops/layout.c)
 
 
-@handles("Resize", note="nearest; bilinear (half_pixel, align_corners, asymmetric)")
+def scale_fraction(s):
+    """The rational a float scale stands for: the one of smallest denominator (up to MAX_SCALE_TERM)
+    that rounds to the same float32, so 1.5 is 3/2 and float32(2/3) is 2/3. None if there is none."""
+    s = np.float32(s)
+    if not np.isfinite(s) or s <= 0:
+        return None
+    f = Fraction(float(s)).limit_denominator(MAX_SCALE_TERM)
+    return f if np.float32(f.numerator / f.denominator) == s and f.numerator <= MAX_SCALE_TERM else None
+
+
+def resize_scales(walker, n, shape, legacy):
+    """(the H and W scales as fractions, the output's H and W) from the node's scales or sizes, or
+    (None, the reason). Sizes give out / in exactly; scales give onnxruntime's floor(in * scale)."""
+    scales = walker.const_input(n, 1 if legacy else 2, attrs(n).get("scales"))
+    sizes = None if legacy else walker.const_input(n, 3)
+    if sizes is not None and np.asarray(sizes).size == 4:
+        sz = int_values(n, sizes, "sizes")
+        if sz[1] != shape[0] or min(sz[2:]) < 1:
+            return None, f"sizes {sz} must keep the channels"
+        return [Fraction(o, i) for o, i in zip(sz[2:], shape[1:])], sz[2:]
+    if scales is None or np.asarray(scales).size != 4:
+        return None, "the scales or sizes must be constants over the 4 axes of [N, C, H, W]"
+    sc = np.asarray(scales, np.float32).reshape(-1)
+    fr = [scale_fraction(v) for v in sc[2:]]
+    if sc[0] != 1 or sc[1] != 1 or None in fr:
+        return None, f"scales {sc.tolist()} must keep N and C and be ratios of integers up to {MAX_SCALE_TERM}"
+    out = [int(np.float32(i) * v) for i, v in zip(shape[1:], sc[2:])]
+    if out != [i * f.numerator // f.denominator for i, f in zip(shape[1:], fr)] or min(out) < 1:
+        return None, f"scales {sc[2:].tolist()} of {shape[1:]} give {out} only in float32 rounding; give sizes instead"
+    return fr, out
+
+
+@handles("Resize", "Upsample", note="nearest or bilinear, rational scales")
 def resize(walker, n):
-    """Integer scales of [C, H, W]; nearest takes the floor of the asymmetric source (what torch
-    exports), linear one of the bilinear coordinate modes (pytorch_half_pixel is half_pixel at
-    integer scales, where no output axis has one element unless its input has)."""
+    """[C, H, W] at rational scales (ops/layout.c computes every source coordinate exactly). Before
+    opset 11 (and in Upsample) coordinates are asymmetric and nearest is onnxruntime's "simple":
+    the floor when enlarging, the ceiling when shrinking."""
     x = walker.activation(n, n.input[0])
     if x is None:
         return
     a = attrs(n)
+    legacy = n.op_type == "Upsample" or walker.opset(n) < 11
     mode = text(a, "mode", "nearest")
-    coords = text(a, "coordinate_transformation_mode", "half_pixel")
-    scales, sizes = walker.const_input(n, 2), walker.const_input(n, 3)
+    mode = "linear" if mode == "bilinear" else mode  # Upsample-7's spelling
+    coords = "asymmetric" if legacy else text(a, "coordinate_transformation_mode", "half_pixel")
     shape = walker.shapes[x]
-    if len(shape) == 3 and sizes is not None and np.asarray(sizes).size == 4:
-        sz = int_values(n, sizes, "sizes")
-        scales = [1, 1, sz[2] / shape[1], sz[3] / shape[2]]
-    ok = mode in ("nearest", "linear") and len(shape) == 3 and scales is not None and np.asarray(scales).size == 4
-    sc = [float(v) for v in np.asarray(scales).reshape(-1)] if ok else []
-    if not ok or sc[0] != 1 or sc[1] != 1 or any(v != int(v) or v < 1 for v in sc[2:]):
-        walker.problem(n, "only nearest or bilinear resizing of [C, H, W] by integer factors is supported")
+    if mode not in ("nearest", "linear") or len(shape) != 3:
+        walker.problem(n, f"only nearest or bilinear resizing of [C, H, W] is supported, not {mode} of {shape}")
         return
-    if mode == "linear" and coords not in RESIZE_MODES:
-        walker.problem(n, f"bilinear resizing with coordinate_transformation_mode '{coords}' is not supported; "
-                          f"use half_pixel, pytorch_half_pixel, align_corners or asymmetric")
+    if coords not in RESIZE_COORDS:
+        walker.problem(n, f"coordinate_transformation_mode '{coords}' is not supported; use half_pixel, "
+                          "pytorch_half_pixel, align_corners, asymmetric or tf_half_pixel_for_nn")
         return
-    sh, sw = int(sc[2]), int(sc[3])
-    walker.emit(n, iem.OP_RESIZE, [x], (shape[0], shape[1] * sh, shape[2] * sw),
-                [sh, sw, RESIZE_MODES["nearest" if mode == "nearest" else coords]])
+    scales, out = resize_scales(walker, n, shape, legacy)
+    if scales is None:
+        walker.problem(n, out)
+        return
+    if "axes" in a or text(a, "keep_aspect_ratio_policy", "stretch") != "stretch" or (
+            a.get("antialias", 0) and min(scales) < 1):
+        walker.problem(n, "axes, keep_aspect_ratio_policy and antialiased shrinking are not supported")
+        return
+    rounding = text(a, "nearest_mode", "round_prefer_floor")
+    if legacy:
+        rounding = "floor" if min(scales) >= 1 else "ceil" if max(scales) <= 1 else None
+    if mode == "nearest" and rounding not in NEAREST_ROUNDING:
+        walker.problem(n, f"nearest_mode '{rounding}' is not supported (in opset {walker.opset(n)}: one way for both axes)")
+        return
+    near = mode == "nearest"
+    walker.emit(n, iem.OP_RESIZE, [x], (shape[0], *out),
+                [scales[0].numerator, scales[1].numerator, 0 if near else RESIZE_COORDS[coords],
+                 scales[0].denominator, scales[1].denominator, RESIZE_COORDS[coords] if near else 0,
+                 NEAREST_ROUNDING[rounding] if near else 0])
 
 
 @handles("Dropout")

@@ -1,4 +1,4 @@
-/* Ops that move data: Concat, Slice, Transpose, Pad (zeros), Resize (integer scales), Dropout
+/* Ops that move data: Concat, Slice, Transpose, Pad (zeros), Resize (rational scales), Dropout
  * and ParamBroadcast. Most are exact: Concat rounds only when its inputs' exponents differ,
  * nearest Resize's backward sums the copies of each input, Dropout scales by 1/(1-p),
  * ParamBroadcast's parameter gradient is the exact sum of dY over the batch; bilinear Resize
@@ -241,35 +241,85 @@ static void pad_backward(ie_session *s, uint32_t node) {
 
 const ie_op_def ie_op_pad = {"Pad", 1, 1, 1, pad_check, nothing_to_plan, pad_forward, pad_backward};
 
-/* ---- Resize, [C, H, W] by integer scales attrs[0] (H) and attrs[1] (W); attrs[2] the mode:
- * nearest (floor of the asymmetric source, torch's "nearest"), or bilinear with ONNX's half_pixel
- * (torch's align_corners=False), align_corners or asymmetric source coordinates. Bilinear taps
- * have weights w / den (den = 2s, H_out - 1 and s by mode), so an output is an exact integer sum
- * over den_h * den_w that one stochastic division brings to 8 fractional bits; the requantization
- * then rounds once more. The backward scatters dY with the same taps. ---- */
+/* ---- Resize, [C, H, W] by rational scales P/Q, one an axis. attrs: [0] P_h, [1] P_w, [3] Q_h,
+ * [4] Q_w (0 reads as 1: the integer scales of files from before); [2] the mode: nearest, or
+ * bilinear with one of the coordinate transforms below; [5] nearest's coordinates (the same
+ * numbers, 0 asymmetric: torch's "nearest"), [6] its rounding. The output is floor(n P / Q) an
+ * axis. Every source coordinate is an exact rational num / den (den = 2P, P or H_out - 1 by the
+ * transform), so a bilinear output is an exact integer sum of its four taps over den_h * den_w,
+ * which one stochastic division brings to 8 fractional bits; the requantization then rounds once
+ * more. Nearest picks the tap by rounding num / den exactly. The backward scatters dY with the
+ * same taps. ---- */
 
-enum { RESIZE_NEAREST = 0, RESIZE_HALF_PIXEL = 1, RESIZE_ALIGN_CORNERS = 2, RESIZE_ASYMMETRIC = 3 };
-#define RESIZE_MAX_OUT 32768u /* den_h * den_w < 2^31 keeps the stochastic division in uint64 */
+enum {
+    RESIZE_NEAREST = 0, RESIZE_HALF_PIXEL = 1, RESIZE_ALIGN_CORNERS = 2, RESIZE_ASYMMETRIC = 3,
+    RESIZE_PYTORCH_HALF_PIXEL = 4, RESIZE_TF_HALF_PIXEL_FOR_NN = 5
+};
+enum { ROUND_FLOOR = 0, ROUND_CEIL = 1, ROUND_PREFER_FLOOR = 2, ROUND_PREFER_CEIL = 3 };
+#define RESIZE_MAX_OUT 32768u /* and den <= 2^15: den_h * den_w <= 2^30 keeps the division in uint64 */
+#define RESIZE_MAX_PQ 16384
 #define RESIZE_FRAC 8
+
+typedef struct resize_axis {
+    uint32_t n, out, p, q, den; /* input and output sizes, scale p / q, the coordinates' denominator */
+    int32_t coords;
+} resize_axis;
 
 typedef struct resize_tap {
     uint32_t i0, i1, w; /* the source is (x[i0] * (den - w) + x[i1] * w) / den */
 } resize_tap;
 
-static uint32_t resize_den(int32_t mode, uint32_t n, uint32_t s) {
-    if (mode == RESIZE_HALF_PIXEL) return 2 * s;
-    if (mode == RESIZE_ALIGN_CORNERS) return n * s > 1 ? n * s - 1 : 1;
-    return s;
+static int32_t resize_coords(const ie_node_desc *nd) {
+    if (nd->attrs[2] != RESIZE_NEAREST) return nd->attrs[2];
+    return nd->attrs[5] == 0 ? RESIZE_ASYMMETRIC : nd->attrs[5];
 }
 
-static resize_tap resize_at(int32_t mode, uint32_t i, uint32_t n, uint32_t s, uint32_t den) {
-    int64_t num = i; /* the source coordinate times den */
-    if (mode == RESIZE_HALF_PIXEL) num = 2 * (int64_t)i + 1 - s; /* (i + 1/2) / s - 1/2 */
-    if (mode == RESIZE_ALIGN_CORNERS) num = (int64_t)i * (n - 1);
-    if (num < 0) num = 0; /* before the first centre: the first pixel */
-    resize_tap t = {(uint32_t)(num / den), 0, (uint32_t)(num % den)};
-    t.i1 = t.i0 + 1 < n ? t.i0 + 1 : n - 1;
+static uint32_t resize_den(int32_t coords, uint32_t out, uint32_t p) {
+    if (coords == RESIZE_ALIGN_CORNERS) return out > 1 ? out - 1 : 1;
+    return coords == RESIZE_ASYMMETRIC ? p : 2 * p;
+}
+
+/* axis k (0 H, 1 W) of a node whose tensors the check accepted */
+static resize_axis resize_axis_of(const ie_node_desc *nd, const ie_tensor_desc *x, const ie_tensor_desc *y, int k) {
+    resize_axis a = {x->dims[1 + k], y->dims[1 + k], (uint32_t)nd->attrs[k], nd->attrs[3 + k] ? (uint32_t)nd->attrs[3 + k] : 1, 0,
+                     resize_coords(nd)};
+    a.den = resize_den(a.coords, a.out, a.p);
+    return a;
+}
+
+/* output index i's source coordinate times a.den (negative before the first centre) */
+static int64_t resize_source(const resize_axis *a, uint32_t i) {
+    switch (a->coords) {
+    case RESIZE_ALIGN_CORNERS: return (int64_t)i * (a->n - 1);
+    case RESIZE_ASYMMETRIC: return (int64_t)i * a->q;
+    case RESIZE_TF_HALF_PIXEL_FOR_NN: return (2 * (int64_t)i + 1) * a->q;
+    case RESIZE_PYTORCH_HALF_PIXEL:
+        if (a->out == 1) return 0;
+        break;
+    default: break;
+    }
+    return (2 * (int64_t)i + 1) * a->q - a->p; /* half_pixel: (i + 1/2) / scale - 1/2 */
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    return a / b - (a % b < 0);
+}
+
+static resize_tap resize_at(const resize_axis *a, uint32_t i) {
+    int64_t num = resize_source(a, i), last = (int64_t)(a->n - 1) * a->den;
+    num = num < 0 ? 0 : num > last ? last : num; /* outside the outer centres: the edge pixel */
+    resize_tap t = {(uint32_t)(num / a->den), 0, (uint32_t)(num % a->den)};
+    t.i1 = t.i0 + 1 < a->n ? t.i0 + 1 : a->n - 1;
     return t;
+}
+
+static uint32_t nearest_at(const resize_axis *a, int32_t rounding, uint32_t i) {
+    int64_t num = resize_source(a, i), d = a->den, k;
+    if (rounding == ROUND_CEIL) k = floor_div(num + d - 1, d);
+    else if (rounding == ROUND_PREFER_FLOOR) k = floor_div(2 * num + d - 1, 2 * d); /* x + 1/2, ties down */
+    else if (rounding == ROUND_PREFER_CEIL) k = floor_div(2 * num + d, 2 * d);
+    else k = floor_div(num, d);
+    return k < 0 ? 0 : k >= a->n ? a->n - 1 : (uint32_t)k;
 }
 
 /* a / den rounded by the draw (den < 2^31): up when the remainder's fraction and the draw's reach 1 */
@@ -283,17 +333,23 @@ static ie_status resize_check(const ie_model *m, const ie_node_desc *nd, char *e
     (void)errlen;
     if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
     const ie_tensor_desc *x = &m->tensors[nd->in[0]], *y = &m->tensors[nd->out[0]];
-    if (x->rank != 3 || y->rank != 3 || nd->attrs[0] < 1 || nd->attrs[1] < 1 || nd->attrs[0] > 64 || nd->attrs[1] > 64 ||
-        y->dims[0] != x->dims[0] || y->dims[1] != x->dims[1] * (uint32_t)nd->attrs[0] ||
-        y->dims[2] != x->dims[2] * (uint32_t)nd->attrs[1] || y->dims[1] > RESIZE_MAX_OUT || y->dims[2] > RESIZE_MAX_OUT) {
-        ie_set_err(err, "[C, H, W] scaled by integer factors 1..64 to at most 32768 is supported");
+    int32_t mode = nd->attrs[2], near = nd->attrs[5];
+    if (mode < RESIZE_NEAREST || mode > RESIZE_TF_HALF_PIXEL_FOR_NN || near < 0 || near > RESIZE_TF_HALF_PIXEL_FOR_NN ||
+        nd->attrs[6] < ROUND_FLOOR || nd->attrs[6] > ROUND_PREFER_CEIL) {
+        ie_set_err(err, "unknown resize mode %" PRId32 ", %" PRId32 ", %" PRId32, mode, near, nd->attrs[6]);
         return IE_ERR_FORMAT;
     }
-    if (nd->attrs[2] < RESIZE_NEAREST || nd->attrs[2] > RESIZE_ASYMMETRIC) {
-        ie_set_err(err, "unknown resize mode %" PRId32, nd->attrs[2]);
-        return IE_ERR_FORMAT;
+    if (x->rank != 3 || y->rank != 3 || y->dims[0] != x->dims[0]) goto bad;
+    for (int k = 0; k < 2; k++) {
+        int32_t p = nd->attrs[k], q = nd->attrs[3 + k] ? nd->attrs[3 + k] : 1;
+        if (p < 1 || q < 1 || p > RESIZE_MAX_PQ || q > RESIZE_MAX_PQ || p > 64 * q) goto bad;
+        uint64_t out = (uint64_t)x->dims[1 + k] * (uint32_t)p / (uint32_t)q;
+        if (out < 1 || out > RESIZE_MAX_OUT || y->dims[1 + k] != out) goto bad;
     }
     return IE_OK;
+bad:
+    ie_set_err(err, "[C, H, W] scaled by P/Q (P, Q 1..16384, at most 64) to floor(n P / Q) in 1..32768 is supported");
+    return IE_ERR_FORMAT;
 }
 
 static void resize_plan(ie_planner *p, uint32_t node) {
@@ -318,29 +374,29 @@ static int64_t bilinear_sum(const int8_t *x, uint32_t w, resize_tap th, resize_t
 
 static void resize_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
-    const ie_tensor_desc *yt = &s->model->tensors[nd->out[0]];
+    const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
-    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1], H = yt->dims[1], W = yt->dims[2];
-    uint32_t h = H / sh, w = W / sw;
+    resize_axis ah = resize_axis_of(nd, xt, yt, 0), aw = resize_axis_of(nd, xt, yt, 1);
+    uint32_t H = ah.out, W = aw.out, h = ah.n, w = aw.n;
     size_t planes = (size_t)s->n * yt->dims[0];
-    int32_t mode = nd->attrs[2];
-    if (mode == RESIZE_NEAREST) {
+    if (nd->attrs[2] == RESIZE_NEAREST) {
         for (size_t p = 0; p < planes; p++)
-            for (uint32_t i = 0; i < H; i++)
-                for (uint32_t j = 0; j < W; j++) y->q[(p * H + i) * W + j] = x->q[(p * h + i / sh) * w + j / sw];
+            for (uint32_t i = 0; i < H; i++) {
+                const int8_t *row = x->q + (p * h + nearest_at(&ah, nd->attrs[6], i)) * w;
+                for (uint32_t j = 0; j < W; j++) y->q[(p * H + i) * W + j] = row[nearest_at(&aw, nd->attrs[6], j)];
+            }
         y->e = x->e;
         return;
     }
-    uint32_t dh = resize_den(mode, h, sh), dw = resize_den(mode, w, sw);
     int32_t *acc = s->nodes[node].scratch[2];
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, 0));
     for (size_t p = 0; p < planes; p++)
         for (uint32_t i = 0; i < H; i++) {
-            resize_tap th = resize_at(mode, i, h, sh, dh);
+            resize_tap th = resize_at(&ah, i);
             for (uint32_t j = 0; j < W; j++) {
                 size_t at = (p * H + i) * W + j;
-                int64_t v = bilinear_sum(x->q + p * h * w, w, th, resize_at(mode, j, w, sw, dw), dh, dw);
-                acc[at] = resize_div(v * (1 << RESIZE_FRAC), dh * dw, ie_draw(r, (uint32_t)at));
+                int64_t v = bilinear_sum(x->q + p * h * w, w, th, resize_at(&aw, j), ah.den, aw.den);
+                acc[at] = resize_div(v * (1 << RESIZE_FRAC), ah.den * aw.den, ie_draw(r, (uint32_t)at));
             }
         }
     y->e = x->e - RESIZE_FRAC +
@@ -352,25 +408,27 @@ static void resize_backward(ie_session *s, uint32_t node) {
     const ie_tensor_desc *xt = &s->model->tensors[nd->in[0]], *yt = &s->model->tensors[nd->out[0]];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
-    uint32_t sh = (uint32_t)nd->attrs[0], sw = (uint32_t)nd->attrs[1], H = yt->dims[1], W = yt->dims[2];
-    uint32_t h = xt->dims[1], w = xt->dims[2];
-    int32_t *acc = s->nodes[node].scratch[0], mode = nd->attrs[2];
+    resize_axis ah = resize_axis_of(nd, xt, yt, 0), aw = resize_axis_of(nd, xt, yt, 1);
+    uint32_t H = ah.out, W = aw.out, h = ah.n, w = aw.n;
+    int32_t *acc = s->nodes[node].scratch[0];
     size_t planes = (size_t)s->n * yt->dims[0], total = (size_t)s->n * xt->numel;
     int32_t frac = 0;
-    if (mode == RESIZE_NEAREST) {
+    if (nd->attrs[2] == RESIZE_NEAREST) { /* at most 65 x 65 copies of 127 an input: int32 */
         memset(acc, 0, sizeof(int32_t) * total);
         for (size_t p = 0; p < planes; p++)
-            for (uint32_t i = 0; i < H; i++)
-                for (uint32_t j = 0; j < W; j++) acc[(p * h + i / sh) * w + j / sw] += y->g[(p * H + i) * W + j];
+            for (uint32_t i = 0; i < H; i++) {
+                int32_t *row = acc + (p * h + nearest_at(&ah, nd->attrs[6], i)) * w;
+                for (uint32_t j = 0; j < W; j++) row[nearest_at(&aw, nd->attrs[6], j)] += y->g[(p * H + i) * W + j];
+            }
     } else {
-        uint32_t dh = resize_den(mode, h, sh), dw = resize_den(mode, w, sw);
+        uint32_t dh = ah.den, dw = aw.den;
         int64_t *sum = s->nodes[node].scratch[1];
         memset(sum, 0, sizeof(int64_t) * total);
         for (size_t p = 0; p < planes; p++)
             for (uint32_t i = 0; i < H; i++) {
-                resize_tap th = resize_at(mode, i, h, sh, dh);
+                resize_tap th = resize_at(&ah, i);
                 for (uint32_t j = 0; j < W; j++) {
-                    resize_tap tw = resize_at(mode, j, w, sw, dw);
+                    resize_tap tw = resize_at(&aw, j);
                     int64_t g = y->g[(p * H + i) * W + j], *row0 = sum + (p * h + th.i0) * w, *row1 = sum + (p * h + th.i1) * w;
                     int64_t g0 = g * (dh - th.w), g1 = g * th.w;
                     row0[tw.i0] += g0 * (dw - tw.w);
