@@ -42,6 +42,14 @@ def eval_agreement(trainer, net, x, y):
     return {"acc_gap": float((ours == y).mean() - (ref == y).mean()), "agreement": float((ours == ref).mean())}
 
 
+def float_loss(net, x, y):
+    """autograd's mean cross-entropy of net on (x, y): per sample, or per pixel for [N, H, W]
+    masks (255 ignored, as intedge's pixel_cross_entropy)."""
+    from intedge.runtime import IGNORE_LABEL
+    return nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long),
+                                       ignore_index=IGNORE_LABEL)
+
+
 def copy_state(src, dst):
     """Every parameter's master (and running statistic) of trainer src into trainer dst, bit for bit."""
     for p in src.session.model.params:
@@ -57,10 +65,10 @@ def step_agreement(trainer, net, x, y, seeds=12, lr=0.01):
     load_into(net, trainer.state_dict())
     net.train()
     net.zero_grad()
-    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    float_loss(net, x, y).backward()
     steps = {}
     for seed in range(seeds):
-        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed,
+        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed, loss=trainer.loss,
                             **number_format_options(trainer.config))
         copy_state(trainer, t)
         before = t.state_dict()
@@ -162,7 +170,7 @@ def sr_zero_share(net, x, y, bits=8):
             hooks.append(m.register_forward_hook(fwd))
     net.train()
     net.zero_grad()
-    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    float_loss(net, x, y).backward()
     for h in hooks:
         h.remove()
     return out
