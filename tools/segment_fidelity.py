@@ -7,6 +7,7 @@ OUT/segment-results.json and OUT/fidelity-segment.png (the curves) and prints a 
     python tools/segment_fidelity.py                                   # the study in docs/fidelity.md
     python tools/segment_fidelity.py --models unet --epochs 2 --train 400 --out /tmp/seg   # a quick look
     python tools/segment_fidelity.py --report                          # redraw from the stored results
+    python tools/segment_fidelity.py --walk --models unet              # one step walked back from the loss
 
 The models are models/torch_models.py's SegUNet and SegDeepLab; inputs are the scenes' pixels / 255."""
 import argparse
@@ -119,6 +120,19 @@ def table(results):
     return "\n".join(lines)
 
 
+def walk(models, data, side):
+    """Prints tensor_agreement (tools/fidelity/diagnostics.py) for each model on the scenes `data`."""
+    sys.path.insert(0, str(ROOT / "tools" / "fidelity"))
+    from diagnostics import tensor_agreement
+    x, y = data[:2]
+    for name in models:
+        net, onnx_model = build(name, side)
+        print(f"{name}: <ours, ref> / <ref, ref> per activation (8 SR seeds), and the mean gradient's cosine")
+        for t, r in tensor_agreement(onnx_model, net, x, y).items():
+            print(f"  {t:<46} data {r['data']:.3f}  grad {r.get('grad', float('nan')):.3f}  "
+                  f"cos {r.get('grad_cos', float('nan')):.3f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
@@ -130,7 +144,11 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "fidelity")
     ap.add_argument("--report", action="store_true", help="redraw the figure and table from OUT's results")
+    ap.add_argument("--walk", action="store_true", help="per activation of each model, one step at its initial weights "
+                    "on 16 train scenes: intedge's data and gradient against autograd's (tensor_agreement)")
     args = ap.parse_args(argv)
+    if args.walk:
+        return walk(args.models.split(","), scenes(args.side, 16), args.side)
     store = args.out / "segment-results.json"
     if args.report:
         results = json.loads(store.read_text())["results"]
