@@ -133,6 +133,23 @@ def walk(models, data, side):
                   f"cos {r.get('grad_cos', float('nan')):.3f}")
 
 
+def along(models, data, side, steps, optimizer, lr, batch_size):
+    """Trains each model by intedge with the study's recipe and, before each step in `steps`,
+    prints per parameter the cosine of its mean SGD step (6 SR seeds) with autograd's gradient and
+    their norm ratio (diagnostics.along_training)."""
+    sys.path.insert(0, str(ROOT / "tools" / "fidelity"))
+    import intedge
+    from diagnostics import along_training
+    x, y = data[:2]
+    for name in models:
+        net, onnx_model = build(name, side)
+        trainer = intedge.Trainer(onnx_model, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                                  loss="pixel_cross_entropy")
+        for step, r in along_training(trainer, net, x, y, steps, seeds=6).items():
+            print(f"{name} step {step}: " + ", ".join(f"{k} {v['cos']:.3f}/{v['norm_ratio']:.3f}"
+                                                      for k, v in r["params"].items()))
+
+
 def export_agreement(data, side, epochs=3):
     """The width-8 U-Net with BatchNorm kept, trained `epochs` epochs by intedge (AdamW lr 0.01),
     then exported: how often onnxruntime's val mask agrees with intedge's evaluation, and what the
@@ -182,9 +199,14 @@ def main(argv=None):
     ap.add_argument("--report", action="store_true", help="redraw the figure and table from OUT's results")
     ap.add_argument("--walk", action="store_true", help="per activation of each model, one step at its initial weights "
                     "on 16 train scenes: intedge's data and gradient against autograd's (tensor_agreement)")
+    ap.add_argument("--along", metavar="STEPS", help="e.g. 0,375,560: per parameter, cosine / norm ratio of intedge's "
+                    "mean step with autograd's gradient before those steps of the study's run")
     ap.add_argument("--export-agreement", action="store_true", help="the BatchNorm-kept U-Net's exported ONNX "
                     "against intedge's evaluation, and why pixels differ")
     args = ap.parse_args(argv)
+    if args.along:
+        return along(args.models.split(","), scenes(args.side, args.train), args.side,
+                     [int(v) for v in args.along.split(",")], args.optimizer, args.lr, args.batch_size)
     if args.export_agreement:
         return export_agreement(scenes(args.side, args.train), args.side)
     if args.walk:
