@@ -7,6 +7,7 @@ OUT/segment-results.json and OUT/fidelity-segment.png (the curves) and prints a 
     python tools/segment_fidelity.py                                   # the study in docs/fidelity.md
     python tools/segment_fidelity.py --models unet --epochs 2 --train 400 --out /tmp/seg   # a quick look
     python tools/segment_fidelity.py --report                          # redraw from the stored results
+    python tools/segment_fidelity.py --walk --models unet              # one step walked back from the loss
 
 The models are models/torch_models.py's SegUNet and SegDeepLab; inputs are the scenes' pixels / 255."""
 import argparse
@@ -33,6 +34,16 @@ def scenes(side, n_train=None):
     return f(ds.x_train[:n_train]), ds.y_train[:n_train], f(ds.x_val), ds.y_val
 
 
+def richest(data, n):
+    """The n train scenes of `data` (scenes()'s tuple) with the most digit pixels, in their order,
+    and the val scenes unchanged: 15% of the pixels are digits instead of 9%, so both nets leave
+    the all-background stage within a few hundred steps (the suite's short study)."""
+    x, y, xv, yv = data
+    share = ((y > 0) & (y != 255)).mean(axis=(1, 2))
+    keep = np.sort(np.argsort(-share, kind="stable")[:n])
+    return x[keep], y[keep], xv, yv
+
+
 def build(name, side, seed=0, **kw):
     """(torch net seeded by `seed`, its ONNX export with BatchNormalization kept as nodes: an
     eval-mode export would fold it into the convolutions, and intedge would train another net)."""
@@ -46,9 +57,10 @@ def build(name, side, seed=0, **kw):
         return net, export_training(net, torch.randn(2, 1, side, side), dynamo=False, opset=13)
 
 
-def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log=print):
+def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log=print, **number_format):
     """Trains `name` by intedge and by float32 PyTorch; {"intedge": [...], "float": [...]} per
-    epoch (train_loss, train_acc, val_miou, val_pixel_acc, val_iou, seconds)."""
+    epoch (train_loss, train_acc, val_miou, val_pixel_acc, val_iou, seconds). number_format:
+    the Trainer's ablation options (grad_bits, rounding, sgd_bits) for intedge's side."""
     import torch
 
     import intedge
@@ -57,7 +69,7 @@ def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log
     net, onnx_model = build(name, side, seed)
     momentum = 0.9 if optimizer == "sgd" else 0.0
     trainer = intedge.Trainer(onnx_model, batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum,
-                              seed=seed, loss="pixel_cross_entropy")
+                              seed=seed, loss="pixel_cross_entropy", **number_format)
     keep = ("epoch", "train_loss", "train_acc", "val_miou", "val_pixel_acc", "val_iou", "seconds")
     ours = [{k: m[k] for k in keep} for m in trainer.fit(
         x, y, xv, yv, epochs=epochs, progress=False,
@@ -108,6 +120,72 @@ def table(results):
     return "\n".join(lines)
 
 
+def walk(models, data, side):
+    """Prints tensor_agreement (tools/fidelity/diagnostics.py) for each model on the scenes `data`."""
+    sys.path.insert(0, str(ROOT / "tools" / "fidelity"))
+    from diagnostics import tensor_agreement
+    x, y = data[:2]
+    for name in models:
+        net, onnx_model = build(name, side)
+        print(f"{name}: <ours, ref> / <ref, ref> per activation (8 SR seeds), and the mean gradient's cosine")
+        for t, r in tensor_agreement(onnx_model, net, x, y).items():
+            print(f"  {t:<46} data {r['data']:.3f}  grad {r.get('grad', float('nan')):.3f}  "
+                  f"cos {r.get('grad_cos', float('nan')):.3f}")
+
+
+def along(models, data, side, steps, optimizer, lr, batch_size):
+    """Trains each model by intedge with the study's recipe and, before each step in `steps`,
+    prints per parameter the cosine of its mean SGD step (6 SR seeds) with autograd's gradient and
+    their norm ratio (diagnostics.along_training)."""
+    sys.path.insert(0, str(ROOT / "tools" / "fidelity"))
+    import intedge
+    from diagnostics import along_training
+    x, y = data[:2]
+    for name in models:
+        net, onnx_model = build(name, side)
+        trainer = intedge.Trainer(onnx_model, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                                  loss="pixel_cross_entropy")
+        for step, r in along_training(trainer, net, x, y, steps, seeds=6).items():
+            print(f"{name} step {step}: " + ", ".join(f"{k} {v['cos']:.3f}/{v['norm_ratio']:.3f}"
+                                                      for k, v in r["params"].items()))
+
+
+def export_agreement(data, side, epochs=3):
+    """The width-8 U-Net with BatchNorm kept, trained `epochs` epochs by intedge (AdamW lr 0.01),
+    then exported: how often onnxruntime's val mask agrees with intedge's evaluation, and what the
+    disagreeing pixels are (printed)."""
+    import onnxruntime as ort
+    import torch
+
+    import intedge
+    from torch_models import SegUNet, export_training
+    x, y, xv, yv = data
+    torch.manual_seed(0)
+    model = export_training(SegUNet(width=8), torch.randn(2, 1, side, side), dynamo=False, opset=13)
+    trainer = intedge.Trainer(model, batch_size=16, optimizer="adamw", lr=0.01, loss="pixel_cross_entropy")
+    trainer.fit(x, y, xv, yv, epochs=epochs, progress=False)
+    ours = trainer.predict(xv).reshape(len(xv), -1, side, side)
+    s = ort.InferenceSession(_exported(trainer), providers=["CPUExecutionProvider"])
+    theirs = s.run(None, {s.get_inputs()[0].name: xv})[0]
+    differ = ours.argmax(1) != theirs.argmax(1)
+    top = np.sort(ours, axis=1)
+    ties = top[:, -1] == top[:, -2]
+    gap = np.diff(np.sort(theirs, axis=1)[:, -2:], axis=1)[:, 0]
+    ulp = float(np.min(np.diff(np.unique(ours))))
+    print(f"mask pixels agreeing: {1 - differ.mean():.4f}; of the others, {ties[differ].mean():.4f} are ties of "
+          f"intedge's two largest int8 logits (argmax takes the lower class), {(ours.argmax(1) == 0)[differ].mean():.4f} "
+          f"background in intedge's mask; median top-2 gap in onnxruntime's logits {np.median(gap[differ]):.4f} there, "
+          f"{np.median(gap):.3f} over all pixels; logit ulp {ulp:.4f}; pixels with an int8 tie: {ties.mean():.4f}")
+
+
+def _exported(trainer):
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "model.onnx"
+        trainer.export_onnx(path)
+        return path.read_bytes()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=",".join(MODELS))
@@ -119,7 +197,20 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=RECIPE["batch_size"])
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "fidelity")
     ap.add_argument("--report", action="store_true", help="redraw the figure and table from OUT's results")
+    ap.add_argument("--walk", action="store_true", help="per activation of each model, one step at its initial weights "
+                    "on 16 train scenes: intedge's data and gradient against autograd's (tensor_agreement)")
+    ap.add_argument("--along", metavar="STEPS", help="e.g. 0,375,560: per parameter, cosine / norm ratio of intedge's "
+                    "mean step with autograd's gradient before those steps of the study's run")
+    ap.add_argument("--export-agreement", action="store_true", help="the BatchNorm-kept U-Net's exported ONNX "
+                    "against intedge's evaluation, and why pixels differ")
     args = ap.parse_args(argv)
+    if args.along:
+        return along(args.models.split(","), scenes(args.side, args.train), args.side,
+                     [int(v) for v in args.along.split(",")], args.optimizer, args.lr, args.batch_size)
+    if args.export_agreement:
+        return export_agreement(scenes(args.side, args.train), args.side)
+    if args.walk:
+        return walk(args.models.split(","), scenes(args.side, 16), args.side)
     store = args.out / "segment-results.json"
     if args.report:
         results = json.loads(store.read_text())["results"]

@@ -587,6 +587,7 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     size_t total = outer * channels * inner;
     if (top == INT32_MIN) {
         for (size_t i = 0; i < total; i++) y[i] = 0;
+        for (size_t i = 0; i < 3 * channels; i++) coef[i] = 0; /* as the coefficients say (ie_bn_relu_backward) */
         return eu;
     }
     int32_t E = top - 60;

@@ -256,3 +256,37 @@ def test_keep_tensors_exposes_every_tensor_and_changes_no_byte(rng):
             s.step(x, labels=labels)
         digests.append(s.digest())
     assert digests[0] == digests[1]
+
+
+def test_relu_after_batchnorm_masks_by_the_unrounded_sign():
+    """Relu's backward after a training-mode BatchNormalization passes dy where the BatchNorm output
+    was > 0 before its rounding (recomputed in float64 here from the int8 input it read), not
+    where its rounded output is: a channel's bulk sits at 0.03, half an ulp above 0 under its
+    outliers, and rounds to 0 about half the time; the rounded mask would drop that half."""
+    from intedge import iem
+    from op_harness import Harness
+    c, side, n = 3, 8, 4
+    g = iem.Graph()
+    g.input = g.add_tensor("x", iem.KIND_INPUT, (c, side, side))
+    for name, value, state in (("gamma", 1.0, False), ("beta", -0.2, False), ("mean", 0.0, True), ("var", 1.0, True)):
+        g.add_tensor(name, iem.KIND_PARAM, (c,), np.full(c, value, np.float32), state=state)
+    for name in ("y", "r"):
+        g.add_tensor(name, iem.KIND_ACTIVATION, (c, side, side))
+    g.add_node("bn", iem.OP_BATCHNORM, ["x", "gamma", "beta", "mean", "var"], ["y"], [1, -20, 7, -3])  # eps 2^-20, momentum 0.875
+    g.add_node("relu", iem.OP_RELU, ["y"], ["r"])
+    g.output = g.index["r"]
+    x = np.zeros((n, c, side, side), np.float32)
+    x.reshape(-1)[::20] = -8.0  # outliers below a bulk of zeros: the bulk normalizes to about +0.23
+    h = Harness(g, batch=n)
+    dy = np.full((n, c, side, side), 5, np.int8)
+    h.step(x, dy, -10)
+    xq, xe = h.tensor("x")
+    v = xq.astype(np.float64) * 2.0**xe
+    mu, var = v.mean(axis=(0, 2, 3), keepdims=True), v.var(axis=(0, 2, 3), keepdims=True)
+    unrounded = (v - mu) / np.sqrt(var + 2.0**-20) - 0.2
+    yq = h.tensor("y")[0]
+    assert ((yq == 0) & (unrounded > 0)).mean() > 0.3  # the case guarded: rounded to 0 from above
+    dyq, dye = h.tensor("r", grad=True)
+    dx, dxe = h.tensor("y", grad=True)
+    assert dxe == dye
+    np.testing.assert_array_equal(dx, np.where(unrounded > 0, dyq, 0))

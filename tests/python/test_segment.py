@@ -304,20 +304,27 @@ def test_exported_onnx_masks_agree_with_intedge_eval(tmp_path):
 
 
 def test_segment_fidelity_short():
-    """tools/segment_fidelity.py's study, short: the U-Net on the first 600 builtin:mnist-seg scenes
-    (32 x 32), 3 epochs of AdamW from the same initial weights and batch order: intedge's train
-    loss within 5% of float32 PyTorch's at every epoch, and its val mIoU within 2 points."""
+    """tools/segment_fidelity.py's study, short: the U-Net on the 600 builtin:mnist-seg scenes
+    (32 x 32) with the most digit pixels, 6 epochs of AdamW lr 0.003 at batch 8 from the same
+    initial weights and batch order. PyTorch leaves the all-background stage (its digit classes'
+    mean IoU passes 0.10), and intedge follows: its train loss at most 8% over PyTorch's at every
+    epoch, its val mIoU at most 5 points under at the end (measured: at most 2.0% over, 2.8 points
+    under). With 3-bit gradients (grad_bits=3) it stays behind: docs/fidelity.md gives the figures
+    of both. (3 epochs of 600 random scenes, the earlier version, passed with 3-bit gradients: both
+    nets still predicted background alone.)"""
     import sys
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
     import segment_fidelity as study
-    r = study.run_pair("unet", study.scenes(32, 600), side=32, batch_size=16, optimizer="adamw", lr=0.003, epochs=3,
-                       log=lambda s: None)
+    r = study.run_pair("unet", study.richest(study.scenes(32), 600), side=32, batch_size=8, optimizer="adamw",
+                       lr=0.003, epochs=6, log=lambda s: None)
     ours, ref = r["intedge"], r["float"]
     print("\n" + study.table({"unet": {"intedge": ours, "float": ref}}))
+    print("train loss, intedge / PyTorch:", ", ".join(f"{a['train_loss']:.4f} / {b['train_loss']:.4f}" for a, b in zip(ours, ref)))
+    digits = [v for v in ref[-1]["val_iou"][1:] if v is not None]
+    assert np.mean(digits) >= 0.10, ref[-1]["val_iou"]  # out of the all-background stage
     for a, b in zip(ours, ref):
-        assert abs(a["train_loss"] - b["train_loss"]) <= 0.05 * b["train_loss"], (a["epoch"], a["train_loss"],
-                                                                                   b["train_loss"])
-    assert abs(ours[-1]["val_miou"] - ref[-1]["val_miou"]) <= 0.02
+        assert a["train_loss"] <= 1.08 * b["train_loss"], (a["epoch"], a["train_loss"], b["train_loss"])
+    assert ours[-1]["val_miou"] >= ref[-1]["val_miou"] - 0.05
 
 
 def test_predict_writes_palette_masks_and_overlays(tmp_path):

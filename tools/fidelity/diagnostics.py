@@ -8,6 +8,8 @@ same weights. Self-contained (numpy, torch, intedge), importable by the tests an
 - along_training: step_agreement at chosen steps of a real training run, with each BatchNorm's
   running statistics against a float shadow that saw the same batches at the same weights.
 - sr_zero_share: per layer, the share of nonzero values that stochastic rounding sends to 0.
+- tensor_agreement: one step walked back from the loss, per activation: intedge's data and
+  gradient against autograd's at the same initial weights (where a gradient first loses scale).
 
 The torch net and the ONNX model must share parameter names (torch's exporters keep them)."""
 import numpy as np
@@ -42,6 +44,14 @@ def eval_agreement(trainer, net, x, y):
     return {"acc_gap": float((ours == y).mean() - (ref == y).mean()), "agreement": float((ours == ref).mean())}
 
 
+def float_loss(net, x, y):
+    """autograd's mean cross-entropy of net on (x, y): per sample, or per pixel for [N, H, W]
+    masks (255 ignored, as intedge's pixel_cross_entropy)."""
+    from intedge.runtime import IGNORE_LABEL
+    return nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long),
+                                       ignore_index=IGNORE_LABEL)
+
+
 def copy_state(src, dst):
     """Every parameter's master (and running statistic) of trainer src into trainer dst, bit for bit."""
     for p in src.session.model.params:
@@ -57,10 +67,10 @@ def step_agreement(trainer, net, x, y, seeds=12, lr=0.01):
     load_into(net, trainer.state_dict())
     net.train()
     net.zero_grad()
-    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    float_loss(net, x, y).backward()
     steps = {}
     for seed in range(seeds):
-        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed,
+        t = intedge.Trainer(trainer.model, batch_size=len(x), lr=lr, seed=1000 + seed, loss=trainer.loss,
                             **number_format_options(trainer.config))
         copy_state(trainer, t)
         before = t.state_dict()
@@ -74,6 +84,58 @@ def step_agreement(trainer, net, x, y, seeds=12, lr=0.01):
         ng, nm = np.linalg.norm(g), np.linalg.norm(mean)
         out[name] = {"cos": float(g @ mean / (ng * nm)) if ng and nm else 0.0,
                      "norm_ratio": float(nm / ng) if ng else float("nan"), "grad_norm": float(ng), "step_norm": float(nm)}
+    return out
+
+
+def tensor_agreement(onnx_model, net, x, y, seeds=8, loss="pixel_cross_entropy"):
+    """Walks one training step back from the loss: for every activation that a torch submodule of
+    `net` outputs (torch's exporter names it /a/a.b/OpType_output_0 for module a.b), intedge's data
+    and gradient at the initial weights of `onnx_model` (read with keep_tensors, averaged over
+    `seeds` SR seeds) against float64 autograd's: {name: {'data': proj, 'grad': proj, 'grad_cos': ..}}
+    in forward order, where proj = <ours, ref> / <ref, ref> (1: no bias in scale; noise that is not
+    along ref leaves it alone) and grad_cos the cosine of the seed-averaged gradient."""
+    import copy
+
+    from intedge._ffi import ffi, lib
+    from intedge.onnx_import.core import Walker
+    from intedge.runtime import Model, Session
+    walker = Walker(onnx_model, "<model>")
+    model = Model(walker.run().iem)
+    tensors = {t.name: (i, t) for i, t in enumerate(walker.graph.tensors) if t.kind == 2}
+    ref, hooks = {}, []
+    net = copy.deepcopy(net).double().train()
+    for qual, mod in net.named_modules():
+        scope = "/" + "/".join(".".join(qual.split(".")[:k + 1]) for k in range(len(qual.split("."))))
+        for name in tensors:
+            if qual and name.startswith(scope + "/") and name.count("/") == scope.count("/") + 1:
+                def keep(m, i, o, name=name):
+                    o.retain_grad()
+                    ref[name] = o
+                hooks.append(mod.register_forward_hook(keep))
+    float_loss(net, torch.as_tensor(x, dtype=torch.float64), y).backward()
+    for h in hooks:
+        h.remove()
+    sums = {}
+    for seed in range(seeds):
+        s = Session(model, batch_size=len(x), lr=0.0, seed=seed, loss=loss, keep_tensors=True)
+        s.step(x, labels=np.asarray(y, np.int32))
+        for name in ref:
+            i, t = tensors[name]
+            for grad in (0, 1):
+                q, e = np.empty(len(x) * int(np.prod(t.shape)), np.int8), ffi.new("int32_t *")
+                if lib.ie_test_tensor(s._h, i, grad, ffi.from_buffer("int8_t[]", q), e) == lib.IE_OK:
+                    sums[name, grad] = sums.get((name, grad), 0.0) + q * 2.0 ** e[0] / seeds
+    out = {}
+    for name, t in ref.items():
+        r = {}
+        for grad, key in ((0, "data"), (1, "grad")):
+            want = (t.grad if grad else t).detach().numpy().ravel()
+            got = sums.get((name, grad))
+            if got is not None:
+                r[key] = float(want @ got / (want @ want))
+                if grad:
+                    r["grad_cos"] = float(want @ got / np.linalg.norm(want) / np.linalg.norm(got))
+        out[name] = r
     return out
 
 
@@ -162,7 +224,7 @@ def sr_zero_share(net, x, y, bits=8):
             hooks.append(m.register_forward_hook(fwd))
     net.train()
     net.zero_grad()
-    nn.functional.cross_entropy(net(torch.as_tensor(x)), torch.as_tensor(y, dtype=torch.long)).backward()
+    float_loss(net, x, y).backward()
     for h in hooks:
         h.remove()
     return out

@@ -53,7 +53,11 @@ static void relu_backward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
-    ie_relu_bwd((size_t)s->n * s->model->tensors[nd->in[0]].numel, y->q, y->g, x->g);
+    uint32_t src = s->model->tensors[nd->in[0]].producer;
+    if (src != IE_NONE && s->model->nodes[src].op == IE_OP_BATCHNORM) /* the mask from x before its rounding */
+        ie_bn_relu_backward(s, src, y->q, y->g, x->g);
+    else
+        ie_relu_bwd((size_t)s->n * s->model->tensors[nd->in[0]].numel, y->q, y->g, x->g);
     x->ge = y->ge;
 }
 

@@ -59,6 +59,7 @@ ie_status ie_check_along_axis(const ie_model *m, const ie_node_desc *nd, char *e
 
 void ie_relu_fwd(size_t n, const int8_t *x, int8_t *y);
 void ie_relu_bwd(size_t n, const int8_t *y, const int8_t *dy, int8_t *dx);
+void ie_bn_relu_backward(const ie_session *s, uint32_t node, const int8_t *relu_y, const int8_t *dy, int8_t *dx);
 
 /* Convolution geometry (NCHW, per sample). */
 typedef struct ie_conv_geom {
