@@ -6,7 +6,7 @@ parameter at step 0 of seed 0's run (mnist-5k), the mean gradient over SR seeds 
 on the exact forward: norm ratio, projection (mean . exact / |exact|^2, which zero-mean noise
 leaves alone) and cosine; printed as medians and means over the parameters.
 
-    python tools/fidelity/mask_probe.py [--seeds 32]     # ~5 min on a shared core
+    python tools/fidelity/mask_probe.py [--seeds 32]     # ~13 min on a shared, busy core
 """
 import argparse
 import sys
