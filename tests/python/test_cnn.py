@@ -180,6 +180,23 @@ def test_activation_forward_and_backward_match_torch(name):
     assert cos["c.weight"].cosine > 0.98 and cos["c.bias"].cosine > 0.98, cos
 
 
+@pytest.mark.parametrize("bound", [0.0, 6.0])
+def test_relu6_gradient_is_not_lost_at_a_bound(bound):
+    """Pre-activations within one ulp of a bound of ReLU6 (one large input sets a coarse grid):
+    SR sends them onto the bound, where the slope taken as 0 dropped their gradient (conv bias
+    step 0.58 of autograd's at 0, 0.28 at 6); half a slope there keeps it (0.98, 1.03)."""
+    torch.manual_seed(0)
+    net = Activation("relu6")
+    with torch.no_grad():
+        net.c.bias.fill_(bound)
+    model = export(net, torch.randn(2, 1, 8, 8), dynamo=False, opset=14)
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(32, 1, 8, 8, generator=g) * 0.1, torch.randint(0, 10, (32,), generator=g)
+    x[0, 0, 4, 4] = 40.0
+    agree = step_agreement(intedge.Trainer(model, batch_size=32), net, x.numpy(), y.numpy())
+    assert 0.85 <= agree["c.bias"].norm_ratio <= 1.15, agree
+
+
 # Limits on step_agreement, set with a margin outside the spread over 8 initial-weight seeds
 # (`python tests/python/step_agreement.py --init-seeds 8`, docs/fidelity.md): each kernel's
 # (conv or linear weight) cosine and norm ratio, any parameter's cosine (biases and BatchNorm
