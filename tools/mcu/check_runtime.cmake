@@ -26,12 +26,12 @@ message("runtime library: text+rodata ${CMAKE_MATCH_1} B, data ${CMAKE_MATCH_2} 
 # Budgets in bytes: the sizes docs/mcu.md states (-Os, GCC 12.2) plus about 3.5%, so that growth
 # shows up here before it reaches the docs' figures; a change that grows the code past one
 # updates both.
-set(code_budget_cortex-m0 87600)   # 84.6 KB
-set(code_budget_cortex-m3 87100)   # 84.2 KB
-set(code_budget_cortex-m4 88800)   # 85.8 KB
-set(code_budget_cortex-m7 88800)   # 85.8 KB
-set(code_budget_cortex-m33 88600)  # 85.6 KB
-set(code_budget_riscv32 104000)    # 100.5 KB
+set(code_budget_cortex-m0 92400)   # 89.3 KB
+set(code_budget_cortex-m3 91800)   # 88.7 KB
+set(code_budget_cortex-m4 93500)   # 90.3 KB
+set(code_budget_cortex-m7 93400)   # 90.3 KB
+set(code_budget_cortex-m33 93200)  # 90.1 KB
+set(code_budget_riscv32 109200)    # 105.5 KB
 if(NOT DEFINED code_budget_${TARGET})
   message(FATAL_ERROR "no code budget for target '${TARGET}' (pass -DTARGET=<one of tools/mcu/check_runtime.cmake's>)")
 endif()
