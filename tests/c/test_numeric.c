@@ -120,11 +120,11 @@ static void test_srshift_equals_shift_round(void) {
     }
 }
 
-/* The next value of a linear congruential sequence, centred: (v >> shift) - 2^(31 - shift). */
-static int32_t lcg_centred(uint32_t *v, int shift) {
-    *v = *v * 1103515245u + 12345u;
-    return (int32_t)(*v >> shift) - (int32_t)(1u << (31 - shift));
-}
+/* The next value of a linear congruential sequence (the tests' fixed pseudo-random inputs). */
+static uint32_t lcg_next(uint32_t *v) { return *v = *v * 1103515245u + 12345u; }
+
+/* The next value of the sequence, centred: (v >> shift) - 2^(31 - shift). */
+static int32_t lcg_centred(uint32_t *v, int shift) { return (int32_t)(lcg_next(v) >> shift) - (int32_t)(1u << (31 - shift)); }
 
 /* The vectorizable fast paths equal the general per-element rounding, element by element. */
 static void test_fast_paths_match_general(void) {
@@ -178,9 +178,9 @@ static void test_sum2_matches_definition(void) {
     static int8_t x0[N], x1[N], y[N];
     uint32_t v = 7;
     for (int i = 0; i < N; i++) {
-        v = v * 1103515245u + 12345u;
-        x0[i] = (int8_t)(v >> 24);
-        x1[i] = (int8_t)(v >> 16);
+        uint32_t r = lcg_next(&v);
+        x0[i] = (int8_t)(r >> 24);
+        x1[i] = (int8_t)(r >> 16);
     }
     x0[0] = x1[0] = -128; /* the extremes: -128 (-2^22 - 2^22) = 2^30, -128 (2^23 + 2^23) = -2^31 */
     x0[1] = x1[1] = 127;
@@ -224,9 +224,8 @@ static void test_exact_shifts_match_definition(void) {
     static int8_t q[N], y[N], y32[N];
     uint32_t v = 11;
     for (int i = 0; i < N; i++) {
-        v = v * 1103515245u + 12345u;
-        q[i] = (int8_t)(v >> 24);
-        q[i] = q[i] == -128 ? -127 : q[i];
+        int8_t r = (int8_t)(lcg_next(&v) >> 24);
+        q[i] = r == -128 ? -127 : r;
     }
     for (int nearest = 0; nearest < 2; nearest++)
         for (int k = 0; k <= 20; k += 5)
