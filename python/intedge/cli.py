@@ -354,6 +354,30 @@ def _resume(args):
     return trainer, ck.meta["config"]
 
 
+def _keep_source(model, out):
+    """Copies the imported ONNX file into the run folder and points the model at the copy: the
+    import keeps no graph in memory (onnx_model reads its file again for checkpoints and export),
+    so a user who re-exports MODEL while a run trains must not stop the run's checkpoints."""
+    import hashlib
+    import shutil
+
+    if model.onnx_proto is not None:
+        return model
+    copy, digest = out / "source.onnx", hashlib.sha256()
+    try:
+        shutil.copyfile(model.source, copy)
+        with open(copy, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise IntedgeError(f"could not copy {model.source} into {out} ({exc.strerror}); free some space or pass "
+                           "another --output-dir") from None
+    if digest.hexdigest() != model.onnx_sha256:
+        raise IntedgeError(f"{model.source} changed while it was imported; train again once it is written")
+    model.source = str(copy)
+    return model
+
+
 def cmd_train(args):
     from .onnx_import import import_onnx
     from .report import plot_curves, summary_table
@@ -370,7 +394,7 @@ def cmd_train(args):
     else:
         out = _prepare_output(args.output_dir or _next_run_dir())
         optimizer, lr, betas, eps = optimizer_settings(args)
-        model = import_onnx(args.model)
+        model = _keep_source(import_onnx(args.model), out)
         ds = _load_data_for(model, args.data, args, args.seed)
         fmt, mapping = _input_settings(model, ds, args.normalize)
         if args.augment and (len(model.input_shape) != 3 or not ds.is_uint8):

@@ -162,3 +162,25 @@ def test_missing_data_folder_and_bad_image_policy(tmp_path):
     res = run_cli("train", ROOT / "models" / "mlp_digits.onnx", tmp_path / "d", "--epochs", "1", "--output-dir",
                   tmp_path / "o", "--quiet")
     assert res.returncode == 0 and "skipped 1 unreadable image(s)" in res.stderr
+
+
+def test_a_run_keeps_its_own_copy_of_the_model(tmp_path, monkeypatch):
+    """The import keeps no ONNX graph in memory, so checkpoints and export read the model's file
+    again: a run must not fail when the user re-exports MODEL while it trains."""
+    import shutil
+
+    from intedge import cli
+    from intedge.trainer import Trainer
+
+    model, out = tmp_path / "mlp.onnx", tmp_path / "run"
+    shutil.copyfile(ROOT / "models" / "mlp_digits.onnx", model)
+    fit = Trainer.fit
+
+    def overwrite_then_fit(self, *args, **kwargs):
+        model.write_bytes(b"re-exported meanwhile")
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "fit", overwrite_then_fit)
+    assert cli.main(["train", str(model), "builtin:digits", "--epochs", "1", "--output-dir", str(out), "--quiet"]) == 0
+    assert (out / "source.onnx").read_bytes() == (ROOT / "models" / "mlp_digits.onnx").read_bytes()
+    assert list((out / "checkpoints").glob("*.iec")) and onnx.load(out / "model.onnx").graph.node
