@@ -101,13 +101,13 @@ def augment_plan(n, h, kinds, rng):
     return pad, dy, dx, flip
 
 
-def apply_plan(x, plan):
-    """augment_plan's crop (zero padding) and flip on images [n, C, H, W]."""
+def apply_plan(x, plan, fill=0):
+    """augment_plan's crop (padding with fill) and flip on images [n, C, H, W]."""
     pad, dy, dx, flip = plan
     x = x.copy()
     h, w = x.shape[2:]
     if pad:
-        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=fill)
         for i in range(len(x)):
             x[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
     x[flip] = x[flip, :, :, ::-1]
@@ -117,16 +117,3 @@ def apply_plan(x, plan):
 def augment(x, kinds, rng):
     """Random crop with zero padding (H/8 pixels) and horizontal flip, on uint8 [n, C, H, W]."""
     return apply_plan(x, augment_plan(len(x), x.shape[2], kinds, rng)) if kinds else x
-    x = x.copy()
-    n, _, h, w = x.shape
-    if "crop" in kinds:
-        pad = max(1, h // 8)
-        padded = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-        dy = rng.integers(0, 2 * pad + 1, n)
-        dx = rng.integers(0, 2 * pad + 1, n)
-        for i in range(n):
-            x[i] = padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-    if "flip" in kinds:
-        flip = rng.random(n) < 0.5
-        x[flip] = x[flip, :, :, ::-1]
-    return x

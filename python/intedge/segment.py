@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .images import apply_plan, augment_plan
 from .data import IMAGE_SUFFIXES, Dataset, class_names_file, split, warn_skipped
 from .errors import IntedgeError
 from .runtime import IGNORE_LABEL
@@ -151,21 +152,8 @@ def augment_pair(x, y, kinds, rng):
     flip, on uint8 images [n, C, H, W] and their masks [n, H, W], moving both the same way."""
     if not kinds:
         return x, y
-    x, y = x.copy(), y.copy()
-    n, _, h, w = x.shape
-    if "crop" in kinds:
-        pad = max(1, h // 8)
-        px = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-        py = np.pad(y, ((0, 0), (pad, pad), (pad, pad)), constant_values=IGNORE_LABEL)
-        dy, dx = rng.integers(0, 2 * pad + 1, n), rng.integers(0, 2 * pad + 1, n)
-        for i in range(n):
-            x[i] = px[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-            y[i] = py[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-    if "flip" in kinds:
-        flip = rng.random(n) < 0.5
-        x[flip] = x[flip, :, :, ::-1]
-        y[flip] = y[flip, :, ::-1]
-    return x, y
+    plan = augment_plan(len(x), x.shape[2], kinds, rng)
+    return apply_plan(x, plan), apply_plan(y[:, None], plan, fill=IGNORE_LABEL)[:, 0]
 
 
 def confusion(logits, labels, classes):
