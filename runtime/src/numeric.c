@@ -587,7 +587,7 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     size_t total = outer * channels * inner;
     if (top == INT32_MIN) {
         for (size_t i = 0; i < total; i++) y[i] = 0;
-        for (size_t i = 0; i < 3 * channels; i++) coef[i] = 0; /* as the coefficients say (ie_bn_relu_backward) */
+        for (size_t i = 0; i < 3 * channels; i++) coef[i] = 0; /* as the coefficients say (ie_channel_affine_relu_bwd) */
         return eu;
     }
     int32_t E = top - 60;
@@ -618,6 +618,16 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     j.y = y;
     ie_pool_run(pool, affine_part, &j);
     return E + sh;
+}
+
+void ie_channel_affine_relu_bwd(size_t outer, size_t channels, size_t inner, const int8_t *x, const int64_t *xm,
+                                const int64_t *coef, const int8_t *y, const int8_t *dy, int8_t *dx) {
+    size_t total = outer * channels * inner;
+    for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels) {
+        int64_t k = coef[2 * channels + c], slope = coef[channels + c];
+        for (size_t i = base; i < base + inner; i++) /* dy is read before dx is written */
+            dx[i] = y[i] > 0 || k + slope * ((int64_t)x[i] * 65536 - xm[c]) > 0 ? dy[i] : 0;
+    }
 }
 
 /* ---- the float boundary --------------------------------------------------------------------- */

@@ -439,6 +439,12 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
                              const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
                              const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
 
+/* A Relu's backward after the last ie_channel_affine_s8 of x alone (u NULL; coef as it left them):
+ * dx = dy where that map's value before rounding is > 0 (or the Relu's output y is), so that an
+ * output SR sent to 0 from just above keeps its gradient. dy and dx may alias. */
+void ie_channel_affine_relu_bwd(size_t outer, size_t channels, size_t inner, const int8_t *x, const int64_t *xm,
+                                const int64_t *coef, const int8_t *y, const int8_t *dy, int8_t *dx);
+
 /* ---- the float boundary (IEEE-754 binary32 bit patterns) ---------------------------------- */
 
 int ie_f32_bits_is_finite(uint32_t bits);

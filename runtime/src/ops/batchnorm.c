@@ -220,14 +220,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
 void ie_bn_relu_backward(const ie_session *s, uint32_t node, const int8_t *relu_y, const int8_t *dy, int8_t *dx) {
     bn_shape b = shape_of(s->model, &s->model->nodes[node]);
     void *const *sc = s->nodes[node].scratch;
-    const int64_t *mean = sc[S_MEAN], *coef = sc[S_COEF];
-    const int8_t *x = s->values[b.x].q;
-    size_t total = (size_t)s->n * b.c * b.inner;
-    for (size_t base = 0, c = 0; base < total; base += b.inner, c = (c + 1) % b.c) {
-        int64_t k = coef[2 * b.c + c], slope = coef[b.c + c];
-        for (size_t i = base; i < base + b.inner; i++) /* dy is read before dx is written: they may alias */
-            dx[i] = relu_y[i] > 0 || k + slope * ((int64_t)x[i] * 65536 - mean[c]) > 0 ? dy[i] : 0;
-    }
+    ie_channel_affine_relu_bwd(s->n, b.c, b.inner, s->values[b.x].q, sc[S_MEAN], sc[S_COEF], relu_y, dy, dx);
 }
 
 const ie_op_def ie_op_batchnorm = {"BatchNormalization", 5, 5, 1, bn_check, bn_plan, bn_forward, bn_backward};
