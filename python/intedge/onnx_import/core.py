@@ -35,7 +35,7 @@ class ImportedModel:
     export_batch: int = None  # the batch fixed at export, re-batched by the importer (None: dynamic)
     constants: frozenset = frozenset()  # parameters made of the graph's constants: not in the file, not exported
     onnx_sha256: str = None  # the source file's digest when onnx_proto is None
-    param_owners: dict = field(default_factory=dict)  # parameter -> name of the first node reading it
+    param_owners: dict = field(default_factory=dict)  # parameter -> name of the node that reads it
 
     @property
     def input_size(self):
@@ -342,7 +342,7 @@ class Walker:
                                "supported (exporters store equal weights once, as in a fresh model: export with "
                                "torch.onnx.export(..., dynamo=True, optimize=False) or the TorchScript exporter)")
             return None
-        self.param_use[v] = node.name
+        self.param_use[v] = node.name or node.output[0]  # its owner, matched by --trainable patterns
         # exporters store weights as initializers, or (folded ones) as Constant nodes
         arr = np.asarray(self.const_value(src))
         if not np.issubdtype(arr.dtype, np.floating):
@@ -531,16 +531,12 @@ class Walker:
         params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
         fields = (inp.name, tuple(dims[1:]), out, int(np.prod(self.shapes[out])), params, self.source,
                   [i.name for i in data_inputs], self.export_batch, frozenset(self.constants))
-        owners = {}
-        for n in g.node:
-            for i in n.input:
-                owners.setdefault(i, n.name or n.output[0])
-        owners = {p: owners[p] for p in params if p in owners}
         model = self.model
         if release is not None:  # the walker's own references to the graph go with it
             model = data_inputs = inp = g = n = None  # n: a NodeProto keeps the whole graph alive
             self.release()
-        return ImportedModel(model, iem.serialize(self.graph), *fields, onnx_sha256=release, param_owners=owners)
+        return ImportedModel(model, iem.serialize(self.graph), *fields, onnx_sha256=release,
+                             param_owners=dict(self.param_use))
 
     def release(self):
         """Drops every reference to the ONNX graph; the walker keeps only the runtime graph."""
