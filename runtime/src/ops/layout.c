@@ -363,6 +363,18 @@ static void resize_plan(ie_planner *p, uint32_t node) {
     }
     if (nd->attrs[2] != RESIZE_NEAREST)
         ie_plan_node_scratch(p, node, 2, IE_SIZE(n, m->tensors[nd->out[0]].numel, sizeof(int32_t)), F, F);
+    ie_plan_node_scratch(p, node, 3, IE_SIZE(m->tensors[nd->out[0]].dims[2], sizeof(resize_tap)), F,
+                         ie_plan_requires_grad(p, nd->in[0]) ? B : F);
+}
+
+/* The output columns' taps, computed by the forward once for every row and plane (the backward
+ * reads them again): bilinear's, or nearest's source column as i0. */
+static const resize_tap *column_taps(ie_session *s, uint32_t node, const resize_axis *aw) {
+    const ie_node_desc *nd = &s->model->nodes[node];
+    resize_tap *t = s->nodes[node].scratch[3];
+    for (uint32_t j = 0; j < aw->out; j++)
+        t[j] = nd->attrs[2] == RESIZE_NEAREST ? (resize_tap){nearest_at(aw, nd->attrs[6], j), 0, 0} : resize_at(aw, j);
+    return t;
 }
 
 /* Output pixel (i, j) of a plane from its four taps, times den_h * den_w. */
@@ -379,11 +391,12 @@ static void resize_forward(ie_session *s, uint32_t node) {
     resize_axis ah = resize_axis_of(nd, xt, yt, 0), aw = resize_axis_of(nd, xt, yt, 1);
     uint32_t H = ah.out, W = aw.out, h = ah.n, w = aw.n;
     size_t planes = (size_t)s->n * yt->dims[0];
+    const resize_tap *tw = column_taps(s, node, &aw);
     if (nd->attrs[2] == RESIZE_NEAREST) {
         for (size_t p = 0; p < planes; p++)
             for (uint32_t i = 0; i < H; i++) {
                 const int8_t *row = x->q + (p * h + nearest_at(&ah, nd->attrs[6], i)) * w;
-                for (uint32_t j = 0; j < W; j++) y->q[(p * H + i) * W + j] = row[nearest_at(&aw, nd->attrs[6], j)];
+                for (uint32_t j = 0; j < W; j++) y->q[(p * H + i) * W + j] = row[tw[j].i0];
             }
         y->e = x->e;
         return;
@@ -395,7 +408,7 @@ static void resize_forward(ie_session *s, uint32_t node) {
             resize_tap th = resize_at(&ah, i);
             for (uint32_t j = 0; j < W; j++) {
                 size_t at = (p * H + i) * W + j;
-                int64_t v = bilinear_sum(x->q + p * h * w, w, th, resize_at(&aw, j), ah.den, aw.den);
+                int64_t v = bilinear_sum(x->q + p * h * w, w, th, tw[j], ah.den, aw.den);
                 acc[at] = resize_div(v * (1 << RESIZE_FRAC), ah.den * aw.den, ie_draw(r, (uint32_t)at));
             }
         }
@@ -411,6 +424,7 @@ static void resize_backward(ie_session *s, uint32_t node) {
     resize_axis ah = resize_axis_of(nd, xt, yt, 0), aw = resize_axis_of(nd, xt, yt, 1);
     uint32_t H = ah.out, W = aw.out, h = ah.n, w = aw.n;
     int32_t *acc = s->nodes[node].scratch[0];
+    const resize_tap *taps = s->nodes[node].scratch[3]; /* the forward's column_taps */
     size_t planes = (size_t)s->n * yt->dims[0], total = (size_t)s->n * xt->numel;
     int32_t frac = 0;
     if (nd->attrs[2] == RESIZE_NEAREST) { /* at most 65 x 65 copies of 127 an input: int32 */
@@ -418,7 +432,7 @@ static void resize_backward(ie_session *s, uint32_t node) {
         for (size_t p = 0; p < planes; p++)
             for (uint32_t i = 0; i < H; i++) {
                 int32_t *row = acc + (p * h + nearest_at(&ah, nd->attrs[6], i)) * w;
-                for (uint32_t j = 0; j < W; j++) row[nearest_at(&aw, nd->attrs[6], j)] += y->g[(p * H + i) * W + j];
+                for (uint32_t j = 0; j < W; j++) row[taps[j].i0] += y->g[(p * H + i) * W + j];
             }
     } else {
         uint32_t dh = ah.den, dw = aw.den;
@@ -428,7 +442,7 @@ static void resize_backward(ie_session *s, uint32_t node) {
             for (uint32_t i = 0; i < H; i++) {
                 resize_tap th = resize_at(&ah, i);
                 for (uint32_t j = 0; j < W; j++) {
-                    resize_tap tw = resize_at(&aw, j);
+                    resize_tap tw = taps[j];
                     int64_t g = y->g[(p * H + i) * W + j], *row0 = sum + (p * h + th.i0) * w, *row1 = sum + (p * h + th.i1) * w;
                     int64_t g0 = g * (dh - th.w), g1 = g * th.w;
                     row0[tw.i0] += g0 * (dw - tw.w);
