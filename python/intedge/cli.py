@@ -460,7 +460,7 @@ def cmd_eval(args):
         model, names, seed = trainer.model, trainer.class_names, ck.meta["config"]["seed"]
     else:
         model = import_onnx(args.model)
-        names, mapping, _ = read_metadata(model.onnx_model)  # the loss comes from DATA's layout
+        names, mapping, _ = read_metadata(model.metadata)  # the loss comes from DATA's layout
         seed = 0
     ds = _load_data_for(model, args.data, args, args.seed if args.seed is not None else seed)
     fmt = "u8" if ds.is_uint8 else "f32"
@@ -526,7 +526,7 @@ def cmd_predict(args):
         names = trainer.class_names
     else:
         model = import_onnx(args.model)
-        names, mapping, loss = read_metadata(model.onnx_model)
+        names, mapping, loss = read_metadata(model.metadata)
         trainer = Trainer(model, batch_size=args.batch_size, class_names=names, loss=loss,
                           input_mapping=InputMapping.from_json(mapping) if mapping else None)
     task = trainer.task

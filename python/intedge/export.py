@@ -50,9 +50,9 @@ def _set_metadata(model, class_names, input_mapping, loss):
         model.metadata_props.add(key=k, value=v)
 
 
-def read_metadata(model):
-    """(class names or None, input mapping dict or None, training loss or None) stored by export."""
-    props = {p.key: p.value for p in model.metadata_props}
+def read_metadata(props):
+    """(class names or None, input mapping dict or None, training loss or None) that export stored
+    in a model's metadata_props (given as a dict: ImportedModel.metadata)."""
     names = json.loads(props["intedge.class_names"]) if "intedge.class_names" in props else None
     mapping = json.loads(props["intedge.input_mapping"]) if "intedge.input_mapping" in props else None
     return names, mapping, props.get("intedge.loss")

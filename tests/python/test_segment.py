@@ -291,7 +291,7 @@ def test_exported_onnx_masks_agree_with_intedge_eval(tmp_path):
     ds = intedge.load_data("builtin:mnist-seg", input_shape=(1, 32, 32))
     ours = trainer.predict_prepared(trainer.prepare(ds.x_val, None, "val")[0]).reshape(len(ds.x_val), 11, 32, 32)
     model = onnx.load(run / "model.onnx")
-    _, mapping, _ = read_metadata(model)
+    _, mapping, _ = read_metadata({p.key: p.value for p in model.metadata_props})
     x = InputMapping.from_json(mapping).apply_float((ds.x_val / 255.0).astype(np.float32))
     s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     theirs = s.run(None, {s.get_inputs()[0].name: x})[0]

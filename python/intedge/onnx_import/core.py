@@ -36,6 +36,7 @@ class ImportedModel:
     constants: frozenset = frozenset()  # parameters made of the graph's constants: not in the file, not exported
     onnx_sha256: str = None  # the source file's digest when onnx_proto is None
     param_owners: dict = field(default_factory=dict)  # parameter -> name of the node that reads it
+    metadata: dict = field(default_factory=dict)  # the model's metadata_props (export.read_metadata)
 
     @property
     def input_size(self):
@@ -531,12 +532,13 @@ class Walker:
         params = [t.name for t in self.graph.tensors if t.kind == iem.KIND_PARAM]
         fields = (inp.name, tuple(dims[1:]), out, int(np.prod(self.shapes[out])), params, self.source,
                   [i.name for i in data_inputs], self.export_batch, frozenset(self.constants))
+        metadata = {p.key: p.value for p in self.model.metadata_props}
         model = self.model
         if release is not None:  # the walker's own references to the graph go with it
             model = data_inputs = inp = g = n = None  # n: a NodeProto keeps the whole graph alive
             self.release()
         return ImportedModel(model, iem.serialize(self.graph), *fields, onnx_sha256=release,
-                             param_owners=dict(self.param_use))
+                             param_owners=dict(self.param_use), metadata=metadata)
 
     def release(self):
         """Drops every reference to the ONNX graph; the walker keeps only the runtime graph."""
