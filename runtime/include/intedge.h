@@ -274,14 +274,20 @@ IE_API ie_status ie_session_evaluate_inputs(ie_session *session, uint32_t n, con
 IE_API ie_status ie_session_forward_inputs(ie_session *session, uint32_t n, const void *const *inputs,
                                            uint32_t *out);
 
-/* Evaluation-mode forward (round-to-nearest, nothing saved, no step counted). Outputs are
- * int8 q with one exponent (out_q: n * output size) ... */
+/* Evaluation-mode forward (nothing saved, no step counted). Outputs are int8 q with one
+ * exponent (out_q: n * output size) ... */
 IE_API ie_status ie_session_forward(ie_session *session, uint32_t n, const void *x,
                                     int8_t *out_q, int16_t *out_e);
-/* ... or the same values as float32 bits. */
+/* ... or, finer, as float32 bits: when the output's node is the graph's last and ends in the
+ * requantization of an accumulator (Conv, ConvTranspose, Gemm, MatMul, bilinear Resize), its sums
+ * are rounded to 23 bits instead of 8 (|q| < 2^23 at one exponent, exact in float32), so that an
+ * argmax or a peak is not decided by a tie of the int8 grid; other outputs are the int8 values.
+ * Bit-exact across kernel tiers and thread counts, like everything else. */
 IE_API ie_status ie_session_forward_f32_bits(ie_session *session, uint32_t n, const void *x,
                                              uint32_t *out);
-/* Loss and accuracy of an evaluation-mode forward, as ie_session_step reports them. */
+/* Loss and accuracy of an evaluation-mode forward, as ie_session_step reports them; the loss is
+ * the int8 output's, n_correct (argmax hits, CenterNet's positive centres) the finer output's of
+ * ie_session_forward_f32_bits. */
 IE_API ie_status ie_session_evaluate(ie_session *session, uint32_t n, const void *x,
                                      const int32_t *labels, const uint32_t *targets,
                                      ie_step_stats *stats);

@@ -299,6 +299,10 @@ uint64_t ie_optim_rows_scratch(const ie_session_config *cfg, uint64_t n);
 /* ---- loss (ops/loss.c) ------------------------------------------------------------------------ */
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets,
                                    int with_grad, ie_step_stats *stats);
+/* An evaluation's hits (n_correct) counted on its wide output, so that int8 ties do not decide
+ * them: cross-entropy's argmax hits and CenterNet's positive centres, into *hits. Returns 0 (and
+ * counts nothing) without a wide capture or for MSE and BCE. Labels out of range count no hit. */
+int ie_loss_count_wide(const ie_session *s, const ie_wide_capture *w, const int32_t *labels, uint32_t *hits);
 
 uint32_t ie_crc32(const uint8_t *p, size_t n);
 /* CRC-32 (zlib's) continued over more bytes: ie_crc32(a+b) == update(ie_crc32(a), b). */

@@ -355,7 +355,9 @@ static ie_status load_inputs(ie_session *s, uint32_t n, const void *const *input
     return IE_OK;
 }
 
-ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs, ie_mode mode) {
+/* ie_session_begin; with wide != NULL, the output's node captures its wide values when it is
+ * the last node (nothing runs after it to reuse its scratch). */
+static ie_status begin(ie_session *s, uint32_t n, const void *const *inputs, ie_mode mode, ie_wide_capture *wide) {
     if (!s) return IE_ERR_ARG;
     if (!inputs) return bad(s, IE_ERR_ARG, "input batch is NULL");
     if (n == 0 || n > s->cfg.batch_size) {
@@ -367,12 +369,31 @@ ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs,
     ie_prof_enter(s->ex.prof, s->model->n_nodes, IE_PROF_FWD); /* the input mapping */
     ie_status st = load_inputs(s, n, inputs);
     if (st != IE_OK) return st;
+    uint32_t last = s->model->n_nodes - 1;
+    int capture = wide && s->model->n_nodes && s->model->tensors[s->model->output].producer == last;
     for (uint32_t i = 0; i < s->model->n_nodes; i++) {
         ie_prof_enter(s->ex.prof, i, IE_PROF_FWD);
+        s->ex.wide = capture && i == last ? wide : NULL;
         ie_op_lookup(s->model->nodes[i].op)->forward(s, i);
     }
+    s->ex.wide = NULL;
     ie_prof_leave(s->ex.prof);
     return IE_OK;
+}
+
+ie_status ie_session_begin(ie_session *s, uint32_t n, const void *const *inputs, ie_mode mode) {
+    return begin(s, n, inputs, mode, NULL);
+}
+
+/* An evaluation-mode forward whose output comes out wide (ie_session_forward_f32_bits): w->q (n x
+ * output size values, valid until the session runs again) at the output's exponent + w->delta
+ * when w->hit, else the int8 output itself. */
+static ie_status forward_wide(ie_session *s, uint32_t n, const void *const *inputs, ie_wide_capture *w) {
+    w->y = s->values[s->model->output].q;
+    w->q = NULL;
+    w->delta = 0;
+    w->hit = 0;
+    return begin(s, n, inputs, IE_MODE_EVAL, w);
 }
 
 static ie_status check_targets(ie_session *s, const int32_t *labels, const uint32_t *targets) {
@@ -490,11 +511,12 @@ ie_status ie_session_forward(ie_session *s, uint32_t n, const void *x, int8_t *o
 ie_status ie_session_forward_inputs(ie_session *s, uint32_t n, const void *const *inputs, uint32_t *out) {
     if (!s) return IE_ERR_ARG;
     if (!out) return bad(s, IE_ERR_ARG, "output pointer is NULL");
-    ie_status st = ie_session_begin(s, n, inputs, IE_MODE_EVAL);
+    ie_wide_capture w;
+    ie_status st = forward_wide(s, n, inputs, &w);
     if (st != IE_OK) return st;
     const ie_value *o = &s->values[s->model->output];
     size_t total = (size_t)n * s->model->tensors[s->model->output].numel;
-    for (size_t i = 0; i < total; i++) out[i] = ie_fixed_to_f32_bits(o->q[i], o->e);
+    for (size_t i = 0; i < total; i++) out[i] = ie_fixed_to_f32_bits(w.hit ? w.q[i] : o->q[i], o->e + w.delta);
     return IE_OK;
 }
 
@@ -509,9 +531,14 @@ ie_status ie_session_evaluate_inputs(ie_session *s, uint32_t n, const void *cons
     if (!s) return IE_ERR_ARG;
     if (!stats) return bad(s, IE_ERR_ARG, "stats pointer is NULL");
     ie_status st = check_targets(s, labels, targets);
-    if (st == IE_OK) st = ie_session_begin(s, n, inputs, IE_MODE_EVAL);
-    if (st != IE_OK) return st;
-    return ie_loss_forward_backward(s, labels, targets, 0, stats);
+    ie_wide_capture w;
+    uint32_t hits = 0;
+    int counted = 0;
+    if (st == IE_OK) st = forward_wide(s, n, inputs, &w);
+    if (st == IE_OK) counted = ie_loss_count_wide(s, &w, labels, &hits); /* before the loss may use the scratch */
+    if (st == IE_OK) st = ie_loss_forward_backward(s, labels, targets, 0, stats);
+    if (st == IE_OK && counted) stats->n_correct = hits;
+    return st;
 }
 
 ie_status ie_session_evaluate(ie_session *s, uint32_t n, const void *x, const int32_t *labels,

@@ -7,7 +7,7 @@
 #include "ops/ops.h"
 
 static const ie_exec *scalar_exec(void) {
-    static const ie_exec scalar = {&ie_kernels_scalar, NULL, NULL}; /* constant: no mutable global */
+    static const ie_exec scalar = {&ie_kernels_scalar, NULL, NULL, NULL}; /* constant: no mutable global */
     return &scalar;
 }
 

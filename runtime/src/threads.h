@@ -14,11 +14,25 @@
 
 typedef struct ie_pool ie_pool;
 
-/* What the arithmetic needs to run: a kernel tier and, optionally, a pool and a profile. */
+/* Evaluation's wide output (session.c, ops/requant.c): the requantization that writes the int8
+ * values of y also rounds its accumulator, in place, to |q| < 2^IE_WIDE_BITS (exact as float32),
+ * at y's exponent + delta; q points at them (the op's scratch: read them before another node
+ * runs), and hit is set. */
+#define IE_WIDE_BITS 23
+typedef struct ie_wide_capture {
+    const int8_t *y;
+    const int32_t *q;
+    int32_t delta;
+    int hit;
+} ie_wide_capture;
+
+/* What the arithmetic needs to run: a kernel tier and, optionally, a pool, a profile and a wide
+ * capture. */
 typedef struct ie_exec {
     const ie_kernels *k;
     ie_pool *pool;
     ie_prof *prof; /* NULL unless the session profiles itself */
+    ie_wide_capture *wide; /* NULL except while evaluation runs the output's node */
 } ie_exec;
 
 /* The thread count a config asks for, as the pool will honour it (1 without threads). */
@@ -41,7 +55,7 @@ void ie_pool_run(ie_pool *pool, void (*fn)(void *ctx, uint32_t part, uint32_t pa
 /* The exec a pool part runs its own GEMMs with: no pool (it is not re-entered), and the profile
  * on part 0 only (the calling thread). */
 static inline ie_exec ie_exec_part(const ie_exec *ex, uint32_t part) {
-    ie_exec e = {ex->k, NULL, part == 0 ? ex->prof : NULL};
+    ie_exec e = {ex->k, NULL, part == 0 ? ex->prof : NULL, NULL};
     return e;
 }
 

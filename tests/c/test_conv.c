@@ -96,7 +96,7 @@ int main(void) {
     for (uint32_t t = 0; ie_kernels_at(t); t++)
         for (size_t c = 0; c < sizeof CASES / sizeof CASES[0]; c++)
             for (size_t n = 1; n <= 5; n += 4) {
-                ie_exec single = {ie_kernels_at(t), NULL, NULL}, pooled = {ie_kernels_at(t), pool, NULL};
+                ie_exec single = {ie_kernels_at(t), NULL, NULL, NULL}, pooled = {ie_kernels_at(t), pool, NULL, NULL};
                 check_case(CASES[c], &single, n);
                 check_case(CASES[c], &pooled, n);
             }

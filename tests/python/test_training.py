@@ -127,6 +127,22 @@ def matmul_model(k=64, h=32, c=10, seed=0):
     return m
 
 
+def test_evaluation_accuracy_reads_the_logits_finer_than_int8(digits, mlp_digits):
+    """Evaluation's top-1 (ie_session_evaluate's n_correct, what `intedge eval` and the validation
+    metrics report) is that of predict's logits, which come from the last Gemm's sums at 23 bits;
+    the int8 logits of ie_session_forward name another class on some sample (ties, and one int8
+    step that the sums reverse), which the count must not follow."""
+    t = intedge.Trainer(mlp_digits, batch_size=32, lr=0.1, momentum=0.9, seed=0)
+    differ = 0
+    for epochs in range(1, 5):
+        t.fit(digits.x_train, digits.y_train, epochs=epochs, progress=False)
+        q, _ = eval_logits(t, digits.x_val)
+        ours = t.predict(digits.x_val).argmax(1)
+        differ += int(((q.argmax(1) == digits.y_val) != (ours == digits.y_val)).sum())
+        assert t.evaluate(digits.x_val, digits.y_val)["acc"] == (ours == digits.y_val).mean()
+    assert differ > 0  # int8 top-1 would count otherwise (6 samples over the 4 epochs measured)
+
+
 def test_matmul_add_model_trains_and_exports(tmp_path, digits):
     t = intedge.Trainer(matmul_model(), batch_size=32, lr=0.1, momentum=0.9, seed=0)
     hist = t.fit(digits.x_train, digits.y_train, digits.x_val, digits.y_val, epochs=5, progress=False)

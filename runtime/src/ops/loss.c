@@ -281,6 +281,28 @@ static ie_status bce_logits(ie_session *s, const uint32_t *targets, int with_gra
     return IE_OK;
 }
 
+static uint32_t argmax_s32(const int32_t *z, size_t stride, uint32_t c) {
+    uint32_t arg = 0;
+    for (uint32_t j = 1; j < c; j++)
+        if (z[j * stride] > z[arg * stride]) arg = j;
+    return arg;
+}
+
+int ie_loss_count_wide(const ie_session *s, const ie_wide_capture *w, const int32_t *labels, uint32_t *hits) {
+    const ie_tensor_desc *o = &s->model->tensors[s->model->output];
+    ie_loss loss = s->cfg.loss;
+    if (!w->hit || !ie_loss_reads_labels(loss)) return 0;
+    uint32_t c = loss == IE_LOSS_SOFTMAX_CE ? o->numel : o->dims[0], p = o->numel / c;
+    *hits = 0;
+    for (uint32_t i = 0; i < s->n && loss == IE_LOSS_CENTERNET; i++) /* the heat planes' centre cells */
+        for (size_t k = 0; k < (size_t)(c - 4) * p; k++)
+            *hits += labels[(size_t)i * o->numel + k] == IE_HEAT_ONE && w->q[(size_t)i * o->numel + k] > 0;
+    for (size_t i = 0; i < (size_t)s->n * p && loss != IE_LOSS_CENTERNET; i++) /* cross-entropy: rows or pixels */
+        if (loss == IE_LOSS_SOFTMAX_CE || labels[i] != IE_IGNORE_LABEL)
+            *hits += argmax_s32(w->q + (i / p) * c * p + i % p, p, c) == (uint32_t)labels[i];
+    return 1;
+}
+
 ie_status ie_loss_forward_backward(ie_session *s, const int32_t *labels, const uint32_t *targets, int with_grad,
                                    ie_step_stats *stats) {
     stats->loss_sum_q16 = 0;

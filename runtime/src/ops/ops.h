@@ -15,8 +15,8 @@
 int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
                         int8_t *y);
-/* y = requant(acc); returns the shift. */
-int ie_requant_acc(const ie_exec *rt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y);
+/* y = requant(acc); returns the shift. acc is the op's: evaluation's wide output may write it. */
+int ie_requant_acc(const ie_exec *rt, int32_t *acc, size_t total, ie_rounder r, int8_t *y);
 
 int32_t ie_gemm_fwd(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,

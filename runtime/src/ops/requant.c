@@ -8,7 +8,7 @@
 
 typedef struct requant_job {
     const ie_kernels *k;
-    const int32_t *acc;
+    int32_t *acc;
     size_t total, inner, channels;
     const int64_t *bias;
     int sh;
@@ -31,8 +31,23 @@ static void round_part(void *p, uint32_t part, uint32_t parts) {
     j->k->requant_s32_bias_s8(j->acc, b, e, j->bias, j->inner, j->channels, j->sh, j->r.key, j->r.nearest, j->y);
 }
 
+/* Evaluation's wide output (ie_wide_capture): the same sums rounded to IE_WIDE_BITS bits, by
+ * the same draws, over the accumulator (evaluation has no backward to keep it for). One scalar
+ * pass, on the output's node alone. */
+static void capture_wide(const requant_job *j, uint64_t max, ie_wide_capture *w) {
+    int sh = ie_requant_shift(max, IE_WIDE_BITS);
+    int64_t lim = ((int64_t)1 << IE_WIDE_BITS) - 1;
+    for (size_t i = 0; i < j->total; i++) {
+        int64_t v = (int64_t)j->acc[i] + (j->bias ? j->bias[(i / j->inner) % j->channels] : 0);
+        j->acc[i] = (int32_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(j->r, (uint32_t)i)), lim);
+    }
+    w->q = j->acc;
+    w->delta = sh - j->sh;
+    w->hit = 1;
+}
+
 /* y = requant(acc + bias[channel]); returns the shift. */
-static int requant(const ie_exec *rt, const int32_t *acc, size_t total, size_t inner, size_t channels,
+static int requant(const ie_exec *rt, int32_t *acc, size_t total, size_t inner, size_t channels,
                    const int64_t *bias, ie_rounder r, int8_t *y) {
     uint64_t t0 = ie_prof_start(rt->prof);
     requant_job j = {rt->k, acc, total, inner, channels, bias, 0, r, y, {0}};
@@ -43,6 +58,7 @@ static int requant(const ie_exec *rt, const int32_t *acc, size_t total, size_t i
     for (uint32_t p = 0; p < parts; p++) max = j.max[p] > max ? j.max[p] : max;
     j.sh = ie_requant_shift(max, 7);
     ie_pool_run(pool, round_part, &j);
+    if (rt->wide && rt->wide->y == y) capture_wide(&j, max, rt->wide);
     ie_prof_add(rt->prof, IE_PROF_ROUND, t0);
     return j.sh;
 }
@@ -61,6 +77,6 @@ int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e
     return e + requant(rt, acc, total, inner, channels, bias ? bias_al : NULL, r[2], y);
 }
 
-int ie_requant_acc(const ie_exec *rt, const int32_t *acc, size_t total, ie_rounder r, int8_t *y) {
+int ie_requant_acc(const ie_exec *rt, int32_t *acc, size_t total, ie_rounder r, int8_t *y) {
     return requant(rt, acc, total, 1, 1, NULL, r, y);
 }
