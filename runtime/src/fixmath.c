@@ -32,12 +32,11 @@ int64_t ie_log2_q16(uint64_t x) {
     int k = ie_bitlen64(x) - 1;
     uint64_t y = k > 30 ? x >> (k - 30) : x << (30 - k); /* mantissa in [1, 2), Q30 */
     int64_t r = (int64_t)k << 16;
-    for (int b = 15; b >= 0; b--) {
-        y = (y * y + ((uint64_t)1 << 29)) >> 30;
-        if (y >= (uint64_t)2 << 30) {
-            y >>= 1;
-            r |= (int64_t)1 << b;
-        }
+    for (int b = 15; b >= 0; b--) { /* branch-free: the bit is a coin flip that mispredicts half the time */
+        y = (y * y + ((uint64_t)1 << 29)) >> 30; /* in [1, 4): the bit is y >= 2 */
+        uint64_t bit = y >> 31;
+        y >>= bit;
+        r |= (int64_t)bit << b;
     }
     return r;
 }

@@ -198,6 +198,21 @@ def test_exp2_and_log2_fixed_point():
         assert abs(lib.ie_test_log2_q16(x) / 65536.0 - np.log2(float(x))) < 2.0**-15
 
 
+def test_log2_is_its_bit_by_bit_definition(rng):
+    """ie_log2_q16 is exactly the repeated squaring it states (the loss's value, in every digest):
+    the mantissa in Q30, squared and rounded half up 16 times, each time a bit when it passes 2."""
+    def log2_q16(x):
+        k = x.bit_length() - 1
+        y, r = x >> (k - 30) if k > 30 else x << (30 - k), k << 16
+        for b in range(15, -1, -1):
+            y = (y * y + (1 << 29)) >> 30
+            if y >= 2 << 30:
+                y, r = y >> 1, r | 1 << b
+        return r
+    xs = [1, 2, 3, (1 << 31) - 1, 1 << 31, (1 << 62) + 5] + [int(v) for v in rng.integers(1 << 30, 11 << 30, 3000)]
+    assert [lib.ie_test_log2_q16(x) for x in xs] == [log2_q16(x) for x in xs]
+
+
 def test_float_boundary_round_trip(rng):
     v = (rng.standard_normal(1000) * np.exp2(rng.integers(-20, 20, 1000))).astype(np.float32)
     bits = v.view(np.uint32).copy()

@@ -49,6 +49,50 @@ def test_pixel_cross_entropy_against_float64(rng, ez):
     assert not g.transpose(0, 2, 3, 1)[~keep].any()  # ignored pixels get no gradient
 
 
+def exact_softmax_grad(z, ez, labels):
+    """The per-pixel gradient before its rounding, in Python integers from its definition: per
+    pixel e_j = 2^-(gap_j 2^ez log2 e) in Q30 (ie_exp2_neg_q16 of the gap in Q16, rounded half up
+    and capped at 2^32 as ops/loss.c does), p_j = round(e_j 2^30 / sum e), halves up, and
+    (p_j - onehot) times round(2^(31 + k) / count) (2^k <= count < 2^(k + 1))."""
+    def gap_q16(gap):
+        v, sh, cap = gap * 1549082005, 14 - ez, 1 << 32
+        if gap == 0:
+            return 0
+        if sh <= 0:
+            return cap if -sh > 40 or v > cap >> -sh else v << -sh
+        return min((v + (1 << (sh - 1))) >> sh, cap)
+    exp = [int(lib.ie_test_exp2_neg_q16(gap_q16(g))) for g in range(256)]
+    counted = labels != IGNORE_LABEL
+    count = int(counted.sum())
+    k = count.bit_length() - 1
+    recip = ((1 << (32 + k)) // count + 1) >> 1
+    out = np.zeros(z.shape, np.int64)
+    for i, row in np.ndindex(labels.shape[0], labels.shape[1]):
+        if not counted[i, row]:
+            continue
+        logits = z[i, :, row].astype(int)
+        e = [exp[logits.max() - v] for v in logits]
+        total = sum(e)
+        for j, ej in enumerate(e):
+            out[i, j, row] = (((ej << 30) + total // 2) // total - ((1 << 30) if j == labels[i, row] else 0)) * recip
+    return out
+
+
+@pytest.mark.parametrize("ez,c", [(-7, 11), (-3, 2), (0, 40), (4, 5)])
+def test_pixel_cross_entropy_gradient_is_exact(rng, ez, c):
+    """Before its rounding to int8 the gradient is its integer definition exactly: the loss reads
+    e_j from a table of the 256 gaps and divides by the sum through its reciprocal (one division a
+    pixel), which must give the per-logit division's quotients."""
+    z = rng.integers(-127, 128, size=(2, c, 45), dtype=np.int8)
+    z[0, :, :9] = rng.integers(-1, 2, size=(c, 9)) * 60  # plateaus: tied maxima and equal gaps
+    y = rng.integers(0, c, size=(2, 45))
+    y[1, :7] = IGNORE_LABEL
+    wide = np.empty(z.shape, np.int64)
+    st, *_ = pixel_ce(z, ez, y, seed=1, wide=wide)
+    assert st == lib.IE_OK
+    np.testing.assert_array_equal(wide, exact_softmax_grad(z, ez, y))
+
+
 def test_pixel_cross_entropy_mean_keeps_32_bits_at_large_counts(rng):
     """2^20 + 1 counted pixels of two tied logits, where softmax is exactly 1/2: before rounding,
     the gradient is +-1/2 times a reciprocal of the count with 32 significant bits, within 2^-31

@@ -329,6 +329,13 @@ static int32_t resize_div(int64_t a, uint32_t den, uint32_t draw) {
     return (int32_t)(q + (((uint64_t)r << 32) + (uint64_t)draw * den >= ((uint64_t)den << 32)));
 }
 
+/* v 2^RESIZE_FRAC / den rounded by draw `at` of r. When den divides 2^RESIZE_FRAC (x 2 and x 4
+ * with half_pixel: 16 and 64) the quotient is whole: no division, and no draw to hash. */
+static int32_t resize_frac(int64_t v, uint32_t den, ie_rounder r, size_t at) {
+    if ((1u << RESIZE_FRAC) % den == 0) return (int32_t)(v * ((1 << RESIZE_FRAC) / den));
+    return resize_div(v * (1 << RESIZE_FRAC), den, ie_draw(r, (uint32_t)at));
+}
+
 static ie_status resize_check(const ie_model *m, const ie_node_desc *nd, char *err, size_t errlen) {
     (void)errlen;
     if (no_param_inputs(m, nd, err) != IE_OK) return IE_ERR_FORMAT;
@@ -409,7 +416,7 @@ static void resize_forward(ie_session *s, uint32_t node) {
             for (uint32_t j = 0; j < W; j++) {
                 size_t at = (p * H + i) * W + j;
                 int64_t v = bilinear_sum(x->q + p * h * w, w, th, tw[j], ah.den, aw.den);
-                acc[at] = resize_div(v * (1 << RESIZE_FRAC), ah.den * aw.den, ie_draw(r, (uint32_t)at));
+                acc[at] = resize_frac(v, ah.den * aw.den, r, at);
             }
         }
     y->e = x->e - RESIZE_FRAC +
@@ -452,7 +459,7 @@ static void resize_backward(ie_session *s, uint32_t node) {
                 }
             }
         ie_rounder r = ie_session_rounder(s, ie_node_stream(node, 3));
-        for (size_t k = 0; k < total; k++) acc[k] = resize_div(sum[k] * (1 << RESIZE_FRAC), dh * dw, ie_draw(r, (uint32_t)k));
+        for (size_t k = 0; k < total; k++) acc[k] = resize_frac(sum[k], dh * dw, r, k);
         frac = RESIZE_FRAC;
     }
     x->ge = y->ge - frac + ie_requant_acc(&s->ex, acc, total, ie_session_rounder(s, ie_node_stream(node, 2)), x->g);

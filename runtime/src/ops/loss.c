@@ -7,26 +7,64 @@
 
 static int64_t round_shift_nearest(int64_t x, int s) { return ie_shift_round(x, s, 0x80000000U); }
 
-/* One softmax cross-entropy over c logits spaced `stride` apart: adds the loss (Q16 nats) and
- * the argmax hit to st; with grad != NULL writes (softmax - onehot) * recip, spaced alike. */
-static void ce_one(const int8_t *z, size_t stride, uint32_t c, int32_t ez, uint32_t y, int64_t recip, int64_t *grad,
-                   ie_step_stats *st) {
-    uint32_t arg = 0;
+/* e^-(gap 2^ez) in Q30 for a gap between int8 logits and their max (ie_gap_log2e_q16, then
+ * ie_exp2_neg_q16). A per-pixel loss reads c of them a pixel, twice: its call tabulates the 256
+ * gaps first (exp_gap_table), and ce_block reads tab[gap] when given one. */
+static int64_t exp_gap_q30(int32_t gap, int32_t ez) { return ie_exp2_neg_q16(ie_gap_log2e_q16(gap, ez)); }
+
+static void exp_gap_table(int32_t ez, int32_t tab[256]) {
+    for (int32_t g = 0; g < 256; g++) tab[g] = (int32_t)exp_gap_q30(g, ez);
+}
+
+/* round(e 2^30 / sum), halves up, for 0 <= e <= 2^30 <= sum < 2^62, given inv = floor(2^62 / sum):
+ * the estimate from inv is within one of the quotient (e (2^62 / sum - inv) / 2^32 < 1/4) and one
+ * remainder test per side makes it exact, the division's value without a division per logit. */
+static int64_t softmax_q30(int64_t e, int64_t sum, uint64_t inv) {
+    int64_t num = (e << 30) + sum / 2;
+    int64_t q = (int64_t)(((uint64_t)e * inv + ((uint64_t)1 << 31)) >> 32), r = num - q * sum;
+    for (; r < 0; r += sum) q--;
+    for (; r >= sum; r -= sum) q++;
+    return q;
+}
+
+#define CE_BLOCK 16 /* columns (pixels or rows) one pass over the channels takes */
+
+/* Softmax cross-entropy of nb <= CE_BLOCK columns of c logits: logit j of column k at z[j * cstep
+ * + k * kstep], and so in grad; column k's label is labels[k], and with `ignore` IE_IGNORE_LABEL
+ * columns do not count. Adds the counted columns' losses (Q16 nats) and argmax hits to st; with
+ * grad != NULL writes (softmax - onehot) * recip, 0 in the others. tab: exp_gap_table's, or NULL.
+ * It runs channel by channel over the block: a pixel at a time would walk c planes H * W apart,
+ * which share cache sets (at 64 x 64, 4 KB apart) and missed on every load. */
+static void ce_block(const int8_t *z, size_t cstep, size_t kstep, uint32_t nb, uint32_t c, int32_t ez, const int32_t *tab,
+                     const int32_t *labels, int ignore, int64_t recip, int64_t *grad, ie_step_stats *st) {
+    int32_t top[CE_BLOCK];
+    uint32_t arg[CE_BLOCK];
+    int64_t sum[CE_BLOCK]; /* each >= 2^30, its max's own term */
+    uint64_t inv[CE_BLOCK];
+#define Z(j, k) z[(size_t)(j) * cstep + (size_t)(k) * kstep]
+#define EXP_GAP(j, k) (tab ? tab[top[k] - Z(j, k)] : exp_gap_q30(top[k] - Z(j, k), ez))
+#define COUNTED(k) (!ignore || labels[k] != IE_IGNORE_LABEL)
+    for (uint32_t k = 0; k < nb; k++) top[k] = Z(0, k), arg[k] = 0, sum[k] = 0;
     for (uint32_t j = 1; j < c; j++)
-        if (z[j * stride] > z[arg * stride]) arg = j;
-    int8_t top = z[arg * stride];
-    int64_t sum = 0;
-    for (uint32_t j = 0; j < c; j++) sum += ie_exp2_neg_q16(ie_gap_log2e_q16(top - z[j * stride], ez));
-    /* loss = ln2 * (log2(sum / 2^30) + t_y) */
-    int64_t l2 = ie_log2_q16((uint64_t)sum) - ((int64_t)30 << 16) + ie_gap_log2e_q16(top - z[y * stride], ez);
-    st->loss_sum_q16 += round_shift_nearest(l2 * IE_LN2_Q30, 30);
-    st->n_correct += arg == y;
-    if (!grad) return;
-    for (uint32_t j = 0; j < c; j++) {
-        int64_t e_j = ie_exp2_neg_q16(ie_gap_log2e_q16(top - z[j * stride], ez));
-        int64_t p = ((e_j << 30) + sum / 2) / sum; /* softmax in Q30 */
-        grad[j * stride] = (p - (j == y ? Q30 : 0)) * recip;
+        for (uint32_t k = 0; k < nb; k++)
+            if (Z(j, k) > top[k]) top[k] = Z(j, k), arg[k] = j;
+    for (uint32_t j = 0; j < c; j++)
+        for (uint32_t k = 0; k < nb; k++) sum[k] += EXP_GAP(j, k);
+    for (uint32_t k = 0; k < nb; k++) {
+        if (!COUNTED(k)) continue;
+        /* loss = ln2 * (log2(sum / 2^30) + t_y) */
+        int64_t l2 = ie_log2_q16((uint64_t)sum[k]) - ((int64_t)30 << 16) + ie_gap_log2e_q16(top[k] - Z(labels[k], k), ez);
+        st->loss_sum_q16 += round_shift_nearest(l2 * IE_LN2_Q30, 30);
+        st->n_correct += arg[k] == (uint32_t)labels[k];
+        inv[k] = ((uint64_t)1 << 62) / (uint64_t)sum[k];
     }
+    for (uint32_t j = 0; j < c && grad; j++) /* softmax in Q30, minus the one-hot */
+        for (uint32_t k = 0; k < nb; k++)
+            grad[(size_t)j * cstep + (size_t)k * kstep] =
+                COUNTED(k) ? (softmax_q30(EXP_GAP(j, k), sum[k], inv[k]) - ((uint32_t)labels[k] == j ? Q30 : 0)) * recip : 0;
+#undef COUNTED
+#undef EXP_GAP
+#undef Z
 }
 
 /* Cross-entropy rows: adds each row's loss (Q16 nats) and argmax hit to st; with grad != NULL
@@ -40,8 +78,9 @@ ie_status ie_softmax_ce_rows(const int8_t *z, int32_t ez, uint32_t n, uint32_t c
         }
     }
     int64_t recip = (((int64_t)1 << 32) / n + 1) >> 1; /* round(2^31 / n): the batch mean */
-    for (uint32_t i = 0; i < n; i++)
-        ce_one(z + (size_t)i * c, 1, c, ez, (uint32_t)labels[i], recip, grad ? grad + (size_t)i * c : NULL, st);
+    for (uint32_t i = 0; i < n; i += CE_BLOCK) /* a few rows: the exp of each logit computed, no table */
+        ce_block(z + (size_t)i * c, 1, c, n - i < CE_BLOCK ? n - i : CE_BLOCK, c, ez, NULL, labels + i, 0, recip,
+                 grad ? grad + (size_t)i * c : NULL, st);
     return IE_OK;
 }
 
@@ -65,13 +104,14 @@ ie_status ie_softmax_ce_pixels(const int8_t *z, int32_t ez, uint32_t n, uint32_t
     /* round(2^(31+k) / count) with 2^k <= count < 2^(k+1): 32 significant bits at any count */
     int k = count ? ie_bitlen64(count) - 1 : 0;
     int64_t recip = count ? ((((int64_t)1 << (32 + k)) / count + 1) >> 1) : 0;
-    for (size_t i = 0; i < pixels; i++) {
-        size_t at = (i / p) * c * p + i % p; /* channel 0 of pixel i */
-        int64_t *g = grad ? grad + at : NULL;
-        if (labels[i] != IE_IGNORE_LABEL) ce_one(z + at, p, c, ez, (uint32_t)labels[i], recip, g, st);
-        else if (g)
-            for (uint32_t j = 0; j < c; j++) g[(size_t)j * p] = 0;
-    }
+    int32_t tab[256];
+    exp_gap_table(ez, tab);
+    for (uint32_t i = 0; i < n; i++)
+        for (uint32_t b = 0; b < p; b += CE_BLOCK) {
+            size_t at = (size_t)i * c * p + b; /* channel 0 of pixel b of sample i */
+            ce_block(z + at, p, 1, p - b < CE_BLOCK ? p - b : CE_BLOCK, c, ez, tab, labels + (size_t)i * p + b, 1, recip,
+                     grad ? grad + at : NULL, st);
+        }
     st->count = count;
     *grad_e = IE_CE_GRAD_EXP - k;
     return IE_OK;
