@@ -477,6 +477,24 @@ def test_exported_onnx_gives_the_detections_of_intedge_eval(trained_detector, tm
     assert abs(ma["map50"] - mb["map50"]) < 0.005
 
 
+def test_evaluation_counts_the_centres_of_the_predicted_logits(trained_detector):
+    """The trained detector's evaluation hits (ie_session_evaluate's n_correct: object centres
+    whose heat logit is > 0, counted on the head's sums at 23 bits) are those of predict's logits
+    (measured: 7 of 77 centres)."""
+    _, t, _, xv, yv = trained_detector
+    shape = (-1,) + t.runtime_model.output_shape
+    classes = shape[1] - 4
+    hits = total = 0
+    for i in range(0, 96, t.batch_size):
+        lab = yv[i:i + t.batch_size].reshape(shape)
+        centre = lab[:, :classes] == HEAT_ONE
+        _, correct, count = t.session.evaluate(xv[i:i + t.batch_size], labels=yv[i:i + t.batch_size])
+        z = t.predict_prepared(xv[i:i + t.batch_size]).reshape(shape)
+        assert (count, correct) == (int(centre.sum()), int((centre & (z[:, :classes] > 0)).sum()))
+        hits, total = hits + correct, total + count
+    assert 0 < hits < total
+
+
 def test_write_predictions_draws_boxes_and_writes_coco_results(trained_detector, tmp_path):
     from PIL import Image
 
