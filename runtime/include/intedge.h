@@ -279,9 +279,10 @@ IE_API ie_status ie_session_forward_inputs(ie_session *session, uint32_t n, cons
 IE_API ie_status ie_session_forward(ie_session *session, uint32_t n, const void *x,
                                     int8_t *out_q, int16_t *out_e);
 /* ... or, finer, as float32 bits: when the output's node is the graph's last and ends in the
- * requantization of an accumulator (Conv, ConvTranspose, Gemm, MatMul, bilinear Resize), its sums
- * are rounded to 23 bits instead of 8 (|q| < 2^23 at one exponent, exact in float32), so that an
- * argmax or a peak is not decided by a tie of the int8 grid; other outputs are the int8 values.
+ * requantization of an accumulator (Conv, ConvTranspose, Gemm, bilinear Resize, a MatMul summing
+ * in int32), its sums are rounded to 23 bits instead of 8 (|q| < 2^23 at one exponent, exact in
+ * float32), so that an argmax or a peak is not decided by a tie of the int8 grid; other outputs
+ * are the int8 values.
  * Bit-exact across kernel tiers and thread counts, like everything else. */
 IE_API ie_status ie_session_forward_f32_bits(ie_session *session, uint32_t n, const void *x,
                                              uint32_t *out);
