@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from . import iem
 from ._ffi import ffi, lib
 from .errors import IntedgeError
 
@@ -136,10 +137,12 @@ class ParamInfo:
 
 
 class Model:
-    """A validated .iem model. Keeps the bytes alive for as long as the handle lives."""
+    """A validated .iem model. Keeps the bytes alive for as long as the handle lives (read-only
+    bytes as they are, anything else copied)."""
 
     def __init__(self, iem_bytes):
-        self._bytes = bytes(iem_bytes)
+        readonly = isinstance(iem_bytes, bytes) or (isinstance(iem_bytes, memoryview) and iem_bytes.readonly)
+        self._bytes = iem_bytes if readonly else bytes(iem_bytes)
         self._buf = ffi.from_buffer(self._bytes)
         handle = ffi.new("ie_model **")
         status = lib.ie_model_load(self._buf, len(self._bytes), handle)
@@ -165,6 +168,7 @@ class Model:
         self.output_size = lib.ie_model_output_size(self._h)
         lib.ie_model_output_info(self._h, inp)
         self.output_shape = tuple(inp.dims[d] for d in range(inp.rank))  # per sample
+        iem.borrow(self._bytes, self)
 
     def errmsg(self):
         return _text(lib.ie_model_errmsg(self._h))
@@ -237,6 +241,12 @@ class Model:
         if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:
             raise IntedgeError(self.errmsg())
         return out[0]
+
+    def release_weights(self):
+        """The float weights are in the sessions' masters; the bytes may go (ie_model_release_weights):
+        sessions created afterwards are refused."""
+        if lib.ie_model_release_weights(self._h) != lib.IE_OK:
+            raise IntedgeError(self.errmsg())
 
     def __del__(self):
         if getattr(self, "_h", ffi.NULL) != ffi.NULL:

@@ -108,6 +108,7 @@ struct ie_model {
     uint32_t plan_capacity;
     uint32_t crc; /* the file's CRC: ties saved training state to this model */
     int owns_memory; /* loaded with ie_model_load: the handle came from ie_port_calloc */
+    int weights_released; /* ie_model_release_weights: the trained parameters' float bytes are gone */
     char errmsg[IE_ERRMSG_LEN];
 };
 

@@ -81,3 +81,45 @@ def test_trainable_patterns_match_node_names_without_reading_the_file_again(tmp_
     imported = intedge.import_onnx(str(path))
     path.unlink()  # the owners of the parameters were recorded by the import
     assert trainable_flags(imported, ["fc2"]) == [False, False, True, True]
+
+
+# a trainer in a fresh process: what its session's creation adds to the process, with the .iem held
+TRAIN_PROBE = """
+import json, sys
+from pathlib import Path
+import intedge
+
+def rss():
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmRSS:"))
+    return int(line.split()[1]) * 1024
+
+imported = intedge.import_onnx(sys.argv[1])
+before = rss()
+t = intedge.Trainer(imported, batch_size=2, lr=0.1)
+print(json.dumps({"added": rss() - before}))
+"""
+
+
+def test_a_trainer_gives_the_iem_weights_back_once_its_session_has_its_masters(big_model):
+    res = subprocess.run([sys.executable, "-c", TRAIN_PROBE, str(big_model)], capture_output=True, text=True, check=True)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    weights = 4 * (2048 * 4096 + 4096 + 4096 * 10 + 10)
+    # the session's int32 masters are as large as the float weights; the .iem's float pages go back,
+    # so the process grows by far less than one copy of the weights (it held two before)
+    assert got["added"] < 0.3 * weights, got
+
+
+def test_released_weights_come_back_by_translating_again_and_borrowers_refuse_sessions(tmp_path):
+    path = tmp_path / "m.onnx"
+    onnx.save(build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=0), str(path))
+    imported = intedge.import_onnx(str(path))
+    original = bytes(imported.iem)
+    early = intedge.Model(imported.iem)  # loaded from the same bytes before the trainer released them
+    t = intedge.Trainer(imported, batch_size=4, lr=0.1)
+    assert imported.iem_blob.released
+    with pytest.raises(intedge.IntedgeError, match="weights were released"):
+        intedge.Session(early, batch_size=4, lr=0.1)
+    assert early.arena_size(4) > 0  # planning needs no weights
+    assert bytes(imported.iem) == original  # translated again from the file
+    again = intedge.Trainer(imported, batch_size=4, lr=0.1)  # a second trainer of the same import
+    assert again.session.digest() == t.session.digest()
