@@ -123,3 +123,13 @@ def test_released_weights_come_back_by_translating_again_and_borrowers_refuse_se
     assert bytes(imported.iem) == original  # translated again from the file
     again = intedge.Trainer(imported, batch_size=4, lr=0.1)  # a second trainer of the same import
     assert again.session.digest() == t.session.digest()
+
+
+def test_the_optimizer_normalizes_a_gradient_in_its_own_buffer():
+    """A trained weight's arena share at its backward: the int32 master and momentum, its int8 view
+    and its exact (int64) gradient, which the optimizer normalizes in place (no int32 copy: 4 bytes
+    a weight, 9 MB of ResNet-18's busiest moment)."""
+    model = intedge.Model(intedge.import_onnx(build_mlp([2048, 4096, 10], seed=0)).iem)
+    numel = 2048 * 4096
+    arena = model.arena_size(1, momentum=0.9)
+    assert arena < (4 + 4 + 1 + 8) * numel * 1.02, arena / numel
