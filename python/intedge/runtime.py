@@ -274,10 +274,13 @@ class Session:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")
         self._h = handle[0]
 
-    def __del__(self):
+    def close(self):
+        """Frees the arena now (calls afterwards fail with "session handle is NULL")."""
         if getattr(self, "_h", ffi.NULL) != ffi.NULL:
             lib.ie_session_free(self._h)
             self._h = ffi.NULL
+
+    __del__ = close
 
     def _check(self, status):
         if status != lib.IE_OK:

@@ -1,6 +1,7 @@
 """What the Python side holds while a model trains (docs/benchmarks.md, issue 13's peak RSS): a
 model imported from a file keeps no ONNX graph, the import holds the weights at most twice at
 its peak, and the graph comes back from the file when export or a checkpoint needs it."""
+import gc
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import sys
 import onnx
 import pytest
 from build_mlp import build_mlp
+from conftest import ROOT
 
 import intedge
 from intedge.inspect_model import trainable_flags
@@ -133,3 +135,19 @@ def test_the_optimizer_normalizes_a_gradient_in_its_own_buffer():
     numel = 2048 * 4096
     arena = model.arena_size(1, momentum=0.9)
     assert arena < (4 + 4 + 1 + 8) * numel * 1.02, arena / numel
+
+
+def test_intedge_train_frees_its_session_before_drawing_the_curves(monkeypatch, tmp_path):
+    """matplotlib (35 MB) comes in for curves.png after training: the arena must be gone by then."""
+    from intedge import cli, report
+    from intedge._ffi import ffi
+
+    def live_sessions():
+        gc.collect()
+        return sum(isinstance(o, intedge.Session) and o._h != ffi.NULL for o in gc.get_objects())
+
+    before, seen = live_sessions(), []
+    monkeypatch.setattr(report, "plot_curves", lambda history, path: seen.append(live_sessions()))
+    cli.main(["train", str(ROOT / "models" / "mlp_digits.onnx"), "builtin:digits", "--epochs", "1", "--quiet",
+              "--output-dir", str(tmp_path)])
+    assert seen == [before]
