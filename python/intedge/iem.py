@@ -138,7 +138,7 @@ class _WeightsMap(mmap.mmap):
     """The map behind a ReleasableBlob; runtime.Model records itself in `borrowers` when it
     loads from it (a memoryview's .obj), so that the release reaches every C model reading it."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, **kwargs):
         self.borrowers = weakref.WeakSet()
 
 
@@ -156,7 +156,9 @@ class ReleasableBlob:
     and joins like bytes)."""
 
     def __init__(self, pieces, size):
-        self._map = _WeightsMap(-1, size)
+        # private: MADV_DONTNEED frees its pages (a shared map would only unmap them, its pages kept)
+        private = {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_PRIVATE") else {}
+        self._map = _WeightsMap(-1, size, **private)
         for piece in pieces:
             self._map.write(piece)
         self.view = memoryview(self._map).toreadonly()

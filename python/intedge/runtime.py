@@ -152,6 +152,9 @@ class Model:
             lib.ie_model_free(self._h)
             self._h = ffi.NULL
             raise IntedgeError(f"the runtime rejected the model: {msg}")
+        size = ffi.new("size_t *")  # read now: once the weights are released the buffer's CRC fails
+        lib.ie_model_memory_size(self._buf, len(self._bytes), size)
+        self._memory_size = size[0]
         self.params = []
         info = ffi.new("ie_param_info *")
         for i in range(lib.ie_model_param_count(self._h)):
@@ -225,10 +228,7 @@ class Model:
 
     def memory_size(self):
         """Bytes ie_model_load_into needs for this model (the same on every target)."""
-        out = ffi.new("size_t *")
-        if lib.ie_model_memory_size(self._buf, len(self._bytes), out) != lib.IE_OK:
-            raise IntedgeError(self.errmsg())
-        return out[0]
+        return self._memory_size
 
     def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd", lean_scratch=False,
                    momentum=0.0):

@@ -3,6 +3,7 @@ model imported from a file keeps no ONNX graph, the import holds the weights at 
 its peak, and the graph comes back from the file when export or a checkpoint needs it."""
 import gc
 import json
+import mmap
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from build_mlp import build_mlp
 from conftest import ROOT
 
 import intedge
+from intedge import iem
 from intedge.inspect_model import trainable_flags
 
 # run in a fresh process: its peak (VmHWM) and its live protobuf objects are the import's alone
@@ -113,12 +115,18 @@ def test_a_trainer_gives_the_iem_weights_back_once_its_session_has_its_masters(b
 
 def test_released_weights_come_back_by_translating_again_and_borrowers_refuse_sessions(tmp_path):
     path = tmp_path / "m.onnx"
-    onnx.save(build_mlp([64, 16, 3], input_shape=(1, 8, 8), seed=0), str(path))
+    onnx.save(build_mlp([256, 64, 3], input_shape=(1, 16, 16), seed=0), str(path))
     imported = intedge.import_onnx(str(path))
     original = bytes(imported.iem)
     early = intedge.Model(imported.iem)  # loaded from the same bytes before the trainer released them
     t = intedge.Trainer(imported, batch_size=4, lr=0.1)
     assert imported.iem_blob.released
+    # the pages are freed, not merely unmapped: their bytes read back as zeros (a shared map would
+    # keep them, and give them back)
+    off, length = max(iem.weight_spans(imported.iem_blob.view), key=lambda s: s[1])
+    page = mmap.PAGESIZE
+    start = -(-off // page) * page
+    assert length > 2 * page and not any(imported.iem_blob.view[start:start + page])
     with pytest.raises(intedge.IntedgeError, match="weights were released"):
         intedge.Session(early, batch_size=4, lr=0.1)
     assert early.arena_size(4) > 0  # planning needs no weights
