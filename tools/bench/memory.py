@@ -67,7 +67,7 @@ import numpy as np
 def rss():
     return {k: int(v.split()[0]) / 1024 for k, v in (l.split(":", 1) for l in Path("/proc/self/status").read_text().splitlines())
             if k in ("VmRSS", "VmHWM")}
-out = {"interpreter": rss()}
+out = {"interpreter and numpy": rss()}
 sys.path.insert(0, sys.argv[3])
 import intedge, bench
 from intedge.inspect_model import trainable_flags
@@ -116,7 +116,7 @@ def main():
                 stages = json.loads(res.stdout.strip().splitlines()[-1])
                 print(f"\n{n} {mode}, batch {batch}: arena {arena:.1f} MB = int32 masters {masters:.1f} "
                       f"(all {len(m.params)} parameters) + momentum {momentum:.1f} ({len(trained)} trained) + "
-                      f"tables {arena - masters - momentum - plan['region_mb']:.1f} + region {plan['region_mb']:.1f}")
+                      f"tables {max(0.0, arena - masters - momentum - plan['region_mb']):.1f} + region {plan['region_mb']:.1f}")
                 print(f"  region's busiest position: {plan['peak_position']}, {plan['busiest_mb']:.1f} MB live:")
                 for k, v in sorted(plan["at_peak_mb"].items(), key=lambda kv: -kv[1]):
                     print(f"    {k:<32} {v:7.1f} MB")
