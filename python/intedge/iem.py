@@ -142,11 +142,12 @@ class _WeightsMap(mmap.mmap):
         self.borrowers = weakref.WeakSet()
 
 
-def borrow(buffer, model):
-    """Records that `model` (a runtime.Model) reads `buffer`, if a ReleasableBlob's map holds it."""
+def backing_map(buffer):
+    """The map behind a ReleasableBlob's view, else None. runtime.Model keeps the map itself and
+    records itself in its borrowers: a memoryview exported to cffi cannot be cleared by the
+    garbage collector (tearing down a cycle, it crashed the interpreter at exit)."""
     owner = buffer.obj if isinstance(buffer, memoryview) else None
-    if isinstance(owner, _WeightsMap):
-        owner.borrowers.add(model)
+    return owner if isinstance(owner, _WeightsMap) and buffer.nbytes == len(owner) else None
 
 
 class ReleasableBlob:

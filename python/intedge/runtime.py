@@ -142,7 +142,8 @@ class Model:
 
     def __init__(self, iem_bytes):
         readonly = isinstance(iem_bytes, bytes) or (isinstance(iem_bytes, memoryview) and iem_bytes.readonly)
-        self._bytes = iem_bytes if readonly else bytes(iem_bytes)
+        owner = iem.backing_map(iem_bytes)
+        self._bytes = owner if owner is not None else iem_bytes if readonly else bytes(iem_bytes)
         self._buf = ffi.from_buffer(self._bytes)
         handle = ffi.new("ie_model **")
         status = lib.ie_model_load(self._buf, len(self._bytes), handle)
@@ -171,7 +172,8 @@ class Model:
         self.output_size = lib.ie_model_output_size(self._h)
         lib.ie_model_output_info(self._h, inp)
         self.output_shape = tuple(inp.dims[d] for d in range(inp.rank))  # per sample
-        iem.borrow(self._bytes, self)
+        if owner is not None:
+            owner.borrowers.add(self)
 
     def errmsg(self):
         return _text(lib.ie_model_errmsg(self._h))
