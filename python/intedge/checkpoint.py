@@ -6,13 +6,16 @@ tag, a u64 length and the bytes:
   META  JSON: position (epoch, batch, step), partial-epoch sums, metrics history, config,
         input mapping, class names
   ONNX  the original model, so a checkpoint is self-contained
-  IEM   the runtime model the state belongs to
+  IEMH  the SHA-256 of the runtime model (.iem) the state belongs to; version 1 held the .iem
+        itself (read still: its digest is taken), 43 MB of float weights for ResNet-18 that a
+        trainer no longer holds once its session has them
   STAT  the C runtime's training state (master weights, momentum, step), exact
 
 Writes are atomic: a temp file in the same folder, fsync, rename, fsync of the folder. A reader
 never sees a half-written checkpoint; a crash leaves at most a stray temp file, which is ignored.
 """
 import errno
+import hashlib
 import json
 import os
 import re
@@ -25,10 +28,11 @@ from . import faults
 from .errors import IntedgeError
 
 MAGIC = b"IEC1"
-VERSION = 1
+VERSION = 2
 HEADER = struct.Struct("<4sHHQII")
 SECTION = struct.Struct("<4sQ")
-TAGS = (b"META", b"ONNX", b"IEM ", b"STAT")
+TAGS = (b"META", b"ONNX", b"IEMH", b"STAT")
+TAGS_V1 = (b"META", b"ONNX", b"IEM ", b"STAT")
 NAME = re.compile(r"^ckpt-(\d{8})\.iec$")
 # what every reader of META takes for granted (Trainer.checkpoint writes it)
 META_TYPES = {"epoch": int, "batch": int, "step": int, "partial": dict, "history": list, "config": dict,
@@ -45,14 +49,15 @@ class CheckpointError(IntedgeError):
 class Checkpoint:
     meta: dict
     onnx: bytes
-    iem: bytes
+    iem_sha256: str  # hex
     state: bytes
     path: Path = None
 
 
 def encode(ck):
     body = b"".join(SECTION.pack(tag, len(data)) + data for tag, data in
-                    zip(TAGS, (json.dumps(ck.meta, sort_keys=True).encode(), ck.onnx, ck.iem, ck.state)))
+                    zip(TAGS, (json.dumps(ck.meta, sort_keys=True).encode(), ck.onnx, bytes.fromhex(ck.iem_sha256),
+                               ck.state)))
     return HEADER.pack(MAGIC, VERSION, len(TAGS), HEADER.size + len(body), zlib.crc32(body), 0) + body
 
 
@@ -62,8 +67,8 @@ def decode(blob, path="checkpoint"):
     magic, version, count, size, crc, _ = HEADER.unpack_from(blob)
     if magic != MAGIC:
         raise CheckpointError(f"{path} is not an intedge checkpoint")
-    if version != VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {version}; this intedge reads version {VERSION}")
+    if version not in (1, VERSION):
+        raise CheckpointError(f"{path} has checkpoint version {version}; this intedge reads versions 1 to {VERSION}")
     if size != len(blob):
         raise CheckpointError(f"{path} is truncated or damaged: {len(blob)} bytes, header says {size}")
     if zlib.crc32(blob[HEADER.size:]) != crc:
@@ -78,7 +83,10 @@ def decode(blob, path="checkpoint"):
             raise CheckpointError(f"{path}: section {tag!r} runs past the end")
         sections[tag] = blob[off:off + length]
         off += length
-    missing = [t.decode().strip() for t in TAGS if t not in sections]
+    tags = TAGS if version == VERSION else TAGS_V1
+    missing = [t.decode().strip() for t in tags if t not in sections]
+    if version == VERSION and b"IEMH" in sections and len(sections[b"IEMH"]) != 32:
+        missing.append("a 32-byte IEMH")
     if missing or off != size:
         raise CheckpointError(f"{path}: malformed (missing {', '.join(missing) or 'nothing'}; "
                               f"{size - off} trailing bytes)")
@@ -89,7 +97,8 @@ def decode(blob, path="checkpoint"):
     if not isinstance(meta, dict) or meta.get("format") != "intedge-checkpoint" or \
             not all(isinstance(meta.get(k), t) for k, t in META_TYPES.items()):
         raise CheckpointError(f"{path}: its metadata lacks the position, history or configuration of the run")
-    return Checkpoint(meta, sections[b"ONNX"], sections[b"IEM "], sections[b"STAT"], Path(path))
+    iem_sha256 = sections[b"IEMH"].hex() if version == VERSION else hashlib.sha256(sections[b"IEM "]).hexdigest()
+    return Checkpoint(meta, sections[b"ONNX"], iem_sha256, sections[b"STAT"], Path(path))
 
 
 def _fsync_dir(folder):

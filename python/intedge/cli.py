@@ -431,6 +431,7 @@ def cmd_train(args):
                           checkpoint_dir=out / "checkpoints", checkpoint_every=args.checkpoint_every or 0,
                           keep=args.keep_checkpoints)
     model_path = trainer.export_onnx(out / "model.onnx")
+    trainer.session.close()  # the arena goes before matplotlib comes (35 MB) for the curves
     if not args.quiet:
         print("\n" + summary_table(history))
     drew = plot_curves(history, out / "curves.png")

@@ -1,6 +1,8 @@
 """Writer of .iem model files (docs/format.md). The C loader is the authority on validity;
 this module only lays out bytes."""
+import mmap
 import struct
+import weakref
 import zlib
 from dataclasses import dataclass, field
 
@@ -79,10 +81,10 @@ class Graph:
         self.nodes.append(Node(name, op, [self.index[i] for i in inputs], [self.index[o] for o in outputs], list(attrs)))
 
 
-def serialize(g):
+def serialize(g, releasable=False):
     """The .iem bytes for graph g. The weights are copied once, into the result: the pieces are
     joined by one bytes.join (ResNet-18's 45 MB would otherwise be held two or three times at the
-    import's peak)."""
+    import's peak), or written into a ReleasableBlob."""
     base = HEADER_SIZE + TENSOR_SIZE * len(g.tensors) + NODE_SIZE * len(g.nodes)
     pieces, end = [], base  # the string area: names and weights, in order, from offset base
 
@@ -128,7 +130,72 @@ def serialize(g):
     crc = 0
     for piece in body:
         crc = zlib.crc32(piece, crc)
-    return b"".join([MAGIC, struct.pack("<HHII", VERSION, HEADER_SIZE, end, crc), *body])
+    pieces = [MAGIC, struct.pack("<HHII", VERSION, HEADER_SIZE, end, crc), *body]
+    return ReleasableBlob(pieces, end) if releasable else b"".join(pieces)
+
+
+class _WeightsMap(mmap.mmap):
+    """The map behind a ReleasableBlob; runtime.Model records itself in `borrowers` when it
+    loads from it (a memoryview's .obj), so that the release reaches every C model reading it."""
+
+    def __init__(self, *args, **kwargs):
+        self.borrowers = weakref.WeakSet()
+
+
+def backing_map(buffer):
+    """The map behind a ReleasableBlob's view, else None. runtime.Model keeps the map itself and
+    records itself in its borrowers: a memoryview exported to cffi cannot be cleared by the
+    garbage collector (tearing down a cycle, it crashed the interpreter at exit)."""
+    owner = buffer.obj if isinstance(buffer, memoryview) else None
+    return owner if isinstance(owner, _WeightsMap) and buffer.nbytes == len(owner) else None
+
+
+class ReleasableBlob:
+    """.iem bytes in their own anonymous memory map, so that the pages of the trained parameters'
+    float weights can go back to the OS once the sessions have their masters (release_weights;
+    the runtime's ie_model_release_weights). `view` is a read-only memoryview (compares, hashes
+    and joins like bytes)."""
+
+    def __init__(self, pieces, size):
+        # private: MADV_DONTNEED frees its pages (a shared map would only unmap them, its pages kept)
+        private = {"flags": mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS} if hasattr(mmap, "MAP_PRIVATE") else {}
+        self._map = _WeightsMap(-1, size, **private)
+        for piece in pieces:
+            self._map.write(piece)
+        self.view = memoryview(self._map).toreadonly()
+        self.released = False
+
+    def __len__(self):
+        return len(self._map)
+
+    def release_weights(self):
+        """Gives back every whole page inside a trained parameter's data (the float weights the
+        sessions copied). Reading them afterwards gives zeros, so every runtime model loaded from
+        these bytes releases them first (it then refuses new sessions). Where madvise is missing
+        (not Linux) the pages stay."""
+        for model in list(self._map.borrowers):
+            model.release_weights()
+        self.released = True
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        for off, length in weight_spans(self.view):
+            start, stop = -(-off // mmap.PAGESIZE) * mmap.PAGESIZE, (off + length) // mmap.PAGESIZE * mmap.PAGESIZE
+            if stop > start:
+                self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def weight_spans(blob):
+    """(offset, length) of the float data of every parameter a session copies into its masters:
+    all but the state ones, which ops may read while they run (constant token ids)."""
+    n_tensors, table = struct.unpack_from("<I", blob, 16)[0], struct.unpack_from("<I", blob, 32)[0]
+    spans = []
+    for i in range(n_tensors):
+        rec = table + i * TENSOR_SIZE
+        kind, flags = blob[rec], struct.unpack_from("<H", blob, rec + 2)[0]
+        off, length = struct.unpack_from("<II", blob, rec + 36)
+        if kind == KIND_PARAM and not flags & 1:
+            spans.append((off, length))
+    return spans
 
 
 def op_codes(blob):

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from . import iem
 from ._ffi import ffi, lib
 from .errors import IntedgeError
 
@@ -136,10 +137,13 @@ class ParamInfo:
 
 
 class Model:
-    """A validated .iem model. Keeps the bytes alive for as long as the handle lives."""
+    """A validated .iem model. Keeps the bytes alive for as long as the handle lives (read-only
+    bytes as they are, anything else copied)."""
 
     def __init__(self, iem_bytes):
-        self._bytes = bytes(iem_bytes)
+        readonly = isinstance(iem_bytes, bytes) or (isinstance(iem_bytes, memoryview) and iem_bytes.readonly)
+        owner = iem.backing_map(iem_bytes)
+        self._bytes = owner if owner is not None else iem_bytes if readonly else bytes(iem_bytes)
         self._buf = ffi.from_buffer(self._bytes)
         handle = ffi.new("ie_model **")
         status = lib.ie_model_load(self._buf, len(self._bytes), handle)
@@ -149,6 +153,9 @@ class Model:
             lib.ie_model_free(self._h)
             self._h = ffi.NULL
             raise IntedgeError(f"the runtime rejected the model: {msg}")
+        size = ffi.new("size_t *")  # read now: once the weights are released the buffer's CRC fails
+        lib.ie_model_memory_size(self._buf, len(self._bytes), size)
+        self._memory_size = size[0]
         self.params = []
         info = ffi.new("ie_param_info *")
         for i in range(lib.ie_model_param_count(self._h)):
@@ -165,6 +172,8 @@ class Model:
         self.output_size = lib.ie_model_output_size(self._h)
         lib.ie_model_output_info(self._h, inp)
         self.output_shape = tuple(inp.dims[d] for d in range(inp.rank))  # per sample
+        if owner is not None:
+            owner.borrowers.add(self)
 
     def errmsg(self):
         return _text(lib.ie_model_errmsg(self._h))
@@ -221,10 +230,7 @@ class Model:
 
     def memory_size(self):
         """Bytes ie_model_load_into needs for this model (the same on every target)."""
-        out = ffi.new("size_t *")
-        if lib.ie_model_memory_size(self._buf, len(self._bytes), out) != lib.IE_OK:
-            raise IntedgeError(self.errmsg())
-        return out[0]
+        return self._memory_size
 
     def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd", lean_scratch=False,
                    momentum=0.0):
@@ -237,6 +243,12 @@ class Model:
         if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:
             raise IntedgeError(self.errmsg())
         return out[0]
+
+    def release_weights(self):
+        """The float weights are in the sessions' masters; the bytes may go (ie_model_release_weights):
+        sessions created afterwards are refused."""
+        if lib.ie_model_release_weights(self._h) != lib.IE_OK:
+            raise IntedgeError(self.errmsg())
 
     def __del__(self):
         if getattr(self, "_h", ffi.NULL) != ffi.NULL:
@@ -264,10 +276,13 @@ class Session:
             raise IntedgeError(f"cannot create a training session: {model.errmsg()}")
         self._h = handle[0]
 
-    def __del__(self):
+    def close(self):
+        """Frees the arena now (calls afterwards fail with "session handle is NULL")."""
         if getattr(self, "_h", ffi.NULL) != ffi.NULL:
             lib.ie_session_free(self._h)
             self._h = ffi.NULL
+
+    __del__ = close
 
     def _check(self, status):
         if status != lib.IE_OK:

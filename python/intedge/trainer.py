@@ -88,6 +88,7 @@ class Trainer:
                                weight_decay=weight_decay, seed=seed, loss=loss, trainable=trainable, input_u8=u8,
                                kernels=kernels, threads=threads, optimizer=optimizer, betas=betas, eps=eps,
                                number_format=self.number_format)
+        self.model.release_weights()  # the session's masters are its copy: the .iem's weights may go
         # the position: completed epochs, next batch in the current epoch, partial-epoch sums
         self.epoch = 0
         self.batch = 0
@@ -284,7 +285,7 @@ class Trainer:
                 "config": self.config, "input_mapping": self.input_mapping.to_json(),
                 "class_names": self.class_names, "onnx_sha256": hashlib.sha256(onnx_bytes).hexdigest(),
                 "n_train": getattr(self, "_n_train", None)}
-        return ckpt.Checkpoint(meta, onnx_bytes, self.model.iem, self.session.save_state())
+        return ckpt.Checkpoint(meta, onnx_bytes, self.model.iem_sha256, self.session.save_state())
 
     def save_checkpoint(self, folder, keep=3):
         return ckpt.save(folder, self.checkpoint(), keep)
@@ -304,7 +305,7 @@ class Trainer:
             model = import_onnx(onnx_model)
         except IntedgeError as exc:
             raise ckpt.CheckpointError(f"{ck.path}: its model cannot be imported: {exc}") from None
-        if model.iem != ck.iem:
+        if model.iem_sha256 != ck.iem_sha256:
             raise ckpt.CheckpointError(f"{ck.path} was written by an intedge whose model translation differs; "
                                        "export it with that version")
         c = dict(ck.meta["config"])

@@ -95,10 +95,20 @@ IE_API ie_status ie_test_profile(ie_session *s, uint64_t *ns);
 IE_API ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, const char **op);
 
 /* One step of the session's optimizer on parameter `param` alone, from its exact gradient (numel
- * int64 at exponent grad_e; NULL: the one the last call put in place), the step counter counted:
+ * int64 at exponent grad_e, copied in: the step normalizes it in place), the step counter counted:
  * for studies and timings of the optimizer. The parameter must be trained by a dense op (an
  * Embedding's table has no dense gradient: IE_ERR_STATE). */
 IE_API ie_status ie_test_optimizer_step(ie_session *s, uint32_t param, const int64_t *grad, int32_t grad_e);
+
+/* The planned region of (model, config), buffer by buffer, for memory studies
+ * (tools/bench/memory.py): rows[6 i ..] = kind (planner.h's ie_buf_kind: 0 activation data,
+ * 1 activation gradient, 2 node scratch, 3 a weight's int8 view, 4 a weight's gradient, 5 the
+ * loss's sums, 6 targets, 7 a fan-out gradient share), index (tensor,
+ * node, parameter or share), first and last schedule position (node i's forward 1 + i, the loss
+ * n_nodes + 1, node i's backward 2 n_nodes + 1 - i), bytes and offset. *count receives the
+ * number of buffers; at most cap rows are written. */
+IE_API ie_status ie_test_plan(ie_model *m, const ie_session_config *cfg, uint64_t *rows, uint32_t cap,
+                              uint32_t *count);
 
 /* IE_CDEF_END */
 

@@ -106,8 +106,10 @@ struct ie_model {
     uint32_t *param_tensor; /* parameter index -> tensor index */
     ie_plan_buffer *plan_scratch;
     uint32_t plan_capacity;
+    uint32_t plan_used; /* buffers the last plan placed in plan_scratch (ie_test_plan reads them) */
     uint32_t crc; /* the file's CRC: ties saved training state to this model */
     int owns_memory; /* loaded with ie_model_load: the handle came from ie_port_calloc */
+    int weights_released; /* ie_model_release_weights: the trained parameters' float bytes are gone */
     char errmsg[IE_ERRMSG_LEN];
 };
 
@@ -127,8 +129,7 @@ typedef struct ie_param {
     int32_t *w;           /* master mantissas */
     int32_t *mom;         /* SGD's momentum (momentum != 0) or AdamW's m, when trainable */
     int8_t *w8;           /* int8 SR view, rebuilt every step; layout chosen by the op */
-    int64_t *grad;        /* exact gradient accumulator for the step */
-    int32_t *opt_scratch; /* numel int32 for the optimizer */
+    int64_t *grad;        /* exact gradient accumulator for the step; the optimizer normalizes it in place */
     int64_t *v;           /* AdamW's v (>= 0, below 2^62), when trainable */
     int32_t we, me, ve, e8, grad_e; /* the exponents of w, mom, v, w8, grad */
     uint32_t wmax, mmax;  /* max|w|, max|mom|, valid as `known` says: each spares a pass */

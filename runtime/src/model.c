@@ -324,6 +324,14 @@ void ie_model_free(ie_model *m) {
     if (m && m->owns_memory) ie_port_free(m);
 }
 
+ie_status ie_model_release_weights(ie_model *m) {
+    if (!m || !m->tensors) return IE_ERR_ARG;
+    for (uint32_t i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].kind == IE_KIND_PARAM && !m->tensors[i].state) m->tensors[i].data = NULL;
+    m->weights_released = 1;
+    return IE_OK;
+}
+
 const char *ie_model_errmsg(const ie_model *m) { return m ? m->errmsg : "model handle is NULL"; }
 
 uint32_t ie_model_param_count(const ie_model *m) { return m ? m->n_params : 0; }

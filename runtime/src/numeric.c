@@ -1,4 +1,7 @@
 #include "numeric.h"
+
+#include <string.h>
+
 #include "threads.h"
 
 static uint64_t splitmix64(uint64_t x) {
@@ -167,6 +170,37 @@ typedef struct shift_job {
         return split_max(pool, n, name##_part, &j);                                                \
     }
 DEFINE_SHIFT_SPLIT(ie_shift_s64_s32, int64_t, int32_t)
+
+typedef struct inplace_job {
+    const int64_t *x;
+    int32_t *y;
+    size_t base;
+    int s, bits;
+    ie_rounder r;
+} inplace_job;
+
+IE_HOT static uint64_t inplace_part(const void *ctx, size_t b, size_t e) {
+    const inplace_job *j = ctx;
+    return ie_shift_s64_s32_range(j->x, j->base + b, j->base + e, j->s, j->bits, j->r, j->y);
+}
+
+/* No call reads what it writes: the first IE_INPLACE_HEAD elements go through a local copy; then
+ * each chunk [c, 2c) reads bytes [8c, 16c) and writes [4c, 8c), the int64 elements [c/2, c) that
+ * the calls before consumed. The draws count from the global index: ie_shift_s64_s32_split's bytes. */
+#define IE_INPLACE_HEAD 64
+uint64_t ie_shift_s64_s32_inplace_split(ie_pool *pool, int64_t *x, size_t n, int s, int bits, ie_rounder r) {
+    int32_t head[IE_INPLACE_HEAD], *y = (int32_t *)(void *)x;
+    size_t c = n < IE_INPLACE_HEAD ? n : IE_INPLACE_HEAD;
+    uint64_t max = ie_shift_s64_s32_range(x, 0, c, s, bits, r, head);
+    memcpy(y, head, sizeof(int32_t) * c);
+    for (; c < n; c *= 2) {
+        size_t e = 2 * c < n ? 2 * c : n;
+        inplace_job j = {x, y, c, s, bits, r};
+        uint64_t m = split_max(pool, e - c, inplace_part, &j);
+        max = m > max ? m : max;
+    }
+    return max;
+}
 DEFINE_SHIFT_SPLIT(ie_shift_s32_s8_bits, int32_t, int8_t)
 #if IE_FAST_PATHS
 DEFINE_SHIFT_SPLIT(ie_shift_s32_s32, int32_t, int32_t)

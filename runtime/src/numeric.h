@@ -248,6 +248,9 @@ int32_t ie_axpby_s32(int32_t *out, size_t n, ie_dyadic a, const int32_t *x, int3
  * ie_absmax_s32 of the output would give), which spares the next pass that needs it. */
 uint64_t ie_absmax_s64_split(ie_pool *pool, const int64_t *x, size_t n);
 uint64_t ie_shift_s64_s32_split(ie_pool *pool, const int64_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);
+/* The same bytes written over x's own first half (element i at bytes 4i..4i+3), read through
+ * (int32_t *)x afterwards: the optimizer's normalized gradient needs no buffer of its own. */
+uint64_t ie_shift_s64_s32_inplace_split(ie_pool *pool, int64_t *x, size_t n, int s, int bits, ie_rounder r);
 #if IE_FAST_PATHS /* int32 gradients (Gemm's): half the bytes to read */
 uint64_t ie_absmax_s32_split(ie_pool *pool, const int32_t *x, size_t n);
 uint64_t ie_shift_s32_s32_split(ie_pool *pool, const int32_t *x, size_t n, int s, int bits, ie_rounder r, int32_t *y);

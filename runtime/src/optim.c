@@ -239,7 +239,7 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
     ie_param *p = &s->params[pi];
     ie_pool *pool = s->ex.pool;
     size_t n = p->numel;
-    int32_t *g = p->opt_scratch;
+    int32_t *g = (int32_t *)(void *)p->grad; /* the normalized gradient, over the exact one's bytes */
     ie_rounder rg = rounder(s, pi, R_GRAD);
     int bits = ie_session_term_bits(s, pi), sh;
     uint64_t gmax;
@@ -247,12 +247,12 @@ void ie_optim_step(ie_session *s, uint32_t pi) {
     if (p->grad32) { /* the same values as int32: the same shift and bytes */
         const int32_t *g32 = (const int32_t *)p->grad;
         sh = ie_requant_shift(ie_absmax_s32_split(pool, g32, n), bits);
-        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, bits, rg, g);
+        gmax = ie_shift_s32_s32_split(pool, g32, n, sh, bits, rg, g); /* element by element in place */
     } else
 #endif
     {
         sh = ie_requant_shift(ie_absmax_s64_split(pool, p->grad, n), bits);
-        gmax = ie_shift_s64_s32_split(pool, p->grad, n, sh, bits, rg, g);
+        gmax = ie_shift_s64_s32_inplace_split(pool, p->grad, n, sh, bits, rg);
     }
     opt_state st = {pool, n, g, p->w, p->mom, p->v, p->grad_e + sh, p->we, p->me, p->ve, gmax,
                     cached_max(p, IE_KNOWN_W, p->w, &p->wmax), p->mom ? cached_max(p, IE_KNOWN_MOM, p->mom, &p->mmax) : 0,

@@ -202,7 +202,6 @@ static void resolve(ie_session *s, const ie_plan_buffer *b, uint8_t *region) {
     case IE_BUF_NODE: s->nodes[b->index].scratch[b->slot] = ptr; break;
     case IE_BUF_PARAM_W8: s->params[b->index].w8 = ptr; break;
     case IE_BUF_PARAM_GRAD: s->params[b->index].grad = ptr; break;
-    case IE_BUF_PARAM_OPT: s->params[b->index].opt_scratch = ptr; break;
     case IE_BUF_LOSS_ACC: s->loss_acc = ptr; break;
     case IE_BUF_TARGETS: s->targets = ptr; break;
     case IE_BUF_GRAD_SLOT: s->slots[b->index].g = ptr; break;
@@ -263,6 +262,7 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
         return IE_ERR_STATE;
     }
     *region_bytes = place(p.buf, p.n);
+    m->plan_used = p.n;
     if (s) {
         for (uint32_t i = 0; i < p.n; i++) resolve(s, &p.buf[i], region);
         for (uint32_t t = 0; t < m->n_tensors; t++) {

@@ -11,7 +11,6 @@ typedef enum ie_buf_kind {
     IE_BUF_NODE,      /* index = node, slot = scratch slot */
     IE_BUF_PARAM_W8,  /* index = parameter */
     IE_BUF_PARAM_GRAD,
-    IE_BUF_PARAM_OPT,
     IE_BUF_LOSS_ACC,
     IE_BUF_TARGETS,
     IE_BUF_GRAD_SLOT  /* index = slot */

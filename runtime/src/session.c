@@ -194,6 +194,10 @@ ie_status ie_session_create(ie_model *m, const ie_session_config *cfg, void *are
     *out = NULL;
     ie_status st = check_config(m, cfg);
     if (st != IE_OK) return st;
+    if (m->weights_released) {
+        ie_set_err(m->errmsg, "the model's weights were released (ie_model_release_weights); load it again to create a session");
+        return IE_ERR_STATE;
+    }
     layout L;
     if ((st = compute_layout(m, cfg, &L)) != IE_OK) return st;
     int owns = arena == NULL;

@@ -5,6 +5,7 @@
 #include "intedge_testing.h"
 #include "../port/ie_port.h"
 #include "ops/ops.h"
+#include "planner.h"
 
 static const ie_exec *scalar_exec(void) {
     static const ie_exec scalar = {&ie_kernels_scalar, NULL, NULL, NULL}; /* constant: no mutable global */
@@ -262,12 +263,33 @@ ie_status ie_test_node(const ie_session *s, uint32_t node, const char **name, co
 ie_status ie_test_optimizer_step(ie_session *s, uint32_t param, const int64_t *grad, int32_t grad_e) {
     if (!s || param >= s->model->n_params) return IE_ERR_ARG;
     ie_param *p = &s->params[param];
+    if (!grad) return IE_ERR_ARG;
     if (!p->trainable || !p->grad) return IE_ERR_STATE;
-    if (grad) memcpy(p->grad, grad, sizeof(int64_t) * p->numel);
+    memcpy(p->grad, grad, sizeof(int64_t) * p->numel);
     p->grad_e = grad_e;
     p->grad32 = 0;
     ie_optim_begin_step(s);
     ie_optim_step(s, param);
     s->step++;
+    return IE_OK;
+}
+
+ie_status ie_test_plan(ie_model *m, const ie_session_config *cfg, uint64_t *rows, uint32_t cap, uint32_t *count) {
+    size_t bytes;
+    if (!count || (cap && !rows)) return IE_ERR_ARG;
+    ie_status st = ie_session_arena_size(m, cfg, &bytes); /* checks the config */
+    if (st == IE_OK) st = ie_plan_region(m, cfg, NULL, NULL, &bytes);
+    if (st != IE_OK) return st;
+    *count = m->plan_used;
+    for (uint32_t i = 0; i < m->plan_used && i < cap; i++) {
+        const ie_plan_buffer *b = &m->plan_scratch[i];
+        uint64_t *r = rows + 6 * (size_t)i;
+        r[0] = b->kind;
+        r[1] = b->index;
+        r[2] = b->first;
+        r[3] = b->last;
+        r[4] = b->bytes;
+        r[5] = b->offset;
+    }
     return IE_OK;
 }

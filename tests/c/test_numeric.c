@@ -291,7 +291,7 @@ static void test_affine_max_near_powers_of_two(void) {
 static void test_split_passes(void) {
     enum { N = (1 << 15) + 999 }; /* above the size that splits */
     static int32_t x[N], y[N], out[N], want[N];
-    static int64_t g[N];
+    static int64_t g[N], gi[N];
     static int8_t q[N];
     uint32_t v = 7;
     for (int i = 0; i < N; i++) {
@@ -308,6 +308,15 @@ static void test_split_passes(void) {
         for (int i = 0; i < N; i++)
             want[i] = (int32_t)ie_clamp64(ie_shift_round(g[i], s, ie_draw(rs, (uint32_t)i)), (1 << 29) - 1);
         CHECK(memcmp(out, want, sizeof out) == 0 && m == ie_absmax_s32(want, N));
+        /* in place over the int64 input, as the optimizer runs it: the same bytes, every size
+         * around the local head and the chunk boundaries, with and without the pool */
+        static const size_t sizes[] = {1, 63, 64, 65, 128, 129, 4097, N};
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            size_t n = sizes[k];
+            memcpy(gi, g, sizeof(int64_t) * n);
+            m = ie_shift_s64_s32_inplace_split(k & 1 ? NULL : pool, gi, n, s, 29, rs);
+            CHECK(memcmp(gi, want, sizeof(int32_t) * n) == 0 && m == ie_absmax_s32(want, n));
+        }
         m = ie_shift_s32_s8_bits_split(pool, x, N, s, 7, rs, q);
         int ok = 1;
         uint64_t qmax = 0;

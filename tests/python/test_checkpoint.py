@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import signal
+import zlib
 
 import numpy as np
 import pytest
@@ -173,8 +174,8 @@ def test_read_only_output_folder_is_refused_at_start(small_disk):
 
 
 def test_full_tmpfs_stops_the_run_and_keeps_the_previous_checkpoint(small_disk):
-    # a checkpoint of this model is about 157 KB: 400 KB hold two, and the third's temp file fills it
-    out = small_disk(400 << 10) / "run"
+    # a checkpoint of this model is about 117 KB: 300 KB hold two, and the third's temp file fills it
+    out = small_disk(300 << 10) / "run"
     res = run_cli(*TRAIN, "--output-dir", out)
     one_line_error(res, "ckpt-00000075.iec", "the disk is full", "earlier checkpoints are intact")
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["ckpt-00000025.iec", "ckpt-00000050.iec"]
@@ -188,3 +189,18 @@ def test_export_to_a_full_tmpfs_leaves_nothing(small_disk, uninterrupted):
     res = run_cli("export", uninterrupted, "-o", disk / "model.onnx")
     one_line_error(res, "model.onnx", "the disk is full")
     assert sorted(p.name for p in disk.iterdir()) == ["filler"]
+
+
+def test_a_version_1_checkpoint_holding_the_iem_itself_still_resumes():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    t = intedge.Trainer(str(MODEL), batch_size=16, momentum=0.9, seed=3)
+    t.fit(digits.data[:64], digits.target[:64], epochs=1)
+    ck = t.checkpoint()
+    assert len(ckpt.encode(ck)) < len(ck.onnx) + len(ck.state) + 1024  # the .iem's digest, not its bytes
+    sections = (json.dumps(ck.meta).encode(), ck.onnx, bytes(t.model.iem), ck.state)
+    body = b"".join(ckpt.SECTION.pack(tag, len(d)) + d for tag, d in zip(ckpt.TAGS_V1, sections))
+    old = ckpt.decode(ckpt.HEADER.pack(ckpt.MAGIC, 1, 4, ckpt.HEADER.size + len(body), zlib.crc32(body), 0) + body)
+    assert old.iem_sha256 == ck.iem_sha256
+    assert intedge.Trainer.from_checkpoint(old).session.digest() == t.session.digest()

@@ -192,7 +192,7 @@ def work_intedge(model_path, name, threads, last, reps, profile):
     model = t.runtime_model.memory_size()
     # the .iem the model borrows (float weights and tables; it may sit in flash) is reported apart
     res.update(kernels=t.session.kernels, arena_mb=arena / 2**20, model_mb=model / 2**20,
-               iem_mb=len(t.model.iem) / 2**20, train_mb=(arena + model) / 2**20)
+               iem_mb=len(t.model.iem_blob) / 2**20, train_mb=(arena + model) / 2**20)
     if profile:
         res["profile"] = profile_of(t, step)
     return res

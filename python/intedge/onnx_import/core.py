@@ -24,7 +24,7 @@ class ImportedModel:
     is 45 MB beside a 99 MB arena): onnx_model reads the file again when export or a checkpoint
     asks, and refuses a file that changed since (onnx_sha256)."""
     onnx_proto: onnx.ModelProto  # None: read from source on demand
-    iem: bytes
+    iem_blob: object  # the .iem: bytes, or an iem.ReleasableBlob (then `iem` can give its weights back)
     input_name: str
     input_shape: tuple  # per sample, e.g. (1, 8, 8)
     output_name: str
@@ -38,9 +38,35 @@ class ImportedModel:
     param_owners: dict = field(default_factory=dict)  # parameter -> name of the node that reads it
     metadata: dict = field(default_factory=dict)  # the model's metadata_props (export.read_metadata)
 
+    def __post_init__(self):
+        self.iem_sha256 = hashlib.sha256(self.iem).hexdigest()  # what a checkpoint records of it
+
     @property
     def input_size(self):
         return int(np.prod(self.input_shape))
+
+    @property
+    def iem(self):
+        """The .iem bytes. Once a trainer's session holds its masters, the weights' pages are given
+        back (release_weights) and this translates the graph again: what compile or a second
+        trainer read, not a step."""
+        blob = self.iem_blob
+        if not isinstance(blob, iem.ReleasableBlob):
+            return blob
+        if not blob.released:
+            return blob.view
+        again = Walker(self.onnx_model, self.source).run().iem
+        if hashlib.sha256(again).hexdigest() != self.iem_sha256:
+            raise IntedgeError(f"{self.source}: translating it again gave a different .iem; import it again")
+        return again
+
+    def release_weights(self):
+        """Gives the .iem's weight pages back (see `iem`); True if it could (the .iem came from
+        import_onnx, which can translate the graph again)."""
+        if not isinstance(self.iem_blob, iem.ReleasableBlob):
+            return False
+        self.iem_blob.release_weights()
+        return True
 
     @property
     def onnx_model(self):
@@ -537,7 +563,7 @@ class Walker:
         if release is not None:  # the walker's own references to the graph go with it
             model = data_inputs = inp = g = n = None  # n: a NodeProto keeps the whole graph alive
             self.release()
-        return ImportedModel(model, iem.serialize(self.graph), *fields, onnx_sha256=release,
+        return ImportedModel(model, iem.serialize(self.graph, releasable=True), *fields, onnx_sha256=release,
                              param_owners=dict(self.param_use), metadata=metadata)
 
     def release(self):

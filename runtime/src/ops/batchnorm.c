@@ -80,11 +80,9 @@ static void bn_plan(ie_planner *p, uint32_t node) {
     ie_plan_keep(p, b.x, B);
     if (ie_plan_param_trainable(p, b.gamma)) {
         ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_GRAD, IE_SIZE(b.c, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, b.gamma, IE_BUF_PARAM_OPT, IE_SIZE(b.c, sizeof(int32_t)), B, B);
     }
     if (ie_plan_param_trainable(p, b.beta)) {
         ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_GRAD, IE_SIZE(b.c, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, b.beta, IE_BUF_PARAM_OPT, IE_SIZE(b.c, sizeof(int32_t)), B, B);
     }
 }
 

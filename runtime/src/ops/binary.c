@@ -105,7 +105,6 @@ static void binary_plan(ie_planner *p, uint32_t node) {
         if (mul) ie_plan_keep(p, nd->in[1 - k], B); /* dA needs B and dB needs A */
         if (k && param_b) {
             ie_plan_param_buffer(p, t, IE_BUF_PARAM_GRAD, IE_SIZE(bm.numel[1], sizeof(int64_t)), B, B);
-            ie_plan_param_buffer(p, t, IE_BUF_PARAM_OPT, IE_SIZE(bm.numel[1], sizeof(int32_t)), B, B);
         } else if (mul || bm.broadcast[k]) {
             ie_plan_node_scratch(p, node, k ? S_ACC_B : S_ACC_A, IE_SIZE(n, bm.numel[k], sizeof(int64_t)), B, B);
         }

@@ -785,11 +785,9 @@ int ie_conv_plan_params(ie_planner *p, uint32_t node, size_t weight_numel, size_
     if (need_dw) {
         ie_plan_keep(p, x, B);
         ie_plan_param_buffer(p, w, IE_BUF_PARAM_GRAD, IE_SIZE(weight_numel, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, w, IE_BUF_PARAM_OPT, IE_SIZE(weight_numel, sizeof(int32_t)), B, B);
     }
     if (bwd && b != IE_NONE && ie_plan_param_trainable(p, b)) {
         ie_plan_param_buffer(p, b, IE_BUF_PARAM_GRAD, IE_SIZE(bias_channels, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, b, IE_BUF_PARAM_OPT, IE_SIZE(bias_channels, sizeof(int32_t)), B, B);
     }
     return need_dx | need_dw << 1;
 }

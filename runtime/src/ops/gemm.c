@@ -83,11 +83,9 @@ static void gemm_plan(ie_planner *p, uint32_t node) {
         ie_plan_node_scratch(p, node, S_DYT, IE_SIZE(g.m, n), B, B);
         ie_plan_node_scratch(p, node, S_XT, IE_SIZE(g.k, n), B, B);
         ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_GRAD, IE_SIZE(g.m, g.k, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, g.w, IE_BUF_PARAM_OPT, IE_SIZE(g.m, g.k, sizeof(int32_t)), B, B);
     }
     if (need_db) {
         ie_plan_param_buffer(p, g.b, IE_BUF_PARAM_GRAD, IE_SIZE(g.m, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, g.b, IE_BUF_PARAM_OPT, IE_SIZE(g.m, sizeof(int32_t)), B, B);
     }
 }
 

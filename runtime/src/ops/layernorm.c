@@ -89,7 +89,6 @@ static void ln_plan(ie_planner *p, uint32_t node) {
         uint32_t t = m->nodes[node].in[k];
         if (!ie_plan_param_trainable(p, t)) continue;
         ie_plan_param_buffer(p, t, IE_BUF_PARAM_GRAD, IE_SIZE(l.d, sizeof(int64_t)), B, B);
-        ie_plan_param_buffer(p, t, IE_BUF_PARAM_OPT, IE_SIZE(l.d, sizeof(int32_t)), B, B);
     }
 }
 

@@ -537,7 +537,6 @@ static void param_broadcast_plan(ie_planner *p, uint32_t node) {
     uint32_t B = ie_pos_bwd(m, node), numel = m->tensors[nd->in[0]].numel;
     if (!ie_plan_param_trainable(p, nd->in[0])) return; /* frozen: a copy, nothing for backward */
     ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_GRAD, IE_SIZE(numel, sizeof(int64_t)), B, B);
-    ie_plan_param_buffer(p, nd->in[0], IE_BUF_PARAM_OPT, IE_SIZE(numel, sizeof(int32_t)), B, B);
 }
 
 static void param_broadcast_forward(ie_session *s, uint32_t node) {
