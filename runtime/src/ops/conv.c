@@ -245,16 +245,6 @@ static dw_layout dw_layout_of(const ie_conv_geom *g) {
     return l;
 }
 
-/* [rows][cols] int32 into [cols][rows], in tiles that stay in cache, each written a line at a time. */
-IE_HOT static void transpose_s32(const int32_t *restrict src, size_t rows, size_t cols, int32_t *restrict dst) {
-    for (size_t r0 = 0; r0 < rows; r0 += 16)
-        for (size_t c0 = 0; c0 < cols; c0 += 16) {
-            size_t r1 = rows - r0 < 16 ? rows : r0 + 16, c1 = cols - c0 < 16 ? cols : c0 + 16;
-            for (size_t c = c0; c < c1; c++)
-                for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
-        }
-}
-
 /* One sample, channels-last, tap by tap and output row by output row: a tap's in-range outputs
  * [ow0, ow1) of row oh read input row ih from pixel ow0 sw + offw on. With stride 1 both runs are
  * contiguous over (pixel, channel), so each (row, tap) is one flat loop against the tap's weight
@@ -333,8 +323,8 @@ static void dw_part(void *p, uint32_t part, uint32_t parts) {
         if (j->phase == IE_PROF_DW) memset(rows, 0, sizeof(int32_t) * kk * rowlen);
         else memset(sums, 0, sizeof(int32_t) * (j->phase == IE_PROF_FWD ? howo : hw) * c);
         dw_sample(g, j->phase, wrows, j->dy ? dyt : NULL, j->x ? xt : NULL, sums, rows);
-        if (j->phase == IE_PROF_FWD) transpose_s32(sums, howo, c, j->acc + s * c * howo);
-        else if (j->phase == IE_PROF_DX) transpose_s32(sums, hw, c, j->acc + s * c * hw);
+        if (j->phase == IE_PROF_FWD) ie_transpose_s32(sums, howo, c, j->acc + s * c * howo);
+        else if (j->phase == IE_PROF_DX) ie_transpose_s32(sums, hw, c, j->acc + s * c * hw);
         else
             for (size_t t = 0; t < kk; t++) /* a row's positions ow C + k belong to channel k */
                 for (size_t q = 0; q < rowlen; q++) total[t * c + q % c] += rows[t * rowlen + q];
