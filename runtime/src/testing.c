@@ -187,6 +187,16 @@ int32_t ie_test_activation_table(const int32_t *attrs, int32_t ex, int32_t slope
     return e;
 }
 
+ie_status ie_test_activation(const int32_t *attrs, int32_t ex, const int8_t *q, const int8_t *dy, size_t n, uint64_t seed,
+                             int32_t nearest, int32_t path, int8_t *y, int32_t *e) {
+    if (path < IE_ACT_TABLE || path > IE_ACT_FAST) return IE_ERR_ARG;
+    ie_dyadic *stage = malloc(256 * sizeof(ie_dyadic));
+    if (!stage) return IE_ERR_NOMEM;
+    *e = ie_act_run(attrs, ex, q, dy, n, rounder(seed, nearest), stage, path, y);
+    free(stage);
+    return IE_OK;
+}
+
 ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,
                                int32_t *out, int32_t *e) {
     ie_status st = ie_f32_common_exponent(v, n, bits, e);
