@@ -189,7 +189,7 @@ def test_clip_closed_forms_give_the_definitions_bytes(lo, hi):
     """Clip's 32-bit and 16-bit closed forms (activation.c) against its definition (the 256-entry
     tables, int64 rounding), forward and dX, both rounding modes, on odd lengths around the
     16-bit dX's blocks of 64, with inputs crowding the bounds (where dY slope rounds) and spread
-    over the activations' range, +-127."""
+    over the activations' range, +-127 (dY also -128, which takes the 16-bit dX to a shift of 2)."""
     rng = np.random.default_rng(7)
     attrs = clip_attrs(lo, hi)
     for ex in (-9, -5, -4, 0, 2):
@@ -198,7 +198,7 @@ def test_clip_closed_forms_give_the_definitions_bytes(lo, hi):
             spread = rng.integers(-127, 128, n).astype(np.int8)
             crowd = rng.choice(np.array(on_bounds + [1, -1, 0, 127, -127], np.int8), n)
             for q in (spread, crowd):
-                for dy in (None, rng.integers(-127, 128, n).astype(np.int8), rng.integers(-20, 21, n).astype(np.int8)):
+                for dy in (None, rng.integers(-128, 128, n).astype(np.int8), rng.integers(-20, 21, n).astype(np.int8)):
                     for nearest in (0, 1):
                         want = run_activation(attrs, ex, q, dy, 11, nearest, 0)
                         for path in (1, 2):
