@@ -327,7 +327,11 @@ static void dw_part(void *p, uint32_t part, uint32_t parts) {
         else if (j->phase == IE_PROF_DX) ie_transpose_s32(sums, hw, c, j->acc + s * c * hw);
         else
             for (size_t t = 0; t < kk; t++) /* a row's positions ow C + k belong to channel k */
-                for (size_t q = 0; q < rowlen; q++) total[t * c + q % c] += rows[t * rowlen + q];
+                for (size_t ow = 0; ow < g->wo; ow++) {
+                    const int32_t *src = rows + t * rowlen + ow * c;
+                    int64_t *dst = total + t * c;
+                    for (size_t ch = 0; ch < c; ch++) dst[ch] += src[ch];
+                }
     }
 }
 
@@ -340,7 +344,8 @@ static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n
     size_t c = g->cin, kk = (size_t)g->kh * g->kw;
     int32_t *wrows = (int32_t *)scratch;
     for (size_t t = 0; w8 && t < kk; t++) /* each tap's weights as a channel vector, repeated along a row */
-        for (size_t q = 0; q < (size_t)g->wo * c; q++) wrows[t * g->wo * c + q] = w8[(q % c) * kk + t];
+        for (size_t ow = 0; ow < g->wo; ow++)
+            for (size_t ch = 0; ch < c; ch++) wrows[(t * g->wo + ow) * c + ch] = w8[ch * kk + t];
     ie_pool_run(rt->pool, dw_part, &j);
     if (phase == IE_PROF_DW) {
         for (size_t t = 0; t < kk; t++) /* the parts' totals, in part order: exact */
