@@ -162,6 +162,20 @@ static int dx_by_conv(const ie_conv_geom *g, ie_conv_geom *t) {
     return 1;
 }
 
+/* d[0..8] = s[8..0], a 3 x 3 kernel's taps reversed: one byte, and eight by a byte swap (the
+ * same memory order on either endianness), not a loop of nine. */
+static inline void reverse9(int8_t *d, const int8_t *s) {
+#if defined(__GNUC__) || defined(__clang__)
+    uint64_t v;
+    memcpy(&v, s, 8);
+    v = __builtin_bswap64(v);
+    d[0] = s[8];
+    memcpy(d + 1, &v, 8);
+#else
+    for (int q = 0; q < 9; q++) d[q] = s[8 - q];
+#endif
+}
+
 /* Wf of dx_by_conv for every group: [group][Cin_g][Cout_g kh kw]. */
 static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
     size_t kk = (size_t)g->kh * g->kw, cout_g = g->cout / g->group;
@@ -171,8 +185,10 @@ static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
                 for (size_t o = o0; o < cout_g && o < o0 + 16; o++)
                     for (size_t c = c0; c < g->cin_g && c < c0 + 16; c++) {
                         const int8_t *src = w8 + ((gi * cout_g + o) * g->cin_g + c) * kk;
-                        int8_t *dst = wf + ((gi * g->cin_g + c) * cout_g + o) * kk + kk - 1;
-                        for (size_t q = 0; q < kk; q++) dst[-(ptrdiff_t)q] = src[q];
+                        int8_t *dst = wf + ((gi * g->cin_g + c) * cout_g + o) * kk;
+                        if (IE_FAST_PATHS && kk == 9) reverse9(dst, src);
+                        else
+                            for (size_t q = 0; q < kk; q++) dst[kk - 1 - q] = src[q];
                     }
 }
 
