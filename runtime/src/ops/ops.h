@@ -96,7 +96,7 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
                        ie_rounder r, int8_t *dx);
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw);
+                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw, uint8_t *grad32);
 /* What a Conv-like node (Conv, ConvTranspose) plans alike: its weight's int8 view (kept for the
  * backward when dX needs it), X kept for dW, the gradient and optimizer buffers of the weight
  * (weight_numel values) and the bias (bias_channels). Returns IE_CONV_NEEDS_DX | _DW as planned. */
