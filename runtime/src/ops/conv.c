@@ -179,6 +179,11 @@ static inline void reverse9(int8_t *d, const int8_t *s) {
 /* Wf of dx_by_conv for every group: [group][Cin_g][Cout_g kh kw]. */
 static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
     size_t kk = (size_t)g->kh * g->kw, cout_g = g->cout / g->group;
+    if (IE_FAST_PATHS && kk == 1) { /* one tap: a transpose of [Cout_g][Cin_g] (MobileNetV2's 1 x 1) */
+        for (size_t gi = 0; gi < g->group; gi++)
+            ie_transpose_s8(w8 + gi * cout_g * g->cin_g, cout_g, g->cin_g, wf + gi * g->cin_g * cout_g);
+        return;
+    }
     for (size_t gi = 0; gi < g->group; gi++)
         for (size_t o0 = 0; o0 < cout_g; o0 += 16) /* in 16 x 16 tiles of (o, c): cache lines reused */
             for (size_t c0 = 0; c0 < g->cin_g; c0 += 16)
