@@ -64,6 +64,12 @@ IE_API ie_dyadic ie_test_dyadic(const char *fn, ie_dyadic a, ie_dyadic b);
 /* An Activation node's table (attrs as in the .iem node, 16 values) at input exponent ex: f
  * (slope 0) or f' (slope 1) at q = -128..127 in tab[q + 128]; returns the entries' exponent. */
 IE_API int32_t ie_test_activation_table(const int32_t *attrs, int32_t ex, int32_t slope, int64_t *tab);
+/* An Activation's forward (dy NULL: y = f(q)) or dX (dY f'(q)) over n inputs at exponent ex,
+ * rounded with the stream of seed; *e gets y's exponent, or what dX's adds to dY's. path 0 is the
+ * definition (the tables and int64 rounding), 1 Clip's 32-bit closed form, 2 the fastest form
+ * (Clip's 16-bit lanes where they apply): all give the same bytes. */
+IE_API ie_status ie_test_activation(const int32_t *attrs, int32_t ex, const int8_t *q, const int8_t *dy, size_t n,
+                                    uint64_t seed, int32_t nearest, int32_t path, int8_t *y, int32_t *e);
 
 /* The float boundary: float32 bits to `bits`-bit integers with one exponent, and back. */
 IE_API ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,

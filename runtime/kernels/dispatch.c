@@ -47,13 +47,3 @@ const ie_kernels *ie_kernels_select(const char *name) {
     }
     return name ? NULL : best;
 }
-
-/* In 32 x 32 tiles: both sides' lines stay in cache while a tile is moved. */
-void ie_transpose_s8(const int8_t *src, size_t rows, size_t cols, int8_t *dst) {
-    for (size_t i0 = 0; i0 < rows; i0 += 32)
-        for (size_t j0 = 0; j0 < cols; j0 += 32) {
-            size_t i1 = rows - i0 < 32 ? rows : i0 + 32, j1 = cols - j0 < 32 ? cols : j0 + 32;
-            for (size_t j = j0; j < j1; j++) /* each destination line written whole */
-                for (size_t i = i0; i < i1; i++) dst[j * rows + i] = src[i * cols + j];
-        }
-}

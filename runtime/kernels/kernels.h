@@ -36,7 +36,8 @@ const ie_kernels *ie_kernels_select(const char *name);
 const ie_kernels *ie_kernels_at(uint32_t index);
 extern const ie_kernels ie_kernels_scalar;
 
-/* Packing helpers shared by all tiers. */
+/* Packing helpers shared by all tiers (transpose.c): src [rows][cols] into dst [cols][rows]. */
 void ie_transpose_s8(const int8_t *src, size_t rows, size_t cols, int8_t *dst);
+void ie_transpose_s32(const int32_t *src, size_t rows, size_t cols, int32_t *dst);
 
 #endif

@@ -134,7 +134,7 @@ typedef struct ie_param {
     int32_t we, me, ve, e8, grad_e; /* the exponents of w, mom, v, w8, grad */
     uint32_t wmax, mmax;  /* max|w|, max|mom|, valid as `known` says: each spares a pass */
     uint8_t known;        /* IE_KNOWN_W | IE_KNOWN_MOM | IE_KNOWN_V */
-    uint8_t grad32;       /* grad holds this step's sums as int32 in its first half (Gemm's int32 path) */
+    uint8_t grad32;       /* grad holds this step's sums as int32 in its first half (Gemm's int32 path; a Conv whose batch is one chunk) */
     uint8_t trainable;
     uint8_t vbits;        /* bit length of max v (known as `known` says) */
 } ie_param;

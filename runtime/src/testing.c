@@ -99,7 +99,13 @@ int32_t ie_test_conv_backward_dw(const uint32_t *geometry, uint32_t n, const int
                                  int32_t ex, int64_t *dw) {
     ie_conv_geom g = geom(geometry);
     int8_t *col = malloc(ie_conv_scratch(&g, n, IE_PROF_DW));
-    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, NULL, dw);
+    uint8_t narrow;
+    int32_t e = ie_conv_bwd_dw(scalar_exec(), &g, n, dy, edy, x, ex, col, NULL, dw, &narrow);
+    for (size_t i = (size_t)g.cout * g.cin_g * g.kh * g.kw; narrow && i-- > 0;) { /* int32 sums: widen, last first */
+        int32_t v;
+        memcpy(&v, (const char *)dw + 4 * i, 4);
+        dw[i] = v;
+    }
     free(col);
     return e;
 }
@@ -186,6 +192,16 @@ int32_t ie_test_activation_table(const int32_t *attrs, int32_t ex, int32_t slope
     int32_t e = ie_act_table(attrs, ex, slope, stage, tab);
     free(stage);
     return e;
+}
+
+ie_status ie_test_activation(const int32_t *attrs, int32_t ex, const int8_t *q, const int8_t *dy, size_t n, uint64_t seed,
+                             int32_t nearest, int32_t path, int8_t *y, int32_t *e) {
+    if (path < IE_ACT_TABLE || path > IE_ACT_FAST) return IE_ERR_ARG;
+    ie_dyadic *stage = malloc(256 * sizeof(ie_dyadic));
+    if (!stage) return IE_ERR_NOMEM;
+    *e = ie_act_run(attrs, ex, q, dy, n, rounder(seed, nearest), stage, path, y);
+    free(stage);
+    return IE_OK;
 }
 
 ie_status ie_test_f32_to_fixed(const uint32_t *v, size_t n, int32_t bits, uint64_t seed, int32_t nearest,

@@ -186,6 +186,32 @@ static void test_requant(const ie_kernels *t) {
     free(acc), free(ro), free(to);
 }
 
+/* The transposes (vector tiles where the build has 128-bit vectors, element loops at the edges)
+ * against the definition dst[j][i] = src[i][j], on shapes around the tile and block sizes. The
+ * destination starts poisoned, so an element never written shows up. */
+static void test_transposes(void) {
+    static const size_t sizes[] = {0, 1, 3, 4, 5, 15, 16, 17, 31, 33, 63, 64, 65, 100, 130};
+    const size_t ns = sizeof sizes / sizeof sizes[0];
+    int8_t *s8 = alloc(130 * 130), *d8 = alloc(130 * 130), *r8 = alloc(130 * 130);
+    int32_t *s32 = alloc(130 * 130 * 4), *d32 = alloc(130 * 130 * 4), *r32 = alloc(130 * 130 * 4);
+    for (size_t a = 0; a < ns; a++)
+        for (size_t b = 0; b < ns; b++) {
+            size_t rows = sizes[a], cols = sizes[b], n = rows * cols;
+            for (size_t i = 0; i < n; i++) s8[i] = (int8_t)next_u32(), s32[i] = (int32_t)next_u32();
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < cols; j++) r8[j * rows + i] = s8[i * cols + j], r32[j * rows + i] = s32[i * cols + j];
+            memset(d8, 0x5a, n);
+            memset(d32, 0x5a, n * 4);
+            ie_transpose_s8(s8, rows, cols, d8);
+            ie_transpose_s32(s32, rows, cols, d32);
+            int same8 = memcmp(r8, d8, n) == 0, same32 = memcmp(r32, d32, n * 4) == 0;
+            CHECK(same8 && same32);
+            if (!same8 || !same32) printf("  transpose %lu x %lu differs (s8 %d, s32 %d)\n", (unsigned long)rows,
+                                          (unsigned long)cols, !same8, !same32);
+        }
+    free(s8), free(d8), free(r8), free(s32), free(d32), free(r32);
+}
+
 int main(void) {
     const ie_kernels *t;
     uint32_t i;
@@ -199,6 +225,7 @@ int main(void) {
         test_requant(t);
     }
     CHECK(ie_kernels_select(NULL) == ie_kernels_at(i - 1)); /* the default is the best */
+    test_transposes();
     CHECK(ie_kernels_select("no-such-tier") == NULL);
     printf("%u tiers tested, default %s\n", (unsigned)i, ie_kernels_select(NULL)->name);
     return CHECK_DONE();

@@ -155,3 +155,52 @@ def test_smooth_activation_in_a_session_against_autograd(name, rng):
     ref = dy * 2.0**-9 * d
     within_ulps(dh * 2.0**dhe, ref, dhe, slack=1e-6 * np.abs(ref).max())
     assert np.abs(y).max() >= 64 and np.abs(dh).max() >= 64  # the ulp is at most max / 64
+
+
+def clip_attrs(lo, hi):
+    """Clip's attrs: p0 = min, p1 = max (None: that side unbounded), flags bit 0 / bit 1."""
+    attrs = np.zeros(16, np.int32)
+    attrs[0] = iem.ACT_CLIP
+    for slot, bound, flag in ((1, lo, 1), (3, hi, 2)):
+        if bound is not None:
+            d = dyadic(bound)
+            attrs[slot], attrs[slot + 1] = d.m, d.e
+            attrs[5] |= flag
+    return attrs
+
+
+def run_activation(attrs, ex, q, dy, seed, nearest, path):
+    y = np.empty(len(q), np.int8)
+    e = ffi.new("int32_t *")
+    dyp = ffi.NULL if dy is None else ffi.from_buffer("int8_t[]", dy)
+    assert lib.ie_test_activation(ffi.from_buffer("int32_t[]", attrs), ex, ffi.from_buffer("int8_t[]", q), dyp,
+                                  len(q), seed, nearest, path, ffi.from_buffer("int8_t[]", y), e) == lib.IE_OK
+    return y, e[0]
+
+
+# (min, max): ReLU6 and ReLU, symmetric, one-sided, bounds at units far finer than x's (the shift
+# then rounds some bound values, and x 2^k leaves 16 bits past 2^7), a bound beyond 16 bits
+CLIPS = [(0.0, 6.0), (0.0, None), (-1.0, 1.0), (None, 0.75), (-3.0, 0.0), (5 * 2.0**-7, 6.0),
+         (-0.3, 0.3), (0.0, 2.0**-9 * 3), (-2.0**20, 2.0**20)]
+
+
+@pytest.mark.parametrize("lo,hi", CLIPS)
+def test_clip_closed_forms_give_the_definitions_bytes(lo, hi):
+    """Clip's 32-bit and 16-bit closed forms (activation.c) against its definition (the 256-entry
+    tables, int64 rounding), forward and dX, both rounding modes, on odd lengths around the
+    16-bit dX's blocks of 64, with inputs crowding the bounds (where dY slope rounds) and spread
+    over the activations' range, +-127 (dY also -128, which takes the 16-bit dX to a shift of 2)."""
+    rng = np.random.default_rng(7)
+    attrs = clip_attrs(lo, hi)
+    for ex in (-9, -5, -4, 0, 2):
+        on_bounds = [v for v in (lo, hi) if v is not None and abs(v * 2.0**-ex) < 128 and (v * 2.0**-ex) % 1 == 0]
+        for n in (0, 1, 65, 200, 1031):
+            spread = rng.integers(-127, 128, n).astype(np.int8)
+            crowd = rng.choice(np.array(on_bounds + [1, -1, 0, 127, -127], np.int8), n)
+            for q in (spread, crowd):
+                for dy in (None, rng.integers(-128, 128, n).astype(np.int8), rng.integers(-20, 21, n).astype(np.int8)):
+                    for nearest in (0, 1):
+                        want = run_activation(attrs, ex, q, dy, 11, nearest, 0)
+                        for path in (1, 2):
+                            got = run_activation(attrs, ex, q, dy, 11, nearest, path)
+                            assert got[1] == want[1] and np.array_equal(got[0], want[0]), (ex, n, path, nearest, dy is None)

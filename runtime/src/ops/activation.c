@@ -9,6 +9,8 @@
  * attrs: 0 kind, 1-2 p0 (dyadic m, e), 3-4 p1 (dyadic), 5 flags (Clip: bit 0 has min, bit 1 has
  * max). Clip: p0 = min, p1 = max; LeakyRelu: p0 = alpha; HardSigmoid: p0 = alpha, p1 = beta
  * (HardSwish uses 1/6 and 1/2); Pow: p0 = the exponent p, with 2p an integer in [-8, 8]. */
+#include <string.h>
+
 #include "../planner.h"
 #include "ops.h"
 
@@ -198,7 +200,7 @@ IE_HOT static int act_apply(const int64_t tab[256], const int8_t *q, const int8_
  * passes run in 32-bit lanes (IE_REQUANT_EACH32). */
 #define CLIP32(i) (dy ? dy[i] * (int32_t)clip_slope(q[i], k, lo, hi) : (int32_t)clip_value(q[i], k, lo, hi))
 
-IE_HOT static int clip_apply(const act *a, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r, int8_t *y) {
+IE_HOT static int clip_apply32(const act *a, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r, int8_t *y) {
     int sh, k = a->ex - a->e;
     int64_t lo = a->lo, hi = a->hi;
     if (lo > INT32_MAX || hi < -INT32_MAX) {
@@ -213,19 +215,136 @@ IE_HOT static int clip_apply(const act *a, const int8_t *q, const int8_t *dy, si
 }
 #undef CLIP32
 
+/* Clip in 16-bit lanes (32 per AVX-512 vector), for the usual case. Its values are multiples of
+ * 2^t, t the common trailing zeros of 2^k and the bounds (ReLU6: x's unit, so t = k), so dividing
+ * x 2^k and the bounds by 2^t changes no comparison and only shifts the values' shift by t; then
+ * when x 2^(k - t) fits the lanes (k - t <= 7: |x 2^(k-t)| <= 2^14, and |dY slope| <= 256) and the
+ * bounds lie within +-32767 (saturated there, a bound beyond x's reach compares the same), the
+ * same bytes as clip_apply32 come from 16-bit lanes:
+ * - forward: x 2^k clamped is monotone in x, so max |value| is at the int8 min or max of x, and
+ *   the values the data can take are those of [min, max]: when all of them are exact at the shift
+ *   (ReLU6's always are), every rounding mode gives value 2^-shift; otherwise clip_apply32 runs;
+ * - dX: dY slope rounds only where a slope of 1 (x on a bound) meets an odd dY, so the shift runs
+ *   on every element and only those, found a block at a time, take their draw. */
+static int16_t sat16(int64_t v) { return (int16_t)(v < -32767 ? -32767 : (v > 32767 ? 32767 : v)); }
+static inline int16_t clip16_value(int8_t q, int k, int16_t lo, int16_t hi) {
+    int16_t v = (int16_t)(q * (1 << k));
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+static inline int16_t clip16_slope(int8_t q, int k, int16_t lo, int16_t hi) {
+    int16_t v = (int16_t)(q * (1 << k));
+    return (int16_t)((v > lo && v < hi) * 2 + (v == lo) + (v == hi));
+}
+static inline int8_t clamp127(int32_t v) { return (int8_t)(v > 127 ? 127 : (v < -127 ? -127 : v)); }
+
+#define CLIP16_BLOCK 64
+
+/* The values here are the true ones over 2^t: the shift is t more, unless all are 0. */
+IE_HOT static int clip_forward16(int k, int t, int16_t lo, int16_t hi, const int8_t *q, size_t n, int8_t *y,
+                                 int *shift) {
+    int8_t qmin = 127, qmax = -128;
+    for (size_t i = 0; i < n; i++) {
+        qmin = q[i] < qmin ? q[i] : qmin;
+        qmax = q[i] > qmax ? q[i] : qmax;
+    }
+    uint32_t max = 0, bits = 0;
+    for (int v = qmin; v <= qmax; v++) {
+        int32_t value = clip16_value((int8_t)v, k, lo, hi);
+        uint32_t a = value < 0 ? 0u - (uint32_t)value : (uint32_t)value;
+        max = a > max ? a : max;
+        bits |= (uint32_t)value;
+    }
+    int s = ie_requant_shift(max, 7);
+    if (!ie_shift_is_exact(bits, s)) return 0;
+    if (s <= 0)
+        for (size_t i = 0; i < n; i++) y[i] = clamp127(clip16_value(q[i], k, lo, hi) * (1 << -s));
+    else
+        for (size_t i = 0; i < n; i++) y[i] = clamp127(clip16_value(q[i], k, lo, hi) >> s);
+    *shift = max ? s + t : s;
+    return 1;
+}
+
+/* dX of elements [b, b + len) at a shift s >= 1: dY slope 2^-s, where it has fraction bits with
+ * the element's draw (about one element in 60 has them in MobileNetV2's ReLU6; they are looked
+ * for 8 flags a word). Returns the OR of the block's |dY slope|, whose bit
+ * length is the max's. */
+IE_INLINE uint16_t clip_dx_block(int k, int16_t lo, int16_t hi, const int8_t *restrict q, const int8_t *restrict dy,
+                                 size_t b, size_t len, int s, ie_rounder r, int8_t *restrict dx) {
+    uint16_t frac = (uint16_t)((1u << s) - 1), magnitudes = 0;
+    uint8_t rounds[CLIP16_BLOCK] = {0};
+    for (size_t i = 0; i < len; i++) {
+        int16_t v = (int16_t)(dy[b + i] * clip16_slope(q[b + i], k, lo, hi));
+        magnitudes |= (uint16_t)(v < 0 ? -v : v);
+        rounds[i] = (uint8_t)((uint16_t)v & frac);
+        dx[b + i] = (int8_t)(v >> s); /* |v| <= 254, or 256 (dY -128) with s = 2: within +-127 */
+    }
+    for (size_t w = 0; w < len; w += 8) { /* 8 flags a word */
+        uint64_t any;
+        memcpy(&any, rounds + w, 8);
+        for (size_t i = w; any && i < w + 8 && i < len; i++)
+            if (rounds[i]) {
+                int16_t v = (int16_t)(dy[b + i] * clip16_slope(q[b + i], k, lo, hi));
+                dx[b + i] = clamp127(ie_srshift32(v, s, ie_draw(r, (uint32_t)(b + i))));
+            }
+    }
+    return magnitudes;
+}
+
+/* One pass in the usual case: dY's max is about 127 and some slope 2 meets it, so the shift is 1;
+ * the blocks run at 1 while they find the max, and again at the real shift when it is not 1. */
+IE_HOT static int clip_backward16(int k, int16_t lo, int16_t hi, const int8_t *q, const int8_t *dy, size_t n,
+                                  ie_rounder r, int8_t *dx) {
+    uint16_t magnitudes = 0;
+    for (size_t b = 0; b < n; b += CLIP16_BLOCK)
+        magnitudes |= clip_dx_block(k, lo, hi, q, dy, b, n - b < CLIP16_BLOCK ? n - b : CLIP16_BLOCK, 1, r, dx);
+    int s = ie_requant_shift(magnitudes, 7);
+    if (s == 1) return s;
+    if (s <= 0) {
+        for (size_t i = 0; i < n; i++) dx[i] = clamp127(dy[i] * clip16_slope(q[i], k, lo, hi) * (1 << -s));
+        return s;
+    }
+    for (size_t b = 0; b < n; b += CLIP16_BLOCK)
+        clip_dx_block(k, lo, hi, q, dy, b, n - b < CLIP16_BLOCK ? n - b : CLIP16_BLOCK, s, r, dx);
+    return s;
+}
+
+/* The trailing zeros t <= k common to 2^k and a bound b (0 divides by any power of two). */
+static int common_zeros(int t, int64_t b) {
+    while (t > 0 && (b & (((int64_t)1 << t) - 1)) != 0) t--;
+    return t;
+}
+
+static int clip_apply(const act *a, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r, int8_t *y) {
+    int k = a->ex - a->e, t = k, sh;
+    if (a->flags & 1) t = common_zeros(t, a->lo);
+    if (a->flags & 2) t = common_zeros(t, a->hi);
+    int64_t lo = (a->flags & 1) ? a->lo / ((int64_t)1 << t) : INT64_MIN; /* exact divisions */
+    int64_t hi = (a->flags & 2) ? a->hi / ((int64_t)1 << t) : INT64_MAX;
+    if (k - t <= 7 && lo <= 32767 && hi >= -32767) {
+        if (dy) return clip_backward16(k - t, sat16(lo), sat16(hi), q, dy, n, r, y);
+        if (clip_forward16(k - t, t, sat16(lo), sat16(hi), q, n, y, &sh)) return sh;
+    }
+    return clip_apply32(a, q, dy, n, r, y);
+}
+
+int32_t ie_act_run(const int32_t *attrs, int32_t ex, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r,
+                   ie_dyadic *stage, int path, int8_t *y) {
+    act a = prepare(attrs, ex);
+    int32_t e = dy ? a.ed : a.e;
+    if (IE_FAST_PATHS && a.kind == ACT_CLIP && path == IE_ACT_FAST) return e + clip_apply(&a, q, dy, n, r, y);
+    if (IE_FAST_PATHS && a.kind == ACT_CLIP && path == IE_ACT_CLIP32) return e + clip_apply32(&a, q, dy, n, r, y);
+    int64_t tab[256];
+    e = ie_act_table(attrs, ex, dy != NULL, stage, tab);
+    return e + act_apply(tab, q, dy, n, r, y);
+}
+
 static void act_forward(ie_session *s, uint32_t node) {
     const ie_node_desc *nd = &s->model->nodes[node];
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
-    act a = prepare(nd->attrs, x->e);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_OUT));
-    if (IE_FAST_PATHS && a.kind == ACT_CLIP) {
-        y->e = a.e + clip_apply(&a, x->q, NULL, n, r, y->q);
-        return;
-    }
-    int64_t tab[256];
-    int32_t e = ie_act_table(nd->attrs, x->e, 0, s->nodes[node].scratch[S_STAGE], tab);
-    y->e = e + act_apply(tab, x->q, NULL, n, r, y->q);
+    y->e = ie_act_run(nd->attrs, x->e, x->q, NULL, n, r, s->nodes[node].scratch[S_STAGE],
+                      IE_FAST_PATHS ? IE_ACT_FAST : IE_ACT_TABLE, y->q);
 }
 
 static void act_backward(ie_session *s, uint32_t node) {
@@ -233,15 +352,9 @@ static void act_backward(ie_session *s, uint32_t node) {
     ie_value *x = &s->values[nd->in[0]], *y = &s->values[nd->out[0]];
     if (!x->requires_grad) return;
     size_t n = (size_t)s->n * s->model->tensors[nd->in[0]].numel;
-    act a = prepare(nd->attrs, x->e);
     ie_rounder r = ie_session_rounder(s, ie_node_stream(node, R_DX));
-    if (IE_FAST_PATHS && a.kind == ACT_CLIP) {
-        x->ge = y->ge + a.ed + clip_apply(&a, x->q, y->g, n, r, x->g);
-        return;
-    }
-    int64_t tab[256];
-    int32_t e = ie_act_table(nd->attrs, x->e, 1, s->nodes[node].scratch[S_STAGE], tab);
-    x->ge = y->ge + e + act_apply(tab, x->q, y->g, n, r, x->g);
+    x->ge = y->ge + ie_act_run(nd->attrs, x->e, x->q, y->g, n, r, s->nodes[node].scratch[S_STAGE],
+                               IE_FAST_PATHS ? IE_ACT_FAST : IE_ACT_TABLE, x->g);
 }
 
 const ie_op_def ie_op_activation = {"Activation", 1, 1, 1, act_check, act_plan, act_forward, act_backward};

@@ -162,17 +162,38 @@ static int dx_by_conv(const ie_conv_geom *g, ie_conv_geom *t) {
     return 1;
 }
 
+/* d[0..8] = s[8..0], a 3 x 3 kernel's taps reversed: one byte, and eight by a byte swap (the
+ * same memory order on either endianness), not a loop of nine. */
+static inline void reverse9(int8_t *d, const int8_t *s) {
+#if defined(__GNUC__) || defined(__clang__)
+    uint64_t v;
+    memcpy(&v, s, 8);
+    v = __builtin_bswap64(v);
+    d[0] = s[8];
+    memcpy(d + 1, &v, 8);
+#else
+    for (int q = 0; q < 9; q++) d[q] = s[8 - q];
+#endif
+}
+
 /* Wf of dx_by_conv for every group: [group][Cin_g][Cout_g kh kw]. */
 static void flip_weights(const ie_conv_geom *g, const int8_t *w8, int8_t *wf) {
     size_t kk = (size_t)g->kh * g->kw, cout_g = g->cout / g->group;
+    if (IE_FAST_PATHS && kk == 1) { /* one tap: a transpose of [Cout_g][Cin_g] (MobileNetV2's 1 x 1) */
+        for (size_t gi = 0; gi < g->group; gi++)
+            ie_transpose_s8(w8 + gi * cout_g * g->cin_g, cout_g, g->cin_g, wf + gi * g->cin_g * cout_g);
+        return;
+    }
     for (size_t gi = 0; gi < g->group; gi++)
         for (size_t o0 = 0; o0 < cout_g; o0 += 16) /* in 16 x 16 tiles of (o, c): cache lines reused */
             for (size_t c0 = 0; c0 < g->cin_g; c0 += 16)
                 for (size_t o = o0; o < cout_g && o < o0 + 16; o++)
                     for (size_t c = c0; c < g->cin_g && c < c0 + 16; c++) {
                         const int8_t *src = w8 + ((gi * cout_g + o) * g->cin_g + c) * kk;
-                        int8_t *dst = wf + ((gi * g->cin_g + c) * cout_g + o) * kk + kk - 1;
-                        for (size_t q = 0; q < kk; q++) dst[-(ptrdiff_t)q] = src[q];
+                        int8_t *dst = wf + ((gi * g->cin_g + c) * cout_g + o) * kk;
+                        if (IE_FAST_PATHS && kk == 9) reverse9(dst, src);
+                        else
+                            for (size_t q = 0; q < kk; q++) dst[kk - 1 - q] = src[q];
                     }
 }
 
@@ -243,16 +264,6 @@ static dw_layout dw_layout_of(const ie_conv_geom *g) {
     l.total = l.rows + up64(IE_SIZE(sizeof(int32_t), kk, g->wo, c));
     l.size = l.total + up64(IE_SIZE(sizeof(int64_t), kk, c));
     return l;
-}
-
-/* [rows][cols] int32 into [cols][rows], in tiles that stay in cache, each written a line at a time. */
-IE_HOT static void transpose_s32(const int32_t *restrict src, size_t rows, size_t cols, int32_t *restrict dst) {
-    for (size_t r0 = 0; r0 < rows; r0 += 16)
-        for (size_t c0 = 0; c0 < cols; c0 += 16) {
-            size_t r1 = rows - r0 < 16 ? rows : r0 + 16, c1 = cols - c0 < 16 ? cols : c0 + 16;
-            for (size_t c = c0; c < c1; c++)
-                for (size_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
-        }
 }
 
 /* One sample, channels-last, tap by tap and output row by output row: a tap's in-range outputs
@@ -333,11 +344,15 @@ static void dw_part(void *p, uint32_t part, uint32_t parts) {
         if (j->phase == IE_PROF_DW) memset(rows, 0, sizeof(int32_t) * kk * rowlen);
         else memset(sums, 0, sizeof(int32_t) * (j->phase == IE_PROF_FWD ? howo : hw) * c);
         dw_sample(g, j->phase, wrows, j->dy ? dyt : NULL, j->x ? xt : NULL, sums, rows);
-        if (j->phase == IE_PROF_FWD) transpose_s32(sums, howo, c, j->acc + s * c * howo);
-        else if (j->phase == IE_PROF_DX) transpose_s32(sums, hw, c, j->acc + s * c * hw);
+        if (j->phase == IE_PROF_FWD) ie_transpose_s32(sums, howo, c, j->acc + s * c * howo);
+        else if (j->phase == IE_PROF_DX) ie_transpose_s32(sums, hw, c, j->acc + s * c * hw);
         else
             for (size_t t = 0; t < kk; t++) /* a row's positions ow C + k belong to channel k */
-                for (size_t q = 0; q < rowlen; q++) total[t * c + q % c] += rows[t * rowlen + q];
+                for (size_t ow = 0; ow < g->wo; ow++) {
+                    const int32_t *src = rows + t * rowlen + ow * c;
+                    int64_t *dst = total + t * c;
+                    for (size_t ch = 0; ch < c; ch++) dst[ch] += src[ch];
+                }
     }
 }
 
@@ -350,7 +365,8 @@ static void dw_run(const ie_exec *rt, int phase, const ie_conv_geom *g, size_t n
     size_t c = g->cin, kk = (size_t)g->kh * g->kw;
     int32_t *wrows = (int32_t *)scratch;
     for (size_t t = 0; w8 && t < kk; t++) /* each tap's weights as a channel vector, repeated along a row */
-        for (size_t q = 0; q < (size_t)g->wo * c; q++) wrows[t * g->wo * c + q] = w8[(q % c) * kk + t];
+        for (size_t ow = 0; ow < g->wo; ow++)
+            for (size_t ch = 0; ch < c; ch++) wrows[(t * g->wo + ow) * c + ch] = w8[ch * kk + t];
     ie_pool_run(rt->pool, dw_part, &j);
     if (phase == IE_PROF_DW) {
         for (size_t t = 0; t < kk; t++) /* the parts' totals, in part order: exact */
@@ -510,6 +526,7 @@ struct conv_job {
     int64_t *dw;     /* dW's sums (or one per thread: partial) */
     size_t dw_size;
     chunk_fn fn;
+    int narrow; /* dW: one chunk of int32 sums (see ie_conv_bwd_dw) */
 };
 
 static void chunks_part(void *p, uint32_t part, uint32_t parts) {
@@ -555,7 +572,7 @@ int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const in
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, w8, NULL, scratch, scratch_of(g, n, IE_PROF_FWD), acc,
-                  NULL, 0, fwd_chunk};
+                  NULL, 0, fwd_chunk, 0};
     if (depthwise(g)) dw_run(rt, IE_PROF_FWD, g, n, x, w8, NULL, scratch, acc, NULL);
     else run_chunks(&j);
     size_t howo = (size_t)g->ho * g->wo;
@@ -611,7 +628,7 @@ void ie_conv_dx_acc(const ie_exec *rt, const ie_conv_geom *g, size_t n, const in
             ie_transpose_s8(w8 + (size_t)gi * cout_g * k, cout_g, k, wt + (size_t)gi * k * cout_g);
     ie_prof_add(rt->prof, IE_PROF_PACK, t0);
     conv_job j = {rt, g, by_conv ? &t : NULL, n, ie_conv_chunk(g, n), NULL, wt, dy, scratch,
-                  scratch_of(g, n, IE_PROF_DX), acc, NULL, 0, dx_chunk};
+                  scratch_of(g, n, IE_PROF_DX), acc, NULL, 0, dx_chunk, 0};
     run_chunks(&j);
 }
 
@@ -630,23 +647,35 @@ static void dw_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, 
         const int8_t *col = columns(ex, g, j->x + (s0 * g->cin + (size_t)gi * g->cin_g) * hw, (size_t)g->cin * hw, c, scratch);
         const int8_t *rows = rows_of(ex, j->dy + (s0 * g->cout + (size_t)gi * cout_g) * howo, (size_t)g->cout * howo,
                                      cout_g, howo, c, scratch + j->sc.rows);
-        ie_gemm64(ex, rows, col, dw + (size_t)gi * cout_g * k, cout_g, k, c * howo); /* adds to dw */
+        if (j->narrow) /* the whole batch: int32 sums written in dW's first half */
+            ie_gemm32(ex, rows, col, (int32_t *)(void *)dw + (size_t)gi * cout_g * k, cout_g, k, c * howo);
+        else
+            ie_gemm64(ex, rows, col, dw + (size_t)gi * cout_g * k, cout_g, k, c * howo); /* adds to dw */
     }
 }
 
 /* scratch: ie_conv_scratch(g, n, IE_PROF_DW) bytes per thread; partial one [Cout, K] int64 sum
  * per thread when chunks are shared out, added in part order: exact, so the thread count
- * changes nothing. */
+ * changes nothing. grad32 (NULL: int64 always): set to 1 when the batch is one chunk of at most
+ * 2^17 terms a sum, whose sums are then int32 in dW's first half (ResNet-18's and MobileNetV2's
+ * at 96 px and batch 16: no memset, no int64 adds, half the bytes for the optimizer). */
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw) {
+                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw, uint8_t *grad32) {
     size_t k = (size_t)g->cin_g * g->kh * g->kw, size = (size_t)g->cout * k;
     uint32_t threads = ie_pool_threads(rt->pool);
+    if (grad32) *grad32 = 0;
     if (depthwise(g)) {
         dw_run(rt, IE_PROF_DW, g, n, x, NULL, dy, scratch, NULL, dw);
         return edy + ex;
     }
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, NULL, dy, scratch, scratch_of(g, n, IE_PROF_DW), NULL,
-                  dw, size, dw_chunk};
+                  dw, size, dw_chunk, 0};
+    if (IE_FAST_PATHS && grad32 && j.c >= n && (uint64_t)n * g->ho * g->wo <= IE_MAX_REDUCTION) {
+        j.narrow = 1;
+        run_chunks(&j); /* one chunk: on the caller, its GEMMs split over the pool */
+        *grad32 = 1;
+        return edy + ex;
+    }
     size_t chunks = (n + j.c - 1) / j.c;
     if (threads > 1 && chunks >= threads) j.dw = partial; /* run_chunks shares the chunks out */
     else memset(dw, 0, sizeof(int64_t) * size);
@@ -858,7 +887,8 @@ static void conv_backward(ie_session *s, uint32_t node) {
                                  c.sc[S_DX_ACC], ie_session_rounder(s, ie_node_stream(node, IE_CONV_R_DX)), c.x->g);
     if (c.pw->trainable) {
         ie_prof_switch(s->ex.prof, IE_PROF_DW);
-        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART], c.pw->grad);
+        c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.x->q, c.x->e, c.sc[S_COL_B], c.sc[S_DW_PART],
+                                      c.pw->grad, &c.pw->grad32);
         ie_optim_step(s, c.wi);
     }
     ie_conv_bias_update(s, node, &c, c.g.cout, (size_t)c.g.ho * c.g.wo);

@@ -78,7 +78,7 @@ static void convt_backward(ie_session *s, uint32_t node) {
     if (c.pw->trainable) {
         ie_prof_switch(s->ex.prof, IE_PROF_DW);
         c.pw->grad_e = ie_conv_bwd_dw(&s->ex, &c.g, s->n, c.x->q, c.x->e, c.y->g, c.y->ge, c.sc[S_COL_B],
-                                      c.sc[S_DW_PART], c.pw->grad);
+                                      c.sc[S_DW_PART], c.pw->grad, &c.pw->grad32);
         ie_optim_step(s, c.wi);
     }
     ie_conv_bias_update(s, node, &c, c.g.cin, (size_t)c.g.h * c.g.w);

@@ -37,6 +37,15 @@ enum {
 /* An activation's f (slope 0) or f' (slope 1) at the 256 int8 inputs q 2^ex (index q + 128), as
  * int64 at the exponent it returns; stage: 256 dyadics of scratch. */
 int32_t ie_act_table(const int32_t *attrs, int32_t ex, int slope, ie_dyadic *stage, int64_t tab[256]);
+/* An Activation over n int8 inputs q at exponent ex: y = f(q) (dy NULL) or dX = dY f'(q), each
+ * one requantization with r; returns the exponent of y, or what dX's adds to dY's. stage: the
+ * smooth kinds' scratch (256 dyadics). path IE_ACT_TABLE is the definition (the 256-entry tables,
+ * int64 rounding), the only path of the kinds without a closed form and of builds without
+ * IE_FAST_PATHS (where the other paths fall back to it); Clip also has its 32-bit
+ * (IE_ACT_CLIP32) and fastest (IE_ACT_FAST) closed forms, which give the same bytes. */
+enum { IE_ACT_TABLE, IE_ACT_CLIP32, IE_ACT_FAST };
+int32_t ie_act_run(const int32_t *attrs, int32_t ex, const int8_t *q, const int8_t *dy, size_t n, ie_rounder r,
+                   ie_dyadic *stage, int path, int8_t *y);
 
 /* ---- the smooth activations (ops/smooth.c) ---- */
 /* ie_act_table for a smooth kind (p0: Pow's exponent). */
@@ -87,7 +96,7 @@ int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const
                        const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
                        ie_rounder r, int8_t *dx);
 int32_t ie_conv_bwd_dw(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
-                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw);
+                       const int8_t *x, int32_t ex, int8_t *scratch, int64_t *partial, int64_t *dw, uint8_t *grad32);
 /* What a Conv-like node (Conv, ConvTranspose) plans alike: its weight's int8 view (kept for the
  * backward when dX needs it), X kept for dW, the gradient and optimizer buffers of the weight
  * (weight_numel values) and the bias (bias_channels). Returns IE_CONV_NEEDS_DX | _DW as planned. */

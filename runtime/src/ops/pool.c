@@ -109,6 +109,20 @@ static inline int64_t window_max(const pool_geom *g, const int8_t *xp, uint32_t 
     int64_t h0 = (int64_t)oh * g->sh - g->pt, w0 = (int64_t)ow * g->sw - g->pl, arg = -1;
     int b = -128;
     if (IE_FAST_PATHS && h0 >= 0 && w0 >= 0 && h0 + (int64_t)(g->kh - 1) * g->dh < g->h &&
+        w0 + (int64_t)(g->kw - 1) * g->dw < g->w && g->kh == 3 && g->kw == 3 && g->dh == 1 && g->dw == 1) {
+        /* ResNet's 3 x 3 stem pool: constant bounds unroll the same scan */
+        const int8_t *x0 = xp + h0 * g->w + w0;
+        int64_t at = -1;
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                int v = x0[i * (int64_t)g->w + j], better = v > b;
+                b = better ? v : b;
+                at = better ? i * (int64_t)g->w + j : at;
+            }
+        *best = b;
+        return at < 0 ? -1 : h0 * g->w + w0 + at;
+    }
+    if (IE_FAST_PATHS && h0 >= 0 && w0 >= 0 && h0 + (int64_t)(g->kh - 1) * g->dh < g->h &&
         w0 + (int64_t)(g->kw - 1) * g->dw < g->w) {
         for (uint32_t i = 0; i < g->kh; i++) {
             const int8_t *row = xp + (h0 + (int64_t)i * g->dh) * g->w + w0;
