@@ -78,7 +78,9 @@ typedef struct ie_tensor_desc {
     uint32_t producer;   /* node index, or IE_NONE */
     uint32_t consumer;   /* the last (highest-index) consuming node, or IE_NONE */
     uint32_t first_consumer; /* the first consuming node: its backward completes the gradient */
-    uint32_t n_consumers;
+    uint16_t n_consumers;    /* at most IE_MAX_FANOUT */
+    uint8_t wide;            /* held as int16, not int8: a Conv's output read by a BatchNormalization
+                                alone (derived at load: mark_wide in model.c) */
     uint32_t param;      /* parameter index, or IE_NONE */
     uint32_t ids_limit;  /* ids inputs: values must lie in [0, ids_limit) (the smallest table read
                             with them), or IE_NONE */
@@ -121,6 +123,10 @@ typedef struct ie_value {
     uint32_t alias_of;     /* views share storage with this tensor (IE_NONE: own storage) */
     uint8_t requires_grad;
 } ie_value;
+
+/* A wide tensor's data (ie_tensor_desc.wide): int16 in [-32767, 32767] at exponent e, in q's
+ * buffer (the arena aligns every buffer). */
+static inline int16_t *ie_q16(const ie_value *v) { return (int16_t *)(void *)v->q; }
 
 typedef struct ie_param {
     uint32_t tensor, numel;

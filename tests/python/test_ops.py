@@ -258,6 +258,67 @@ def test_keep_tensors_exposes_every_tensor_and_changes_no_byte(rng):
     assert digests[0] == digests[1]
 
 
+def conv_batchnorm(w, side):
+    """x [cin, side, side] -> Conv (w, 'same' padding) -> c -> BatchNormalization (gamma 1, beta 0,
+    eps 2^-20, momentum 0.875) -> y, the graph output."""
+    from intedge import iem
+    cout, cin, k, _ = w.shape
+    g = iem.Graph()
+    g.input = g.add_tensor("x", iem.KIND_INPUT, (cin, side, side))
+    g.add_tensor("w", iem.KIND_PARAM, w.shape, w.astype(np.float32))
+    for name, value, state in (("gamma", 1.0, False), ("beta", 0.0, False), ("mean", 0.0, True), ("var", 1.0, True)):
+        g.add_tensor(name, iem.KIND_PARAM, (cout,), np.full(cout, value, np.float32), state=state)
+    for name in ("c", "y"):
+        g.add_tensor(name, iem.KIND_ACTIVATION, (cout, side, side))
+    p = k // 2
+    g.add_node("conv", iem.OP_CONV, ["x", "w"], ["c"], [1, k, k, 1, 1, 1, 1, p, p, p, p])
+    g.add_node("bn", iem.OP_BATCHNORM, ["c", "gamma", "beta", "mean", "var"], ["y"], [1, -20, 7, -3])
+    g.output = g.index["y"]
+    return g
+
+
+def test_batchnorm_reads_its_convs_output_at_16_bits(rng):
+    """A Conv whose one reader is a training-mode BatchNormalization hands it int16 values (a wide
+    tensor), so a channel whose spread is small next to the tensor's largest values keeps its
+    statistics. Channel 1 is x, channel 0 is 100 x (integers: every sum is exact). On the int8 grid
+    (ulp 128 for a max of 12,700) channel 1's batch variance came out about 50% too large and its
+    normalized output and gradient were noise; at 16 bits the Conv's sums arrive exactly."""
+    from op_harness import Harness, within_ulps
+    n, side = 8, 8
+    g = conv_batchnorm(np.array([100.0, 1.0]).reshape(2, 1, 1, 1), side)
+    x = rng.integers(-127, 128, (n, 1, side, side)).astype(np.float32)
+    x.reshape(-1)[0] = 127  # the input's exponent is 0: x is exact on its int8 grid
+    lr = 2.0**-10
+    h = Harness(g, batch=n, lr=lr)
+    dy = rng.integers(-127, 128, (n, 2, side, side), dtype=np.int8)
+    h.step(x, dy, -10)
+    c = np.concatenate([100 * x, x], axis=1).astype(np.float64)
+    count = n * side * side
+    mu, var = c.mean(axis=(0, 2, 3), keepdims=True), c.var(axis=(0, 2, 3), keepdims=True)
+    running = (h.master("var") - 0.875) / 0.125  # running = 0.875 running + 0.125 unbiased batch var
+    np.testing.assert_allclose(running, var.ravel() * count / (count - 1), rtol=1e-3)
+    xhat = (c - mu) / np.sqrt(var + 2.0**-20)
+    within_ulps(h.value("y"), xhat, h.tensor("y")[1])
+    d = dy * 2.0**-10  # BatchNorm's input gradient, float64 on the exact Conv output
+    dc = (d - d.mean(axis=(0, 2, 3), keepdims=True) - xhat * (d * xhat).mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(var + 2.0**-20)
+    dce = h.tensor("c", grad=True)[1]
+    within_ulps(h.value("c", grad=True), dc, dce, ulps=1.0, slack=2.0**dce)
+    dgamma = (1 - h.master("gamma")) / lr  # plain SGD from gamma = 1
+    np.testing.assert_allclose(dgamma, (d * xhat).sum(axis=(0, 2, 3)), rtol=1e-3)
+
+
+def test_wide_conv_batchnorm_is_bit_exact_over_tiers_and_threads(rng):
+    """The int16 hand-over (the Conv's rounding, BatchNorm's sums, map and backward, training and
+    evaluation) gives the same bytes on every kernel tier with 1 and 2 threads, on tensors large
+    enough to split over the pool (2^15 elements) and sums long enough to need rounding to 16 bits."""
+    from op_harness import digests_over_tiers_and_threads
+    n, side = 16, 16
+    g = conv_batchnorm(rng.uniform(-1, 1, (8, 16, 3, 3)), side)  # sums up to about 2^18 of int8 units
+    x = rng.uniform(-1, 1, (n, 16, side, side)).astype(np.float32)
+    runs = digests_over_tiers_and_threads(g, x, rng.integers(0, 8 * side * side, n))
+    assert len(set(runs.values())) == 1, runs
+
+
 def test_relu_after_batchnorm_masks_by_the_unrounded_sign():
     """Relu's backward after a training-mode BatchNormalization passes dy where the BatchNorm output
     was > 0 before its rounding (recomputed in float64 here from the int8 input it read), not
