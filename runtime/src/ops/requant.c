@@ -32,14 +32,29 @@ static void round_part(void *p, uint32_t part, uint32_t parts) {
     j->k->requant_s32_bias_s8(j->acc, b, e, j->bias, j->inner, j->channels, j->sh, j->r.key, j->r.nearest, j->y);
 }
 
-/* round_part to int16: one scalar loop for every tier (a Conv's output before a BatchNorm). */
+/* round_part to int16: one scalar loop for every tier (a Conv's output before a BatchNorm), in
+ * runs of one channel's bias; the common shift branch-free (ie_srshift_apply, equal to
+ * ie_shift_round with ie_draw's draw). */
 static void round16_part(void *p, uint32_t part, uint32_t parts) {
     const requant_job *j = p;
     size_t b, e;
     ie_part_range(j->total, part, parts, &b, &e);
-    for (size_t i = b; i < e; i++) {
-        int64_t v = (int64_t)j->acc[i] + (j->bias ? j->bias[(i / j->inner) % j->channels] : 0);
-        j->y16[i] = (int16_t)ie_clamp64(ie_shift_round(v, j->sh, ie_draw(j->r, (uint32_t)i)), 32767);
+    int common = !j->r.nearest && j->sh >= 0 && j->sh <= 62;
+    ie_srshift sp = ie_srshift_make(common ? j->sh : 0);
+    for (size_t base = b, stop; base < e; base = stop) {
+        size_t blk = base / j->inner;
+        stop = (blk + 1) * j->inner < e ? (blk + 1) * j->inner : e;
+        int64_t bias = j->bias ? j->bias[blk % j->channels] : 0;
+        if (common)
+            for (size_t i = base; i < stop; i++) {
+                uint32_t draw = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ j->r.key);
+                int64_t q = ie_srshift_apply((int64_t)j->acc[i] + bias, sp, draw);
+                j->y16[i] = (int16_t)(q > 32767 ? 32767 : (q < -32767 ? -32767 : q));
+            }
+        else
+            for (size_t i = base; i < stop; i++)
+                j->y16[i] = (int16_t)ie_clamp64(ie_shift_round((int64_t)j->acc[i] + bias, j->sh,
+                                                               ie_draw(j->r, (uint32_t)i)), 32767);
     }
 }
 
