@@ -439,8 +439,9 @@ IE_INLINE int32_t ie_adam_dir_apply(const ie_adam_dir *c, uint64_t v, int32_t m,
  * inner] tensor: u is int8 at exponent eu (or NULL), w = uw (int32, |w| < 2^24, per position
  * within a block: LayerNorm's scale) or 1 when uw is NULL; v = x * 2^16 - xm[c] with x int8 at
  * exponent ex, so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x
- * NULL). x16 instead of x: v = x16 * 2^8 - xm, x16 int16 at exponent ex - 8 (a wide tensor). All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's
- * exponent. Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
+ * NULL). x16 instead of x: v = x16 * 2^8 - xm, x16 int16 at exponent ex - 8 (a wide tensor).
+ * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
+ * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
                              const int32_t *uw, const int8_t *x, const int16_t *x16, int32_t ex, const int64_t *xm,
                              const ie_dyadic *a, const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r,
