@@ -78,9 +78,7 @@ typedef struct ie_tensor_desc {
     uint32_t producer;   /* node index, or IE_NONE */
     uint32_t consumer;   /* the last (highest-index) consuming node, or IE_NONE */
     uint32_t first_consumer; /* the first consuming node: its backward completes the gradient */
-    uint16_t n_consumers;    /* at most IE_MAX_FANOUT */
-    uint8_t wide;            /* held as int16, not int8: a Conv's output read by a BatchNormalization
-                                alone (derived at load: mark_wide in model.c) */
+    uint32_t n_consumers;
     uint32_t param;      /* parameter index, or IE_NONE */
     uint32_t ids_limit;  /* ids inputs: values must lie in [0, ids_limit) (the smallest table read
                             with them), or IE_NONE */
@@ -124,8 +122,20 @@ typedef struct ie_value {
     uint8_t requires_grad;
 } ie_value;
 
-/* A wide tensor's data (ie_tensor_desc.wide): int16 in [-32767, 32767] at exponent e, in q's
- * buffer (the arena aligns every buffer). */
+/* Whether tensor t is wide: held as int16, not int8. With config bn_input_bits 16, a Conv's
+ * output whose one reader is a BatchNormalization: the batch statistics and the normalization then
+ * read the Conv's sums with 8 more bits, where an int8 rounding's noise inflated the batch variance
+ * and flipped the masks of the activations after BatchNorm (docs/fidelity.md, "BatchNorm inputs at
+ * 16 bits"). The one place for the rule: the planner sizes, Conv writes and BatchNorm reads by it. */
+static inline int ie_tensor_wide(const ie_model *m, const ie_session_config *cfg, uint32_t t) {
+    const ie_tensor_desc *x = &m->tensors[t];
+    return cfg->bn_input_bits == 16 && x->n_consumers == 1 && x->producer != IE_NONE &&
+           m->nodes[x->producer].op == IE_OP_CONV && m->nodes[x->consumer].op == IE_OP_BATCHNORM &&
+           m->nodes[x->consumer].in[0] == t;
+}
+
+/* A wide tensor's data (ie_tensor_wide): int16 in [-32767, 32767] at exponent e, in q's buffer
+ * (the arena aligns every buffer). */
 static inline int16_t *ie_q16(const ie_value *v) { return (int16_t *)(void *)v->q; }
 
 typedef struct ie_param {

@@ -161,20 +161,6 @@ static ie_status parse_nodes(ie_model *m, uint32_t table) {
     return IE_OK;
 }
 
-/* A Conv's output whose one reader is a BatchNormalization is held as int16 (ie_q16): the
- * batch statistics and the normalization then read the Conv's sums with 8 more bits, where an
- * int8 rounding's noise inflated the batch variance and flipped the masks of the activations after
- * BatchNorm (docs/fidelity.md, "Where MobileNetV2's gradient loses its length"). Decided by the
- * graph alone, so one model trains and evaluates alike in every session. */
-static void mark_wide(ie_model *m) {
-    for (uint32_t i = 0; i < m->n_nodes; i++) {
-        ie_tensor_desc *x = &m->tensors[m->nodes[i].in[0]];
-        if (m->nodes[i].op == IE_OP_BATCHNORM && x->n_consumers == 1 && x->producer != IE_NONE &&
-            m->nodes[x->producer].op == IE_OP_CONV)
-            x->wide = 1;
-    }
-}
-
 /* Integer inputs feed only the ops that read integers: an Embedding (whose table bounds the
  * values, checked when a batch arrives) or a Cast to int8. */
 static ie_status check_ids_readers(ie_model *m) {
@@ -216,7 +202,6 @@ static ie_status validate_graph(ie_model *m) {
         if (t->kind == IE_KIND_ACTIVATION && i != m->output && t->consumer == IE_NONE)
             return fail(m, IE_ERR_FORMAT, "activation '%s' is never used", t->name);
     }
-    mark_wide(m);
     return check_ids_readers(m);
 }
 

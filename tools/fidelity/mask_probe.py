@@ -33,12 +33,12 @@ from torch_models import InvertedResidual  # noqa: E402
 # per tensor, or int8 with one exponent per channel; "all16": every tensor at 16 bits, for scale)
 VARIANTS = (("exact forward, int8 gradients", None, False, "int8"),
             ("int8 forward, mask from the int8 value (slope 0 on a bound: before the fix)", "rounded", False, "int8"),
-            ("int8 forward, half the slope on a bound (the runtime before Conv->BatchNorm at 16 bits)", "half", False, "int8"),
+            ("int8 forward, half the slope on a bound (the runtime's default)", "half", False, "int8"),
             ("int8 forward, mask from the value before its rounding", "pre", False, "int8"),
             ("int8 forward, masks from the exact forward", "float", False, "int8"),
             ("int8 forward, masks and BatchNorm variances from the exact forward", "float", True, "int8"),
             ("half slope, Conv hands BatchNorm its exact sums", "half", False, "exact"),
-            ("half slope, Conv hands BatchNorm 16 bits (one exponent): the runtime now", "half", False, "16"),
+            ("half slope, Conv hands BatchNorm 16 bits (one exponent): the runtime's bn_input_bits 16", "half", False, "16"),
             ("half slope, Conv hands BatchNorm int8 with one exponent per channel", "half", False, "channel"),
             ("half slope, every tensor at 16 bits (one exponent)", "half", False, "all16"))
 

@@ -12,7 +12,7 @@
  *   dgamma = s sum(dy (x - mu)),  dbeta = sum(dy).
  * Evaluation mode uses the running statistics.
  *
- * X is int16 when a Conv feeds this node alone (a wide tensor: model.c's mark_wide), so the
+ * X is int16 when config bn_input_bits is 16 and a Conv feeds this node alone (ie_tensor_wide), so the
  * statistics and the map read the Conv's sums with 8 more bits than int8. The centring unit is
  * then 2^(ex - 16) with ex = X's exponent + 8: the same 2^23 steps per full scale as for int8. */
 #include "../planner.h"
@@ -114,7 +114,7 @@ static void update_running(ie_session *s, uint32_t node, const bn_shape *b, cons
 
 /* X's exponent as the centring unit counts it (2^(ex - 16)): int16 values count 2^8 units each */
 static int32_t centring_e(const ie_session *s, const bn_shape *b) {
-    return s->values[b->x].e + (s->model->tensors[b->x].wide ? 8 : 0);
+    return s->values[b->x].e + (ie_tensor_wide(s->model, &s->cfg, b->x) ? 8 : 0);
 }
 
 /* Whether a running mean w (its master's mantissa) shifted by sh into the centring unit stays
@@ -133,7 +133,7 @@ static void bn_forward(ie_session *s, uint32_t node) {
     const ie_param *g = param_of(s, b.gamma), *be = param_of(s, b.beta);
     const ie_param *rm = param_of(s, b.mean), *rv = param_of(s, b.var);
     size_t n = s->n, count = n * b.inner;
-    int wide = s->model->tensors[b.x].wide;
+    int wide = ie_tensor_wide(s->model, &s->cfg, b.x);
     int32_t ex = centring_e(s, &b);
     if (s->mode == IE_MODE_TRAIN) {
         /* exact sums, then mean (16 fraction bits of int8, 8 of int16) and the biased / unbiased
@@ -191,7 +191,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
     ie_dyadic *invstd = sc[S_INVSTD], *P = sc[S_A], *R = sc[S_B], *Q = sc[S_K];
     ie_param *g = param_of(s, b.gamma), *be = param_of(s, b.beta);
     size_t n = s->n, count = n * b.inner;
-    int wide = s->model->tensors[b.x].wide;
+    int wide = ie_tensor_wide(s->model, &s->cfg, b.x);
     int32_t ex = centring_e(s, &b);
     /* sum(dy) and sum(dy (x - mu)) per channel, exact */
     for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
@@ -240,7 +240,7 @@ void ie_bn_relu_backward(const ie_session *s, uint32_t node, const int8_t *relu_
     bn_shape b = shape_of(s->model, &s->model->nodes[node]);
     void *const *sc = s->nodes[node].scratch;
     const ie_value *x = &s->values[b.x];
-    int wide = s->model->tensors[b.x].wide;
+    int wide = ie_tensor_wide(s->model, &s->cfg, b.x);
     ie_channel_affine_relu_bwd(s->n, b.c, b.inner, wide ? NULL : x->q, wide ? ie_q16(x) : NULL, sc[S_MEAN], sc[S_COEF],
                                relu_y, dy, dx);
 }

@@ -850,7 +850,7 @@ static void conv_forward(ie_session *s, uint32_t node) {
     ie_conv_node c = conv_open(s, node);
     ie_rounder r[3];
     ie_conv_fwd_start(s, node, &c, r);
-    int wide = s->model->tensors[s->model->nodes[node].out[0]].wide;
+    int wide = ie_tensor_wide(s->model, &s->cfg, s->model->nodes[node].out[0]);
     c.y->e = ie_conv_fwd(&s->ex, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
                          c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r,
                          wide ? NULL : c.y->q, wide ? ie_q16(c.y) : NULL);
