@@ -61,7 +61,7 @@ def build(name, side, seed=0, **kw):
 def run_pair(name, data, *, side, batch_size, optimizer, lr, epochs, seed=0, log=print, **number_format):
     """Trains `name` by intedge and by float32 PyTorch; {"intedge": [...], "float": [...]} per
     epoch (train_loss, train_acc, val_miou, val_pixel_acc, val_iou, seconds). number_format:
-    the Trainer's ablation options (grad_bits, rounding, sgd_bits) for intedge's side."""
+    the Trainer's ablation options (grad_bits, rounding, sgd_bits, bn_input_bits) for intedge's side."""
     import torch
 
     import intedge

@@ -193,6 +193,8 @@ def build_parser():
                    help="width of the activation gradients (default 8: int8)")
     f.add_argument("--sgd-bits", type=_int_in(16, 32), default=32, metavar="16..32",
                    help="width of the master weights and momentum (default 32; 16: the paper's int16 SGD)")
+    f.add_argument("--bn-input-bits", type=int, choices=(8, 16), default=8,
+                   help="width of a BatchNorm's input fed by a Conv alone (default 8; 16: slower, more memory)")
 
     e = _sub(sub, "eval", "evaluate a model or checkpoint on a dataset",
              "Accuracy, per-class accuracy and the confusion matrix of MODEL (an .onnx, a checkpoint, or a run "
@@ -407,7 +409,7 @@ def cmd_train(args):
                           threads=args.threads,
                           trainable=trainable_flags(model, split_patterns(args.trainable)), optimizer=optimizer,
                           betas=betas, eps=eps, rounding=args.rounding, grad_bits=args.grad_bits,
-                          sgd_bits=args.sgd_bits)
+                          sgd_bits=args.sgd_bits, bn_input_bits=args.bn_input_bits)
         trainer.config["data"] = {"source": str(args.data), "val_split": args.val_split,
                                   "label_column": args.label_column, "on_bad_image": args.on_bad_image,
                                   "task": ds.task, "text_column": args.text_column, "tokenizer": args.tokenizer}

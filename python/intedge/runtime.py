@@ -22,10 +22,12 @@ ROUNDINGS = {"stochastic": lib.IE_ROUND_STOCHASTIC, "nearest": lib.IE_ROUND_NEAR
 class NumberFormat:
     """The number format's ablation knobs (docs/fidelity.md); the defaults are the method's format.
     rounding: 'stochastic' or 'nearest' (training without SR); grad_bits: width of the activation
-    gradients, 2..8; sgd_bits: width of the optimizer's integers (master weights, momentum), 16..32."""
+    gradients, 2..8; sgd_bits: width of the optimizer's integers (master weights, momentum), 16..32;
+    bn_input_bits: width of a BatchNormalization's input fed by a Conv alone, 8 or 16."""
     rounding: str = "stochastic"
     grad_bits: int = 8
     sgd_bits: int = 32
+    bn_input_bits: int = 8
 
     def __post_init__(self):
         if self.rounding not in ROUNDINGS:
@@ -34,12 +36,15 @@ class NumberFormat:
             raise IntedgeError(f"grad_bits must lie in 2..8 (int8 gradients are the widest), got {self.grad_bits}")
         if not 16 <= int(self.sgd_bits) <= 32:
             raise IntedgeError(f"sgd_bits must lie in 16..32, got {self.sgd_bits}")
+        if self.bn_input_bits not in (8, 16):
+            raise IntedgeError(f"bn_input_bits must be 8 or 16, got {self.bn_input_bits}")
 
     def apply(self, cfg):
         """Sets the config fields; the defaults leave them 0, the runtime's default format."""
         cfg.rounding = ROUNDINGS[self.rounding]
         cfg.grad_bits = 0 if self.grad_bits == 8 else int(self.grad_bits)
         cfg.sgd_bits = 0 if self.sgd_bits == 32 else int(self.sgd_bits)
+        cfg.bn_input_bits = 0 if self.bn_input_bits == 8 else int(self.bn_input_bits)
 
 
 def _f32_bits(x):
@@ -233,12 +238,12 @@ class Model:
         return self._memory_size
 
     def arena_size(self, batch_size, trainable=None, loss="cross_entropy", optimizer="sgd", lean_scratch=False,
-                   momentum=0.0):
+                   momentum=0.0, number_format=None):
         """Bytes one training session needs at this batch size, computed by the C planner
         (lean_scratch: as a firmware plans it, convolutions one sample per GEMM; SGD's momentum
-        adds an int32 buffer per trained parameter)."""
+        adds an int32 buffer per trained parameter; number_format: a NumberFormat, None the default)."""
         cfg, _keep = self._config(batch_size, 0.0, momentum, 0.0, 0, loss, trainable, optimizer=optimizer,
-                                  lean_scratch=lean_scratch)
+                                  lean_scratch=lean_scratch, number_format=number_format)
         out = ffi.new("size_t *")
         if lib.ie_session_arena_size(self._h, cfg, out) != lib.IE_OK:
             raise IntedgeError(self.errmsg())

@@ -25,7 +25,8 @@ DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 
 def number_format_options(config):
     """The number-format options a trainer config records (older checkpoints: the defaults)."""
-    return {k: config.get(k, v) for k, v in (("rounding", "stochastic"), ("grad_bits", 8), ("sgd_bits", 32))}
+    defaults = (("rounding", "stochastic"), ("grad_bits", 8), ("sgd_bits", 32), ("bn_input_bits", 8))
+    return {k: config.get(k, v) for k, v in defaults}
 
 
 class Trainer:
@@ -47,13 +48,14 @@ class Trainer:
     weight_decay; PyTorch's AdamW, whose own default weight_decay is 0.01). lr defaults to 0.1 for
     SGD and 0.001 for AdamW.
 
-    rounding, grad_bits and sgd_bits change the number format for ablation studies
+    rounding, grad_bits, sgd_bits and bn_input_bits change the number format for ablation studies
     (docs/fidelity.md); their defaults are the method's format."""
 
     def __init__(self, model, *, batch_size=32, lr=None, momentum=0.0, weight_decay=0.0, seed=0,
                  loss="cross_entropy", trainable=None, input_format="f32", input_mapping=None, augment=(),
                  class_names=None, kernels=None, threads=1, optimizer="sgd", betas=ADAMW_DEFAULTS["betas"],
-                 eps=ADAMW_DEFAULTS["eps"], rounding="stochastic", grad_bits=8, sgd_bits=32):
+                 eps=ADAMW_DEFAULTS["eps"], rounding="stochastic", grad_bits=8, sgd_bits=32,
+                 bn_input_bits=8):
         if batch_size < 1:
             raise IntedgeError(f"batch size must be at least 1, got {batch_size}")
         if input_format not in ("f32", "u8"):
@@ -67,12 +69,12 @@ class Trainer:
         channels = self.model.input_shape[0] if len(self.model.input_shape) > 1 else 1
         self.input_mapping = input_mapping or InputMapping(channels, (0.0,) * channels, (1.0,) * channels)
         self.input_format = input_format
-        self.number_format = NumberFormat(rounding, grad_bits, sgd_bits)
+        self.number_format = NumberFormat(rounding, grad_bits, sgd_bits, bn_input_bits)
         self.config = {"batch_size": batch_size, "lr": lr, "momentum": momentum, "weight_decay": weight_decay,
                        "seed": seed, "loss": loss, "trainable": list(trainable) if trainable is not None else None,
                        "input_format": input_format, "augment": list(augment), "optimizer": optimizer,
                        "betas": list(betas), "eps": eps, "rounding": rounding, "grad_bits": grad_bits,
-                       "sgd_bits": sgd_bits}
+                       "sgd_bits": sgd_bits, "bn_input_bits": bn_input_bits}
         self.batch_size = batch_size
         self.seed = seed
         self.loss = loss

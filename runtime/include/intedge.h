@@ -186,6 +186,11 @@ typedef struct ie_session_config {
      * 16..32; 0 = 32. Their magnitudes stay below 2^(sgd_bits - 2): 16 is the int16 SGD of
      * Ghaffari et al. with the same headroom as the default int32 masters. */
     uint32_t sgd_bits;
+    /* Width of a BatchNormalization's input when a Conv's output feeds it alone, 8 or 16; 0 = 8.
+     * 16 hands BatchNorm the Conv's sums as int16 (its batch statistics, normalization and
+     * backward read 8 more bits): larger gradients through deep BatchNorm nets, at a cost in
+     * time and arena (an int16 tensor per such Conv; docs/fidelity.md). */
+    uint32_t bn_input_bits;
 } ie_session_config;
 
 /* Per-step results. The loss is fixed point: loss_sum_q16 / 65536 / count is the mean loss

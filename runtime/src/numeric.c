@@ -280,6 +280,27 @@ IE_HOT void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, 
 }
 #undef PIECE
 
+IE_HOT void ie_sums_s16(const int16_t *x, const int8_t *u, size_t n, int64_t *s1, int64_t *s2) {
+    int64_t a1 = 0, a2 = 0; /* |x u| < 2^22, x^2 < 2^30: int64 from the start */
+    if (u)
+        for (size_t i = 0; i < n; i++) {
+            a1 += u[i];
+            a2 += (int64_t)u[i] * x[i];
+        }
+    else
+        for (size_t i = 0; i < n; i++) {
+            a1 += x[i];
+            a2 += (int64_t)x[i] * x[i];
+        }
+    *s1 += a1;
+    *s2 += a2;
+}
+
+int64_t ie_square_over(int64_t s1, uint64_t count) {
+    int64_t c = (int64_t)count, q = s1 / c, r = s1 % c; /* s1 = q c + r, so s1^2 / c = q^2 c + 2 q r + r^2 / c */
+    return q * q * c + 2 * q * r + (r * r + c / 2) / c;
+}
+
 /* ---- dyadic arithmetic ---------------------------------------------------------------------- */
 
 /* Highest set bit position + 1 of the term c*x (exponent ce + ex), or INT32_MIN when zero. */
@@ -504,36 +525,44 @@ static inline int64_t weighted(const int8_t *u, const int32_t *uw, size_t i, siz
     return uw ? (int64_t)u[i] * uw[i - base] : u[i];
 }
 
-/* One [inner] block of one channel: v = a u + b (x 2^16 - xm) + k, then either its max or the
- * rounded int8 values. Vectorizes; `coef` holds a, b, k at the common exponent. */
-IE_HOT static uint64_t affine_block(size_t base, size_t len, const int8_t *u, const int32_t *uw, const int8_t *x,
-                                    int64_t ca, int64_t cb, int64_t ck, int64_t xm, ie_srshift p, uint32_t key,
-                                    int8_t *y) {
-    uint64_t max = 0;
-    for (size_t i = base; i < base + len; i++) {
-        int64_t v = ck + (u ? ca * weighted(u, uw, i, base) : 0) + (x ? cb * ((int64_t)x[i] * 65536 - xm) : 0);
-        if (!y) {
-            uint64_t a = ie_abs64(v);
-            max = a > max ? a : max;
-        } else {
-            int64_t q = ie_srshift_apply(v, p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));
-            y[i] = (int8_t)(q > 127 ? 127 : (q < -127 ? -127 : q));
-        }
+/* One [inner] block of one channel: v = a u + b (x 2^16 - xm) + k (x int8; or x 2^8 - xm, x
+ * int16), then either its max or the rounded int8 values. Vectorizes; `coef` holds a, b, k at
+ * the common exponent. One body for both widths of x (AFFINE_X). */
+#define AFFINE_X(BLOCK, MAX_X, XT, XMIN, XMAX, SCALE)                                                                 \
+    IE_HOT static uint64_t BLOCK(size_t base, size_t len, const int8_t *u, const int32_t *uw, const XT *x, int64_t ca,  \
+                                 int64_t cb, int64_t ck, int64_t xm, ie_srshift p, uint32_t key, int8_t *y) {          \
+        uint64_t max = 0;                                                                                              \
+        for (size_t i = base; i < base + len; i++) {                                                                   \
+            int64_t v = ck + (u ? ca * weighted(u, uw, i, base) : 0) + (x ? cb * ((int64_t)x[i] * SCALE - xm) : 0);    \
+            if (!y) {                                                                                                  \
+                uint64_t a = ie_abs64(v);                                                                              \
+                max = a > max ? a : max;                                                                               \
+            } else {                                                                                                   \
+                int64_t q = ie_srshift_apply(v, p, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ key));                      \
+                y[i] = (int8_t)(q > 127 ? 127 : (q < -127 ? -127 : q));                                                \
+            }                                                                                                          \
+        }                                                                                                              \
+        return max;                                                                                                    \
+    }                                                                                                                  \
+    /* BLOCK's max without u: v is then monotone in x, so its largest magnitude over a block is at   \
+     * the smallest or the largest x (a min and max, which vectorize wide). */                       \
+    IE_HOT static uint64_t MAX_X(size_t base, size_t len, const XT *x, int64_t cb, int64_t ck, int64_t xm) {            \
+        XT lo = XMAX, hi = XMIN;                                                                                       \
+        for (size_t i = base; i < base + len; i++) {                                                                   \
+            lo = x[i] < lo ? x[i] : lo;                                                                                \
+            hi = x[i] > hi ? x[i] : hi;                                                                                \
+        }                                                                                                              \
+        if (!len) return 0;                                                                                            \
+        uint64_t a = ie_abs64(ck + cb * ((int64_t)lo * SCALE - xm)), b = ie_abs64(ck + cb * ((int64_t)hi * SCALE - xm)); \
+        return a > b ? a : b;                                                                                          \
     }
-    return max;
-}
+AFFINE_X(affine_block, affine_max_x, int8_t, INT8_MIN, INT8_MAX, 65536)
+AFFINE_X(affine_block16, affine_max_x16, int16_t, INT16_MIN, INT16_MAX, 256)
+#undef AFFINE_X
 
-/* affine_block's max without u: v is then monotone in x, so its largest magnitude over a block is
- * at the smallest or the largest x (an int8 min and max, which vectorize 64 wide). */
-IE_HOT static uint64_t affine_max_x(size_t base, size_t len, const int8_t *x, int64_t cb, int64_t ck, int64_t xm) {
-    int8_t lo = INT8_MAX, hi = INT8_MIN;
-    for (size_t i = base; i < base + len; i++) {
-        lo = x[i] < lo ? x[i] : lo;
-        hi = x[i] > hi ? x[i] : hi;
-    }
-    if (!len) return 0;
-    uint64_t a = ie_abs64(ck + cb * ((int64_t)lo * 65536 - xm)), b = ie_abs64(ck + cb * ((int64_t)hi * 65536 - xm));
-    return a > b ? a : b;
+/* x[i] 2^16 (int8) or x16[i] 2^8 (int16), in the centring unit */
+static inline int64_t x_scaled(const int8_t *x, const int16_t *x16, size_t i) {
+    return x ? (int64_t)x[i] * 65536 : (int64_t)x16[i] * 256;
 }
 
 /* affine_block's max with u and x, approximated in 32-bit lanes: v / 2^32 = A u + B x + C with
@@ -567,6 +596,7 @@ static uint64_t affine_max_bits(uint64_t approx) {
 typedef struct affine_job {
     size_t channels, inner, blocks;
     const int8_t *u, *x;
+    const int16_t *x16;
     const int32_t *uw;
     const int64_t *coef, *xm;
     ie_srshift p;
@@ -583,13 +613,12 @@ static void affine_part(void *ctx, uint32_t part, uint32_t parts) {
     uint64_t max = 0;
     for (size_t blk = b0; blk < b1; blk++) {
         size_t c = blk % n, base = blk * j->inner;
-        int64_t xm = j->x ? j->xm[c] : 0;
-        uint64_t m = !j->y && j->approx ? affine_max_approx(base, j->inner, j->u, j->x, j->coef[c], j->coef[n + c],
-                                                   j->coef[2 * n + c], xm)
-                     : IE_FAST_PATHS && !j->y && !j->u && j->x
-                         ? affine_max_x(base, j->inner, j->x, j->coef[n + c], j->coef[2 * n + c], xm)
-                         : affine_block(base, j->inner, j->u, j->uw, j->x, j->coef[c], j->coef[n + c],
-                                        j->coef[2 * n + c], xm, j->p, j->key, j->y);
+        int64_t xm = j->x || j->x16 ? j->xm[c] : 0, ca = j->coef[c], cb = j->coef[n + c], ck = j->coef[2 * n + c];
+        uint64_t m = !j->y && j->approx ? affine_max_approx(base, j->inner, j->u, j->x, ca, cb, ck, xm)
+                     : IE_FAST_PATHS && !j->y && !j->u && j->x ? affine_max_x(base, j->inner, j->x, cb, ck, xm)
+                     : IE_FAST_PATHS && !j->y && !j->u && j->x16 ? affine_max_x16(base, j->inner, j->x16, cb, ck, xm)
+                     : j->x16 ? affine_block16(base, j->inner, j->u, j->uw, j->x16, ca, cb, ck, xm, j->p, j->key, j->y)
+                              : affine_block(base, j->inner, j->u, j->uw, j->x, ca, cb, ck, xm, j->p, j->key, j->y);
         max = m > max ? m : max;
     }
     j->max[part] = max;
@@ -606,14 +635,16 @@ static uint64_t affine_max(ie_pool *pool, affine_job *j) {
 }
 
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
-                             const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
-                             const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y) {
+                             const int32_t *uw, const int8_t *x, const int16_t *x16, int32_t ex, const int64_t *xm,
+                             const ie_dyadic *a, const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r,
+                             int8_t *y) {
     int32_t top = INT32_MIN;
-    uint64_t umax = 127;
+    uint64_t umax = 127, xmax = x ? (uint64_t)127 * 65536 : (uint64_t)32767 * 256;
+    int has_x = x || x16;
     if (uw) umax *= ie_absmax_s32(uw, inner);
     for (size_t c = 0; c < channels; c++) {
         int32_t t[3] = {u ? top_bit(a[c], eu, umax) : INT32_MIN,
-                        x ? top_bit(b[c], ex - 16, (uint64_t)127 * 65536 + ie_abs64(xm[c])) : INT32_MIN,
+                        has_x ? top_bit(b[c], ex - 16, xmax + ie_abs64(xm[c])) : INT32_MIN,
                         top_bit(k[c], 0, 1)};
         for (int j = 0; j < 3; j++)
             if (t[j] > top) top = t[j];
@@ -627,10 +658,10 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     int32_t E = top - 60;
     for (size_t c = 0; c < channels; c++) { /* coefficients at the common exponent E (a zero one stays 0) */
         coef[c] = u && a[c].m ? ie_shift_round(a[c].m, E - (a[c].e + eu), 0x80000000U) : 0;
-        coef[channels + c] = x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
+        coef[channels + c] = has_x && b[c].m ? ie_shift_round(b[c].m, E - (b[c].e + ex - 16), 0x80000000U) : 0;
         coef[2 * channels + c] = k[c].m ? ie_shift_round(k[c].m, E - k[c].e, 0x80000000U) : 0;
     }
-    affine_job j = {channels, inner, outer * channels, u, x, uw, coef, xm, ie_srshift_make(0), r.key, NULL,
+    affine_job j = {channels, inner, outer * channels, u, x, x16, uw, coef, xm, ie_srshift_make(0), r.key, NULL,
                     IE_FAST_PATHS && u && !uw && x, {0}};
     pool = total >= AFFINE_SPLIT_MIN ? pool : NULL;
     uint64_t max = affine_max(pool, &j);
@@ -643,7 +674,7 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
         for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels)
             for (size_t i = base; i < base + inner; i++) {
                 int64_t v = coef[2 * channels + c] + (u ? coef[c] * weighted(u, uw, i, base) : 0) +
-                            (x ? coef[channels + c] * ((int64_t)x[i] * 65536 - xm[c]) : 0);
+                            (has_x ? coef[channels + c] * (x_scaled(x, x16, i) - xm[c]) : 0);
                 y[i] = (int8_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(r, (uint32_t)i)), 127);
             }
         return E + sh;
@@ -654,13 +685,13 @@ int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_
     return E + sh;
 }
 
-void ie_channel_affine_relu_bwd(size_t outer, size_t channels, size_t inner, const int8_t *x, const int64_t *xm,
-                                const int64_t *coef, const int8_t *y, const int8_t *dy, int8_t *dx) {
+void ie_channel_affine_relu_bwd(size_t outer, size_t channels, size_t inner, const int8_t *x, const int16_t *x16,
+                                const int64_t *xm, const int64_t *coef, const int8_t *y, const int8_t *dy, int8_t *dx) {
     size_t total = outer * channels * inner;
     for (size_t base = 0, c = 0; base < total; base += inner, c = (c + 1) % channels) {
         int64_t k = coef[2 * channels + c], slope = coef[channels + c];
         for (size_t i = base; i < base + inner; i++) /* dy is read before dx is written */
-            dx[i] = y[i] > 0 || k + slope * ((int64_t)x[i] * 65536 - xm[c]) > 0 ? dy[i] : 0;
+            dx[i] = y[i] > 0 || k + slope * (x_scaled(x, x16, i) - xm[c]) > 0 ? dy[i] : 0;
     }
 }
 

@@ -229,6 +229,12 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
 
 /* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly. */
 void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2);
+/* The same for int16 x (a wide tensor): u NULL, s1 += sum(x), s2 += sum(x^2); else s1 += sum(u),
+ * s2 += sum(u x). */
+void ie_sums_s16(const int16_t *x, const int8_t *u, size_t n, int64_t *s1, int64_t *s2);
+/* s1^2 / count rounded half up, without forming s1^2 (|s1| < 2^40 and s1^2 / count < 2^62, as
+ * for sums of count int16 values, count < 2^24). */
+int64_t ie_square_over(int64_t s1, uint64_t count);
 /* The mean s1 / count with 16 fraction bits, rounded half away from zero (count >= 1). */
 static inline int64_t ie_mean_q16(int64_t s1, uint64_t count) {
     return (s1 * 65536 + (s1 >= 0 ? (int64_t)count / 2 : -(int64_t)count / 2)) / (int64_t)count;
@@ -436,17 +442,19 @@ IE_INLINE int32_t ie_adam_dir_apply(const ie_adam_dir *c, uint64_t v, int32_t m,
  * inner] tensor: u is int8 at exponent eu (or NULL), w = uw (int32, |w| < 2^24, per position
  * within a block: LayerNorm's scale) or 1 when uw is NULL; v = x * 2^16 - xm[c] with x int8 at
  * exponent ex, so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x
- * NULL). All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's
- * exponent. Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
+ * NULL). x16 instead of x: v = x16 * 2^8 - xm, x16 int16 at exponent ex - 8 (a wide tensor).
+ * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
+ * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,
-                             const int32_t *uw, const int8_t *x, int32_t ex, const int64_t *xm, const ie_dyadic *a,
-                             const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r, int8_t *y);
+                             const int32_t *uw, const int8_t *x, const int16_t *x16, int32_t ex, const int64_t *xm,
+                             const ie_dyadic *a, const ie_dyadic *b, const ie_dyadic *k, int64_t *coef, ie_rounder r,
+                             int8_t *y);
 
 /* A Relu's backward after the last ie_channel_affine_s8 of x alone (u NULL; coef as it left them):
  * dx = dy where that map's value before rounding is > 0 (or the Relu's output y is), so that an
  * output SR sent to 0 from just above keeps its gradient. dy and dx may alias. */
-void ie_channel_affine_relu_bwd(size_t outer, size_t channels, size_t inner, const int8_t *x, const int64_t *xm,
-                                const int64_t *coef, const int8_t *y, const int8_t *dy, int8_t *dx);
+void ie_channel_affine_relu_bwd(size_t outer, size_t channels, size_t inner, const int8_t *x, const int16_t *x16,
+                                const int64_t *xm, const int64_t *coef, const int8_t *y, const int8_t *dy, int8_t *dx);
 
 /* ---- the float boundary (IEEE-754 binary32 bit patterns) ---------------------------------- */
 

@@ -139,6 +139,10 @@ static ie_status check_config(ie_model *m, const ie_session_config *cfg) {
         ie_set_err(m->errmsg, "sgd_bits %" PRIu32 " is outside 16..32 (0: 32)", cfg->sgd_bits);
         return IE_ERR_ARG;
     }
+    if (cfg->bn_input_bits && cfg->bn_input_bits != 8 && cfg->bn_input_bits != 16) {
+        ie_set_err(m->errmsg, "bn_input_bits %" PRIu32 " is neither 8 nor 16 (0: 8)", cfg->bn_input_bits);
+        return IE_ERR_ARG;
+    }
     if (cfg->sgd_bits && cfg->sgd_bits != 32 && cfg->optimizer == IE_OPTIM_ADAMW) {
         ie_set_err(m->errmsg, "sgd_bits narrows SGD's integers; AdamW keeps 32 (leave sgd_bits 0)");
         return IE_ERR_ARG;

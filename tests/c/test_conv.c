@@ -81,7 +81,7 @@ static void check_case(const uint32_t *v, const ie_exec *rt, size_t n) {
                                 want_dx[xi] += w[wi] * dy[yi];
                                 dw_want[wi] += dy[yi] * x[xi];
                             }
-    ie_conv_fwd(rt, &g, n, x, 0, w, 0, NULL, 0, scratch, acc, bias_al, r, y);
+    ie_conv_fwd(rt, &g, n, x, 0, w, 0, NULL, 0, scratch, acc, bias_al, r, y, NULL);
     CHECK(memcmp(acc, want, sizeof(int32_t) * ny) == 0);
     ie_conv_bwd_dx(rt, &g, n, dy, 0, w, 0, wt, scratch, acc, r[0], dx);
     CHECK(memcmp(acc, want_dx, sizeof(int32_t) * nx) == 0);

@@ -271,7 +271,7 @@ static void test_affine_max_near_powers_of_two(void) {
         x[7] = (int8_t)(sign * (top >= 64 ? top / 2 : 0));
         ie_dyadic k = {m, kx - 53};
         ie_rounder r = {ie_stream_key(7, 1, (uint64_t)trial), 0};
-        int32_t e = ie_channel_affine_s8(NULL, 1, 1, N, u, 0, NULL, x, 0, &xm, &one, &one, &k, coef, r, y);
+        int32_t e = ie_channel_affine_s8(NULL, 1, 1, N, u, 0, NULL, x, NULL, 0, &xm, &one, &one, &k, coef, r, y);
         uint64_t max = 0;
         int64_t v[N];
         for (int i = 0; i < N; i++) {

@@ -1,4 +1,4 @@
-"""The number format's ablation options (rounding, grad_bits, sgd_bits; docs/fidelity.md): each
+"""The number format's ablation options (rounding, grad_bits, sgd_bits, bn_input_bits; docs/fidelity.md): each
 setting is bit-exact across kernel tiers and thread counts, each does what it says, bad values
 are refused in one line, and checkpoints carry them."""
 import hashlib
@@ -15,7 +15,7 @@ from intedge.runtime import kernel_tiers
 from torch_models import ResNet8, export_training
 
 TIERS = kernel_tiers()
-ABLATIONS = [{"rounding": "nearest"}, {"grad_bits": 4}, {"sgd_bits": 16}]
+ABLATIONS = [{"rounding": "nearest"}, {"grad_bits": 4}, {"sgd_bits": 16}, {"bn_input_bits": 16}]
 
 
 def digest(trainer):
@@ -113,6 +113,7 @@ def test_stochastic_rounding_keeps_updates_below_the_master_resolution():
 
 @pytest.mark.parametrize("kw,needle", [({"grad_bits": 9}, "grad_bits must lie in 2..8"),
                                        ({"sgd_bits": 8}, "sgd_bits must lie in 16..32"),
+                                       ({"bn_input_bits": 12}, "bn_input_bits must be 8 or 16"),
                                        ({"rounding": "up"}, "rounding must be one of")])
 def test_bad_settings_are_refused(mlp_digits, kw, needle):
     with pytest.raises(intedge.IntedgeError, match=needle):
@@ -123,7 +124,8 @@ def test_the_runtime_refuses_bad_settings_itself(mlp_digits):
     from intedge._ffi import ffi, lib
     m = intedge.Trainer(mlp_digits).runtime_model
     for field, value, needle in (("grad_bits", 1, "grad_bits 1 is outside 2..8"),
-                                 ("sgd_bits", 33, "sgd_bits 33 is outside 16..32"), ("rounding", 7, "unknown rounding")):
+                                 ("sgd_bits", 33, "sgd_bits 33 is outside 16..32"), ("rounding", 7, "unknown rounding"),
+                                 ("bn_input_bits", 12, "bn_input_bits 12 is neither 8 nor 16")):
         cfg, _keep = m._config(32, 0.1, 0.0, 0.0, 0, "cross_entropy", None)
         setattr(cfg, field, value)
         handle = ffi.new("ie_session **")
@@ -135,15 +137,17 @@ def test_cli_takes_the_settings_and_a_resume_keeps_them(tmp_path):
     model = ROOT / "models" / "mlp_digits.onnx"
     res = run_cli("train", model, "builtin:digits", "--grad-bits", "9")
     assert res.returncode == 2 and "Traceback" not in res.stderr and "--grad-bits" in res.stderr
+    res = run_cli("train", model, "builtin:digits", "--bn-input-bits", "12")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "--bn-input-bits" in res.stderr
     out = tmp_path / "run"
     res = run_cli("train", model, "builtin:digits", "--epochs", "1", "--quiet", "--rounding", "nearest",
-                  "--grad-bits", "6", "--sgd-bits", "20", "--output-dir", out)
+                  "--grad-bits", "6", "--sgd-bits", "20", "--bn-input-bits", "16", "--output-dir", out)
     assert res.returncode == 0, res.stderr
     ck = intedge.Trainer.from_checkpoint(sorted((out / "checkpoints").glob("*.iec"))[-1])
-    assert ck.number_format == intedge.NumberFormat("nearest", 6, 20)
+    assert ck.number_format == intedge.NumberFormat("nearest", 6, 20, 16)
     res = run_cli("train", model, "builtin:digits", "--epochs", "2", "--quiet", "--resume", out,
                   "--output-dir", tmp_path / "resumed")
     assert res.returncode == 0, res.stderr
     assert json.loads((tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"] == 2
     resumed = intedge.Trainer.from_checkpoint(sorted((tmp_path / "resumed" / "checkpoints").glob("*.iec"))[-1])
-    assert resumed.number_format == intedge.NumberFormat("nearest", 6, 20)
+    assert resumed.number_format == intedge.NumberFormat("nearest", 6, 20, 16)

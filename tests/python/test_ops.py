@@ -16,7 +16,9 @@ Bounds (docs/number-format.md derives them):
 import numpy as np
 import pytest
 
+from intedge import iem
 from intedge._ffi import ffi, lib
+from intedge.runtime import Model, NumberFormat
 
 
 def p(a, t):
@@ -271,6 +273,99 @@ def test_keep_tensors_exposes_every_tensor_and_changes_no_byte(rng):
             s.step(x, labels=labels)
         digests.append(s.digest())
     assert digests[0] == digests[1]
+
+
+def conv_batchnorm(w, side):
+    """x [cin, side, side] -> Conv (w, 'same' padding) -> c -> BatchNormalization (gamma 1, beta 0,
+    eps 2^-20, momentum 0.875) -> y, the graph output."""
+    from intedge import iem
+    cout, cin, k, _ = w.shape
+    g = iem.Graph()
+    g.input = g.add_tensor("x", iem.KIND_INPUT, (cin, side, side))
+    g.add_tensor("w", iem.KIND_PARAM, w.shape, w.astype(np.float32))
+    for name, value, state in (("gamma", 1.0, False), ("beta", 0.0, False), ("mean", 0.0, True), ("var", 1.0, True)):
+        g.add_tensor(name, iem.KIND_PARAM, (cout,), np.full(cout, value, np.float32), state=state)
+    for name in ("c", "y"):
+        g.add_tensor(name, iem.KIND_ACTIVATION, (cout, side, side))
+    p = k // 2
+    g.add_node("conv", iem.OP_CONV, ["x", "w"], ["c"], [1, k, k, 1, 1, 1, 1, p, p, p, p])
+    g.add_node("bn", iem.OP_BATCHNORM, ["c", "gamma", "beta", "mean", "var"], ["y"], [1, -20, 7, -3])
+    g.output = g.index["y"]
+    return g
+
+
+WIDE_BN = {"bn_input_bits": 16}
+
+
+def running_var(h):
+    """BatchNorm's batch variance (unbiased) as its running var recorded it after one step from 1."""
+    return (h.master("var") - 0.875) / 0.125  # running = 0.875 running + 0.125 unbiased batch var
+
+
+def unbiased(var, count):
+    return var.ravel() * count / (count - 1)
+
+
+def test_batchnorm_reads_its_convs_output_at_16_bits(rng):
+    """With bn_input_bits 16, a Conv whose one reader is a training-mode BatchNormalization hands it
+    int16 values (a wide tensor), so a channel whose spread is small next to the tensor's largest
+    values keeps its statistics. Channel 1 is x, channel 0 is 100 x (integers: every sum is exact). On the int8 grid
+    (ulp 128 for a max of 12,700) channel 1's batch variance came out about 50% too large and its
+    normalized output and gradient were noise; at 16 bits the Conv's sums arrive exactly."""
+    from op_harness import Harness, within_ulps
+    n, side = 8, 8
+    g = conv_batchnorm(np.array([100.0, 1.0]).reshape(2, 1, 1, 1), side)
+    x = rng.integers(-127, 128, (n, 1, side, side)).astype(np.float32)
+    x.reshape(-1)[0] = 127  # the input's exponent is 0: x is exact on its int8 grid
+    lr = 2.0**-10
+    h = Harness(g, batch=n, lr=lr, number_format=NumberFormat(**WIDE_BN))
+    dy = rng.integers(-127, 128, (n, 2, side, side), dtype=np.int8)
+    h.step(x, dy, -10)
+    c = np.concatenate([100 * x, x], axis=1).astype(np.float64)
+    mu, var = c.mean(axis=(0, 2, 3), keepdims=True), c.var(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose(running_var(h), unbiased(var, n * side * side), rtol=1e-3)
+    xhat = (c - mu) / np.sqrt(var + 2.0**-20)
+    within_ulps(h.value("y"), xhat, h.tensor("y")[1])
+    d = dy * 2.0**-10  # BatchNorm's input gradient, float64 on the exact Conv output
+    dc = (d - d.mean(axis=(0, 2, 3), keepdims=True) - xhat * (d * xhat).mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(var + 2.0**-20)
+    dce = h.tensor("c", grad=True)[1]
+    within_ulps(h.value("c", grad=True), dc, dce, ulps=1.0, slack=2.0**dce)
+    dgamma = (1 - h.master("gamma")) / lr  # plain SGD from gamma = 1
+    np.testing.assert_allclose(dgamma, (d * xhat).sum(axis=(0, 2, 3)), rtol=1e-3)
+
+
+def test_wide_conv_batchnorm_is_bit_exact_over_tiers_and_threads(rng):
+    """The int16 hand-over (the Conv's rounding, BatchNorm's sums, map and backward, training and
+    evaluation) gives the same bytes on every kernel tier with 1 and 2 threads, on tensors large
+    enough to split over the pool (2^15 elements) and sums long enough to need rounding to 16 bits."""
+    from op_harness import digests_over_tiers_and_threads
+    n, side = 16, 16
+    g = conv_batchnorm(rng.uniform(-1, 1, (8, 16, 3, 3)), side)  # sums up to about 2^18 of int8 units
+    x = rng.uniform(-1, 1, (n, 16, side, side)).astype(np.float32)
+    runs = digests_over_tiers_and_threads(g, x, rng.integers(0, 8 * side * side, n),
+                                          number_format=NumberFormat(**WIDE_BN))
+    assert len(set(runs.values())) == 1, runs
+
+
+def test_batchnorm_reads_int8_by_default(rng):
+    """By default (bn_input_bits 8) the Conv hands BatchNorm the number format's int8: no int16
+    tensor in the plan (the arena is smaller by the Conv's output, at least), and the narrow
+    channel of test_batchnorm_reads_its_convs_output_at_16_bits reads int8 rounding noise: its
+    batch variance comes out well off, where 16 bits give it within 0.1%."""
+    from op_harness import Harness
+    n, side = 8, 8
+    g = conv_batchnorm(np.array([100.0, 1.0]).reshape(2, 1, 1, 1), side)
+    model = Model(iem.serialize(g))
+    extra = model.arena_size(n, number_format=NumberFormat(**WIDE_BN)) - model.arena_size(n)
+    assert extra >= n * 2 * side * side  # c's int8 bytes, held again as int16
+    x = rng.integers(-127, 128, (n, 1, side, side)).astype(np.float32)
+    h = Harness(g, batch=n, lr=2.0**-10)
+    h.step(x, rng.integers(-127, 128, (n, 2, side, side), dtype=np.int8), -10)
+    c = np.concatenate([100 * x, x], axis=1).astype(np.float64)
+    exact = unbiased(c.var(axis=(0, 2, 3)), n * side * side)
+    got = running_var(h)
+    np.testing.assert_allclose(got[0], exact[0], rtol=1e-2)  # the wide channel is fine on int8
+    assert abs(got[1] / exact[1] - 1) > 0.1  # the narrow one reads int8's noise
 
 
 def test_relu_after_batchnorm_masks_by_the_unrounded_sign():

@@ -91,12 +91,15 @@ def emulate(net, grid, grad_bits=8, per_channel=False):
 
 
 def emulated_fit(net, trainer, x, y, x_val, y_val, epochs, lr_at, weights="per-tensor", rounding="stochastic",
-                 grad_bits=8, sgd_bits=32):
+                 grad_bits=8, sgd_bits=32, bn_input_bits=8):
     """torch_fit (models/torch_models.py) through the emulation: the same batches, order, recipe
-    (taken from `trainer`) and per-epoch metrics. sgd_bits is not emulated (float32 masters)."""
+    (taken from `trainer`) and per-epoch metrics. sgd_bits and bn_input_bits are not emulated
+    (float32 masters; every activation on the int8 grid)."""
     from torch_models import torch_fit
     if sgd_bits != 32:
         raise ValueError("the emulation keeps float32 masters: --sgd-bits runs on the runtime only")
+    if bn_input_bits != 8:
+        raise ValueError("the emulation rounds every activation to int8: --bn-input-bits runs on the runtime only")
     grid = Grid(trainer.seed, stochastic=rounding == "stochastic")
     model = emulate(net, grid, grad_bits, per_channel=weights == "per-channel")
     c = trainer.config

@@ -11,6 +11,7 @@ ablations), one figure per model (OUT/fidelity-<model>.png), and a markdown tabl
     python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --rounding nearest  # ablations
     python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --grad-bits 6
     python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --sgd-bits 16
+    python tools/fidelity/study.py --models resnet8,mobilenetv2 --data mnist-5k --lr-drop --bn-input-bits 16
     python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --emulate per-channel
     python tools/fidelity/study.py --models lenet5,resnet8 --data mnist-5k --lr-drop --ablations  # their table
     python tools/fidelity/study.py --diagnostics --data mnist-5k [--rounding nearest]   # gradients, statistics
@@ -36,7 +37,12 @@ sys.path.insert(0, str(HERE))
 RECIPE = {"batch_size": 32, "lr": 0.05, "momentum": 0.9}
 EPOCHS = {"mnist-5k": 5, "digits": 10}
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc")
-DEFAULT_FORMAT = {"rounding": "stochastic", "grad_bits": 8, "sgd_bits": 32}
+DEFAULT_FORMAT = {"rounding": "stochastic", "grad_bits": 8, "sgd_bits": 32, "bn_input_bits": 8}
+
+
+def number_format(args):
+    """The number-format options of parsed arguments, as the Trainer takes them."""
+    return {k: getattr(args, k) for k in DEFAULT_FORMAT}
 
 
 def datasets():
@@ -221,7 +227,8 @@ def diagnose(names, data, seed, at_steps, seeds, out, fmt, tag):
 # The ablation rows of docs/fidelity.md: (label, option flags); the first is the reference.
 ABLATIONS = (("default: SR, 8-bit gradients, int32 SGD", []), ("rounding nearest", ["--rounding", "nearest"]),
              ("grad_bits 6", ["--grad-bits", "6"]), ("grad_bits 4", ["--grad-bits", "4"]),
-             ("sgd_bits 16", ["--sgd-bits", "16"]), ("emulation: per-tensor weights", ["--emulate", "per-tensor"]),
+             ("sgd_bits 16", ["--sgd-bits", "16"]), ("BatchNorm inputs 16 bits", ["--bn-input-bits", "16"]),
+             ("emulation: per-tensor weights", ["--emulate", "per-tensor"]),
              ("emulation: per-channel weights", ["--emulate", "per-channel"]),
              ("emulation: per-tensor, grad_bits 16", ["--emulate", "per-tensor", "--grad-bits", "16"]))
 
@@ -240,7 +247,7 @@ def print_ablations(parser, argv, cache, names, data, seeds, epochs):
                                         for n in names) + " |\n|---|" + "---|---|---|" * len(names))
     for label, flags in ABLATIONS:
         a = parser.parse_args(argv + flags)
-        fmt = {"rounding": a.rounding, "grad_bits": a.grad_bits, "sgd_bits": a.sgd_bits}
+        fmt = number_format(a)
         tag = run_tag(a.emulate, {k: v for k, v in fmt.items() if v != DEFAULT_FORMAT[k]}, a.lr_drop)
         cells = []
         for name in names:
@@ -294,6 +301,7 @@ def main(argv=None):
     ap.add_argument("--rounding", choices=("stochastic", "nearest"), default="stochastic")
     ap.add_argument("--grad-bits", type=int, default=8)
     ap.add_argument("--sgd-bits", type=int, default=32)
+    ap.add_argument("--bn-input-bits", type=int, choices=(8, 16), default=8)
     ap.add_argument("--emulate", choices=("per-tensor", "per-channel"), default=None,
                     help="train the integer side in a PyTorch emulation of the number format, with per-tensor or "
                          "per-channel weight exponents (--grad-bits then reaches 16)")
@@ -316,7 +324,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)  # the study shares small machines; intedge runs one thread too
-    fmt = {"rounding": args.rounding, "grad_bits": args.grad_bits, "sgd_bits": args.sgd_bits}
+    fmt = number_format(args)
     changed = {k: v for k, v in fmt.items() if v != DEFAULT_FORMAT[k]}
     args.out.mkdir(parents=True, exist_ok=True)
     if args.diagnostics:

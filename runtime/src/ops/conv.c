@@ -567,16 +567,17 @@ static void fwd_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c,
     }
 }
 
-/* scratch: ie_conv_scratch(g, n, IE_PROF_FWD) bytes per thread of rt's pool. */
+/* scratch: ie_conv_scratch(g, n, IE_PROF_FWD) bytes per thread of rt's pool. y16 instead of y:
+ * the output is int16 (a wide tensor, read by a BatchNormalization). */
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
-                    int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
+                    int64_t *bias_al, const ie_rounder r[3], int8_t *y, int16_t *y16) {
     conv_job j = {rt, g, NULL, n, ie_conv_chunk(g, n), x, w8, NULL, scratch, scratch_of(g, n, IE_PROF_FWD), acc,
                   NULL, 0, fwd_chunk, 0};
     if (depthwise(g)) dw_run(rt, IE_PROF_FWD, g, n, x, w8, NULL, scratch, acc, NULL);
     else run_chunks(&j);
     size_t howo = (size_t)g->ho * g->wo;
-    return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y);
+    return ie_requant_bias(rt, acc, n * g->cout * howo, ex + ew, howo, g->cout, bias, eb, bias_al, r, y, y16);
 }
 
 static void dx_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c, int8_t *scratch, int64_t *dw) {
@@ -876,8 +877,10 @@ static void conv_forward(ie_session *s, uint32_t node) {
     ie_conv_node c = conv_open(s, node);
     ie_rounder r[3];
     ie_conv_fwd_start(s, node, &c, r);
+    int wide = ie_tensor_wide(s->model, &s->cfg, s->model->nodes[node].out[0]);
     c.y->e = ie_conv_fwd(&s->ex, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
-                         c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r, c.y->q);
+                         c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r,
+                         wide ? NULL : c.y->q, wide ? ie_q16(c.y) : NULL);
 }
 
 static void conv_backward(ie_session *s, uint32_t node) {

@@ -65,7 +65,7 @@ static void convt_forward(ie_session *s, uint32_t node) {
     ie_conv_dx_acc(&s->ex, &c.g, s->n, c.x->q, c.pw->w8, c.sc[S_WT], c.sc[S_COL], c.sc[S_ACC]);
     size_t hw = (size_t)c.g.h * c.g.w;
     c.y->e = ie_requant_bias(&s->ex, c.sc[S_ACC], s->n * c.g.cin * hw, c.x->e + c.pw->e8, hw, c.g.cin,
-                             c.pb ? c.pb->w : NULL, c.pb ? c.pb->we : 0, c.sc[S_BIAS], r, c.y->q);
+                             c.pb ? c.pb->w : NULL, c.pb ? c.pb->we : 0, c.sc[S_BIAS], r, c.y->q, NULL);
 }
 
 static void convt_backward(ie_session *s, uint32_t node) {
@@ -73,7 +73,7 @@ static void convt_backward(ie_session *s, uint32_t node) {
     if (c.x->requires_grad) {
         ie_rounder r = ie_session_rounder(s, ie_node_stream(node, IE_CONV_R_DX)), rs[3] = {r, r, r}; /* no bias: r[2] alone */
         c.x->ge = ie_conv_fwd(&s->ex, &c.g, s->n, c.y->g, c.y->ge, c.pw->w8, c.pw->e8, NULL, 0, c.sc[S_COL_DX],
-                              c.sc[S_DX_ACC], NULL, rs, c.x->g);
+                              c.sc[S_DX_ACC], NULL, rs, c.x->g, NULL);
     }
     if (c.pw->trainable) {
         ie_prof_switch(s->ex.prof, IE_PROF_DW);

@@ -96,7 +96,7 @@ int32_t ie_gemm_fwd(const ie_exec *rt, size_t n, size_t m, size_t k, const int8_
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y) {
     ie_gemm32(rt, x, w8, acc, n, m, k);
-    return ie_requant_bias(rt, acc, n * m, ex + ew, 1, m, bias, eb, bias_al, r, y);
+    return ie_requant_bias(rt, acc, n * m, ex + ew, 1, m, bias, eb, bias_al, r, y, NULL);
 }
 
 /* dX[n,k] = requant(dY[n,m] . W8[m,k]): W8 is reduction-major as it stands; acc is scratch. */

@@ -275,7 +275,7 @@ static void ln_backward(ie_session *s, uint32_t node) {
             Q[row] = ie_dy_neg(ie_dy_mul(r_over_d, ie_dy_norm(s1, eu)));
             R[row] = ie_dy_neg(ie_dy_mul(ie_dy_mul(ie_dy_mul(r_over_d, r), r), ie_dy_norm(s2, eu + x->e - 16)));
         }
-        x->ge = ie_channel_affine_s8(s->ex.pool, 1, rows, d, y->g, eu, G, x->q, x->e, mean, P, R, Q, sc[S_COEF],
+        x->ge = ie_channel_affine_s8(s->ex.pool, 1, rows, d, y->g, eu, G, x->q, NULL, x->e, mean, P, R, Q, sc[S_COEF],
                                      ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
     }
     if (g->trainable) ie_optim_step(s, s->model->tensors[l.gamma].param);

@@ -11,10 +11,11 @@
 /* y = requant(acc + bias[channel]) where element i is in channel (i / inner) % channels. The
  * int32 bias master (exponent eb) joins at the accumulator's exponent e_acc in int64; if that
  * needs more than 31 bits of left shift, the accumulator moves up instead (rounded by r[0]).
- * r[1] rounds the bias, r[2] the output. bias may be NULL. Returns y's exponent. */
+ * r[1] rounds the bias, r[2] the output. bias may be NULL. With y16 (y NULL) the output is int16
+ * (a wide tensor). Returns y's exponent. */
 int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
-                        int8_t *y);
+                        int8_t *y, int16_t *y16);
 /* y = requant(acc); returns the shift. acc is the op's: evaluation's wide output may write it. */
 int ie_requant_acc(const ie_exec *rt, int32_t *acc, size_t total, ie_rounder r, int8_t *y);
 
@@ -91,7 +92,7 @@ size_t ie_conv_chunk(const ie_conv_geom *g, size_t n);
 uint64_t ie_conv_scratch(const ie_conv_geom *g, size_t n, int phase);
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
-                    int64_t *bias_al, const ie_rounder r[3], int8_t *y);
+                    int64_t *bias_al, const ie_rounder r[3], int8_t *y, int16_t *y16);
 int32_t ie_conv_bwd_dx(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *dy, int32_t edy,
                        const int8_t *w8, int32_t ew, int8_t *wt, int8_t *scratch, int32_t *acc,
                        ie_rounder r, int8_t *dx);

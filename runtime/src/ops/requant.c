@@ -14,6 +14,7 @@ typedef struct requant_job {
     int sh;
     ie_rounder r;
     int8_t *y;
+    int16_t *y16; /* instead of y: int16 out (a wide tensor) */
     uint64_t max[IE_MAX_THREADS];
 } requant_job;
 
@@ -46,26 +47,52 @@ static void capture_wide(const requant_job *j, uint64_t max, ie_wide_capture *w)
     w->hit = 1;
 }
 
-/* y = requant(acc + bias[channel]); returns the shift. */
+/* round_part to int16: one scalar loop for every tier (a Conv's output before a BatchNorm), in
+ * runs of one channel's bias; the common shift branch-free (ie_srshift_apply, equal to
+ * ie_shift_round with ie_draw's draw). */
+static void round16_part(void *p, uint32_t part, uint32_t parts) {
+    const requant_job *j = p;
+    size_t b, e;
+    ie_part_range(j->total, part, parts, &b, &e);
+    int common = !j->r.nearest && j->sh >= 0 && j->sh <= 62;
+    ie_srshift sp = ie_srshift_make(common ? j->sh : 0);
+    for (size_t base = b, stop; base < e; base = stop) {
+        size_t blk = base / j->inner;
+        stop = (blk + 1) * j->inner < e ? (blk + 1) * j->inner : e;
+        int64_t bias = j->bias ? j->bias[blk % j->channels] : 0;
+        if (common)
+            for (size_t i = base; i < stop; i++) {
+                uint32_t draw = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ j->r.key);
+                int64_t q = ie_srshift_apply((int64_t)j->acc[i] + bias, sp, draw);
+                j->y16[i] = (int16_t)(q > 32767 ? 32767 : (q < -32767 ? -32767 : q));
+            }
+        else
+            for (size_t i = base; i < stop; i++)
+                j->y16[i] = (int16_t)ie_clamp64(ie_shift_round((int64_t)j->acc[i] + bias, j->sh,
+                                                               ie_draw(j->r, (uint32_t)i)), 32767);
+    }
+}
+
+/* y (or y16) = requant(acc + bias[channel]); returns the shift. */
 static int requant(const ie_exec *rt, int32_t *acc, size_t total, size_t inner, size_t channels,
-                   const int64_t *bias, ie_rounder r, int8_t *y) {
+                   const int64_t *bias, ie_rounder r, int8_t *y, int16_t *y16) {
     uint64_t t0 = ie_prof_start(rt->prof);
-    requant_job j = {rt->k, acc, total, inner, channels, bias, 0, r, y, {0}};
+    requant_job j = {rt->k, acc, total, inner, channels, bias, 0, r, y, y16, {0}};
     ie_pool *pool = total >= SPLIT_MIN ? rt->pool : NULL;
     uint32_t parts = ie_pool_threads(pool);
     ie_pool_run(pool, absmax_part, &j);
     uint64_t max = 0;
     for (uint32_t p = 0; p < parts; p++) max = j.max[p] > max ? j.max[p] : max;
-    j.sh = ie_requant_shift(max, 7);
-    ie_pool_run(pool, round_part, &j);
-    if (rt->wide && rt->wide->y == y) capture_wide(&j, max, rt->wide);
+    j.sh = ie_requant_shift(max, y16 ? 15 : 7);
+    ie_pool_run(pool, y16 ? round16_part : round_part, &j);
+    if (rt->wide && y && rt->wide->y == y) capture_wide(&j, max, rt->wide);
     ie_prof_add(rt->prof, IE_PROF_ROUND, t0);
     return j.sh;
 }
 
 int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
-                        int8_t *y) {
+                        int8_t *y, int16_t *y16) {
     int32_t e = e_acc;
     if (bias) {
         int32_t e_work = eb - 31 > e ? eb - 31 : e;
@@ -74,9 +101,9 @@ int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e
             bias_al[j] = ie_shift_round(bias[j], e_work - eb, ie_draw(r[1], (uint32_t)j));
         e = e_work;
     }
-    return e + requant(rt, acc, total, inner, channels, bias ? bias_al : NULL, r[2], y);
+    return e + requant(rt, acc, total, inner, channels, bias ? bias_al : NULL, r[2], y, y16);
 }
 
 int ie_requant_acc(const ie_exec *rt, int32_t *acc, size_t total, ie_rounder r, int8_t *y) {
-    return requant(rt, acc, total, 1, 1, NULL, r, y);
+    return requant(rt, acc, total, 1, 1, NULL, r, y, NULL);
 }
