@@ -124,19 +124,19 @@ typedef struct ie_value {
     uint8_t requires_grad;
 } ie_value;
 
-/* Whether tensor t is wide: held as int16, not int8. With config bn_input_bits 16, a Conv's
+/* Whether tensor t is held as int16, not int8. With config bn_input_bits 16, a Conv's
  * output whose one reader is a BatchNormalization: the batch statistics and the normalization then
  * read the Conv's sums with 8 more bits, where an int8 rounding's noise inflated the batch variance
  * and flipped the masks of the activations after BatchNorm (docs/fidelity.md, "BatchNorm inputs at
  * 16 bits"). The one place for the rule: the planner sizes, Conv writes and BatchNorm reads by it. */
-static inline int ie_tensor_wide(const ie_model *m, const ie_session_config *cfg, uint32_t t) {
+static inline int ie_tensor_is_q16(const ie_model *m, const ie_session_config *cfg, uint32_t t) {
     const ie_tensor_desc *x = &m->tensors[t];
     return cfg->bn_input_bits == 16 && x->n_consumers == 1 && x->producer != IE_NONE &&
            m->nodes[x->producer].op == IE_OP_CONV && m->nodes[x->consumer].op == IE_OP_BATCHNORM &&
            m->nodes[x->consumer].in[0] == t;
 }
 
-/* A wide tensor's data (ie_tensor_wide): int16 in [-32767, 32767] at exponent e, in q's buffer
+/* An int16 tensor's data (ie_tensor_is_q16): int16 in [-32767, 32767] at exponent e, in q's buffer
  * (the arena aligns every buffer). */
 static inline int16_t *ie_q16(const ie_value *v) { return (int16_t *)(void *)v->q; }
 

@@ -229,7 +229,7 @@ int32_t ie_sum_s8(const int8_t *const *x, const int32_t *e, const int8_t *sign, 
 
 /* *s1 += sum(u), *s2 += sum(u v) (v NULL: v = u) over n int8 values, exactly. */
 void ie_sums_s8(const int8_t *u, const int8_t *v, size_t n, int64_t *s1, int64_t *s2);
-/* The same for int16 x (a wide tensor): u NULL, s1 += sum(x), s2 += sum(x^2); else s1 += sum(u),
+/* The same for int16 x (ie_tensor_is_q16): u NULL, s1 += sum(x), s2 += sum(x^2); else s1 += sum(u),
  * s2 += sum(u x). */
 void ie_sums_s16(const int16_t *x, const int8_t *u, size_t n, int64_t *s1, int64_t *s2);
 /* s1^2 / count rounded half up, without forming s1^2 (|s1| < 2^40 and s1^2 / count < 2^62, as
@@ -442,7 +442,7 @@ IE_INLINE int32_t ie_adam_dir_apply(const ie_adam_dir *c, uint64_t v, int32_t m,
  * inner] tensor: u is int8 at exponent eu (or NULL), w = uw (int32, |w| < 2^24, per position
  * within a block: LayerNorm's scale) or 1 when uw is NULL; v = x * 2^16 - xm[c] with x int8 at
  * exponent ex, so v is at ex - 16 (a centred input: xm holds per-channel means in that unit; or x
- * NULL). x16 instead of x: v = x16 * 2^8 - xm, x16 int16 at exponent ex - 8 (a wide tensor).
+ * NULL). x16 instead of x: v = x16 * 2^8 - xm, x16 int16 at exponent ex - 8 (ie_tensor_is_q16).
  * All terms meet at one exponent in int64 (each below 2^60), then one SR. Returns y's exponent.
  * Large tensors split over pool (NULL: this thread) by blocks; the bytes do not change. */
 int32_t ie_channel_affine_s8(ie_pool *pool, size_t outer, size_t channels, size_t inner, const int8_t *u, int32_t eu,

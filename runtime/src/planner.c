@@ -224,8 +224,8 @@ ie_status ie_plan_region(ie_model *m, const ie_session_config *cfg, ie_session *
     for (uint32_t t = 0; t < m->n_tensors; t++) {
         const ie_value_life *l = &p.life[t];
         if (m->tensors[t].kind == IE_KIND_PARAM || l->alias_of != IE_NONE) continue;
-        /* integer inputs stay int32; wide activations are int16 */
-        uint64_t elem = m->tensors[t].ids ? sizeof(int32_t) : ie_tensor_wide(m, cfg, t) ? sizeof(int16_t) : 1;
+        /* integer inputs stay int32; Conv outputs read by BatchNorm at bn_input_bits 16 are int16 */
+        uint64_t elem = m->tensors[t].ids ? sizeof(int32_t) : ie_tensor_is_q16(m, cfg, t) ? sizeof(int16_t) : 1;
         add(&p, IE_BUF_VALUE_Q, t, 0, IE_SIZE(batch, m->tensors[t].numel, elem), l->q_first, l->q_last);
         if (l->requires_grad) add(&p, IE_BUF_VALUE_G, t, 0, IE_SIZE(batch, m->tensors[t].numel), l->g_first, l->g_last);
     }

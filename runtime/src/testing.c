@@ -238,7 +238,7 @@ ie_status ie_test_tensor(const ie_session *s, uint32_t tensor, int32_t grad, int
     if (!s->cfg.keep_tensors || s->model->tensors[tensor].kind == IE_KIND_PARAM) return IE_ERR_STATE;
     if (grad && !v->requires_grad) return IE_ERR_STATE;
     size_t total = (size_t)s->n * s->model->tensors[tensor].numel;
-    if (!grad && ie_tensor_wide(s->model, &s->cfg, tensor)) { /* int16: handed out on the int8 grid, rounded to nearest */
+    if (!grad && ie_tensor_is_q16(s->model, &s->cfg, tensor)) { /* int16: handed out on the int8 grid, rounded to nearest */
         const int16_t *q = ie_q16(v);
         uint64_t max = 0;
         for (size_t i = 0; i < total; i++) max = ie_abs64(q[i]) > max ? ie_abs64(q[i]) : max;

@@ -308,7 +308,7 @@ def unbiased(var, count):
 
 def test_batchnorm_reads_its_convs_output_at_16_bits(rng):
     """With bn_input_bits 16, a Conv whose one reader is a training-mode BatchNormalization hands it
-    int16 values (a wide tensor), so a channel whose spread is small next to the tensor's largest
+    int16 values (ie_tensor_is_q16), so a channel whose spread is small next to the tensor's largest
     values keeps its statistics. Channel 1 is x, channel 0 is 100 x (integers: every sum is exact). On the int8 grid
     (ulp 128 for a max of 12,700) channel 1's batch variance came out about 50% too large and its
     normalized output and gradient were noise; at 16 bits the Conv's sums arrive exactly."""

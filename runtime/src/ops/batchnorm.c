@@ -12,7 +12,7 @@
  *   dgamma = s sum(dy (x - mu)),  dbeta = sum(dy).
  * Evaluation mode uses the running statistics.
  *
- * X is int16 when config bn_input_bits is 16 and a Conv feeds this node alone (ie_tensor_wide), so the
+ * X is int16 when config bn_input_bits is 16 and a Conv feeds this node alone (ie_tensor_is_q16), so the
  * statistics and the map read the Conv's sums with 8 more bits than int8. The centring unit is
  * then 2^(ex - 16) with ex = X's exponent + 8: the same 2^23 steps per full scale as for int8. */
 #include "../planner.h"
@@ -112,7 +112,7 @@ static void update_running(ie_session *s, uint32_t node, const bn_shape *b, cons
 
 /* X's exponent as the centring unit counts it (2^(ex - 16)): int16 values count 2^8 units each */
 static int32_t centring_e(const ie_session *s, const bn_shape *b) {
-    return s->values[b->x].e + (ie_tensor_wide(s->model, &s->cfg, b->x) ? 8 : 0);
+    return s->values[b->x].e + (ie_tensor_is_q16(s->model, &s->cfg, b->x) ? 8 : 0);
 }
 
 /* Whether a running mean w (its master's mantissa) shifted by sh into the centring unit stays
@@ -131,7 +131,7 @@ static void bn_forward(ie_session *s, uint32_t node) {
     const ie_param *g = param_of(s, b.gamma), *be = param_of(s, b.beta);
     const ie_param *rm = param_of(s, b.mean), *rv = param_of(s, b.var);
     size_t n = s->n, count = n * b.inner;
-    int wide = ie_tensor_wide(s->model, &s->cfg, b.x);
+    int q16 = ie_tensor_is_q16(s->model, &s->cfg, b.x);
     int32_t ex = centring_e(s, &b);
     if (s->mode == IE_MODE_TRAIN) {
         /* exact sums, then mean (16 fraction bits of int8, 8 of int16) and the biased / unbiased
@@ -140,14 +140,14 @@ static void bn_forward(ie_session *s, uint32_t node) {
         for (size_t o = 0; o < n; o++)
             for (size_t c = 0; c < b.c; c++) {
                 size_t base = (o * b.c + c) * b.inner;
-                if (wide) ie_sums_s16(ie_q16(x) + base, NULL, b.inner, &sums[c], &sums[b.c + c]);
+                if (q16) ie_sums_s16(ie_q16(x) + base, NULL, b.inner, &sums[c], &sums[b.c + c]);
                 else ie_sums_s8(x->q + base, NULL, b.inner, &sums[c], &sums[b.c + c]);
             }
         ie_dyadic recip = ie_dy_recip(count), recip1 = ie_dy_recip(count > 1 ? count - 1 : 1);
         ie_dyadic *var_unb = a; /* a holds the unbiased variances until the running update */
         for (size_t c = 0; c < b.c; c++) {
             int64_t s1 = sums[c], s2 = sums[b.c + c];
-            mean[c] = wide ? ie_mean_q16(s1, count * 256) : ie_mean_q16(s1, count); /* s1 2^8 / count */
+            mean[c] = q16 ? ie_mean_q16(s1, count * 256) : ie_mean_q16(s1, count); /* s1 2^8 / count */
             int64_t vsum = s2 - ie_square_over(s1, count); /* M * var in x units^2 */
             if (vsum < 0) vsum = 0;
             ie_dyadic v = ie_dy_mul(ie_dy_norm(vsum, 2 * x->e), recip);
@@ -174,7 +174,7 @@ static void bn_forward(ie_session *s, uint32_t node) {
         }
     }
     uint64_t t0 = ie_prof_start(s->ex.prof);
-    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, NULL, wide ? NULL : x->q, wide ? ie_q16(x) : NULL,
+    y->e = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, NULL, 0, NULL, q16 ? NULL : x->q, q16 ? ie_q16(x) : NULL,
                                 ex, mean, a, bb, k, sc[S_COEF], ie_session_rounder(s, ie_node_stream(node, R_OUT)), y->q);
     ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
 }
@@ -189,7 +189,7 @@ static void bn_backward(ie_session *s, uint32_t node) {
     ie_dyadic *invstd = sc[S_INVSTD], *P = sc[S_A], *R = sc[S_B], *Q = sc[S_K];
     ie_param *g = param_of(s, b.gamma), *be = param_of(s, b.beta);
     size_t n = s->n, count = n * b.inner;
-    int wide = ie_tensor_wide(s->model, &s->cfg, b.x);
+    int q16 = ie_tensor_is_q16(s->model, &s->cfg, b.x);
     int32_t ex = centring_e(s, &b);
     /* sum(dy) and sum(dy (x - mu)) per channel, exact */
     for (size_t c = 0; c < b.c; c++) sums[c] = sums[b.c + c] = 0;
@@ -197,10 +197,10 @@ static void bn_backward(ie_session *s, uint32_t node) {
         for (size_t c = 0; c < b.c; c++) {
             size_t base = (o * b.c + c) * b.inner;
             int64_t sdy = 0, sdyx = 0; /* sum(dy (x 2^16 - mu)) = 2^16 sum(dy x) - mu sum(dy); int16: 2^8 */
-            if (wide) ie_sums_s16(ie_q16(x) + base, y->g + base, b.inner, &sdy, &sdyx);
+            if (q16) ie_sums_s16(ie_q16(x) + base, y->g + base, b.inner, &sdy, &sdyx);
             else ie_sums_s8(y->g + base, x->q + base, b.inner, &sdy, &sdyx);
             sums[c] += sdy;
-            sums[b.c + c] += sdyx * (wide ? 256 : 65536) - mean[c] * sdy;
+            sums[b.c + c] += sdyx * (q16 ? 256 : 65536) - mean[c] * sdy;
         }
     ie_dyadic recip = ie_dy_recip(count);
     ie_dyadic *dgamma = R; /* reused below, after the gamma gradient is out */
@@ -219,8 +219,8 @@ static void bn_backward(ie_session *s, uint32_t node) {
             R[c] = ie_dy_neg(ie_dy_mul(ie_dy_mul(p_over_m, invstd[c]), dgamma[c]));
         }
         uint64_t t0 = ie_prof_start(s->ex.prof);
-        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, NULL, wide ? NULL : x->q,
-                                     wide ? ie_q16(x) : NULL, ex, mean, P, R, Q, sc[S_COEF],
+        x->ge = ie_channel_affine_s8(s->ex.pool, n, b.c, b.inner, y->g, y->ge, NULL, q16 ? NULL : x->q,
+                                     q16 ? ie_q16(x) : NULL, ex, mean, P, R, Q, sc[S_COEF],
                                      ie_session_rounder(s, ie_node_stream(node, R_DX)), x->g);
         ie_prof_add(s->ex.prof, IE_PROF_ROUND, t0);
     }
@@ -238,8 +238,8 @@ void ie_bn_relu_backward(const ie_session *s, uint32_t node, const int8_t *relu_
     bn_shape b = shape_of(s->model, &s->model->nodes[node]);
     void *const *sc = s->nodes[node].scratch;
     const ie_value *x = &s->values[b.x];
-    int wide = ie_tensor_wide(s->model, &s->cfg, b.x);
-    ie_channel_affine_relu_bwd(s->n, b.c, b.inner, wide ? NULL : x->q, wide ? ie_q16(x) : NULL, sc[S_MEAN], sc[S_COEF],
+    int q16 = ie_tensor_is_q16(s->model, &s->cfg, b.x);
+    ie_channel_affine_relu_bwd(s->n, b.c, b.inner, q16 ? NULL : x->q, q16 ? ie_q16(x) : NULL, sc[S_MEAN], sc[S_COEF],
                                relu_y, dy, dx);
 }
 

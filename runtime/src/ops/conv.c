@@ -568,7 +568,7 @@ static void fwd_chunk(const conv_job *j, const ie_exec *ex, size_t s0, size_t c,
 }
 
 /* scratch: ie_conv_scratch(g, n, IE_PROF_FWD) bytes per thread of rt's pool. y16 instead of y:
- * the output is int16 (a wide tensor, read by a BatchNormalization). */
+ * the output is int16 (int16, read by a BatchNormalization). */
 int32_t ie_conv_fwd(const ie_exec *rt, const ie_conv_geom *g, size_t n, const int8_t *x, int32_t ex,
                     const int8_t *w8, int32_t ew, const int32_t *bias, int32_t eb, int8_t *scratch, int32_t *acc,
                     int64_t *bias_al, const ie_rounder r[3], int8_t *y, int16_t *y16) {
@@ -877,10 +877,10 @@ static void conv_forward(ie_session *s, uint32_t node) {
     ie_conv_node c = conv_open(s, node);
     ie_rounder r[3];
     ie_conv_fwd_start(s, node, &c, r);
-    int wide = ie_tensor_wide(s->model, &s->cfg, s->model->nodes[node].out[0]);
+    int q16 = ie_tensor_is_q16(s->model, &s->cfg, s->model->nodes[node].out[0]);
     c.y->e = ie_conv_fwd(&s->ex, &c.g, s->n, c.x->q, c.x->e, c.pw->w8, c.pw->e8, c.pb ? c.pb->w : NULL,
                          c.pb ? c.pb->we : 0, c.sc[S_COL], c.sc[S_ACC], c.sc[S_BIAS], r,
-                         wide ? NULL : c.y->q, wide ? ie_q16(c.y) : NULL);
+                         q16 ? NULL : c.y->q, q16 ? ie_q16(c.y) : NULL);
 }
 
 static void conv_backward(ie_session *s, uint32_t node) {

@@ -12,7 +12,7 @@
  * int32 bias master (exponent eb) joins at the accumulator's exponent e_acc in int64; if that
  * needs more than 31 bits of left shift, the accumulator moves up instead (rounded by r[0]).
  * r[1] rounds the bias, r[2] the output. bias may be NULL. With y16 (y NULL) the output is int16
- * (a wide tensor). Returns y's exponent. */
+ * (ie_tensor_is_q16). Returns y's exponent. */
 int32_t ie_requant_bias(const ie_exec *rt, int32_t *acc, size_t total, int32_t e_acc, size_t inner,
                         size_t channels, const int32_t *bias, int32_t eb, int64_t *bias_al, const ie_rounder r[3],
                         int8_t *y, int16_t *y16);

@@ -14,7 +14,7 @@ typedef struct requant_job {
     int sh;
     ie_rounder r;
     int8_t *y;
-    int16_t *y16; /* instead of y: int16 out (a wide tensor) */
+    int16_t *y16; /* instead of y: int16 out (ie_tensor_is_q16) */
     uint64_t max[IE_MAX_THREADS];
 } requant_job;
 
