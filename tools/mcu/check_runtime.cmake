@@ -26,12 +26,12 @@ message("runtime library: text+rodata ${CMAKE_MATCH_1} B, data ${CMAKE_MATCH_2} 
 # Budgets in bytes: the sizes docs/mcu.md states (-Os, GCC 12.2) plus about 3.5%, so that growth
 # shows up here before it reaches the docs' figures; a change that grows the code past one
 # updates both.
-set(code_budget_cortex-m0 92400)   # 89.3 KB
-set(code_budget_cortex-m3 91800)   # 88.7 KB
-set(code_budget_cortex-m4 93500)   # 90.3 KB
-set(code_budget_cortex-m7 93400)   # 90.3 KB
-set(code_budget_cortex-m33 93200)  # 90.1 KB
-set(code_budget_riscv32 109200)    # 105.5 KB
+set(code_budget_cortex-m0 95900)   # 92.7 KB
+set(code_budget_cortex-m3 95100)   # 91.9 KB
+set(code_budget_cortex-m4 96700)   # 93.4 KB
+set(code_budget_cortex-m7 96700)   # 93.4 KB
+set(code_budget_cortex-m33 96600)  # 93.3 KB
+set(code_budget_riscv32 113300)    # 109.4 KB
 if(NOT DEFINED code_budget_${TARGET})
   message(FATAL_ERROR "no code budget for target '${TARGET}' (pass -DTARGET=<one of tools/mcu/check_runtime.cmake's>)")
 endif()
