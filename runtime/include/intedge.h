@@ -227,8 +227,8 @@ IE_API ie_status ie_model_memory_size(const void *data, size_t size, size_t *byt
 IE_API ie_status ie_model_load_into(const void *data, size_t size, void *mem, size_t mem_size,
                                     ie_model **out);
 IE_API void ie_model_free(ie_model *model);
-/* A session's master weights are its own copy of the model's float weights: once sessions are
- * created, the float bytes of every parameter but the constants ops read while they run
+/* A session's master weights are its own copy of the model's weights (IEEE-754 bits): once sessions are
+ * created, the weight bytes of every parameter but the constants ops read while they run
  * (parameters the .iem flags as state, e.g. constant token ids) are needed only to create
  * another session. After this call the caller may free or overwrite those bytes (a host gives
  * their pages back; 43 MB for ResNet-18); ie_session_create then refuses this model. */

@@ -109,7 +109,7 @@ struct ie_model {
     uint32_t plan_used; /* buffers the last plan placed in plan_scratch (ie_test_plan reads them) */
     uint32_t crc; /* the file's CRC: ties saved training state to this model */
     int owns_memory; /* loaded with ie_model_load: the handle came from ie_port_calloc */
-    int weights_released; /* ie_model_release_weights: the trained parameters' float bytes are gone */
+    int weights_released; /* ie_model_release_weights: the trained parameters' weight bytes (IEEE bits) are gone */
     char errmsg[IE_ERRMSG_LEN];
 };
 

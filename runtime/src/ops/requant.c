@@ -32,45 +32,49 @@ static void round_part(void *p, uint32_t part, uint32_t parts) {
     j->k->requant_s32_bias_s8(j->acc, b, e, j->bias, j->inner, j->channels, j->sh, j->r.key, j->r.nearest, j->y);
 }
 
+/* Elements [b, e) of acc + bias[channel] shifted right by sh with their SR draws and clamped to
+ * +-lim, into y16 or y32 (y32 may be acc itself: each element is read before it is written). The
+ * scalar form for outputs wider than int8, in runs of one channel's bias; the common shift
+ * branch-free (ie_srshift_apply, equal to ie_shift_round with ie_draw's draw). */
+static void round_wide(const requant_job *j, size_t b, size_t e, int sh, int64_t lim, int16_t *y16, int32_t *y32) {
+    int common = !j->r.nearest && sh >= 0 && sh <= 62;
+    ie_srshift sp = ie_srshift_make(common ? sh : 0);
+    for (size_t base = b, stop; base < e; base = stop) {
+        size_t blk = base / j->inner;
+        stop = (blk + 1) * j->inner < e ? (blk + 1) * j->inner : e;
+        int64_t bias = j->bias ? j->bias[blk % j->channels] : 0;
+        for (size_t i = base; i < stop; i++) {
+            int64_t v = (int64_t)j->acc[i] + bias, q;
+            if (common)
+                q = ie_srshift_apply(v, sp, ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ j->r.key));
+            else
+                q = ie_shift_round(v, sh, ie_draw(j->r, (uint32_t)i));
+            q = ie_clamp64(q, lim);
+            if (y16)
+                y16[i] = (int16_t)q;
+            else
+                y32[i] = (int32_t)q;
+        }
+    }
+}
+
 /* Evaluation's wide output (ie_wide_capture): the same sums rounded to IE_WIDE_BITS bits, by
  * the same draws, over the accumulator (evaluation has no backward to keep it for). One scalar
  * pass, on the output's node alone. */
 static void capture_wide(const requant_job *j, uint64_t max, ie_wide_capture *w) {
     int sh = ie_requant_shift(max, IE_WIDE_BITS);
-    int64_t lim = ((int64_t)1 << IE_WIDE_BITS) - 1;
-    for (size_t i = 0; i < j->total; i++) {
-        int64_t v = (int64_t)j->acc[i] + (j->bias ? j->bias[(i / j->inner) % j->channels] : 0);
-        j->acc[i] = (int32_t)ie_clamp64(ie_shift_round(v, sh, ie_draw(j->r, (uint32_t)i)), lim);
-    }
+    round_wide(j, 0, j->total, sh, ((int64_t)1 << IE_WIDE_BITS) - 1, NULL, j->acc);
     w->q = j->acc;
     w->delta = sh - j->sh;
     w->hit = 1;
 }
 
-/* round_part to int16: one scalar loop for every tier (a Conv's output before a BatchNorm), in
- * runs of one channel's bias; the common shift branch-free (ie_srshift_apply, equal to
- * ie_shift_round with ie_draw's draw). */
+/* round_part to int16 (a Conv's output before a BatchNorm at bn_input_bits 16), every tier */
 static void round16_part(void *p, uint32_t part, uint32_t parts) {
     const requant_job *j = p;
     size_t b, e;
     ie_part_range(j->total, part, parts, &b, &e);
-    int common = !j->r.nearest && j->sh >= 0 && j->sh <= 62;
-    ie_srshift sp = ie_srshift_make(common ? j->sh : 0);
-    for (size_t base = b, stop; base < e; base = stop) {
-        size_t blk = base / j->inner;
-        stop = (blk + 1) * j->inner < e ? (blk + 1) * j->inner : e;
-        int64_t bias = j->bias ? j->bias[blk % j->channels] : 0;
-        if (common)
-            for (size_t i = base; i < stop; i++) {
-                uint32_t draw = ie_hash32(((uint32_t)i * 0x9E3779B9U) ^ j->r.key);
-                int64_t q = ie_srshift_apply((int64_t)j->acc[i] + bias, sp, draw);
-                j->y16[i] = (int16_t)(q > 32767 ? 32767 : (q < -32767 ? -32767 : q));
-            }
-        else
-            for (size_t i = base; i < stop; i++)
-                j->y16[i] = (int16_t)ie_clamp64(ie_shift_round((int64_t)j->acc[i] + bias, j->sh,
-                                                               ie_draw(j->r, (uint32_t)i)), 32767);
-    }
+    round_wide(j, b, e, j->sh, 32767, j->y16, NULL);
 }
 
 /* y (or y16) = requant(acc + bias[channel]); returns the shift. */
