@@ -184,10 +184,17 @@ class ReleasableBlob:
                 self._map.madvise(mmap.MADV_DONTNEED, start, stop - start)
 
 
+def _tables(blob):
+    """(tensor count, node count, tensor table offset, node table offset) from an .iem header:
+    serialize's six counts and offsets after the magic, version, header size, end and CRC."""
+    n_tensors, n_nodes, _, _, tensor_table, node_table = struct.unpack_from("<IIIIII", blob, 16)
+    return n_tensors, n_nodes, tensor_table, node_table
+
+
 def weight_spans(blob):
     """(offset, length) of the float data of every parameter a session copies into its masters:
     all but the state ones, which ops may read while they run (constant token ids)."""
-    n_tensors, table = struct.unpack_from("<I", blob, 16)[0], struct.unpack_from("<I", blob, 32)[0]
+    n_tensors, _, table, _ = _tables(blob)
     spans = []
     for i in range(n_tensors):
         rec = table + i * TENSOR_SIZE
@@ -200,5 +207,5 @@ def weight_spans(blob):
 
 def op_codes(blob):
     """The op codes the nodes of an .iem buffer (written by serialize) use."""
-    n_nodes, node_table = struct.unpack_from("<I", blob, 20)[0], struct.unpack_from("<I", blob, 36)[0]
+    _, n_nodes, _, node_table = _tables(blob)
     return {struct.unpack_from("<H", blob, node_table + i * NODE_SIZE)[0] for i in range(n_nodes)}
